@@ -1,0 +1,125 @@
+// CKernel: the few things Swift cannot do itself.
+// - wrappers for variadic libc entry points (ptrace, ioctl, prctl, syscall, fcntl, open)
+// - wait-status macros, which Swift does not import
+// - kernel ABI definitions newer than this machine's headers (PAGEMAP_SCAN, uffd feature bits)
+// Keep it small: anything that can be written in Swift lives in Engine.
+#ifndef CKERNEL_H
+#define CKERNEL_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/user.h>
+#include <sys/uio.h>
+#include <signal.h>
+#include <linux/ptrace.h>
+
+long ck_ptrace(long request, pid_t pid, void *addr, void *data);
+long ck_syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
+int ck_ioctl(int fd, unsigned long request, void *arg);
+int ck_ioctl_long(int fd, unsigned long request, unsigned long arg);
+int ck_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, unsigned long a5);
+int ck_fcntl_int(int fd, int cmd, int arg);
+int ck_open(const char *path, int flags, unsigned int mode);
+int ck_errno(void);
+
+// wait(2) status decoding
+int ck_wifexited(int status);
+int ck_wexitstatus(int status);
+int ck_wifsignaled(int status);
+int ck_wtermsig(int status);
+int ck_wifstopped(int status);
+int ck_wstopsig(int status);
+// PTRACE_EVENT_* carried in the high byte of a stop status
+int ck_wptrace_event(int status);
+
+// ---- ptrace requests and notes that older headers may lack ----
+#ifndef PTRACE_GET_RSEQ_CONFIGURATION
+#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
+struct ptrace_rseq_configuration {
+    uint64_t rseq_abi_pointer;
+    uint32_t rseq_abi_size;
+    uint32_t signature;
+    uint32_t flags;
+    uint32_t pad;
+};
+#endif
+#define CK_NT_PRSTATUS 1
+#define CK_NT_PRFPREG 2
+#define CK_NT_X86_XSTATE 0x202
+
+// ---- PAGEMAP_SCAN (Linux 6.7) ----
+#define CK_PAGE_IS_WPALLOWED (1ULL << 0)
+#define CK_PAGE_IS_WRITTEN   (1ULL << 1)
+#define CK_PAGE_IS_FILE      (1ULL << 2)
+#define CK_PAGE_IS_PRESENT   (1ULL << 3)
+#define CK_PAGE_IS_SWAPPED   (1ULL << 4)
+#define CK_PAGE_IS_PFNZERO   (1ULL << 5)
+#define CK_PAGE_IS_HUGE      (1ULL << 6)
+#define CK_PAGE_IS_SOFT_DIRTY (1ULL << 7)
+#define CK_PM_SCAN_WP_MATCHING   (1ULL << 0)
+#define CK_PM_SCAN_CHECK_WPASYNC (1ULL << 1)
+
+struct ck_page_region {
+    uint64_t start;
+    uint64_t end;
+    uint64_t categories;
+};
+
+struct ck_pm_scan_arg {
+    uint64_t size;
+    uint64_t flags;
+    uint64_t start;
+    uint64_t end;
+    uint64_t walk_end;
+    uint64_t vec;
+    uint64_t vec_len;
+    uint64_t max_pages;
+    uint64_t category_inverted;
+    uint64_t category_mask;
+    uint64_t category_anyof_mask;
+    uint64_t return_mask;
+};
+// _IOWR('f', 16, struct pm_scan_arg)
+#define CK_PAGEMAP_SCAN 0xc0606610UL
+
+// ---- userfaultfd ----
+#define CK_UFFD_API 0xAAULL
+#define CK_UFFD_FEATURE_WP_UNPOPULATED (1ULL << 13)
+#define CK_UFFD_FEATURE_POISON         (1ULL << 14)
+#define CK_UFFD_FEATURE_WP_ASYNC       (1ULL << 15)
+#define CK_UFFD_FEATURE_MOVE           (1ULL << 16)
+#define CK_UFFD_USER_MODE_ONLY 1
+struct ck_uffdio_api { uint64_t api; uint64_t features; uint64_t ioctls; };
+struct ck_uffdio_range { uint64_t start; uint64_t len; };
+struct ck_uffdio_register { struct ck_uffdio_range range; uint64_t mode; uint64_t ioctls; };
+struct ck_uffdio_writeprotect { struct ck_uffdio_range range; uint64_t mode; };
+struct ck_uffdio_copy { uint64_t dst; uint64_t src; uint64_t len; uint64_t mode; int64_t copy; };
+#define CK_UFFDIO_REGISTER_MODE_MISSING 1ULL
+#define CK_UFFDIO_REGISTER_MODE_WP      2ULL
+#define CK_UFFDIO_REGISTER_MODE_MINOR   4ULL
+#define CK_UFFDIO_API        0xc018aa3fUL
+#define CK_UFFDIO_REGISTER   0xc020aa00UL
+#define CK_UFFDIO_UNREGISTER 0x8010aa01UL
+#define CK_UFFDIO_WRITEPROTECT 0xc018aa06UL
+#define CK_UFFDIO_COPY       0xc028aa03UL
+
+// ---- clone3 ----
+struct ck_clone_args {
+    uint64_t flags;
+    uint64_t pidfd;
+    uint64_t child_tid;
+    uint64_t parent_tid;
+    uint64_t exit_signal;
+    uint64_t stack;
+    uint64_t stack_size;
+    uint64_t tls;
+    uint64_t set_tid;
+    uint64_t set_tid_size;
+    uint64_t cgroup;
+};
+
+// Fork a child with clone3(set_tid = {pid}) whose only job is to stop itself (SIGSTOP)
+// and wait to be seized; it runs no Swift. Returns the pid, or -errno.
+pid_t ck_clone3_stopped_child(pid_t want_pid, uint64_t flags);
+
+#endif
