@@ -28,7 +28,6 @@ let workloadTargets: [Target] = workloadNames.map { name in
 
 let package = Package(
     name: "cryo",
-    platforms: [],
     products: [
         .executable(name: "cryo", targets: ["cryo"]),
         .executable(name: "zdtm", targets: ["zdtm"]),

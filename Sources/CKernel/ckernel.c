@@ -7,6 +7,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sched.h>
 #include <unistd.h>
 
 long ck_ptrace(long request, pid_t pid, void *addr, void *data) {
@@ -49,4 +50,16 @@ pid_t ck_clone3_stopped_child(pid_t want_pid, uint64_t flags) {
         for (;;) syscall(SYS_pause);
     }
     return (pid_t)r;
+}
+
+int ck_try_unshare(int flags) {
+    pid_t p = fork();
+    if (p < 0) return -errno;
+    if (p == 0) {
+        if (unshare(flags) < 0) _exit(errno & 0xff);
+        _exit(0);
+    }
+    int st = 0;
+    if (waitpid(p, &st, 0) < 0) return -errno;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 255;
 }

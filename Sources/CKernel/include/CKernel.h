@@ -11,7 +11,6 @@
 #include <sys/user.h>
 #include <sys/uio.h>
 #include <signal.h>
-#include <linux/ptrace.h>
 
 long ck_ptrace(long request, pid_t pid, void *addr, void *data);
 long ck_syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
@@ -33,16 +32,18 @@ int ck_wstopsig(int status);
 int ck_wptrace_event(int status);
 
 // ---- ptrace requests and notes that older headers may lack ----
-#ifndef PTRACE_GET_RSEQ_CONFIGURATION
-#define PTRACE_GET_RSEQ_CONFIGURATION 0x420f
-struct ptrace_rseq_configuration {
+struct ck_rseq_configuration {
     uint64_t rseq_abi_pointer;
     uint32_t rseq_abi_size;
     uint32_t signature;
     uint32_t flags;
     uint32_t pad;
 };
-#endif
+struct ck_peeksiginfo_args {
+    uint64_t off;
+    uint32_t flags;
+    int32_t nr;
+};
 #define CK_NT_PRSTATUS 1
 #define CK_NT_PRFPREG 2
 #define CK_NT_X86_XSTATE 0x202
@@ -121,5 +122,9 @@ struct ck_clone_args {
 // Fork a child with clone3(set_tid = {pid}) whose only job is to stop itself (SIGSTOP)
 // and wait to be seized; it runs no Swift. Returns the pid, or -errno.
 pid_t ck_clone3_stopped_child(pid_t want_pid, uint64_t flags);
+
+// Fork a child that calls unshare(flags) and exits with 0 or the errno. Returns the
+// child's exit code, or -errno if the fork failed. Used by `cryo check`.
+int ck_try_unshare(int flags);
 
 #endif
