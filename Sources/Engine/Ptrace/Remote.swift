@@ -1,0 +1,145 @@
+import CKernel
+import Glibc
+import Logging
+
+public enum RemoteError: Error, CustomStringConvertible {
+    case noSyscallInstruction(tid: Int32)
+    case syscallFailed(tid: Int32, call: String, errno: Int32)
+    case unexpectedStop(tid: Int32, status: WaitStatus, call: String)
+    case didNotExecute(tid: Int32, call: String, rip: UInt64)
+
+    public var description: String {
+        switch self {
+        case .noSyscallInstruction(let t): return "tid \(t): no syscall instruction found to inject through"
+        case .syscallFailed(let t, let c, let e): return "tid \(t): injected \(c) failed: \(String(cString: strerror(e))) (errno \(e))"
+        case .unexpectedStop(let t, let s, let c): return "tid \(t): unexpected \(s) while injecting \(c)"
+        case .didNotExecute(let t, let c, let rip): return "tid \(t): injected \(c) did not complete (rip 0x\(String(rip, radix: 16)))"
+        }
+    }
+}
+
+/// Runs system calls inside a ptrace-stopped task, without a parasite blob: point rip at a
+/// `syscall` instruction, load the arguments, single-step, read rax. The task's registers and
+/// signal mask are put back exactly as they were by `finish()` (and after every call), so a
+/// syscall it was stopped in still restarts. The one place in cryo that injects syscalls.
+public final class Remote {
+    public let tid: Int32
+    public let savedRegs: user_regs_struct
+    let savedMask: UInt64
+    let syscallIP: UInt64
+    /// Bytes we overwrote with a `syscall` instruction when no existing one was found.
+    private var patched: (addr: UInt64, word: UInt64)?
+    private var scratchPage: (addr: UInt64, size: Int)?
+    private var finished = false
+    private let log = Logger(label: "remote")
+
+    /// `tid` must be in a ptrace stop (seized and interrupted). `maps` are the task's mappings,
+    /// used to find a `syscall` instruction in the vDSO.
+    public init(tid: Int32, maps: [ProcMapping]) throws {
+        self.tid = tid
+        self.savedRegs = try Ptrace.getRegs(tid)
+        self.savedMask = try Ptrace.getSigmask(tid)
+        if let ip = Remote.findSyscallInstruction(tid: tid, maps: maps) {
+            syscallIP = ip
+        } else {
+            // Write one at the current rip and put the word back in finish().
+            let addr = savedRegs.rip
+            let word = try Ptrace.peek(tid, addr)
+            try Ptrace.poke(tid, addr, (word & ~0xffff) | 0x050f)
+            patched = (addr, word)
+            syscallIP = addr
+        }
+        // Nothing the task would do with a signal must run between our steps.
+        try Ptrace.setSigmask(tid, ~0)
+    }
+
+    static func findSyscallInstruction(tid: Int32, maps: [ProcMapping]) -> UInt64? {
+        guard let vdso = maps.first(where: { $0.path == "[vdso]" }) else { return nil }
+        let size = Int(vdso.size)
+        var buf = [UInt8](repeating: 0, count: size)
+        let n = (try? buf.withUnsafeMutableBytes { try Sys.processVmRead(pid: tid, local: $0.baseAddress!, remote: vdso.start, len: size) }) ?? 0
+        guard n > 1 else { return nil }
+        for i in 0..<(n - 1) where buf[i] == 0x0f && buf[i + 1] == 0x05 {
+            return vdso.start + UInt64(i)
+        }
+        return nil
+    }
+
+    /// The raw kernel result: >= 0, or -errno.
+    public func rawSyscall(_ nr: Int, _ args: [UInt64]) throws -> Int64 {
+        precondition(!finished, "Remote used after finish")
+        var regs = savedRegs
+        regs.rax = UInt64(nr)
+        regs.orig_rax = UInt64(bitPattern: -1)  // not in a syscall: no restart logic on resume
+        let a = args + Array(repeating: 0, count: max(0, 6 - args.count))
+        regs.rdi = a[0]; regs.rsi = a[1]; regs.rdx = a[2]
+        regs.r10 = a[3]; regs.r8 = a[4]; regs.r9 = a[5]
+        regs.rip = syscallIP
+        try Ptrace.setRegs(tid, regs)
+        defer { try? Ptrace.setRegs(tid, savedRegs) }
+        try Ptrace.singleStep(tid)
+        let name = SyscallNumber(rawValue: nr).map { "\($0)" } ?? "syscall \(nr)"
+        let st = try WaitStatus.wait(tid)
+        guard case .stopped(let sig, 0) = st, sig == SIGTRAP else {
+            throw RemoteError.unexpectedStop(tid: tid, status: st, call: name)
+        }
+        let after = try Ptrace.getRegs(tid)
+        guard after.rip == syscallIP + 2 else {
+            throw RemoteError.didNotExecute(tid: tid, call: name, rip: after.rip)
+        }
+        return Int64(bitPattern: after.rax)
+    }
+
+    /// Injects `nr` and throws if the kernel returned an error.
+    @discardableResult
+    public func syscall(_ nr: SyscallNumber, _ args: UInt64...) throws -> UInt64 {
+        let r = try rawSyscall(nr.rawValue, args)
+        if r < 0 && r >= -4095 { throw RemoteError.syscallFailed(tid: tid, call: "\(nr)", errno: Int32(-r)) }
+        return UInt64(bitPattern: r)
+    }
+
+    /// A private read-write page in the task for syscall arguments, mapped on first use and
+    /// unmapped by finish().
+    public func scratch(size: Int = 4096) throws -> UInt64 {
+        if let s = scratchPage, s.size >= size { return s.addr }
+        if let s = scratchPage { try syscall(.munmap, s.addr, UInt64(s.size)); scratchPage = nil }
+        let len = (size + 4095) & ~4095
+        let addr = try syscall(.mmap, 0, UInt64(len), UInt64(PROT_READ | PROT_WRITE),
+                               UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64(bitPattern: -1), 0)
+        scratchPage = (addr, len)
+        return addr
+    }
+
+    public func writeMemory(_ bytes: [UInt8], at addr: UInt64) throws {
+        _ = try bytes.withUnsafeBytes { try Sys.processVmWrite(pid: tid, local: $0.baseAddress!, remote: addr, len: $0.count) }
+    }
+
+    public func readMemory(at addr: UInt64, count: Int) throws -> [UInt8] {
+        var buf = [UInt8](repeating: 0, count: count)
+        _ = try buf.withUnsafeMutableBytes { try Sys.processVmRead(pid: tid, local: $0.baseAddress!, remote: addr, len: count) }
+        return buf
+    }
+
+    /// Undoes everything: unmaps the scratch page, restores patched text, registers and mask.
+    public func finish() throws {
+        guard !finished else { return }
+        var firstError: Error?
+        if let s = scratchPage {
+            do { try syscall(.munmap, s.addr, UInt64(s.size)) } catch { firstError = error }
+            scratchPage = nil
+        }
+        finished = true
+        if let p = patched {
+            do { try Ptrace.poke(tid, p.addr, p.word) } catch { firstError = firstError ?? error }
+        }
+        do { try Ptrace.setRegs(tid, savedRegs) } catch { firstError = firstError ?? error }
+        do { try Ptrace.setSigmask(tid, savedMask) } catch { firstError = firstError ?? error }
+        if let e = firstError { throw e }
+    }
+
+    deinit {
+        if !finished {
+            do { try finish() } catch { log.error("tid \(tid): could not restore task after injection: \(error)") }
+        }
+    }
+}
