@@ -1,1 +1,158 @@
+#define _GNU_SOURCE
 #include "zdtmtst.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+volatile sig_atomic_t zt_stop;
+int zt_argc;
+char **zt_argv;
+
+static const char *pidfile, *outfile;
+static int ready_fd = -1;
+static char first_failure[1024];
+static int failures;
+static int daemonized;
+
+static void on_term(int sig) { (void)sig; zt_stop = 1; }
+
+static void write_out(const char *line) {
+    int fd = open(outfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return;
+    dprintf(fd, "%s\n", line);
+    close(fd);
+}
+
+void test_msg(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    fflush(stdout);
+}
+
+void fail(const char *fmt, ...) {
+    char buf[900];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    test_msg("FAIL: %s", buf);
+    if (failures++ == 0) snprintf(first_failure, sizeof(first_failure), "FAIL: %s", buf);
+    if (!daemonized) {
+        // Set-up failed: report it and let the parent exit non-zero.
+        write_out(first_failure);
+        exit(1);
+    }
+}
+
+int test_failed(void) { return failures; }
+
+int test_report(void) {
+    if (failures) { write_out(first_failure); return 1; }
+    write_out("PASS");
+    return 0;
+}
+
+static void usage(const char *prog) {
+    fprintf(stderr, "usage: %s --pidfile=FILE --outfile=FILE [args]\n", prog);
+    exit(2);
+}
+
+void test_init(int argc, char **argv) {
+    zt_argv = calloc(argc + 1, sizeof(char *));
+    zt_argv[zt_argc++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        if (!strncmp(argv[i], "--pidfile=", 10)) pidfile = argv[i] + 10;
+        else if (!strncmp(argv[i], "--outfile=", 10)) outfile = argv[i] + 10;
+        else zt_argv[zt_argc++] = argv[i];
+    }
+    if (!pidfile || !outfile || pidfile[0] != '/' || outfile[0] != '/') usage(argv[0]);
+
+    int p[2];
+    if (pipe2(p, O_CLOEXEC)) { perror("pipe"); exit(1); }
+    pid_t child = fork();
+    if (child < 0) { perror("fork"); exit(1); }
+    if (child > 0) {
+        // Parent: wait for "ready" (one byte) or for the child to give up.
+        close(p[1]);
+        char c;
+        ssize_t n = read(p[0], &c, 1);
+        if (n == 1) exit(0);
+        int st;
+        waitpid(child, &st, 0);
+        exit(1);
+    }
+    close(p[0]);
+    ready_fd = p[1];
+    setsid();
+    int null = open("/dev/null", O_RDONLY);
+    dup2(null, 0);
+    if (null > 0) close(null);
+    char log[4096];
+    snprintf(log, sizeof(log), "%s.log", outfile);
+    int lfd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (lfd >= 0) { dup2(lfd, 1); dup2(lfd, 2); if (lfd > 2) close(lfd); }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    struct sigaction sa = { .sa_handler = on_term };
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGTERM);
+    sigprocmask(SIG_UNBLOCK, &s, NULL);
+}
+
+void test_daemon(void) {
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", pidfile);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) fail("cannot create %s: %m", tmp);
+    dprintf(fd, "%d\n", getpid());
+    close(fd);
+    if (rename(tmp, pidfile)) fail("cannot rename %s: %m", tmp);
+    daemonized = 1;
+    if (write(ready_fd, "R", 1) != 1) test_msg("parent gone before ready");
+    close(ready_fd);
+    ready_fd = -1;
+}
+
+void test_waitsig(void) {
+    sigset_t s;
+    sigprocmask(SIG_BLOCK, NULL, &s);
+    sigdelset(&s, SIGTERM);
+    while (!zt_stop) sigsuspend(&s);
+}
+
+uint64_t pattern_word(uint64_t seed, uint64_t i) {
+    uint64_t x = seed * 0x9e3779b97f4a7c15ULL + i * 0xbf58476d1ce4e5b9ULL + 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 29;
+    return x;
+}
+
+void datagen(void *buf, size_t len, uint64_t seed) {
+    uint64_t *w = buf;
+    size_t n = len / 8;
+    for (size_t i = 0; i < n; i++) w[i] = pattern_word(seed, i);
+    for (size_t i = n * 8; i < len; i++) ((uint8_t *)buf)[i] = (uint8_t)pattern_word(seed, i);
+}
+
+long datachk(const void *buf, size_t len, uint64_t seed) {
+    const uint64_t *w = buf;
+    size_t n = len / 8;
+    for (size_t i = 0; i < n; i++)
+        if (w[i] != pattern_word(seed, i)) return (long)(i * 8);
+    for (size_t i = n * 8; i < len; i++)
+        if (((const uint8_t *)buf)[i] != (uint8_t)pattern_word(seed, i)) return (long)i;
+    return -1;
+}

@@ -1,1 +1,36 @@
-#pragma once
+// The zdtm protocol, as every workload speaks it:
+//   PROGRAM --pidfile=P --outfile=O [args]
+// The program forks; the child (the daemon) sets up its state, writes its pid to P and
+// releases the parent, which exits 0. On SIGTERM the daemon checks its state and writes
+// "PASS" or "FAIL: reason" to O.
+#ifndef ZDTMTST_H
+#define ZDTMTST_H
+#include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
+
+extern volatile sig_atomic_t zt_stop;
+extern int zt_argc;       // arguments after the protocol options
+extern char **zt_argv;
+
+// Parse options, daemonize. Returns in the daemon, with SIGTERM handled.
+void test_init(int argc, char **argv);
+// Set-up done: write the pidfile and let the parent exit.
+void test_daemon(void);
+// Wait (in sigsuspend) until SIGTERM arrives.
+void test_waitsig(void);
+static inline int test_stopped(void) { return zt_stop; }
+
+void test_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Record a failure (the first is reported). Before test_daemon() it aborts set-up.
+void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int test_failed(void);
+// Write O and return the exit code (0 on PASS).
+int test_report(void);
+
+// Deterministic patterns: fill and verify. verify returns the first bad byte offset or -1.
+void datagen(void *buf, size_t len, uint64_t seed);
+long datachk(const void *buf, size_t len, uint64_t seed);
+uint64_t pattern_word(uint64_t seed, uint64_t index);
+
+#endif
