@@ -65,13 +65,23 @@ let package = Package(
             ],
             path: "Sources/cryo"
         ),
+        .target(
+            name: "ZDTMCore",
+            dependencies: [
+                "Engine",
+                "CKernel",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            path: "Sources/ZDTMCore"
+        ),
         .executableTarget(
             name: "zdtm",
             dependencies: [
+                "ZDTMCore",
                 "Engine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Yams", package: "Yams"),
             ],
             path: "Sources/ZDTM"
         ),
@@ -88,7 +98,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SmokeTests",
-            dependencies: ["Engine"],
+            dependencies: ["Engine", "ZDTMCore"],
             path: "Tests/SmokeTests"
         ),
     ] + workloadTargets

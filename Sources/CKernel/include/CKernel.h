@@ -11,6 +11,7 @@
 #include <sys/user.h>
 #include <sys/uio.h>
 #include <signal.h>
+#include <spawn.h>
 
 long ck_ptrace(long request, pid_t pid, void *addr, void *data);
 long ck_syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
@@ -20,6 +21,8 @@ int ck_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, u
 int ck_fcntl_int(int fd, int cmd, int arg);
 int ck_open(const char *path, int flags, unsigned int mode);
 int ck_errno(void);
+// posix_spawn_file_actions_addchdir_np is a GNU extension Swift does not see.
+int ck_spawn_addchdir(posix_spawn_file_actions_t *fa, const char *path);
 
 // wait(2) status decoding
 int ck_wifexited(int status);
