@@ -12,6 +12,8 @@
 #include <sys/uio.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 
 long ck_ptrace(long request, pid_t pid, void *addr, void *data);
 long ck_syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long a6);

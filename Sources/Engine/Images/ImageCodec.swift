@@ -20,6 +20,7 @@ public enum ImageCodec {
     }
 
     public static func appendEntry<M: SwiftProtobuf.Message>(_ out: inout [UInt8], _ msg: M) throws {
+        guard msg.isInitialized else { throw ImageError.incompleteEntry(message: M.protoMessageName) }
         let bytes: [UInt8] = try msg.serializedBytes()
         appendU32(&out, UInt32(bytes.count))
         out.append(contentsOf: bytes)

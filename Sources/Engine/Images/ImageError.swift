@@ -9,6 +9,8 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
     case missingRequired(file: String, offset: Int, message: String)
     case inconsistent(file: String, offset: Int, reason: String)
     case chain(dir: String, reason: String)
+    /// A bug in cryo: an entry about to be written lacks a required field.
+    case incompleteEntry(message: String)
 
     public var description: String {
         switch self {
@@ -22,6 +24,7 @@ public enum ImageError: Error, CustomStringConvertible, Equatable {
         case .missingRequired(let f, let o, let m): return "\(f): entry at offset \(o) (\(m)) lacks a required field"
         case .inconsistent(let f, let o, let r): return "\(f): inconsistent at offset \(o): \(r)"
         case .chain(let d, let r): return "\(d): bad parent chain: \(r)"
+        case .incompleteEntry(let m): return "cannot write \(m): a required field is not set"
         }
     }
 }

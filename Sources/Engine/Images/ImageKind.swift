@@ -10,15 +10,15 @@ public enum ImageKind: String, CaseIterable, Sendable {
         switch self {
         case .inventory: return 0x5831_3116
         case .pstree: return 0x5027_3030
-        case .core: return 0x5504_2447
-        case .ids: return 0x5442_1030
-        case .mm: return 0x5749_7520
-        case .pagemap: return 0x5608_7125
+        case .core: return 0x5505_3847
+        case .ids: return 0x5443_2030
+        case .mm: return 0x5749_2820
+        case .pagemap: return 0x5608_4025
         case .pages: return nil
-        case .files: return 0x5631_4538
-        case .fdinfo: return 0x5621_2832
-        case .fs: return 0x5140_3112
-        case .sigacts: return 0x5534_3401
+        case .files: return 0x5630_3138
+        case .fdinfo: return 0x5621_3732
+        case .fs: return 0x5140_3912
+        case .sigacts: return 0x5534_4201
         }
     }
 
