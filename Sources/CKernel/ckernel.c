@@ -48,8 +48,8 @@ pid_t ck_clone3_stopped_child(pid_t want_pid, uint64_t flags) {
     long r = syscall(SYS_clone3, &args, sizeof(args));
     if (r < 0) return -errno;
     if (r == 0) {
-        // Child: raw syscalls only, no libc state that a Swift parent may hold locked.
-        syscall(SYS_kill, syscall(SYS_getpid), SIGSTOP);
+        // Child: raw syscalls only, no libc state that a Swift parent may hold locked. It
+        // waits in pause() to be seized; no signal of its own, which would race the tracer.
         for (;;) syscall(SYS_pause);
     }
     return (pid_t)r;

@@ -124,8 +124,8 @@ struct ck_clone_args {
     uint64_t cgroup;
 };
 
-// Fork a child with clone3(set_tid = {pid}) whose only job is to stop itself (SIGSTOP)
-// and wait to be seized; it runs no Swift. Returns the pid, or -errno.
+// Fork a child with clone3(set_tid = {pid}) (want_pid 0: any pid) that only loops in
+// pause() until it is seized; it runs no Swift. Returns the pid, or -errno.
 pid_t ck_clone3_stopped_child(pid_t want_pid, uint64_t flags);
 
 // Fork a child that calls unshare(flags) and exits with 0 or the errno. Returns the

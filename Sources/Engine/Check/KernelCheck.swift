@@ -61,8 +61,6 @@ public enum KernelCheck {
     static func probePtraceSeize(_ child: pid_t) -> FeatureResult {
         let name = "ptrace seize/interrupt"
         guard child > 0 else { return FeatureResult(name: name, available: false, required: true, detail: "cannot start a probe child: \(errText(-child))") }
-        var st: Int32 = 0
-        waitpid(child, &st, WUNTRACED)  // it stops itself
         do {
             try Ptrace.seize(child, options: [])
             try Ptrace.interrupt(child)

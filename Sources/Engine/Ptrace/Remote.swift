@@ -26,7 +26,7 @@ public final class Remote {
     public let tid: Int32
     public let savedRegs: user_regs_struct
     let savedMask: UInt64
-    let syscallIP: UInt64
+    private(set) var syscallIP: UInt64
     /// Bytes we overwrote with a `syscall` instruction when no existing one was found.
     private var patched: (addr: UInt64, word: UInt64)?
     private var scratchPage: (addr: UInt64, size: Int)?
@@ -118,6 +118,34 @@ public final class Remote {
         var buf = [UInt8](repeating: 0, count: count)
         _ = try buf.withUnsafeMutableBytes { try Sys.processVmRead(pid: tid, local: $0.baseAddress!, remote: addr, len: count) }
         return buf
+    }
+
+    /// The vDSO holding our syscall instruction was moved by `delta` bytes (restore does this).
+    public func relocate(by delta: Int64) {
+        syscallIP = UInt64(bitPattern: Int64(bitPattern: syscallIP) &+ delta)
+    }
+
+    /// Maps the scratch area at a fixed address (restore picks one the image leaves free).
+    public func scratch(at addr: UInt64, size: Int) throws -> UInt64 {
+        precondition(scratchPage == nil)
+        let len = (size + 4095) & ~4095
+        let got = try syscall(.mmap, addr, UInt64(len), UInt64(PROT_READ | PROT_WRITE),
+                              UInt64(MAP_PRIVATE | MAP_ANONYMOUS | 0x10_0000 /* MAP_FIXED_NOREPLACE */), UInt64(bitPattern: -1), 0)
+        scratchPage = (got, len)
+        return got
+    }
+
+    public func dropScratch() throws {
+        if let s = scratchPage { try syscall(.munmap, s.addr, UInt64(s.size)); scratchPage = nil }
+    }
+
+    /// Ends injection leaving the task with new registers and mask (a restored task's own),
+    /// instead of the ones it had when we took it.
+    public func finish(registers: user_regs_struct, sigmask: UInt64) throws {
+        try dropScratch()
+        finished = true
+        try Ptrace.setRegs(tid, registers)
+        try Ptrace.setSigmask(tid, sigmask)
     }
 
     /// Undoes everything: unmaps the scratch page, restores patched text, registers and mask.

@@ -8,15 +8,16 @@ public enum SyscallNumber: Int {
     case rtSigaction = 13, rtSigprocmask = 14, ioctl = 16, mremap = 25, madvise = 28
     case dup2 = 33, pause = 34, nanosleep = 35, getitimer = 36, setitimer = 38, getpid = 39
     case sendmsg = 46, recvmsg = 47, clone = 56, fork = 57, exit = 60, wait4 = 61, kill = 62
-    case fcntl = 72, fchdir = 81, umask = 95, getrlimit = 97, getuid = 102, getgid = 104
+    case fcntl = 72, chdir = 80, fchdir = 81, umask = 95, getrlimit = 97, getuid = 102, getgid = 104
     case setuid = 105, setgid = 106, setpgid = 109, getppid = 110, setsid = 112, setgroups = 116
     case setresuid = 117, setresgid = 119, setfsuid = 122, setfsgid = 123, getsid = 124
     case capset = 126, rtSigpending = 127, sigaltstack = 131, personality = 135, prctl = 157
-    case arch_prctl = 158, chroot = 161, gettid = 186, futex = 202, setTidAddress = 218
+    case archPrctl = 158, chroot = 161, gettid = 186, futex = 202, setTidAddress = 218
     case timerCreate = 222, timerSettime = 223, timerGettime = 224, exitGroup = 231
     case tgkill = 234, setRobustList = 273, getRobustList = 274, prlimit64 = 302
     case processVmReadv = 310, processVmWritev = 311, kcmp = 312, seccomp = 317, memfdCreate = 319
-    case userfaultfd = 323, rseq = 334, pidfdOpen = 434, clone3 = 435, pidfdGetfd = 438
+    case userfaultfd = 323, rseq = 334, pidfdOpen = 434, clone3 = 435, closeRange = 436, pidfdGetfd = 438
+    case rtSigqueueinfo = 129, rtTgsigqueueinfo = 297
 }
 
 /// Thin wrappers for the raw syscalls cryo itself makes. Each returns the result or throws

@@ -1,0 +1,39 @@
+/// Everything one `cryo dump` needs to know; travels through the dump instead of globals.
+public struct DumpRequest: Sendable {
+    public enum Leave: Sendable { case killed, running, stopped }
+    public var pid: Int32
+    public var imagesDir: String
+    public var leave: Leave = .killed
+    public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
+}
+
+public enum DumpError: Error, CustomStringConvertible {
+    case unsupportedFd(pid: Int32, fd: Int32, kind: String, target: String)
+    case unsupported(pid: Int32, what: String)
+    case memoryChanged(pid: Int32, detail: String)
+
+    public var description: String {
+        switch self {
+        case .unsupportedFd(let p, let fd, let k, let t): return "pid \(p): fd \(fd) is a \(k) (\(t)), which cryo cannot dump yet"
+        case .unsupported(let p, let w): return "pid \(p): \(w) cannot be dumped yet"
+        case .memoryChanged(let p, let d): return "pid \(p): memory changed while dumping: \(d)"
+        }
+    }
+}
+
+/// CRIU's VMA status bits (vma.status in mm images).
+public enum VmaStatus {
+    public static let regular: UInt32 = 1 << 0
+    public static let stack: UInt32 = 1 << 1
+    public static let vsyscall: UInt32 = 1 << 2
+    public static let vdso: UInt32 = 1 << 3
+    public static let heap: UInt32 = 1 << 5
+    public static let filePrivate: UInt32 = 1 << 6
+    public static let fileShared: UInt32 = 1 << 7
+    public static let anonShared: UInt32 = 1 << 8
+    public static let anonPrivate: UInt32 = 1 << 9
+    public static let vvar: UInt32 = 1 << 12
+    public static let memfd: UInt32 = 1 << 14
+    /// cryo: the 6.x [vvar_vclock] page, moved with [vvar] and [vdso].
+    public static let vvarVclock: UInt32 = 1 << 15
+}

@@ -1,0 +1,93 @@
+import Foundation
+import Glibc
+import Logging
+
+/// `cryo dump`: freeze the tree, write its images, then leave it killed, running or stopped.
+/// A failed dump resumes the tree untouched and removes the partial images.
+public struct Dumper {
+    public let request: DumpRequest
+    let log = Logger(label: "dump")
+    public init(_ request: DumpRequest) { self.request = request }
+
+    public struct Stats: Sendable {
+        public var frozenSeconds: Double = 0
+        public var pagesBytes: UInt64 = 0
+        public var processes = 0
+    }
+
+    @discardableResult
+    public func run() throws -> Stats {
+        let images = try ImageDirectory(path: request.imagesDir, create: true)
+        let proc = ProcReader()
+        let t0 = Date()
+        let tree = try TreeFreezer.freeze(root: request.pid, proc: proc)
+        log.info("frozen \(tree.processes.count) process(es) in \(String(format: "%.3f", Date().timeIntervalSince(t0))) s")
+        var written: [String] = []
+        do {
+            written = try write(tree: tree, images: images, proc: proc)
+        } catch {
+            log.error("dump failed, resuming the tree: \(error)")
+            tree.release()
+            for f in written { unlink(f) }
+            removeImages(images)
+            throw error
+        }
+        var stats = Stats()
+        stats.processes = tree.processes.count
+        stats.pagesBytes = tree.processes.reduce(UInt64(0)) { acc, p in
+            var st = stat()
+            return acc + (stat(images.filePath(.pages, Int(p.pid)), &st) == 0 ? UInt64(st.st_size) : 0)
+        }
+        switch request.leave {
+        case .killed: tree.release(killing: true)
+        case .running: tree.release()
+        case .stopped: tree.release(leaveStopped: true)
+        }
+        stats.frozenSeconds = Date().timeIntervalSince(t0)
+        log.info("dump done: \(stats.pagesBytes) bytes of pages, frozen \(String(format: "%.3f", stats.frozenSeconds)) s")
+        return stats
+    }
+
+    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader) throws -> [String] {
+        let files = FileTable()
+        var pstree: [Img_PstreeEntry] = []
+        for p in tree.processes {
+            if p.isZombie { throw DumpError.unsupported(pid: p.pid, what: "a zombie process") }
+            let st = try proc.stat(pid: p.pid)
+            var e = Img_PstreeEntry()
+            e.pid = UInt32(p.pid)
+            e.ppid = p.pid == tree.root ? 0 : UInt32(st.ppid)
+            e.pgid = UInt32(st.pgrp)
+            e.sid = UInt32(st.session)
+            e.threads = p.threads.map { UInt32($0) }
+            pstree.append(e)
+        }
+        if tree.processes.count > 1 {
+            throw DumpError.unsupported(pid: tree.root, what: "a tree of \(tree.processes.count) processes (children: \(tree.processes.dropFirst().map(\.pid)))")
+        }
+        for (i, p) in tree.processes.enumerated() {
+            try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid))
+                .dump(pstree: pstree[i])
+        }
+        try files.write(to: images)
+        try images.write(.pstree, entries: pstree)
+        var inv = Img_InventoryEntry()
+        inv.imgVersion = 2
+        inv.fdinfoPerID = true
+        inv.nsPerID = false
+        inv.lsmtype = .noLsm
+        var rootIDs = Img_TaskKobjIdsEntry()
+        rootIDs.vmID = UInt32(tree.root); rootIDs.filesID = UInt32(tree.root); rootIDs.fsID = UInt32(tree.root); rootIDs.sighandID = UInt32(tree.root)
+        inv.rootIds = rootIDs
+        inv.dumpUptime = UInt64(ProcessInfo.processInfo.systemUptime * 1_000_000)
+        // Written last: a directory without inventory.img is not a finished dump.
+        try images.write(.inventory, entry: inv)
+        return []
+    }
+
+    /// Removes what a failed dump wrote (image files only; the directory may hold other things).
+    func removeImages(_ images: ImageDirectory) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: images.path)) ?? []
+        for n in names where n.hasSuffix(".img") || n.hasSuffix(".img.tmp") { unlink(images.path + "/" + n) }
+    }
+}

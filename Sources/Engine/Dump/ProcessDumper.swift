@@ -1,0 +1,155 @@
+import CKernel
+import Foundation
+import Glibc
+import Logging
+
+/// Dumps one frozen process: its task core, threads, memory, files, fs and ids.
+struct ProcessDumper {
+    let process: FrozenProcess
+    let images: ImageDirectory
+    let proc: ProcReader
+    let files: FileTable
+    let pagesID: Int
+    let log = Logger(label: "dump")
+
+    var pid: Int32 { process.pid }
+
+    func dump(pstree: Img_PstreeEntry) throws {
+        let maps = try proc.maps(pid: pid)
+        let leader = try Remote(tid: pid, maps: maps)
+        defer { try? leader.finish() }
+        let status = try proc.status(pid: pid)
+        let stat = try proc.stat(pid: pid)
+
+        // Everything that reads through the leader first, then the other threads.
+        var tc = try taskCore(leader: leader, status: status, stat: stat)
+        let brk = try leader.syscall(.brk, 0)
+        let sigacts = tc.sigactions
+        tc.sigactions = []
+        let (leaderInfo, leaderCore) = try ThreadDumper.dump(tid: pid, remote: leader)
+        var threadCores: [(Int32, Img_ThreadInfoX86, Img_ThreadCoreEntry)] = [(pid, leaderInfo, leaderCore)]
+        for tid in process.threads where tid != pid {
+            let r = try Remote(tid: tid, maps: maps)
+            defer { try? r.finish() }
+            let (i, c) = try ThreadDumper.dump(tid: tid, remote: r)
+            threadCores.append((tid, i, c))
+        }
+        try leader.finish()
+
+        let creds = try credentials(status: status)
+        for (tid, info, var tcore) in threadCores {
+            tcore.creds = creds
+            tcore.comm = (try? proc.readText("/proc/\(pid)/task/\(tid)/comm", pid: pid).trimmingCharacters(in: .newlines)) ?? stat.comm
+            var core = Img_CoreEntry()
+            core.mtype = .x8664
+            core.threadInfo = info
+            core.threadCore = tcore
+            if tid == pid { core.tc = tc }
+            try images.write(.core, id: Int(tid), entry: core)
+        }
+        try images.write(.sigacts, id: Int(pid), entries: sigacts)
+
+        var mm = try MemoryDumper(pid: pid, images: images, files: files, proc: proc)
+            .dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
+        mm.dumpable = Int32(truncatingIfNeeded: try prctlGet(leaderReopen: maps, option: 3))
+        try images.write(.mm, id: Int(pid), entry: mm)
+
+        try files.dumpFds(pid: pid, proc: proc, images: images)
+        var fs = Img_FsEntry()
+        fs.cwdID = try files.register(path: try proc.cwd(pid: pid), pid: pid, flags: O_RDONLY | O_DIRECTORY)
+        fs.rootID = try files.register(path: try proc.root(pid: pid), pid: pid, flags: O_RDONLY | O_DIRECTORY)
+        fs.umask = status.umask
+        try images.write(.fs, id: Int(pid), entry: fs)
+        try images.write(.ids, id: Int(pid), entry: ids())
+    }
+
+    /// A prctl getter that returns its value, injected through a fresh Remote.
+    func prctlGet(leaderReopen maps: [ProcMapping], option: UInt64) throws -> UInt64 {
+        let r = try Remote(tid: pid, maps: maps)
+        defer { try? r.finish() }
+        return try r.syscall(.prctl, option)
+    }
+
+    func ids() -> Img_TaskKobjIdsEntry {
+        var ids = Img_TaskKobjIdsEntry()
+        // One process: its own tables. Sharing between processes is worked out with kcmp for trees.
+        ids.vmID = UInt32(pid); ids.filesID = UInt32(pid); ids.fsID = UInt32(pid); ids.sighandID = UInt32(pid)
+        return ids
+    }
+
+    func taskCore(leader: Remote, status: ProcStatus, stat: ProcStat) throws -> Img_TaskCoreEntry {
+        var tc = Img_TaskCoreEntry()
+        tc.taskState = TaskState.alive.rawValue
+        tc.exitCode = 0
+        let pers = (try? proc.readText("/proc/\(pid)/personality", pid: pid).trimmingCharacters(in: .whitespacesAndNewlines)) ?? "0"
+        tc.personality = UInt32(pers, radix: 16) ?? 0
+        tc.flags = stat.flags
+        tc.blkSigset = leader.savedMask
+        tc.comm = stat.comm
+        tc.umask = status.umask
+        tc.noNewPrivs = status.noNewPrivs
+        let scratch = try leader.scratch()
+
+        var timers = Img_TaskTimersEntry()
+        for which in 0..<3 {
+            try leader.syscall(.getitimer, UInt64(which), scratch)
+            let v = try leader.readMemory(at: scratch, count: 32)
+            var e = Img_ItimerEntry()
+            e.isec = v.u64(at: 0); e.iusec = v.u64(at: 8); e.vsec = v.u64(at: 16); e.vusec = v.u64(at: 24)
+            switch which { case 0: timers.real = e; case 1: timers.virt = e; default: timers.prof = e }
+        }
+        tc.timers = timers
+
+        var rl = Img_TaskRlimitsEntry()
+        for res in 0..<16 {
+            var lim = (cur: UInt64(0), max: UInt64(0))
+            try withUnsafeMutablePointer(to: &lim) { p in
+                try Sys.call(.prlimit64, Int(pid), res, 0, Int(bitPattern: p), context: "pid \(pid) rlimit \(res)")
+            }
+            var e = Img_RlimitEntry()
+            e.cur = lim.cur; e.max = lim.max
+            rl.rlimits.append(e)
+        }
+        tc.rlimits = rl
+
+        for sig in 1...64 {
+            var e = Img_SaEntry()
+            if sig == SIGKILL || sig == SIGSTOP {
+                e.sigaction = 0; e.flags = 0; e.restorer = 0; e.mask = 0
+            } else {
+                try leader.syscall(.rtSigaction, UInt64(sig), 0, scratch, 8)
+                let a = try leader.readMemory(at: scratch, count: 32)
+                e.sigaction = a.u64(at: 0); e.flags = a.u64(at: 8); e.restorer = a.u64(at: 16); e.mask = a.u64(at: 24)
+            }
+            tc.sigactions.append(e)
+        }
+
+        var q = Img_SignalQueueEntry()
+        q.signals = try Ptrace.peekSiginfo(pid, shared: true).map { var e = Img_SiginfoEntry(); e.siginfo = Data($0); return e }
+        if !q.signals.isEmpty { tc.signalsS = q }
+        try leader.syscall(.prctl, 37, scratch)
+        tc.childSubreaper = try leader.readU64(scratch) & 0xffff_ffff != 0
+        tc.loginuid = UInt32(truncatingIfNeeded: UInt64((try? proc.readText("/proc/\(pid)/loginuid", pid: pid)).flatMap { UInt32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? UInt32.max))
+        tc.oomScoreAdj = Int32((try? proc.readText("/proc/\(pid)/oom_score_adj", pid: pid).trimmingCharacters(in: .whitespacesAndNewlines)) ?? "0") ?? 0
+        if status.seccompMode != 0 {
+            throw DumpError.unsupported(pid: pid, what: "seccomp mode \(status.seccompMode)")
+        }
+        return tc
+    }
+
+    func credentials(status: ProcStatus) throws -> Img_CredsEntry {
+        var c = Img_CredsEntry()
+        let u = status.uids, g = status.gids
+        guard u.count == 4, g.count == 4 else { throw DumpError.unsupported(pid: pid, what: "credentials in /proc status") }
+        c.uid = u[0]; c.euid = u[1]; c.suid = u[2]; c.fsuid = u[3]
+        c.gid = g[0]; c.egid = g[1]; c.sgid = g[2]; c.fsgid = g[3]
+        func split(_ v: UInt64) -> [UInt32] { [UInt32(truncatingIfNeeded: v), UInt32(truncatingIfNeeded: v >> 32)] }
+        c.capInh = split(status.capInh); c.capPrm = split(status.capPrm); c.capEff = split(status.capEff)
+        c.capBnd = split(status.capBnd); c.capAmb = split(status.capAmb)
+        c.groups = status.groups
+        let r = try Remote(tid: pid, maps: try proc.maps(pid: pid))
+        defer { try? r.finish() }
+        c.secbits = UInt32(truncatingIfNeeded: try r.syscall(.prctl, 27))
+        return c
+    }
+}

@@ -1,0 +1,54 @@
+import Glibc
+
+/// Regular files, directories and character devices opened by path (/dev/null, ttys by path).
+/// Restore reopens the path with the same flags and moves to the same offset; a regular file
+/// whose size changed since the dump is refused.
+enum RegularFile: FdKind {
+    static let name = "regular file"
+    static let type = Img_FdTypes.reg
+
+    static func claims(_ f: OpenFd) -> Bool {
+        guard f.target.hasPrefix("/") else { return false }
+        switch f.stat.st_mode & S_IFMT {
+        case S_IFREG, S_IFDIR, S_IFCHR: return !f.target.hasSuffix(" (deleted)")
+        default: return false
+        }
+    }
+
+    static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry) throws {
+        entry.reg = entryFor(path: f.target, id: id, flags: UInt32(bitPattern: f.info.flags), pos: UInt64(max(0, f.info.pos)),
+                             size: f.stat.st_mode & S_IFMT == S_IFREG ? UInt64(f.stat.st_size) : nil, mode: f.stat.st_mode)
+    }
+
+    static func entryFor(path: String, id: UInt32, flags: UInt32, pos: UInt64, size: UInt64?, mode: UInt32) -> Img_RegFileEntry {
+        var r = Img_RegFileEntry()
+        r.id = id
+        r.flags = flags
+        r.pos = pos
+        var fown = Img_FownEntry()
+        fown.uid = 0; fown.euid = 0; fown.signum = 0; fown.pidType = 0; fown.pid = 0
+        r.fown = fown
+        r.name = path
+        if let size { r.size = size }
+        r.mode = mode
+        return r
+    }
+
+    static func restore(_ entry: Img_FileEntry, in task: RestoreTarget) throws -> Int32 {
+        let r = entry.reg
+        if r.hasSize {
+            var st = stat()
+            guard stat(r.name, &st) == 0 else { throw RestoreError.fileMissing(path: r.name, errno: errno) }
+            guard UInt64(st.st_size) == r.size else {
+                throw RestoreError.fileChanged(path: r.name, expectedSize: r.size, actualSize: UInt64(st.st_size))
+            }
+        }
+        // O_CREAT/O_TRUNC/O_EXCL were for the original open, never for a restore.
+        let flags = Int32(bitPattern: r.flags) & ~(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC)
+        let fd = try task.openFile(r.name, flags: flags)
+        if r.pos != 0 && (r.mode & S_IFMT == S_IFREG || r.mode == 0) {
+            try task.remote.syscall(.lseek, UInt64(fd), r.pos, UInt64(SEEK_SET))
+        }
+        return fd
+    }
+}

@@ -1,0 +1,111 @@
+import CKernel
+import Foundation
+import Glibc
+
+/// Writes a process's VMAs (into its mm entry) and the pages that hold data (pagemap + pages).
+struct MemoryDumper {
+    let pid: Int32
+    let images: ImageDirectory
+    let files: FileTable
+    let proc: ProcReader
+
+    func dump(maps: [ProcMapping], stat: ProcStat, brk: UInt64, pagesID: Int) throws -> Img_MmEntry {
+        var mm = Img_MmEntry()
+        mm.mmStartCode = stat.startCode; mm.mmEndCode = stat.endCode
+        mm.mmStartData = stat.startData; mm.mmEndData = stat.endData
+        mm.mmStartStack = stat.startStack; mm.mmStartBrk = stat.startBrk; mm.mmBrk = brk
+        mm.mmArgStart = stat.argStart; mm.mmArgEnd = stat.argEnd
+        mm.mmEnvStart = stat.envStart; mm.mmEnvEnd = stat.envEnd
+        mm.mmSavedAuxv = try proc.auxv(pid: pid)
+        mm.exeFileID = try files.register(path: try proc.exe(pid: pid), pid: pid, flags: O_RDONLY)
+
+        let smaps = (try? proc.smaps(pid: pid)) ?? []
+        let growsDown = Set(smaps.filter { $0.vmFlags.contains("gd") }.map(\.mapping.start))
+        let scanner = try PageScanner(pid: pid)
+        defer { scanner.close() }
+
+        var pagemap: [Img_PagemapEntry] = []
+        var batches: [(runs: [PageRun], readable: Bool)] = []
+        for m in maps {
+            var v = Img_VmaEntry()
+            v.start = m.start; v.end = m.end; v.pgoff = m.offset; v.shmid = 0; v.fd = -1
+            v.prot = (m.readable ? 1 : 0) | (m.writable ? 2 : 0) | (m.executable ? 4 : 0)
+            v.flags = UInt32(m.shared ? MAP_SHARED : MAP_PRIVATE)
+            if growsDown.contains(m.start) { v.flags |= UInt32(MAP_GROWSDOWN) }
+            var anonymousOnly = false
+            switch m.path {
+            case "[vdso]": v.status = VmaStatus.regular | VmaStatus.vdso
+            case "[vvar]": v.status = VmaStatus.regular | VmaStatus.vvar
+            case "[vvar_vclock]": v.status = VmaStatus.regular | VmaStatus.vvar | VmaStatus.vvarVclock
+            case "[vsyscall]": v.status = VmaStatus.vsyscall
+            case "[heap]": v.status = VmaStatus.regular | VmaStatus.anonPrivate | VmaStatus.heap; v.flags |= UInt32(MAP_ANONYMOUS)
+            case "[stack]": v.status = VmaStatus.regular | VmaStatus.anonPrivate | VmaStatus.stack; v.flags |= UInt32(MAP_ANONYMOUS)
+            default:
+                if m.shared {
+                    throw DumpError.unsupported(pid: pid, what: "shared mapping \(m.permString) \(m.path.isEmpty ? "(anonymous)" : m.path) at 0x\(String(m.start, radix: 16))")
+                }
+                if m.isAnonymous || m.path.hasPrefix("[anon:") {
+                    v.status = VmaStatus.regular | VmaStatus.anonPrivate
+                    v.flags |= UInt32(MAP_ANONYMOUS)
+                } else if m.path.hasPrefix("/") {
+                    if m.isDeleted {
+                        throw DumpError.unsupported(pid: pid, what: "mapping of deleted file \(m.path)")
+                    }
+                    v.status = VmaStatus.regular | VmaStatus.filePrivate
+                    v.shmid = UInt64(try files.register(path: m.path, pid: pid, flags: m.writable ? O_RDWR : O_RDONLY, mapping: m))
+                    anonymousOnly = true
+                } else {
+                    throw DumpError.unsupported(pid: pid, what: "mapping \(m.path) at 0x\(String(m.start, radix: 16))")
+                }
+            }
+            mm.vmas.append(v)
+            if v.status & (VmaStatus.vdso | VmaStatus.vvar | VmaStatus.vsyscall) != 0 { continue }
+            let runs = try scanner.dataRuns(start: m.start, end: m.end, anonymousOnly: anonymousOnly)
+            if runs.isEmpty { continue }
+            for r in runs {
+                var e = Img_PagemapEntry()
+                e.vaddr = r.start
+                e.nrPages = UInt32(r.pageCount)
+                e.flags = 4  // PE_PRESENT
+                pagemap.append(e)
+            }
+            if let last = batches.last, last.readable == m.readable {
+                batches[batches.count - 1].runs += runs
+            } else {
+                batches.append((runs, m.readable))
+            }
+        }
+
+        let fd = try images.createPagesFile(id: pagesID)
+        defer { close(fd) }
+        let copier = PageCopier(pid: pid)
+        for b in batches {
+            if b.readable { try copier.copy(b.runs, to: fd) } else { try copyThroughMem(b.runs, to: fd) }
+        }
+        try images.writePagemap(pid: pid, pagesID: UInt32(pagesID), entries: pagemap)
+        return mm
+    }
+
+    /// Pages the task cannot read itself (PROT_NONE, exec-only) come through /proc/PID/mem,
+    /// which reads with FOLL_FORCE.
+    func copyThroughMem(_ runs: [PageRun], to out: Int32) throws {
+        let mem = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
+        if mem < 0 { throw SystemCallError(call: "open", errno: errno, context: "/proc/\(pid)/mem") }
+        defer { close(mem) }
+        let chunk = 4 << 20
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
+        defer { buf.deallocate() }
+        for r in runs {
+            var addr = r.start
+            while addr < r.end {
+                let n = Int(min(UInt64(chunk), r.end - addr))
+                let got = pread(mem, buf, n, off_t(Int64(bitPattern: addr)))
+                guard got == n else {
+                    throw DumpError.memoryChanged(pid: pid, detail: "read \(got) of \(n) bytes at 0x\(String(addr, radix: 16)) through /proc/\(pid)/mem")
+                }
+                try writeAll(fd: out, buf, n)
+                addr += UInt64(n)
+            }
+        }
+    }
+}

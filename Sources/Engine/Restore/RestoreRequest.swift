@@ -1,0 +1,29 @@
+import Glibc
+
+public struct RestoreRequest: Sendable {
+    public var imagesDir: String
+    /// Return once the tree runs, instead of waiting for it to exit.
+    public var detach = false
+    public var pidfile: String?
+    public init(imagesDir: String) { self.imagesDir = imagesDir }
+}
+
+public enum RestoreError: Error, CustomStringConvertible {
+    case pidTaken(pid: Int32, by: String)
+    case fileMissing(path: String, errno: Int32)
+    case fileChanged(path: String, expectedSize: UInt64, actualSize: UInt64)
+    case unsupported(String)
+    case create(pid: Int32, errno: Int32)
+    case layout(pid: Int32, reason: String)
+
+    public var description: String {
+        switch self {
+        case .pidTaken(let p, let by): return "pid \(p) is taken by \(by)"
+        case .fileMissing(let p, let e): return "\(p): needed by the images but \(String(cString: strerror(e)))"
+        case .fileChanged(let p, let a, let b): return "\(p): size changed since the dump (\(a) -> \(b) bytes)"
+        case .unsupported(let w): return "cannot restore \(w) yet"
+        case .create(let p, let e): return "cannot create pid \(p): \(String(cString: strerror(e)))"
+        case .layout(let p, let r): return "pid \(p): \(r)"
+        }
+    }
+}
