@@ -2,87 +2,139 @@
 /// because a process may have tens of thousands of mappings.
 public enum ProcMapsParser {
     public static func parse(_ text: String, source: String) throws -> [ProcMapping] {
-        try parse(Array(text.utf8), source: source)
+        var text = text
+        return try text.withUTF8 { try parse(bytes: $0, source: source) }
     }
 
-    public static func parse(_ b: [UInt8], source: String) throws -> [ProcMapping] {
+    public static func parse(_ bytes: [UInt8], source: String) throws -> [ProcMapping] {
+        try bytes.withUnsafeBufferPointer { try parse(bytes: $0, source: source) }
+    }
+
+    public static func parse(bytes b: UnsafeBufferPointer<UInt8>, source: String) throws -> [ProcMapping] {
         var out: [ProcMapping] = []
-        out.reserveCapacity(b.count / 80)
-        var lineNo = 0
-        var i = 0
-        while i < b.count {
-            lineNo += 1
-            var end = i
-            while end < b.count && b[end] != 0x0a { end += 1 }
-            if end > i { out.append(try parseLine(b, i, end, source: source, line: lineNo)) }
-            i = end + 1
-        }
+        out.reserveCapacity(b.count / 64)
+        try ProcBytes.forEachLine(b) { out.append(try parseLine($0, source: source)) }
         return out
     }
 
-    static func parseLine(_ b: [UInt8], _ s: Int, _ e: Int, source: String, line: Int) throws -> ProcMapping {
-        var p = s
-        func bad(_ why: String) -> ProcError { .malformed(path: source, line: line, reason: why) }
-        func hex(until stop: UInt8) throws -> UInt64 {
-            var v: UInt64 = 0
-            var digits = 0
-            while p < e && b[p] != stop {
-                guard let d = hexDigit(b[p]) else { throw bad("bad hex digit at column \(p - s + 1)") }
-                guard digits < 16 else { throw bad("number too long at column \(p - s + 1)") }
-                v = v << 4 | UInt64(d)
-                digits += 1
-                p += 1
-            }
-            guard digits > 0, p < e || stop == 0x20 else { throw bad("truncated line") }
+    static func parseLine(_ l: ProcLine, source: String) throws -> ProcMapping {
+        let b = l.bytes, e = l.end
+        var p = l.start
+        func bad(_ why: String) -> ProcError {
+            .malformed(path: source, line: l.number, reason: "\(why) at column \(p - l.start + 1) in \"\(ProcBytes.string(b, l.start, min(e, l.start + 120)))\"")
+        }
+        // Reads a number up to `stop` and consumes the stop byte.
+        func number(radix: UInt64, until stop: UInt8, what: String) throws -> UInt64 {
+            let s = p
+            while p < e && b[p] != stop { p += 1 }
+            guard p < e else { throw bad("truncated line, missing \(what)") }
+            guard let v = ProcBytes.unsigned(b, s, p, radix: radix) else { p = s; throw bad("bad \(what)") }
+            p += 1
             return v
         }
-        func skip(_ c: UInt8) throws {
-            guard p < e && b[p] == c else { throw bad("expected '\(Character(UnicodeScalar(c)))' at column \(p - s + 1)") }
-            p += 1
-        }
-        let start = try hex(until: 0x2d); try skip(0x2d)
-        let end = try hex(until: 0x20); try skip(0x20)
+        let start = try number(radix: 16, until: 0x2d, what: "start address")
+        let end = try number(radix: 16, until: 0x20, what: "end address")
         guard end >= start else { throw bad("end below start") }
-        guard p + 4 <= e else { throw bad("truncated permissions") }
-        let perms = b[p..<(p + 4)]
-        let r = perms[p] == 0x72, w = perms[p + 1] == 0x77, x = perms[p + 2] == 0x78
-        guard perms[p + 3] == 0x73 || perms[p + 3] == 0x70 else { throw bad("bad sharing flag") }
-        let shared = perms[p + 3] == 0x73
-        p += 4; try skip(0x20)
-        let offset = try hex(until: 0x20); try skip(0x20)
-        let major = try hex(until: 0x3a); try skip(0x3a)
-        let minor = try hex(until: 0x20); try skip(0x20)
-        var inode: UInt64 = 0
-        var digits = 0
-        while p < e && b[p] != 0x20 {
-            guard b[p] >= 0x30 && b[p] <= 0x39, digits < 20 else { throw bad("bad inode") }
-            let (m, o1) = inode.multipliedReportingOverflow(by: 10)
-            let (a, o2) = m.addingReportingOverflow(UInt64(b[p] - 0x30))
-            guard !o1 && !o2 else { throw bad("inode overflows") }
-            inode = a; digits += 1; p += 1
-        }
-        guard digits > 0 else { throw bad("missing inode") }
+        guard p + 5 <= e, b[p + 4] == 0x20 else { throw bad("bad permissions") }
+        let r = b[p] == 0x72, w = b[p + 1] == 0x77, x = b[p + 2] == 0x78
+        guard r || b[p] == 0x2d, w || b[p + 1] == 0x2d, x || b[p + 2] == 0x2d,
+              b[p + 3] == 0x73 || b[p + 3] == 0x70 else { throw bad("bad permissions") }
+        let shared = b[p + 3] == 0x73
+        p += 5
+        let offset = try number(radix: 16, until: 0x20, what: "offset")
+        let major = try number(radix: 16, until: 0x3a, what: "device major")
+        let minor = try number(radix: 16, until: 0x20, what: "device minor")
+        guard major <= UInt32.max, minor <= UInt32.max else { throw bad("device number too big") }
+        // The inode is the last fixed field: it may end the line (anonymous mapping, no trailing space).
+        let s = p
+        while p < e && b[p] != 0x20 { p += 1 }
+        guard let inode = ProcBytes.unsigned(b, s, p, radix: 10) else { p = s; throw bad("bad inode") }
+        // The kernel pads to a column before the path; paths themselves start with '/' or '['.
         while p < e && b[p] == 0x20 { p += 1 }
-        let path = String(decoding: b[p..<e], as: UTF8.self)
         return ProcMapping(start: start, end: end, readable: r, writable: w, executable: x, shared: shared,
-                           offset: offset, devMajor: UInt32(truncatingIfNeeded: major), devMinor: UInt32(truncatingIfNeeded: minor),
-                           inode: inode, path: path)
+                           offset: offset, devMajor: UInt32(major), devMinor: UInt32(minor),
+                           inode: inode, path: ProcBytes.string(b, p, e))
     }
 
-    @inline(__always) static func hexDigit(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c - 0x30
-        case 0x61...0x66: return c - 0x61 + 10
-        case 0x41...0x46: return c - 0x41 + 10
-        default: return nil
-        }
+    /// True when the line starts like a maps header ("hex-hex "), used by smaps to tell
+    /// headers from "Key: value" lines (keys such as "Anonymous" start with hex letters).
+    static func looksLikeHeader(_ l: ProcLine) -> Bool {
+        var p = l.start
+        while p < l.end && ProcBytes.hexDigit(l.bytes[p]) != nil { p += 1 }
+        return p > l.start && p < l.end && l.bytes[p] == 0x2d
     }
 }
 
-extension ProcMapping {
-    /// The kernel appends " (deleted)" to the path of an unlinked file.
-    public var isDeleted: Bool { path.hasSuffix(" (deleted)") }
-    public var pathWithoutDeleted: String { isDeleted ? String(path.dropLast(10)) : path }
-    public var isAnonymous: Bool { inode == 0 && !path.hasPrefix("/") }
-    public var isSpecial: Bool { ["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]"].contains(path) }
+/// One mapping of /proc/PID/smaps with its counters.
+public struct ProcSmapsEntry: Sendable, Equatable {
+    public var mapping: ProcMapping
+    /// Every numeric "Key: N [kB]" line by key, in kB where the kernel says kB
+    /// (Size, Rss, Pss, Swap, Anonymous, Private_Dirty, ...; also THPeligible, ProtectionKey).
+    public var fields: [String: UInt64]
+    /// Two-letter flags of the VmFlags line ("rd", "wr", "mr", "gd", "dd", "sd", ...).
+    public var vmFlags: [String]
+
+    public init(mapping: ProcMapping, fields: [String: UInt64] = [:], vmFlags: [String] = []) {
+        self.mapping = mapping; self.fields = fields; self.vmFlags = vmFlags
+    }
+
+    public var size: UInt64 { fields["Size"] ?? 0 }
+    public var kernelPageSize: UInt64 { fields["KernelPageSize"] ?? 0 }
+    public var mmuPageSize: UInt64 { fields["MMUPageSize"] ?? 0 }
+    public var rss: UInt64 { fields["Rss"] ?? 0 }
+    public var pss: UInt64 { fields["Pss"] ?? 0 }
+    public var sharedClean: UInt64 { fields["Shared_Clean"] ?? 0 }
+    public var sharedDirty: UInt64 { fields["Shared_Dirty"] ?? 0 }
+    public var privateClean: UInt64 { fields["Private_Clean"] ?? 0 }
+    public var privateDirty: UInt64 { fields["Private_Dirty"] ?? 0 }
+    public var referenced: UInt64 { fields["Referenced"] ?? 0 }
+    public var anonymous: UInt64 { fields["Anonymous"] ?? 0 }
+    public var anonHugePages: UInt64 { fields["AnonHugePages"] ?? 0 }
+    public var swap: UInt64 { fields["Swap"] ?? 0 }
+    public var swapPss: UInt64 { fields["SwapPss"] ?? 0 }
+    public var locked: UInt64 { fields["Locked"] ?? 0 }
+    public func hasFlag(_ f: String) -> Bool { vmFlags.contains(f) }
+}
+
+/// /proc/PID/smaps: a maps header line followed by "Key:   N kB" lines and a VmFlags line.
+public enum ProcSmapsParser {
+    public static func parse(_ text: String, source: String) throws -> [ProcSmapsEntry] {
+        var text = text
+        return try text.withUTF8 { try parse(bytes: $0, source: source) }
+    }
+
+    public static func parse(_ bytes: [UInt8], source: String) throws -> [ProcSmapsEntry] {
+        try bytes.withUnsafeBufferPointer { try parse(bytes: $0, source: source) }
+    }
+
+    public static func parse(bytes b: UnsafeBufferPointer<UInt8>, source: String) throws -> [ProcSmapsEntry] {
+        var out: [ProcSmapsEntry] = []
+        try ProcBytes.forEachLine(b) { l in
+            if ProcMapsParser.looksLikeHeader(l) {
+                out.append(ProcSmapsEntry(mapping: try ProcMapsParser.parseLine(l, source: source)))
+                return
+            }
+            var c = l.start
+            while c < l.end && b[c] != 0x3a { c += 1 }
+            guard c < l.end else {
+                throw ProcError.malformed(path: source, line: l.number, reason: "no ':' in \"\(ProcBytes.string(b, l.start, l.end))\"")
+            }
+            guard !out.isEmpty else {
+                throw ProcError.malformed(path: source, line: l.number, reason: "attribute before the first mapping")
+            }
+            let key = ProcBytes.string(b, l.start, c)
+            let toks = ProcBytes.tokens(b, c + 1, l.end)
+            if key == "VmFlags" {
+                out[out.count - 1].vmFlags = toks.map { ProcBytes.string(b, $0.lowerBound, $0.upperBound) }
+            } else if let t = toks.first {
+                if let v = ProcBytes.unsigned(b, t.lowerBound, t.upperBound, radix: 10) {
+                    out[out.count - 1].fields[key] = v
+                } else if toks.count == 2, ProcBytes.string(b, toks[1].lowerBound, toks[1].upperBound) == "kB" {
+                    throw ProcError.malformed(path: source, line: l.number, reason: "\(key): not a number")
+                }
+                // Other non-numeric values are future kernel additions; not ours to reject.
+            }
+        }
+        return out
+    }
 }

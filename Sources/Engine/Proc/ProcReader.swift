@@ -1,157 +1,239 @@
 import Glibc
 
-public enum ProcError: Error, CustomStringConvertible, Equatable {
-    case io(path: String, errno: Int32)
-    case malformed(path: String, line: Int, reason: String)
-    case gone(pid: Int32)
-
-    public var description: String {
-        switch self {
-        case .io(let p, let e): return "\(p): \(String(cString: strerror(e)))"
-        case .malformed(let p, let l, let r): return "\(p):\(l): \(r)"
-        case .gone(let pid): return "process \(pid) is gone"
-        }
-    }
-}
-
-/// Reads /proc files whole (they report size 0, so read until EOF) and hands them to the
-/// parsers. The only reader of /proc in cryo.
+/// Reads /proc files whole and hands them to the parsers; the only reader of /proc in cryo.
+/// /proc files report size 0, so each is read with one read loop until EOF.
+/// A process (or thread) that vanished shows as `ProcError.gone`; a missing file of a live
+/// process (an fd closed meanwhile, exe of a zombie) as `.io(path:errno:)`.
 public struct ProcReader: Sendable {
     public let root: String
     public init(root: String = "/proc") { self.root = root }
 
-    func path(_ pid: Int32, _ rest: String) -> String { "\(root)/\(pid)/\(rest)" }
+    public func path(pid: Int32, _ rest: String) -> String { "\(root)/\(pid)/\(rest)" }
+    public func path(pid: Int32, tid: Int32, _ rest: String) -> String { "\(root)/\(pid)/task/\(tid)/\(rest)" }
 
-    public func readBytes(_ path: String, pid: Int32? = nil) throws -> [UInt8] {
+    /// Whether /proc/PID exists (zombies included).
+    public func exists(pid: Int32) -> Bool { access("\(root)/\(pid)", F_OK) == 0 }
+
+    // MARK: raw access
+
+    public func readBytes(_ path: String, pid: Int32? = nil, tid: Int32? = nil) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 {
-            let e = errno
-            if let pid, e == ENOENT || e == ESRCH { throw ProcError.gone(pid: pid) }
-            throw ProcError.io(path: path, errno: e)
-        }
+        if fd < 0 { throw failure(path, errno, pid: pid, tid: tid) }
         defer { close(fd) }
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
+        var buf = [UInt8](repeating: 0, count: 16384)
+        var used = 0
         while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if used == buf.count { buf.append(contentsOf: repeatElement(0, count: buf.count)) }
+            let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress! + used, $0.count - used) }
             if n < 0 {
-                if errno == EINTR { continue }
                 let e = errno
-                if let pid, e == ESRCH { throw ProcError.gone(pid: pid) }
-                throw ProcError.io(path: path, errno: e)
+                if e == EINTR { continue }
+                throw failure(path, e, pid: pid, tid: tid)
             }
             if n == 0 { break }
-            out.append(contentsOf: chunk[0..<n])
+            used += n
         }
-        return out
+        buf.removeSubrange(used...)
+        return buf
     }
 
-    public func readText(_ path: String, pid: Int32? = nil) throws -> String {
-        String(decoding: try readBytes(path, pid: pid), as: UTF8.self)
+    public func readText(_ path: String, pid: Int32? = nil, tid: Int32? = nil) throws -> String {
+        String(decoding: try readBytes(path, pid: pid, tid: tid), as: UTF8.self)
     }
 
-    public func readLink(_ path: String, pid: Int32? = nil) throws -> String {
-        var buf = [CChar](repeating: 0, count: 4097)
-        let n = readlink(path, &buf, 4096)
-        if n < 0 {
-            let e = errno
-            if let pid, e == ENOENT || e == ESRCH { throw ProcError.gone(pid: pid) }
-            throw ProcError.io(path: path, errno: e)
-        }
-        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    public func readLink(_ path: String, pid: Int32? = nil, tid: Int32? = nil) throws -> String {
+        var buf = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = buf.withUnsafeMutableBytes { readlink(path, $0.baseAddress!.assumingMemoryBound(to: CChar.self), $0.count) }
+        if n < 0 { throw failure(path, errno, pid: pid, tid: tid) }
+        return String(decoding: buf[0..<n], as: UTF8.self)
+    }
+
+    /// ENOENT/ESRCH mean "gone" only when the process (or thread) directory itself is gone.
+    func failure(_ path: String, _ e: Int32, pid: Int32?, tid: Int32?) -> ProcError {
+        guard let pid, e == ENOENT || e == ESRCH else { return .io(path: path, errno: e) }
+        if !exists(pid: pid) { return .gone(pid: pid) }
+        if let tid, access("\(root)/\(pid)/task/\(tid)", F_OK) != 0 { return .gone(pid: tid) }
+        return e == ESRCH ? .gone(pid: tid ?? pid) : .io(path: path, errno: e)
     }
 
     func listNumbers(_ dir: String, pid: Int32) throws -> [Int32] {
-        guard let d = opendir(dir) else {
-            let e = errno
-            if e == ENOENT || e == ESRCH { throw ProcError.gone(pid: pid) }
-            throw ProcError.io(path: dir, errno: e)
-        }
+        guard let d = opendir(dir) else { throw failure(dir, errno, pid: pid, tid: nil) }
         defer { closedir(d) }
         var out: [Int32] = []
         while let ent = readdir(d) {
-            let name = withUnsafeBytes(of: ent.pointee.d_name) { raw in
-                String(cString: raw.bindMemory(to: CChar.self).baseAddress!)
+            let n = withUnsafeBytes(of: ent.pointee.d_name) { raw -> Int32? in
+                var v: Int32 = 0
+                var any = false
+                for c in raw {
+                    if c == 0 { break }
+                    guard c >= 0x30 && c <= 0x39 else { return nil }
+                    v = v &* 10 &+ Int32(c - 0x30); any = true
+                }
+                return any ? v : nil
             }
-            if let n = Int32(name) { out.append(n) }
+            if let n { out.append(n) }
         }
         return out.sorted()
     }
 
+    // MARK: parsed files
+
     public func maps(pid: Int32) throws -> [ProcMapping] {
-        let p = path(pid, "maps")
+        let p = path(pid: pid, "maps")
         return try ProcMapsParser.parse(try readBytes(p, pid: pid), source: p)
     }
 
     public func smaps(pid: Int32) throws -> [ProcSmapsEntry] {
-        let p = path(pid, "smaps")
-        return try ProcSmapsParser.parse(try readText(p, pid: pid), source: p)
+        let p = path(pid: pid, "smaps")
+        return try ProcSmapsParser.parse(try readBytes(p, pid: pid), source: p)
     }
 
     public func status(pid: Int32) throws -> ProcStatus {
-        let p = path(pid, "status")
+        let p = path(pid: pid, "status")
         return try ProcStatusParser.parse(try readText(p, pid: pid), source: p)
     }
 
     public func taskStatus(pid: Int32, tid: Int32) throws -> ProcStatus {
-        let p = path(pid, "task/\(tid)/status")
-        return try ProcStatusParser.parse(try readText(p, pid: pid), source: p)
+        let p = path(pid: pid, tid: tid, "status")
+        return try ProcStatusParser.parse(try readText(p, pid: pid, tid: tid), source: p)
     }
 
     public func stat(pid: Int32) throws -> ProcStat {
-        let p = path(pid, "stat")
+        let p = path(pid: pid, "stat")
         return try ProcStatParser.parse(try readText(p, pid: pid), source: p)
     }
 
     public func taskStat(pid: Int32, tid: Int32) throws -> ProcStat {
-        let p = path(pid, "task/\(tid)/stat")
-        return try ProcStatParser.parse(try readText(p, pid: pid), source: p)
+        let p = path(pid: pid, tid: tid, "stat")
+        return try ProcStatParser.parse(try readText(p, pid: pid, tid: tid), source: p)
     }
 
-    public func tasks(pid: Int32) throws -> [Int32] { try listNumbers(path(pid, "task"), pid: pid) }
+    /// Thread ids of the process, sorted.
+    public func tasks(pid: Int32) throws -> [Int32] { try listNumbers(path(pid: pid, "task"), pid: pid) }
 
+    /// Children of one thread (each child belongs to the thread that forked it).
     public func children(pid: Int32, tid: Int32) throws -> [Int32] {
-        let text = try readText(path(pid, "task/\(tid)/children"), pid: pid)
-        return text.split(separator: " ").compactMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        let p = path(pid: pid, tid: tid, "children")
+        let b = try readBytes(p, pid: pid, tid: tid)
+        return try b.withUnsafeBufferPointer { u in
+            try ProcBytes.tokens(u, 0, u.count).map { r -> Int32 in
+                let e = u[r.upperBound - 1] == 0x0a ? r.upperBound - 1 : r.upperBound
+                guard let v = ProcBytes.unsigned(u, r.lowerBound, e, radix: 10), let pid = Int32(exactly: v) else {
+                    throw ProcError.malformed(path: p, line: 1, reason: "bad pid \"\(ProcBytes.string(u, r.lowerBound, r.upperBound))\"")
+                }
+                return pid
+            }
+        }.sorted()
     }
 
+    /// Children over all threads, sorted. Threads that exit meanwhile are skipped.
     public func allChildren(pid: Int32) throws -> [Int32] {
         var all: Set<Int32> = []
         for t in try tasks(pid: pid) {
-            for c in (try? children(pid: pid, tid: t)) ?? [] { all.insert(c) }
+            do {
+                all.formUnion(try children(pid: pid, tid: t))
+            } catch ProcError.gone(let g) where g == t && g != pid {
+                continue
+            }
         }
         return all.sorted()
     }
 
-    public func fds(pid: Int32) throws -> [Int32] { try listNumbers(path(pid, "fd"), pid: pid) }
+    public func fds(pid: Int32) throws -> [Int32] { try listNumbers(path(pid: pid, "fd"), pid: pid) }
 
-    public func fdTarget(pid: Int32, fd: Int32) throws -> String { try readLink(path(pid, "fd/\(fd)"), pid: pid) }
+    /// Where fd N points: a path (" (deleted)" kept), "pipe:[123]", "socket:[45]", "anon_inode:[eventfd]"...
+    public func fdTarget(pid: Int32, fd: Int32) throws -> String { try readLink(path(pid: pid, "fd/\(fd)"), pid: pid) }
 
     public func fdinfo(pid: Int32, fd: Int32) throws -> ProcFdInfo {
-        let p = path(pid, "fdinfo/\(fd)")
+        let p = path(pid: pid, "fdinfo/\(fd)")
         return try ProcFdInfoParser.parse(try readText(p, pid: pid), source: p)
     }
 
     public func mountinfo(pid: Int32) throws -> [ProcMount] {
-        let p = path(pid, "mountinfo")
+        let p = path(pid: pid, "mountinfo")
         return try ProcMountInfoParser.parse(try readText(p, pid: pid), source: p)
     }
 
-    public func cwd(pid: Int32) throws -> String { try readLink(path(pid, "cwd"), pid: pid) }
-    public func root(pid: Int32) throws -> String { try readLink(path(pid, "root"), pid: pid) }
-    public func exe(pid: Int32) throws -> String { try readLink(path(pid, "exe"), pid: pid) }
+    public func cwd(pid: Int32) throws -> String { try readLink(path(pid: pid, "cwd"), pid: pid) }
+    public func root(pid: Int32) throws -> String { try readLink(path(pid: pid, "root"), pid: pid) }
+    public func exe(pid: Int32) throws -> String { try readLink(path(pid: pid, "exe"), pid: pid) }
 
-    public func cmdline(pid: Int32) throws -> [String] { try nulSeparated(path(pid, "cmdline"), pid: pid) }
-    public func environ(pid: Int32) throws -> [String] { try nulSeparated(path(pid, "environ"), pid: pid) }
+    /// /proc/PID/comm without the newline.
+    public func comm(pid: Int32) throws -> String { try trimmedLine(path(pid: pid, "comm"), pid: pid) }
+
+    public func cmdline(pid: Int32) throws -> [String] { try nulSeparated(path(pid: pid, "cmdline"), pid: pid) }
+    public func environ(pid: Int32) throws -> [String] { try nulSeparated(path(pid: pid, "environ"), pid: pid) }
+
+    /// /proc/PID/auxv as raw 64-bit words (type, value, type, value, ..., AT_NULL, 0), the form
+    /// mm images keep.
     public func auxv(pid: Int32) throws -> [UInt64] {
-        let b = try readBytes(path(pid, "auxv"), pid: pid)
-        return stride(from: 0, to: b.count - 7, by: 8).map { i in
+        let b = try readBytes(path(pid: pid, "auxv"), pid: pid)
+        var out: [UInt64] = []
+        out.reserveCapacity(b.count / 8)
+        var i = 0
+        while i + 8 <= b.count {
             var v: UInt64 = 0
-            for k in 0..<8 { v |= UInt64(b[i + k]) << (8 * UInt64(k)) }
-            return v
+            for k in 0..<8 { v |= UInt64(b[i + k]) << UInt64(8 * k) }
+            out.append(v)
+            i += 8
         }
+        return out
     }
 
+    /// auxv as (AT_* type, value) pairs, up to AT_NULL.
+    public func auxvEntries(pid: Int32) throws -> [(type: UInt64, value: UInt64)] {
+        let w = try auxv(pid: pid)
+        var out: [(type: UInt64, value: UInt64)] = []
+        var i = 0
+        while i + 1 < w.count, w[i] != 0 { out.append((w[i], w[i + 1])); i += 2 }
+        return out
+    }
+
+    /// Thread name from /proc/PID/task/TID/comm, without the newline.
+    public func taskComm(pid: Int32, tid: Int32) throws -> String {
+        try trimmedLine(path(pid: pid, tid: tid, "comm"), pid: pid, tid: tid)
+    }
+
+    /// personality(2) flags; hex in the file.
+    public func personality(pid: Int32) throws -> UInt32 {
+        let p = path(pid: pid, "personality")
+        guard let v = UInt32(try trimmedLine(p, pid: pid), radix: 16) else {
+            throw ProcError.malformed(path: p, line: 1, reason: "not a hex number")
+        }
+        return v
+    }
+
+    /// Audit login uid; UInt32.max when unset.
+    public func loginuid(pid: Int32) throws -> UInt32 {
+        let p = path(pid: pid, "loginuid")
+        guard let v = UInt32(try trimmedLine(p, pid: pid)) else { throw ProcError.malformed(path: p, line: 1, reason: "not a number") }
+        return v
+    }
+
+    public func oomScoreAdj(pid: Int32) throws -> Int32 {
+        let p = path(pid: pid, "oom_score_adj")
+        guard let v = Int32(try trimmedLine(p, pid: pid)) else { throw ProcError.malformed(path: p, line: 1, reason: "not a number") }
+        return v
+    }
+
+    func trimmedLine(_ p: String, pid: Int32, tid: Int32? = nil) throws -> String {
+        var b = try readBytes(p, pid: pid, tid: tid)
+        while let l = b.last, l == 0x0a || l == 0x20 { b.removeLast() }
+        return String(decoding: b, as: UTF8.self)
+    }
+
+    /// Inode of /proc/PID/ns/KIND ("pid", "mnt", "net", ...): "pid:[4026531836]" -> 4026531836.
+    public func namespaceInode(pid: Int32, kind: String) throws -> UInt64 {
+        let p = path(pid: pid, "ns/\(kind)")
+        let t = try readLink(p, pid: pid)
+        guard let o = t.firstIndex(of: "["), let c = t.lastIndex(of: "]"), o < c,
+              let v = UInt64(t[t.index(after: o)..<c]) else {
+            throw ProcError.malformed(path: p, line: 1, reason: "unexpected link \"\(t)\"")
+        }
+        return v
+    }
+
+    /// NUL-separated lists; a final element without its NUL (rewritten argv) is kept.
     func nulSeparated(_ p: String, pid: Int32) throws -> [String] {
         let b = try readBytes(p, pid: pid)
         var out = b.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }

@@ -1,125 +1,159 @@
-/// /proc/PID/stat. The comm field is in parentheses and may itself contain spaces and ')',
-/// so the fields after it are found from the LAST ')'.
+/// /proc/PID/stat (and task/TID/stat), every field by name, numbered as in proc(5).
 public struct ProcStat: Sendable, Equatable {
-    public var pid: Int32
-    public var comm: String
-    public var state: String
-    public var ppid: Int32
-    public var pgrp: Int32
-    public var session: Int32
-    public var ttyNr: Int32
-    public var tpgid: Int32
-    public var flags: UInt32
-    public var utime: UInt64
-    public var stime: UInt64
-    public var priority: Int64
-    public var nice: Int64
-    public var numThreads: Int64
-    public var starttime: UInt64
-    public var vsize: UInt64
-    public var rss: Int64
-    public var startCode: UInt64
-    public var endCode: UInt64
-    public var startStack: UInt64
-    public var exitSignal: Int32
-    public var processor: Int32
-    public var startData: UInt64
-    public var endData: UInt64
-    public var startBrk: UInt64
-    public var argStart: UInt64
-    public var argEnd: UInt64
-    public var envStart: UInt64
-    public var envEnd: UInt64
-    public var exitCode: Int32
+    public var pid: Int32 = 0         // field 1
+    /// Field 2 without its parentheses; may contain spaces, '(' and ')'.
+    public var comm: String = ""
+    /// Field 3: R, S, D, T, t, Z, X, I, ...
+    public var state: String = ""
+    public var ppid: Int32 = 0  // field 4
+    public var pgrp: Int32 = 0  // field 5
+    public var session: Int32 = 0  // field 6
+    public var ttyNr: Int32 = 0  // field 7
+    public var tpgid: Int32 = 0  // field 8
+    public var flags: UInt32 = 0  // field 9
+    public var minflt: UInt64 = 0  // field 10
+    public var cminflt: UInt64 = 0  // field 11
+    public var majflt: UInt64 = 0  // field 12
+    public var cmajflt: UInt64 = 0  // field 13
+    public var utime: UInt64 = 0  // field 14
+    public var stime: UInt64 = 0  // field 15
+    public var cutime: Int64 = 0  // field 16
+    public var cstime: Int64 = 0  // field 17
+    public var priority: Int64 = 0  // field 18
+    public var nice: Int64 = 0  // field 19
+    public var numThreads: Int64 = 0  // field 20
+    public var itrealvalue: Int64 = 0  // field 21
+    public var starttime: UInt64 = 0  // field 22
+    public var vsize: UInt64 = 0  // field 23
+    public var rss: Int64 = 0  // field 24
+    public var rsslim: UInt64 = 0  // field 25
+    public var startCode: UInt64 = 0  // field 26
+    public var endCode: UInt64 = 0  // field 27
+    public var startStack: UInt64 = 0  // field 28
+    public var kstkesp: UInt64 = 0  // field 29
+    public var kstkeip: UInt64 = 0  // field 30
+    public var signal: UInt64 = 0  // field 31
+    public var blocked: UInt64 = 0  // field 32
+    public var sigignore: UInt64 = 0  // field 33
+    public var sigcatch: UInt64 = 0  // field 34
+    public var wchan: UInt64 = 0  // field 35
+    public var nswap: UInt64 = 0  // field 36
+    public var cnswap: UInt64 = 0  // field 37
+    public var exitSignal: Int32 = 0  // field 38
+    public var processor: Int32 = 0  // field 39
+    public var rtPriority: UInt32 = 0  // field 40
+    public var policy: UInt32 = 0  // field 41
+    public var delayacctBlkioTicks: UInt64 = 0  // field 42
+    public var guestTime: UInt64 = 0  // field 43
+    public var cguestTime: Int64 = 0  // field 44
+    public var startData: UInt64 = 0  // field 45
+    public var endData: UInt64 = 0  // field 46
+    public var startBrk: UInt64 = 0  // field 47
+    public var argStart: UInt64 = 0  // field 48
+    public var argEnd: UInt64 = 0  // field 49
+    public var envStart: UInt64 = 0  // field 50
+    public var envEnd: UInt64 = 0  // field 51
+    public var exitCode: Int32 = 0  // field 52
+
+    public init() {}
 
     public var isZombie: Bool { state == "Z" || state == "X" }
+    /// Stopped by a signal (T) or in a ptrace stop (t).
+    public var isStopped: Bool { state == "T" || state == "t" }
 }
 
 public enum ProcStatParser {
+    /// Fields after comm are found from the LAST ')' since comm may itself contain ')'.
+    public static let fieldCount = 52
+
     public static func parse(_ text: String, source: String) throws -> ProcStat {
+        var text = text
+        return try text.withUTF8 { try parse(bytes: $0, source: source) }
+    }
+
+    public static func parse(bytes b: UnsafeBufferPointer<UInt8>, source: String) throws -> ProcStat {
         func bad(_ r: String) -> ProcError { .malformed(path: source, line: 1, reason: r) }
-        guard let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")"), open < close else {
-            throw bad("no (comm)")
+        guard let open = b.firstIndex(of: 0x28), let close = b.lastIndex(of: 0x29), open < close else {
+            throw bad("no (comm) field")
         }
-        guard let pid = Int32(text[..<open].trimmingCharacters(in: .whitespaces)) else { throw bad("bad pid") }
-        let comm = String(text[text.index(after: open)..<close])
-        let rest = text[text.index(after: close)...].split(whereSeparator: { $0 == " " || $0 == "\n" })
+        var e = b.count
+        while e > close && (b[e - 1] == 0x0a || b[e - 1] == 0x20) { e -= 1 }
+        var s = ProcStat()
+        var ps = 0, pe = open
+        while ps < pe && b[ps] == 0x20 { ps += 1 }
+        while pe > ps && b[pe - 1] == 0x20 { pe -= 1 }
+        guard let pid = ProcBytes.signed(b, ps, pe), let pid32 = Int32(exactly: pid) else { throw bad("field 1 (pid) is not a number") }
+        s.pid = pid32
+        s.comm = ProcBytes.string(b, open + 1, close)
         // rest[0] is field 3 (state); field N is rest[N - 3].
-        guard rest.count >= 50 else { throw bad("only \(rest.count + 2) fields, expected at least 52") }
-        func u(_ n: Int) throws -> UInt64 {
-            guard let v = UInt64(rest[n - 3]) else { throw bad("field \(n) is not a number: \(rest[n - 3])") }
-            return v
+        let rest = ProcBytes.tokens(b, close + 1, e)
+        guard rest.count >= fieldCount - 2 else {
+            throw bad("only \(rest.count + 2) fields, expected \(fieldCount)")
         }
-        func i(_ n: Int) throws -> Int64 {
-            guard let v = Int64(rest[n - 3]) else { throw bad("field \(n) is not a number: \(rest[n - 3])") }
-            return v
-        }
-        func i32(_ n: Int) throws -> Int32 {
-            guard let v = Int32(exactly: try i(n)) else { throw bad("field \(n) out of range") }
-            return v
-        }
-        return ProcStat(
-            pid: pid, comm: comm, state: String(rest[0]), ppid: try i32(4), pgrp: try i32(5), session: try i32(6),
-            ttyNr: try i32(7), tpgid: try i32(8), flags: UInt32(truncatingIfNeeded: try u(9)),
-            utime: try u(14), stime: try u(15), priority: try i(18), nice: try i(19), numThreads: try i(20),
-            starttime: try u(22), vsize: try u(23), rss: try i(24), startCode: try u(26), endCode: try u(27),
-            startStack: try u(28), exitSignal: try i32(38), processor: try i32(39),
-            startData: try u(45), endData: try u(46), startBrk: try u(47), argStart: try u(48), argEnd: try u(49),
-            envStart: try u(50), envEnd: try u(51), exitCode: try i32(52))
-    }
-}
-
-/// One line of /proc/PID/mountinfo.
-public struct ProcMount: Sendable, Equatable {
-    public var mountId: Int32
-    public var parentId: Int32
-    public var devMajor: UInt32
-    public var devMinor: UInt32
-    public var root: String
-    public var mountPoint: String
-    public var options: String
-    public var optionalFields: [String]
-    public var fsType: String
-    public var source: String
-    public var superOptions: String
-}
-
-public enum ProcMountInfoParser {
-    public static func parse(_ text: String, source: String) throws -> [ProcMount] {
-        var out: [ProcMount] = []
-        var n = 0
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            n += 1
-            if raw.isEmpty { continue }
-            let f = raw.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
-            guard let sep = f.firstIndex(of: "-"), sep >= 6, f.count >= sep + 4 else {
-                throw ProcError.malformed(path: source, line: n, reason: "expected 10+ fields with a '-' separator")
+        s.state = ProcBytes.string(b, rest[0].lowerBound, rest[0].upperBound)
+        func u<T: FixedWidthInteger>(_ n: Int) throws -> T {
+            let r = rest[n - 3]
+            guard let v = ProcBytes.unsigned(b, r.lowerBound, r.upperBound, radix: 10), let t = T(exactly: v) else {
+                throw bad("field \(n) is not a \(T.self): \(ProcBytes.string(b, r.lowerBound, r.upperBound))")
             }
-            let dev = f[2].split(separator: ":")
-            guard let id = Int32(f[0]), let parent = Int32(f[1]), dev.count == 2,
-                  let maj = UInt32(dev[0]), let min = UInt32(dev[1]) else {
-                throw ProcError.malformed(path: source, line: n, reason: "bad ids or device \(f[2])")
+            return t
+        }
+        func i<T: FixedWidthInteger>(_ n: Int) throws -> T {
+            let r = rest[n - 3]
+            guard let v = ProcBytes.signed(b, r.lowerBound, r.upperBound), let t = T(exactly: v) else {
+                throw bad("field \(n) is not a \(T.self): \(ProcBytes.string(b, r.lowerBound, r.upperBound))")
             }
-            out.append(ProcMount(mountId: id, parentId: parent, devMajor: maj, devMinor: min,
-                                 root: unescape(f[3]), mountPoint: unescape(f[4]), options: f[5],
-                                 optionalFields: Array(f[6..<sep]), fsType: f[sep + 1], source: unescape(f[sep + 2]),
-                                 superOptions: f[sep + 3]))
+            return t
         }
-        return out
-    }
-
-    /// mountinfo escapes space, tab, newline and backslash as \ooo.
-    static func unescape(_ s: String) -> String {
-        guard s.contains("\\") else { return s }
-        var bytes: [UInt8] = []
-        let u = Array(s.utf8)
-        var i = 0
-        while i < u.count {
-            if u[i] == 0x5c, i + 3 < u.count + 0, i + 3 <= u.count - 1 || i + 3 == u.count - 0,
-               let v = UInt8(String(decoding: u[(i + 1)..<min(i + 4, u.count)], as: UTF8.self), radix: 8) {
-                bytes.append(v); i += 4
-            } else { bytes.append(u[i]); i += 1 }
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        s.ppid = try i(4)
+        s.pgrp = try i(5)
+        s.session = try i(6)
+        s.ttyNr = try i(7)
+        s.tpgid = try i(8)
+        s.flags = try u(9)
+        s.minflt = try u(10)
+        s.cminflt = try u(11)
+        s.majflt = try u(12)
+        s.cmajflt = try u(13)
+        s.utime = try u(14)
+        s.stime = try u(15)
+        s.cutime = try i(16)
+        s.cstime = try i(17)
+        s.priority = try i(18)
+        s.nice = try i(19)
+        s.numThreads = try i(20)
+        s.itrealvalue = try i(21)
+        s.starttime = try u(22)
+        s.vsize = try u(23)
+        s.rss = try i(24)
+        s.rsslim = try u(25)
+        s.startCode = try u(26)
+        s.endCode = try u(27)
+        s.startStack = try u(28)
+        s.kstkesp = try u(29)
+        s.kstkeip = try u(30)
+        s.signal = try u(31)
+        s.blocked = try u(32)
+        s.sigignore = try u(33)
+        s.sigcatch = try u(34)
+        s.wchan = try u(35)
+        s.nswap = try u(36)
+        s.cnswap = try u(37)
+        s.exitSignal = try i(38)
+        s.processor = try i(39)
+        s.rtPriority = try u(40)
+        s.policy = try u(41)
+        s.delayacctBlkioTicks = try u(42)
+        s.guestTime = try u(43)
+        s.cguestTime = try i(44)
+        s.startData = try u(45)
+        s.endData = try u(46)
+        s.startBrk = try u(47)
+        s.argStart = try u(48)
+        s.argEnd = try u(49)
+        s.envStart = try u(50)
+        s.envEnd = try u(51)
+        s.exitCode = try i(52)
+        return s
     }
 }

@@ -25,3 +25,24 @@ public struct ProcMapping: Equatable, Sendable, Hashable {
         (readable ? "r" : "-") + (writable ? "w" : "-") + (executable ? "x" : "-") + (shared ? "s" : "p")
     }
 }
+
+extension ProcMapping {
+    /// The kernel appends " (deleted)" to the path of an unlinked file; the path keeps it so
+    /// nobody mistakes the mapping for the live file of the same name.
+    public var isDeleted: Bool { path.hasPrefix("/") && path.hasSuffix(" (deleted)") }
+    public var pathWithoutDeleted: String { isDeleted ? String(path.dropLast(10)) : path }
+    /// Not backed by a file: plain anonymous memory, [heap], [stack], "[anon:name]".
+    public var isAnonymous: Bool { inode == 0 && !path.hasPrefix("/") }
+    public var isFile: Bool { path.hasPrefix("/") }
+    public var isHeap: Bool { path == "[heap]" }
+    public var isStack: Bool { path == "[stack]" }
+    /// Kernel-provided areas that are never dumped as memory.
+    public var isSpecial: Bool { ["[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]"].contains(path) }
+    /// The maps line as the kernel would print it (without column padding).
+    public var line: String {
+        "\(String(start, radix: 16))-\(String(end, radix: 16)) \(permString) \(hex8(offset)) "
+            + "\(hex2(UInt64(devMajor))):\(hex2(UInt64(devMinor))) \(inode)" + (path.isEmpty ? "" : " " + path)
+    }
+    private func hex8(_ v: UInt64) -> String { let s = String(v, radix: 16); return String(repeating: "0", count: max(0, 8 - s.count)) + s }
+    private func hex2(_ v: UInt64) -> String { let s = String(v, radix: 16); return s.count < 2 ? "0" + s : s }
+}

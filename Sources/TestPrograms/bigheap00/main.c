@@ -11,7 +11,6 @@ int main(int argc, char **argv) {
     datagen(m, len, 256);
     test_daemon();
     test_waitsig();
-    long bad = datachk(m, len, 256);
-    if (bad >= 0) fail("256 MiB region differs at +%ld", bad);
+    datachk_fail("256 MiB region", m, len, 256);
     return test_report();
 }

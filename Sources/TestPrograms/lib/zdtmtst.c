@@ -148,6 +148,7 @@ void datagen(void *buf, size_t len, uint64_t seed) {
 }
 
 long datachk(const void *buf, size_t len, uint64_t seed) {
+    // Word compare first: the common (matching) case must be fast for 256 MiB.
     const uint64_t *w = buf;
     size_t n = len / 8;
     for (size_t i = 0; i < n; i++)
@@ -155,4 +156,20 @@ long datachk(const void *buf, size_t len, uint64_t seed) {
     for (size_t i = n * 8; i < len; i++)
         if (((const uint8_t *)buf)[i] != (uint8_t)pattern_word(seed, i)) return (long)i;
     return -1;
+}
+
+int datachk_fail(const char *what, const void *buf, size_t len, uint64_t seed) {
+    long bad = datachk(buf, len, seed);
+    if (bad < 0) return 0;
+    size_t w = (size_t)bad / 8 * 8;
+    if (w + 8 <= len) {
+        uint64_t got;
+        memcpy(&got, (const uint8_t *)buf + w, 8);
+        fail("%s: data differs at +%#lx (of %#zx): expected %#llx, got %#llx", what, bad, len,
+             (unsigned long long)pattern_word(seed, w / 8), (unsigned long long)got);
+    } else {
+        fail("%s: data differs at +%#lx (of %#zx): expected byte %#x, got %#x", what, bad, len,
+             (uint8_t)pattern_word(seed, bad), ((const uint8_t *)buf)[bad]);
+    }
+    return 1;
 }

@@ -6,15 +6,16 @@
 #include <string.h>
 #include <unistd.h>
 
-static volatile int got_usr2, got_rt, rt_value = -1, on_altstack;
+static volatile int got_usr2, got_rt, rt_values[4], on_altstack, rt_code;
 static char *altstack;
 #define ALT_SIZE (64 * 1024)
 
 static void h_usr2(int sig) { (void)sig; got_usr2++; }
 static void h_rt(int sig, siginfo_t *si, void *uc) {
     (void)sig; (void)uc;
+    if (got_rt < 4) rt_values[got_rt] = si->si_value.sival_int;
     got_rt++;
-    rt_value = si->si_value.sival_int;
+    rt_code = si->si_code;
     char here;
     on_altstack = &here >= altstack && &here < altstack + ALT_SIZE;
 }
@@ -48,14 +49,22 @@ int main(int argc, char **argv) {
     sigemptyset(&block);
     sigaddset(&block, SIGUSR2);
     sigaddset(&block, SIGRTMIN + 2);
-    sigprocmask(SIG_BLOCK, &block, NULL);
+    sigset_t mask0;
+    sigprocmask(SIG_BLOCK, &block, &mask0);
+    sigprocmask(SIG_BLOCK, NULL, &mask0);
     raise(SIGUSR2);
-    union sigval v = { .sival_int = 0x5eed };
-    if (sigqueue(getpid(), SIGRTMIN + 2, v)) fail("sigqueue: %m");
+    // Two queued instances: both payloads must survive, in order.
+    union sigval v1 = { .sival_int = 0x5eed }, v2 = { .sival_int = 0x5eee };
+    if (sigqueue(getpid(), SIGRTMIN + 2, v1) || sigqueue(getpid(), SIGRTMIN + 2, v2)) fail("sigqueue: %m");
     test_daemon();
     test_waitsig();
 
-    sigset_t pend;
+    sigset_t pend, mask1;
+    sigprocmask(SIG_BLOCK, NULL, &mask1);
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sigismember(&mask0, sig) != sigismember(&mask1, sig))
+            fail("blocked mask: signal %d is %s, expected %s", sig, sigismember(&mask1, sig) ? "blocked" : "unblocked",
+                 sigismember(&mask0, sig) ? "blocked" : "unblocked");
     sigpending(&pend);
     if (!sigismember(&pend, SIGUSR2)) fail("SIGUSR2 no longer pending");
     if (!sigismember(&pend, SIGRTMIN + 2)) fail("SIGRTMIN+2 no longer pending");
@@ -78,7 +87,10 @@ int main(int argc, char **argv) {
 
     sigprocmask(SIG_UNBLOCK, &block, NULL);
     if (got_usr2 != 1) fail("SIGUSR2 handler ran %d times, expected 1", got_usr2);
-    if (got_rt != 1 || rt_value != 0x5eed) fail("RT handler ran %d times with value %#x, expected once with 0x5eed", got_rt, rt_value);
+    if (got_rt != 2) fail("SIGRTMIN+2 handler ran %d times, expected 2 (two queued)", got_rt);
+    else if (rt_values[0] != 0x5eed || rt_values[1] != 0x5eee)
+        fail("SIGRTMIN+2 payloads %#x, %#x, expected 0x5eed, 0x5eee", rt_values[0], rt_values[1]);
+    if (got_rt && rt_code != SI_QUEUE) fail("SIGRTMIN+2 si_code %d, expected SI_QUEUE (%d)", rt_code, SI_QUEUE);
     if (!on_altstack) fail("RT handler did not run on the alternate stack");
     return test_report();
 }

@@ -10,7 +10,7 @@
 #include <signal.h>
 
 extern volatile sig_atomic_t zt_stop;
-extern int zt_argc;       // arguments after the protocol options
+extern int zt_argc;       // zt_argv[0] is the program, then the args other than --pidfile/--outfile
 extern char **zt_argv;
 
 // Parse options, daemonize. Returns in the daemon, with SIGTERM handled.
@@ -32,5 +32,7 @@ int test_report(void);
 void datagen(void *buf, size_t len, uint64_t seed);
 long datachk(const void *buf, size_t len, uint64_t seed);
 uint64_t pattern_word(uint64_t seed, uint64_t index);
+// datachk, and on a mismatch fail("WHAT: data differs at +OFF: expected X, got Y"). Returns 1 if bad.
+int datachk_fail(const char *what, const void *buf, size_t len, uint64_t seed);
 
 #endif
