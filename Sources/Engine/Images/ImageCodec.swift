@@ -6,6 +6,8 @@ import SwiftProtobuf
 public enum ImageCodec {
     /// No single entry of ours comes near this; a larger length means a corrupt file.
     public static let maxEntrySize = 64 << 20
+    /// No metadata image of ours comes near this either (pages files are read by range instead).
+    public static let maxImageSize = 512 << 20
 
     public static func header(_ kind: ImageKind) -> [UInt8] {
         var out: [UInt8] = []
@@ -22,6 +24,8 @@ public enum ImageCodec {
     public static func appendEntry<M: SwiftProtobuf.Message>(_ out: inout [UInt8], _ msg: M) throws {
         guard msg.isInitialized else { throw ImageError.incompleteEntry(message: M.protoMessageName) }
         let bytes: [UInt8] = try msg.serializedBytes()
+        // A reader would refuse it, so refuse to write it.
+        guard bytes.count <= maxEntrySize else { throw ImageError.entryTooLarge(message: M.protoMessageName, size: bytes.count, limit: maxEntrySize) }
         appendU32(&out, UInt32(bytes.count))
         out.append(contentsOf: bytes)
     }
@@ -88,6 +92,11 @@ public enum ImageCodec {
             }
             offset += Int(len)
             return msg
+        }
+
+        /// Like `next`, for a message type known only at run time (`ImageKind.entryType`).
+        public mutating func next(dynamic type: any SwiftProtobuf.Message.Type) throws -> any SwiftProtobuf.Message {
+            try next(type)
         }
 
         public mutating func all<M: SwiftProtobuf.Message>(_ type: M.Type) throws -> [M] {

@@ -26,6 +26,32 @@ public struct ImageDirectory: Sendable {
 
     public func exists(_ kind: ImageKind, _ id: Int? = nil) -> Bool { access(filePath(kind, id), F_OK) == 0 }
 
+    // MARK: listing
+
+    /// One file of the directory, with the image it stands for when the name is one of ours.
+    public struct File: Sendable, Hashable {
+        public let name: String
+        public let kind: ImageKind?
+        public let id: Int?
+    }
+
+    /// The directory's files, sorted by name; temporary files of unfinished writes are left out.
+    public func files() throws -> [File] {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: path) } catch {
+            throw ImageError.io(file: path, errno: errno == 0 ? EIO : errno, what: "list images directory")
+        }
+        return names.filter { !$0.hasSuffix(".tmp") }.sorted().map { name in
+            let parsed = ImageKind.parse(fileName: name)
+            return File(name: name, kind: parsed?.kind, id: parsed?.id)
+        }
+    }
+
+    /// The ids present for a kind (pids of core images, pages ids...), ascending.
+    public func ids(of kind: ImageKind) throws -> [Int] {
+        try files().filter { $0.kind == kind }.compactMap(\.id).sorted()
+    }
+
     // MARK: typed entries
 
     public func write<M: SwiftProtobuf.Message>(_ kind: ImageKind, id: Int? = nil, entries: [M]) throws {
@@ -37,20 +63,47 @@ public struct ImageDirectory: Sendable {
     }
 
     public func read<M: SwiftProtobuf.Message>(_ kind: ImageKind, id: Int? = nil, as type: M.Type) throws -> [M] {
-        let file = filePath(kind, id)
-        var r = ImageCodec.Reader(file: file, bytes: try readBytes(file))
-        try r.readHeader(kind)
-        return try r.all(type)
+        try readWithOffsets(kind, id: id, as: type).map(\.entry)
+    }
+
+    /// Entries with the byte offset of each frame, for errors that point into the file.
+    public func readWithOffsets<M: SwiftProtobuf.Message>(_ kind: ImageKind, id: Int? = nil, as type: M.Type) throws -> [(offset: Int, entry: M)] {
+        var r = try reader(kind, id)
+        var out: [(offset: Int, entry: M)] = []
+        while !r.atEnd {
+            let at = r.offset
+            out.append((at, try r.next(type)))
+        }
+        return out
     }
 
     /// Reads an image that must hold exactly one entry.
     public func readOne<M: SwiftProtobuf.Message>(_ kind: ImageKind, id: Int? = nil, as type: M.Type) throws -> M {
+        var r = try reader(kind, id)
+        let e = try r.next(type)
+        guard r.atEnd else { throw ImageError.inconsistent(file: r.file, offset: r.offset, reason: "more than one entry") }
+        return e
+    }
+
+    /// Any image with a header, decoded with the message types its kind declares: what a
+    /// generic tool (`cryo image decode`) needs.
+    public func readAny(_ kind: ImageKind, id: Int? = nil) throws -> (head: (any SwiftProtobuf.Message)?, entries: [any SwiftProtobuf.Message]) {
+        guard let entryType = kind.entryType else {
+            throw ImageError.inconsistent(file: filePath(kind, id), offset: 0, reason: "raw image, it has no entries")
+        }
+        var r = try reader(kind, id)
+        var head: (any SwiftProtobuf.Message)?
+        if let headType = kind.headType { head = try r.next(dynamic: headType) }
+        var entries: [any SwiftProtobuf.Message] = []
+        while !r.atEnd { entries.append(try r.next(dynamic: entryType)) }
+        return (head, entries)
+    }
+
+    func reader(_ kind: ImageKind, _ id: Int?) throws -> ImageCodec.Reader {
         let file = filePath(kind, id)
         var r = ImageCodec.Reader(file: file, bytes: try readBytes(file))
         try r.readHeader(kind)
-        let e = try r.next(type)
-        guard r.atEnd else { throw ImageError.inconsistent(file: file, offset: r.offset, reason: "more than one entry") }
-        return e
+        return r
     }
 
     // MARK: pagemap (a head, then entries)
@@ -66,32 +119,55 @@ public struct ImageDirectory: Sendable {
 
     /// Reads a pagemap and checks its entries: page-aligned, ascending, not overlapping.
     public func readPagemap(pid: Int32) throws -> (pagesID: UInt32, entries: [Img_PagemapEntry]) {
-        let file = filePath(.pagemap, Int(pid))
-        var r = ImageCodec.Reader(file: file, bytes: try readBytes(file))
-        try r.readHeader(.pagemap)
+        let map = try pageMap(pid: Int(pid))
+        return (map.pagesID, map.entries.map(\.entry))
+    }
+
+    /// The pagemap of `pid`, validated, with where each entry's bytes sit in the pages file.
+    public func pageMap(pid: Int) throws -> PageMap {
+        let file = filePath(.pagemap, pid)
+        var r = try reader(.pagemap, pid)
         let head = try r.next(Img_PagemapHead.self)
-        var entries: [Img_PagemapEntry] = []
+        var entries: [PageMap.Entry] = []
         var lastEnd: UInt64 = 0
+        var dataOffset = 0
+        let page = UInt64(imagePageSize)
         while !r.atEnd {
             let at = r.offset
             let e = try r.next(Img_PagemapEntry.self)
-            let (len, o1) = UInt64(e.nrPages).multipliedReportingOverflow(by: pageSize)
+            let (len, o1) = UInt64(e.nrPages).multipliedReportingOverflow(by: page)
             let (end, o2) = e.vaddr.addingReportingOverflow(len)
-            guard e.vaddr % pageSize == 0, e.nrPages > 0, !o1, !o2, end <= 1 << 57 else {
+            // 57 bits: the largest user address space x86_64 has (5-level paging).
+            guard e.vaddr % page == 0, e.nrPages > 0, !o1, !o2, end <= 1 << 57 else {
                 throw ImageError.inconsistent(file: file, offset: at, reason: "bad range 0x\(String(e.vaddr, radix: 16)) x \(e.nrPages) pages")
             }
             guard e.vaddr >= lastEnd else {
                 throw ImageError.inconsistent(file: file, offset: at, reason: "entry at 0x\(String(e.vaddr, radix: 16)) overlaps or is out of order")
             }
+            let flags = e.pageFlags
+            guard !(flags.contains(.parent) && flags.contains(.present)) else {
+                throw ImageError.inconsistent(file: file, offset: at, reason: "entry at 0x\(String(e.vaddr, radix: 16)) is both in the parent and present")
+            }
             lastEnd = end
-            entries.append(e)
+            // Bounded by the 57-bit address check above, so this cannot overflow.
+            entries.append(PageMap.Entry(entry: e, frameOffset: at, fileOffset: e.hasData ? dataOffset : nil))
+            if e.hasData { dataOffset += Int(len) }
         }
-        return (head.pagesID, entries)
+        return PageMap(pid: pid, file: file, pagesID: head.pagesID, entries: entries, dataBytes: dataOffset)
     }
 
     // MARK: raw pages
 
-    /// A new pages file, opened for writing; the caller closes it.
+    /// A new pages-`id`.img, written by range; it appears when the writer finishes.
+    public func pagesWriter(id: UInt32) throws -> PagesWriter {
+        try PagesWriter(file: filePath(.pages, Int(id)))
+    }
+
+    public func pagesReader(id: UInt32) throws -> PagesReader {
+        try PagesReader(file: filePath(.pages, Int(id)))
+    }
+
+    /// A new pages file, opened for writing; the caller closes it. Prefer `pagesWriter`.
     public func createPagesFile(id: Int) throws -> Int32 {
         let file = filePath(.pages, id)
         let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -104,7 +180,7 @@ public struct ImageDirectory: Sendable {
         let fd = open(file, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw errno == ENOENT ? ImageError.missing(file: file) : ImageError.io(file: file, errno: errno, what: "open") }
         var st = stat()
-        fstat(fd, &st)
+        guard fstat(fd, &st) == 0 else { let e = errno; close(fd); throw ImageError.io(file: file, errno: e, what: "stat") }
         return (fd, Int(st.st_size))
     }
 
@@ -152,41 +228,60 @@ public struct ImageDirectory: Sendable {
         guard symlink(relativePath, link) == 0 else { throw ImageError.io(file: link, errno: errno, what: "symlink") }
     }
 
+    /// Where every stored page of `pid` comes from, with in-parent entries resolved through
+    /// the chain: ascending runs, each taken from exactly one directory's pages file. Runs
+    /// without a source are lazy pages the images do not hold (a lazy-pages server has them).
+    public func resolvePages(pid: Int) throws -> [PageSegment] {
+        let dirs = try chain()
+        var maps: [Int: PageMap] = [:]
+        func map(_ level: Int) throws -> PageMap {
+            if let m = maps[level] { return m }
+            let m = try dirs[level].pageMap(pid: pid)
+            maps[level] = m
+            return m
+        }
+        struct Piece { var vaddr: UInt64; var pages: UInt64; var level: Int; var lazy: Bool; var origin: (file: String, offset: Int)? }
+        let page = UInt64(imagePageSize)
+        var work = try map(0).entries.reversed().map {
+            Piece(vaddr: $0.vaddr, pages: UInt64($0.nrPages), level: 0, lazy: false, origin: nil)
+        }
+        var out: [PageSegment] = []
+        // Each piece either ends here or moves one level down, and the chain is bounded: this ends.
+        while let p = work.popLast() {
+            let end = p.vaddr + p.pages * page
+            guard p.level < dirs.count else {
+                let o = p.origin ?? (path, 0)
+                throw ImageError.inconsistent(file: o.file, offset: o.offset, reason: "pages 0x\(String(p.vaddr, radix: 16))-0x\(String(end, radix: 16)) are marked in the parent, but there is no parent snapshot")
+            }
+            let m = try map(p.level)
+            var cursor = p.vaddr
+            for e in m.entries(overlapping: p.vaddr, end) {
+                guard e.vaddr <= cursor else { break }
+                let pieceEnd = min(end, e.end)
+                let n = (pieceEnd - cursor) / page
+                let lazy = p.lazy || e.flags.contains(.lazy)
+                if e.flags.contains(.parent) {
+                    work.append(Piece(vaddr: cursor, pages: n, level: p.level + 1, lazy: lazy, origin: (m.file, e.frameOffset)))
+                } else {
+                    let source = e.fileOffset.map {
+                        PageSegment.Source(directory: dirs[p.level], pagesID: m.pagesID, offset: $0 + Int(cursor - e.vaddr), depth: p.level)
+                    }
+                    out.append(PageSegment(vaddr: cursor, nrPages: n, lazy: lazy, source: source))
+                }
+                cursor = pieceEnd
+            }
+            guard cursor == end else {
+                let o = p.origin ?? (m.file, 0)
+                throw ImageError.inconsistent(file: o.file, offset: o.offset, reason: "pages 0x\(String(cursor, radix: 16))-0x\(String(end, radix: 16)) are marked in the parent, but \(m.file) does not have them")
+            }
+        }
+        return out.sorted { $0.vaddr < $1.vaddr }
+    }
+
     static func canonical(_ p: String) -> String {
         guard let r = realpath(p, nil) else { return p }
         defer { free(r) }
         return String(cString: r)
-    }
-
-    // MARK: whole-directory checks
-
-    /// Cross-file checks: every pstree thread has a core image, each pid an mm and pagemap, and
-    /// each pagemap's data pages add up to its pages file.
-    public func validateConsistency() throws {
-        _ = try readOne(.inventory, as: Img_InventoryEntry.self)
-        let pstreeFile = filePath(.pstree)
-        let tree = try read(.pstree, as: Img_PstreeEntry.self)
-        guard !tree.isEmpty else { throw ImageError.inconsistent(file: pstreeFile, offset: 8, reason: "no processes") }
-        for (i, p) in tree.enumerated() {
-            guard p.threads.contains(p.pid) else {
-                throw ImageError.inconsistent(file: pstreeFile, offset: 8, reason: "entry \(i) (pid \(p.pid)): threads \(p.threads) do not include the pid")
-            }
-            for t in p.threads {
-                guard exists(.core, Int(t)) else { throw ImageError.missing(file: filePath(.core, Int(t))) }
-                _ = try readOne(.core, id: Int(t), as: Img_CoreEntry.self)
-            }
-            let core = try readOne(.core, id: Int(p.pid), as: Img_CoreEntry.self)
-            if core.hasTc && core.tc.taskState == TaskState.zombie.rawValue { continue }
-            _ = try readOne(.mm, id: Int(p.pid), as: Img_MmEntry.self)
-            let (pagesID, entries) = try readPagemap(pid: Int32(p.pid))
-            let pages = entries.filter { !$0.inParent }.reduce(UInt64(0)) { $0 + UInt64($1.nrPages) }
-            let pf = try openPagesFile(id: Int(pagesID))
-            close(pf.fd)
-            guard UInt64(pf.size) == pages * pageSize else {
-                throw ImageError.inconsistent(file: filePath(.pages, Int(pagesID)), offset: pf.size,
-                                              reason: "\(filePath(.pagemap, Int(p.pid))) lists \(pages) pages (\(pages * pageSize) bytes), the file has \(pf.size)")
-            }
-        }
     }
 
     // MARK: file I/O
@@ -196,32 +291,30 @@ public struct ImageDirectory: Sendable {
         if fd < 0 { throw errno == ENOENT ? ImageError.missing(file: file) : ImageError.io(file: file, errno: errno, what: "open") }
         defer { close(fd) }
         var st = stat()
-        fstat(fd, &st)
-        var buf = [UInt8](repeating: 0, count: Int(st.st_size))
+        guard fstat(fd, &st) == 0 else { throw ImageError.io(file: file, errno: errno, what: "stat") }
+        let size = Int(st.st_size)
+        guard size <= ImageCodec.maxImageSize else { throw ImageError.tooLarge(file: file, size: size, limit: ImageCodec.maxImageSize) }
+        var buf = [UInt8](repeating: 0, count: size)
         var off = 0
         while off < buf.count {
-            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + off, $0.count - off, off_t(off)) }
-            if n < 0 { if errno == EINTR { continue }; throw ImageError.io(file: file, errno: errno, what: "read") }
+            let n = buf.withUnsafeMutableBytes { p -> Int in
+                guard let base = p.baseAddress else { return 0 }
+                return pread(fd, base + off, p.count - off, off_t(off))
+            }
+            if n < 0 { if errno == EINTR { continue }; throw ImageError.ioAt(file: file, offset: off, errno: errno, what: "read") }
             if n == 0 { break }
             off += n
         }
-        return Array(buf.prefix(off))
+        return off == buf.count ? buf : Array(buf.prefix(off))
     }
 
     /// Written to a temporary name and renamed, so a reader never sees half an image.
     func writeBytes(_ file: String, _ bytes: [UInt8]) throws {
-        let tmp = file + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        if fd < 0 { throw ImageError.io(file: tmp, errno: errno, what: "create") }
+        let w = try PagesWriter(file: file)
         do {
-            try bytes.withUnsafeBytes { p in
-                do { try writeAll(fd: fd, p.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!, p.count) } catch {
-                    throw ImageError.io(file: tmp, errno: (error as? SystemCallError)?.errno ?? EIO, what: "write")
-                }
-            }
-        } catch { close(fd); unlink(tmp); throw error }
-        close(fd)
-        guard rename(tmp, file) == 0 else { let e = errno; unlink(tmp); throw ImageError.io(file: file, errno: e, what: "rename") }
+            try w.write(bytes)
+            try w.finish()
+        } catch { w.abort(); throw error }
     }
 }
 

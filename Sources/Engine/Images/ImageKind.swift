@@ -1,8 +1,15 @@
-/// Every image file cryo reads or writes: its name and its magic numbers, as CRIU defines them.
+import SwiftProtobuf
+
+/// Every image file cryo reads or writes: its name, its magic numbers and its message types,
+/// as CRIU defines them (magics checked against pycriu's magic.py by the tests).
 public enum ImageKind: String, CaseIterable, Sendable {
     case inventory, pstree, core, ids, mm, pagemap, pages, files, fdinfo, fs, sigacts
+    // Per-task images older CRIU versions wrote (3.17 keeps this state in core-PID.img);
+    // listed so that images from such a CRIU can still be read.
+    case itimers, posixTimers, creds, rlimit, regFiles
 
     public static let commonMagic: UInt32 = 0x5456_4319
+    /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
     public static let serviceMagic: UInt32 = 0x5510_5940
 
     /// The per-image magic (nil for raw images, which have no header).
@@ -19,10 +26,16 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fdinfo: return 0x5621_3732
         case .fs: return 0x5140_3912
         case .sigacts: return 0x5534_4201
+        case .itimers: return 0x5746_4056
+        case .posixTimers: return 0x5260_3957
+        case .creds: return 0x5402_3547
+        case .rlimit: return 0x5711_3925
+        case .regFiles: return 0x5036_3636
         }
     }
 
-    /// The magic written before the image's own, if any: inventory has none, like CRIU's.
+    /// The magic written before the image's own: inventory has none (CRIU's img_write_magic
+    /// skips it), raw images have no header at all.
     public var firstMagic: UInt32? {
         switch self {
         case .inventory, .pages: return nil
@@ -30,11 +43,135 @@ public enum ImageKind: String, CaseIterable, Sendable {
         }
     }
 
-    /// File name for this kind; `id` is the pid, the pages id or the files id.
-    public func fileName(_ id: Int? = nil) -> String {
+    /// CRIU's name for the magic, as crit prints it.
+    public var criuName: String {
         switch self {
-        case .inventory, .pstree, .files: return "\(rawValue).img"
-        default: return "\(rawValue)-\(id ?? 0).img"
+        case .inventory: return "INVENTORY"
+        case .pstree: return "PSTREE"
+        case .core: return "CORE"
+        case .ids: return "IDS"
+        case .mm: return "MM"
+        case .pagemap: return "PAGEMAP"
+        case .pages: return "PAGES"
+        case .files: return "FILES"
+        case .fdinfo: return "FDINFO"
+        case .fs: return "FS"
+        case .sigacts: return "SIGACT"
+        case .itimers: return "ITIMERS"
+        case .posixTimers: return "POSIX_TIMERS"
+        case .creds: return "CREDS"
+        case .rlimit: return "RLIMIT"
+        case .regFiles: return "REG_FILES"
         }
+    }
+
+    /// File name prefix; per-id images are "<stem>-<id>.img".
+    public var stem: String {
+        switch self {
+        case .posixTimers: return "posix-timers"
+        case .regFiles: return "reg-files"
+        default: return rawValue
+        }
+    }
+
+    /// Whether the file name carries an id: the pid/tid, the pages id or the files id.
+    public var hasID: Bool {
+        switch self {
+        case .inventory, .pstree, .files, .regFiles: return false
+        default: return true
+        }
+    }
+
+    /// File name for this kind; `id` is ignored for kinds named without one.
+    public func fileName(_ id: Int? = nil) -> String {
+        hasID ? "\(stem)-\(id ?? 0).img" : "\(stem).img"
+    }
+
+    /// The message of the first entry when it differs from the others (pagemap's head).
+    public var headType: (any SwiftProtobuf.Message.Type)? {
+        self == .pagemap ? Img_PagemapHead.self : nil
+    }
+
+    /// The message of each entry; nil for raw images.
+    public var entryType: (any SwiftProtobuf.Message.Type)? {
+        switch self {
+        case .inventory: return Img_InventoryEntry.self
+        case .pstree: return Img_PstreeEntry.self
+        case .core: return Img_CoreEntry.self
+        case .ids: return Img_TaskKobjIdsEntry.self
+        case .mm: return Img_MmEntry.self
+        case .pagemap: return Img_PagemapEntry.self
+        case .pages: return nil
+        case .files: return Img_FileEntry.self
+        case .fdinfo: return Img_FdinfoEntry.self
+        case .fs: return Img_FsEntry.self
+        case .sigacts: return Img_SaEntry.self
+        case .itimers: return Img_ItimerEntry.self
+        case .posixTimers: return Img_PosixTimerEntry.self
+        case .creds: return Img_CredsEntry.self
+        case .rlimit: return Img_RlimitEntry.self
+        case .regFiles: return Img_RegFileEntry.self
+        }
+    }
+
+    /// Images that hold exactly one entry.
+    public var isSingleEntry: Bool {
+        switch self {
+        case .inventory, .core, .ids, .mm, .fs, .creds: return true
+        default: return false
+        }
+    }
+
+    /// The kind and id a file name stands for, or nil for names that are not images of ours.
+    /// Longest stem first, so that "pagemap-1.img" is not taken for a "pages" image.
+    public static func parse(fileName name: String) -> (kind: ImageKind, id: Int?)? {
+        guard name.hasSuffix(".img") else { return nil }
+        let base = name.dropLast(4)
+        for kind in allCases.sorted(by: { $0.stem.count > $1.stem.count }) {
+            if !kind.hasID {
+                if base == kind.stem { return (kind, nil) }
+                continue
+            }
+            let prefix = kind.stem + "-"
+            guard base.hasPrefix(prefix) else { continue }
+            let digits = base.dropFirst(prefix.count)
+            // Only the decimal ids we write: no sign, no leading zero, and it must fit.
+            guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+                  digits.count == 1 || !digits.hasPrefix("0"), let id = Int(digits) else { continue }
+            return (kind, id)
+        }
+        return nil
+    }
+}
+
+/// Bits of PagemapEntry.flags (CRIU's PE_*).
+public struct PagemapFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// The pages are in the parent snapshot.
+    public static let parent = PagemapFlags(rawValue: 1 << 0)
+    /// The pages may be restored lazily (post-copy).
+    public static let lazy = PagemapFlags(rawValue: 1 << 1)
+    /// The pages' bytes are in this directory's pages file.
+    public static let present = PagemapFlags(rawValue: 1 << 2)
+}
+
+extension Img_PagemapEntry {
+    /// Flags, mapping images without them (old CRIU, in_parent only) to what they mean.
+    public var pageFlags: PagemapFlags {
+        if hasFlags { return PagemapFlags(rawValue: flags) }
+        return inParent ? [.parent] : [.present]
+    }
+
+    /// Whether this entry's bytes are stored in this directory's pages file.
+    public var hasData: Bool { pageFlags.contains(.present) && !pageFlags.contains(.parent) }
+
+    public init(vaddr: UInt64, nrPages: UInt32, flags: PagemapFlags) {
+        self.init()
+        self.vaddr = vaddr
+        self.nrPages = nrPages
+        self.flags = flags.rawValue
+        // Readers that know only in_parent still see the parent pages.
+        if flags.contains(.parent) { inParent = true }
     }
 }

@@ -27,11 +27,12 @@ struct AddressSpace {
         target.scratch = try remote.scratch(at: try scratchAddress(low: low, high: high), size: RestoreTarget.scratchSize)
         let vmas = plan.mm.vmas.filter { $0.status & AddressSpace.specialStatus == 0 }
         for v in vmas { try map(v) }
+        let shared = vmas.filter { $0.status & VmaStatus.fileShared != 0 }
 
         let pages = try images.openPagesFile(id: Int(plan.pagesID))
         defer { close(pages.fd) }
         try PageFiller(pid: pid).fill(entries: plan.pagemap, pagesFd: pages.fd, pagesFile: images.filePath(.pages, Int(plan.pagesID)))
-        for v in vmas where v.prot != UInt32(PROT_READ | PROT_WRITE) {
+        for v in vmas where v.prot != UInt32(PROT_READ | PROT_WRITE) && !shared.contains(v) {
             try remote.syscall(.mprotect, v.start, v.end - v.start, UInt64(v.prot))
         }
         try setMM()
@@ -92,6 +93,16 @@ struct AddressSpace {
             let fd = try target.openFile(f.reg.name, flags: O_RDONLY)
             defer { _ = try? remote.syscall(.close, UInt64(fd)) }
             try remote.syscall(.mmap, v.start, len, prot, flags, UInt64(fd), v.pgoff)
+        } else if v.status & VmaStatus.fileShared != 0 {
+            // Mapped with its final protection: a shared mapping is never filled from images.
+            guard let f = plan.files[UInt32(truncatingIfNeeded: v.shmid)] else {
+                throw RestoreError.layout(pid: pid, reason: "mapping at 0x\(String(v.start, radix: 16)) has no file")
+            }
+            let writable = v.prot & UInt32(PROT_WRITE) != 0
+            let fd = try target.openFile(f.reg.name, flags: writable ? O_RDWR : O_RDONLY)
+            defer { _ = try? remote.syscall(.close, UInt64(fd)) }
+            let sflags = UInt64(MAP_SHARED | MAP_FIXED)
+            try remote.syscall(.mmap, v.start, len, UInt64(v.prot), sflags, UInt64(fd), v.pgoff)
         } else if v.status & VmaStatus.anonPrivate != 0 {
             try remote.syscall(.mmap, v.start, len, prot, flags | UInt64(MAP_ANONYMOUS), UInt64(bitPattern: -1), 0)
         } else {

@@ -4,188 +4,257 @@ import Foundation
 import Glibc
 import Logging
 
-/// One cell of the matrix: a workload in a flavour and a mode.
-public struct CaseSpec: Sendable {
-    public var workload: Workload
-    public var flavour: any Flavour
-    public var mode: any CRMode
-    public var iterations: Int
-    public var id: String { "\(workload.name) × \(flavour.name) × \(mode.name)" }
-    public init(workload: Workload, flavour: any Flavour, mode: any CRMode, iterations: Int) {
-        self.workload = workload; self.flavour = flavour; self.mode = mode; self.iterations = iterations
-    }
-}
-
-public enum Outcome: String, Sendable {
-    case pass = "PASS", fail = "FAIL", xfail = "XFAIL", skip = "SKIP"
-}
-
-public struct CaseResult: Sendable {
-    public var spec: CaseSpec
-    public var outcome: Outcome
-    public var reason: String
-    public var seconds: Double
-    /// Kept for failures only.
-    public var dir: String?
-    public var commands: [String]
-    public init(spec: CaseSpec, outcome: Outcome, reason: String, seconds: Double, dir: String?, commands: [String]) {
-        self.spec = spec; self.outcome = outcome; self.reason = reason; self.seconds = seconds; self.dir = dir; self.commands = commands
-    }
-}
-
-public struct RunOptions: Sendable {
-    public var binDir: String
-    public var cryo: String
-    public var runDir: String
-    public var keepGoing = false
-    public var parallel = 1
-    public init(binDir: String, cryo: String, runDir: String) { self.binDir = binDir; self.cryo = cryo; self.runDir = runDir }
+/// Why a case failed; the runner turns it into the result's reason.
+struct CaseFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ d: String) { description = d }
 }
 
 public final class Runner: @unchecked Sendable {
     let options: RunOptions
     let log = Logger(label: "zdtm")
+    let proc = ProcReader()
     let lock = NSLock()
-    private var results: [CaseResult] = []
+    private var results: [Int: CaseResult] = [:]
     private var stop = false
-    /// Called as each case ends (console progress).
+    private var next = 0
+    /// Called as each case ends (console progress), from the case's thread.
     public var onResult: (@Sendable (CaseResult) -> Void)?
 
-    public init(options: RunOptions) {
+    public init(options: RunOptions) throws {
         self.options = options
-        // Daemonized workloads (and restored trees) re-parent to us, so we can reap them by pid.
-        _ = ck_prctl(36 /* PR_SET_CHILD_SUBREAPER */, 1, 0, 0, 0)
+        // Daemonized workloads (and restored trees) re-parent to us, so we can wait for them by pid.
+        if ck_prctl(36 /* PR_SET_CHILD_SUBREAPER */, 1, 0, 0, 0) != 0 {
+            throw SystemCallError(call: "prctl", errno: errno, context: "PR_SET_CHILD_SUBREAPER")
+        }
     }
 
-    /// Runs every case; exclusive ones alone, the rest up to `parallel` at a time.
+    /// Runs every case; exclusive ones alone, the rest up to `parallel` at a time. Results come
+    /// back in `specs` order; cases not run after a failure (without keepGoing) are SKIP.
     public func run(_ specs: [CaseSpec]) -> [CaseResult] {
-        let shared = specs.filter { !$0.workload.exclusive }
-        let alone = specs.filter { $0.workload.exclusive }
-        runPool(shared, width: max(1, options.parallel))
-        runPool(alone, width: 1)
-        return results
+        let indexed = Array(specs.enumerated())
+        runPool(indexed.filter { !$0.element.workload.exclusive }, width: max(1, options.parallel))
+        runPool(indexed.filter { $0.element.workload.exclusive }, width: 1)
+        return specs.indices.map { i in
+            results[i] ?? CaseResult(spec: specs[i], outcome: .skip, reason: "not run: stopped at the first failure (use --keep-going)", seconds: 0)
+        }
     }
 
-    private var next = 0
-
-    func runPool(_ specs: [CaseSpec], width: Int) {
+    func runPool(_ specs: [(offset: Int, element: CaseSpec)], width: Int) {
+        guard !specs.isEmpty else { return }
         next = 0
+        let sequential = width == 1
+        let worker: @Sendable () -> Void = { [self] in
+            while true {
+                lock.lock()
+                if stop || next >= specs.count { lock.unlock(); break }
+                let (index, spec) = specs[next]; next += 1
+                lock.unlock()
+                let r = runCase(spec, alone: sequential)
+                lock.lock()
+                results[index] = r
+                if r.outcome == .fail && !options.keepGoing { stop = true }
+                lock.unlock()
+                onResult?(r)
+            }
+        }
+        if sequential { worker(); return }
         let group = DispatchGroup()
         for _ in 0..<min(width, specs.count) {
             group.enter()
-            Thread.detachNewThread { [self] in
-                while true {
-                    lock.lock()
-                    if stop || next >= specs.count { lock.unlock(); break }
-                    let spec = specs[next]; next += 1
-                    lock.unlock()
-                    let r = runCase(spec)
-                    lock.lock()
-                    results.append(r)
-                    if r.outcome == .fail && !options.keepGoing { stop = true }
-                    lock.unlock()
-                    onResult?(r)
-                }
-                group.leave()
-            }
+            Thread.detachNewThread { worker(); group.leave() }
         }
         group.wait()
     }
 
-    public func runCase(_ spec: CaseSpec) -> CaseResult {
+    /// Runs one case start to end. `alone` means no other case runs meanwhile, so any child
+    /// zdtm still has afterwards is a stray of this case.
+    public func runCase(_ spec: CaseSpec, alone: Bool = true) -> CaseResult {
         let t0 = Date()
         let w = spec.workload
-        let dir = options.runDir + "/" + "\(w.name)-\(spec.flavour.name)-\(spec.mode.name)"
-        try? FileManager.default.removeItem(atPath: dir)
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        var commands: [String] = []
+        let dir = options.runDir + "/" + spec.dirName
+        var commands: [RecordedCommand] = []
         var tree: [Int32] = []
+        var sid: Int32 = 0
+        var terminated = false
+        let logger = log
+
         func finish(_ outcome: Outcome, _ reason: String) -> CaseResult {
             var outcome = outcome, reason = reason
-            // Nothing may outlive the case.
-            let strays = reapStrays(tree)
-            if !strays.isEmpty && outcome != .fail {
+            // A case that failed before its workload exited kills it: that is clean-up, not a leak.
+            let strays = terminated ? reapStrays(tree: tree, sid: sid, all: alone) : []
+            if !terminated { _ = reapStrays(tree: tree, sid: sid, all: alone) }
+            if !strays.isEmpty {
+                let s = "stray process" + (strays.count > 1 ? "es " : " ") + strays.joined(separator: ", ")
+                reason = outcome == .fail ? reason + "; " + s : s
                 outcome = .fail
-                reason = "stray processes: " + strays.joined(separator: ", ")
             }
-            if outcome == .fail, let why = w.xfail[spec.mode.name] {
-                outcome = .xfail
-                reason = "\(reason) (expected: \(why))"
+            if let why = w.xfail[spec.mode.name] {
+                if outcome == .fail { outcome = .xfail; reason += " (expected: \(why))" }
+                else if outcome == .pass { reason = "passed although expected to fail: \(why)" }
             }
-            let keep = outcome == .fail || outcome == .xfail
-            if !keep { try? FileManager.default.removeItem(atPath: dir) }
-            return CaseResult(spec: spec, outcome: outcome, reason: reason, seconds: Date().timeIntervalSince(t0),
-                              dir: keep ? dir : nil, commands: commands)
+            if outcome == .fail {
+                writeRepro(dir: dir, commands: commands, reason: reason)
+            } else {
+                try? FileManager.default.removeItem(atPath: dir)
+            }
+            let r = CaseResult(spec: spec, outcome: outcome, reason: reason, seconds: Date().timeIntervalSince(t0),
+                               dir: outcome == .fail ? dir : nil, commands: commands)
+            logger.info("\(spec.id): \(outcome.rawValue) \(reason)")
+            return r
         }
+
+        do {
+            try? FileManager.default.removeItem(atPath: dir)
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        } catch { return finish(.fail, "cannot create \(dir): \(error.localizedDescription)") }
 
         let binary = w.externalPath ?? (options.binDir + "/" + w.name)
-        guard access(binary, X_OK) == 0 else { return finish(.fail, "no executable workload at \(binary)") }
+        guard access(binary, X_OK) == 0 else {
+            return finish(.fail, "no executable workload at \(binary) (build it, or pass --bin-dir)")
+        }
         let pidfile = dir + "/pid", outfile = dir + "/out"
+        let args = ["--pidfile=\(pidfile)", "--outfile=\(outfile)"] + w.args
+        commands.append(RecordedCommand(argv: [binary] + args, log: dir + "/start.log"))
+
+        // Start: the starter exits once its daemon child is set up.
         let starter: Int32
         do {
-            starter = try spec.flavour.start(binary: binary, args: ["--pidfile=\(pidfile)", "--outfile=\(outfile)"] + w.args,
-                                             dir: dir, log: dir + "/start.log")
+            starter = try spec.flavour.start(binary: binary, args: args, dir: dir, log: dir + "/start.log")
+            log.debug("\(spec.id): started \(binary) as \(starter) in \(dir)")
         } catch { return finish(.fail, "start: \(error)") }
-        guard let st = Subprocess.wait(starter, timeout: w.timeout) else {
-            kill(starter, SIGKILL); _ = Subprocess.wait(starter, timeout: 5)
-            return finish(.fail, "workload did not finish set-up within \(w.timeout) s")
+        do {
+            guard let st = try Subprocess.wait(starter, timeout: w.timeout) else {
+                Subprocess.kill9(starter)
+                // The daemon may be up without the starter having exited; pick it up for reaping.
+                if let p = readPid(pidfile) { tree = [p]; sid = p }
+                return finish(.fail, "timeout: set-up did not finish within \(Int(w.timeout)) s" + outputs(outfile))
+            }
+            if Subprocess.exitCode(st) != 0 {
+                if let p = readPid(pidfile) { tree = [p]; sid = p }
+                return finish(.fail, "set-up failed (\(Subprocess.describe(st)))" + outputs(outfile))
+            }
+        } catch { return finish(.fail, "start: \(error)") }
+        guard let pid = readPid(pidfile) else {
+            return finish(.fail, "set-up exited 0 but \(pidfile) holds no pid" + outputs(outfile))
         }
-        if Subprocess.exitCode(st) != 0 {
-            return finish(.fail, "set-up failed (exit \(Subprocess.exitCode(st))): \(readTrimmed(outfile) ?? "no outfile")")
-        }
-        guard let pidText = readTrimmed(pidfile), let pid = Int32(pidText) else {
-            return finish(.fail, "no pid in \(pidfile)")
-        }
-        let ignore = Set(w.ignore)
+        tree = [pid]; sid = pid
+        log.debug("\(spec.id): daemon \(pid)")
+
+        // Record, take through the mode, compare; N times.
         let before: VisibleState
-        do { before = try StateRecorder.record(root: pid) } catch {
-            return finish(.fail, "cannot record state: \(error)")
-        }
+        do {
+            before = try StateRecorder.record(root: pid, proc: proc)
+        } catch ProcError.gone {
+            return finish(.fail, "workload \(pid) exited right after set-up" + outputs(outfile))
+        } catch { return finish(.fail, "cannot record state: \(error)") }
         tree = before.pids
+        sid = before.processes.first { $0.pid == pid }?.sid ?? pid
+        var current = pid
         for i in 1...max(1, spec.iterations) {
-            let ctx = CaseContext(workload: w, flavour: spec.flavour.name, dir: dir, cryo: options.cryo, pid: pid, iteration: i)
-            do { try spec.mode.checkpointRestore(ctx) } catch {
-                commands += ctx.commands
-                return finish(.fail, "iteration \(i): \(spec.mode.name): \(error)")
-            }
+            let ctx = CaseContext(workload: w, flavour: spec.flavour.name, dir: dir, cryo: options.cryo, pid: current, iteration: i)
+            let modeError: Error?
+            do { try spec.mode.checkpointRestore(ctx); modeError = nil } catch { modeError = error }
             commands += ctx.commands
+            current = ctx.pid
+            if let modeError { return finish(.fail, "iteration \(i): \(spec.mode.name): \(modeError)") }
             let after: VisibleState
-            do { after = try StateRecorder.record(root: pid) } catch {
-                return finish(.fail, "iteration \(i): state after \(spec.mode.name): \(error)")
+            do { after = try StateRecorder.record(root: current, proc: proc) } catch {
+                return finish(.fail, "iteration \(i): state after \(spec.mode.name): \(error)" + outputs(outfile))
             }
-            let diffs = StateRecorder.compare(before, after, ignore: ignore)
+            tree = Array(Set(tree).union(after.pids)).sorted()
+            let diffs = StateDiff.compare(before, after, ignore: w.ignore)
             if !diffs.isEmpty {
+                for d in diffs { log.warning("\(spec.id): \(d)") }
                 return finish(.fail, "iteration \(i): state changed: " + diffs.prefix(5).joined(separator: "; ")
-                              + (diffs.count > 5 ? " (+\(diffs.count - 5) more)" : ""))
+                              + (diffs.count > 5 ? " (+\(diffs.count - 5) more, see -v2)" : ""))
             }
         }
-        kill(pid, SIGTERM)
-        guard let end = Subprocess.wait(pid, timeout: w.timeout) else {
-            return finish(.fail, "workload did not exit within \(w.timeout) s of SIGTERM")
-        }
-        let result = readTrimmed(outfile) ?? ""
+
+        // Ask the workload.
+        kill(current, SIGTERM)
+        let end: Int32
+        do {
+            guard let st = try Subprocess.wait(current, timeout: w.timeout) else {
+                Subprocess.kill9(current)
+                return finish(.fail, "timeout: still running \(Int(w.timeout)) s after SIGTERM, killed" + outputs(outfile))
+            }
+            end = st
+            terminated = true
+        } catch { return finish(.fail, "after SIGTERM: \(error)") }
+        let result = readFile(outfile)?.split(separator: "\n").first.map(String.init) ?? ""
         if result == "PASS" && Subprocess.exitCode(end) == 0 { return finish(.pass, "") }
-        if result.isEmpty { return finish(.fail, "no result in outfile (exit \(Subprocess.exitCode(end)))") }
-        return finish(.fail, result)
+        if result == "PASS" { return finish(.fail, "PASS in outfile but \(Subprocess.describe(end))" + outputs(outfile, result: false)) }
+        if result.isEmpty { return finish(.fail, "no result in outfile (\(Subprocess.describe(end)))" + outputs(outfile, result: false)) }
+        return finish(.fail, result + outputs(outfile, result: false))
     }
 
-    /// Kills and reaps whatever of `tree` is still there, and any other child of ours that is
-    /// not a case running in parallel. Returns "PID (comm)" for each.
-    func reapStrays(_ tree: [Int32]) -> [String] {
+    /// Kills and reaps what the case left: its recorded tree, anything in its session, and
+    /// (when `all`) any child of zdtm. Returns "PID (comm)" for each live one; zombies are
+    /// only reaped.
+    func reapStrays(tree: [Int32], sid: Int32, all: Bool) -> [String] {
         var strays: [String] = []
-        let proc = ProcReader()
-        for pid in tree where kill(pid, 0) == 0 {
-            let comm = (try? proc.stat(pid: pid).comm) ?? "?"
-            if (try? proc.stat(pid: pid).isZombie) == true { _ = Subprocess.wait(pid, timeout: 1); continue }
-            strays.append("\(pid) (\(comm))")
-            kill(pid, SIGKILL)
-            _ = Subprocess.wait(pid, timeout: 5)
+        var found: Set<Int32> = []
+        for _ in 0..<50 {
+            // As subreaper, every process of the workload is our descendant; looking only there
+            // keeps a recycled pid of someone else's process out.
+            var candidates: Set<Int32> = []
+            let treeSet = Set(tree)
+            for p in descendants(of: getpid()) {
+                if all || treeSet.contains(p) { candidates.insert(p); continue }
+                if sid > 0, let st = try? proc.stat(pid: p), st.session == sid { candidates.insert(p) }
+            }
+            if candidates.isEmpty { break }
+            log.debug("stray check: \(candidates.sorted())")
+            for p in candidates.sorted() {
+                guard let st = try? proc.stat(pid: p) else { continue }
+                if !st.isZombie && found.insert(p).inserted {
+                    strays.append("\(p) (\(st.comm))")
+                    kill(p, SIGKILL)
+                }
+                // Only our own children can be reaped here; killed grandchildren re-parent to us.
+                var status: Int32 = 0
+                _ = waitpid(p, &status, WNOHANG)
+            }
+            usleep(10_000)
         }
         return strays
     }
 
-    func readTrimmed(_ path: String) -> String? {
-        guard let s = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
-        return s.trimmingCharacters(in: .whitespacesAndNewlines)
+    func descendants(of root: Int32) -> [Int32] {
+        var out: [Int32] = []
+        var queue = (try? proc.allChildren(pid: root)) ?? []
+        while !queue.isEmpty {
+            let p = queue.removeFirst()
+            out.append(p)
+            queue += (try? proc.allChildren(pid: p)) ?? []
+        }
+        return out
     }
+
+    /// The workload's own words: O (its result) and the tail of O.log (its stdout/stderr).
+    func outputs(_ outfile: String, result: Bool = true) -> String {
+        var s = ""
+        if result, let o = readFile(outfile)?.trimmingCharacters(in: .whitespacesAndNewlines), !o.isEmpty {
+            s += "; out: " + o.split(separator: "\n").prefix(3).joined(separator: " | ")
+        }
+        if let l = readFile(outfile + ".log")?.trimmingCharacters(in: .whitespacesAndNewlines), !l.isEmpty {
+            s += "; out.log: " + l.split(separator: "\n").suffix(3).joined(separator: " | ")
+        }
+        return s
+    }
+
+    /// DIR/repro.sh: the exact commands of a failed case, for running by hand.
+    func writeRepro(dir: String, commands: [RecordedCommand], reason: String) {
+        var text = "#!/bin/sh\n# zdtm case failed: \(reason.replacingOccurrences(of: "\n", with: " "))\n"
+        text += "# Run as root; zdtm ran these in \(dir) (the workload daemonizes, then cryo takes it).\ncd \(RecordedCommand.quote(dir)) || exit 1\n"
+        for c in commands { text += c.shell + "\n" }
+        try? text.write(toFile: dir + "/repro.sh", atomically: true, encoding: .utf8)
+    }
+
+    func readPid(_ path: String) -> Int32? {
+        readFile(path).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }.flatMap { $0 > 0 ? $0 : nil }
+    }
+
+    func readFile(_ path: String) -> String? { try? String(contentsOfFile: path, encoding: .utf8) }
 }

@@ -31,7 +31,7 @@ public struct Workload: Equatable, Sendable {
     public var timeout: Double = 30
     public var args: [String] = []
     /// Parts of the visible state not compared for this workload (e.g. "fd-flags").
-    public var ignore: [String] = []
+    public var ignore: Set<StatePart> = []
     /// An external binary, run by path instead of from the build folder.
     public var externalPath: String?
 
@@ -50,6 +50,7 @@ public struct Suite: Equatable, Sendable {
     public var workloads: [String] = []
     public var flavours: [String] = ["h"]
     public var modes: [String] = ["nocr"]
+    public init(name: String) { self.name = name }
 }
 
 /// The catalogue and the suites, loaded from a Suites/ directory and checked against each other.
@@ -61,18 +62,43 @@ public struct Catalogue: Sendable {
     static let workloadKeys: Set<String> = ["description", "flavours", "modes", "exclude_modes", "xfail", "exclusive", "timeout", "args", "ignore"]
     static let suiteKeys: Set<String> = ["name", "description", "workloads", "flavours", "modes"]
 
+    /// Loads DIR/workloads.yaml and every other DIR/*.yaml as a suite.
     public init(directory: String) throws {
         self.directory = directory
         let wfile = directory + "/workloads.yaml"
         workloads = try Catalogue.parseWorkloads(try Catalogue.load(wfile), file: wfile)
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+            throw SuiteError.file(path: directory, reason: "cannot list: \(error.localizedDescription)")
+        }
+        var fileOf: [String: String] = [:]
         for n in names.sorted() where n.hasSuffix(".yaml") && n != "workloads.yaml" {
             let file = directory + "/" + n
             let s = try Catalogue.parseSuite(try Catalogue.load(file), file: file, defaultName: String(n.dropLast(5)))
-            for w in s.workloads where workloads[w] == nil {
-                throw SuiteError.key(path: file, key: "workloads", reason: "unknown workload '\(w)' (not in workloads.yaml)")
+            try Catalogue.check(suite: s, file: file, against: workloads)
+            if let other = fileOf[s.name] {
+                throw SuiteError.key(path: file, key: "name", reason: "suite '\(s.name)' is also defined in \(other)")
             }
+            fileOf[s.name] = file
             suites[s.name] = s
+        }
+    }
+
+    /// Builds a catalogue from parsed parts (tests, tools).
+    public init(directory: String, workloads: [String: Workload], suites: [String: Suite]) {
+        self.directory = directory; self.workloads = workloads; self.suites = suites
+    }
+
+    /// A suite's workloads must be in the catalogue, once each.
+    public static func check(suite s: Suite, file: String, against workloads: [String: Workload]) throws {
+        var seen: Set<String> = []
+        for (i, w) in s.workloads.enumerated() {
+            guard workloads[w] != nil else {
+                throw SuiteError.key(path: file, key: "workloads[\(i)]", reason: "unknown workload '\(w)' (not in workloads.yaml)")
+            }
+            guard seen.insert(w).inserted else {
+                throw SuiteError.key(path: file, key: "workloads[\(i)]", reason: "workload '\(w)' is listed twice")
+            }
         }
     }
 
@@ -81,10 +107,24 @@ public struct Catalogue: Sendable {
         return s
     }
 
+    /// Parses workloads.yaml text; `file` names it in errors.
+    public static func parseWorkloads(yaml: String, file: String) throws -> [String: Workload] {
+        try parseWorkloads(try parse(yaml, file: file), file: file)
+    }
+
+    /// Parses a suite file's text; `file` names it in errors.
+    public static func parseSuite(yaml: String, file: String, defaultName: String) throws -> Suite {
+        try parseSuite(try parse(yaml, file: file), file: file, defaultName: defaultName)
+    }
+
     static func load(_ file: String) throws -> Any {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
             throw SuiteError.file(path: file, reason: "cannot read")
         }
+        return try parse(text, file: file)
+    }
+
+    static func parse(_ text: String, file: String) throws -> Any {
         do {
             guard let v = try Yams.load(yaml: text) else { throw SuiteError.file(path: file, reason: "empty") }
             return v
@@ -115,11 +155,18 @@ public struct Catalogue: Sendable {
                 guard workloadKeys.contains(k) else { throw SuiteError.key(path: file, key: key, reason: "unknown key") }
                 switch k {
                 case "description": w.description = try string(v, file, key)
-                case "flavours": w.flavours = try strings(v, file, key)
-                case "modes": w.modes = try strings(v, file, key)
-                case "exclude_modes": w.excludeModes = try strings(v, file, key)
+                case "flavours": w.flavours = try flavourNames(v, file, key)
+                case "modes": w.modes = try modeNames(v, file, key)
+                case "exclude_modes": w.excludeModes = try modeNames(v, file, key)
                 case "args": w.args = try strings(v, file, key)
-                case "ignore": w.ignore = try strings(v, file, key)
+                case "ignore":
+                    for (i, part) in try strings(v, file, key).enumerated() {
+                        guard let p = StatePart(rawValue: part) else {
+                            throw SuiteError.key(path: file, key: "\(key)[\(i)]",
+                                                 reason: "unknown state part '\(part)' (known: \(StatePart.allCases.map(\.rawValue).joined(separator: ", ")))")
+                        }
+                        w.ignore.insert(p)
+                    }
                 case "exclusive":
                     guard let b = v as? Bool else { throw SuiteError.key(path: file, key: key, reason: "expected true or false") }
                     w.exclusive = b
@@ -130,7 +177,10 @@ public struct Catalogue: Sendable {
                     w.timeout = t
                 case "xfail":
                     guard let m = v as? [String: Any] else { throw SuiteError.key(path: file, key: key, reason: "expected mode: reason") }
-                    for (mode, reason) in m { w.xfail[mode] = try string(reason, file, "\(key).\(mode)") }
+                    for (mode, reason) in m {
+                        _ = try modeNames(mode, file, key)
+                        w.xfail[mode] = try string(reason, file, "\(key).\(mode)")
+                    }
                 default: break
                 }
             }
@@ -148,13 +198,30 @@ public struct Catalogue: Sendable {
             case "name": s.name = try string(v, file, k)
             case "description": s.description = try string(v, file, k)
             case "workloads": s.workloads = try strings(v, file, k)
-            case "flavours": s.flavours = try strings(v, file, k)
-            case "modes": s.modes = try strings(v, file, k)
+            case "flavours": s.flavours = try flavourNames(v, file, k)
+            case "modes": s.modes = try modeNames(v, file, k)
             default: break
             }
         }
         guard !s.workloads.isEmpty else { throw SuiteError.key(path: file, key: "workloads", reason: "a suite needs at least one workload") }
         return s
+    }
+
+    /// Names from the design are accepted even before they run, so suites can list them early;
+    /// `zdtm run` then says which are not implemented.
+    static func modeNames(_ v: Any, _ file: String, _ key: String) throws -> [String] {
+        try names(v, file, key, known: Modes.known, what: "mode")
+    }
+    static func flavourNames(_ v: Any, _ file: String, _ key: String) throws -> [String] {
+        try names(v, file, key, known: Flavours.known, what: "flavour")
+    }
+    static func names(_ v: Any, _ file: String, _ key: String, known: Set<String>, what: String) throws -> [String] {
+        let list = try strings(v, file, key)
+        for (i, n) in list.enumerated() where !known.contains(n) {
+            throw SuiteError.key(path: file, key: list.count == 1 && v is String ? key : "\(key)[\(i)]",
+                                 reason: "unknown \(what) '\(n)' (known: \(known.sorted().joined(separator: ", ")))")
+        }
+        return list
     }
 
     static func string(_ v: Any, _ file: String, _ key: String) throws -> String {

@@ -1517,6 +1517,118 @@ public nonisolated struct Img_UserX86FpregsEntry: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// A GDT TLS slot (set_thread_area), as PTRACE_GET_THREAD_AREA returns it.
+public nonisolated struct Img_UserDescT: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var entryNumber: UInt32 {
+    get {_entryNumber ?? 0}
+    set {_entryNumber = newValue}
+  }
+  /// Returns true if `entryNumber` has been explicitly set.
+  public var hasEntryNumber: Bool {self._entryNumber != nil}
+  /// Clears the value of `entryNumber`. Subsequent reads from it will return its default value.
+  public mutating func clearEntryNumber() {self._entryNumber = nil}
+
+  public var baseAddr: UInt32 {
+    get {_baseAddr ?? 0}
+    set {_baseAddr = newValue}
+  }
+  /// Returns true if `baseAddr` has been explicitly set.
+  public var hasBaseAddr: Bool {self._baseAddr != nil}
+  /// Clears the value of `baseAddr`. Subsequent reads from it will return its default value.
+  public mutating func clearBaseAddr() {self._baseAddr = nil}
+
+  public var limit: UInt32 {
+    get {_limit ?? 0}
+    set {_limit = newValue}
+  }
+  /// Returns true if `limit` has been explicitly set.
+  public var hasLimit: Bool {self._limit != nil}
+  /// Clears the value of `limit`. Subsequent reads from it will return its default value.
+  public mutating func clearLimit() {self._limit = nil}
+
+  public var seg32Bit: Bool {
+    get {_seg32Bit ?? false}
+    set {_seg32Bit = newValue}
+  }
+  /// Returns true if `seg32Bit` has been explicitly set.
+  public var hasSeg32Bit: Bool {self._seg32Bit != nil}
+  /// Clears the value of `seg32Bit`. Subsequent reads from it will return its default value.
+  public mutating func clearSeg32Bit() {self._seg32Bit = nil}
+
+  public var contentsH: Bool {
+    get {_contentsH ?? false}
+    set {_contentsH = newValue}
+  }
+  /// Returns true if `contentsH` has been explicitly set.
+  public var hasContentsH: Bool {self._contentsH != nil}
+  /// Clears the value of `contentsH`. Subsequent reads from it will return its default value.
+  public mutating func clearContentsH() {self._contentsH = nil}
+
+  public var contentsL: Bool {
+    get {_contentsL ?? false}
+    set {_contentsL = newValue}
+  }
+  /// Returns true if `contentsL` has been explicitly set.
+  public var hasContentsL: Bool {self._contentsL != nil}
+  /// Clears the value of `contentsL`. Subsequent reads from it will return its default value.
+  public mutating func clearContentsL() {self._contentsL = nil}
+
+  public var readExecOnly: Bool {
+    get {_readExecOnly ?? true}
+    set {_readExecOnly = newValue}
+  }
+  /// Returns true if `readExecOnly` has been explicitly set.
+  public var hasReadExecOnly: Bool {self._readExecOnly != nil}
+  /// Clears the value of `readExecOnly`. Subsequent reads from it will return its default value.
+  public mutating func clearReadExecOnly() {self._readExecOnly = nil}
+
+  public var limitInPages: Bool {
+    get {_limitInPages ?? false}
+    set {_limitInPages = newValue}
+  }
+  /// Returns true if `limitInPages` has been explicitly set.
+  public var hasLimitInPages: Bool {self._limitInPages != nil}
+  /// Clears the value of `limitInPages`. Subsequent reads from it will return its default value.
+  public mutating func clearLimitInPages() {self._limitInPages = nil}
+
+  public var segNotPresent: Bool {
+    get {_segNotPresent ?? true}
+    set {_segNotPresent = newValue}
+  }
+  /// Returns true if `segNotPresent` has been explicitly set.
+  public var hasSegNotPresent: Bool {self._segNotPresent != nil}
+  /// Clears the value of `segNotPresent`. Subsequent reads from it will return its default value.
+  public mutating func clearSegNotPresent() {self._segNotPresent = nil}
+
+  public var usable: Bool {
+    get {_usable ?? false}
+    set {_usable = newValue}
+  }
+  /// Returns true if `usable` has been explicitly set.
+  public var hasUsable: Bool {self._usable != nil}
+  /// Clears the value of `usable`. Subsequent reads from it will return its default value.
+  public mutating func clearUsable() {self._usable = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _entryNumber: UInt32? = nil
+  fileprivate var _baseAddr: UInt32? = nil
+  fileprivate var _limit: UInt32? = nil
+  fileprivate var _seg32Bit: Bool? = nil
+  fileprivate var _contentsH: Bool? = nil
+  fileprivate var _contentsL: Bool? = nil
+  fileprivate var _readExecOnly: Bool? = nil
+  fileprivate var _limitInPages: Bool? = nil
+  fileprivate var _segNotPresent: Bool? = nil
+  fileprivate var _usable: Bool? = nil
+}
+
 public nonisolated struct Img_ThreadInfoX86: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1548,6 +1660,8 @@ public nonisolated struct Img_ThreadInfoX86: Sendable {
   public var hasFpregs: Bool {self._fpregs != nil}
   /// Clears the value of `fpregs`. Subsequent reads from it will return its default value.
   public mutating func clearFpregs() {self._fpregs = nil}
+
+  public var tls: [Img_UserDescT] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3334,9 +3448,102 @@ nonisolated extension Img_UserX86FpregsEntry: SwiftProtobuf.Message, SwiftProtob
   }
 }
 
+nonisolated extension Img_UserDescT: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UserDescT"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}entry_number\0\u{3}base_addr\0\u{1}limit\0\u{3}seg_32bit\0\u{3}contents_h\0\u{3}contents_l\0\u{3}read_exec_only\0\u{3}limit_in_pages\0\u{3}seg_not_present\0\u{1}usable\0")
+
+  public var isInitialized: Bool {
+    if self._entryNumber == nil {return false}
+    if self._baseAddr == nil {return false}
+    if self._limit == nil {return false}
+    if self._seg32Bit == nil {return false}
+    if self._contentsH == nil {return false}
+    if self._contentsL == nil {return false}
+    if self._readExecOnly == nil {return false}
+    if self._limitInPages == nil {return false}
+    if self._segNotPresent == nil {return false}
+    if self._usable == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._entryNumber) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._baseAddr) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._limit) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self._seg32Bit) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self._contentsH) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self._contentsL) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self._readExecOnly) }()
+      case 8: try { try decoder.decodeSingularBoolField(value: &self._limitInPages) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self._segNotPresent) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self._usable) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._entryNumber {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._baseAddr {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._limit {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._seg32Bit {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._contentsH {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._contentsL {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._readExecOnly {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._limitInPages {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 8)
+    } }()
+    try { if let v = self._segNotPresent {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 9)
+    } }()
+    try { if let v = self._usable {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 10)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_UserDescT, rhs: Img_UserDescT) -> Bool {
+    if lhs._entryNumber != rhs._entryNumber {return false}
+    if lhs._baseAddr != rhs._baseAddr {return false}
+    if lhs._limit != rhs._limit {return false}
+    if lhs._seg32Bit != rhs._seg32Bit {return false}
+    if lhs._contentsH != rhs._contentsH {return false}
+    if lhs._contentsL != rhs._contentsL {return false}
+    if lhs._readExecOnly != rhs._readExecOnly {return false}
+    if lhs._limitInPages != rhs._limitInPages {return false}
+    if lhs._segNotPresent != rhs._segNotPresent {return false}
+    if lhs._usable != rhs._usable {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Img_ThreadInfoX86: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ThreadInfoX86"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}clear_tid_addr\0\u{1}gpregs\0\u{1}fpregs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}clear_tid_addr\0\u{1}gpregs\0\u{1}fpregs\0\u{1}tls\0")
 
   public var isInitialized: Bool {
     if self._clearTidAddr_p == nil {return false}
@@ -3344,6 +3551,7 @@ nonisolated extension Img_ThreadInfoX86: SwiftProtobuf.Message, SwiftProtobuf._M
     if self._fpregs == nil {return false}
     if let v = self._gpregs, !v.isInitialized {return false}
     if let v = self._fpregs, !v.isInitialized {return false}
+    if !SwiftProtobuf.Internal.areAllInitialized(self.tls) {return false}
     return true
   }
 
@@ -3356,6 +3564,7 @@ nonisolated extension Img_ThreadInfoX86: SwiftProtobuf.Message, SwiftProtobuf._M
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self._clearTidAddr_p) }()
       case 2: try { try decoder.decodeSingularMessageField(value: &self._gpregs) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._fpregs) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.tls) }()
       default: break
       }
     }
@@ -3375,6 +3584,9 @@ nonisolated extension Img_ThreadInfoX86: SwiftProtobuf.Message, SwiftProtobuf._M
     try { if let v = self._fpregs {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
+    if !self.tls.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tls, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3382,6 +3594,7 @@ nonisolated extension Img_ThreadInfoX86: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs._clearTidAddr_p != rhs._clearTidAddr_p {return false}
     if lhs._gpregs != rhs._gpregs {return false}
     if lhs._fpregs != rhs._fpregs {return false}
+    if lhs.tls != rhs.tls {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Regenerates the committed Swift for the image schemas in proto/.
-# Needs protoc (Debian: protobuf-compiler) and swift-protobuf's protoc-gen-swift. If the plugin
-# is not on PATH it is built once from the local swift-protobuf checkout (about 10 minutes).
+# Regenerates the committed Swift (*.pb.swift) for the image schemas in proto/:
+#     Sources/Engine/Images/Schema/generate.sh
+# Needs protoc (Debian: protobuf-compiler) and swift-protobuf's protoc-gen-swift of the same
+# version as the SwiftProtobuf library in Package.resolved (generated code is tied to it).
+# The plugin is taken from $PROTOC_GEN_SWIFT, else /tmp/swift-protobuf; if neither has the
+# right version it is built from the local swift-protobuf mirror into /tmp/swift-protobuf,
+# which takes about 10 minutes on two cores.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-plugin="$(command -v protoc-gen-swift || true)"
-if [ -z "$plugin" ]; then
+version=1.39.0
+plugin="${PROTOC_GEN_SWIFT:-/tmp/swift-protobuf/.build/release/protoc-gen-swift}"
+if ! "$plugin" --version 2>/dev/null | grep -qx "protoc-gen-swift $version"; then
+    echo "building protoc-gen-swift $version into /tmp/swift-protobuf (about 10 minutes)" >&2
+    rm -rf /tmp/swift-protobuf
+    git clone -q /opt/swift-packages/apple/swift-protobuf.git /tmp/swift-protobuf
+    git -C /tmp/swift-protobuf checkout -q "$version"
+    (cd /tmp/swift-protobuf && swift build -c release --product protoc-gen-swift)
     plugin=/tmp/swift-protobuf/.build/release/protoc-gen-swift
-    if [ ! -x "$plugin" ]; then
-        rm -rf /tmp/swift-protobuf
-        git clone -q /opt/swift-packages/apple/swift-protobuf.git /tmp/swift-protobuf
-        git -C /tmp/swift-protobuf checkout -q 1.39.0
-        (cd /tmp/swift-protobuf && swift build -c release --product protoc-gen-swift)
-    fi
 fi
 cd "$here/proto"
 protoc --plugin=protoc-gen-swift="$plugin" --swift_opt=Visibility=Public --swift_out="$here" *.proto

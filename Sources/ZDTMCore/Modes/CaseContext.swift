@@ -1,0 +1,83 @@
+import Foundation
+import Glibc
+
+/// A command a mode ran, kept so a failing case can be reproduced by hand.
+public struct RecordedCommand: Equatable, Sendable {
+    public var argv: [String]
+    public var log: String
+    public init(argv: [String], log: String) { self.argv = argv; self.log = log }
+    /// Shell-quoted, ready to paste.
+    public var shell: String { argv.map(Self.quote).joined(separator: " ") }
+
+    static func quote(_ s: String) -> String {
+        if !s.isEmpty && s.allSatisfy({ $0.isLetter || $0.isNumber || "-_./=:,+@%".contains($0) }) { return s }
+        return "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}
+
+/// The cryo command lines modes use, in one place so modes and `zdtm repro` agree.
+public enum CryoCommands {
+    public static func dump(pid: Int32, images: String, log: String = "dump.log", extra: [String] = []) -> [String] {
+        ["dump", "-t", String(pid), "-D", images, "-v4", "-o", log] + extra
+    }
+    public static func restore(images: String, pidfile: String, log: String = "restore.log", extra: [String] = []) -> [String] {
+        ["restore", "-D", images, "-d", "--pidfile", pidfile, "-v4", "-o", log] + extra
+    }
+}
+
+/// What a mode gets to work with for one iteration of one case.
+public final class CaseContext: @unchecked Sendable {
+    public let workload: Workload
+    public let flavour: String
+    /// The case folder; modes put images under it (kept only if the case fails).
+    public let dir: String
+    public let cryo: String
+    /// The workload's root pid; a mode that restores must keep it (cryo restores the same pid).
+    public var pid: Int32
+    public let iteration: Int
+    public private(set) var commands: [RecordedCommand] = []
+
+    public init(workload: Workload, flavour: String, dir: String, cryo: String, pid: Int32, iteration: Int) {
+        self.workload = workload; self.flavour = flavour; self.dir = dir; self.cryo = cryo
+        self.pid = pid; self.iteration = iteration
+    }
+
+    /// A fresh images folder for this iteration, e.g. DIR/img-1-dump.
+    public func imagesDir(_ label: String) throws -> String {
+        let d = dir + "/img-\(iteration)-\(label)"
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        return d
+    }
+
+    /// Runs `cryo ARGS` in the case folder, output to DIR/NAME.log; throws with the log's
+    /// tail when cryo fails.
+    public func cryo(_ args: [String], log name: String, timeout: Double = 120) throws {
+        let log = dir + "/" + name + ".log"
+        let cmd = RecordedCommand(argv: [cryo] + args, log: log)
+        commands.append(cmd)
+        let st = try Subprocess.run(cryo, args, cwd: dir, log: log, timeout: timeout)
+        let code = Subprocess.exitCode(st)
+        if code != 0 {
+            let tail = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+                .split(separator: "\n").suffix(5).joined(separator: " | ")
+            throw ModeError.commandFailed(command: cmd.shell, code: code, log: log, tail: tail)
+        }
+    }
+
+    /// `cryo dump` of the workload into `images`.
+    public func dump(images: String, extra: [String] = []) throws {
+        try cryo(CryoCommands.dump(pid: pid, images: images, extra: extra), log: "dump-\(iteration)-cli")
+    }
+
+    /// `cryo restore -d` from `images`; takes the restored root pid from its pidfile.
+    public func restore(images: String, extra: [String] = []) throws {
+        let pidfile = images + "/restore.pid"
+        try cryo(CryoCommands.restore(images: images, pidfile: pidfile, extra: extra), log: "restore-\(iteration)-cli")
+        guard let text = try? String(contentsOfFile: pidfile, encoding: .utf8),
+              let p = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw ModeError.check("restore wrote no pid to \(pidfile)")
+        }
+        if p != pid { throw ModeError.check("restored pid \(p), expected \(pid)") }
+        pid = p
+    }
+}

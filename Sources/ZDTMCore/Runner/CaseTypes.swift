@@ -1,0 +1,40 @@
+/// One cell of the matrix: a workload in a flavour and a mode.
+public struct CaseSpec: Sendable {
+    public var workload: Workload
+    public var flavour: any Flavour
+    public var mode: any CRMode
+    public var iterations: Int
+    public var id: String { "\(workload.name) × \(flavour.name) × \(mode.name)" }
+    /// The case folder's name under the run folder.
+    public var dirName: String { "\(workload.name)-\(flavour.name)-\(mode.name)" }
+    public init(workload: Workload, flavour: any Flavour, mode: any CRMode, iterations: Int = 1) {
+        self.workload = workload; self.flavour = flavour; self.mode = mode; self.iterations = iterations
+    }
+}
+
+public enum Outcome: String, Sendable {
+    case pass = "PASS", fail = "FAIL", xfail = "XFAIL", skip = "SKIP"
+}
+
+public struct CaseResult: Sendable {
+    public var spec: CaseSpec
+    public var outcome: Outcome
+    public var reason: String
+    public var seconds: Double
+    /// The case folder, kept for failures only.
+    public var dir: String?
+    /// How the workload was started, then every cryo command the mode ran.
+    public var commands: [RecordedCommand]
+    public init(spec: CaseSpec, outcome: Outcome, reason: String, seconds: Double, dir: String? = nil, commands: [RecordedCommand] = []) {
+        self.spec = spec; self.outcome = outcome; self.reason = reason; self.seconds = seconds; self.dir = dir; self.commands = commands
+    }
+}
+
+public struct RunOptions: Sendable {
+    public var binDir: String
+    public var cryo: String
+    public var runDir: String
+    public var keepGoing = false
+    public var parallel = 1
+    public init(binDir: String, cryo: String, runDir: String) { self.binDir = binDir; self.cryo = cryo; self.runDir = runDir }
+}

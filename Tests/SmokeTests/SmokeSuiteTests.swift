@@ -1,0 +1,47 @@
+import Foundation
+import XCTest
+import ZDTMCore
+
+/// Runs the smoke suite through the built `zdtm`, as CI does.
+final class SmokeSuiteTests: XCTestCase {
+    var packageRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+
+    /// The build folder of this test bundle (.build/debug or .build/release): zdtm and the
+    /// workloads are built next to it.
+    func buildDir() -> String? {
+        var candidates = [Locations.selfDir(), (Bundle.main.bundlePath as NSString).deletingLastPathComponent, Bundle.main.bundlePath]
+        candidates += Bundle.allBundles.map { ($0.bundlePath as NSString).deletingLastPathComponent }
+        for d in candidates where FileManager.default.isExecutableFile(atPath: d + "/zdtm") { return d }
+        XCTFail("no zdtm binary next to the test bundle (looked in \(candidates.joined(separator: ", "))); run `swift build` first")
+        return nil
+    }
+
+    func testSmokeSuiteNoCR() throws {
+        guard getuid() == 0 else {
+            print("SmokeSuiteTests: skipped, zdtm needs root to trace and reap workloads")
+            throw XCTSkip("zdtm needs root")
+        }
+        guard let dir = buildDir() else { return }
+        let cat = try Catalogue(directory: packageRoot + "/Suites")
+        let missing = try cat.suite("smoke").workloads.filter { !FileManager.default.isExecutableFile(atPath: dir + "/" + $0) }
+        XCTAssertEqual(missing, [], "workload binaries missing from \(dir): \(missing.joined(separator: ", ")); run `swift build` (builds every product)")
+        guard missing.isEmpty else { return }
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: dir + "/zdtm")
+        p.arguments = ["run", "--suite", "smoke", "--mode", "nocr", "--keep-going", "--suites-dir", packageRoot + "/Suites", "--bin-dir", dir]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        print(out)
+        XCTAssertEqual(p.terminationStatus, 0, out)
+        let last = out.split(separator: "\n").last.map(String.init) ?? ""
+        XCTAssertTrue(last.hasSuffix(" 0 failed") || last.contains(" 0 failed,"), "last line: \(last)")
+        XCTAssertTrue(last.hasPrefix("\(cat.suites["smoke"]!.workloads.count) passed"), "last line: \(last)")
+    }
+}
