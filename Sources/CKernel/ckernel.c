@@ -24,6 +24,9 @@ int ck_prctl(int option, unsigned long a2, unsigned long a3, unsigned long a4, u
 int ck_fcntl_int(int fd, int cmd, int arg) { return fcntl(fd, cmd, arg); }
 int ck_open(const char *path, int flags, unsigned int mode) { return open(path, flags, mode); }
 int ck_errno(void) { return errno; }
+int ck_spawn_addclosefrom(posix_spawn_file_actions_t *fa, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(fa, from);
+}
 int ck_spawn_addchdir(posix_spawn_file_actions_t *fa, const char *path) {
     return posix_spawn_file_actions_addchdir_np(fa, path);
 }

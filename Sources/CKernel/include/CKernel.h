@@ -25,6 +25,8 @@ int ck_open(const char *path, int flags, unsigned int mode);
 int ck_errno(void);
 // posix_spawn_file_actions_addchdir_np is a GNU extension Swift does not see.
 int ck_spawn_addchdir(posix_spawn_file_actions_t *fa, const char *path);
+// ... and posix_spawn_file_actions_addclosefrom_np: children get no fd of ours past stderr.
+int ck_spawn_addclosefrom(posix_spawn_file_actions_t *fa, int from);
 
 // wait(2) status decoding
 int ck_wifexited(int status);

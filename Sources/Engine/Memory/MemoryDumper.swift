@@ -41,6 +41,14 @@ struct MemoryDumper {
             case "[heap]": v.status = VmaStatus.regular | VmaStatus.anonPrivate | VmaStatus.heap; v.flags |= UInt32(MAP_ANONYMOUS)
             case "[stack]": v.status = VmaStatus.regular | VmaStatus.anonPrivate | VmaStatus.stack; v.flags |= UInt32(MAP_ANONYMOUS)
             default:
+                if m.shared && m.path.hasPrefix("/") && m.inode != 0 && !m.isDeleted && !m.path.hasPrefix("/memfd:")
+                    && !m.path.hasPrefix("/dev/zero") && !m.path.hasPrefix("/SYSV") {
+                    // Shared file pages live in the file itself: nothing to copy.
+                    v.status = VmaStatus.regular | VmaStatus.fileShared
+                    v.shmid = UInt64(try files.register(path: m.path, pid: pid, flags: m.writable ? O_RDWR : O_RDONLY, mapping: m))
+                    mm.vmas.append(v)
+                    continue
+                }
                 if m.shared {
                     throw DumpError.unsupported(pid: pid, what: "shared mapping \(m.permString) \(m.path.isEmpty ? "(anonymous)" : m.path) at 0x\(String(m.start, radix: 16))")
                 }

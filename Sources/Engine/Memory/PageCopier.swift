@@ -60,6 +60,7 @@ public final class PageCopier {
             st.filled.signal()
         }
         st.free.wait(); st.free.wait()  // the writer has finished both buffers
+        st.free.signal(); st.free.signal()  // libdispatch traps on freeing a semaphore below its start value
         if let e = readError ?? st.writeError { throw e }
         bytesCopied += runs.reduce(0) { $0 + $1.length }
     }

@@ -54,7 +54,7 @@ public protocol CRMode: Sendable {
 }
 
 public enum Modes {
-    public static let all: [any CRMode] = [NoCRMode()]
+    public static let all: [any CRMode] = [NoCRMode(), PlainMode()]
 
     public static func named(_ name: String) throws -> any CRMode {
         guard let m = all.first(where: { $0.name == name }) else { throw ModeError.unknown(name: name, known: all.map(\.name)) }

@@ -28,6 +28,7 @@ public enum Subprocess {
             posix_spawn_file_actions_addopen(&fa, 1, output, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             posix_spawn_file_actions_adddup2(&fa, 1, 2)
         }
+        ck_spawn_addclosefrom(&fa, 3)
         let argv = ([path] + args).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
