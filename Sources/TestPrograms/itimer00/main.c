@@ -40,8 +40,9 @@ int main(int argc, char **argv) {
             fail("ITIMER_%s interval %.6f s, expected %.6f s", names[i], tv(cur.it_interval), tv(set[i].it_interval));
         double left = tv(cur.it_value), start = tv(set[i].it_value), ran = start - left;
         if (left <= 0) fail("ITIMER_%s disarmed or expired: %.6f s left of %.6f s", names[i], left, start);
-        // Re-arming a CPU timer (as a restore must) rounds it up by up to a tick (4 ms at HZ=250) again.
-        else if (left > start + (which[i] == ITIMER_REAL ? 0 : 0.010)) fail("ITIMER_%s has %.6f s left, more than the %.6f s it was set to", names[i], left, start);
+        // Re-arming a CPU timer (as every restore must) rounds it up by up to a tick (4 ms at HZ=250)
+        // again; allow a dozen C/R cycles of that.
+        else if (left > start + (which[i] == ITIMER_REAL ? 0 : 0.050)) fail("ITIMER_%s has %.6f s left, more than the %.6f s it was set to", names[i], left, start);
         else if (ran > elapsed + 0.1) fail("ITIMER_%s ran %.3f s in %.3f s of wall time", names[i], ran, elapsed);
         else if (which[i] == ITIMER_REAL && ran < live - 0.2)
             fail("ITIMER_REAL ran only %.3f s (left %.6f of %.6f) but the process was alive %.3f s: reset?", ran, left, start, live);
