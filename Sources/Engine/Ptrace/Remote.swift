@@ -49,8 +49,10 @@ public final class Remote {
             patched = (addr, word)
             syscallIP = addr
         }
-        // Nothing the task would do with a signal must run between our steps.
-        try Ptrace.setSigmask(tid, ~0)
+        // Nothing the task would do with a signal must run between our steps. SIGTRAP stays
+        // unblocked: the single-step trap is forced, and forcing a blocked signal makes the
+        // kernel reset its handler to SIG_DFL, which would change the task.
+        try Ptrace.setSigmask(tid, ~(UInt64(1) << UInt64(SIGTRAP - 1)))
     }
 
     static func findSyscallInstruction(tid: Int32, maps: [ProcMapping]) -> UInt64? {

@@ -26,7 +26,11 @@ struct AddressSpace {
 
         target.scratch = try remote.scratch(at: try scratchAddress(low: low, high: high), size: RestoreTarget.scratchSize)
         let vmas = plan.mm.vmas.filter { $0.status & AddressSpace.specialStatus == 0 }
-        for v in vmas { try map(v) }
+        var prevEnd: UInt64 = 0
+        for v in vmas {
+            try map(v, apart: v.start == prevEnd)
+            prevEnd = v.end
+        }
         let shared = vmas.filter { $0.status & VmaStatus.fileShared != 0 }
 
         let pages = try images.openPagesFile(id: Int(plan.pagesID))
@@ -58,8 +62,9 @@ struct AddressSpace {
             for m in order {
                 let dest = UInt64(bitPattern: Int64(bitPattern: m.start) &+ delta)
                 try remote.syscall(.mremap, m.start, m.size, m.size, 3 /* MREMAP_MAYMOVE|MREMAP_FIXED */, dest)
+                // Our syscall instruction lives in the vDSO: follow it at once.
+                if m.path == "[vdso]" { remote.relocate(by: delta) }
             }
-            remote.relocate(by: delta)
         }
         let lo = theirs.map(\.start).min()!, hi = theirs.map(\.end).max()!
         return (lo, hi)
@@ -67,8 +72,12 @@ struct AddressSpace {
 
     /// A spot for the scratch page that no dumped VMA uses.
     func scratchAddress(low: UInt64, high: UInt64) throws -> UInt64 {
-        let size = UInt64(RestoreTarget.scratchSize)
-        let busy = plan.mm.vmas.map { ($0.start, $0.end) } + [(low, high)]
+        try freeRange(size: UInt64(RestoreTarget.scratchSize), avoiding: [(low, high)])
+    }
+
+    /// An address range that no dumped VMA (nor `avoiding`) uses.
+    func freeRange(size: UInt64, avoiding extra: [(UInt64, UInt64)]) throws -> UInt64 {
+        let busy = plan.mm.vmas.map { ($0.start, $0.end) } + extra
         var cand: UInt64 = 0x10000
         while cand + size < AddressSpace.taskSize {
             if let hit = busy.first(where: { $0.0 < cand + size && cand < $0.1 }) {
@@ -80,8 +89,11 @@ struct AddressSpace {
         throw RestoreError.layout(pid: pid, reason: "no room for a scratch page")
     }
 
-    /// Maps one VMA, writable for now so the pages can be filled.
-    func map(_ v: Img_VmaEntry) throws {
+    /// Maps one VMA, writable for now so the pages can be filled. `apart`: it touches the
+    /// previous VMA, which the kernel would merge it with if the flags match; dumped VMAs were
+    /// separate, so it is mapped elsewhere and moved into place, which gives it a page offset
+    /// that does not continue its neighbour's, and the kernel keeps the two apart.
+    func map(_ v: Img_VmaEntry, apart: Bool = false) throws {
         let len = v.end - v.start
         let prot = UInt64(PROT_READ | PROT_WRITE)
         var flags = UInt64(MAP_PRIVATE | MAP_FIXED)
@@ -104,7 +116,16 @@ struct AddressSpace {
             let sflags = UInt64(MAP_SHARED | MAP_FIXED)
             try remote.syscall(.mmap, v.start, len, UInt64(v.prot), sflags, UInt64(fd), v.pgoff)
         } else if v.status & VmaStatus.anonPrivate != 0 {
-            try remote.syscall(.mmap, v.start, len, prot, flags | UInt64(MAP_ANONYMOUS), UInt64(bitPattern: -1), 0)
+            if apart {
+                let tmp = try freeRange(size: len + 0x10_0000, avoiding: [(target.scratch, target.scratch + UInt64(RestoreTarget.scratchSize))]) + 0x8_0000
+                try remote.syscall(.mmap, tmp, len, prot, flags | UInt64(MAP_ANONYMOUS), UInt64(bitPattern: -1), 0)
+                // Only a faulted VMA keeps its page offset through mremap; the page is dropped again.
+                try remote.writeMemory([0], at: tmp)
+                try remote.syscall(.mremap, tmp, len, len, 3 /* MREMAP_MAYMOVE|MREMAP_FIXED */, v.start)
+                try remote.syscall(.madvise, v.start, 4096, UInt64(MADV_DONTNEED))
+            } else {
+                try remote.syscall(.mmap, v.start, len, prot, flags | UInt64(MAP_ANONYMOUS), UInt64(bitPattern: -1), 0)
+            }
         } else {
             throw RestoreError.unsupported("mapping at 0x\(String(v.start, radix: 16)) with status 0x\(String(v.status, radix: 16))")
         }

@@ -242,6 +242,15 @@ public struct Restorer {
         if c.uid != 0 || c.euid != 0 || c.suid != 0 { try r.syscall(.prctl, 8 /* PR_SET_KEEPCAPS */, 1) }
         try r.syscall(.setresuid, UInt64(c.uid), UInt64(c.euid), UInt64(c.suid))
         try r.syscall(.setfsuid, UInt64(c.fsuid))
+        // Bounding set and securebits need CAP_SETPCAP, so they go before capset may drop it.
+        if c.capBnd.count == 2 {
+            let bnd = UInt64(c.capBnd[0]) | UInt64(c.capBnd[1]) << 32
+            let last = UInt64((try? ProcReader().readText("/proc/sys/kernel/cap_last_cap").trimmingCharacters(in: .whitespacesAndNewlines)).flatMap { UInt64($0) } ?? 40)
+            for cap in 0...last where bnd & (1 << cap) == 0 {
+                try r.syscall(.prctl, 24 /* PR_CAPBSET_DROP */, cap)
+            }
+        }
+        try r.syscall(.prctl, 28 /* PR_SET_SECUREBITS */, UInt64(c.secbits))
         if c.capEff.count == 2 && c.capPrm.count == 2 && c.capInh.count == 2 {
             var b: [UInt8] = []
             b.putU32(0x2008_0522); b.putU32(0)  // _LINUX_CAPABILITY_VERSION_3, pid 0
@@ -249,7 +258,13 @@ public struct Restorer {
             let hdr = try t.put(b)
             try r.syscall(.capset, hdr, hdr + 8)
         }
-        try r.syscall(.prctl, 28 /* PR_SET_SECUREBITS */, UInt64(c.secbits))
+        if c.capAmb.count == 2 {
+            let amb = UInt64(c.capAmb[0]) | UInt64(c.capAmb[1]) << 32
+            try r.syscall(.prctl, 47 /* PR_CAP_AMBIENT */, 4 /* CLEAR_ALL */, 0, 0, 0)
+            for cap in 0..<64 where amb & (UInt64(1) << UInt64(cap)) != 0 {
+                try r.syscall(.prctl, 47, 2 /* RAISE */, UInt64(cap), 0, 0)
+            }
+        }
     }
 
     /// Pending signals go back through the task itself (only a task may queue arbitrary

@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
 
-/// Dump (the tree is killed), check it is gone, restore detached, check the same pid is back.
+/// Dump (the tree is killed), check it is gone, restore detached with the same pid.
 public struct PlainMode: CRMode {
     public let name = "plain"
     public let summary = "dump, check the tree is gone, restore"
@@ -10,12 +10,9 @@ public struct PlainMode: CRMode {
     public func checkpointRestore(_ ctx: CaseContext) throws {
         let images = ctx.dir + "/dump-\(ctx.iteration)"
         try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
-        try ctx.cryo(["dump", "-t", "\(ctx.pid)", "-D", images, "-v4", "-o", images + "/dump.log"], log: "dump-\(ctx.iteration)")
+        try ctx.dump(images: images)
         try waitGone(ctx.pid)
-        let pidfile = images + "/restore.pid"
-        try ctx.cryo(["restore", "-D", images, "-d", "--pidfile", pidfile, "-v4", "-o", images + "/restore.log"], log: "restore-\(ctx.iteration)")
-        let got = (try? String(contentsOfFile: pidfile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard got == "\(ctx.pid)" else { throw ModeError.check("restore gave pid \(got ?? "none"), expected \(ctx.pid)") }
+        try ctx.restore(images: images)
     }
 
     /// The dumped tree must be gone (and reaped: zdtm is its subreaper) before restore.
