@@ -18,7 +18,12 @@ final class SmokeSuiteTests: XCTestCase {
         return nil
     }
 
-    func testSmokeSuiteNoCR() throws {
+    func testSmokeSuiteNoCR() throws { try runSmoke(mode: "nocr", iters: 1) }
+
+    /// Real checkpoint/restore cycles: every smoke workload dumped and restored three times.
+    func testSmokeSuitePlain() throws { try runSmoke(mode: "plain", iters: 3) }
+
+    func runSmoke(mode: String, iters: Int) throws {
         guard getuid() == 0 else {
             print("SmokeSuiteTests: skipped, zdtm needs root to trace and reap workloads")
             throw XCTSkip("zdtm needs root")
@@ -31,7 +36,7 @@ final class SmokeSuiteTests: XCTestCase {
 
         let p = Process()
         p.executableURL = URL(fileURLWithPath: dir + "/zdtm")
-        p.arguments = ["run", "--suite", "smoke", "--mode", "nocr", "--keep-going", "--suites-dir", packageRoot + "/Suites", "--bin-dir", dir]
+        p.arguments = ["run", "--suite", "smoke", "--mode", mode, "--iters", String(iters), "--keep-going", "-p", "2", "--suites-dir", packageRoot + "/Suites", "--bin-dir", dir]
         let pipe = Pipe()
         p.standardOutput = pipe
         p.standardError = pipe
