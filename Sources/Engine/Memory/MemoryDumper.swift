@@ -21,6 +21,8 @@ struct MemoryDumper {
 
         let smaps = (try? proc.smaps(pid: pid)) ?? []
         let growsDown = Set(smaps.filter { $0.vmFlags.contains("gd") }.map(\.mapping.start))
+        // A MAP_NORESERVE mapping may be far larger than memory (sparse reservations).
+        let noReserve = Set(smaps.filter { $0.vmFlags.contains("nr") }.map(\.mapping.start))
         let scanner = try PageScanner(pid: pid)
         defer { scanner.close() }
 
@@ -32,6 +34,7 @@ struct MemoryDumper {
             v.prot = (m.readable ? 1 : 0) | (m.writable ? 2 : 0) | (m.executable ? 4 : 0)
             v.flags = UInt32(m.shared ? MAP_SHARED : MAP_PRIVATE)
             if growsDown.contains(m.start) { v.flags |= UInt32(MAP_GROWSDOWN) }
+            if noReserve.contains(m.start) { v.flags |= UInt32(MAP_NORESERVE) }
             var anonymousOnly = false
             switch m.path {
             case "[vdso]": v.status = VmaStatus.regular | VmaStatus.vdso

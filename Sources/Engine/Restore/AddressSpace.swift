@@ -98,6 +98,7 @@ struct AddressSpace {
         let prot = UInt64(PROT_READ | PROT_WRITE)
         var flags = UInt64(MAP_PRIVATE | MAP_FIXED)
         if v.flags & UInt32(MAP_GROWSDOWN) != 0 { flags |= UInt64(MAP_GROWSDOWN) }
+        if v.flags & UInt32(MAP_NORESERVE) != 0 { flags |= UInt64(MAP_NORESERVE) }
         if v.status & VmaStatus.filePrivate != 0 {
             guard let f = plan.files[UInt32(truncatingIfNeeded: v.shmid)] else {
                 throw RestoreError.layout(pid: pid, reason: "mapping at 0x\(String(v.start, radix: 16)) has no file")
