@@ -30,7 +30,7 @@ let package = Package(
         .executable(name: "cryo", targets: ["cryo"]),
         .executable(name: "zdtm", targets: ["zdtm"]),
         .library(name: "Engine", targets: ["Engine"]),
-    ] + workloadNames.map { .executable(name: $0, targets: [$0]) },
+    ] + (workloadNames + ["swift00"]).map { .executable(name: $0, targets: [$0]) },
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
@@ -52,7 +52,7 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Sources/Engine",
-            exclude: ["Images/Schema/proto"]
+            exclude: ["Images/Schema/proto", "Images/Schema/generate.sh"]
         ),
         .executableTarget(
             name: "cryo",
@@ -99,5 +99,7 @@ let package = Package(
             dependencies: ["Engine", "ZDTMCore"],
             path: "Tests/SmokeTests"
         ),
+        // A workload in Swift: the Swift runtime itself must survive C/R.
+        .executableTarget(name: "swift00", path: "Sources/TestPrograms/swift00", swiftSettings: [.swiftLanguageMode(.v5)]),
     ] + workloadTargets
 )

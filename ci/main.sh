@@ -4,4 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source ci/deps.sh
 swift build -c release
-exec .build/release/zdtm run --suite default --keep-going --report zdtm-report "$@"
+exec .build/release/zdtm run --suite default --iters 3 -p 2 --keep-going --report zdtm-report "$@"

@@ -59,7 +59,7 @@ public struct Catalogue: Sendable {
     public private(set) var workloads: [String: Workload] = [:]
     public private(set) var suites: [String: Suite] = [:]
 
-    static let workloadKeys: Set<String> = ["description", "flavours", "modes", "exclude_modes", "xfail", "exclusive", "timeout", "args", "ignore"]
+    static let workloadKeys: Set<String> = ["description", "flavours", "modes", "exclude_modes", "xfail", "exclusive", "timeout", "args", "ignore", "script"]
     static let suiteKeys: Set<String> = ["name", "description", "workloads", "flavours", "modes"]
 
     /// Loads DIR/workloads.yaml and every other DIR/*.yaml as a suite.
@@ -155,6 +155,10 @@ public struct Catalogue: Sendable {
                 guard workloadKeys.contains(k) else { throw SuiteError.key(path: file, key: key, reason: "unknown key") }
                 switch k {
                 case "description": w.description = try string(v, file, key)
+                case "script":
+                    // A workload that is not built by SwiftPM (python, shell): its path from the repository root.
+                    let root = ((file as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+                    w.externalPath = ((root + "/" + (try string(v, file, key))) as NSString).standardizingPath
                 case "flavours": w.flavours = try flavourNames(v, file, key)
                 case "modes": w.modes = try modeNames(v, file, key)
                 case "exclude_modes": w.excludeModes = try modeNames(v, file, key)
