@@ -30,7 +30,9 @@ final class SmokeSuiteTests: XCTestCase {
         }
         guard let dir = buildDir() else { return }
         let cat = try Catalogue(directory: packageRoot + "/Suites")
-        let missing = try cat.suite("smoke").workloads.filter { !FileManager.default.isExecutableFile(atPath: dir + "/" + $0) }
+        let missing = try cat.suite("smoke").workloads.filter { name in
+            !FileManager.default.isExecutableFile(atPath: cat.workloads[name]?.externalPath ?? (dir + "/" + name))
+        }
         XCTAssertEqual(missing, [], "workload binaries missing from \(dir): \(missing.joined(separator: ", ")); run `swift build` (builds every product)")
         guard missing.isEmpty else { return }
 
