@@ -5,7 +5,7 @@ import PackageDescription
 // shared zdtm protocol library). Adding one is adding its folder and its name here: SwiftPM
 // caches this manifest by content, so a folder listing here would miss new folders.
 let workloadNames: [String] = [
-    "bigheap00", "brk00", "creds00", "env00", "file00", "fpu00", "itimer00", "maps00", "maps01",
+    "bigheap00", "brk00", "creds00", "env00", "file00", "fpu00", "itimer00", "maps00", "maps01", "memhog00",
     "pause00", "rlimit00", "sigact00", "sleeping00", "sparse00", "vdso00",
 ]
 
@@ -29,6 +29,7 @@ let package = Package(
     products: [
         .executable(name: "cryo", targets: ["cryo"]),
         .executable(name: "zdtm", targets: ["zdtm"]),
+        .executable(name: "cryo-bench", targets: ["cryo-bench"]),
         .library(name: "Engine", targets: ["Engine"]),
     ] + (workloadNames + ["swift00"]).map { .executable(name: $0, targets: [$0]) },
     dependencies: [
@@ -82,6 +83,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/ZDTM"
+        ),
+        .executableTarget(
+            name: "cryo-bench",
+            dependencies: ["Engine", "CKernel", "ZDTMCore"],
+            path: "Sources/cryo-bench"
         ),
         .target(
             name: "ZDTMTestLib",

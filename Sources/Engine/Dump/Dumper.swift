@@ -13,6 +13,7 @@ public struct Dumper {
         public var frozenSeconds: Double = 0
         public var pagesBytes: UInt64 = 0
         public var processes = 0
+        public init() {}
     }
 
     @discardableResult

@@ -1,0 +1,147 @@
+// cryo-bench: cryo's speed as ratios of this machine's own limits, measured in the same run.
+// Scenario "single-1g" (issue 3): one process holding 1 GiB of written anonymous memory.
+//   dump wall    vs  process_vm_readv of 1 GiB + writing a new 1 GiB file (goal <= 1.25x)
+//   restore wall vs  reading the 1 GiB image + filling 1 GiB of fresh memory (goal <= 1.25x)
+//   image size   vs  touched memory (goal <= 1.01x); the frozen time is reported too.
+// usage: cryo-bench [--mib N] [--dir IMAGES_PARENT] [--json FILE]
+import CKernel
+import Engine
+import Foundation
+import Glibc
+import ZDTMCore
+
+func arg(_ name: String) -> String? {
+    let a = CommandLine.arguments
+    guard let i = a.firstIndex(of: name), i + 1 < a.count else { return nil }
+    return a[i + 1]
+}
+
+let mib = Int(arg("--mib") ?? "1024") ?? 1024
+let bytes = mib << 20
+let parent = arg("--dir") ?? "/tmp"
+let jsonPath = arg("--json") ?? "bench-out/single-\(mib)m.json"
+let binDir = Locations.selfDir()
+_ = ck_prctl(36, 1, 0, 0, 0)  // subreaper: the workload daemon re-parents to us
+try CryoLog.bootstrap(verbosity: 1, file: nil)
+
+func now() -> Double { var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t); return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9 }
+func timed(_ f: () throws -> Void) rethrows -> Double { let t = now(); try f(); return now() - t }
+func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
+func die(_ s: String) -> Never { print("cryo-bench: \(s)"); exit(1) }
+
+func startHog(_ dir: String) throws -> Int32 {
+    try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    let starter = try Subprocess.spawn(binDir + "/memhog00", ["--pidfile=\(dir)/pid", "--outfile=\(dir)/out", "\(mib)"], cwd: dir, output: dir + "/start.log")
+    guard try Subprocess.wait(starter, timeout: 120) != nil else { die("memhog00 did not start") }
+    guard let p = Int32((try String(contentsOfFile: dir + "/pid", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)) else { die("no pid") }
+    return p
+}
+
+func finishHog(_ pid: Int32, _ dir: String) throws -> String {
+    kill(pid, SIGTERM)
+    _ = try Subprocess.wait(pid, timeout: 120)
+    return ((try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? "no result").trimmingCharacters(in: .whitespacesAndNewlines)
+}
+
+// MARK: the machine's limits
+var work = Array("\(parent)/cryo-bench-XXXXXX".utf8CString)
+guard let wp = mkdtemp(&work) else { die("cannot create a folder in \(parent)") }
+let root = String(cString: wp)
+defer { try? FileManager.default.removeItem(atPath: root) }
+
+let buf = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 4096)
+memset(buf, 1, bytes)
+let memcpyS = median((0..<3).map { _ in
+    let dst = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 4096); memset(dst, 0, bytes)
+    defer { dst.deallocate() }
+    return timed { memcpy(dst, buf, bytes) }
+})
+let freshFillS = median((0..<3).map { _ in
+    timed {
+        let m = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)!
+        memcpy(m, buf, bytes)
+        munmap(m, bytes)
+    }
+})
+let fileWriteS = median((0..<3).map { i in
+    let t = timed {
+        let f = root + "/limit-\(i)"
+        let fd = open(f, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        var off = 0
+        while off < bytes { off += write(fd, buf + off, min(32 << 20, bytes - off)) }
+        close(fd)
+    }
+    // Only one file stays (for the read limit): 3 GiB of page cache would skew the next writes.
+    defer { if i < 2 { unlink(root + "/limit-\(i)") } }
+    return t
+})
+let fileReadS = median((0..<3).map { i in
+    timed {
+        let fd = open(root + "/limit-2", O_RDONLY)
+        var off = 0
+        while off < bytes { let n = read(fd, buf + off, min(32 << 20, bytes - off)); if n <= 0 { break }; off += n }
+        close(fd)
+    }
+})
+unlink(root + "/limit-2")
+
+let hogDir = root + "/hog"
+var pid = try startHog(hogDir)
+let readvS = median((0..<3).map { _ in
+    timed {
+        var off = 0
+        let maps = (try? ProcReader().maps(pid: pid)) ?? []
+        for m in maps where m.size >= UInt64(bytes) && m.writable {
+            while off < bytes {
+                let n = (try? Sys.processVmRead(pid: pid, local: buf + off, remote: m.start + UInt64(off), len: min(32 << 20, bytes - off))) ?? 0
+                if n <= 0 { break }
+                off += n
+            }
+        }
+    }
+})
+
+// MARK: cryo
+var dumpS: [Double] = [], frozenS: [Double] = [], restoreS: [Double] = [], imageBytes: UInt64 = 0
+for round in 0..<3 {
+    let images = root + "/img-\(round)"
+    var req = DumpRequest(pid: pid, imagesDir: images)
+    req.leave = .killed
+    var stats = Dumper.Stats()
+    dumpS.append(try timed { stats = try Dumper(req).run() })
+    frozenS.append(stats.frozenSeconds)
+    imageBytes = stats.pagesBytes
+    while kill(pid, 0) == 0 { var st: Int32 = 0; _ = waitpid(pid, &st, WNOHANG); usleep(1000) }
+    var rreq = RestoreRequest(imagesDir: images)
+    rreq.detach = true
+    var restored: Int32 = 0
+    restoreS.append(try timed { restored = try Restorer(rreq).run().pid })
+    pid = restored
+    try? FileManager.default.removeItem(atPath: images)
+}
+let verdict = try finishHog(pid, hogDir)
+buf.deallocate()
+
+let dumpLimit = readvS + fileWriteS
+let restoreLimit = fileReadS + freshFillS
+let dumpRatio = median(dumpS) / dumpLimit
+let restoreRatio = median(restoreS) / restoreLimit
+let sizeRatio = Double(imageBytes) / Double(bytes)
+func gbps(_ s: Double) -> String { String(format: "%.2f GB/s", Double(bytes) / s / 1e9) }
+func f(_ x: Double) -> String { String(format: "%.3f", x) }
+print("scenario single-\(mib)m: one process, \(mib) MiB written anonymous memory; workload after 3 C/R rounds: \(verdict)")
+print("limits: memcpy \(gbps(memcpyS)), fresh-memory fill \(gbps(freshFillS)), process_vm_readv \(gbps(readvS)), new-file write \(gbps(fileWriteS)), file read \(gbps(fileReadS))")
+print("dump    \(f(median(dumpS))) s   limit (readv + write) \(f(dumpLimit)) s   ratio \(f(dumpRatio))   goal <= 1.25")
+print("frozen  \(f(median(frozenS))) s")
+print("restore \(f(median(restoreS))) s   limit (read + fill)   \(f(restoreLimit)) s   ratio \(f(restoreRatio))   goal <= 1.25")
+print("image   \(imageBytes) bytes for \(bytes) touched   ratio \(String(format: "%.4f", sizeRatio))   goal <= 1.01")
+let json: [String: Any] = [
+    "scenario": "single-\(mib)m", "bytes": bytes, "workload": verdict,
+    "limits_seconds": ["memcpy": memcpyS, "fresh_fill": freshFillS, "process_vm_readv": readvS, "file_write": fileWriteS, "file_read": fileReadS],
+    "dump_seconds": dumpS, "frozen_seconds": frozenS, "restore_seconds": restoreS, "image_bytes": imageBytes,
+    "ratios": ["dump": dumpRatio, "restore": restoreRatio, "image_size": sizeRatio],
+]
+try? FileManager.default.createDirectory(atPath: (jsonPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+try data.write(to: URL(fileURLWithPath: jsonPath))
+print("json: \(jsonPath)")
