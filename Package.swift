@@ -102,7 +102,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SmokeTests",
-            dependencies: ["Engine", "ZDTMCore"],
+            dependencies: ["Engine", "ZDTMCore", "CKernel"],
             path: "Tests/SmokeTests"
         ),
         // A workload in Swift: the Swift runtime itself must survive C/R.

@@ -1,0 +1,103 @@
+import Foundation
+import Glibc
+import XCTest
+import ZDTMCore
+import Engine
+import CKernel
+
+/// A restore that cannot succeed must say why (which pid, file or offset) and leave nothing.
+final class RestoreErrorsTests: XCTestCase {
+    var dir = ""
+    var bin: String { Locations.selfDir() }
+
+    override func setUpWithError() throws {
+        guard getuid() == 0 else {
+            print("RestoreErrorsTests: skipped, dump and restore need root")
+            throw XCTSkip("needs root")
+        }
+        dir = try Locations.makeRunDir()
+        _ = ck_subreaper()
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func ck_subreaper() -> Int32 { CKernel.ck_prctl(36, 1, 0, 0, 0) }
+
+    func start(_ name: String) throws -> Int32 {
+        let work = dir + "/" + name
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let starter = try Subprocess.spawn(bin + "/" + name, ["--pidfile=\(work)/pid", "--outfile=\(work)/out"], cwd: work, output: work + "/start.log")
+        _ = try Subprocess.wait(starter, timeout: 30)
+        return try XCTUnwrap(Int32((try String(contentsOfFile: work + "/pid", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+
+    func cryo(_ args: [String]) throws -> (Int32, String) {
+        let log = dir + "/cryo-\(UUID().uuidString).log"
+        let st = try Subprocess.run(bin + "/cryo", args, log: log, timeout: 60)
+        return (Subprocess.exitCode(st), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    func stop(_ pid: Int32) throws {
+        kill(pid, SIGTERM)
+        _ = try Subprocess.wait(pid, timeout: 30)
+    }
+
+    func testPidTakenCorruptImageAndChangedFile() throws {
+        let pid = try start("maps01")
+        let images = dir + "/img"
+        var (code, out) = try cryo(["dump", "-t", "\(pid)", "-D", images, "--leave-running"])
+        XCTAssertEqual(code, 0, out)
+        XCTAssertEqual(kill(pid, 0), 0, "--leave-running keeps the process")
+
+        // The pid is still in use by the original.
+        (code, out) = try cryo(["restore", "-D", images, "-d"])
+        XCTAssertNotEqual(code, 0)
+        XCTAssertTrue(out.contains("pid \(pid) is taken"), out)
+        try stop(pid)
+        XCTAssertEqual(try String(contentsOfFile: dir + "/maps01/out", encoding: .utf8), "PASS\n", "a dump with --leave-running must not disturb the process")
+
+        // A corrupt core image: named, with the offset, and nothing created.
+        let bad = dir + "/bad"
+        try FileManager.default.copyItem(atPath: images, toPath: bad)
+        let core = bad + "/core-\(pid).img"
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: core)))
+        bytes[5] ^= 0xff
+        try Data(bytes).write(to: URL(fileURLWithPath: core))
+        (code, out) = try cryo(["restore", "-D", bad, "-d"])
+        XCTAssertNotEqual(code, 0)
+        XCTAssertTrue(out.contains("core-\(pid).img") && out.contains("offset 4"), out)
+        XCTAssertNotEqual(kill(pid, 0), 0, "a failed restore leaves no process")
+
+        // The mapped file changed size since the dump.
+        let data = dir + "/maps01/maps01.data"
+        let fd = open(data, O_WRONLY | O_APPEND)
+        _ = write(fd, "x", 1)
+        close(fd)
+        (code, out) = try cryo(["restore", "-D", images, "-d"])
+        XCTAssertNotEqual(code, 0)
+        XCTAssertTrue(out.contains("maps01.data") && out.contains("size changed"), out)
+        XCTAssertNotEqual(kill(pid, 0), 0, "a failed restore leaves no process")
+    }
+
+    func testFailedDumpLeavesProcessRunning() throws {
+        // A pipe is an fd kind cryo does not dump yet: the dump must fail, naming it, and the
+        // workload must carry on unharmed.
+        let work = dir + "/pipe"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        p.arguments = ["30"]
+        p.standardInput = Pipe()
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        let (code, out) = try cryo(["dump", "-t", "\(p.processIdentifier)", "-D", work + "/img"])
+        XCTAssertNotEqual(code, 0)
+        XCTAssertTrue(out.contains("fd 0 is a pipe"), out)
+        XCTAssertTrue(p.isRunning, "a failed dump must leave the process running")
+        XCTAssertEqual(try ProcReader().stat(pid: p.processIdentifier).state, "S", "not stopped or traced")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: work + "/img")) ?? []
+        XCTAssertEqual(left.filter { $0.hasSuffix(".img") }, [], "a failed dump removes its partial images")
+    }
+}
