@@ -24,6 +24,9 @@ struct ProcessDumper {
         // Everything that reads through the leader first, then the other threads.
         var tc = try taskCore(leader: leader, status: status, stat: stat)
         let brk = try leader.syscall(.brk, 0)
+        // Process-wide prctl values, read while we are inside anyway.
+        let dumpable = try leader.syscall(.prctl, 3 /* PR_GET_DUMPABLE */)
+        let secbits = try leader.syscall(.prctl, 27 /* PR_GET_SECUREBITS */)
         let sigacts = tc.sigactions
         tc.sigactions = []
         let (leaderInfo, leaderCore) = try ThreadDumper.dump(tid: pid, remote: leader)
@@ -36,10 +39,10 @@ struct ProcessDumper {
         }
         try leader.finish()
 
-        let creds = try credentials(status: status)
+        let creds = try credentials(status: status, secbits: UInt32(truncatingIfNeeded: secbits))
         for (tid, info, var tcore) in threadCores {
             tcore.creds = creds
-            tcore.comm = (try? proc.readText("/proc/\(pid)/task/\(tid)/comm", pid: pid).trimmingCharacters(in: .newlines)) ?? stat.comm
+            tcore.comm = (try? proc.taskComm(pid: pid, tid: tid)) ?? stat.comm
             var core = Img_CoreEntry()
             core.mtype = .x8664
             core.threadInfo = info
@@ -51,7 +54,7 @@ struct ProcessDumper {
 
         var mm = try MemoryDumper(pid: pid, images: images, files: files, proc: proc)
             .dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
-        mm.dumpable = Int32(truncatingIfNeeded: try prctlGet(leaderReopen: maps, option: 3))
+        mm.dumpable = Int32(truncatingIfNeeded: dumpable)
         try images.write(.mm, id: Int(pid), entry: mm)
 
         try files.dumpFds(pid: pid, proc: proc, images: images)
@@ -61,13 +64,6 @@ struct ProcessDumper {
         fs.umask = status.umask
         try images.write(.fs, id: Int(pid), entry: fs)
         try images.write(.ids, id: Int(pid), entry: ids())
-    }
-
-    /// A prctl getter that returns its value, injected through a fresh Remote.
-    func prctlGet(leaderReopen maps: [ProcMapping], option: UInt64) throws -> UInt64 {
-        let r = try Remote(tid: pid, maps: maps)
-        defer { try? r.finish() }
-        return try r.syscall(.prctl, option)
     }
 
     func ids() -> Img_TaskKobjIdsEntry {
@@ -81,8 +77,7 @@ struct ProcessDumper {
         var tc = Img_TaskCoreEntry()
         tc.taskState = TaskState.alive.rawValue
         tc.exitCode = 0
-        let pers = (try? proc.readText("/proc/\(pid)/personality", pid: pid).trimmingCharacters(in: .whitespacesAndNewlines)) ?? "0"
-        tc.personality = UInt32(pers, radix: 16) ?? 0
+        tc.personality = try proc.personality(pid: pid)
         tc.flags = stat.flags
         tc.blkSigset = leader.savedMask
         tc.comm = stat.comm
@@ -129,15 +124,15 @@ struct ProcessDumper {
         if !q.signals.isEmpty { tc.signalsS = q }
         try leader.syscall(.prctl, 37, scratch)
         tc.childSubreaper = try leader.readU64(scratch) & 0xffff_ffff != 0
-        tc.loginuid = UInt32(truncatingIfNeeded: UInt64((try? proc.readText("/proc/\(pid)/loginuid", pid: pid)).flatMap { UInt32($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? UInt32.max))
-        tc.oomScoreAdj = Int32((try? proc.readText("/proc/\(pid)/oom_score_adj", pid: pid).trimmingCharacters(in: .whitespacesAndNewlines)) ?? "0") ?? 0
+        tc.loginuid = (try? proc.loginuid(pid: pid)) ?? UInt32.max
+        tc.oomScoreAdj = (try? proc.oomScoreAdj(pid: pid)) ?? 0
         if status.seccompMode != 0 {
             throw DumpError.unsupported(pid: pid, what: "seccomp mode \(status.seccompMode)")
         }
         return tc
     }
 
-    func credentials(status: ProcStatus) throws -> Img_CredsEntry {
+    func credentials(status: ProcStatus, secbits: UInt32) throws -> Img_CredsEntry {
         var c = Img_CredsEntry()
         let u = status.uids, g = status.gids
         guard u.count == 4, g.count == 4 else { throw DumpError.unsupported(pid: pid, what: "credentials in /proc status") }
@@ -147,9 +142,7 @@ struct ProcessDumper {
         c.capInh = split(status.capInh); c.capPrm = split(status.capPrm); c.capEff = split(status.capEff)
         c.capBnd = split(status.capBnd); c.capAmb = split(status.capAmb)
         c.groups = status.groups
-        let r = try Remote(tid: pid, maps: try proc.maps(pid: pid))
-        defer { try? r.finish() }
-        c.secbits = UInt32(truncatingIfNeeded: try r.syscall(.prctl, 27))
+        c.secbits = secbits
         return c
     }
 }
