@@ -14,9 +14,19 @@ args = dict(a.split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" 
 pidfile, outfile = args["--pidfile"], args["--outfile"]
 
 r, w = os.pipe()
-if os.fork() > 0:
+child = os.fork()
+if child > 0:
+    # EOF means ready once the pidfile exists (the child closes its end
+    # first, so the launcher never sees this pipe), or failure once it died.
     os.close(w)
-    sys.exit(0 if os.read(r, 1) == b"R" else 1)
+    while os.read(r, 1):
+        pass
+    while True:
+        if os.path.exists(pidfile):
+            sys.exit(0)
+        if os.waitpid(child, os.WNOHANG)[0] == child:
+            sys.exit(1)
+        time.sleep(0.001)
 os.close(r)
 os.setsid()
 null = os.open("/dev/null", os.O_RDONLY)
@@ -51,9 +61,8 @@ def digest():
 before = digest()
 with open(pidfile + ".tmp", "w") as f:
     f.write(f"{os.getpid()}\n")
-os.rename(pidfile + ".tmp", pidfile)
-os.write(w, b"R")
 os.close(w)
+os.rename(pidfile + ".tmp", pidfile)
 
 count = 0
 samples = []

@@ -30,10 +30,19 @@ guard let pidfile = option("pidfile"), let outfile = option("outfile") else {
 
 var fds: [Int32] = [0, 0]
 pipe(&fds)
-if fork() > 0 {
+let child = fork()
+if child > 0 {
     close(fds[1])
+    // EOF means ready once the pidfile exists (the child closes its end
+    // first, so the launcher never sees this pipe), or failure once it died.
     var c: UInt8 = 0
-    exit(read(fds[0], &c, 1) == 1 ? 0 : 1)
+    while read(fds[0], &c, 1) > 0 {}
+    while true {
+        if access(pidfile, F_OK) == 0 { exit(0) }
+        var st: Int32 = 0
+        if waitpid(child, &st, WNOHANG) == child { exit(1) }
+        usleep(1000)
+    }
 }
 close(fds[0])
 setsid()
@@ -69,10 +78,8 @@ func summary() -> Int {
 let expected = summary()
 
 writeFile(pidfile + ".tmp", "\(getpid())\n")
-rename(pidfile + ".tmp", pidfile)
-var ready: UInt8 = 82
-write(fds[1], &ready, 1)
 close(fds[1])
+rename(pidfile + ".tmp", pidfile)
 
 var count = 0
 var last = 0
