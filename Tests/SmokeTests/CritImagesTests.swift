@@ -18,7 +18,7 @@ final class CritImagesTests: XCTestCase {
         let dir = try Locations.makeRunDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // A workload with file mappings, several kinds of anonymous memory and open files.
-        for name in ["maps01", "file00", "sigact00", "sparse00"] {
+        for name in ["maps01", "file00", "sigact00", "sparse00", "deleted00"] {
             let work = dir + "/" + name
             try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
             let starter = try Subprocess.spawn(bin + "/" + name, ["--pidfile=\(work)/pid", "--outfile=\(work)/out"], cwd: work, output: work + "/start.log")
@@ -46,6 +46,13 @@ final class CritImagesTests: XCTestCase {
                 let size = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: images + "/pages-\(pid).img")[.size] as? Int)
                 XCTAssertGreaterThanOrEqual(size, 10 << 20)
                 XCTAssertLessThan(size, 16 << 20, "sparse mapping produced a \(size)-byte image")
+            }
+            if name == "deleted00" {
+                // The deleted file travels as a ghost image that crit reads, bytes included.
+                XCTAssertTrue(files.contains("remap-fpath.img") && files.contains("ghost-file-1.img"), "\(files)")
+                let (gc, gout) = try run("/usr/bin/crit", ["decode", "-i", images + "/ghost-file-1.img"])
+                XCTAssertEqual(gc, 0, gout)
+                XCTAssertTrue(gout.contains("\"size\": 3145851") && gout.contains("extra"), String(gout.prefix(300)))
             }
             let (xc, xout) = try run("/usr/bin/crit", ["x", images, "ps"])
             XCTAssertEqual(xc, 0, xout)

@@ -50,7 +50,7 @@ public struct Dumper {
     }
 
     func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader) throws -> [String] {
-        let files = FileTable()
+        let files = FileTable(images: images)
         var pstree: [Img_PstreeEntry] = []
         for p in tree.processes {
             if p.isZombie { throw DumpError.unsupported(pid: p.pid, what: "a zombie process") }

@@ -7,10 +7,27 @@ final class FileTable: @unchecked Sendable {
     private(set) var entries: [Img_FileEntry] = []
     private var byPath: [String: UInt32] = [:]
     private var nextID: UInt32 = 1
+    /// Deleted-but-open files go into ghost images as they are found (CRIU's remap scheme).
+    let ghosts: GhostFileDumper
 
-    /// A file known by path (mapped file, cwd, root, exe): one id per path.
-    func register(path: String, pid: Int32, flags: Int32, mapping: ProcMapping? = nil) throws -> UInt32 {
+    init(images: ImageDirectory) { ghosts = GhostFileDumper(images: images) }
+
+    /// A file known by path (mapped file, cwd, root, exe): one id per path. A deleted file is
+    /// read through `source` (/proc/PID/map_files/..., /proc/PID/exe) into a ghost image.
+    func register(path: String, pid: Int32, flags: Int32, mapping: ProcMapping? = nil, source: String? = nil) throws -> UInt32 {
         if let id = byPath[path] { return id }
+        if path.hasSuffix(" (deleted)") {
+            let src = source ?? mapping.map { "/proc/\(pid)/map_files/\(String($0.start, radix: 16))-\(String($0.end, radix: 16))" }
+            guard let src else { throw DumpError.unsupported(pid: pid, what: "deleted file \(path) with no way to read it") }
+            let id = nextID; nextID += 1
+            var e = Img_FileEntry()
+            e.type = .reg
+            e.id = id
+            e.reg = try ghosts.entry(path: path, source: src, pid: pid, id: id, flags: UInt32(bitPattern: flags), pos: 0)
+            entries.append(e)
+            byPath[path] = id
+            return id
+        }
         var st = stat()
         guard stat(path, &st) == 0 else {
             throw DumpError.unsupported(pid: pid, what: "file \(path) (\(String(cString: strerror(errno))))")
@@ -36,6 +53,17 @@ final class FileTable: @unchecked Sendable {
             var st = stat()
             if stat("/proc/\(pid)/fd/\(fd)", &st) != 0 { st = Glibc.stat() }
             let f = OpenFd(pid: pid, fd: fd, target: target, info: info, stat: st)
+            if st.st_mode & S_IFMT == S_IFREG && target.hasPrefix("/") && target.hasSuffix(" (deleted)") {
+                let id = nextID; nextID += 1
+                var e = Img_FileEntry()
+                e.type = .reg
+                e.id = id
+                e.reg = try ghosts.entry(path: target, source: "/proc/\(pid)/fd/\(fd)", pid: pid, id: id,
+                                         flags: UInt32(bitPattern: info.flags), pos: UInt64(max(0, info.pos)))
+                entries.append(e)
+                infos.append(fdinfo(id: id, fd: fd, flags: info.flags, type: .reg))
+                continue
+            }
             guard let kind = FdKinds.all.first(where: { $0.claims(f) }) else {
                 throw DumpError.unsupportedFd(pid: pid, fd: fd, kind: FdKinds.describe(f), target: target)
             }
@@ -45,15 +73,22 @@ final class FileTable: @unchecked Sendable {
             e.id = id
             try kind.dump(f, id: id, into: &e)
             entries.append(e)
-            var fi = Img_FdinfoEntry()
-            fi.id = id
-            fi.flags = info.flags & O_CLOEXEC != 0 ? UInt32(O_CLOEXEC) : 0
-            fi.type = kind.type
-            fi.fd = UInt32(fd)
-            infos.append(fi)
+            infos.append(fdinfo(id: id, fd: fd, flags: info.flags, type: kind.type))
         }
         try images.write(.fdinfo, id: Int(pid), entries: infos)
     }
 
-    func write(to images: ImageDirectory) throws { try images.write(.files, entries: entries) }
+    private func fdinfo(id: UInt32, fd: Int32, flags: Int32, type: Img_FdTypes) -> Img_FdinfoEntry {
+        var fi = Img_FdinfoEntry()
+        fi.id = id
+        fi.flags = flags & O_CLOEXEC != 0 ? UInt32(O_CLOEXEC) : 0
+        fi.type = type
+        fi.fd = UInt32(fd)
+        return fi
+    }
+
+    func write(to images: ImageDirectory) throws {
+        try images.write(.files, entries: entries)
+        if !ghosts.remaps.isEmpty { try images.write(.remapFpath, entries: ghosts.remaps) }
+    }
 }

@@ -95,6 +95,7 @@ public struct ImageDirectory: Sendable {
         var head: (any SwiftProtobuf.Message)?
         if let headType = kind.headType { head = try r.next(dynamic: headType) }
         var entries: [any SwiftProtobuf.Message] = []
+        if kind.hasRawTail { return (head, [try r.next(dynamic: entryType)]) }
         while !r.atEnd { entries.append(try r.next(dynamic: entryType)) }
         return (head, entries)
     }

@@ -4,6 +4,8 @@ import SwiftProtobuf
 /// as CRIU defines them (magics checked against pycriu's magic.py by the tests).
 public enum ImageKind: String, CaseIterable, Sendable {
     case inventory, pstree, core, ids, mm, pagemap, pages, files, fdinfo, fs, sigacts
+    // Deleted-but-open files: the remap table, and one ghost image (entry + raw bytes) per file.
+    case remapFpath, ghostFile
     // Per-task images older CRIU versions wrote (3.17 keeps this state in core-PID.img);
     // listed so that images from such a CRIU can still be read.
     case itimers, posixTimers, creds, rlimit, regFiles
@@ -26,6 +28,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fdinfo: return 0x5621_3732
         case .fs: return 0x5140_3912
         case .sigacts: return 0x5534_4201
+        case .remapFpath: return 0x5913_3954
+        case .ghostFile: return 0x5258_3605
         case .itimers: return 0x5746_4056
         case .posixTimers: return 0x5260_3957
         case .creds: return 0x5402_3547
@@ -57,6 +61,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fdinfo: return "FDINFO"
         case .fs: return "FS"
         case .sigacts: return "SIGACT"
+        case .remapFpath: return "REMAP_FPATH"
+        case .ghostFile: return "GHOST_FILE"
         case .itimers: return "ITIMERS"
         case .posixTimers: return "POSIX_TIMERS"
         case .creds: return "CREDS"
@@ -70,6 +76,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         switch self {
         case .posixTimers: return "posix-timers"
         case .regFiles: return "reg-files"
+        case .remapFpath: return "remap-fpath"
+        case .ghostFile: return "ghost-file"
         default: return rawValue
         }
     }
@@ -77,7 +85,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// Whether the file name carries an id: the pid/tid, the pages id or the files id.
     public var hasID: Bool {
         switch self {
-        case .inventory, .pstree, .files, .regFiles: return false
+        case .inventory, .pstree, .files, .regFiles, .remapFpath: return false
         default: return true
         }
     }
@@ -106,6 +114,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fdinfo: return Img_FdinfoEntry.self
         case .fs: return Img_FsEntry.self
         case .sigacts: return Img_SaEntry.self
+        case .remapFpath: return Img_RemapFilePathEntry.self
+        case .ghostFile: return Img_GhostFileEntry.self
         case .itimers: return Img_ItimerEntry.self
         case .posixTimers: return Img_PosixTimerEntry.self
         case .creds: return Img_CredsEntry.self
@@ -121,6 +131,9 @@ public enum ImageKind: String, CaseIterable, Sendable {
         default: return false
         }
     }
+
+    /// Images whose one entry is followed by raw bytes (a ghost file's contents).
+    public var hasRawTail: Bool { self == .ghostFile }
 
     /// The kind and id a file name stands for, or nil for names that are not images of ours.
     /// Longest stem first, so that "pagemap-1.img" is not taken for a "pages" image.

@@ -17,7 +17,7 @@ struct MemoryDumper {
         mm.mmArgStart = stat.argStart; mm.mmArgEnd = stat.argEnd
         mm.mmEnvStart = stat.envStart; mm.mmEnvEnd = stat.envEnd
         mm.mmSavedAuxv = try proc.auxv(pid: pid)
-        mm.exeFileID = try files.register(path: try proc.exe(pid: pid), pid: pid, flags: O_RDONLY)
+        mm.exeFileID = try files.register(path: try proc.exe(pid: pid), pid: pid, flags: O_RDONLY, source: "/proc/\(pid)/exe")
 
         let smaps = (try? proc.smaps(pid: pid)) ?? []
         let growsDown = Set(smaps.filter { $0.vmFlags.contains("gd") }.map(\.mapping.start))
@@ -59,9 +59,6 @@ struct MemoryDumper {
                     v.status = VmaStatus.regular | VmaStatus.anonPrivate
                     v.flags |= UInt32(MAP_ANONYMOUS)
                 } else if m.path.hasPrefix("/") {
-                    if m.isDeleted {
-                        throw DumpError.unsupported(pid: pid, what: "mapping of deleted file \(m.path)")
-                    }
                     v.status = VmaStatus.regular | VmaStatus.filePrivate
                     v.shmid = UInt64(try files.register(path: m.path, pid: pid, flags: m.writable ? O_RDWR : O_RDONLY, mapping: m))
                     anonymousOnly = true

@@ -27,9 +27,12 @@ public struct Restorer {
     /// Restores and returns the root pid (detached) or waits and returns its exit status.
     public func run() throws -> (pid: Int32, exitStatus: Int32?) {
         let images = try ImageDirectory(path: request.imagesDir)
-        let plan = try load(images)
+        var plan = try load(images)
         let pid = Int32(plan.pstree.pid)
         try checkFiles(plan)
+        let ghosts = GhostFiles()
+        defer { ghosts.removeAll() }
+        try ghosts.materialize(files: &plan.files, images: images)
         let child = try create(pid: pid)
         do {
             try rebuild(child, plan: plan, images: images)
@@ -81,7 +84,7 @@ public struct Restorer {
 
     /// Every file the images name must be there, with the size it had.
     func checkFiles(_ plan: Plan) throws {
-        for f in plan.files.values where f.hasReg {
+        for f in plan.files.values where f.hasReg && !f.reg.deleted {
             var st = stat()
             guard stat(f.reg.name, &st) == 0 else { throw RestoreError.fileMissing(path: f.reg.name, errno: errno) }
             if f.reg.hasSize && st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) != f.reg.size {
