@@ -53,7 +53,6 @@ public struct Dumper {
         let files = FileTable(images: images)
         var pstree: [Img_PstreeEntry] = []
         for p in tree.processes {
-            if p.isZombie { throw DumpError.unsupported(pid: p.pid, what: "a zombie process") }
             let st = try proc.stat(pid: p.pid)
             var e = Img_PstreeEntry()
             e.pid = UInt32(p.pid)
@@ -63,11 +62,13 @@ public struct Dumper {
             e.threads = p.threads.map { UInt32($0) }
             pstree.append(e)
         }
-        if tree.processes.count > 1 {
-            throw DumpError.unsupported(pid: tree.root, what: "a tree of \(tree.processes.count) processes (children: \(tree.processes.dropFirst().map(\.pid)))")
-        }
+        let ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
         for (i, p) in tree.processes.enumerated() {
-            try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid))
+            if p.isZombie {
+                try writeZombie(p.pid, images: images, proc: proc)
+                continue
+            }
+            try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!)
                 .dump(pstree: pstree[i])
         }
         try files.write(to: images)
@@ -77,13 +78,27 @@ public struct Dumper {
         inv.fdinfoPerID = true
         inv.nsPerID = false
         inv.lsmtype = .noLsm
-        var rootIDs = Img_TaskKobjIdsEntry()
-        rootIDs.vmID = UInt32(tree.root); rootIDs.filesID = UInt32(tree.root); rootIDs.fsID = UInt32(tree.root); rootIDs.sighandID = UInt32(tree.root)
-        inv.rootIds = rootIDs
+        inv.rootIds = ids[tree.root]!
         inv.dumpUptime = UInt64(ProcessInfo.processInfo.systemUptime * 1_000_000)
         // Written last: a directory without inventory.img is not a finished dump.
         try images.write(.inventory, entry: inv)
         return []
+    }
+
+    /// A zombie keeps only its pid, place in the tree and exit status (CRIU writes the same).
+    func writeZombie(_ pid: Int32, images: ImageDirectory, proc: ProcReader) throws {
+        let st = try proc.stat(pid: pid)
+        var tc = Img_TaskCoreEntry()
+        tc.taskState = TaskState.zombie.rawValue
+        tc.exitCode = UInt32(bitPattern: st.exitCode)
+        tc.personality = 0
+        tc.flags = st.flags
+        tc.blkSigset = 0
+        tc.comm = st.comm
+        var core = Img_CoreEntry()
+        core.mtype = .x8664
+        core.tc = tc
+        try images.write(.core, id: Int(pid), entry: core)
     }
 
     /// Removes what a failed dump wrote (image files only; the directory may hold other things).

@@ -10,6 +10,7 @@ struct ProcessDumper {
     let proc: ProcReader
     let files: FileTable
     let pagesID: Int
+    let ids: Img_TaskKobjIdsEntry
     let log = Logger(label: "dump")
 
     var pid: Int32 { process.pid }
@@ -63,14 +64,7 @@ struct ProcessDumper {
         fs.rootID = try files.register(path: try proc.root(pid: pid), pid: pid, flags: O_RDONLY | O_DIRECTORY)
         fs.umask = status.umask
         try images.write(.fs, id: Int(pid), entry: fs)
-        try images.write(.ids, id: Int(pid), entry: ids())
-    }
-
-    func ids() -> Img_TaskKobjIdsEntry {
-        var ids = Img_TaskKobjIdsEntry()
-        // One process: its own tables. Sharing between processes is worked out with kcmp for trees.
-        ids.vmID = UInt32(pid); ids.filesID = UInt32(pid); ids.fsID = UInt32(pid); ids.sighandID = UInt32(pid)
-        return ids
+        try images.write(.ids, id: Int(pid), entry: ids)
     }
 
     func taskCore(leader: Remote, status: ProcStatus, stat: ProcStat) throws -> Img_TaskCoreEntry {

@@ -46,6 +46,10 @@ public enum Ptrace {
         _ = try request(.seize, tid, addr: 0, data: options.rawValue)
     }
 
+    public static func setOptions(_ tid: Int32, _ options: Options) throws {
+        _ = try request(.setOptions, tid, addr: 0, data: options.rawValue)
+    }
+
     public static func interrupt(_ tid: Int32) throws { _ = try request(.interrupt, tid, addr: 0, data: 0) }
 
     public static func cont(_ tid: Int32, signal: Int32 = 0) throws {

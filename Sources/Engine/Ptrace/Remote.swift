@@ -92,6 +92,98 @@ public final class Remote {
         return Int64(bitPattern: after.rax)
     }
 
+    /// clone3 inside the task: a new process (or thread, with CLONE_THREAD) with exactly
+    /// `setTid`, which starts in a ptrace stop, traced by us (PTRACE_O_TRACEFORK/CLONE are set
+    /// on this task for the call). The child is a copy of this task at the injection point;
+    /// it never runs its own code before the caller rebuilds it. Returns the new tid.
+    public func cloneTask(flags: UInt64, exitSignal: UInt64, setTid: Int32) throws -> Int32 {
+        precondition(!finished, "Remote used after finish")
+        let area = try scratch(size: 4096) + 4096 - 128  // the end of the scratch page
+        var args: [UInt8] = []
+        for v in [flags, 0, 0, 0, exitSignal, 0, 0, 0, area + 88, 1, 0] as [UInt64] {
+            for i in 0..<8 { args.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) }
+        }
+        for i in 0..<4 { args.append(UInt8(truncatingIfNeeded: UInt32(bitPattern: setTid) >> (8 * UInt32(i)))) }
+        try writeMemory(args, at: area)
+        try Ptrace.setOptions(tid, [.traceFork, .traceClone, .suspendSeccomp])
+        defer { try? Ptrace.setOptions(tid, [.suspendSeccomp]) }
+
+        var regs = savedRegs
+        regs.rax = UInt64(SyscallNumber.clone3.rawValue)
+        regs.orig_rax = UInt64(bitPattern: -1)
+        regs.rdi = area; regs.rsi = 88
+        regs.rip = syscallIP
+        try Ptrace.setRegs(tid, regs)
+        defer { try? Ptrace.setRegs(tid, savedRegs) }
+        try Ptrace.singleStep(tid)
+        var child: Int32 = 0
+        // The fork/clone event stop comes first, then the single-step trap after the syscall.
+        for _ in 0..<4 {
+            let st = try WaitStatus.wait(tid)
+            switch st {
+            case .stopped(SIGTRAP, let ev) where ev == 1 || ev == 3:  // PTRACE_EVENT_FORK, _CLONE
+                child = Int32(truncatingIfNeeded: try Ptrace.eventMessage(tid))
+                try Ptrace.singleStep(tid)
+                continue
+            case .stopped(SIGTRAP, 0):
+                break
+            default:
+                throw RemoteError.unexpectedStop(tid: tid, status: st, call: "clone3")
+            }
+            break
+        }
+        let after = try Ptrace.getRegs(tid)
+        let r = Int64(bitPattern: after.rax)
+        if r < 0 && r >= -4095 { throw RemoteError.syscallFailed(tid: tid, call: "clone3 (tid \(setTid))", errno: Int32(-r)) }
+        if child == 0 { child = Int32(truncatingIfNeeded: r) }
+        // The new task's first stop.
+        for _ in 0..<4 {
+            let st = try WaitStatus.wait(child)
+            if case .stopped(_, let ev) = st, ev == Ptrace.eventStop { return child }
+            if case .stopped(let sig, 0) = st, sig == SIGSTOP { return child }
+            if case .exited = st { throw RemoteError.unexpectedStop(tid: child, status: st, call: "clone3 child start") }
+            if case .signaled = st { throw RemoteError.unexpectedStop(tid: child, status: st, call: "clone3 child start") }
+            try Ptrace.cont(child)
+        }
+        throw RemoteError.unexpectedStop(tid: child, status: .other(0), call: "clone3 child start")
+    }
+
+    /// Ends the task: exit_group(code), or death by `signal` (its action reset to default and
+    /// unblocked first), leaving a zombie for its real parent. Waits for the exit.
+    public func terminate(exitCode: Int32, signal: Int32) throws {
+        precondition(!finished, "Remote used after finish")
+        if signal != 0 {
+            var act = [UInt8](repeating: 0, count: 32)  // SIG_DFL, no flags, empty mask
+            let s = try scratch()
+            try writeMemory(act, at: s)
+            act.removeAll()
+            _ = try rawSyscall(SyscallNumber.rtSigaction.rawValue, [UInt64(signal), s, 0, 8])
+            var zero = rlimit(rlim_cur: 0, rlim_max: 0)
+            _ = withUnsafePointer(to: &zero) { ck_syscall6(SyscallNumber.prlimit64.rawValue, Int(tid), Int(RLIMIT_CORE.rawValue), Int(bitPattern: $0), 0, 0, 0) }
+            finished = true
+            try Ptrace.setSigmask(tid, 0)
+            try Ptrace.cont(tid, signal: signal)
+        } else {
+            var regs = savedRegs
+            regs.rax = UInt64(SyscallNumber.exitGroup.rawValue)
+            regs.orig_rax = UInt64(bitPattern: -1)
+            regs.rdi = UInt64(UInt32(bitPattern: exitCode))
+            regs.rip = syscallIP
+            finished = true
+            try Ptrace.setRegs(tid, regs)
+            try Ptrace.cont(tid)
+        }
+        for _ in 0..<8 {
+            let st = try WaitStatus.wait(tid)
+            switch st {
+            case .exited, .signaled: return
+            case .stopped(let sig, 0) where sig == signal: try Ptrace.cont(tid, signal: sig)
+            default: try Ptrace.cont(tid)
+            }
+        }
+        throw RemoteError.unexpectedStop(tid: tid, status: .other(0), call: "exit")
+    }
+
     /// Injects `nr` and throws if the kernel returned an error.
     @discardableResult
     public func syscall(_ nr: SyscallNumber, _ args: UInt64...) throws -> UInt64 {

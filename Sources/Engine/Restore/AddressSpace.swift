@@ -19,6 +19,7 @@ struct AddressSpace {
     var remote: Remote { target.remote }
 
     func build() throws {
+        try remote.dropScratch()  // cloning children may have made one; everything goes
         let (low, high) = try moveSpecials()
         // Everything of cryo's goes; only the vDSO block stays.
         if low > 0 { try remote.syscall(.munmap, 0, low) }

@@ -11,10 +11,12 @@ public struct Restorer {
     let log = Logger(label: "restore")
     public init(_ request: RestoreRequest) { self.request = request }
 
-    /// Loaded and checked before anything is created.
+    /// One process, loaded and checked before anything is created.
     struct Plan {
         var pstree: Img_PstreeEntry
         var cores: [Int32: Img_CoreEntry]
+        var ids: Img_TaskKobjIdsEntry
+        var isZombie: Bool
         var mm: Img_MmEntry
         var pagemap: [Img_PagemapEntry]
         var pagesID: UInt32
@@ -22,73 +24,186 @@ public struct Restorer {
         var fdinfo: [Img_FdinfoEntry]
         var fs: Img_FsEntry
         var sigacts: [Img_SaEntry]
+        var pid: Int32 { Int32(pstree.pid) }
+        var ppid: Int32 { Int32(pstree.ppid) }
+    }
+
+    /// The tasks made so far, for the final stage and for cleaning up after a failure.
+    final class Built {
+        var order: [Int32] = []            // processes, in creation order
+        var targets: [Int32: [RestoreTarget]] = [:]  // per process: leader first, then threads
+        var zombies: Set<Int32> = []
+
+        /// Kills everything made; each process was made by us or is traced by us.
+        func killAll() {
+            for pid in order.reversed() where !zombies.contains(pid) { kill(pid, SIGKILL) }
+            for pid in order.reversed() {
+                var st: Int32 = 0
+                for t in targets[pid] ?? [] where t.pid != pid { waitpid(t.pid, &st, __WALL) }
+                waitpid(pid, &st, __WALL | WNOHANG)
+            }
+        }
     }
 
     /// Restores and returns the root pid (detached) or waits and returns its exit status.
     public func run() throws -> (pid: Int32, exitStatus: Int32?) {
         let images = try ImageDirectory(path: request.imagesDir)
-        var plan = try load(images)
-        let pid = Int32(plan.pstree.pid)
-        try checkFiles(plan)
+        var plans = try load(images)
+        let root = plans[0].pid
+        try checkFiles(plans[0].files)
         let ghosts = GhostFiles()
         defer { ghosts.removeAll() }
-        try ghosts.materialize(files: &plan.files, images: images)
-        let child = try create(pid: pid)
+        var files = plans[0].files
+        try ghosts.materialize(files: &files, images: images)
+        for i in plans.indices { plans[i].files = files }
+
+        let built = Built()
         do {
-            try rebuild(child, plan: plan, images: images)
+            try createTree(plans, built: built)
+            for p in plans where !p.isZombie { try rebuild(p, plans: plans, built: built, images: images) }
+            try finishAll(plans, built: built)
         } catch {
-            kill(child, SIGKILL)
-            var st: Int32 = 0
-            waitpid(child, &st, __WALL)
+            built.killAll()
             throw error
         }
         if let pf = request.pidfile {
-            try? "\(pid)\n".write(toFile: pf, atomically: true, encoding: .utf8)
+            try? "\(root)\n".write(toFile: pf, atomically: true, encoding: .utf8)
         }
-        log.info("restored pid \(pid)")
-        if request.detach { return (pid, nil) }
+        log.info("restored \(plans.count) process(es), root pid \(root)")
+        if request.detach { return (root, nil) }
         var st: Int32 = 0
-        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
-        return (pid, st)
+        while waitpid(root, &st, 0) < 0 && errno == EINTR {}
+        return (root, st)
     }
 
-    func load(_ images: ImageDirectory) throws -> Plan {
+    /// Every process of the tree, parents before children (the order they are created in).
+    func load(_ images: ImageDirectory) throws -> [Plan] {
         try images.validateConsistency()
         let tree = try images.read(.pstree, as: Img_PstreeEntry.self)
-        guard tree.count == 1, let p = tree.first else {
-            throw RestoreError.unsupported("a tree of \(tree.count) processes")
-        }
-        guard p.threads.count == 1 else { throw RestoreError.unsupported("\(p.threads.count) threads in pid \(p.pid)") }
-        let pid = Int(p.pid)
-        var cores: [Int32: Img_CoreEntry] = [:]
-        for t in p.threads { cores[Int32(t)] = try images.readOne(.core, id: Int(t), as: Img_CoreEntry.self) }
-        guard let core = cores[Int32(p.pid)], core.hasTc, core.hasThreadInfo, core.mtype == .x8664 else {
-            throw ImageError.inconsistent(file: images.filePath(.core, pid), offset: 0, reason: "no x86_64 task core")
-        }
-        let (pagesID, pagemap) = try images.readPagemap(pid: Int32(pid))
         var files: [UInt32: Img_FileEntry] = [:]
         for f in try images.read(.files, as: Img_FileEntry.self) { files[f.id] = f }
-        let fdinfo = try images.read(.fdinfo, id: pid, as: Img_FdinfoEntry.self)
-        for fi in fdinfo where files[fi.id] == nil {
-            throw ImageError.inconsistent(file: images.filePath(.fdinfo, pid), offset: 0, reason: "fd \(fi.fd) names file id \(fi.id), not in files.img")
+        var byPid: [Int32: Plan] = [:]
+        for p in tree {
+            let pid = Int(p.pid)
+            var cores: [Int32: Img_CoreEntry] = [:]
+            for t in p.threads { cores[Int32(t)] = try images.readOne(.core, id: Int(t), as: Img_CoreEntry.self) }
+            guard let core = cores[Int32(p.pid)], core.hasTc, core.mtype == .x8664 else {
+                throw ImageError.inconsistent(file: images.filePath(.core, pid), offset: 0, reason: "no x86_64 task core")
+            }
+            if core.tc.taskState == TaskState.zombie.rawValue {
+                guard p.threads.count == 1 else {
+                    throw ImageError.inconsistent(file: images.filePath(.pstree), offset: 0, reason: "zombie \(p.pid) with threads")
+                }
+                byPid[Int32(p.pid)] = Plan(pstree: p, cores: cores, ids: Img_TaskKobjIdsEntry(), isZombie: true, mm: Img_MmEntry(), pagemap: [],
+                                           pagesID: 0, files: files, fdinfo: [], fs: Img_FsEntry(), sigacts: [])
+                continue
+            }
+            for (t, c) in cores where !c.hasThreadInfo {
+                throw ImageError.inconsistent(file: images.filePath(.core, Int(t)), offset: 0, reason: "thread \(t) has no registers")
+            }
+            let (pagesID, pagemap) = try images.readPagemap(pid: Int32(pid))
+            let fdinfo = try images.read(.fdinfo, id: pid, as: Img_FdinfoEntry.self)
+            for fi in fdinfo where files[fi.id] == nil {
+                throw ImageError.inconsistent(file: images.filePath(.fdinfo, pid), offset: 0, reason: "fd \(fi.fd) names file id \(fi.id), not in files.img")
+            }
+            let mm = try images.readOne(.mm, id: pid, as: Img_MmEntry.self)
+            for v in mm.vmas where v.status & VmaStatus.filePrivate != 0 && files[UInt32(truncatingIfNeeded: v.shmid)] == nil {
+                throw ImageError.inconsistent(file: images.filePath(.mm, pid), offset: 0, reason: "mapping at 0x\(String(v.start, radix: 16)) names file id \(v.shmid), not in files.img")
+            }
+            let ids = images.exists(.ids, pid) ? try images.readOne(.ids, id: pid, as: Img_TaskKobjIdsEntry.self) : Img_TaskKobjIdsEntry()
+            let fs = try images.readOne(.fs, id: pid, as: Img_FsEntry.self)
+            let sigacts = try images.read(.sigacts, id: pid, as: Img_SaEntry.self)
+            byPid[Int32(pid)] = Plan(pstree: p, cores: cores, ids: ids, isZombie: false, mm: mm, pagemap: pagemap, pagesID: pagesID,
+                                     files: files, fdinfo: fdinfo, fs: fs, sigacts: sigacts)
         }
-        let mm = try images.readOne(.mm, id: pid, as: Img_MmEntry.self)
-        for v in mm.vmas where v.status & VmaStatus.filePrivate != 0 && files[UInt32(truncatingIfNeeded: v.shmid)] == nil {
-            throw ImageError.inconsistent(file: images.filePath(.mm, pid), offset: 0, reason: "mapping at 0x\(String(v.start, radix: 16)) names file id \(v.shmid), not in files.img")
+        // Parents first: breadth-first from the root (validateConsistency checked the links).
+        var order: [Plan] = [byPid[Int32(tree[0].pid)]!]
+        var i = 0
+        while i < order.count {
+            let parent = order[i].pid
+            order += tree.filter { Int32($0.ppid) == parent && $0.pid != tree[0].pid }.map { byPid[Int32($0.pid)]! }
+            i += 1
         }
-        let fs = try images.readOne(.fs, id: pid, as: Img_FsEntry.self)
-        let sigacts = try images.read(.sigacts, id: pid, as: Img_SaEntry.self)
-        return Plan(pstree: p, cores: cores, mm: mm, pagemap: pagemap, pagesID: pagesID, files: files,
-                    fdinfo: fdinfo, fs: fs, sigacts: sigacts)
+        guard order.count == tree.count else {
+            throw ImageError.inconsistent(file: images.filePath(.pstree), offset: 0, reason: "processes not reachable from the root")
+        }
+        if order[0].isZombie { throw RestoreError.unsupported("a tree whose root \(order[0].pid) is a zombie") }
+        for p in order where !p.isZombie {
+            if p.ids.hasVmID && p.ids.vmID != UInt32(p.pid) {
+                throw RestoreError.unsupported("pid \(p.pid) sharing the address space of \(p.ids.vmID) outside a thread group")
+            }
+            for (what, id) in [("fd table", p.ids.filesID), ("fs", p.ids.fsID), ("signal handlers", p.ids.sighandID)]
+            where id != 0 && id != UInt32(p.pid) && id != UInt32(p.ppid) {
+                throw RestoreError.unsupported("pid \(p.pid) sharing its \(what) with \(id), which is not its parent")
+            }
+        }
+        return order
     }
 
-    /// Every file the images name must be there, with the size it had.
-    func checkFiles(_ plan: Plan) throws {
-        for f in plan.files.values where f.hasReg && !f.reg.deleted {
+    /// Every file the images name must be there, with the size it had (ghosts are made later).
+    func checkFiles(_ files: [UInt32: Img_FileEntry]) throws {
+        for f in files.values where f.hasReg && !f.reg.deleted {
             var st = stat()
             guard stat(f.reg.name, &st) == 0 else { throw RestoreError.fileMissing(path: f.reg.name, errno: errno) }
             if f.reg.hasSize && st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) != f.reg.size {
                 throw RestoreError.fileChanged(path: f.reg.name, expectedSize: f.reg.size, actualSize: UInt64(st.st_size))
+            }
+        }
+    }
+
+    /// The tree's processes with their pids, sessions and groups: the root from cryo (a C shim
+    /// child), every other process by clone3 injected into its restored parent, so parenthood is
+    /// real. Zombies exit at once with their status. Memory and the rest come later.
+    func createTree(_ plans: [Plan], built: Built) throws {
+        let proc = ProcReader()
+        for p in plans {
+            let remote: Remote
+            if p.ppid == 0 || p.pid == plans[0].pid {
+                let child = try create(pid: p.pid)
+                built.order.append(child)
+                remote = try Remote(tid: child, maps: try proc.maps(pid: child))
+            } else {
+                guard let parent = built.targets[p.ppid]?.first else {
+                    throw RestoreError.unsupported("pid \(p.pid): its parent \(p.ppid) is a zombie")
+                }
+                var flags: UInt64 = 0
+                if p.ids.filesID == UInt32(p.ppid) { flags |= CloneFlag.files }
+                if p.ids.fsID == UInt32(p.ppid) { flags |= CloneFlag.fs }
+                let child: Int32
+                do {
+                    child = try parent.remote.cloneTask(flags: flags, exitSignal: UInt64(SIGCHLD), setTid: p.pid)
+                } catch RemoteError.syscallFailed(_, _, let e) where e == EEXIST {
+                    throw RestoreError.pidTaken(pid: p.pid, by: (try? proc.stat(pid: p.pid)).map { "\($0.comm) (state \($0.state))" } ?? "another process")
+                }
+                built.order.append(child)
+                remote = try Remote(tid: child, maps: try proc.maps(pid: child))
+            }
+            let t = RestoreTarget(pid: p.pid, remote: remote)
+            built.targets[p.pid] = [t]
+            if p.isZombie {
+                let code = Int32(bitPattern: p.cores[p.pid]!.tc.exitCode)
+                let name = try remote.scratch()
+                try remote.writeMemory(Array(p.cores[p.pid]!.tc.comm.utf8.prefix(15)) + [0], at: name)
+                try remote.syscall(.prctl, 15 /* PR_SET_NAME */, name)
+                try remote.terminate(exitCode: (code >> 8) & 0xff, signal: code & 0x7f)
+                built.zombies.insert(p.pid)
+                continue
+            }
+            // A session leader makes its own session; everyone else inherited the parent's.
+            if p.pstree.sid == p.pstree.pid {
+                try remote.syscall(.setsid)
+            } else if Int32(p.pstree.sid) != Int32(truncatingIfNeeded: try remote.syscall(.getsid, 0)) {
+                throw RestoreError.unsupported("pid \(p.pid) in session \(p.pstree.sid), which is neither its own nor its parent's")
+            }
+        }
+        // Groups once every leader exists.
+        for p in plans where !p.isZombie {
+            let r = built.targets[p.pid]![0].remote
+            let now = Int32(truncatingIfNeeded: try r.syscall(.getpgid, 0))
+            if now != Int32(p.pstree.pgid) {
+                do { try r.syscall(.setpgid, 0, UInt64(p.pstree.pgid)) } catch {
+                    throw RestoreError.unsupported("pid \(p.pid) joining process group \(p.pstree.pgid): \(error)")
+                }
             }
         }
     }
@@ -114,26 +229,72 @@ public struct Restorer {
         }
     }
 
-    func rebuild(_ pid: Int32, plan: Plan, images: ImageDirectory) throws {
+    /// Memory, files and process-wide state of one process, then its other threads.
+    func rebuild(_ plan: Plan, plans: [Plan], built: Built, images: ImageDirectory) throws {
         let proc = ProcReader()
-        let remote = try Remote(tid: pid, maps: try proc.maps(pid: pid))
-        let t = RestoreTarget(pid: pid, remote: remote)
-        let core = plan.cores[pid]!
+        let pid = plan.pid
+        let t = built.targets[pid]![0]
+        let remote = t.remote
+        let sharesFiles = plan.ids.filesID == UInt32(plan.ppid) && plan.ppid != 0
 
-        // Drop what the child inherited from cryo: rseq registration, fds, then memory.
+        // Drop what the task inherited: rseq registration, fds (unless the table is its
+        // parent's, already restored), then memory.
         if let rs = try? Ptrace.rseqConfiguration(pid), rs.pointer != 0 {
             try remote.syscall(.rseq, rs.pointer, UInt64(rs.size), 1 /* RSEQ_FLAG_UNREGISTER */, UInt64(rs.signature))
         }
-        try remote.syscall(.closeRange, 0, UInt64(UInt32.max), 0)
+        if !sharesFiles { try remote.syscall(.closeRange, 0, UInt64(UInt32.max), 0) }
         try AddressSpace(target: t, plan: plan, images: images, proc: proc).build()
+        if !sharesFiles { try restoreFiles(t, plan: plan) }
+        try restoreFs(t, plan: plan)
+        try restoreProcess(t, plan: plan)
 
-        try restoreFiles(t, plan: plan)
-        try restoreTask(t, plan: plan, core: core)
-        try restoreCreds(t, core.threadCore.creds)
-        try queueSignals(t, core: core)
-        try restoreXState(t, core.threadInfo.fpregs)
-        try remote.finish(registers: restartedRegisters(core.threadInfo.gpregs), sigmask: core.tc.blkSigset)
-        try Ptrace.detach(pid)
+        for tid in plan.pstree.threads.map({ Int32($0) }) where tid != pid {
+            let flags = CloneFlag.vm | CloneFlag.fs | CloneFlag.files | CloneFlag.sighand | CloneFlag.thread | CloneFlag.sysvsem
+            let got = try remote.cloneTask(flags: flags, exitSignal: 0, setTid: tid)
+            let tt = RestoreTarget(pid: got, remote: try Remote(tid: got, maps: try proc.maps(pid: pid)))
+            tt.scratch = t.scratch  // one address space, one scratch area
+            built.targets[pid]!.append(tt)
+        }
+        for tt in built.targets[pid]! {
+            try restoreThread(tt, core: plan.cores[tt.pid]!, comm: plan.cores[pid]!.tc.comm)
+        }
+    }
+
+    /// Creds, signals, FPU and registers of every thread, then every task resumes at once.
+    func finishAll(_ plans: [Plan], built: Built) throws {
+        for p in plans where !p.isZombie {
+            let targets = built.targets[p.pid]!
+            if plans.contains(where: { $0.isZombie && $0.ppid == p.pid }) {
+                try drainSigchld(targets[0])
+            }
+            try queueShared(targets[0], core: p.cores[p.pid]!)
+            // Threads before the leader: the leader's finish unmaps the shared scratch area.
+            for t in targets.dropFirst() + [targets[0]] {
+                let core = p.cores[t.pid]!
+                try restoreCreds(t, core.threadCore.creds)
+                try queuePrivate(t, core: core)
+                if p.cores[p.pid]!.tc.noNewPrivs { try t.remote.syscall(.prctl, 38, 1, 0, 0, 0) }
+                try restoreXState(t, core.threadInfo.fpregs)
+                let mask = t.pid == p.pid ? core.tc.blkSigset : core.threadCore.blkSigset
+                try t.remote.finish(registers: restartedRegisters(core.threadInfo.gpregs), sigmask: mask)
+            }
+        }
+        for p in plans where !p.isZombie {
+            for t in built.targets[p.pid]! { try Ptrace.detach(t.pid) }
+        }
+    }
+
+    /// A zombie made during restore sent its parent a SIGCHLD the original parent had already
+    /// taken; the dumped pending signals are queued again afterwards.
+    func drainSigchld(_ t: RestoreTarget) throws {
+        var set: [UInt8] = []
+        set.putU64(UInt64(1) << UInt64(SIGCHLD - 1))
+        set.putU64(0); set.putU64(0)  // timeout {0, 0}
+        let p = try t.put(set)
+        while true {
+            let r = try t.remote.rawSyscall(SyscallNumber.rtSigtimedwait.rawValue, [p, 0, p + 8, 8])
+            if r < 0 { break }
+        }
     }
 
     /// A task dumped inside an interruptible syscall must re-enter it: the kernel would have
@@ -171,6 +332,9 @@ public struct Restorer {
                 try t.remote.syscall(.fcntl, UInt64(want), UInt64(F_SETFD), UInt64(FD_CLOEXEC))
             }
         }
+    }
+
+    func restoreFs(_ t: RestoreTarget, plan: Plan) throws {
         guard let cwd = plan.files[plan.fs.cwdID], let root = plan.files[plan.fs.rootID] else {
             throw RestoreError.unsupported("fs image without cwd or root")
         }
@@ -183,21 +347,10 @@ public struct Restorer {
         try t.remote.syscall(.umask, UInt64(plan.fs.umask))
     }
 
-    func restoreTask(_ t: RestoreTarget, plan: Plan, core: Img_CoreEntry) throws {
+    /// What belongs to the whole process: signal handlers, itimers, rlimits, personality...
+    func restoreProcess(_ t: RestoreTarget, plan: Plan) throws {
         let r = t.remote
-        let tc = core.tc
-        // Session and group: a session leader makes its own; otherwise it must share ours.
-        let ps = plan.pstree
-        if ps.sid == ps.pid {
-            try r.syscall(.setsid)
-        } else if Int32(ps.sid) != getsid(0) {
-            throw RestoreError.unsupported("pid \(ps.pid) in session \(ps.sid), which is neither its own nor cryo's (\(getsid(0)))")
-        } else if ps.pgid == ps.pid {
-            try r.syscall(.setpgid, 0, 0)
-        } else if Int32(ps.pgid) != getpgrp() {
-            throw RestoreError.unsupported("pid \(ps.pid) in process group \(ps.pgid) of another process")
-        }
-
+        let tc = plan.cores[plan.pid]!.tc
         for (i, sa) in plan.sigacts.enumerated() {
             let sig = i + 1
             if sig == SIGKILL || sig == SIGSTOP { continue }
@@ -218,9 +371,16 @@ public struct Restorer {
             if rc < 0 { log.warning("pid \(t.pid): rlimit \(res) \(e.cur)/\(e.max): errno \(ck_errno())") }
         }
         try r.syscall(.personality, UInt64(tc.personality))
-        try r.syscall(.prctl, 15 /* PR_SET_NAME */, try t.put(string: core.threadCore.hasComm ? core.threadCore.comm : tc.comm))
         if tc.childSubreaper { try r.syscall(.prctl, 36, 1) }
+        if plan.mm.hasDumpable { try r.syscall(.prctl, 4 /* PR_SET_DUMPABLE */, UInt64(max(0, plan.mm.dumpable))) }
+    }
+
+    /// What each thread has of its own: name, parent-death signal, robust list, clear-tid
+    /// address, alternate signal stack, rseq.
+    func restoreThread(_ t: RestoreTarget, core: Img_CoreEntry, comm: String) throws {
+        let r = t.remote
         let th = core.threadCore
+        try r.syscall(.prctl, 15 /* PR_SET_NAME */, try t.put(string: th.hasComm ? th.comm : comm))
         if th.pdeathSig != 0 { try r.syscall(.prctl, 1, UInt64(th.pdeathSig)) }
         try r.syscall(.setRobustList, th.futexRla, UInt64(th.futexRlaLen))
         try r.syscall(.setTidAddress, core.threadInfo.clearTidAddr_p)
@@ -232,7 +392,6 @@ public struct Restorer {
         if th.hasRseqEntry && th.rseqEntry.rseqAbiPointer != 0 {
             try r.syscall(.rseq, th.rseqEntry.rseqAbiPointer, UInt64(th.rseqEntry.rseqAbiSize), 0, UInt64(th.rseqEntry.signature))
         }
-        if plan.mm.hasDumpable { try r.syscall(.prctl, 4 /* PR_SET_DUMPABLE */, UInt64(max(0, plan.mm.dumpable))) }
     }
 
     func restoreCreds(_ t: RestoreTarget, _ c: Img_CredsEntry) throws {
@@ -272,18 +431,21 @@ public struct Restorer {
 
     /// Pending signals go back through the task itself (only a task may queue arbitrary
     /// siginfo to itself); every signal is blocked while we work, so none is delivered early.
-    func queueSignals(_ t: RestoreTarget, core: Img_CoreEntry) throws {
+    func queueShared(_ t: RestoreTarget, core: Img_CoreEntry) throws {
         for s in core.tc.signalsS.signals {
             let info = [UInt8](s.siginfo)
             guard info.count == 128 else { continue }
             try t.remote.syscall(.rtSigqueueinfo, UInt64(t.pid), UInt64(info.u32(at: 0)), try t.put(info))
         }
+    }
+
+    func queuePrivate(_ t: RestoreTarget, core: Img_CoreEntry) throws {
+        let tgid = Int32(truncatingIfNeeded: try t.remote.syscall(.getpid))
         for s in core.threadCore.signalsP.signals {
             let info = [UInt8](s.siginfo)
             guard info.count == 128 else { continue }
-            try t.remote.syscall(.rtTgsigqueueinfo, UInt64(t.pid), UInt64(t.pid), UInt64(info.u32(at: 0)), try t.put(info))
+            try t.remote.syscall(.rtTgsigqueueinfo, UInt64(tgid), UInt64(t.pid), UInt64(info.u32(at: 0)), try t.put(info))
         }
-        if core.tc.noNewPrivs { try t.remote.syscall(.prctl, 38, 1, 0, 0, 0) }
     }
 
     /// The XSAVE area goes back as it was read. A task that used AMX first needs permission

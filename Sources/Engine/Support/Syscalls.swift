@@ -9,7 +9,7 @@ public enum SyscallNumber: Int {
     case dup2 = 33, pause = 34, nanosleep = 35, getitimer = 36, setitimer = 38, getpid = 39
     case sendmsg = 46, recvmsg = 47, clone = 56, fork = 57, exit = 60, wait4 = 61, kill = 62
     case fcntl = 72, chdir = 80, fchdir = 81, umask = 95, getrlimit = 97, getuid = 102, getgid = 104
-    case setuid = 105, setgid = 106, setpgid = 109, getppid = 110, setsid = 112, setgroups = 116
+    case rtSigtimedwait = 128, getpgid = 121, setuid = 105, setgid = 106, setpgid = 109, getppid = 110, setsid = 112, setgroups = 116
     case setresuid = 117, setresgid = 119, setfsuid = 122, setfsgid = 123, getsid = 124
     case capset = 126, rtSigpending = 127, sigaltstack = 131, personality = 135, prctl = 157
     case archPrctl = 158, chroot = 161, gettid = 186, futex = 202, setTidAddress = 218
@@ -67,4 +67,10 @@ public enum Sys {
     public static func kcmp(_ pid1: Int32, _ pid2: Int32, type: Int32, _ idx1: Int, _ idx2: Int) throws -> Int {
         try call(.kcmp, Int(pid1), Int(pid2), Int(type), idx1, idx2, context: "kcmp \(pid1) \(pid2)")
     }
+}
+
+/// clone(2) flags (Glibc does not export them to Swift).
+public enum CloneFlag {
+    public static let vm: UInt64 = 0x100, fs: UInt64 = 0x200, files: UInt64 = 0x400, sighand: UInt64 = 0x800
+    public static let thread: UInt64 = 0x10000, sysvsem: UInt64 = 0x40000
 }

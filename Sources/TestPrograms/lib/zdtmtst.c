@@ -118,6 +118,15 @@ void test_init(int argc, char **argv) {
     sigprocmask(SIG_UNBLOCK, &s, NULL);
 }
 
+pid_t test_fork(void) {
+    pid_t pid = fork();
+    if (pid == 0 && ready_fd >= 0) {
+        close(ready_fd);
+        ready_fd = -1;
+    }
+    return pid;
+}
+
 void test_daemon(void) {
     char tmp[4096];
     snprintf(tmp, sizeof(tmp), "%s.tmp", pidfile);

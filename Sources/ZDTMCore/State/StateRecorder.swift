@@ -12,6 +12,12 @@ public enum StateRecorder {
             guard seen.insert(pid).inserted else { continue }
             do {
                 let st = try proc.stat(pid: pid)
+                if st.isZombie {
+                    // A zombie has nothing left to show but its place in the tree.
+                    out.append(.init(pid: pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, comm: st.comm + " <zombie>",
+                                     threads: [], maps: [], fds: [], cwd: "", sigIgn: 0, sigCgt: 0))
+                    continue
+                }
                 let status = try proc.status(pid: pid)
                 var threads: [VisibleState.Thread] = []
                 for t in try proc.tasks(pid: pid) {

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <signal.h>
+#include <sys/types.h>
 
 extern volatile sig_atomic_t zt_stop;
 extern int zt_argc;       // zt_argv[0] is the program, then the args other than --pidfile/--outfile
@@ -17,6 +18,9 @@ extern char **zt_argv;
 void test_init(int argc, char **argv);
 // Set-up done: write the pidfile and let the parent exit.
 void test_daemon(void);
+// fork() for workloads with children: the child drops the launcher's ready pipe, which only
+// the daemon itself may hold (the launcher waits for it to close).
+pid_t test_fork(void);
 // Wait (in sigsuspend) until SIGTERM arrives.
 void test_waitsig(void);
 static inline int test_stopped(void) { return zt_stop; }
