@@ -62,15 +62,17 @@ public struct Dumper {
             e.threads = p.threads.map { UInt32($0) }
             pstree.append(e)
         }
+        let shmem = SharedMemoryDumper()
         let ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
         for (i, p) in tree.processes.enumerated() {
             if p.isZombie {
                 try writeZombie(p.pid, images: images, proc: proc)
                 continue
             }
-            try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!)
+            try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem)
                 .dump(pstree: pstree[i])
         }
+        try shmem.writeAll(images: images)
         try files.write(to: images)
         try images.write(.pstree, entries: pstree)
         var inv = Img_InventoryEntry()

@@ -11,6 +11,7 @@ struct ProcessDumper {
     let files: FileTable
     let pagesID: Int
     let ids: Img_TaskKobjIdsEntry
+    let shmem: SharedMemoryDumper
     let log = Logger(label: "dump")
 
     var pid: Int32 { process.pid }
@@ -53,7 +54,7 @@ struct ProcessDumper {
         }
         try images.write(.sigacts, id: Int(pid), entries: sigacts)
 
-        var mm = try MemoryDumper(pid: pid, images: images, files: files, proc: proc)
+        var mm = try MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem)
             .dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
         mm.dumpable = Int32(truncatingIfNeeded: dumpable)
         try images.write(.mm, id: Int(pid), entry: mm)

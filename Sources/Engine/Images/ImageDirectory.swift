@@ -109,13 +109,19 @@ public struct ImageDirectory: Sendable {
 
     // MARK: pagemap (a head, then entries)
 
+    /// A process's pagemap, or (kind .shmemPagemap, id the shmid) a shared memory object's,
+    /// whose vaddrs are offsets into the object.
     public func writePagemap(pid: Int32, pagesID: UInt32, entries: [Img_PagemapEntry]) throws {
+        try writePagemap(id: Int(pid), pagesID: pagesID, entries: entries, kind: .pagemap)
+    }
+
+    public func writePagemap(id: Int, pagesID: UInt32, entries: [Img_PagemapEntry], kind: ImageKind) throws {
         var head = Img_PagemapHead()
         head.pagesID = pagesID
-        var out = ImageCodec.header(.pagemap)
+        var out = ImageCodec.header(kind)
         try ImageCodec.appendEntry(&out, head)
         for e in entries { try ImageCodec.appendEntry(&out, e) }
-        try writeBytes(filePath(.pagemap, Int(pid)), out)
+        try writeBytes(filePath(kind, id), out)
     }
 
     /// Reads a pagemap and checks its entries: page-aligned, ascending, not overlapping.
@@ -125,9 +131,9 @@ public struct ImageDirectory: Sendable {
     }
 
     /// The pagemap of `pid`, validated, with where each entry's bytes sit in the pages file.
-    public func pageMap(pid: Int) throws -> PageMap {
-        let file = filePath(.pagemap, pid)
-        var r = try reader(.pagemap, pid)
+    public func pageMap(pid: Int, kind: ImageKind = .pagemap) throws -> PageMap {
+        let file = filePath(kind, pid)
+        var r = try reader(kind, pid)
         let head = try r.next(Img_PagemapHead.self)
         var entries: [PageMap.Entry] = []
         var lastEnd: UInt64 = 0

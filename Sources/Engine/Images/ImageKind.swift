@@ -6,6 +6,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
     case inventory, pstree, core, ids, mm, pagemap, pages, files, fdinfo, fs, sigacts
     // Deleted-but-open files: the remap table, and one ghost image (entry + raw bytes) per file.
     case remapFpath, ghostFile
+    /// Pages of a shared anonymous memory object, written once for all its users.
+    case shmemPagemap
     // Per-task images older CRIU versions wrote (3.17 keeps this state in core-PID.img);
     // listed so that images from such a CRIU can still be read.
     case itimers, posixTimers, creds, rlimit, regFiles
@@ -22,7 +24,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .core: return 0x5505_3847
         case .ids: return 0x5443_2030
         case .mm: return 0x5749_2820
-        case .pagemap: return 0x5608_4025
+        case .pagemap, .shmemPagemap: return 0x5608_4025
         case .pages: return nil
         case .files: return 0x5630_3138
         case .fdinfo: return 0x5621_3732
@@ -55,7 +57,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .core: return "CORE"
         case .ids: return "IDS"
         case .mm: return "MM"
-        case .pagemap: return "PAGEMAP"
+        case .pagemap, .shmemPagemap: return "PAGEMAP"
         case .pages: return "PAGES"
         case .files: return "FILES"
         case .fdinfo: return "FDINFO"
@@ -78,6 +80,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .regFiles: return "reg-files"
         case .remapFpath: return "remap-fpath"
         case .ghostFile: return "ghost-file"
+        case .shmemPagemap: return "pagemap-shmem"
         default: return rawValue
         }
     }
@@ -97,7 +100,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
 
     /// The message of the first entry when it differs from the others (pagemap's head).
     public var headType: (any SwiftProtobuf.Message.Type)? {
-        self == .pagemap ? Img_PagemapHead.self : nil
+        self == .pagemap || self == .shmemPagemap ? Img_PagemapHead.self : nil
     }
 
     /// The message of each entry; nil for raw images.
@@ -108,7 +111,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .core: return Img_CoreEntry.self
         case .ids: return Img_TaskKobjIdsEntry.self
         case .mm: return Img_MmEntry.self
-        case .pagemap: return Img_PagemapEntry.self
+        case .pagemap, .shmemPagemap: return Img_PagemapEntry.self
         case .pages: return nil
         case .files: return Img_FileEntry.self
         case .fdinfo: return Img_FdinfoEntry.self

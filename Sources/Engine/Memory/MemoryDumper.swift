@@ -8,6 +8,7 @@ struct MemoryDumper {
     let images: ImageDirectory
     let files: FileTable
     let proc: ProcReader
+    let shmem: SharedMemoryDumper
 
     func dump(maps: [ProcMapping], stat: ProcStat, brk: UInt64, pagesID: Int) throws -> Img_MmEntry {
         var mm = Img_MmEntry()
@@ -49,6 +50,13 @@ struct MemoryDumper {
                     // Shared file pages live in the file itself: nothing to copy.
                     v.status = VmaStatus.regular | VmaStatus.fileShared
                     v.shmid = UInt64(try files.register(path: m.path, pid: pid, flags: m.writable ? O_RDWR : O_RDONLY, mapping: m))
+                    mm.vmas.append(v)
+                    continue
+                }
+                if SharedMemoryDumper.isSharedAnonymous(m) {
+                    v.status = VmaStatus.regular | VmaStatus.anonShared
+                    v.flags |= UInt32(MAP_ANONYMOUS)
+                    v.shmid = shmem.register(m, pid: pid)
                     mm.vmas.append(v)
                     continue
                 }

@@ -10,6 +10,7 @@ struct AddressSpace {
     let plan: Restorer.Plan
     let images: ImageDirectory
     let proc: ProcReader
+    var shmem: SharedMemoryObjects? = nil
     let log = Logger(label: "restore")
 
     static let taskSize: UInt64 = 0x7fff_ffff_f000
@@ -32,7 +33,7 @@ struct AddressSpace {
             try map(v, apart: v.start == prevEnd)
             prevEnd = v.end
         }
-        let shared = vmas.filter { $0.status & VmaStatus.fileShared != 0 }
+        let shared = vmas.filter { $0.status & (VmaStatus.fileShared | VmaStatus.anonShared) != 0 }
 
         let pages = try images.openPagesFile(id: Int(plan.pagesID))
         defer { close(pages.fd) }
@@ -117,6 +118,14 @@ struct AddressSpace {
             defer { _ = try? remote.syscall(.close, UInt64(fd)) }
             let sflags = UInt64(MAP_SHARED | MAP_FIXED)
             try remote.syscall(.mmap, v.start, len, UInt64(v.prot), sflags, UInt64(fd), v.pgoff)
+        } else if v.status & VmaStatus.anonShared != 0 {
+            // The object cryo made and filled; mapped with its final protection.
+            guard let path = shmem?.path(v.shmid) else {
+                throw RestoreError.layout(pid: pid, reason: "shared memory \(v.shmid) at 0x\(String(v.start, radix: 16)) was not prepared")
+            }
+            let fd = try target.openFile(path, flags: O_RDWR)
+            defer { _ = try? remote.syscall(.close, UInt64(fd)) }
+            try remote.syscall(.mmap, v.start, len, UInt64(v.prot), UInt64(MAP_SHARED | MAP_FIXED), UInt64(fd), v.pgoff)
         } else if v.status & VmaStatus.anonPrivate != 0 {
             if apart {
                 let tmp = try freeRange(size: len + 0x10_0000, avoiding: [(target.scratch, target.scratch + UInt64(RestoreTarget.scratchSize))]) + 0x8_0000

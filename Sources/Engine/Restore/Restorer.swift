@@ -58,9 +58,12 @@ public struct Restorer {
         for i in plans.indices { plans[i].files = files }
 
         let built = Built()
+        let shmem = SharedMemoryObjects()
+        defer { shmem.closeAll() }
         do {
+            try shmem.prepare(plans, images: images)
             try createTree(plans, built: built)
-            for p in plans where !p.isZombie { try rebuild(p, plans: plans, built: built, images: images) }
+            for p in plans where !p.isZombie { try rebuild(p, plans: plans, built: built, images: images, shmem: shmem) }
             try finishAll(plans, built: built)
         } catch {
             built.killAll()
@@ -230,7 +233,7 @@ public struct Restorer {
     }
 
     /// Memory, files and process-wide state of one process, then its other threads.
-    func rebuild(_ plan: Plan, plans: [Plan], built: Built, images: ImageDirectory) throws {
+    func rebuild(_ plan: Plan, plans: [Plan], built: Built, images: ImageDirectory, shmem: SharedMemoryObjects) throws {
         let proc = ProcReader()
         let pid = plan.pid
         let t = built.targets[pid]![0]
@@ -243,7 +246,9 @@ public struct Restorer {
             try remote.syscall(.rseq, rs.pointer, UInt64(rs.size), 1 /* RSEQ_FLAG_UNREGISTER */, UInt64(rs.signature))
         }
         if !sharesFiles { try remote.syscall(.closeRange, 0, UInt64(UInt32.max), 0) }
-        try AddressSpace(target: t, plan: plan, images: images, proc: proc).build()
+        var space = AddressSpace(target: t, plan: plan, images: images, proc: proc)
+        space.shmem = shmem
+        try space.build()
         if !sharesFiles { try restoreFiles(t, plan: plan) }
         try restoreFs(t, plan: plan)
         try restoreProcess(t, plan: plan)
