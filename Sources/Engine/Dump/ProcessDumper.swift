@@ -54,8 +54,9 @@ struct ProcessDumper {
         }
         try images.write(.sigacts, id: Int(pid), entries: sigacts)
 
-        var mm = try MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem)
-            .dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
+        var memory = MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem)
+        memory.cowParent = pstree.ppid != 0 ? Int32(pstree.ppid) : nil
+        var mm = try memory.dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
         mm.dumpable = Int32(truncatingIfNeeded: dumpable)
         try images.write(.mm, id: Int(pid), entry: mm)
 

@@ -170,6 +170,9 @@ public struct PagemapFlags: OptionSet, Sendable, Hashable {
     public static let lazy = PagemapFlags(rawValue: 1 << 1)
     /// The pages' bytes are in this directory's pages file.
     public static let present = PagemapFlags(rawValue: 1 << 2)
+    /// cryo: the pages are the parent process's (shared copy-on-write when dumped); they are
+    /// in the parent's pages image at the same address.
+    public static let cowParent = PagemapFlags(rawValue: 1 << 8)
 }
 
 extension Img_PagemapEntry {

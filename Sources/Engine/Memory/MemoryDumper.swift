@@ -9,6 +9,9 @@ struct MemoryDumper {
     let files: FileTable
     let proc: ProcReader
     let shmem: SharedMemoryDumper
+    /// The process this one was forked from, if it is in the tree: pages still shared with it
+    /// copy-on-write are not dumped twice.
+    var cowParent: Int32? = nil
 
     func dump(maps: [ProcMapping], stat: ProcStat, brk: UInt64, pagesID: Int) throws -> Img_MmEntry {
         var mm = Img_MmEntry()
@@ -28,6 +31,7 @@ struct MemoryDumper {
         defer { scanner.close() }
 
         var pagemap: [Img_PagemapEntry] = []
+        let parentVMAs: Set<[UInt64]> = try cowParent.map { pp in Set(try proc.maps(pid: pp).map { [$0.start, $0.end] }) } ?? []
         var batches: [(runs: [PageRun], readable: Bool)] = []
         for m in maps {
             var v = Img_VmaEntry()
@@ -76,15 +80,21 @@ struct MemoryDumper {
             }
             mm.vmas.append(v)
             if v.status & (VmaStatus.vdso | VmaStatus.vvar | VmaStatus.vsyscall) != 0 { continue }
-            let runs = try scanner.dataRuns(start: m.start, end: m.end, anonymousOnly: anonymousOnly)
+            var runs = try scanner.dataRuns(start: m.start, end: m.end, anonymousOnly: anonymousOnly)
             if runs.isEmpty { continue }
-            for r in runs {
-                var e = Img_PagemapEntry()
-                e.vaddr = r.start
-                e.nrPages = UInt32(r.pageCount)
-                e.flags = 4  // PE_PRESENT
-                pagemap.append(e)
+            var entries = [(run: PageRun, flags: PagemapFlags)]()
+            if let pp = cowParent, parentVMAs.contains([m.start, m.end]), m.readable {
+                let (own, shared) = try CowPages.split(runs, pid: pid, parent: pp, proc: proc)
+                runs = own
+                entries = own.map { ($0, .present) } + shared.map { ($0, .cowParent) }
+                entries.sort { $0.run.start < $1.run.start }
+            } else {
+                entries = runs.map { ($0, .present) }
             }
+            for (r, f) in entries {
+                pagemap.append(Img_PagemapEntry(vaddr: r.start, nrPages: UInt32(r.pageCount), flags: f))
+            }
+            if runs.isEmpty { continue }
             if let last = batches.last, last.readable == m.readable {
                 batches[batches.count - 1].runs += runs
             } else {

@@ -78,6 +78,20 @@ public struct ProcReader: Sendable {
 
     // MARK: parsed files
 
+    /// Raw /proc/PID/pagemap words for `count` pages from `start` (bit 63 present, bits 0-54
+    /// the PFN as root).
+    public func pagemapWords(pid: Int32, start: UInt64, count: Int) throws -> [UInt64] {
+        let file = path(pid: pid, "pagemap")
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw errno == ENOENT || errno == ESRCH ? ProcError.gone(pid: pid) : ProcError.io(path: file, errno: errno) }
+        defer { close(fd) }
+        var words = [UInt64](repeating: 0, count: count)
+        let want = count * 8
+        let got = words.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(start / 4096 * 8)) }
+        guard got == want else { throw ProcError.io(path: file, errno: got < 0 ? errno : EIO) }
+        return words
+    }
+
     public func maps(pid: Int32) throws -> [ProcMapping] {
         let p = path(pid: pid, "maps")
         return try ProcMapsParser.parse(try readBytes(p, pid: pid), source: p)

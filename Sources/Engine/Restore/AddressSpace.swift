@@ -37,7 +37,10 @@ struct AddressSpace {
 
         let pages = try images.openPagesFile(id: Int(plan.pagesID))
         defer { close(pages.fd) }
-        try PageFiller(pid: pid).fill(entries: plan.pagemap, pagesFd: pages.fd, pagesFile: images.filePath(.pages, Int(plan.pagesID)))
+        let fromParent = plan.pagemap.filter { $0.pageFlags.contains(.cowParent) }
+        try PageFiller(pid: pid).fill(entries: plan.pagemap.filter { !$0.pageFlags.contains(.cowParent) }, pagesFd: pages.fd,
+                                      pagesFile: images.filePath(.pages, Int(plan.pagesID)))
+        if !fromParent.isEmpty { try copyFromParent(fromParent) }
         for v in vmas where v.prot != UInt32(PROT_READ | PROT_WRITE) && !shared.contains(v) {
             try remote.syscall(.mprotect, v.start, v.end - v.start, UInt64(v.prot))
         }
@@ -93,6 +96,30 @@ struct AddressSpace {
 
     /// Maps one VMA, writable for now so the pages can be filled. `apart`: it touches the
     /// previous VMA, which the kernel would merge it with if the flags match; dumped VMAs were
+    /// Pages the process shared copy-on-write with its parent when dumped: the parent is
+    /// restored first, so its memory at the same address holds them.
+    func copyFromParent(_ entries: [Img_PagemapEntry]) throws {
+        let parent = plan.ppid
+        guard parent != 0 else {
+            throw RestoreError.layout(pid: pid, reason: "pages marked as the parent's, but the process has no parent in the tree")
+        }
+        let chunk = 4 << 20
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
+        defer { buf.deallocate() }
+        for e in entries {
+            var at = e.vaddr
+            let end = e.vaddr + UInt64(e.nrPages) * 4096
+            while at < end {
+                let n = Int(min(UInt64(chunk), end - at))
+                let got = try Sys.processVmRead(pid: parent, local: buf, remote: at, len: n)
+                guard got == n else { throw RestoreError.layout(pid: pid, reason: "reading the parent's page at 0x\(String(at, radix: 16)): \(got) of \(n) bytes") }
+                let put = try Sys.processVmWrite(pid: pid, local: buf, remote: at, len: n)
+                guard put == n else { throw RestoreError.layout(pid: pid, reason: "writing the parent's page at 0x\(String(at, radix: 16)): \(put) of \(n) bytes") }
+                at += UInt64(n)
+            }
+        }
+    }
+
     /// separate, so it is mapped elsewhere and moved into place, which gives it a page offset
     /// that does not continue its neighbour's, and the kernel keeps the two apart.
     func map(_ v: Img_VmaEntry, apart: Bool = false) throws {
