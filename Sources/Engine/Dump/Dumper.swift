@@ -63,13 +63,16 @@ public struct Dumper {
             pstree.append(e)
         }
         let shmem = SharedMemoryDumper()
+        let live = Set(tree.processes.filter { !$0.isZombie }.map(\.pid))
+        let cow = try CowMap.build(pairs: pstree.filter { $0.ppid != 0 && live.contains(Int32($0.pid)) && live.contains(Int32($0.ppid)) }
+            .map { (Int32($0.pid), Int32($0.ppid)) }, proc: proc)
         let ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
         for (i, p) in tree.processes.enumerated() {
             if p.isZombie {
                 try writeZombie(p.pid, images: images, proc: proc)
                 continue
             }
-            try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem)
+            try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow)
                 .dump(pstree: pstree[i])
         }
         try shmem.writeAll(images: images)

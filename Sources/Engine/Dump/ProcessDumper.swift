@@ -12,6 +12,7 @@ struct ProcessDumper {
     let pagesID: Int
     let ids: Img_TaskKobjIdsEntry
     let shmem: SharedMemoryDumper
+    let cow: CowMap
     let log = Logger(label: "dump")
 
     var pid: Int32 { process.pid }
@@ -55,7 +56,7 @@ struct ProcessDumper {
         try images.write(.sigacts, id: Int(pid), entries: sigacts)
 
         var memory = MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem)
-        memory.cowParent = pstree.ppid != 0 ? Int32(pstree.ppid) : nil
+        memory.cow = cow
         var mm = try memory.dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
         mm.dumpable = Int32(truncatingIfNeeded: dumpable)
         try images.write(.mm, id: Int(pid), entry: mm)

@@ -1,29 +1,71 @@
 /// Pages a forked child still shares copy-on-write with its parent: same address, same
 /// physical page. They are in the parent's image already, so the child's pagemap only points
-/// at them (PagemapFlags.cowParent) and restore copies them from the restored parent.
-enum CowPages {
-    /// Splits `runs` of `pid` into the pages it owns and the ones shared with `parent`.
-    static func split(_ runs: [PageRun], pid: Int32, parent: Int32, proc: ProcReader) throws -> (own: [PageRun], shared: [PageRun]) {
-        var own: [PageRun] = [], shared: [PageRun] = []
-        func add(_ list: inout [PageRun], _ start: UInt64, _ end: UInt64) {
-            if let last = list.last, last.end == start { list[list.count - 1] = PageRun(start: last.start, end: end) } else { list.append(PageRun(start: start, end: end)) }
-        }
+/// at them (PagemapFlags.cowParent), and restore forks the child from its rebuilt parent so
+/// they are shared again.
+///
+/// The map is made for the whole frozen tree before any memory is read: process_vm_readv pins
+/// pages, and pinning a shared anonymous page makes the kernel unshare it (a private copy for
+/// the reader's target), which would both hide the sharing and grow a tree left running. So
+/// the shared pages of a parent are read through /proc/PID/mem, which does not pin.
+struct CowMap {
+    /// Per process: runs it shares with its parent (not dumped again).
+    var withParent: [Int32: [PageRun]] = [:]
+    /// Per process: runs it shares with one of its children (read without pinning).
+    var withChildren: [Int32: [PageRun]] = [:]
+
+    static func build(pairs: [(child: Int32, parent: Int32)], proc: ProcReader) throws -> CowMap {
+        var map = CowMap()
         let present: UInt64 = 1 << 63, pfnMask: UInt64 = (1 << 55) - 1
+        for (child, parent) in pairs {
+            let theirs = Set(try proc.maps(pid: parent).filter { $0.readable && !$0.shared }.map { [$0.start, $0.end] })
+            var shared: [PageRun] = []
+            for m in try proc.maps(pid: child) where m.readable && !m.shared && theirs.contains([m.start, m.end]) {
+                var at = m.start
+                while at < m.end {
+                    let n = Int(min(UInt64(65536), (m.end - at) / 4096))
+                    let mine = try proc.pagemapWords(pid: child, start: at, count: n)
+                    let other = try proc.pagemapWords(pid: parent, start: at, count: n)
+                    for i in 0..<n where mine[i] & present != 0 && other[i] & present != 0
+                        && mine[i] & pfnMask != 0 && mine[i] & pfnMask == other[i] & pfnMask {
+                        let a = at + UInt64(i) * 4096
+                        if let last = shared.last, last.end == a { shared[shared.count - 1].end = a + 4096 } else { shared.append(PageRun(start: a, end: a + 4096)) }
+                    }
+                    at += UInt64(n) * 4096
+                }
+            }
+            if shared.isEmpty { continue }
+            map.withParent[child] = shared
+            map.withChildren[parent] = merge((map.withChildren[parent] ?? []) + shared)
+        }
+        return map
+    }
+
+    static func merge(_ runs: [PageRun]) -> [PageRun] {
+        var out: [PageRun] = []
+        for r in runs.sorted(by: { $0.start < $1.start }) {
+            if let last = out.last, last.end >= r.start { out[out.count - 1].end = max(last.end, r.end) } else { out.append(r) }
+        }
+        return out
+    }
+
+    /// Splits sorted `runs` into the parts outside and inside sorted `marked`.
+    static func split(_ runs: [PageRun], by marked: [PageRun]) -> (outside: [PageRun], inside: [PageRun]) {
+        var outside: [PageRun] = [], inside: [PageRun] = []
+        var j = 0
         for r in runs {
             var at = r.start
+            while j < marked.count && marked[j].end <= at { j += 1 }
+            var k = j
             while at < r.end {
-                let n = Int(min(UInt64(65536), (r.end - at) / 4096))
-                let mine = try proc.pagemapWords(pid: pid, start: at, count: n)
-                let theirs = try proc.pagemapWords(pid: parent, start: at, count: n)
-                for i in 0..<n {
-                    let a = at + UInt64(i) * 4096
-                    let same = mine[i] & present != 0 && theirs[i] & present != 0
-                        && mine[i] & pfnMask != 0 && mine[i] & pfnMask == theirs[i] & pfnMask
-                    if same { add(&shared, a, a + 4096) } else { add(&own, a, a + 4096) }
-                }
-                at += UInt64(n) * 4096
+                guard k < marked.count, marked[k].start < r.end else { outside.append(PageRun(start: at, end: r.end)); break }
+                let m = marked[k]
+                if m.start > at { outside.append(PageRun(start: at, end: m.start)); at = m.start }
+                let e = min(m.end, r.end)
+                inside.append(PageRun(start: at, end: e))
+                at = e
+                if m.end <= r.end { k += 1 }
             }
         }
-        return (own, shared)
+        return (outside, inside)
     }
 }

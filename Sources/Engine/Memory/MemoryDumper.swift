@@ -9,9 +9,8 @@ struct MemoryDumper {
     let files: FileTable
     let proc: ProcReader
     let shmem: SharedMemoryDumper
-    /// The process this one was forked from, if it is in the tree: pages still shared with it
-    /// copy-on-write are not dumped twice.
-    var cowParent: Int32? = nil
+    /// Copy-on-write sharing in the tree (see CowMap).
+    var cow = CowMap()
 
     func dump(maps: [ProcMapping], stat: ProcStat, brk: UInt64, pagesID: Int) throws -> Img_MmEntry {
         var mm = Img_MmEntry()
@@ -31,7 +30,6 @@ struct MemoryDumper {
         defer { scanner.close() }
 
         var pagemap: [Img_PagemapEntry] = []
-        let parentVMAs: Set<[UInt64]> = try cowParent.map { pp in Set(try proc.maps(pid: pp).map { [$0.start, $0.end] }) } ?? []
         var batches: [(runs: [PageRun], readable: Bool)] = []
         for m in maps {
             var v = Img_VmaEntry()
@@ -83,22 +81,30 @@ struct MemoryDumper {
             var runs = try scanner.dataRuns(start: m.start, end: m.end, anonymousOnly: anonymousOnly)
             if runs.isEmpty { continue }
             var entries = [(run: PageRun, flags: PagemapFlags)]()
-            if let pp = cowParent, parentVMAs.contains([m.start, m.end]), m.readable {
-                let (own, shared) = try CowPages.split(runs, pid: pid, parent: pp, proc: proc)
+            var pinFree: [PageRun] = []
+            if let shared = cow.withParent[pid], m.readable {
+                let (own, theirs) = CowMap.split(runs, by: shared)
                 runs = own
-                entries = own.map { ($0, .present) } + shared.map { ($0, .cowParent) }
+                entries = own.map { ($0, .present) } + theirs.map { ($0, .cowParent) }
                 entries.sort { $0.run.start < $1.run.start }
             } else {
                 entries = runs.map { ($0, .present) }
             }
+            if let shared = cow.withChildren[pid], m.readable {
+                (runs, pinFree) = CowMap.split(runs, by: shared)
+            }
             for (r, f) in entries {
                 pagemap.append(Img_PagemapEntry(vaddr: r.start, nrPages: UInt32(r.pageCount), flags: f))
             }
-            if runs.isEmpty { continue }
-            if let last = batches.last, last.readable == m.readable {
-                batches[batches.count - 1].runs += runs
-            } else {
-                batches.append((runs, m.readable))
+            // The pages file follows the pagemap's order, so pages read without pinning go in
+            // their place: batches are cut wherever the reading method changes.
+            let ordered = (runs.map { ($0, m.readable) } + pinFree.map { ($0, false) }).sorted { $0.0.start < $1.0.start }
+            for (r, readable) in ordered {
+                if let last = batches.last, last.readable == readable {
+                    batches[batches.count - 1].runs.append(r)
+                } else {
+                    batches.append(([r], readable))
+                }
             }
         }
 

@@ -19,29 +19,54 @@ struct AddressSpace {
     var pid: Int32 { target.pid }
     var remote: Remote { target.remote }
 
+    /// VMAs the task got from its parent by fork exactly as its image has them: they stay, with
+    /// the pages it still shares copy-on-write, and only its own pages are written over them.
+    var inherited: [Img_VmaEntry] = []
+
     func build() throws {
         try remote.dropScratch()  // cloning children may have made one; everything goes
         let (low, high) = try moveSpecials()
-        // Everything of cryo's goes; only the vDSO block stays.
-        if low > 0 { try remote.syscall(.munmap, 0, low) }
-        try remote.syscall(.munmap, high, AddressSpace.taskSize - high)
+        // Everything else goes: cryo's mappings, or the parent's that are not the task's.
+        var keep = [(low, high)] + inherited.map { ($0.start, $0.end) }
+        keep.sort { $0.0 < $1.0 }
+        var at: UInt64 = 0
+        for (s, e) in keep {
+            if s > at { try remote.syscall(.munmap, at, s - at) }
+            at = max(at, e)
+        }
+        if at < AddressSpace.taskSize { try remote.syscall(.munmap, at, AddressSpace.taskSize - at) }
 
         target.scratch = try remote.scratch(at: try scratchAddress(low: low, high: high), size: RestoreTarget.scratchSize)
         let vmas = plan.mm.vmas.filter { $0.status & AddressSpace.specialStatus == 0 }
-        var prevEnd: UInt64 = 0
-        for v in vmas {
-            try map(v, apart: v.start == prevEnd)
-            prevEnd = v.end
+        let kept = Set(inherited.map(\.start))
+        for (i, v) in vmas.enumerated() where !kept.contains(v.start) {
+            let touchesPrev = i > 0 && vmas[i - 1].end == v.start
+            let touchesNext = i + 1 < vmas.count && vmas[i + 1].start == v.end && kept.contains(vmas[i + 1].start)
+            try map(v, apart: touchesPrev || touchesNext)
+        }
+        let rw = UInt32(PROT_READ | PROT_WRITE)
+        for v in inherited {
+            if v.prot != rw { try remote.syscall(.mprotect, v.start, v.end - v.start, UInt64(rw)) }
+            // What the task did not have there reads as zero (or as the file), not as the parent's.
+            var holeStart = v.start
+            for e in plan.pagemap where e.vaddr < v.end && e.vaddr + UInt64(e.nrPages) * 4096 > v.start {
+                if e.vaddr > holeStart { try remote.syscall(.madvise, holeStart, e.vaddr - holeStart, UInt64(MADV_DONTNEED)) }
+                holeStart = max(holeStart, e.vaddr + UInt64(e.nrPages) * 4096)
+            }
+            if holeStart < v.end { try remote.syscall(.madvise, holeStart, v.end - holeStart, UInt64(MADV_DONTNEED)) }
         }
         let shared = vmas.filter { $0.status & (VmaStatus.fileShared | VmaStatus.anonShared) != 0 }
 
         let pages = try images.openPagesFile(id: Int(plan.pagesID))
         defer { close(pages.fd) }
-        let fromParent = plan.pagemap.filter { $0.pageFlags.contains(.cowParent) }
         try PageFiller(pid: pid).fill(entries: plan.pagemap.filter { !$0.pageFlags.contains(.cowParent) }, pagesFd: pages.fd,
                                       pagesFile: images.filePath(.pages, Int(plan.pagesID)))
+        // Shared pages outside inherited VMAs (the parent's VMA differed) are copied instead.
+        let fromParent = plan.pagemap.filter { e in
+            e.pageFlags.contains(.cowParent) && !inherited.contains { $0.start <= e.vaddr && e.vaddr < $0.end }
+        }
         if !fromParent.isEmpty { try copyFromParent(fromParent) }
-        for v in vmas where v.prot != UInt32(PROT_READ | PROT_WRITE) && !shared.contains(v) {
+        for v in vmas where v.prot != rw && !shared.contains(v) {
             try remote.syscall(.mprotect, v.start, v.end - v.start, UInt64(v.prot))
         }
         try setMM()
@@ -175,8 +200,12 @@ struct AddressSpace {
         guard let exe = plan.files[mm.exeFileID] else {
             throw RestoreError.layout(pid: pid, reason: "no exe file (id \(mm.exeFileID)) in files.img")
         }
-        let exeFd = try target.openFile(exe.reg.name, flags: O_RDONLY)
-        defer { _ = try? remote.syscall(.close, UInt64(exeFd)) }
+        // A forked child already has the right exe, and still maps it: the kernel refuses to
+        // replace an exe that is mapped (EBUSY), and -1 leaves it as it is.
+        let current = try? proc.exe(pid: pid)
+        let same = current.map { $0 == exe.reg.name || $0 == exe.reg.name + " (deleted)" } ?? false
+        let exeFd: Int32 = same ? -1 : try target.openFile(exe.reg.name, flags: O_RDONLY)
+        defer { if exeFd >= 0 { _ = try? remote.syscall(.close, UInt64(exeFd)) } }
         var auxv: [UInt8] = []
         for w in mm.mmSavedAuxv { auxv.putU64(w) }
         let auxvAddr = try target.put(auxv, offset: 4096)
@@ -185,7 +214,7 @@ struct AddressSpace {
                   mm.mmStartStack, mm.mmArgStart, mm.mmArgEnd, mm.mmEnvStart, mm.mmEnvEnd] { b.putU64(v) }
         b.putU64(auxvAddr)
         b.putU32(UInt32(auxv.count))
-        b.putU32(UInt32(exeFd))
+        b.putU32(UInt32(bitPattern: exeFd))
         let addr = try target.put(b, offset: 8192)
         try remote.syscall(.prctl, 35 /* PR_SET_MM */, 14 /* PR_SET_MM_MAP */, addr, UInt64(b.count), 0)
     }

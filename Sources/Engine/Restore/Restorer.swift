@@ -62,8 +62,16 @@ public struct Restorer {
         defer { shmem.closeAll() }
         do {
             try shmem.prepare(plans, images: images)
-            try createTree(plans, built: built)
-            for p in plans where !p.isZombie { try rebuild(p, plans: plans, built: built, images: images, shmem: shmem) }
+            try createRoot(plans[0], built: built)
+            // Parents before children: a child is forked from its rebuilt parent, so memory
+            // they shared copy-on-write is shared again.
+            for p in plans where !p.isZombie {
+                try rebuild(p, plans: plans, built: built, images: images, shmem: shmem)
+                for c in plans where c.ppid == p.pid && c.pid != plans[0].pid {
+                    try createChild(c, parent: p, built: built)
+                }
+            }
+            try joinGroups(plans, built: built)
             try finishAll(plans, built: built)
         } catch {
             built.killAll()
@@ -154,52 +162,53 @@ public struct Restorer {
         }
     }
 
-    /// The tree's processes with their pids, sessions and groups: the root from cryo (a C shim
-    /// child), every other process by clone3 injected into its restored parent, so parenthood is
-    /// real. Zombies exit at once with their status. Memory and the rest come later.
-    func createTree(_ plans: [Plan], built: Built) throws {
-        let proc = ProcReader()
-        for p in plans {
-            let remote: Remote
-            if p.ppid == 0 || p.pid == plans[0].pid {
-                let child = try create(pid: p.pid)
-                built.order.append(child)
-                remote = try Remote(tid: child, maps: try proc.maps(pid: child))
-            } else {
-                guard let parent = built.targets[p.ppid]?.first else {
-                    throw RestoreError.unsupported("pid \(p.pid): its parent \(p.ppid) is a zombie")
-                }
-                var flags: UInt64 = 0
-                if p.ids.filesID == UInt32(p.ppid) { flags |= CloneFlag.files }
-                if p.ids.fsID == UInt32(p.ppid) { flags |= CloneFlag.fs }
-                let child: Int32
-                do {
-                    child = try parent.remote.cloneTask(flags: flags, exitSignal: UInt64(SIGCHLD), setTid: p.pid)
-                } catch RemoteError.syscallFailed(_, _, let e) where e == EEXIST {
-                    throw RestoreError.pidTaken(pid: p.pid, by: (try? proc.stat(pid: p.pid)).map { "\($0.comm) (state \($0.state))" } ?? "another process")
-                }
-                built.order.append(child)
-                remote = try Remote(tid: child, maps: try proc.maps(pid: child))
-            }
-            let t = RestoreTarget(pid: p.pid, remote: remote)
-            built.targets[p.pid] = [t]
-            if p.isZombie {
-                let code = Int32(bitPattern: p.cores[p.pid]!.tc.exitCode)
-                let name = try remote.scratch()
-                try remote.writeMemory(Array(p.cores[p.pid]!.tc.comm.utf8.prefix(15)) + [0], at: name)
-                try remote.syscall(.prctl, 15 /* PR_SET_NAME */, name)
-                try remote.terminate(exitCode: (code >> 8) & 0xff, signal: code & 0x7f)
-                built.zombies.insert(p.pid)
-                continue
-            }
-            // A session leader makes its own session; everyone else inherited the parent's.
-            if p.pstree.sid == p.pstree.pid {
-                try remote.syscall(.setsid)
-            } else if Int32(p.pstree.sid) != Int32(truncatingIfNeeded: try remote.syscall(.getsid, 0)) {
-                throw RestoreError.unsupported("pid \(p.pid) in session \(p.pstree.sid), which is neither its own nor its parent's")
-            }
+    /// The root comes from cryo (a C shim child); every other process is forked by clone3
+    /// injected into its restored parent, so parenthood is real.
+    func createRoot(_ p: Plan, built: Built) throws {
+        let child = try create(pid: p.pid)
+        built.order.append(child)
+        try adopt(p, remote: try Remote(tid: child, maps: try ProcReader().maps(pid: child)), built: built)
+    }
+
+    func createChild(_ p: Plan, parent: Plan, built: Built) throws {
+        guard let pt = built.targets[parent.pid]?.first else {
+            throw RestoreError.unsupported("pid \(p.pid): its parent \(parent.pid) was not made")
         }
-        // Groups once every leader exists.
+        var flags: UInt64 = 0
+        if p.ids.filesID == UInt32(parent.pid) { flags |= CloneFlag.files }
+        if p.ids.fsID == UInt32(parent.pid) { flags |= CloneFlag.fs }
+        let child: Int32
+        do {
+            child = try pt.remote.cloneTask(flags: flags, exitSignal: UInt64(SIGCHLD), setTid: p.pid)
+        } catch RemoteError.syscallFailed(_, _, let e) where e == EEXIST {
+            throw RestoreError.pidTaken(pid: p.pid, by: (try? ProcReader().stat(pid: p.pid)).map { "\($0.comm) (state \($0.state))" } ?? "another process")
+        }
+        built.order.append(child)
+        try adopt(p, remote: try Remote(tid: child, maps: try ProcReader().maps(pid: child)), built: built)
+    }
+
+    /// A new task for `p`: zombies exit at once with their status; a session leader makes its
+    /// session, everyone else must be in the one it inherited.
+    func adopt(_ p: Plan, remote: Remote, built: Built) throws {
+        built.targets[p.pid] = [RestoreTarget(pid: p.pid, remote: remote)]
+        if p.isZombie {
+            let code = Int32(bitPattern: p.cores[p.pid]!.tc.exitCode)
+            let name = try remote.scratch()
+            try remote.writeMemory(Array(p.cores[p.pid]!.tc.comm.utf8.prefix(15)) + [0], at: name)
+            try remote.syscall(.prctl, 15 /* PR_SET_NAME */, name)
+            try remote.terminate(exitCode: (code >> 8) & 0xff, signal: code & 0x7f)
+            built.zombies.insert(p.pid)
+            return
+        }
+        if p.pstree.sid == p.pstree.pid {
+            try remote.syscall(.setsid)
+        } else if Int32(p.pstree.sid) != Int32(truncatingIfNeeded: try remote.syscall(.getsid, 0)) {
+            throw RestoreError.unsupported("pid \(p.pid) in session \(p.pstree.sid), which is neither its own nor its parent's")
+        }
+    }
+
+    /// Process groups, once every group leader exists.
+    func joinGroups(_ plans: [Plan], built: Built) throws {
         for p in plans where !p.isZombie {
             let r = built.targets[p.pid]![0].remote
             let now = Int32(truncatingIfNeeded: try r.syscall(.getpgid, 0))
@@ -248,6 +257,9 @@ public struct Restorer {
         if !sharesFiles { try remote.syscall(.closeRange, 0, UInt64(UInt32.max), 0) }
         var space = AddressSpace(target: t, plan: plan, images: images, proc: proc)
         space.shmem = shmem
+        if let parent = plans.first(where: { $0.pid == plan.ppid && !$0.isZombie }), plan.pid != plans[0].pid {
+            space.inherited = Restorer.inheritable(plan, from: parent)
+        }
         try space.build()
         if !sharesFiles { try restoreFiles(t, plan: plan) }
         try restoreFs(t, plan: plan)
@@ -262,6 +274,19 @@ public struct Restorer {
         }
         for tt in built.targets[pid]! {
             try restoreThread(tt, core: plan.cores[tt.pid]!, comm: plan.cores[pid]!.tc.comm)
+        }
+    }
+
+    /// The VMAs a forked child keeps from its parent: identical in both images, private, and
+    /// holding pages the child still shared with the parent.
+    static func inheritable(_ child: Plan, from parent: Plan) -> [Img_VmaEntry] {
+        let private_ = VmaStatus.anonPrivate | VmaStatus.filePrivate
+        let theirs = Dictionary(parent.mm.vmas.map { ($0.start, $0) }, uniquingKeysWith: { a, _ in a })
+        let cow = child.pagemap.filter { $0.pageFlags.contains(.cowParent) }
+        return child.mm.vmas.filter { v in
+            guard v.status & private_ != 0, let p = theirs[v.start], p.end == v.end, p.status == v.status,
+                  p.flags == v.flags, p.prot == v.prot, p.pgoff == v.pgoff, p.shmid == v.shmid else { return false }
+            return cow.contains { $0.vaddr >= v.start && $0.vaddr < v.end }
         }
     }
 
