@@ -90,6 +90,19 @@ struct ProcessDumper {
             e.isec = v.u64(at: 0); e.iusec = v.u64(at: 8); e.vsec = v.u64(at: 16); e.vusec = v.u64(at: 24)
             switch which { case 0: timers.real = e; case 1: timers.virt = e; default: timers.prof = e }
         }
+        // POSIX timers: /proc names them, timer_gettime inside the task reads their time.
+        for t in try proc.posixTimers(pid: pid) {
+            try leader.syscall(.timerGettime, UInt64(UInt32(bitPattern: t.id)), scratch)
+            let v = try leader.readMemory(at: scratch, count: 32)
+            var e = Img_PosixTimerEntry()
+            e.itID = UInt32(bitPattern: t.id); e.clockID = UInt32(bitPattern: t.clock)
+            e.siSigno = UInt32(bitPattern: t.signal); e.itSigevNotify = UInt32(bitPattern: t.notify)
+            e.sivalPtr = t.sivalPtr
+            e.overrun = UInt32(truncatingIfNeeded: try leader.syscall(.timerGetoverrun, UInt64(UInt32(bitPattern: t.id))))
+            e.isec = v.u64(at: 0); e.insec = v.u64(at: 8); e.vsec = v.u64(at: 16); e.vnsec = v.u64(at: 24)
+            if t.notify & 4 != 0 { e.notifyThreadID = t.notifyTid }
+            timers.posix.append(e)
+        }
         tc.timers = timers
 
         var rl = Img_TaskRlimitsEntry()

@@ -224,6 +224,11 @@ public struct ProcReader: Sendable {
         return v
     }
 
+    public func posixTimers(pid: Int32) throws -> [ProcPosixTimer] {
+        let p = path(pid: pid, "timers")
+        return try ProcTimersParser.parse(try readText(p, pid: pid), path: p)
+    }
+
     public func oomScoreAdj(pid: Int32) throws -> Int32 {
         let p = path(pid: pid, "oom_score_adj")
         guard let v = Int32(try trimmedLine(p, pid: pid)) else { throw ProcError.malformed(path: p, line: 1, reason: "not a number") }

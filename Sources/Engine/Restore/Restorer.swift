@@ -275,6 +275,7 @@ public struct Restorer {
         for tt in built.targets[pid]! {
             try restoreThread(tt, core: plan.cores[tt.pid]!, comm: plan.cores[pid]!.tc.comm)
         }
+        try restorePosixTimers(t, plan.cores[pid]!.tc.timers.posix)
     }
 
     /// The VMAs a forked child keeps from its parent: identical in both images, private, and
@@ -403,6 +404,41 @@ public struct Restorer {
         try r.syscall(.personality, UInt64(tc.personality))
         if tc.childSubreaper { try r.syscall(.prctl, 36, 1) }
         if plan.mm.hasDumpable { try r.syscall(.prctl, 4 /* PR_SET_DUMPABLE */, UInt64(max(0, plan.mm.dumpable))) }
+    }
+
+    /// POSIX timers come back under their ids (PR_TIMER_CREATE_RESTORE_IDS makes timer_create
+    /// take the id it is given), armed with the time they had left. Threads exist by now, for
+    /// timers that signal one thread.
+    func restorePosixTimers(_ t: RestoreTarget, _ timers: [Img_PosixTimerEntry]) throws {
+        guard !timers.isEmpty else { return }
+        let r = t.remote
+        do { try r.syscall(.prctl, 77 /* PR_TIMER_CREATE_RESTORE_IDS */, 1, 0, 0, 0) } catch {
+            throw RestoreError.unsupported("POSIX timers of pid \(t.pid): this kernel cannot create timers with given ids (\(error))")
+        }
+        for e in timers {
+            var sev: [UInt8] = []
+            sev.putU64(e.sivalPtr)
+            sev.putU32(e.siSigno)
+            sev.putU32(e.itSigevNotify)
+            sev.putU32(UInt32(bitPattern: e.notifyThreadID))
+            sev += [UInt8](repeating: 0, count: 64 - sev.count)
+            var id: [UInt8] = []
+            id.putU32(e.itID)
+            let sevAt = try t.put(sev), idAt = try t.put(id, offset: 64)
+            do {
+                try r.syscall(.timerCreate, UInt64(e.clockID), sevAt, idAt)
+            } catch {
+                throw RestoreError.unsupported("POSIX timer \(e.itID) of pid \(t.pid): \(error)")
+            }
+            let got = try r.readMemory(at: idAt, count: 4).u32(at: 0)
+            guard got == e.itID else { throw RestoreError.layout(pid: t.pid, reason: "POSIX timer \(e.itID) came back as \(got)") }
+            if e.vsec != 0 || e.vnsec != 0 {
+                var its: [UInt8] = []
+                its.putU64(e.isec); its.putU64(e.insec); its.putU64(e.vsec); its.putU64(e.vnsec)
+                try r.syscall(.timerSettime, UInt64(e.itID), 0, try t.put(its, offset: 128), 0)
+            }
+        }
+        try r.syscall(.prctl, 77, 0, 0, 0, 0)
     }
 
     /// What each thread has of its own: name, parent-death signal, robust list, clear-tid
