@@ -3,7 +3,9 @@
 //   dump wall    vs  process_vm_readv of 1 GiB + writing a new 1 GiB file (goal <= 1.25x)
 //   restore wall vs  reading the 1 GiB image + filling 1 GiB of fresh memory (goal <= 1.25x)
 //   image size   vs  touched memory (goal <= 1.01x); the frozen time is reported too.
-// usage: cryo-bench [--mib N] [--dir IMAGES_PARENT] [--json FILE]
+// Scenario "tree-64x16m" (issue 4): 64 processes holding 16 MiB each, the same 1 GiB spread
+//   across a tree; its dump and restore times as ratios of the single process's (goal <= 1.5x).
+// usage: cryo-bench [--mib N] [--tree-procs N] [--dir IMAGES_PARENT] [--json FILE]
 import CKernel
 import Engine
 import Foundation
@@ -19,6 +21,7 @@ func arg(_ name: String) -> String? {
 let mib = Int(arg("--mib") ?? "1024") ?? 1024
 let bytes = mib << 20
 let parent = arg("--dir") ?? "/tmp"
+let treeProcs = Int(arg("--tree-procs") ?? "64") ?? 64
 let jsonPath = arg("--json") ?? "bench-out/single-\(mib)m.json"
 let binDir = Locations.selfDir()
 _ = ck_prctl(36, 1, 0, 0, 0)  // subreaper: the workload daemon re-parents to us
@@ -29,10 +32,10 @@ func timed(_ f: () throws -> Void) rethrows -> Double { let t = now(); try f(); 
 func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
 func die(_ s: String) -> Never { print("cryo-bench: \(s)"); exit(1) }
 
-func startHog(_ dir: String) throws -> Int32 {
+func startHog(_ dir: String, workload: String = "memhog00", args: [String] = ["\(mib)"]) throws -> Int32 {
     try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    let starter = try Subprocess.spawn(binDir + "/memhog00", ["--pidfile=\(dir)/pid", "--outfile=\(dir)/out", "\(mib)"], cwd: dir, output: dir + "/start.log")
-    guard try Subprocess.wait(starter, timeout: 120) != nil else { die("memhog00 did not start") }
+    let starter = try Subprocess.spawn(binDir + "/" + workload, ["--pidfile=\(dir)/pid", "--outfile=\(dir)/out"] + args, cwd: dir, output: dir + "/start.log")
+    guard try Subprocess.wait(starter, timeout: 120) != nil else { die("\(workload) did not start") }
     guard let p = Int32((try String(contentsOfFile: dir + "/pid", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)) else { die("no pid") }
     return p
 }
@@ -102,26 +105,41 @@ let readvS = median((0..<3).map { _ in
 })
 
 // MARK: cryo
-var dumpS: [Double] = [], frozenS: [Double] = [], restoreS: [Double] = [], imageBytes: UInt64 = 0
-for round in 0..<3 {
-    let images = root + "/img-\(round)"
-    var req = DumpRequest(pid: pid, imagesDir: images)
-    req.leave = .killed
-    var stats = Dumper.Stats()
-    dumpS.append(try timed { stats = try Dumper(req).run() })
-    frozenS.append(stats.frozenSeconds)
-    imageBytes = stats.pagesBytes
-    while kill(pid, 0) == 0 { var st: Int32 = 0; _ = waitpid(pid, &st, WNOHANG); usleep(1000) }
-    var rreq = RestoreRequest(imagesDir: images)
-    rreq.detach = true
-    var restored: Int32 = 0
-    restoreS.append(try timed { restored = try Restorer(rreq).run().pid })
-    pid = restored
-    try? FileManager.default.removeItem(atPath: images)
+/// Three dump/restore rounds of the tree rooted at `pid`; returns the medians and the image size.
+func rounds(_ start: Int32, label: String) throws -> (dump: [Double], frozen: [Double], restore: [Double], image: UInt64, pid: Int32) {
+    var pid = start
+    var dumpS: [Double] = [], frozenS: [Double] = [], restoreS: [Double] = [], imageBytes: UInt64 = 0
+    for round in 0..<3 {
+        let images = root + "/img-\(label)-\(round)"
+        var tree = [pid]
+        var i = 0
+        while i < tree.count { tree += (try? ProcReader().allChildren(pid: tree[i])) ?? []; i += 1 }
+        var req = DumpRequest(pid: pid, imagesDir: images)
+        req.leave = .killed
+        var stats = Dumper.Stats()
+        dumpS.append(try timed { stats = try Dumper(req).run() })
+        frozenS.append(stats.frozenSeconds)
+        imageBytes = stats.pagesBytes
+        for p in tree { while kill(p, 0) == 0 { var st: Int32 = 0; _ = waitpid(p, &st, WNOHANG); usleep(1000) } }
+        var rreq = RestoreRequest(imagesDir: images)
+        rreq.detach = true
+        var restored: Int32 = 0
+        restoreS.append(try timed { restored = try Restorer(rreq).run().pid })
+        pid = restored
+        try? FileManager.default.removeItem(atPath: images)
+    }
+    return (dumpS, frozenS, restoreS, imageBytes, pid)
 }
-let verdict = try finishHog(pid, hogDir)
-buf.deallocate()
 
+let single = try rounds(pid, label: "single")
+let dumpS = single.dump, frozenS = single.frozen, restoreS = single.restore, imageBytes = single.image
+let verdict = try finishHog(single.pid, hogDir)
+
+let treeDir = root + "/tree"
+let perProc = max(1, mib / treeProcs)
+let treeRoot = try startHog(treeDir, workload: "memtree00", args: ["\(treeProcs)", "\(perProc)"])
+let tree = try rounds(treeRoot, label: "tree")
+let treeVerdict = try finishHog(tree.pid, treeDir)
 let dumpLimit = readvS + fileWriteS
 let restoreLimit = fileReadS + freshFillS
 let dumpRatio = median(dumpS) / dumpLimit
@@ -135,11 +153,20 @@ print("dump    \(f(median(dumpS))) s   limit (readv + write) \(f(dumpLimit)) s  
 print("frozen  \(f(median(frozenS))) s")
 print("restore \(f(median(restoreS))) s   limit (read + fill)   \(f(restoreLimit)) s   ratio \(f(restoreRatio))   goal <= 1.25")
 print("image   \(imageBytes) bytes for \(bytes) touched   ratio \(String(format: "%.4f", sizeRatio))   goal <= 1.01")
+let treeDumpRatio = median(tree.dump) / median(dumpS), treeRestoreRatio = median(tree.restore) / median(restoreS)
+print("scenario tree-\(treeProcs)x\(perProc)m: \(treeProcs) processes, \(perProc) MiB each; workload after 3 C/R rounds: \(treeVerdict)")
+print("dump    \(f(median(tree.dump))) s   vs single \(f(median(dumpS))) s   ratio \(f(treeDumpRatio))   goal <= 1.5")
+print("frozen  \(f(median(tree.frozen))) s")
+print("restore \(f(median(tree.restore))) s   vs single \(f(median(restoreS))) s   ratio \(f(treeRestoreRatio))   goal <= 1.5")
+print("image   \(tree.image) bytes for \(treeProcs * (perProc << 20)) touched")
 let json: [String: Any] = [
     "scenario": "single-\(mib)m", "bytes": bytes, "workload": verdict,
     "limits_seconds": ["memcpy": memcpyS, "fresh_fill": freshFillS, "process_vm_readv": readvS, "file_write": fileWriteS, "file_read": fileReadS],
     "dump_seconds": dumpS, "frozen_seconds": frozenS, "restore_seconds": restoreS, "image_bytes": imageBytes,
     "ratios": ["dump": dumpRatio, "restore": restoreRatio, "image_size": sizeRatio],
+    "tree": ["scenario": "tree-\(treeProcs)x\(perProc)m", "processes": treeProcs, "workload": treeVerdict,
+             "dump_seconds": tree.dump, "frozen_seconds": tree.frozen, "restore_seconds": tree.restore, "image_bytes": tree.image,
+             "ratios_vs_single": ["dump": treeDumpRatio, "restore": treeRestoreRatio]],
 ]
 try? FileManager.default.createDirectory(atPath: (jsonPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
 let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])

@@ -227,8 +227,14 @@ public struct Restorer {
         while true {
             let r = ck_clone3_stopped_child(pid, 0)
             if r > 0 {
-                guard try TreeFreezer.seizeThread(r, log: log) != nil else {
-                    throw RestoreError.create(pid: pid, errno: ESRCH)
+                do {
+                    guard try TreeFreezer.seizeThread(r, log: log) != nil else { throw RestoreError.create(pid: pid, errno: ESRCH) }
+                } catch {
+                    // Ours and unseized (another tracer?): it must not outlive the failure.
+                    kill(r, SIGKILL)
+                    var st: Int32 = 0
+                    waitpid(r, &st, __WALL)
+                    throw error
                 }
                 return r
             }
