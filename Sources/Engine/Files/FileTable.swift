@@ -26,28 +26,47 @@ final class FileTable: @unchecked Sendable {
         return id
     }
 
+    /// Every fd dumped so far, for telling open file descriptions apart: two fds share a
+    /// files.img entry exactly when kcmp(KCMP_FILE) says they are one description.
+    private var described: [(pid: Int32, fd: Int32, dev: UInt64, ino: UInt64, id: UInt32)] = []
+    private(set) lazy var context = FileDumpContext(proc: ProcReader())
+
     /// Dumps every fd of `pid` into fdinfo-PID.img. An fd no kind claims fails the dump,
     /// naming the fd, its kind and its target.
     func dumpFds(pid: Int32, proc: ProcReader, images: ImageDirectory) throws {
         var infos: [Img_FdinfoEntry] = []
-        for fd in try proc.fds(pid: pid) {
+        var open: [Int32: OpenFd] = [:]
+        let fds = try proc.fds(pid: pid)
+        for fd in fds {
             let target = try proc.fdTarget(pid: pid, fd: fd)
             let info = try proc.fdinfo(pid: pid, fd: fd)
             var st = stat()
             if stat("/proc/\(pid)/fd/\(fd)", &st) != 0 { st = Glibc.stat() }
-            let f = OpenFd(pid: pid, fd: fd, target: target, info: info, stat: st)
+            open[fd] = OpenFd(pid: pid, fd: fd, target: target, info: info, stat: st)
+        }
+        let ctx = context
+        try ctx.beginTask(pid: pid, fds: open)
+        defer { ctx.endTask() }
+        for fd in fds {
+            let f = open[fd]!
             guard let kind = FdKinds.all.first(where: { $0.claims(f) }) else {
-                throw DumpError.unsupportedFd(pid: pid, fd: fd, kind: FdKinds.describe(f), target: target)
+                throw DumpError.unsupportedFd(pid: pid, fd: fd, kind: FdKinds.describe(f), target: f.target)
             }
-            let id = nextID; nextID += 1
-            var e = Img_FileEntry()
-            e.type = kind.type
-            e.id = id
-            try kind.dump(f, id: id, into: &e)
-            entries.append(e)
+            let id: UInt32
+            if let same = try sameDescription(f) {
+                id = same
+            } else {
+                id = nextID; nextID += 1
+                var e = Img_FileEntry()
+                e.type = kind.type
+                e.id = id
+                try kind.dump(f, id: id, into: &e, ctx: ctx)
+                entries.append(e)
+                described.append((pid, fd, UInt64(f.stat.st_dev), UInt64(f.stat.st_ino), id))
+            }
             var fi = Img_FdinfoEntry()
             fi.id = id
-            fi.flags = info.flags & O_CLOEXEC != 0 ? UInt32(O_CLOEXEC) : 0
+            fi.flags = f.info.flags & O_CLOEXEC != 0 ? UInt32(O_CLOEXEC) : 0
             fi.type = kind.type
             fi.fd = UInt32(fd)
             infos.append(fi)
@@ -55,5 +74,16 @@ final class FileTable: @unchecked Sendable {
         try images.write(.fdinfo, id: Int(pid), entries: infos)
     }
 
-    func write(to images: ImageDirectory) throws { try images.write(.files, entries: entries) }
+    /// The id of an fd already dumped that is the same open file description as `f`.
+    private func sameDescription(_ f: OpenFd) throws -> UInt32? {
+        for d in described where d.dev == UInt64(f.stat.st_dev) && d.ino == UInt64(f.stat.st_ino) {
+            if try Sys.kcmp(f.pid, d.pid, type: 0 /* KCMP_FILE */, Int(f.fd), Int(d.fd)) == 0 { return d.id }
+        }
+        return nil
+    }
+
+    func write(to images: ImageDirectory) throws {
+        try context.write(to: images)
+        try images.write(.files, entries: entries + context.extraEntries)
+    }
 }

@@ -7,6 +7,9 @@ public enum ImageKind: String, CaseIterable, Sendable {
     // Per-task images older CRIU versions wrote (3.17 keeps this state in core-PID.img);
     // listed so that images from such a CRIU can still be read.
     case itimers, posixTimers, creds, rlimit, regFiles
+    // State of fds that lives outside files.img: data in pipes and FIFOs, packets queued to
+    // sockets (each entry followed by its raw bytes), memfd inodes and their contents.
+    case pipesData, fifoData, skQueues, memfdInode, shmemPagemap
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -31,6 +34,11 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .creds: return 0x5402_3547
         case .rlimit: return 0x5711_3925
         case .regFiles: return 0x5036_3636
+        case .pipesData: return 0x5645_3709
+        case .fifoData: return 0x5933_3054
+        case .skQueues: return 0x5626_4026
+        case .memfdInode: return 0x4845_3499
+        case .shmemPagemap: return 0x5608_4025
         }
     }
 
@@ -62,6 +70,11 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .creds: return "CREDS"
         case .rlimit: return "RLIMIT"
         case .regFiles: return "REG_FILES"
+        case .pipesData: return "PIPES_DATA"
+        case .fifoData: return "FIFO_DATA"
+        case .skQueues: return "SK_QUEUES"
+        case .memfdInode: return "MEMFD_INODE"
+        case .shmemPagemap: return "PAGEMAP"
         }
     }
 
@@ -70,6 +83,11 @@ public enum ImageKind: String, CaseIterable, Sendable {
         switch self {
         case .posixTimers: return "posix-timers"
         case .regFiles: return "reg-files"
+        case .pipesData: return "pipes-data"
+        case .fifoData: return "fifo-data"
+        case .skQueues: return "sk-queues"
+        case .memfdInode: return "memfd"
+        case .shmemPagemap: return "pagemap-shmem"
         default: return rawValue
         }
     }
@@ -77,7 +95,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// Whether the file name carries an id: the pid/tid, the pages id or the files id.
     public var hasID: Bool {
         switch self {
-        case .inventory, .pstree, .files, .regFiles: return false
+        case .inventory, .pstree, .files, .regFiles, .pipesData, .fifoData, .skQueues, .memfdInode: return false
         default: return true
         }
     }
@@ -89,7 +107,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
 
     /// The message of the first entry when it differs from the others (pagemap's head).
     public var headType: (any SwiftProtobuf.Message.Type)? {
-        self == .pagemap ? Img_PagemapHead.self : nil
+        self == .pagemap || self == .shmemPagemap ? Img_PagemapHead.self : nil
     }
 
     /// The message of each entry; nil for raw images.
@@ -111,6 +129,19 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .creds: return Img_CredsEntry.self
         case .rlimit: return Img_RlimitEntry.self
         case .regFiles: return Img_RegFileEntry.self
+        case .pipesData, .fifoData: return Img_PipeDataEntry.self
+        case .skQueues: return Img_SkPacketEntry.self
+        case .memfdInode: return Img_MemfdInodeEntry.self
+        case .shmemPagemap: return Img_PagemapEntry.self
+        }
+    }
+
+    /// For kinds whose entries are each followed by raw bytes: how many, from the entry.
+    public var payloadLength: ((any SwiftProtobuf.Message) -> Int)? {
+        switch self {
+        case .pipesData, .fifoData: return { Int(($0 as? Img_PipeDataEntry)?.bytes ?? 0) }
+        case .skQueues: return { Int(($0 as? Img_SkPacketEntry)?.length ?? 0) }
+        default: return nil
         }
     }
 

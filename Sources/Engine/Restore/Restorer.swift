@@ -30,9 +30,12 @@ public struct Restorer {
         let plan = try load(images)
         let pid = Int32(plan.pstree.pid)
         try checkFiles(plan)
+        // Before the child exists: it inherits one end through fork.
+        let transport = try FdTransport()
         let child = try create(pid: pid)
+        transport.childCreated()
         do {
-            try rebuild(child, plan: plan, images: images)
+            try rebuild(child, plan: plan, images: images, transport: transport)
         } catch {
             kill(child, SIGKILL)
             var st: Int32 = 0
@@ -111,7 +114,7 @@ public struct Restorer {
         }
     }
 
-    func rebuild(_ pid: Int32, plan: Plan, images: ImageDirectory) throws {
+    func rebuild(_ pid: Int32, plan: Plan, images: ImageDirectory, transport: FdTransport) throws {
         let proc = ProcReader()
         let remote = try Remote(tid: pid, maps: try proc.maps(pid: pid))
         let t = RestoreTarget(pid: pid, remote: remote)
@@ -121,10 +124,11 @@ public struct Restorer {
         if let rs = try? Ptrace.rseqConfiguration(pid), rs.pointer != 0 {
             try remote.syscall(.rseq, rs.pointer, UInt64(rs.size), 1 /* RSEQ_FLAG_UNREGISTER */, UInt64(rs.signature))
         }
-        try remote.syscall(.closeRange, 0, UInt64(UInt32.max), 0)
+        // Every inherited fd goes except the transport's end, parked above all restored fds.
+        try transport.keep(in: remote, at: Int32(plan.fdinfo.map(\.fd).max().map { $0 + 1 } ?? 0))
         try AddressSpace(target: t, plan: plan, images: images, proc: proc).build()
 
-        try restoreFiles(t, plan: plan)
+        try restoreFiles(t, plan: plan, images: images, transport: transport)
         try restoreTask(t, plan: plan, core: core)
         try restoreCreds(t, core.threadCore.creds)
         try queueSignals(t, core: core)
@@ -153,21 +157,38 @@ public struct Restorer {
         return r
     }
 
-    func restoreFiles(_ t: RestoreTarget, plan: Plan) throws {
+    /// Installs every fd: each file id once (kinds that refer to other fds last), then the
+    /// other fds of the same description as dups of the first.
+    func restoreFiles(_ t: RestoreTarget, plan: Plan, images: ImageDirectory, transport: FdTransport) throws {
+        let ctx = FileRestoreContext(task: t, transport: transport, images: images, files: plan.files)
+        defer { ctx.closeAll() }
+        var placed: [UInt32: Int32] = [:]
+        var ordered: [(Img_FdinfoEntry, Img_FileEntry, any FdKind.Type)] = []
         for fi in plan.fdinfo {
             guard let f = plan.files[fi.id], let kind = FdKinds.kind(for: f.type) else {
                 throw RestoreError.unsupported("fd \(fi.fd) of type \(fi.type)")
             }
-            let got = try kind.restore(f, in: t)
-            let want = Int32(fi.fd)
-            if got != want {
-                try t.remote.syscall(.dup2, UInt64(got), UInt64(want))
-                try t.remote.syscall(.close, UInt64(got))
-            }
-            if fi.flags & UInt32(O_CLOEXEC) != 0 {
-                try t.remote.syscall(.fcntl, UInt64(want), UInt64(F_SETFD), UInt64(FD_CLOEXEC))
+            ordered.append((fi, f, kind))
+        }
+        for stage in 0...2 {
+            for (fi, f, kind) in ordered where kind.restoreStage(f) == stage {
+                let want = Int32(fi.fd)
+                if let first = placed[fi.id] {
+                    try t.remote.syscall(.dup2, UInt64(first), UInt64(want))
+                } else {
+                    let got = try kind.restore(f, ctx: ctx)
+                    if got != want {
+                        try t.remote.syscall(.dup2, UInt64(got), UInt64(want))
+                        try t.remote.syscall(.close, UInt64(got))
+                    }
+                    placed[fi.id] = want
+                }
+                if fi.flags & UInt32(O_CLOEXEC) != 0 {
+                    try t.remote.syscall(.fcntl, UInt64(want), UInt64(F_SETFD), UInt64(FD_CLOEXEC))
+                }
             }
         }
+        try transport.detach(from: t.remote)
         guard let cwd = plan.files[plan.fs.cwdID], let root = plan.files[plan.fs.rootID] else {
             throw RestoreError.unsupported("fs image without cwd or root")
         }

@@ -1,0 +1,305 @@
+import CKernel
+import Foundation
+import Glibc
+
+/// Unix sockets of type stream, dgram and seqpacket: socketpairs with the data queued to each
+/// end, bound (path or abstract) and listening sockets, and connections still waiting in a
+/// listener's queue (recorded, as CRIU does, as connected to the listener). Queued data is
+/// read with MSG_PEEK under SO_PEEK_OFF, so nothing is consumed; fds in flight (SCM_RIGHTS)
+/// are refused.
+///
+/// Restore: a connected pair is made with socketpair in cryo and each end's queue is sent
+/// from the other end; an end whose peer was closed gets a peer that sends its queue and
+/// closes. Binding, listening and connecting to a listener are injected in the task after the
+/// socket is installed, in the directory a relative name was bound in, so that names read
+/// back exactly as they were.
+enum UnixSocket: FdKind {
+    static let name = "unix socket"
+    static let type = Img_FdTypes.unixsk
+    static let listen: UInt32 = 10, established: UInt32 = 1
+
+    static func claims(_ f: OpenFd) -> Bool {
+        f.target.hasPrefix("socket:[") && SockDiag.protocolName(pid: f.pid, fd: f.fd) == "UNIX"
+    }
+
+    static func inode(_ target: String) -> UInt32? {
+        guard target.hasPrefix("socket:["), target.hasSuffix("]") else { return nil }
+        return UInt32(target.dropFirst(8).dropLast())
+    }
+
+    static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
+        func refuse(_ r: String) -> DumpError { .fdState(pid: f.pid, fd: f.fd, target: f.target, reason: r) }
+        let ino = UInt32(truncatingIfNeeded: f.stat.st_ino)
+        let d: UnixDiag
+        do { d = try SockDiag.unix(ino: ino) } catch { throw refuse("\(error)") }
+        guard [1, 2, 5].contains(d.type) else { throw refuse("socket type \(d.type)") }
+        let ours = Set(ctx.fds.values.compactMap { inode($0.target) })
+
+        var peer = d.peer
+        if peer != 0 && !ours.contains(peer) {
+            // A connection not yet accepted: its peer is the embryo in some listener's queue.
+            var listener: UInt32?
+            for other in ours where other != ino {
+                if let l = try? SockDiag.unix(ino: other), l.state == UInt8(listen), l.icons.contains(peer) { listener = other; break }
+            }
+            guard let l = listener else { throw refuse("connected to socket inode \(peer), which is outside the dumped process") }
+            let embryo = try SockDiag.unix(ino: peer)
+            guard embryo.rqueue == 0 else { throw refuse("\(embryo.rqueue) bytes sent on a connection the listener has not accepted") }
+            peer = l
+        }
+        if UInt32(d.state) == listen {
+            for c in d.icons {
+                let e = try SockDiag.unix(ino: c)
+                guard e.peer == 0 || ours.contains(e.peer) else { throw refuse("a pending connection from socket inode \(e.peer), outside the dumped process") }
+            }
+        }
+
+        let c = try ctx.copy(of: f.fd)
+        var u = Img_UnixSkEntry()
+        u.id = id
+        u.ino = ino
+        u.type = UInt32(d.type)
+        u.state = UInt32(d.state)
+        u.flags = UInt32(bitPattern: f.info.flags & ~O_CLOEXEC)
+        u.uflags = 0
+        u.backlog = UInt32(d.state) == listen ? d.wqueue : 0
+        u.peer = peer
+        u.fown = FdKinds.noOwner
+        u.opts = try SocketOptions.read(c, what: "pid \(f.pid) fd \(f.fd)")
+        u.name = Data(d.name)
+        if d.shutdown != 0 { u.shutdown = Img_SkShutdown(rawValue: Int(d.shutdown & 3)) ?? .none }
+        if let first = d.name.first, first != 0, first != UInt8(ascii: "/") {
+            u.nameDir = try ctx.proc.cwd(pid: f.pid)
+            let path = u.nameDir + "/" + String(decoding: d.name.prefix { $0 != 0 }, as: UTF8.self)
+            var st = stat()
+            guard stat(path, &st) == 0, d.vfsIno == nil || UInt32(truncatingIfNeeded: st.st_ino) == d.vfsIno else {
+                throw refuse("bound to a relative name that is not under the current directory \(u.nameDir)")
+            }
+        }
+        entry.usk = u
+        if UInt32(d.state) != listen {
+            for p in try peekQueue(c, stream: d.type == 1, refuse: refuse) {
+                var e = Img_SkPacketEntry()
+                e.idFor = id
+                e.length = UInt32(p.count)
+                ctx.skQueues.append((e, p))
+            }
+        }
+    }
+
+    /// Everything queued to the socket, without taking it: one element per packet (the whole
+    /// queue in one for a stream).
+    static func peekQueue(_ s: Int32, stream: Bool, refuse: (String) -> DumpError) throws -> [[UInt8]] {
+        let peekOff: Int32 = 42  // SO_PEEK_OFF
+        var old: Int32 = -1
+        var len = socklen_t(4)
+        guard getsockopt(s, SOL_SOCKET, peekOff, &old, &len) == 0 else { throw refuse("getsockopt(SO_PEEK_OFF): \(String(cString: strerror(errno)))") }
+        var zero: Int32 = 0
+        guard setsockopt(s, SOL_SOCKET, peekOff, &zero, 4) == 0 else { throw refuse("setsockopt(SO_PEEK_OFF): \(String(cString: strerror(errno)))") }
+        defer { _ = setsockopt(s, SOL_SOCKET, peekOff, &old, 4) }
+        var out: [[UInt8]] = []
+        var streamBytes: [UInt8] = []
+        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        while true {
+            var rights: Int32 = 0
+            let n = buf.withUnsafeMutableBytes { ck_peek(s, $0.baseAddress!, UInt($0.count), Int32(MSG_TRUNC), &rights) }
+            if n == -Int(EAGAIN) { break }
+            if n < 0 { throw refuse("peek at the queue: \(String(cString: strerror(Int32(-n))))") }
+            if rights > 0 { throw refuse("file descriptors in flight (SCM_RIGHTS) in its queue") }
+            if stream {
+                if n == 0 { break }
+                streamBytes += buf[0..<n]
+            } else {
+                guard n > 0 else { throw refuse("a zero-length packet in its queue") }
+                guard n <= buf.count else { throw refuse("a \(n)-byte packet in its queue, larger than cryo reads") }
+                out.append(Array(buf[0..<n]))
+            }
+        }
+        if !streamBytes.isEmpty { out.append(streamBytes) }
+        return out
+    }
+
+    static func restoreStage(_ entry: Img_FileEntry) -> Int { entry.usk.peer != 0 ? 1 : 0 }
+
+    static func entry(ino: UInt32, _ ctx: FileRestoreContext) -> Img_FileEntry? {
+        ctx.files.values.first { $0.hasUsk && $0.usk.ino == ino }
+    }
+
+    static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
+        let u = entry.usk
+        let what = "unix socket id \(entry.id) (inode \(u.ino))"
+        func fail(_ r: String) -> RestoreError { .file(pid: ctx.task.pid, id: entry.id, what: what, reason: r) }
+        let type = Int32(u.type)
+        let peer = u.peer != 0 ? self.entry(ino: u.peer, ctx) : nil
+        var bindName = !u.name.isEmpty
+        var connectTo: Img_UnixSkEntry?
+        var sendNamed: [[UInt8]] = []
+        let local: Int32
+        if let made = ctx.unixPairs.removeValue(forKey: u.ino) {
+            local = made
+            bindName = false
+        } else if let p = peer?.usk, p.peer == u.ino, p.state != listen {
+            // Both ends: one socketpair, each end's queue sent from the other. A name one end
+            // may have (a connection accepted from a listener) is not given back.
+            bindName = false
+            let (a, b) = try pair(type, what: what)
+            ctx.keepers.append(b)
+            try SocketOptions.apply(u.opts, to: a, what: what)
+            try SocketOptions.apply(p.opts, to: b, what: what)
+            try send(try ctx.queue(for: entry.id), from: b, what: what)
+            try send(try ctx.queue(for: peer!.id), from: a, what: what)
+            ctx.unixPairs[p.ino] = b
+            local = a
+            try applyShutdown(u, a, what: what)
+            try applyShutdown(p, b, what: what)
+        } else if try u.peer == 0 && (u.state == established || (!bindName && !ctx.queue(for: entry.id).isEmpty)) {
+            // Its peer was closed: a stand-in sends what was queued, then goes away.
+            bindName = false
+            let (a, b) = try pair(type, what: what)
+            try SocketOptions.apply(u.opts, to: a, what: what)
+            try send(try ctx.queue(for: entry.id), from: b, what: what)
+            close(b)
+            local = a
+            try applyShutdown(u, a, what: what)
+        } else {
+            let s = socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard s >= 0 else { throw SystemCallError(call: "socket(AF_UNIX, \(type))", errno: errno, context: what) }
+            local = s
+            do { try SocketOptions.apply(u.opts, to: s, what: what) } catch { close(s); throw error }
+            if u.peer != 0 {
+                guard let p = peer?.usk, !p.name.isEmpty else { throw fail("connected to inode \(u.peer), which has no entry or no name to connect to") }
+                connectTo = p
+            }
+            sendNamed = try ctx.queue(for: entry.id)
+            if !sendNamed.isEmpty && !bindName { throw fail("data queued to an unnamed, unconnected socket") }
+        }
+        try FileFlags.set(local, u.flags, what: what)
+        let got = try ctx.install(local, id: entry.id, what: what)
+        let r = ctx.task.remote
+        if bindName {
+            let path = fsPath(u)
+            if let path {
+                // The socket file the dumped process left behind.
+                var st = stat()
+                if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
+            }
+            try inDir(u, ctx) {
+                try r.syscall(.bind, UInt64(got), try ctx.task.put(sockaddr([UInt8](u.name)), offset: 12288), UInt64(2 + u.name.count))
+            }
+            if u.state == listen { try r.syscall(.listen, UInt64(got), UInt64(u.backlog)) }
+            if !sendNamed.isEmpty {
+                guard let path else { throw fail("data queued to an abstract-named socket") }
+                let t = socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0)
+                defer { close(t) }
+                let addr = sockaddr(Array(path.utf8))
+                for p in sendNamed {
+                    let n = p.withUnsafeBytes { pb in addr.withUnsafeBytes { ab in
+                        sendto(t, pb.baseAddress, pb.count, Int32(MSG_DONTWAIT), ab.baseAddress!.assumingMemoryBound(to: Glibc.sockaddr.self), socklen_t(ab.count)) } }
+                    guard n == p.count else { throw SystemCallError(call: "sendto \(path)", errno: errno, context: what) }
+                }
+            }
+        }
+        if let p = connectTo {
+            try inDir(p, ctx) {
+                do {
+                    try r.syscall(.connect, UInt64(got), try ctx.task.put(sockaddr([UInt8](p.name)), offset: 12288), UInt64(2 + p.name.count))
+                } catch RemoteError.syscallFailed(_, _, let e) {
+                    throw fail("connect to \(String(decoding: p.name.filter { $0 != 0 }, as: UTF8.self)): \(String(cString: strerror(e)))")
+                }
+            }
+        }
+        return got
+    }
+
+    static func pair(_ type: Int32, what: String) throws -> (Int32, Int32) {
+        var sv: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0, &sv) == 0 else {
+            throw SystemCallError(call: "socketpair(AF_UNIX, \(type))", errno: errno, context: what)
+        }
+        return (sv[0], sv[1])
+    }
+
+    static func send(_ packets: [[UInt8]], from s: Int32, what: String) throws {
+        for p in packets {
+            var off = 0
+            repeat {
+                let n = p.withUnsafeBytes { Glibc.send(s, $0.baseAddress! + off, p.count - off, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+                guard n >= 0 else { throw SystemCallError(call: "send (refilling a \(p.count)-byte queue entry)", errno: errno, context: what) }
+                off += n
+            } while off < p.count
+        }
+    }
+
+    static func applyShutdown(_ u: Img_UnixSkEntry, _ s: Int32, what: String) throws {
+        guard u.hasShutdown else { return }
+        let how: Int32 = switch u.shutdown { case .read: Int32(SHUT_RD); case .write: Int32(SHUT_WR); case .both: Int32(SHUT_RDWR); default: -1 }
+        if how >= 0 && Glibc.shutdown(s, how) != 0 { throw SystemCallError(call: "shutdown(\(how))", errno: errno, context: what) }
+    }
+
+    /// The bound path as cryo can reach it, for path (not abstract) names.
+    static func fsPath(_ u: Img_UnixSkEntry) -> String? {
+        guard let first = u.name.first, first != 0 else { return nil }
+        let n = String(decoding: u.name.prefix { $0 != 0 }, as: UTF8.self)
+        return n.hasPrefix("/") || u.nameDir.isEmpty ? n : u.nameDir + "/" + n
+    }
+
+    /// struct sockaddr_un bytes: family, then the name as bound.
+    static func sockaddr(_ name: Data) -> [UInt8] { sockaddr([UInt8](name)) }
+    static func sockaddr(_ name: [UInt8]) -> [UInt8] { [UInt8(AF_UNIX), 0] + name }
+
+    /// Runs `body` with the task's cwd at the directory a relative name was bound in (the
+    /// task's own cwd is set after all fds).
+    static func inDir(_ u: Img_UnixSkEntry, _ ctx: FileRestoreContext, _ body: () throws -> Void) throws {
+        if !u.nameDir.isEmpty, let first = u.name.first, first != 0, first != UInt8(ascii: "/") {
+            try ctx.task.remote.syscall(.chdir, try ctx.task.put(string: u.nameDir))
+        }
+        try body()
+    }
+}
+
+/// The socket options every CRIU socket entry carries.
+enum SocketOptions {
+    static func read(_ s: Int32, what: String) throws -> Img_SkOptsEntry {
+        func int(_ level: Int32, _ opt: Int32) -> Int32 {
+            var v: Int32 = 0
+            var l = socklen_t(4)
+            return getsockopt(s, level, opt, &v, &l) == 0 ? v : 0
+        }
+        func tv(_ opt: Int32) -> (UInt64, UInt64) {
+            var t = timeval()
+            var l = socklen_t(MemoryLayout<timeval>.size)
+            return getsockopt(s, SOL_SOCKET, opt, &t, &l) == 0 ? (UInt64(t.tv_sec), UInt64(t.tv_usec)) : (0, 0)
+        }
+        var o = Img_SkOptsEntry()
+        o.soSndbuf = UInt32(bitPattern: int(SOL_SOCKET, SO_SNDBUF))
+        o.soRcvbuf = UInt32(bitPattern: int(SOL_SOCKET, SO_RCVBUF))
+        (o.soSndTmoSec, o.soSndTmoUsec) = tv(SO_SNDTIMEO)
+        (o.soRcvTmoSec, o.soRcvTmoUsec) = tv(SO_RCVTIMEO)
+        o.reuseaddr = int(SOL_SOCKET, SO_REUSEADDR) != 0
+        o.reuseport = int(SOL_SOCKET, SO_REUSEPORT) != 0
+        o.soPasscred = int(SOL_SOCKET, SO_PASSCRED) != 0
+        return o
+    }
+
+    /// Puts back what `read` took. Buffer sizes are halved: the kernel doubles what it is given.
+    static func apply(_ o: Img_SkOptsEntry, to s: Int32, what: String) throws {
+        func set(_ level: Int32, _ opt: Int32, _ v: Int32, _ name: String) throws {
+            var x = v
+            guard setsockopt(s, level, opt, &x, 4) == 0 else { throw SystemCallError(call: "setsockopt(\(name))", errno: errno, context: what) }
+        }
+        func settv(_ opt: Int32, _ sec: UInt64, _ usec: UInt64) throws {
+            guard sec != 0 || usec != 0 else { return }
+            var t = timeval(tv_sec: Int(sec), tv_usec: Int(usec))
+            guard setsockopt(s, SOL_SOCKET, opt, &t, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+                throw SystemCallError(call: "setsockopt(timeout)", errno: errno, context: what)
+            }
+        }
+        if o.soSndbuf > 0 { try set(SOL_SOCKET, SO_SNDBUF, Int32(bitPattern: o.soSndbuf / 2), "SO_SNDBUF") }
+        if o.soRcvbuf > 0 { try set(SOL_SOCKET, SO_RCVBUF, Int32(bitPattern: o.soRcvbuf / 2), "SO_RCVBUF") }
+        try settv(SO_SNDTIMEO, o.soSndTmoSec, o.soSndTmoUsec)
+        try settv(SO_RCVTIMEO, o.soRcvTmoSec, o.soRcvTmoUsec)
+        if o.reuseaddr { try set(SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR") }
+        if o.reuseport { try set(SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
+        if o.soPasscred { try set(SOL_SOCKET, SO_PASSCRED, 1, "SO_PASSCRED") }
+    }
+}
