@@ -51,7 +51,8 @@ enum Inotify: FdKind {
 
     /// The path of the inode behind a file handle, as cryo sees it.
     static func resolve(handle: [UInt8], type: Int32, mountPoint: String, ino: UInt64, bad: (String) -> DumpError) throws -> String {
-        let mfd = open(mountPoint, FileFlags.path | O_DIRECTORY | O_CLOEXEC)
+        // Not O_PATH: open_by_handle_at does not take an O_PATH mount fd (EBADF).
+        let mfd = open(mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard mfd >= 0 else { throw bad("open mount \(mountPoint): \(String(cString: strerror(errno)))") }
         defer { close(mfd) }
         // struct file_handle: u32 handle_bytes, int handle_type, then the bytes.

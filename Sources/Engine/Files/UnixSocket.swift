@@ -19,7 +19,8 @@ enum UnixSocket: FdKind {
     static let listen: UInt32 = 10, established: UInt32 = 1
 
     static func claims(_ f: OpenFd) -> Bool {
-        f.target.hasPrefix("socket:[") && SockDiag.protocolName(pid: f.pid, fd: f.fd) == "UNIX"
+        // "UNIX" for datagram sockets, "UNIX-STREAM" for stream ones on recent kernels.
+        f.target.hasPrefix("socket:[") && SockDiag.protocolName(pid: f.pid, fd: f.fd)?.hasPrefix("UNIX") == true
     }
 
     static func inode(_ target: String) -> UInt32? {
@@ -35,8 +36,21 @@ enum UnixSocket: FdKind {
         guard [1, 2, 5].contains(d.type) else { throw refuse("socket type \(d.type)") }
         let ours = Set(ctx.fds.values.compactMap { inode($0.target) })
 
+        let c = try ctx.copy(of: f.fd)
         var peer = d.peer
-        if peer != 0 && !ours.contains(peer) {
+        if peer == 0 && d.type != 2 && UInt32(d.state) == established && d.shutdown == 0 {
+            // A connection still waiting to be accepted: its peer (the embryo in the
+            // listener's queue) has no inode to show, but carries the listener's name.
+            let name = peerName(c)
+            var listener: UInt32?
+            for other in ours where other != ino {
+                if let l = try? SockDiag.unix(ino: other), l.state == UInt8(listen), !l.name.isEmpty, l.name == name { listener = other; break }
+            }
+            guard let l = listener else {
+                throw refuse("connected to \(name.map { "\"" + String(decoding: $0.filter { $0 != 0 }, as: UTF8.self) + "\"" } ?? "an unnamed socket"), which is not a listener of the dumped process")
+            }
+            peer = l
+        } else if peer != 0 && !ours.contains(peer) {
             // A connection not yet accepted: its peer is the embryo in some listener's queue.
             var listener: UInt32?
             for other in ours where other != ino {
@@ -48,13 +62,12 @@ enum UnixSocket: FdKind {
             peer = l
         }
         if UInt32(d.state) == listen {
-            for c in d.icons {
+            for c in d.icons where c != 0 {
                 let e = try SockDiag.unix(ino: c)
                 guard e.peer == 0 || ours.contains(e.peer) else { throw refuse("a pending connection from socket inode \(e.peer), outside the dumped process") }
             }
         }
 
-        let c = try ctx.copy(of: f.fd)
         var u = Img_UnixSkEntry()
         u.id = id
         u.ino = ino
@@ -78,13 +91,26 @@ enum UnixSocket: FdKind {
         }
         entry.usk = u
         if UInt32(d.state) != listen {
-            for p in try peekQueue(c, stream: d.type == 1, refuse: refuse) {
+            let queue = try peekQueue(c, stream: d.type == 1, refuse: refuse)
+            if d.type == 2 && peer == 0 && d.name.isEmpty && !queue.isEmpty {
+                throw refuse("datagrams queued to an unnamed, unconnected socket, which nothing could send again")
+            }
+            for p in queue {
                 var e = Img_SkPacketEntry()
                 e.idFor = id
                 e.length = UInt32(p.count)
                 ctx.skQueues.append((e, p))
             }
         }
+    }
+
+    /// The name of the socket's peer (getpeername), nil when it has none.
+    static func peerName(_ s: Int32) -> [UInt8]? {
+        var buf = [UInt8](repeating: 0, count: 112)
+        var len = socklen_t(buf.count)
+        let rc = buf.withUnsafeMutableBytes { getpeername(s, $0.baseAddress!.assumingMemoryBound(to: Glibc.sockaddr.self), &len) }
+        guard rc == 0, len > 2 else { return nil }
+        return Array(buf[2..<Int(len)])
     }
 
     /// Everything queued to the socket, without taking it: one element per packet (the whole
@@ -152,8 +178,9 @@ enum UnixSocket: FdKind {
             local = a
             try applyShutdown(u, a, what: what)
             try applyShutdown(p, b, what: what)
-        } else if try u.peer == 0 && (u.state == established || (!bindName && !ctx.queue(for: entry.id).isEmpty)) {
-            // Its peer was closed: a stand-in sends what was queued, then goes away.
+        } else if u.peer == 0 && u.state == established && type != Int32(SOCK_DGRAM.rawValue) {
+            // Its peer was closed (dump sent waiting connections to their listener): a
+            // stand-in sends what was queued, then goes away.
             bindName = false
             let (a, b) = try pair(type, what: what)
             try SocketOptions.apply(u.opts, to: a, what: what)
@@ -188,14 +215,14 @@ enum UnixSocket: FdKind {
             }
             if u.state == listen { try r.syscall(.listen, UInt64(got), UInt64(u.backlog)) }
             if !sendNamed.isEmpty {
-                guard let path else { throw fail("data queued to an abstract-named socket") }
+                // From a socket of cryo's: path names by the path cryo reaches them at.
                 let t = socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0)
                 defer { close(t) }
-                let addr = sockaddr(Array(path.utf8))
+                let addr = path.map { sockaddr(Array($0.utf8)) } ?? sockaddr([UInt8](u.name))
                 for p in sendNamed {
                     let n = p.withUnsafeBytes { pb in addr.withUnsafeBytes { ab in
                         sendto(t, pb.baseAddress, pb.count, Int32(MSG_DONTWAIT), ab.baseAddress!.assumingMemoryBound(to: Glibc.sockaddr.self), socklen_t(ab.count)) } }
-                    guard n == p.count else { throw SystemCallError(call: "sendto \(path)", errno: errno, context: what) }
+                    guard n == p.count else { throw SystemCallError(call: "sendto \(path ?? "abstract name")", errno: errno, context: what) }
                 }
             }
         }
