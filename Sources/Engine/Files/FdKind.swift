@@ -40,7 +40,10 @@ enum FdKinds {
     /// A name for an fd nobody claims, for the error message.
     static func describe(_ f: OpenFd) -> String {
         if f.target.hasPrefix("pipe:") { return "pipe" }
-        if f.target.hasPrefix("socket:") { return "socket" }
+        if f.target.hasPrefix("socket:") {
+            // sockfs names the protocol: "TCP", "UDPv6", "NETLINK", "PACKET"...
+            return SockDiag.protocolName(pid: f.pid, fd: f.fd).map { "\($0) socket" } ?? "socket"
+        }
         if f.target.hasPrefix("anon_inode:") { return String(f.target.dropFirst(11)) }
         switch f.stat.st_mode & S_IFMT {
         case S_IFIFO: return "FIFO"

@@ -66,10 +66,8 @@ enum Inotify: FdKind {
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0, UInt64(st.st_ino) == ino else { throw bad("the handle opens another inode") }
-        var buf = [CChar](repeating: 0, count: 4097)
-        let n = readlink("/proc/self/fd/\(fd)", &buf, 4096)
-        guard n > 0 else { throw bad("readlink: \(String(cString: strerror(errno)))") }
-        let path = String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let path: String
+        do { path = try ProcReader().readLink("/proc/self/fd/\(fd)") } catch { throw bad("\(error)") }
         guard path.hasPrefix("/"), !path.hasSuffix(" (deleted)") else { throw bad("the watched file has no path (\(path))") }
         return path
     }

@@ -3,6 +3,12 @@ import Glibc
 
 /// timerfd: clock, expirations not yet read (ticks), interval and when it fires next.
 ///
+/// A periodic timer that fired and was not read since is not re-armed by the kernel until
+/// someone reads it or asks for its time (the periods missed meanwhile are counted then), so
+/// its fdinfo shows ticks 1 and no time left. Dump and restore therefore call timerfd_gettime
+/// first, which folds the missed periods into ticks and re-arms the timer, changing nothing
+/// a reader could tell apart.
+///
 /// fdinfo shows the time left, whatever flags the timer was armed with. A relative timer
 /// resumes with that time left (the downtime between dump and restore does not count, as for
 /// CRIU). A TFD_TIMER_ABSTIME timer keeps its absolute deadline on its clock, so for such
@@ -30,8 +36,16 @@ enum TimerFd: FdKind {
         return (a.sec + b.sec + ns / 1_000_000_000, ns % 1_000_000_000)
     }
 
+    /// timerfd_gettime on `fd`: (interval, value) as (sec, nsec) pairs.
+    static func gettime(_ fd: Int32, what: String) throws -> [Int64] {
+        var spec = [Int64](repeating: 0, count: 4)
+        try spec.withUnsafeMutableBytes { _ = try Sys.call(.timerfdGettime, Int(fd), Int(bitPattern: $0.baseAddress!), context: what) }
+        return spec
+    }
+
     static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
-        guard let t = f.info.timerfd else {
+        _ = try gettime(try ctx.copy(of: f.fd), what: "pid \(f.pid) fd \(f.fd)")
+        guard let t = try ctx.proc.fdinfo(pid: f.pid, fd: f.fd).timerfd else {
             throw DumpError.fdState(pid: f.pid, fd: f.fd, target: f.target, reason: "fdinfo shows no timerfd state")
         }
         var e = Img_TimerfdEntry()
@@ -59,8 +73,12 @@ enum TimerFd: FdKind {
             // Only ABSTIME and CANCEL_ON_SET are settime flags; a disarmed timer stays disarmed.
             let flags = Int(e.settimeFlags & 3)
             try spec.withUnsafeMutableBytes { try Sys.call(.timerfdSettime, Int(fd), flags, Int(bitPattern: $0.baseAddress!), 0, context: what) }
-            if e.ticks > 0 {
-                var ticks = e.ticks
+            // Expirations since the deadline (one already passed fires at once) are added to
+            // the dumped ones: TFD_IOC_SET_TICKS replaces the count.
+            _ = try gettime(fd, what: what)
+            let since = try ProcReader().fdinfo(pid: getpid(), fd: fd).timerfd?.ticks ?? 0
+            if e.ticks + since > 0 {
+                var ticks = e.ticks + since
                 guard ck_ioctl(fd, setTicks, &ticks) == 0 else { throw SystemCallError(call: "ioctl(TFD_IOC_SET_TICKS)", errno: errno, context: what) }
             }
             try FileFlags.set(fd, e.flags, what: what)
