@@ -303,7 +303,7 @@ enum SocketOptions {
         (o.soSndTmoSec, o.soSndTmoUsec) = tv(SO_SNDTIMEO)
         (o.soRcvTmoSec, o.soRcvTmoUsec) = tv(SO_RCVTIMEO)
         o.reuseaddr = int(SOL_SOCKET, SO_REUSEADDR) != 0
-        o.reuseport = int(SOL_SOCKET, SO_REUSEPORT) != 0
+        o.soReuseport = int(SOL_SOCKET, SO_REUSEPORT) != 0
         o.soPasscred = int(SOL_SOCKET, SO_PASSCRED) != 0
         return o
     }
@@ -326,7 +326,7 @@ enum SocketOptions {
         try settv(SO_SNDTIMEO, o.soSndTmoSec, o.soSndTmoUsec)
         try settv(SO_RCVTIMEO, o.soRcvTmoSec, o.soRcvTmoUsec)
         if o.reuseaddr { try set(SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR") }
-        if o.reuseport { try set(SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
+        if o.soReuseport { try set(SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
         if o.soPasscred { try set(SOL_SOCKET, SO_PASSCRED, 1, "SO_PASSCRED") }
     }
 }

@@ -1150,14 +1150,14 @@ public nonisolated struct Img_SkOptsEntry: Sendable {
   /// Clears the value of `soPasscred`. Subsequent reads from it will return its default value.
   public mutating func clearSoPasscred() {self._soPasscred = nil}
 
-  public var reuseport: Bool {
-    get {_reuseport ?? false}
-    set {_reuseport = newValue}
+  public var soReuseport: Bool {
+    get {_soReuseport ?? false}
+    set {_soReuseport = newValue}
   }
-  /// Returns true if `reuseport` has been explicitly set.
-  public var hasReuseport: Bool {self._reuseport != nil}
-  /// Clears the value of `reuseport`. Subsequent reads from it will return its default value.
-  public mutating func clearReuseport() {self._reuseport = nil}
+  /// Returns true if `soReuseport` has been explicitly set.
+  public var hasSoReuseport: Bool {self._soReuseport != nil}
+  /// Clears the value of `soReuseport`. Subsequent reads from it will return its default value.
+  public mutating func clearSoReuseport() {self._soReuseport = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1171,7 +1171,7 @@ public nonisolated struct Img_SkOptsEntry: Sendable {
   fileprivate var _soRcvTmoUsec: UInt64? = nil
   fileprivate var _reuseaddr: Bool? = nil
   fileprivate var _soPasscred: Bool? = nil
-  fileprivate var _reuseport: Bool? = nil
+  fileprivate var _soReuseport: Bool? = nil
 }
 
 public nonisolated struct Img_UnixSkEntry: @unchecked Sendable {
@@ -2708,7 +2708,7 @@ nonisolated extension Img_InotifyFileEntry: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Img_SkOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SkOptsEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}so_sndbuf\0\u{3}so_rcvbuf\0\u{3}so_snd_tmo_sec\0\u{3}so_snd_tmo_usec\0\u{3}so_rcv_tmo_sec\0\u{3}so_rcv_tmo_usec\0\u{1}reuseaddr\0\u{4}\u{4}so_passcred\0\u{2}\u{6}reuseport\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}so_sndbuf\0\u{3}so_rcvbuf\0\u{3}so_snd_tmo_sec\0\u{3}so_snd_tmo_usec\0\u{3}so_rcv_tmo_sec\0\u{3}so_rcv_tmo_usec\0\u{1}reuseaddr\0\u{4}\u{4}so_passcred\0\u{4}\u{6}so_reuseport\0")
 
   public var isInitialized: Bool {
     if self._soSndbuf == nil {return false}
@@ -2734,7 +2734,7 @@ nonisolated extension Img_SkOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self._soRcvTmoUsec) }()
       case 7: try { try decoder.decodeSingularBoolField(value: &self._reuseaddr) }()
       case 11: try { try decoder.decodeSingularBoolField(value: &self._soPasscred) }()
-      case 17: try { try decoder.decodeSingularBoolField(value: &self._reuseport) }()
+      case 17: try { try decoder.decodeSingularBoolField(value: &self._soReuseport) }()
       default: break
       }
     }
@@ -2769,7 +2769,7 @@ nonisolated extension Img_SkOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
     try { if let v = self._soPasscred {
       try visitor.visitSingularBoolField(value: v, fieldNumber: 11)
     } }()
-    try { if let v = self._reuseport {
+    try { if let v = self._soReuseport {
       try visitor.visitSingularBoolField(value: v, fieldNumber: 17)
     } }()
     try unknownFields.traverse(visitor: &visitor)
@@ -2784,7 +2784,7 @@ nonisolated extension Img_SkOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs._soRcvTmoUsec != rhs._soRcvTmoUsec {return false}
     if lhs._reuseaddr != rhs._reuseaddr {return false}
     if lhs._soPasscred != rhs._soPasscred {return false}
-    if lhs._reuseport != rhs._reuseport {return false}
+    if lhs._soReuseport != rhs._soReuseport {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
