@@ -81,12 +81,17 @@ enum UnixSocket: FdKind {
         u.opts = try SocketOptions.read(c, what: "pid \(f.pid) fd \(f.fd)")
         u.name = Data(d.name)
         if d.shutdown != 0 { u.shutdown = Img_SkShutdown(rawValue: Int(d.shutdown & 3)) ?? .none }
-        if let first = d.name.first, first != 0, first != UInt8(ascii: "/") {
-            u.nameDir = try ctx.proc.cwd(pid: f.pid)
-            let path = u.nameDir + "/" + String(decoding: d.name.prefix { $0 != 0 }, as: UTF8.self)
-            var st = stat()
-            guard stat(path, &st) == 0, d.vfsIno == nil || UInt32(truncatingIfNeeded: st.st_ino) == d.vfsIno else {
-                throw refuse("bound to a relative name that is not under the current directory \(u.nameDir)")
+        if let first = d.name.first, first != 0 {
+            // A relative name is taken as bound in the current directory (the kernel does not
+            // keep the directory); if the socket file is not there, or was unlinked, the name
+            // is bound again and its file removed.
+            if first != UInt8(ascii: "/") { u.nameDir = try ctx.proc.cwd(pid: f.pid) }
+            if let path = fsPath(u) {
+                var st = stat()
+                if stat("/proc/\(f.pid)/root" + (path.hasPrefix("/") ? "" : "/") + path, &st) != 0
+                    || (d.vfsIno != nil && UInt32(truncatingIfNeeded: st.st_ino) != d.vfsIno) {
+                    u.deleted = true
+                }
             }
         }
         entry.usk = u
@@ -205,11 +210,12 @@ enum UnixSocket: FdKind {
         let r = ctx.task.remote
         if bindName {
             let path = fsPath(u)
-            if let path {
+            if let path, !u.deleted {
                 // The socket file the dumped process left behind.
                 var st = stat()
                 if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
             }
+            defer { if let path, u.deleted { unlink(path) } }
             try inDir(u, ctx) {
                 try r.syscall(.bind, UInt64(got), try ctx.task.put(sockaddr([UInt8](u.name)), offset: 12288), UInt64(2 + u.name.count))
             }

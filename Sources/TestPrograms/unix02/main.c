@@ -1,6 +1,7 @@
 // Named unix sockets: a stream listener bound to a relative path with a connection not yet
 // accepted, and an abstract-named datagram socket with a connected client and a datagram
-// waiting for it. Names, the pending connection and the datagram come back.
+// waiting for it; a socket whose file was unlinked after bind. Names, the pending connection
+// and the datagram come back, and the unlinked file stays unlinked.
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>
@@ -25,6 +26,12 @@ int main(int argc, char **argv) {
     if (connect(c, (void *)&ls, sizeof(ls))) fail("connect: %m");
     if (bind(d, (void *)&ds, dlen) || connect(dc, (void *)&ds, dlen)) fail("dgram bind/connect: %m");
     if (send(dc, "hello server", 12, 0) != 12) fail("send: %m");
+    struct sockaddr_un gs = { .sun_family = AF_UNIX };
+    strcpy(gs.sun_path, "unix02.gone");
+    unlink(gs.sun_path);
+    int g = socket(AF_UNIX, SOCK_DGRAM, 0);
+    if (bind(g, (void *)&gs, sizeof(gs))) fail("bind unix02.gone: %m");
+    unlink(gs.sun_path);
     fcntl(l, F_SETFL, O_NONBLOCK);
     test_daemon();
     test_waitsig();
@@ -49,6 +56,9 @@ int main(int argc, char **argv) {
     ssize_t n = recv(d, buf, sizeof(buf), MSG_DONTWAIT);
     if (n != 12 || memcmp(buf, "hello server", 12)) fail("dgram socket holds %zd bytes '%.*s', expected 'hello server'", n, (int)(n > 0 ? n : 0), buf);
     if (send(dc, "again", 5, 0) != 5 || recv(d, buf, sizeof(buf), MSG_DONTWAIT) != 5) fail("dgram client is no longer connected to the server");
+    len = sizeof(got);
+    if (getsockname(g, (void *)&got, &len) || strcmp(got.sun_path, "unix02.gone")) fail("unlinked socket is bound to '%s', expected 'unix02.gone'", got.sun_path);
+    if (access("unix02.gone", F_OK) == 0) fail("unix02.gone, unlinked before the dump, exists again");
     unlink("unix02.sock");
     return test_report();
 }

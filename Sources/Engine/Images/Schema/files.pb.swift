@@ -1298,6 +1298,16 @@ public nonisolated struct Img_UnixSkEntry: @unchecked Sendable {
   /// Clears the value of `nameDir`. Subsequent reads from it will return its default value.
   public mutating func clearNameDir() {_uniqueStorage()._nameDir = nil}
 
+  /// The socket file was unlinked after bind.
+  public var deleted: Bool {
+    get {_storage._deleted ?? false}
+    set {_uniqueStorage()._deleted = newValue}
+  }
+  /// Returns true if `deleted` has been explicitly set.
+  public var hasDeleted: Bool {_storage._deleted != nil}
+  /// Clears the value of `deleted`. Subsequent reads from it will return its default value.
+  public mutating func clearDeleted() {_uniqueStorage()._deleted = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2792,7 +2802,7 @@ nonisolated extension Img_SkOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UnixSkEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}type\0\u{1}state\0\u{1}flags\0\u{1}uflags\0\u{1}backlog\0\u{1}peer\0\u{1}fown\0\u{1}opts\0\u{1}name\0\u{1}shutdown\0\u{4}\u{2}name_dir\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}type\0\u{1}state\0\u{1}flags\0\u{1}uflags\0\u{1}backlog\0\u{1}peer\0\u{1}fown\0\u{1}opts\0\u{1}name\0\u{1}shutdown\0\u{4}\u{2}name_dir\0\u{1}deleted\0")
 
   fileprivate class _StorageClass {
     var _id: UInt32? = nil
@@ -2808,6 +2818,7 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _name: Data? = nil
     var _shutdown: Img_SkShutdown? = nil
     var _nameDir: String? = nil
+    var _deleted: Bool? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2831,6 +2842,7 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _name = source._name
       _shutdown = source._shutdown
       _nameDir = source._nameDir
+      _deleted = source._deleted
     }
   }
 
@@ -2881,6 +2893,7 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 11: try { try decoder.decodeSingularBytesField(value: &_storage._name) }()
         case 12: try { try decoder.decodeSingularEnumField(value: &_storage._shutdown) }()
         case 14: try { try decoder.decodeSingularStringField(value: &_storage._nameDir) }()
+        case 15: try { try decoder.decodeSingularBoolField(value: &_storage._deleted) }()
         default: break
         }
       }
@@ -2932,6 +2945,9 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
       try { if let v = _storage._nameDir {
         try visitor.visitSingularStringField(value: v, fieldNumber: 14)
       } }()
+      try { if let v = _storage._deleted {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 15)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2954,6 +2970,7 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._name != rhs_storage._name {return false}
         if _storage._shutdown != rhs_storage._shutdown {return false}
         if _storage._nameDir != rhs_storage._nameDir {return false}
+        if _storage._deleted != rhs_storage._deleted {return false}
         return true
       }
       if !storagesAreEqual {return false}
