@@ -121,6 +121,23 @@ final class RestoreErrorsTests: XCTestCase {
         try assertDumpFails(p, work: work, saying: ["fd \(fd) is a TCP socket"])
     }
 
+    func testPipeToAProcessOutsideIsRefused() throws {
+        // sleep's stdin is a pipe whose write end this test holds: restored alone, it would
+        // face a pipe with nobody at the other end.
+        let work = dir + "/pipe"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sleep")
+        p.arguments = ["30"]
+        let stdin = Pipe()
+        p.standardInput = stdin
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        try assertDumpFails(p, work: work, saying: ["fd 0 (pipe:[", "shared with pid \(getpid())"])
+    }
+
     func testFdsInFlightAreRefusedAndLeftQueued() throws {
         // A unix socket with an fd in flight (SCM_RIGHTS): refused, and the message, fd
         // included, is still queued for the process afterwards.

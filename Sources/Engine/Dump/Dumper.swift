@@ -51,6 +51,7 @@ public struct Dumper {
 
     func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader) throws -> [String] {
         let files = FileTable()
+        files.dumping(tree.processes.map(\.pid))
         var pstree: [Img_PstreeEntry] = []
         for p in tree.processes {
             if p.isZombie { throw DumpError.unsupported(pid: p.pid, what: "a zombie process") }

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// What a kind's dump may use besides the fd itself: copies of the task's fds in cryo (through
@@ -27,7 +28,30 @@ final class FileDumpContext {
     private var pidfd: Int32 = -1
     private var copies: [Int32: Int32] = [:]
 
+    /// Every pid being dumped: a pipe end held outside them cannot be restored.
+    var treePids: Set<Int32> = []
+    private var pipeHolders: [UInt64: Set<Int32>]?
+
     init(proc: ProcReader) { self.proc = proc }
+
+    /// Processes other than cryo holding an fd of the pipe with inode `ino`, found by one scan
+    /// of every process's fds (done on the first call).
+    func holders(ofPipe ino: UInt64) -> Set<Int32> {
+        if pipeHolders == nil {
+            var map: [UInt64: Set<Int32>] = [:]
+            let me = getpid()
+            let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+            for p in pids where p != me {
+                // Processes come and go while we look; the ones we cannot read hold nothing of ours.
+                for fd in (try? proc.fds(pid: p)) ?? [] {
+                    guard let t = try? proc.fdTarget(pid: p, fd: fd), t.hasPrefix("pipe:["), let i = UInt64(t.dropFirst(6).dropLast()) else { continue }
+                    map[i, default: []].insert(p)
+                }
+            }
+            pipeHolders = map
+        }
+        return pipeHolders?[ino] ?? []
+    }
 
     deinit { endTask() }
 
@@ -36,6 +60,7 @@ final class FileDumpContext {
         endTask()
         self.pid = pid
         self.fds = fds
+        treePids.insert(pid)
         pidfd = try Sys.pidfdOpen(pid)
     }
 

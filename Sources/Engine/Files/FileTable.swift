@@ -31,6 +31,9 @@ final class FileTable: @unchecked Sendable {
     private var described: [(pid: Int32, fd: Int32, dev: UInt64, ino: UInt64, id: UInt32)] = []
     private(set) lazy var context = FileDumpContext(proc: ProcReader())
 
+    /// The pids of the dumped tree: what files may be shared with.
+    func dumping(_ pids: [Int32]) { context.treePids.formUnion(pids) }
+
     /// Dumps every fd of `pid` into fdinfo-PID.img. An fd no kind claims fails the dump,
     /// naming the fd, its kind and its target.
     func dumpFds(pid: Int32, proc: ProcReader, images: ImageDirectory) throws {

@@ -89,6 +89,13 @@ enum PipeFile: FdKind {
     static func claims(_ f: OpenFd) -> Bool { f.target.hasPrefix("pipe:[") }
 
     static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
+        // A pipe to a process outside the dump (a shell's pipeline, a parent reading our
+        // output) would come back with nobody at the other end.
+        let outside = ctx.holders(ofPipe: UInt64(f.stat.st_ino)).subtracting(ctx.treePids)
+        if !outside.isEmpty {
+            throw DumpError.fdState(pid: f.pid, fd: f.fd, target: f.target,
+                                    reason: "the pipe is shared with pid \(outside.sorted().map(String.init).joined(separator: ", ")), outside the dumped tree")
+        }
         var e = Img_PipeEntry()
         e.id = id
         e.pipeID = UInt32(truncatingIfNeeded: f.stat.st_ino)
