@@ -1,5 +1,6 @@
 // UDP sockets on loopback keep their bound addresses and connected peers: a connected
-// socket still sends to its peer, from its own bound port.
+// socket still sends to its peer, from its own bound port. An IPv6 socket bound to ::1 (when
+// the host has IPv6) keeps its address and port.
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <arpa/inet.h>
@@ -21,6 +22,13 @@ int main(int argc, char **argv) {
     getsockname(cli, (void *)&ca, &len);
     if (connect(cli, (void *)&sa, sizeof(sa))) fail("connect: %m");
     fcntl(srv, F_SETFL, O_NONBLOCK);
+    int v6 = socket(AF_INET6, SOCK_DGRAM, 0);
+    struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT }, s6;
+    if (v6 >= 0 && bind(v6, (void *)&a6, sizeof(a6))) { close(v6); v6 = -1; }  // no IPv6 here
+    if (v6 >= 0) {
+        len = sizeof(s6);
+        getsockname(v6, (void *)&s6, &len);
+    }
     test_daemon();
     test_waitsig();
     struct sockaddr_in now, from;
@@ -37,5 +45,11 @@ int main(int argc, char **argv) {
     if (n != 8 || memcmp(buf, "datagram", 8)) fail("server got %zd bytes (%m), expected 'datagram'", n);
     else if (from.sin_port != ca.sin_port) fail("datagram came from port %d, expected the client's %d", ntohs(from.sin_port), ntohs(ca.sin_port));
     if (!(fcntl(srv, F_GETFL) & O_NONBLOCK)) fail("server lost O_NONBLOCK");
+    if (v6 >= 0) {
+        struct sockaddr_in6 n6;
+        len = sizeof(n6);
+        if (getsockname(v6, (void *)&n6, &len) || n6.sin6_port != s6.sin6_port || memcmp(&n6.sin6_addr, &in6addr_loopback, 16))
+            fail("IPv6 socket bound to port %d, expected [::1]:%d", ntohs(n6.sin6_port), ntohs(s6.sin6_port));
+    }
     return test_report();
 }
