@@ -7,7 +7,7 @@ import Glibc
 enum EventPoll: FdKind {
     static let name = "epoll"
     static let type = Img_FdTypes.eventpoll
-    static func restoreStage(_ entry: Img_FileEntry) -> Int { 2 }
+    static func restoreStage(_ entry: Img_FileEntry, files: [UInt32: Img_FileEntry]) -> Int { 3 }
 
     static func claims(_ f: OpenFd) -> Bool { f.target == "anon_inode:[eventpoll]" }
 

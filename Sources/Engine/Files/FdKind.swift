@@ -20,13 +20,14 @@ protocol FdKind {
     static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws
     /// Makes the file exist in the task being restored; returns the fd number it got there.
     static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32
-    /// Files that need others in place first are restored later: 0 first, then 1 (sockets
-    /// that connect to a listener of the task), then 2 (epoll, which registers fds by number).
-    static func restoreStage(_ entry: Img_FileEntry) -> Int
+    /// Files that need others in place first are restored later, stage by stage: 0 first,
+    /// then 1 and 2 (unix connections, which need their listener: accepted ones before those
+    /// still waiting), then 3 (epoll, which registers fds by number).
+    static func restoreStage(_ entry: Img_FileEntry, files: [UInt32: Img_FileEntry]) -> Int
 }
 
 extension FdKind {
-    static func restoreStage(_ entry: Img_FileEntry) -> Int { 0 }
+    static func restoreStage(_ entry: Img_FileEntry, files: [UInt32: Img_FileEntry]) -> Int { 0 }
 }
 
 enum FdKinds {

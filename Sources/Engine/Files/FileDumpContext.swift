@@ -117,6 +117,11 @@ final class FileRestoreContext {
     /// The second end of a unix socketpair made for the first one, by its inode, waiting for
     /// its own fd entry.
     var unixPairs: [UInt32: Int32] = [:]
+    /// Where each file id sits in the task once installed (its first fd number).
+    var placed: [UInt32: Int32] = [:]
+    /// Files a kind installed ahead of their turn (the server end of an accepted connection
+    /// comes with its client), parked above every wanted fd number until their turn.
+    var parked: [UInt32: Int32] = [:]
     /// Descriptors cryo opened only to build state (a FIFO kept open so it does not block);
     /// closed with the context.
     var keepers: [Int32] = []

@@ -150,10 +150,94 @@ enum UnixSocket: FdKind {
         return out
     }
 
-    static func restoreStage(_ entry: Img_FileEntry) -> Int { entry.usk.peer != 0 ? 1 : 0 }
+    static func restoreStage(_ entry: Img_FileEntry, files: [UInt32: Img_FileEntry]) -> Int {
+        let u = entry.usk
+        if u.peer == 0 { return 0 }
+        // Both ends of a connection before the ones still waiting in a listener's queue: an
+        // accepted connection is remade by connecting and accepting, which must find the
+        // listener's queue empty.
+        if let p = self.entry(ino: u.peer, files), p.usk.peer == u.ino, p.usk.state != listen { return 1 }
+        return 2
+    }
 
-    static func entry(ino: UInt32, _ ctx: FileRestoreContext) -> Img_FileEntry? {
-        ctx.files.values.first { $0.hasUsk && $0.usk.ino == ino }
+    static func entry(ino: UInt32, _ files: [UInt32: Img_FileEntry]) -> Img_FileEntry? {
+        files.values.first { $0.hasUsk && $0.usk.ino == ino }
+    }
+
+    static func entry(ino: UInt32, _ ctx: FileRestoreContext) -> Img_FileEntry? { entry(ino: ino, ctx.files) }
+
+    /// For one end of a connection accepted from a listener of the task: (server end, client
+    /// end, listener). The server end carries the listener's name.
+    static func accepted(_ e: Img_FileEntry, _ files: [UInt32: Img_FileEntry]) -> (server: Img_FileEntry, client: Img_FileEntry, listener: Img_FileEntry)? {
+        guard let p = entry(ino: e.usk.peer, files), p.usk.peer == e.usk.ino else { return nil }
+        for (s, c) in [(e, p), (p, e)] where !s.usk.name.isEmpty && s.usk.state != listen {
+            if let l = files.values.first(where: { $0.hasUsk && $0.usk.state == listen && $0.usk.name == s.usk.name && $0.usk.type == s.usk.type }) {
+                return (s, c, l)
+            }
+        }
+        return nil
+    }
+
+    /// Remakes an accepted connection as it was made: the client connects to the listener
+    /// and the task accepts, so both ends have their names (getsockname, getpeername). The
+    /// end whose fd comes later is parked until its turn.
+    static func restoreAccepted(_ entry: Img_FileEntry, server: Img_FileEntry, client: Img_FileEntry, listenerFd: Int32,
+                                listener: Img_UnixSkEntry, ctx: FileRestoreContext) throws -> Int32 {
+        let (s, c) = (server.usk, client.usk)
+        let what = "unix connection accepted from \(String(decoding: s.name.filter { $0 != 0 }, as: UTF8.self)) (ids \(server.id), \(client.id))"
+        let r = ctx.task.remote
+        let cs = socket(AF_UNIX, Int32(c.type) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard cs >= 0 else { throw SystemCallError(call: "socket(AF_UNIX)", errno: errno, context: what) }
+        ctx.keepers.append(cs)
+        try SocketOptions.apply(c.opts, to: cs, what: what)
+        let gotC = try ctx.install(cs, id: client.id, what: what)
+        if !c.name.isEmpty { try bindInTarget(c, gotC, ctx) }
+        try connectInTarget(gotC, to: listener, ctx, what: what)
+        let gotS: Int32
+        do { gotS = Int32(try r.syscall(.accept4, UInt64(listenerFd), 0, 0, 0)) } catch RemoteError.syscallFailed(_, _, let e) {
+            throw RestoreError.file(pid: ctx.task.pid, id: server.id, what: what, reason: "accept on fd \(listenerFd): \(String(cString: strerror(e)))")
+        }
+        // The server end exists only in the task: cryo takes a copy to set it up.
+        let pidfd = try Sys.pidfdOpen(ctx.task.pid)
+        defer { close(pidfd) }
+        let ss = try Sys.pidfdGetfd(pidfd: pidfd, fd: gotS, context: what)
+        ctx.objects[server.id] = ss
+        try SocketOptions.apply(s.opts, to: ss, what: what)
+        try send(try ctx.queue(for: server.id), from: cs, what: what)
+        try send(try ctx.queue(for: client.id), from: ss, what: what)
+        try applyShutdown(c, cs, what: what)
+        try applyShutdown(s, ss, what: what)
+        try FileFlags.set(cs, c.flags, what: what)
+        try FileFlags.set(ss, s.flags, what: what)
+        let (mine, other, otherID) = entry.id == client.id ? (gotC, gotS, server.id) : (gotS, gotC, client.id)
+        ctx.parked[otherID] = Int32(try r.syscall(.fcntl, UInt64(other), UInt64(F_DUPFD), UInt64(ctx.transport.targetFd + 1)))
+        try r.syscall(.close, UInt64(other))
+        return mine
+    }
+
+    /// bind (and listen) injected in the task, in the directory a relative name was bound in.
+    static func bindInTarget(_ u: Img_UnixSkEntry, _ got: Int32, _ ctx: FileRestoreContext) throws {
+        let path = fsPath(u)
+        if let path, !u.deleted {
+            // The socket file the dumped process left behind.
+            var st = stat()
+            if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
+        }
+        try inDir(u, ctx) {
+            try ctx.task.remote.syscall(.bind, UInt64(got), try ctx.task.put(sockaddr([UInt8](u.name)), offset: 12288), UInt64(2 + u.name.count))
+        }
+        if u.state == listen { try ctx.task.remote.syscall(.listen, UInt64(got), UInt64(u.backlog)) }
+    }
+
+    static func connectInTarget(_ got: Int32, to p: Img_UnixSkEntry, _ ctx: FileRestoreContext, what: String) throws {
+        try inDir(p, ctx) {
+            do {
+                try ctx.task.remote.syscall(.connect, UInt64(got), try ctx.task.put(sockaddr([UInt8](p.name)), offset: 12288), UInt64(2 + p.name.count))
+            } catch RemoteError.syscallFailed(_, _, let e) {
+                throw RestoreError.file(pid: ctx.task.pid, id: 0, what: what,
+                                        reason: "connect to \(String(decoding: p.name.filter { $0 != 0 }, as: UTF8.self)): \(String(cString: strerror(e)))")
+            }
+        }
     }
 
     static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
@@ -166,12 +250,16 @@ enum UnixSocket: FdKind {
         var connectTo: Img_UnixSkEntry?
         var sendNamed: [[UInt8]] = []
         let local: Int32
+        if let parked = ctx.parked.removeValue(forKey: entry.id) { return parked }
+        if let (s, c, l) = accepted(entry, ctx.files), let lfd = ctx.placed[l.id] {
+            return try restoreAccepted(entry, server: s, client: c, listenerFd: lfd, listener: l.usk, ctx: ctx)
+        }
         if let made = ctx.unixPairs.removeValue(forKey: u.ino) {
             local = made
             bindName = false
         } else if let p = peer?.usk, p.peer == u.ino, p.state != listen {
             // Both ends: one socketpair, each end's queue sent from the other. A name one end
-            // may have (a connection accepted from a listener) is not given back.
+            // may have (accepted from a listener no longer open) is not given back.
             bindName = false
             let (a, b) = try pair(type, what: what)
             ctx.keepers.append(b)
@@ -207,19 +295,10 @@ enum UnixSocket: FdKind {
         }
         try FileFlags.set(local, u.flags, what: what)
         let got = try ctx.install(local, id: entry.id, what: what)
-        let r = ctx.task.remote
         if bindName {
             let path = fsPath(u)
-            if let path, !u.deleted {
-                // The socket file the dumped process left behind.
-                var st = stat()
-                if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFSOCK { unlink(path) }
-            }
             defer { if let path, u.deleted { unlink(path) } }
-            try inDir(u, ctx) {
-                try r.syscall(.bind, UInt64(got), try ctx.task.put(sockaddr([UInt8](u.name)), offset: 12288), UInt64(2 + u.name.count))
-            }
-            if u.state == listen { try r.syscall(.listen, UInt64(got), UInt64(u.backlog)) }
+            try bindInTarget(u, got, ctx)
             if !sendNamed.isEmpty {
                 // From a socket of cryo's: path names by the path cryo reaches them at.
                 let t = socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -232,15 +311,7 @@ enum UnixSocket: FdKind {
                 }
             }
         }
-        if let p = connectTo {
-            try inDir(p, ctx) {
-                do {
-                    try r.syscall(.connect, UInt64(got), try ctx.task.put(sockaddr([UInt8](p.name)), offset: 12288), UInt64(2 + p.name.count))
-                } catch RemoteError.syscallFailed(_, _, let e) {
-                    throw fail("connect to \(String(decoding: p.name.filter { $0 != 0 }, as: UTF8.self)): \(String(cString: strerror(e)))")
-                }
-            }
-        }
+        if let p = connectTo { try connectInTarget(got, to: p, ctx, what: what) }
         return got
     }
 

@@ -170,8 +170,8 @@ public struct Restorer {
             }
             ordered.append((fi, f, kind))
         }
-        for stage in 0...2 {
-            for (fi, f, kind) in ordered where kind.restoreStage(f) == stage {
+        for stage in 0...3 {
+            for (fi, f, kind) in ordered where kind.restoreStage(f, files: plan.files) == stage {
                 let want = Int32(fi.fd)
                 if let first = placed[fi.id] {
                     try t.remote.syscall(.dup2, UInt64(first), UInt64(want))
@@ -182,6 +182,7 @@ public struct Restorer {
                         try t.remote.syscall(.close, UInt64(got))
                     }
                     placed[fi.id] = want
+                    ctx.placed[fi.id] = want
                 }
                 if fi.flags & UInt32(O_CLOEXEC) != 0 {
                     try t.remote.syscall(.fcntl, UInt64(want), UInt64(F_SETFD), UInt64(FD_CLOEXEC))

@@ -1,5 +1,5 @@
-// Named unix sockets: a stream listener bound to a relative path with a connection not yet
-// accepted, and an abstract-named datagram socket with a connected client and a datagram
+// Named unix sockets: a stream listener bound to a relative path with a connection accepted
+// (data queued both ways, names on both ends) and one not yet accepted, and an abstract-named datagram socket with a connected client and a datagram
 // waiting for it; a socket whose file was unlinked after bind. Names, the pending connection
 // and the datagram come back, and the unlinked file stays unlinked.
 #define _GNU_SOURCE
@@ -23,6 +23,11 @@ int main(int argc, char **argv) {
     int l = socket(AF_UNIX, SOCK_STREAM, 0), c = socket(AF_UNIX, SOCK_STREAM, 0);
     int d = socket(AF_UNIX, SOCK_DGRAM, 0), dc = socket(AF_UNIX, SOCK_DGRAM, 0);
     if (bind(l, (void *)&ls, sizeof(ls)) || listen(l, 5)) fail("listen: %m");
+    int ac = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (connect(ac, (void *)&ls, sizeof(ls))) fail("connect: %m");
+    int as = accept(l, NULL, NULL);
+    if (as < 0) fail("accept: %m");
+    if (send(ac, "to server", 9, 0) != 9 || send(as, "to client!", 10, 0) != 10) fail("send on the accepted connection: %m");
     if (connect(c, (void *)&ls, sizeof(ls))) fail("connect: %m");
     if (bind(d, (void *)&ds, dlen) || connect(dc, (void *)&ds, dlen)) fail("dgram bind/connect: %m");
     if (send(dc, "hello server", 12, 0) != 12) fail("send: %m");
@@ -39,6 +44,14 @@ int main(int argc, char **argv) {
     struct sockaddr_un got;
     socklen_t len = sizeof(got);
     if (getsockname(l, (void *)&got, &len) || strcmp(got.sun_path, "unix02.sock")) fail("listener is bound to '%s', expected 'unix02.sock'", got.sun_path);
+    len = sizeof(got);
+    if (getsockname(as, (void *)&got, &len) || strcmp(got.sun_path, "unix02.sock")) fail("accepted socket is named '%s', expected 'unix02.sock'", got.sun_path);
+    len = sizeof(got);
+    if (getpeername(ac, (void *)&got, &len) || strcmp(got.sun_path, "unix02.sock")) fail("accepted connection's client has peer '%s', expected 'unix02.sock'", got.sun_path);
+    char q[16] = { 0 };
+    if (recv(as, q, sizeof(q), MSG_DONTWAIT) != 9 || memcmp(q, "to server", 9)) fail("accepted socket holds '%s', expected 'to server'", q);
+    memset(q, 0, sizeof(q));
+    if (recv(ac, q, sizeof(q), MSG_DONTWAIT) != 10 || memcmp(q, "to client!", 10)) fail("its client holds '%s', expected 'to client!'", q);
     int acc = accept(l, NULL, NULL);
     if (acc < 0) fail("no pending connection on the listener: %m");
     else {
