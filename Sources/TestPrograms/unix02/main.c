@@ -41,11 +41,13 @@ int main(int argc, char **argv) {
     test_daemon();
     test_waitsig();
 
-    struct sockaddr_un got;
+    struct sockaddr_un got = { 0 };
     socklen_t len = sizeof(got);
     if (getsockname(l, (void *)&got, &len) || strcmp(got.sun_path, "unix02.sock")) fail("listener is bound to '%s', expected 'unix02.sock'", got.sun_path);
+    memset(&got, 0, sizeof(got));
     len = sizeof(got);
     if (getsockname(as, (void *)&got, &len) || strcmp(got.sun_path, "unix02.sock")) fail("accepted socket is named '%s', expected 'unix02.sock'", got.sun_path);
+    memset(&got, 0, sizeof(got));
     len = sizeof(got);
     if (getpeername(ac, (void *)&got, &len) || strcmp(got.sun_path, "unix02.sock")) fail("accepted connection's client has peer '%s', expected 'unix02.sock'", got.sun_path);
     char q[16] = { 0 };
@@ -69,6 +71,7 @@ int main(int argc, char **argv) {
     ssize_t n = recv(d, buf, sizeof(buf), MSG_DONTWAIT);
     if (n != 12 || memcmp(buf, "hello server", 12)) fail("dgram socket holds %zd bytes '%.*s', expected 'hello server'", n, (int)(n > 0 ? n : 0), buf);
     if (send(dc, "again", 5, 0) != 5 || recv(d, buf, sizeof(buf), MSG_DONTWAIT) != 5) fail("dgram client is no longer connected to the server");
+    memset(&got, 0, sizeof(got));
     len = sizeof(got);
     if (getsockname(g, (void *)&got, &len) || strcmp(got.sun_path, "unix02.gone")) fail("unlinked socket is bound to '%s', expected 'unix02.gone'", got.sun_path);
     if (access("unix02.gone", F_OK) == 0) fail("unix02.gone, unlinked before the dump, exists again");
