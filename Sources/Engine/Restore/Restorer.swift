@@ -32,10 +32,13 @@ public struct Restorer {
         try checkFiles(plan)
         // Before the child exists: it inherits one end through fork.
         let transport = try FdTransport()
+        // Objects made in cryo for the files, shared by every task the restore rebuilds.
+        let shared = RestoredObjects(images: images, files: plan.files)
+        defer { shared.closeAll() }
         let child = try create(pid: pid)
         transport.childCreated()
         do {
-            try rebuild(child, plan: plan, images: images, transport: transport)
+            try rebuild(child, plan: plan, images: images, transport: transport, shared: shared)
         } catch {
             kill(child, SIGKILL)
             var st: Int32 = 0
@@ -114,7 +117,7 @@ public struct Restorer {
         }
     }
 
-    func rebuild(_ pid: Int32, plan: Plan, images: ImageDirectory, transport: FdTransport) throws {
+    func rebuild(_ pid: Int32, plan: Plan, images: ImageDirectory, transport: FdTransport, shared: RestoredObjects) throws {
         let proc = ProcReader()
         let remote = try Remote(tid: pid, maps: try proc.maps(pid: pid))
         let t = RestoreTarget(pid: pid, remote: remote)
@@ -128,7 +131,7 @@ public struct Restorer {
         try transport.keep(in: remote, at: Int32(plan.fdinfo.map(\.fd).max().map { $0 + 1 } ?? 0))
         try AddressSpace(target: t, plan: plan, images: images, proc: proc).build()
 
-        try restoreFiles(t, plan: plan, images: images, transport: transport)
+        try restoreFiles(t, plan: plan, transport: transport, shared: shared)
         try restoreTask(t, plan: plan, core: core)
         try restoreCreds(t, core.threadCore.creds)
         try queueSignals(t, core: core)
@@ -159,9 +162,8 @@ public struct Restorer {
 
     /// Installs every fd: each file id once (kinds that refer to other fds last), then the
     /// other fds of the same description as dups of the first.
-    func restoreFiles(_ t: RestoreTarget, plan: Plan, images: ImageDirectory, transport: FdTransport) throws {
-        let ctx = FileRestoreContext(task: t, transport: transport, images: images, files: plan.files)
-        defer { ctx.closeAll() }
+    func restoreFiles(_ t: RestoreTarget, plan: Plan, transport: FdTransport, shared: RestoredObjects) throws {
+        let ctx = FileRestoreContext(task: t, transport: transport, shared: shared)
         var placed: [UInt32: Int32] = [:]
         var ordered: [(Img_FdinfoEntry, Img_FileEntry, any FdKind.Type)] = []
         for fi in plan.fdinfo {
