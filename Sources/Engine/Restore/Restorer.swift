@@ -128,7 +128,11 @@ public struct Restorer {
             try remote.syscall(.rseq, rs.pointer, UInt64(rs.size), 1 /* RSEQ_FLAG_UNREGISTER */, UInt64(rs.signature))
         }
         // Every inherited fd goes except the transport's end, parked above all restored fds.
-        try transport.keep(in: remote, at: Int32(plan.fdinfo.map(\.fd).max().map { $0 + 1 } ?? 0))
+        // The child has cryo's fd limit until its own rlimits are restored, which may be too
+        // low for the task's fd numbers (and the parked ones above them): raise it for now.
+        let transportFd = Int32(plan.fdinfo.map(\.fd).max().map { $0 + 1 } ?? 0)
+        try allowFds(upTo: Int(transportFd) + 64, pid: pid)
+        try transport.keep(in: remote, at: transportFd)
         try AddressSpace(target: t, plan: plan, images: images, proc: proc).build()
 
         try restoreFiles(t, plan: plan, transport: transport, shared: shared)
@@ -138,6 +142,20 @@ public struct Restorer {
         try restoreXState(t, core.threadInfo.fpregs)
         try remote.finish(registers: restartedRegisters(core.threadInfo.gpregs), sigmask: core.tc.blkSigset)
         try Ptrace.detach(pid)
+    }
+
+    /// Raises the child's RLIMIT_NOFILE soft limit so that fd numbers below `n` can be used.
+    func allowFds(upTo n: Int, pid: Int32) throws {
+        var lim = (cur: UInt64(0), max: UInt64(0))
+        let rc = withUnsafeMutablePointer(to: &lim) { ck_syscall6(SyscallNumber.prlimit64.rawValue, Int(pid), Int(RLIMIT_NOFILE.rawValue), 0, Int(bitPattern: $0), 0, 0) }
+        guard rc == 0 else { throw SystemCallError(call: "prlimit64(RLIMIT_NOFILE)", errno: ck_errno(), context: "pid \(pid)") }
+        guard lim.cur < UInt64(n) else { return }
+        guard lim.max >= UInt64(n) else {
+            throw RestoreError.unsupported("pid \(pid): fd numbers up to \(n), above the hard fd limit \(lim.max) cryo runs with")
+        }
+        lim.cur = UInt64(n)
+        let set = withUnsafeMutablePointer(to: &lim) { ck_syscall6(SyscallNumber.prlimit64.rawValue, Int(pid), Int(RLIMIT_NOFILE.rawValue), Int(bitPattern: $0), 0, 0, 0) }
+        guard set == 0 else { throw SystemCallError(call: "prlimit64(RLIMIT_NOFILE, \(n))", errno: ck_errno(), context: "pid \(pid)") }
     }
 
     /// A task dumped inside an interruptible syscall must re-enter it: the kernel would have

@@ -1,10 +1,13 @@
 // Pipes keep their data in flight exactly, their status flags, their size, the sharing of
-// one description between dups, and EOF for a pipe whose write end was closed.
+// one description between dups (one at a high fd number, past the usual 1024 limit), and EOF
+// for a pipe whose write end was closed.
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int main(int argc, char **argv) {
@@ -17,6 +20,11 @@ int main(int argc, char **argv) {
     int size = fcntl(a[1], F_GETPIPE_SZ);
     if (write(a[1], msg, strlen(msg)) != (ssize_t)strlen(msg)) fail("write: %m");
     int dup_r = dup(a[0]);
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 4096 && rl.rlim_max >= 4096) { rl.rlim_cur = 4096; setrlimit(RLIMIT_NOFILE, &rl); }
+    int high = dup2(a[1], 3000);
+    if (high != 3000) fail("dup2 to 3000: %m");
     // b: data then EOF, the write end gone.
     if (write(b[1], "tail", 4) != 4) fail("write b: %m");
     close(b[1]);
@@ -25,6 +33,8 @@ int main(int argc, char **argv) {
 
     if (!(fcntl(a[0], F_GETFL) & O_NONBLOCK)) fail("read end lost O_NONBLOCK");
     if (fcntl(a[1], F_GETFL) & O_NONBLOCK) fail("write end gained O_NONBLOCK");
+    struct stat sh, sw;
+    if (fstat(high, &sh) || fstat(a[1], &sw) || sh.st_ino != sw.st_ino) fail("fd 3000 is no longer the write end of pipe a");
     if (fcntl(a[1], F_GETPIPE_SZ) != size) fail("pipe size %d, expected %d", fcntl(a[1], F_GETPIPE_SZ), size);
     // One description: a flag set through the dup shows through the original.
     fcntl(dup_r, F_SETFL, 0);
