@@ -131,7 +131,7 @@ public struct Restorer {
         // The child has cryo's fd limit until its own rlimits are restored, which may be too
         // low for the task's fd numbers (and the parked ones above them): raise it for now.
         let transportFd = Int32(plan.fdinfo.map(\.fd).max().map { $0 + 1 } ?? 0)
-        try allowFds(upTo: Int(transportFd) + 64, pid: pid)
+        try allowFds(upTo: Int(transportFd) + 2 + plan.fdinfo.count, pid: pid)
         try transport.keep(in: remote, at: transportFd)
         try AddressSpace(target: t, plan: plan, images: images, proc: proc).build()
 
@@ -182,7 +182,6 @@ public struct Restorer {
     /// other fds of the same description as dups of the first.
     func restoreFiles(_ t: RestoreTarget, plan: Plan, transport: FdTransport, shared: RestoredObjects) throws {
         let ctx = FileRestoreContext(task: t, transport: transport, shared: shared)
-        var placed: [UInt32: Int32] = [:]
         var ordered: [(Img_FdinfoEntry, Img_FileEntry, any FdKind.Type)] = []
         for fi in plan.fdinfo {
             guard let f = plan.files[fi.id], let kind = FdKinds.kind(for: f.type) else {
@@ -193,7 +192,7 @@ public struct Restorer {
         for stage in 0...3 {
             for (fi, f, kind) in ordered where kind.restoreStage(f, files: plan.files) == stage {
                 let want = Int32(fi.fd)
-                if let first = placed[fi.id] {
+                if let first = ctx.placed[fi.id] {
                     try t.remote.syscall(.dup2, UInt64(first), UInt64(want))
                 } else {
                     let got = try kind.restore(f, ctx: ctx)
@@ -201,7 +200,6 @@ public struct Restorer {
                         try t.remote.syscall(.dup2, UInt64(got), UInt64(want))
                         try t.remote.syscall(.close, UInt64(got))
                     }
-                    placed[fi.id] = want
                     ctx.placed[fi.id] = want
                 }
                 if fi.flags & UInt32(O_CLOEXEC) != 0 {
