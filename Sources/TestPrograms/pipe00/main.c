@@ -5,6 +5,7 @@
 #include "zdtmtst.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -24,6 +25,11 @@ int main(int argc, char **argv) {
     getrlimit(RLIMIT_NOFILE, &rl);
     if (rl.rlim_cur < 4096 && rl.rlim_max >= 4096) { rl.rlim_cur = 4096; setrlimit(RLIMIT_NOFILE, &rl); }
     int high = dup2(a[1], 3000);
+    // A second description of the read end, blocking where the first is not.
+    char self[64];
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", a[0]);
+    int r2 = open(self, O_RDONLY);
+    if (r2 < 0) fail("reopen the read end: %m");
     if (high != 3000) fail("dup2 to 3000: %m");
     // b: data then EOF, the write end gone.
     if (write(b[1], "tail", 4) != 4) fail("write b: %m");
@@ -46,6 +52,10 @@ int main(int argc, char **argv) {
     n = read(a[0], buf, sizeof(buf));
     if (n != -1 || errno != EAGAIN) fail("pipe a: read after the data gave %zd (%m), expected EAGAIN", n);
     if (write(a[1], "x", 1) != 1 || read(dup_r, buf, 1) != 1 || buf[0] != 'x') fail("pipe a does not carry new data from write end to read end");
+    struct stat s2, s0;
+    if (fstat(r2, &s2) || fstat(a[0], &s0) || s2.st_ino != s0.st_ino) fail("the reopened read end is on another pipe");
+    if (fcntl(r2, F_GETFL) & O_NONBLOCK) fail("the reopened read end took O_NONBLOCK from the first description");
+    if (write(a[1], "y", 1) != 1 || read(r2, buf, 1) != 1 || buf[0] != 'y') fail("the reopened read end does not read pipe a");
     memset(buf, 0, sizeof(buf));
     n = read(b[0], buf, sizeof(buf));
     if (n != 4 || memcmp(buf, "tail", 4)) fail("pipe b holds %zd bytes '%.*s', expected 'tail'", n, (int)(n > 0 ? n : 0), buf);
