@@ -8,6 +8,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sched.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 long ck_ptrace(long request, pid_t pid, void *addr, void *data) {
@@ -68,4 +70,61 @@ int ck_try_unshare(int flags) {
     int st = 0;
     if (waitpid(p, &st, 0) < 0) return -errno;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 255;
+}
+
+int ck_send_fds(int sock, const int *fds, int n) {
+    if (n <= 0 || n > 253) return -EINVAL;
+    char byte = 0;
+    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                        .msg_controllen = CMSG_SPACE(n * sizeof(int)) };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(n * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+    ssize_t r = sendmsg(sock, &m, MSG_NOSIGNAL);
+    return r < 0 ? -errno : 0;
+}
+
+int ck_recv_fds(int sock, int *fds, int max) {
+    if (max <= 0 || max > 253) return -EINVAL;
+    char byte;
+    struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+    union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf,
+                        .msg_controllen = CMSG_SPACE(max * sizeof(int)) };
+    ssize_t r = recvmsg(sock, &m, MSG_CMSG_CLOEXEC);
+    if (r < 0) return -errno;
+    if (m.msg_flags & MSG_CTRUNC) return -EMSGSIZE;
+    int got = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (int i = 0; i < k && got < max; i++) memcpy(&fds[got++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+    }
+    return got;
+}
+
+long ck_peek(int sock, void *buf, unsigned long len, int extra, int *rights) {
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
+    struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+    *rights = 0;
+    ssize_t r = recvmsg(sock, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | extra);
+    if (r < 0) return -errno;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (int i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            close(fd);
+            (*rights)++;
+        }
+    }
+    if (m.msg_flags & MSG_CTRUNC) (*rights)++;
+    return r;
 }

@@ -17,8 +17,18 @@ final class CritImagesTests: XCTestCase {
         let bin = Locations.selfDir()
         let dir = try Locations.makeRunDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        // A workload with file mappings, several kinds of anonymous memory and open files.
-        for name in ["maps01", "file00", "sigact00", "sparse00", "deleted00"] {
+        // Images beyond files.img that fd kinds write, and the magic crit must name in each.
+        let fdImages: [String: [(file: String, magic: String)]] = [
+            "pipe00": [("pipes-data.img", "PIPES_DATA")],
+            "fifo00": [("fifo-data.img", "FIFO_DATA")],
+            "unix02": [("sk-queues.img", "SK_QUEUES")],
+            "unix01": [("sk-queues.img", "SK_QUEUES")],
+            "memfd00": [("memfd.img", "MEMFD_INODE"), ("pagemap-shmem-1.img", "PAGEMAP")],
+        ]
+        // Workloads with file mappings, several kinds of anonymous memory and open files, and
+        // one for each fd kind beyond regular files.
+        for name in ["maps01", "file00", "sigact00", "sparse00", "pipe00", "fifo00", "unix01", "unix02", "eventfd00",
+                     "epoll00", "signalfd00", "timerfd00", "inotify00", "memfd00", "udp00", "deleted00", "shm00", "tree00"] {
             let work = dir + "/" + name
             try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
             let starter = try Subprocess.spawn(bin + "/" + name, ["--pidfile=\(work)/pid", "--outfile=\(work)/out"], cwd: work, output: work + "/start.log")
@@ -32,6 +42,18 @@ final class CritImagesTests: XCTestCase {
             }
             let files = try FileManager.default.contentsOfDirectory(atPath: images).filter { $0.hasSuffix(".img") }.sorted()
             XCTAssertTrue(files.contains("inventory.img") && files.contains("core-\(pid).img") && files.contains("mm-\(pid).img"), "\(files)")
+            for (file, magic) in fdImages[name] ?? [] {
+                XCTAssertTrue(files.contains(file), "\(name): no \(file) in \(files)")
+                let (code, out) = try run("/usr/bin/crit", ["decode", "-i", images + "/" + file])
+                XCTAssertEqual(code, 0, "crit decode \(name)/\(file): \(out)")
+                XCTAssertTrue(out.contains("\"magic\": \"\(magic)\""), "crit decode \(name)/\(file): \(out.prefix(300))")
+            }
+            if let kind = ["pipe00": "PIPE", "fifo00": "FIFO", "unix01": "UNIXSK", "eventfd00": "EVENTFD", "epoll00": "EVENTPOLL",
+                           "signalfd00": "SIGNALFD", "timerfd00": "TIMERFD", "inotify00": "INOTIFY", "memfd00": "MEMFD", "udp00": "INETSK"][name] {
+                let (code, out) = try run("/usr/bin/crit", ["decode", "-i", images + "/files.img"])
+                XCTAssertEqual(code, 0, out)
+                XCTAssertTrue(out.contains("\"type\": \"\(kind)\""), "\(name): files.img has no \(kind) entry: \(out.prefix(2000))")
+            }
             for f in files {
                 let (code, out) = try run("/usr/bin/crit", ["decode", "-i", images + "/" + f])
                 if f.hasPrefix("pages-") {

@@ -79,25 +79,85 @@ final class RestoreErrorsTests: XCTestCase {
         XCTAssertNotEqual(kill(pid, 0), 0, "a failed restore leaves no process")
     }
 
+    /// Runs python3 code that writes `ready` when set up, and waits for it.
+    func python(_ code: String, in work: String) throws -> Process {
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        p.arguments = ["-c", code]
+        p.currentDirectoryURL = URL(fileURLWithPath: work)
+        p.standardInput = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        for _ in 0..<300 where access(work + "/ready", F_OK) != 0 { usleep(20_000) }
+        XCTAssertEqual(access(work + "/ready", F_OK), 0, "python3 did not get ready")
+        return p
+    }
+
+    /// A dump that fails must name what it could not dump, leave the process running, not
+    /// stopped nor traced, and remove its partial images.
+    func assertDumpFails(_ p: Process, work: String, saying words: [String]) throws {
+        let (code, out) = try cryo(["dump", "-t", "\(p.processIdentifier)", "-D", work + "/img"])
+        XCTAssertNotEqual(code, 0)
+        for w in words { XCTAssertTrue(out.contains(w), "expected '\(w)' in: \(out)") }
+        XCTAssertTrue(p.isRunning, "a failed dump must leave the process running")
+        XCTAssertEqual(try ProcReader().stat(pid: p.processIdentifier).state, "S", "not stopped or traced")
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: work + "/img")) ?? []
+        XCTAssertEqual(left.filter { $0.hasSuffix(".img") }, [], "a failed dump removes its partial images")
+    }
+
     func testFailedDumpLeavesProcessRunning() throws {
-        // A pipe is an fd kind cryo does not dump yet: the dump must fail, naming it, and the
-        // workload must carry on unharmed.
+        // TCP is an fd kind cryo does not dump yet.
+        let work = dir + "/tcp"
+        let p = try python("""
+            import socket, time
+            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+            open("ready", "w").write(str(s.fileno()))
+            time.sleep(30)
+            """, in: work)
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+        try assertDumpFails(p, work: work, saying: ["fd \(fd) is a TCP socket"])
+    }
+
+    func testPipeToAProcessOutsideIsRefused() throws {
+        // sleep's stdin is a pipe whose write end this test holds: restored alone, it would
+        // face a pipe with nobody at the other end.
         let work = dir + "/pipe"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sleep")
         p.arguments = ["30"]
-        p.standardInput = Pipe()
+        let stdin = Pipe()
+        p.standardInput = stdin
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
-        let (code, out) = try cryo(["dump", "-t", "\(p.processIdentifier)", "-D", work + "/img"])
-        XCTAssertNotEqual(code, 0)
-        XCTAssertTrue(out.contains("fd 0 is a pipe"), out)
-        XCTAssertTrue(p.isRunning, "a failed dump must leave the process running")
-        XCTAssertEqual(try ProcReader().stat(pid: p.processIdentifier).state, "S", "not stopped or traced")
-        let left = (try? FileManager.default.contentsOfDirectory(atPath: work + "/img")) ?? []
-        XCTAssertEqual(left.filter { $0.hasSuffix(".img") }, [], "a failed dump removes its partial images")
+        try assertDumpFails(p, work: work, saying: ["fd 0 (pipe:[", "shared with pid \(getpid())"])
+    }
+
+    func testFdsInFlightAreRefusedAndLeftQueued() throws {
+        // A unix socket with an fd in flight (SCM_RIGHTS): refused, and the message, fd
+        // included, is still queued for the process afterwards.
+        let work = dir + "/rights"
+        let p = try python("""
+            import socket, array, time
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            a.sendmsg([b"fd"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0]))])
+            open("ready", "w").write(str(b.fileno()))
+            time.sleep(30)
+            """, in: work)
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        let fd = try XCTUnwrap(Int32(try String(contentsOfFile: work + "/ready", encoding: .utf8)))
+        try assertDumpFails(p, work: work, saying: ["fd \(fd)", "SCM_RIGHTS"])
+        let pidfd = try Sys.pidfdOpen(p.processIdentifier)
+        defer { close(pidfd) }
+        let sock = try Sys.pidfdGetfd(pidfd: pidfd, fd: fd)
+        defer { close(sock) }
+        var fds: [Int32] = [-1]
+        XCTAssertEqual(ck_recv_fds(sock, &fds, 1), 1, "the message and its fd are still queued")
+        if fds[0] >= 0 { close(fds[0]) }
     }
 }

@@ -56,6 +56,29 @@ final class StateDiffTests: XCTestCase {
         XCTAssertTrue(StateDiff.compare(a, b).contains("pid 100: fd 0 (/dev/null) is gone"))
     }
 
+    /// Pipes and sockets get new inodes on restore; only a change in which fds share one counts.
+    func testAnonymousInodesCompareBySharing() {
+        var a = state([proc(100)])
+        a.processes[0].fds += [.init(fd: 4, target: "pipe:[10]", flags: 0), .init(fd: 5, target: "pipe:[10]", flags: 1),
+                               .init(fd: 6, target: "socket:[11]", flags: 2), .init(fd: 7, target: "pipe:[12]", flags: 0)]
+        var b = a
+        b.processes[0].fds[2].target = "pipe:[20]"; b.processes[0].fds[3].target = "pipe:[20]"
+        b.processes[0].fds[4].target = "socket:[21]"; b.processes[0].fds[5].target = "pipe:[22]"
+        XCTAssertEqual(StateDiff.compare(a, b), [])
+        // Two ends of one pipe now on different pipes.
+        var split = b
+        split.processes[0].fds[3].target = "pipe:[23]"
+        XCTAssertEqual(StateDiff.compare(a, split).count, 1, "\(StateDiff.compare(a, split))")
+        // Two different pipes merged into one.
+        var merged = b
+        merged.processes[0].fds[5].target = "pipe:[20]"
+        XCTAssertEqual(StateDiff.compare(a, merged).count, 1, "\(StateDiff.compare(a, merged))")
+        // A pipe that became a socket is a changed target.
+        var kind = b
+        kind.processes[0].fds[5].target = "socket:[22]"
+        XCTAssertEqual(StateDiff.compare(a, kind), ["pid 100: fd 7: target pipe:[12] changed to socket:[22]"])
+    }
+
     func testThreadsSignalsTreeCwd() {
         let a = state([proc(100), proc(101, ppid: 100)])
         var b = state([proc(100), proc(102, ppid: 100)])

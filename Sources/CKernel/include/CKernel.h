@@ -111,6 +111,17 @@ struct ck_uffdio_copy { uint64_t dst; uint64_t src; uint64_t len; uint64_t mode;
 #define CK_UFFDIO_WRITEPROTECT 0xc018aa06UL
 #define CK_UFFDIO_COPY       0xc028aa03UL
 
+// ---- SCM_RIGHTS (the CMSG_* macros do not import into Swift) ----
+// Sends `n` fds in one message with a one-byte payload. Returns 0 or -errno.
+int ck_send_fds(int sock, const int *fds, int n);
+// Receives up to `max` fds from one message into `fds`; returns how many, or -errno.
+// Fails with -EMSGSIZE if the control data was truncated.
+int ck_recv_fds(int sock, int *fds, int max);
+
+// recvmsg(MSG_PEEK | MSG_DONTWAIT | extra) into buf. Any fds that came along in SCM_RIGHTS
+// (a peek installs them) are closed and counted in *rights. Returns bytes or -errno.
+long ck_peek(int sock, void *buf, unsigned long len, int extra, int *rights);
+
 // ---- clone3 ----
 struct ck_clone_args {
     uint64_t flags;

@@ -11,12 +11,15 @@ public enum DumpError: Error, CustomStringConvertible {
     case unsupportedFd(pid: Int32, fd: Int32, kind: String, target: String)
     case unsupported(pid: Int32, what: String)
     case memoryChanged(pid: Int32, detail: String)
+    /// A kind claimed the fd but its state cannot be taken (or refuses part of it).
+    case fdState(pid: Int32, fd: Int32, target: String, reason: String)
 
     public var description: String {
         switch self {
         case .unsupportedFd(let p, let fd, let k, let t): return "pid \(p): fd \(fd) is a \(k) (\(t)), which cryo cannot dump yet"
         case .unsupported(let p, let w): return "pid \(p): \(w) cannot be dumped yet"
         case .memoryChanged(let p, let d): return "pid \(p): memory changed while dumping: \(d)"
+        case .fdState(let p, let fd, let t, let r): return "pid \(p): fd \(fd) (\(t)): \(r)"
         }
     }
 }

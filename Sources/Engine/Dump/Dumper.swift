@@ -51,6 +51,7 @@ public struct Dumper {
 
     func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader) throws -> [String] {
         let files = FileTable(images: images)
+        files.dumping(tree.processes.map(\.pid))
         var pstree: [Img_PstreeEntry] = []
         for p in tree.processes {
             let st = try proc.stat(pid: p.pid)

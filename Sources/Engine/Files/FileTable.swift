@@ -16,6 +16,9 @@ final class FileTable: @unchecked Sendable {
     /// read through `source` (/proc/PID/map_files/..., /proc/PID/exe) into a ghost image.
     func register(path: String, pid: Int32, flags: Int32, mapping: ProcMapping? = nil, source: String? = nil) throws -> UInt32 {
         if let id = byPath[path] { return id }
+        if path.hasPrefix("/memfd:") {
+            throw DumpError.unsupported(pid: pid, what: "a mapping of memfd \(path)")
+        }
         if path.hasSuffix(" (deleted)") {
             let src = source ?? mapping.map { "/proc/\(pid)/map_files/\(String($0.start, radix: 16))-\(String($0.end, radix: 16))" }
             guard let src else { throw DumpError.unsupported(pid: pid, what: "deleted file \(path) with no way to read it") }
@@ -43,37 +46,66 @@ final class FileTable: @unchecked Sendable {
         return id
     }
 
+    /// Every fd dumped so far, for telling open file descriptions apart: two fds share a
+    /// files.img entry exactly when kcmp(KCMP_FILE) says they are one description.
+    private var described: [(pid: Int32, fd: Int32, dev: UInt64, ino: UInt64, id: UInt32)] = []
+    private(set) lazy var context = FileDumpContext(proc: ProcReader())
+
+    /// The pids of the dumped tree: what files may be shared with.
+    func dumping(_ pids: [Int32]) { context.treePids.formUnion(pids) }
+
     /// Dumps every fd of `pid` into fdinfo-PID.img. An fd no kind claims fails the dump,
     /// naming the fd, its kind and its target.
     func dumpFds(pid: Int32, proc: ProcReader, images: ImageDirectory) throws {
         var infos: [Img_FdinfoEntry] = []
-        for fd in try proc.fds(pid: pid) {
+        var open: [Int32: OpenFd] = [:]
+        let fds = try proc.fds(pid: pid)
+        for fd in fds {
             let target = try proc.fdTarget(pid: pid, fd: fd)
             let info = try proc.fdinfo(pid: pid, fd: fd)
             var st = stat()
             if stat("/proc/\(pid)/fd/\(fd)", &st) != 0 { st = Glibc.stat() }
-            let f = OpenFd(pid: pid, fd: fd, target: target, info: info, stat: st)
-            if st.st_mode & S_IFMT == S_IFREG && target.hasPrefix("/") && target.hasSuffix(" (deleted)") {
-                let id = nextID; nextID += 1
-                var e = Img_FileEntry()
-                e.type = .reg
-                e.id = id
-                e.reg = try ghosts.entry(path: target, source: "/proc/\(pid)/fd/\(fd)", pid: pid, id: id,
-                                         flags: UInt32(bitPattern: info.flags), pos: UInt64(max(0, info.pos)))
-                entries.append(e)
-                infos.append(fdinfo(id: id, fd: fd, flags: info.flags, type: .reg))
+            open[fd] = OpenFd(pid: pid, fd: fd, target: target, info: info, stat: st)
+        }
+        let ctx = context
+        try ctx.beginTask(pid: pid, fds: open)
+        defer { ctx.endTask() }
+        for fd in fds {
+            let f = open[fd]!
+            let claimed = FdKinds.all.first(where: { $0.claims(f) })
+            if claimed == nil && f.stat.st_mode & S_IFMT == S_IFREG && f.target.hasPrefix("/") && f.target.hasSuffix(" (deleted)") {
+                let id: UInt32
+                if let same = try sameDescription(f) {
+                    id = same
+                } else {
+                    id = nextID; nextID += 1
+                    var e = Img_FileEntry()
+                    e.type = .reg
+                    e.id = id
+                    e.reg = try ghosts.entry(path: f.target, source: "/proc/\(pid)/fd/\(fd)", pid: pid, id: id,
+                                             flags: UInt32(bitPattern: f.info.flags), pos: UInt64(max(0, f.info.pos)))
+                    entries.append(e)
+                    described.append((pid, fd, UInt64(f.stat.st_dev), UInt64(f.stat.st_ino), id))
+                }
+                infos.append(fdinfo(id: id, fd: fd, flags: f.info.flags, type: .reg))
                 continue
             }
-            guard let kind = FdKinds.all.first(where: { $0.claims(f) }) else {
-                throw DumpError.unsupportedFd(pid: pid, fd: fd, kind: FdKinds.describe(f), target: target)
+            guard let kind = claimed else {
+                throw DumpError.unsupportedFd(pid: pid, fd: fd, kind: FdKinds.describe(f), target: f.target)
             }
-            let id = nextID; nextID += 1
-            var e = Img_FileEntry()
-            e.type = kind.type
-            e.id = id
-            try kind.dump(f, id: id, into: &e)
-            entries.append(e)
-            infos.append(fdinfo(id: id, fd: fd, flags: info.flags, type: kind.type))
+            let id: UInt32
+            if let same = try sameDescription(f) {
+                id = same
+            } else {
+                id = nextID; nextID += 1
+                var e = Img_FileEntry()
+                e.type = kind.type
+                e.id = id
+                try kind.dump(f, id: id, into: &e, ctx: ctx)
+                entries.append(e)
+                described.append((pid, fd, UInt64(f.stat.st_dev), UInt64(f.stat.st_ino), id))
+            }
+            infos.append(fdinfo(id: id, fd: fd, flags: f.info.flags, type: kind.type))
         }
         try images.write(.fdinfo, id: Int(pid), entries: infos)
     }
@@ -87,8 +119,17 @@ final class FileTable: @unchecked Sendable {
         return fi
     }
 
+    /// The id of an fd already dumped that is the same open file description as `f`.
+    private func sameDescription(_ f: OpenFd) throws -> UInt32? {
+        for d in described where d.dev == UInt64(f.stat.st_dev) && d.ino == UInt64(f.stat.st_ino) {
+            if try Sys.kcmp(f.pid, d.pid, type: 0 /* KCMP_FILE */, Int(f.fd), Int(d.fd)) == 0 { return d.id }
+        }
+        return nil
+    }
+
     func write(to images: ImageDirectory) throws {
-        try images.write(.files, entries: entries)
+        try context.write(to: images)
+        try images.write(.files, entries: entries + context.extraEntries)
         if !ghosts.remaps.isEmpty { try images.write(.remapFpath, entries: ghosts.remaps) }
     }
 }

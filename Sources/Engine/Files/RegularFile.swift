@@ -15,7 +15,7 @@ enum RegularFile: FdKind {
         }
     }
 
-    static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry) throws {
+    static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
         entry.reg = entryFor(path: f.target, id: id, flags: UInt32(bitPattern: f.info.flags), pos: UInt64(max(0, f.info.pos)),
                              size: f.stat.st_mode & S_IFMT == S_IFREG ? UInt64(f.stat.st_size) : nil, mode: f.stat.st_mode)
     }
@@ -34,7 +34,8 @@ enum RegularFile: FdKind {
         return r
     }
 
-    static func restore(_ entry: Img_FileEntry, in task: RestoreTarget) throws -> Int32 {
+    static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
+        let task = ctx.task
         let r = entry.reg
         if r.hasSize {
             var st = stat()

@@ -99,6 +99,15 @@ public enum ImageCodec {
             try next(type)
         }
 
+        /// `count` raw bytes that follow an entry (pipe data, a queued packet).
+        public mutating func raw(_ count: Int) throws -> [UInt8] {
+            guard count >= 0, bytes.count - offset >= count else {
+                throw ImageError.truncated(file: file, offset: offset, needed: count, available: bytes.count - offset)
+            }
+            defer { offset += count }
+            return Array(bytes[offset..<(offset + count)])
+        }
+
         public mutating func all<M: SwiftProtobuf.Message>(_ type: M.Type) throws -> [M] {
             var out: [M] = []
             while !atEnd { out.append(try next(type)) }

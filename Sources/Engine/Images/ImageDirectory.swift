@@ -96,8 +96,34 @@ public struct ImageDirectory: Sendable {
         if let headType = kind.headType { head = try r.next(dynamic: headType) }
         var entries: [any SwiftProtobuf.Message] = []
         if kind.hasRawTail { return (head, [try r.next(dynamic: entryType)]) }
-        while !r.atEnd { entries.append(try r.next(dynamic: entryType)) }
+        while !r.atEnd {
+            let e = try r.next(dynamic: entryType)
+            if let len = kind.payloadLength { _ = try r.raw(len(e)) }
+            entries.append(e)
+        }
         return (head, entries)
+    }
+
+    // MARK: entries followed by raw bytes (pipe data, socket queues)
+
+    public func writeWithPayloads<M: SwiftProtobuf.Message>(_ kind: ImageKind, _ entries: [(M, [UInt8])]) throws {
+        var out = ImageCodec.header(kind)
+        for (e, data) in entries {
+            try ImageCodec.appendEntry(&out, e)
+            out.append(contentsOf: data)
+        }
+        try writeBytes(filePath(kind), out)
+    }
+
+    /// Entries with the bytes after each; `length` says how many bytes an entry announces.
+    public func readWithPayloads<M: SwiftProtobuf.Message>(_ kind: ImageKind, as type: M.Type, length: (M) -> Int) throws -> [(M, [UInt8])] {
+        var r = try reader(kind, nil)
+        var out: [(M, [UInt8])] = []
+        while !r.atEnd {
+            let e = try r.next(type)
+            out.append((e, try r.raw(length(e))))
+        }
+        return out
     }
 
     func reader(_ kind: ImageKind, _ id: Int?) throws -> ImageCodec.Reader {

@@ -11,6 +11,9 @@ public enum ImageKind: String, CaseIterable, Sendable {
     // Per-task images older CRIU versions wrote (3.17 keeps this state in core-PID.img);
     // listed so that images from such a CRIU can still be read.
     case itimers, posixTimers, creds, rlimit, regFiles
+    // State of fds that lives outside files.img: data in pipes and FIFOs, packets queued to
+    // sockets (each entry followed by its raw bytes), memfd inodes and their contents.
+    case pipesData, fifoData, skQueues, memfdInode
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -37,6 +40,10 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .creds: return 0x5402_3547
         case .rlimit: return 0x5711_3925
         case .regFiles: return 0x5036_3636
+        case .pipesData: return 0x5645_3709
+        case .fifoData: return 0x5933_3054
+        case .skQueues: return 0x5626_4026
+        case .memfdInode: return 0x4845_3499
         }
     }
 
@@ -70,6 +77,10 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .creds: return "CREDS"
         case .rlimit: return "RLIMIT"
         case .regFiles: return "REG_FILES"
+        case .pipesData: return "PIPES_DATA"
+        case .fifoData: return "FIFO_DATA"
+        case .skQueues: return "SK_QUEUES"
+        case .memfdInode: return "MEMFD_INODE"
         }
     }
 
@@ -80,6 +91,10 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .regFiles: return "reg-files"
         case .remapFpath: return "remap-fpath"
         case .ghostFile: return "ghost-file"
+        case .pipesData: return "pipes-data"
+        case .fifoData: return "fifo-data"
+        case .skQueues: return "sk-queues"
+        case .memfdInode: return "memfd"
         case .shmemPagemap: return "pagemap-shmem"
         default: return rawValue
         }
@@ -88,7 +103,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// Whether the file name carries an id: the pid/tid, the pages id or the files id.
     public var hasID: Bool {
         switch self {
-        case .inventory, .pstree, .files, .regFiles, .remapFpath: return false
+        case .inventory, .pstree, .files, .regFiles, .remapFpath, .pipesData, .fifoData, .skQueues, .memfdInode: return false
         default: return true
         }
     }
@@ -124,6 +139,18 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .creds: return Img_CredsEntry.self
         case .rlimit: return Img_RlimitEntry.self
         case .regFiles: return Img_RegFileEntry.self
+        case .pipesData, .fifoData: return Img_PipeDataEntry.self
+        case .skQueues: return Img_SkPacketEntry.self
+        case .memfdInode: return Img_MemfdInodeEntry.self
+        }
+    }
+
+    /// For kinds whose entries are each followed by raw bytes: how many, from the entry.
+    public var payloadLength: ((any SwiftProtobuf.Message) -> Int)? {
+        switch self {
+        case .pipesData, .fifoData: return { Int(($0 as? Img_PipeDataEntry)?.bytes ?? 0) }
+        case .skQueues: return { Int(($0 as? Img_SkPacketEntry)?.length ?? 0) }
+        default: return nil
         }
     }
 

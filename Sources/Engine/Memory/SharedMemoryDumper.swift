@@ -5,8 +5,8 @@ import Glibc
 /// from the object itself, into pagemap-shmem-ID.img (vaddr = offset in the object), so pages
 /// faulted in by any user are kept, and no process's pages hold them twice. ID is the inode.
 final class SharedMemoryDumper: @unchecked Sendable {
-    /// Pages ids of shmem objects start here, far above any pid.
-    static let pagesIDBase: UInt32 = 0x4000_0000
+    /// Pages ids of shmem objects start here: above any pid and above memfds' (MemFd).
+    static let pagesIDBase: UInt32 = 0x6000_0000
     private struct Object { var source: String; var extent: UInt64; var pid: Int32 }
     private var objects: [UInt64: Object] = [:]
     private var order: [UInt64] = []
@@ -44,6 +44,9 @@ final class SharedMemoryDumper: @unchecked Sendable {
             }
             defer { close(fd) }
             let pagesID = SharedMemoryDumper.pagesIDBase + UInt32(i)
+            guard !images.exists(.shmemPagemap, Int(id)) else {
+                throw DumpError.unsupported(pid: o.pid, what: "shared memory \(id): its pagemap id is taken by a memfd's")
+            }
             let w = try images.pagesWriter(id: pagesID)
             var entries: [Img_PagemapEntry] = []
             var off = 0

@@ -224,6 +224,13 @@ public struct ProcReader: Sendable {
         return v
     }
 
+    /// The syscall a blocked thread is in (/proc/PID/task/TID/syscall), nil if it runs.
+    public func taskSyscall(pid: Int32, tid: Int32) -> Int? {
+        guard let text = try? readText(path(pid: pid, tid: tid, "syscall"), pid: pid, tid: tid),
+              let first = text.split(separator: " ").first else { return nil }
+        return Int(first.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
     public func posixTimers(pid: Int32) throws -> [ProcPosixTimer] {
         let p = path(pid: pid, "timers")
         return try ProcTimersParser.parse(try readText(p, pid: pid), path: p)

@@ -15,6 +15,9 @@ public enum RestoreError: Error, CustomStringConvertible {
     case unsupported(String)
     case create(pid: Int32, errno: Int32)
     case layout(pid: Int32, reason: String)
+    case transport(pid: Int32, what: String, call: String, errno: Int32)
+    /// A file of files.img could not be rebuilt.
+    case file(pid: Int32, id: UInt32, what: String, reason: String)
 
     public var description: String {
         switch self {
@@ -24,6 +27,8 @@ public enum RestoreError: Error, CustomStringConvertible {
         case .unsupported(let w): return "cannot restore \(w) yet"
         case .create(let p, let e): return "cannot create pid \(p): \(String(cString: strerror(e)))"
         case .layout(let p, let r): return "pid \(p): \(r)"
+        case .transport(let p, let w, let c, let e): return "pid \(p): installing \(w): \(c): \(String(cString: strerror(e)))"
+        case .file(let p, let id, let w, let r): return "pid \(p): file id \(id) (\(w)): \(r)"
         }
     }
 }

@@ -60,18 +60,27 @@ public struct Restorer {
         let built = Built()
         let shmem = SharedMemoryObjects()
         defer { shmem.closeAll() }
+        // Before the root exists: it inherits one end through fork, its children from it.
+        let transport = try FdTransport()
+        // Objects made in cryo for the files, shared by every task the restore rebuilds.
+        let shared = RestoredObjects(images: images, files: files)
+        defer { shared.closeAll() }
         do {
             try shmem.prepare(plans, images: images)
             try createRoot(plans[0], built: built)
+            transport.childCreated()
             // Parents before children: a child is forked from its rebuilt parent, so memory
             // they shared copy-on-write is shared again.
             for p in plans where !p.isZombie {
-                try rebuild(p, plans: plans, built: built, images: images, shmem: shmem)
+                try rebuild(p, plans: plans, built: built, images: images, shmem: shmem, transport: transport, shared: shared)
                 for c in plans where c.ppid == p.pid && c.pid != plans[0].pid {
                     try createChild(c, parent: p, built: built)
                 }
             }
             try joinGroups(plans, built: built)
+            for p in plans where !p.isZombie {
+                try transport.detach(from: built.targets[p.pid]![0].remote, pid: p.pid, owner: !sharesFiles(p))
+            }
             try finishAll(plans, built: built)
         } catch {
             built.killAll()
@@ -248,26 +257,36 @@ public struct Restorer {
     }
 
     /// Memory, files and process-wide state of one process, then its other threads.
-    func rebuild(_ plan: Plan, plans: [Plan], built: Built, images: ImageDirectory, shmem: SharedMemoryObjects) throws {
+    func rebuild(_ plan: Plan, plans: [Plan], built: Built, images: ImageDirectory, shmem: SharedMemoryObjects,
+                 transport: FdTransport, shared: RestoredObjects) throws {
         let proc = ProcReader()
         let pid = plan.pid
         let t = built.targets[pid]![0]
         let remote = t.remote
-        let sharesFiles = plan.ids.filesID == UInt32(plan.ppid) && plan.ppid != 0
+        let sharesFiles = self.sharesFiles(plan)
 
         // Drop what the task inherited: rseq registration, fds (unless the table is its
         // parent's, already restored), then memory.
         if let rs = try? Ptrace.rseqConfiguration(pid), rs.pointer != 0 {
             try remote.syscall(.rseq, rs.pointer, UInt64(rs.size), 1 /* RSEQ_FLAG_UNREGISTER */, UInt64(rs.signature))
         }
-        if !sharesFiles { try remote.syscall(.closeRange, 0, UInt64(UInt32.max), 0) }
+        if sharesFiles {
+            transport.share(pid: pid, with: plan.ppid)
+        } else {
+            // Every inherited fd goes except the transport's end, parked above all restored
+            // fds. The task has cryo's fd limit until its own rlimits are restored, which may
+            // be too low for its fd numbers (and the parked one above them): raise it for now.
+            let transportFd = Int32(plan.fdinfo.map(\.fd).max().map { $0 + 1 } ?? 0)
+            try allowFds(upTo: Int(transportFd) + 2 + plan.fdinfo.count, pid: pid)
+            try transport.keep(in: remote, pid: pid, at: transportFd, parent: plan.pid == plans[0].pid ? nil : plan.ppid)
+        }
         var space = AddressSpace(target: t, plan: plan, images: images, proc: proc)
         space.shmem = shmem
         if let parent = plans.first(where: { $0.pid == plan.ppid && !$0.isZombie }), plan.pid != plans[0].pid {
             space.inherited = Restorer.inheritable(plan, from: parent)
         }
         try space.build()
-        if !sharesFiles { try restoreFiles(t, plan: plan) }
+        if !sharesFiles { try restoreFiles(t, plan: plan, transport: transport, shared: shared) }
         try restoreFs(t, plan: plan)
         try restoreProcess(t, plan: plan)
 
@@ -283,6 +302,9 @@ public struct Restorer {
         }
         try restorePosixTimers(t, plan.cores[pid]!.tc.timers.posix)
     }
+
+    /// The process was forked with CLONE_FILES: its fd table is its parent's.
+    func sharesFiles(_ p: Plan) -> Bool { p.ppid != 0 && p.ids.hasFilesID && p.ids.filesID == UInt32(p.ppid) }
 
     /// The VMAs a forked child keeps from its parent: identical in both images, private, and
     /// holding pages the child still shared with the parent.
@@ -334,6 +356,20 @@ public struct Restorer {
         }
     }
 
+    /// Raises the child's RLIMIT_NOFILE soft limit so that fd numbers below `n` can be used.
+    func allowFds(upTo n: Int, pid: Int32) throws {
+        var lim = (cur: UInt64(0), max: UInt64(0))
+        let rc = withUnsafeMutablePointer(to: &lim) { ck_syscall6(SyscallNumber.prlimit64.rawValue, Int(pid), Int(RLIMIT_NOFILE.rawValue), 0, Int(bitPattern: $0), 0, 0) }
+        guard rc == 0 else { throw SystemCallError(call: "prlimit64(RLIMIT_NOFILE)", errno: ck_errno(), context: "pid \(pid)") }
+        guard lim.cur < UInt64(n) else { return }
+        guard lim.max >= UInt64(n) else {
+            throw RestoreError.unsupported("pid \(pid): fd numbers up to \(n), above the hard fd limit \(lim.max) cryo runs with")
+        }
+        lim.cur = UInt64(n)
+        let set = withUnsafeMutablePointer(to: &lim) { ck_syscall6(SyscallNumber.prlimit64.rawValue, Int(pid), Int(RLIMIT_NOFILE.rawValue), Int(bitPattern: $0), 0, 0, 0) }
+        guard set == 0 else { throw SystemCallError(call: "prlimit64(RLIMIT_NOFILE, \(n))", errno: ck_errno(), context: "pid \(pid)") }
+    }
+
     /// A task dumped inside an interruptible syscall must re-enter it: the kernel would have
     /// done this on its way back to user space, but a new task was never in that syscall.
     /// -ERESTART_RESTARTBLOCK needs the kernel's restart block, which a new task lacks, so the
@@ -354,19 +390,33 @@ public struct Restorer {
         return r
     }
 
-    func restoreFiles(_ t: RestoreTarget, plan: Plan) throws {
+    /// Installs every fd: each file id once (kinds that refer to other fds last), then the
+    /// other fds of the same description as dups of the first.
+    func restoreFiles(_ t: RestoreTarget, plan: Plan, transport: FdTransport, shared: RestoredObjects) throws {
+        let ctx = FileRestoreContext(task: t, transport: transport, shared: shared)
+        var ordered: [(Img_FdinfoEntry, Img_FileEntry, any FdKind.Type)] = []
         for fi in plan.fdinfo {
             guard let f = plan.files[fi.id], let kind = FdKinds.kind(for: f.type) else {
                 throw RestoreError.unsupported("fd \(fi.fd) of type \(fi.type)")
             }
-            let got = try kind.restore(f, in: t)
-            let want = Int32(fi.fd)
-            if got != want {
-                try t.remote.syscall(.dup2, UInt64(got), UInt64(want))
-                try t.remote.syscall(.close, UInt64(got))
-            }
-            if fi.flags & UInt32(O_CLOEXEC) != 0 {
-                try t.remote.syscall(.fcntl, UInt64(want), UInt64(F_SETFD), UInt64(FD_CLOEXEC))
+            ordered.append((fi, f, kind))
+        }
+        for stage in 0...3 {
+            for (fi, f, kind) in ordered where kind.restoreStage(f, files: plan.files) == stage {
+                let want = Int32(fi.fd)
+                if let first = ctx.placed[fi.id] {
+                    try t.remote.syscall(.dup2, UInt64(first), UInt64(want))
+                } else {
+                    let got = try kind.restore(f, ctx: ctx)
+                    if got != want {
+                        try t.remote.syscall(.dup2, UInt64(got), UInt64(want))
+                        try t.remote.syscall(.close, UInt64(got))
+                    }
+                    ctx.placed[fi.id] = want
+                }
+                if fi.flags & UInt32(O_CLOEXEC) != 0 {
+                    try t.remote.syscall(.fcntl, UInt64(want), UInt64(F_SETFD), UInt64(FD_CLOEXEC))
+                }
             }
         }
     }

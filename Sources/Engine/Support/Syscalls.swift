@@ -18,6 +18,10 @@ public enum SyscallNumber: Int {
     case processVmReadv = 310, processVmWritev = 311, kcmp = 312, seccomp = 317, memfdCreate = 319
     case userfaultfd = 323, rseq = 334, pidfdOpen = 434, clone3 = 435, closeRange = 436, pidfdGetfd = 438
     case rtSigqueueinfo = 129, rtTgsigqueueinfo = 297
+    case epollCtl = 233, inotifyAddWatch = 254, inotifyRmWatch = 255, tee = 276, timerfdCreate = 283
+    case timerfdSettime = 286, timerfdGettime = 287, signalfd4 = 289, eventfd2 = 290, epollCreate1 = 291
+    case bind = 49, connect = 42, listen = 50, getxattr = 191, accept4 = 288
+    case pipe2 = 293, inotifyInit1 = 294, nameToHandleAt = 303, openByHandleAt = 304, clockGettime = 228
 }
 
 /// Thin wrappers for the raw syscalls cryo itself makes. Each returns the result or throws

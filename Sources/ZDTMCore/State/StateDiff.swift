@@ -32,7 +32,7 @@ public enum StateDiff {
                 if x.sigIgn != y.sigIgn { d.append("\(w): ignored signals \(hex(x.sigIgn)) -> \(hex(y.sigIgn))") }
                 if x.sigCgt != y.sigCgt { d.append("\(w): caught signals \(hex(x.sigCgt)) -> \(hex(y.sigCgt))") }
                 for t in x.threads {
-                    if let u = y.threads.first(where: { $0.tid == t.tid }), u.sigBlk != t.sigBlk {
+                    if let u = y.threads.first(where: { $0.tid == t.tid }), u.sigBlk != t.sigBlk, !u.maskIsTemporary, !t.maskIsTemporary {
                         d.append("\(w): tid \(t.tid): blocked signals \(hex(t.sigBlk)) -> \(hex(u.sigBlk))")
                     }
                 }
@@ -62,10 +62,21 @@ public enum StateDiff {
         var d: [String] = []
         let fa = Dictionary(a.map { ($0.fd, $0) }, uniquingKeysWith: { x, _ in x })
         let fb = Dictionary(b.map { ($0.fd, $0) }, uniquingKeysWith: { x, _ in x })
+        // Pipes and sockets are new objects after a restore, with new inode numbers: what must
+        // hold is the sharing, so each old inode maps to exactly one new one and back.
+        var forward: [String: String] = [:], backward: [String: String] = [:]
         for fd in Set(fa.keys).union(fb.keys).sorted() {
             switch (fa[fd], fb[fd]) {
             case let (u?, v?):
-                if u.target != v.target { d.append("\(w): fd \(fd): target \(u.target) changed to \(v.target)") }
+                if let (ku, iu) = anonymousInode(u.target), let (kv, iv) = anonymousInode(v.target), ku == kv {
+                    let a = ku + iu, b = kv + iv
+                    if let was = forward[a], was != b {
+                        d.append("\(w): fd \(fd): \(u.target) became \(v.target), but another fd of \(u.target) became \(kv):[\(was.dropFirst(kv.count))]")
+                    } else if let was = backward[b], was != a {
+                        d.append("\(w): fd \(fd): \(v.target) now also stands for \(ku):[\(was.dropFirst(ku.count))], a different object before")
+                    }
+                    forward[a] = b; backward[b] = a
+                } else if u.target != v.target { d.append("\(w): fd \(fd): target \(u.target) changed to \(v.target)") }
                 if flags && u.flags != v.flags { d.append("\(w): fd \(fd): flags \(oct(u.flags)) changed to \(oct(v.flags))") }
             case let (u?, nil): d.append("\(w): fd \(fd) (\(u.target)) is gone")
             case let (nil, v?): d.append("\(w): fd \(fd) (\(v.target)) appeared")
@@ -73,6 +84,15 @@ public enum StateDiff {
             }
         }
         return d
+    }
+
+    /// "pipe:[123]" -> ("pipe", "123"); nil for targets that name a path or a fixed object.
+    static func anonymousInode(_ target: String) -> (String, String)? {
+        for kind in ["pipe", "socket"] where target.hasPrefix(kind + ":[") && target.hasSuffix("]") {
+            let n = target.dropFirst(kind.count + 2).dropLast()
+            if !n.isEmpty && n.allSatisfy(\.isNumber) { return (kind, String(n)) }
+        }
+        return nil
     }
 
     static func hex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }

@@ -1,6 +1,9 @@
 import Engine
 
 public enum StateRecorder {
+    /// rt_sigtimedwait, rt_sigsuspend, pselect6, ppoll, epoll_pwait, epoll_pwait2.
+    static let maskSwapping: Set<Int> = [128, 130, 270, 271, 281, 441]
+
     /// Walks the tree from `root` through the children files. Processes other than the root
     /// that vanish mid-walk are skipped; the root vanishing is an error.
     public static func record(root: Int32, proc: ProcReader = ProcReader()) throws -> VisibleState {
@@ -22,7 +25,8 @@ public enum StateRecorder {
                 var threads: [VisibleState.Thread] = []
                 for t in try proc.tasks(pid: pid) {
                     guard let ts = try? proc.taskStatus(pid: pid, tid: t) else { continue }
-                    threads.append(.init(tid: t, sigBlk: ts.sigBlk))
+                    let call = proc.taskSyscall(pid: pid, tid: t)
+                    threads.append(.init(tid: t, sigBlk: ts.sigBlk, maskIsTemporary: call.map { StateRecorder.maskSwapping.contains($0) } ?? false))
                 }
                 let maps = try proc.maps(pid: pid).map {
                     VisibleState.Map(start: $0.start, end: $0.end, perms: $0.permString, offset: $0.offset, path: $0.path)

@@ -5,7 +5,12 @@ public struct VisibleState: Equatable, Sendable {
     public struct Thread: Equatable, Sendable {
         public var tid: Int32
         public var sigBlk: UInt64
-        public init(tid: Int32, sigBlk: UInt64) { self.tid = tid; self.sigBlk = sigBlk }
+        /// The thread sat in a call that swaps its mask while it waits (sigtimedwait,
+        /// sigsuspend, ppoll, pselect, epoll_pwait): /proc showed the call's mask, not its own.
+        public var maskIsTemporary = false
+        public init(tid: Int32, sigBlk: UInt64, maskIsTemporary: Bool = false) {
+            self.tid = tid; self.sigBlk = sigBlk; self.maskIsTemporary = maskIsTemporary
+        }
     }
     public struct Map: Equatable, Sendable {
         public var start: UInt64

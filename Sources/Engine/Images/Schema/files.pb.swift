@@ -10,6 +10,11 @@
 
 /// cryo's schema for CRIU's files.img and fdinfo-N.img (CRIU's field numbers and enum values).
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -48,6 +53,18 @@ public nonisolated enum Img_FdTypes: Int, SwiftProtobuf.Enum, Swift.CaseIterable
 
   public init() {
     self = .und
+  }
+
+}
+
+public nonisolated enum Img_SkShutdown: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+  case none = 0
+  case read = 1
+  case write = 2
+  case both = 3
+
+  public init() {
+    self = .none
   }
 
 }
@@ -276,19 +293,139 @@ public nonisolated struct Img_FdinfoEntry: Sendable {
   fileprivate var _fd: UInt32? = nil
 }
 
-public nonisolated struct Img_FileEntry: Sendable {
+public nonisolated struct Img_FileEntry: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var type: Img_FdTypes {
-    get {_type ?? .und}
-    set {_type = newValue}
+    get {_storage._type ?? .und}
+    set {_uniqueStorage()._type = newValue}
   }
   /// Returns true if `type` has been explicitly set.
-  public var hasType: Bool {self._type != nil}
+  public var hasType: Bool {_storage._type != nil}
   /// Clears the value of `type`. Subsequent reads from it will return its default value.
-  public mutating func clearType() {self._type = nil}
+  public mutating func clearType() {_uniqueStorage()._type = nil}
+
+  public var id: UInt32 {
+    get {_storage._id ?? 0}
+    set {_uniqueStorage()._id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {_storage._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {_uniqueStorage()._id = nil}
+
+  public var reg: Img_RegFileEntry {
+    get {_storage._reg ?? Img_RegFileEntry()}
+    set {_uniqueStorage()._reg = newValue}
+  }
+  /// Returns true if `reg` has been explicitly set.
+  public var hasReg: Bool {_storage._reg != nil}
+  /// Clears the value of `reg`. Subsequent reads from it will return its default value.
+  public mutating func clearReg() {_uniqueStorage()._reg = nil}
+
+  public var isk: Img_InetSkEntry {
+    get {_storage._isk ?? Img_InetSkEntry()}
+    set {_uniqueStorage()._isk = newValue}
+  }
+  /// Returns true if `isk` has been explicitly set.
+  public var hasIsk: Bool {_storage._isk != nil}
+  /// Clears the value of `isk`. Subsequent reads from it will return its default value.
+  public mutating func clearIsk() {_uniqueStorage()._isk = nil}
+
+  public var efd: Img_EventfdFileEntry {
+    get {_storage._efd ?? Img_EventfdFileEntry()}
+    set {_uniqueStorage()._efd = newValue}
+  }
+  /// Returns true if `efd` has been explicitly set.
+  public var hasEfd: Bool {_storage._efd != nil}
+  /// Clears the value of `efd`. Subsequent reads from it will return its default value.
+  public mutating func clearEfd() {_uniqueStorage()._efd = nil}
+
+  public var epfd: Img_EventpollFileEntry {
+    get {_storage._epfd ?? Img_EventpollFileEntry()}
+    set {_uniqueStorage()._epfd = newValue}
+  }
+  /// Returns true if `epfd` has been explicitly set.
+  public var hasEpfd: Bool {_storage._epfd != nil}
+  /// Clears the value of `epfd`. Subsequent reads from it will return its default value.
+  public mutating func clearEpfd() {_uniqueStorage()._epfd = nil}
+
+  public var sgfd: Img_SignalfdEntry {
+    get {_storage._sgfd ?? Img_SignalfdEntry()}
+    set {_uniqueStorage()._sgfd = newValue}
+  }
+  /// Returns true if `sgfd` has been explicitly set.
+  public var hasSgfd: Bool {_storage._sgfd != nil}
+  /// Clears the value of `sgfd`. Subsequent reads from it will return its default value.
+  public mutating func clearSgfd() {_uniqueStorage()._sgfd = nil}
+
+  public var tfd: Img_TimerfdEntry {
+    get {_storage._tfd ?? Img_TimerfdEntry()}
+    set {_uniqueStorage()._tfd = newValue}
+  }
+  /// Returns true if `tfd` has been explicitly set.
+  public var hasTfd: Bool {_storage._tfd != nil}
+  /// Clears the value of `tfd`. Subsequent reads from it will return its default value.
+  public mutating func clearTfd() {_uniqueStorage()._tfd = nil}
+
+  public var ify: Img_InotifyFileEntry {
+    get {_storage._ify ?? Img_InotifyFileEntry()}
+    set {_uniqueStorage()._ify = newValue}
+  }
+  /// Returns true if `ify` has been explicitly set.
+  public var hasIfy: Bool {_storage._ify != nil}
+  /// Clears the value of `ify`. Subsequent reads from it will return its default value.
+  public mutating func clearIfy() {_uniqueStorage()._ify = nil}
+
+  public var usk: Img_UnixSkEntry {
+    get {_storage._usk ?? Img_UnixSkEntry()}
+    set {_uniqueStorage()._usk = newValue}
+  }
+  /// Returns true if `usk` has been explicitly set.
+  public var hasUsk: Bool {_storage._usk != nil}
+  /// Clears the value of `usk`. Subsequent reads from it will return its default value.
+  public mutating func clearUsk() {_uniqueStorage()._usk = nil}
+
+  public var fifo: Img_FifoEntry {
+    get {_storage._fifo ?? Img_FifoEntry()}
+    set {_uniqueStorage()._fifo = newValue}
+  }
+  /// Returns true if `fifo` has been explicitly set.
+  public var hasFifo: Bool {_storage._fifo != nil}
+  /// Clears the value of `fifo`. Subsequent reads from it will return its default value.
+  public mutating func clearFifo() {_uniqueStorage()._fifo = nil}
+
+  public var pipe: Img_PipeEntry {
+    get {_storage._pipe ?? Img_PipeEntry()}
+    set {_uniqueStorage()._pipe = newValue}
+  }
+  /// Returns true if `pipe` has been explicitly set.
+  public var hasPipe: Bool {_storage._pipe != nil}
+  /// Clears the value of `pipe`. Subsequent reads from it will return its default value.
+  public mutating func clearPipe() {_uniqueStorage()._pipe = nil}
+
+  public var memfd: Img_MemfdFileEntry {
+    get {_storage._memfd ?? Img_MemfdFileEntry()}
+    set {_uniqueStorage()._memfd = newValue}
+  }
+  /// Returns true if `memfd` has been explicitly set.
+  public var hasMemfd: Bool {_storage._memfd != nil}
+  /// Clears the value of `memfd`. Subsequent reads from it will return its default value.
+  public mutating func clearMemfd() {_uniqueStorage()._memfd = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Img_PipeEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
 
   public var id: UInt32 {
     get {_id ?? 0}
@@ -299,22 +436,1198 @@ public nonisolated struct Img_FileEntry: Sendable {
   /// Clears the value of `id`. Subsequent reads from it will return its default value.
   public mutating func clearID() {self._id = nil}
 
-  public var reg: Img_RegFileEntry {
-    get {_reg ?? Img_RegFileEntry()}
-    set {_reg = newValue}
+  /// The pipe's inode number: both ends of one pipe carry the same pipe_id.
+  public var pipeID: UInt32 {
+    get {_pipeID ?? 0}
+    set {_pipeID = newValue}
   }
-  /// Returns true if `reg` has been explicitly set.
-  public var hasReg: Bool {self._reg != nil}
-  /// Clears the value of `reg`. Subsequent reads from it will return its default value.
-  public mutating func clearReg() {self._reg = nil}
+  /// Returns true if `pipeID` has been explicitly set.
+  public var hasPipeID: Bool {self._pipeID != nil}
+  /// Clears the value of `pipeID`. Subsequent reads from it will return its default value.
+  public mutating func clearPipeID() {self._pipeID = nil}
+
+  public var flags: UInt32 {
+    get {_flags ?? 0}
+    set {_flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {self._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {self._flags = nil}
+
+  public var fown: Img_FownEntry {
+    get {_fown ?? Img_FownEntry()}
+    set {_fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {self._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {self._fown = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _type: Img_FdTypes? = nil
   fileprivate var _id: UInt32? = nil
-  fileprivate var _reg: Img_RegFileEntry? = nil
+  fileprivate var _pipeID: UInt32? = nil
+  fileprivate var _flags: UInt32? = nil
+  fileprivate var _fown: Img_FownEntry? = nil
+}
+
+/// pipes-data.img and fifo-data.img: this entry, then `bytes` raw bytes of data in flight.
+public nonisolated struct Img_PipeDataEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var pipeID: UInt32 {
+    get {_pipeID ?? 0}
+    set {_pipeID = newValue}
+  }
+  /// Returns true if `pipeID` has been explicitly set.
+  public var hasPipeID: Bool {self._pipeID != nil}
+  /// Clears the value of `pipeID`. Subsequent reads from it will return its default value.
+  public mutating func clearPipeID() {self._pipeID = nil}
+
+  public var bytes: UInt32 {
+    get {_bytes ?? 0}
+    set {_bytes = newValue}
+  }
+  /// Returns true if `bytes` has been explicitly set.
+  public var hasBytes: Bool {self._bytes != nil}
+  /// Clears the value of `bytes`. Subsequent reads from it will return its default value.
+  public mutating func clearBytes() {self._bytes = nil}
+
+  /// F_GETPIPE_SZ
+  public var size: UInt32 {
+    get {_size ?? 0}
+    set {_size = newValue}
+  }
+  /// Returns true if `size` has been explicitly set.
+  public var hasSize: Bool {self._size != nil}
+  /// Clears the value of `size`. Subsequent reads from it will return its default value.
+  public mutating func clearSize() {self._size = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _pipeID: UInt32? = nil
+  fileprivate var _bytes: UInt32? = nil
+  fileprivate var _size: UInt32? = nil
+}
+
+public nonisolated struct Img_FifoEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var pipeID: UInt32 {
+    get {_pipeID ?? 0}
+    set {_pipeID = newValue}
+  }
+  /// Returns true if `pipeID` has been explicitly set.
+  public var hasPipeID: Bool {self._pipeID != nil}
+  /// Clears the value of `pipeID`. Subsequent reads from it will return its default value.
+  public mutating func clearPipeID() {self._pipeID = nil}
+
+  /// The files.img entry (a RegFileEntry) holding the FIFO's path and open flags.
+  public var regfID: UInt32 {
+    get {_regfID ?? 0}
+    set {_regfID = newValue}
+  }
+  /// Returns true if `regfID` has been explicitly set.
+  public var hasRegfID: Bool {self._regfID != nil}
+  /// Clears the value of `regfID`. Subsequent reads from it will return its default value.
+  public mutating func clearRegfID() {self._regfID = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _pipeID: UInt32? = nil
+  fileprivate var _regfID: UInt32? = nil
+}
+
+public nonisolated struct Img_EventfdFileEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var flags: UInt32 {
+    get {_flags ?? 0}
+    set {_flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {self._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {self._flags = nil}
+
+  public var fown: Img_FownEntry {
+    get {_fown ?? Img_FownEntry()}
+    set {_fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {self._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {self._fown = nil}
+
+  public var counter: UInt64 {
+    get {_counter ?? 0}
+    set {_counter = newValue}
+  }
+  /// Returns true if `counter` has been explicitly set.
+  public var hasCounter: Bool {self._counter != nil}
+  /// Clears the value of `counter`. Subsequent reads from it will return its default value.
+  public mutating func clearCounter() {self._counter = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _flags: UInt32? = nil
+  fileprivate var _fown: Img_FownEntry? = nil
+  fileprivate var _counter: UInt64? = nil
+}
+
+public nonisolated struct Img_EventpollTfdEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var tfd: UInt32 {
+    get {_tfd ?? 0}
+    set {_tfd = newValue}
+  }
+  /// Returns true if `tfd` has been explicitly set.
+  public var hasTfd: Bool {self._tfd != nil}
+  /// Clears the value of `tfd`. Subsequent reads from it will return its default value.
+  public mutating func clearTfd() {self._tfd = nil}
+
+  public var events: UInt32 {
+    get {_events ?? 0}
+    set {_events = newValue}
+  }
+  /// Returns true if `events` has been explicitly set.
+  public var hasEvents: Bool {self._events != nil}
+  /// Clears the value of `events`. Subsequent reads from it will return its default value.
+  public mutating func clearEvents() {self._events = nil}
+
+  public var data: UInt64 {
+    get {_data ?? 0}
+    set {_data = newValue}
+  }
+  /// Returns true if `data` has been explicitly set.
+  public var hasData: Bool {self._data != nil}
+  /// Clears the value of `data`. Subsequent reads from it will return its default value.
+  public mutating func clearData() {self._data = nil}
+
+  public var dev: UInt32 {
+    get {_dev ?? 0}
+    set {_dev = newValue}
+  }
+  /// Returns true if `dev` has been explicitly set.
+  public var hasDev: Bool {self._dev != nil}
+  /// Clears the value of `dev`. Subsequent reads from it will return its default value.
+  public mutating func clearDev() {self._dev = nil}
+
+  public var inode: UInt64 {
+    get {_inode ?? 0}
+    set {_inode = newValue}
+  }
+  /// Returns true if `inode` has been explicitly set.
+  public var hasInode: Bool {self._inode != nil}
+  /// Clears the value of `inode`. Subsequent reads from it will return its default value.
+  public mutating func clearInode() {self._inode = nil}
+
+  public var pos: UInt64 {
+    get {_pos ?? 0}
+    set {_pos = newValue}
+  }
+  /// Returns true if `pos` has been explicitly set.
+  public var hasPos: Bool {self._pos != nil}
+  /// Clears the value of `pos`. Subsequent reads from it will return its default value.
+  public mutating func clearPos() {self._pos = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _tfd: UInt32? = nil
+  fileprivate var _events: UInt32? = nil
+  fileprivate var _data: UInt64? = nil
+  fileprivate var _dev: UInt32? = nil
+  fileprivate var _inode: UInt64? = nil
+  fileprivate var _pos: UInt64? = nil
+}
+
+public nonisolated struct Img_EventpollFileEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var flags: UInt32 {
+    get {_flags ?? 0}
+    set {_flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {self._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {self._flags = nil}
+
+  public var fown: Img_FownEntry {
+    get {_fown ?? Img_FownEntry()}
+    set {_fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {self._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {self._fown = nil}
+
+  public var tfd: [Img_EventpollTfdEntry] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _flags: UInt32? = nil
+  fileprivate var _fown: Img_FownEntry? = nil
+}
+
+public nonisolated struct Img_SignalfdEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var flags: UInt32 {
+    get {_flags ?? 0}
+    set {_flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {self._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {self._flags = nil}
+
+  public var fown: Img_FownEntry {
+    get {_fown ?? Img_FownEntry()}
+    set {_fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {self._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {self._fown = nil}
+
+  public var sigmask: UInt64 {
+    get {_sigmask ?? 0}
+    set {_sigmask = newValue}
+  }
+  /// Returns true if `sigmask` has been explicitly set.
+  public var hasSigmask: Bool {self._sigmask != nil}
+  /// Clears the value of `sigmask`. Subsequent reads from it will return its default value.
+  public mutating func clearSigmask() {self._sigmask = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _flags: UInt32? = nil
+  fileprivate var _fown: Img_FownEntry? = nil
+  fileprivate var _sigmask: UInt64? = nil
+}
+
+public nonisolated struct Img_TimerfdEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var flags: UInt32 {
+    get {_flags ?? 0}
+    set {_flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {self._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {self._flags = nil}
+
+  public var fown: Img_FownEntry {
+    get {_fown ?? Img_FownEntry()}
+    set {_fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {self._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {self._fown = nil}
+
+  public var clockid: UInt32 {
+    get {_clockid ?? 0}
+    set {_clockid = newValue}
+  }
+  /// Returns true if `clockid` has been explicitly set.
+  public var hasClockid: Bool {self._clockid != nil}
+  /// Clears the value of `clockid`. Subsequent reads from it will return its default value.
+  public mutating func clearClockid() {self._clockid = nil}
+
+  public var ticks: UInt64 {
+    get {_ticks ?? 0}
+    set {_ticks = newValue}
+  }
+  /// Returns true if `ticks` has been explicitly set.
+  public var hasTicks: Bool {self._ticks != nil}
+  /// Clears the value of `ticks`. Subsequent reads from it will return its default value.
+  public mutating func clearTicks() {self._ticks = nil}
+
+  public var settimeFlags: UInt32 {
+    get {_settimeFlags ?? 0}
+    set {_settimeFlags = newValue}
+  }
+  /// Returns true if `settimeFlags` has been explicitly set.
+  public var hasSettimeFlags: Bool {self._settimeFlags != nil}
+  /// Clears the value of `settimeFlags`. Subsequent reads from it will return its default value.
+  public mutating func clearSettimeFlags() {self._settimeFlags = nil}
+
+  public var vsec: UInt64 {
+    get {_vsec ?? 0}
+    set {_vsec = newValue}
+  }
+  /// Returns true if `vsec` has been explicitly set.
+  public var hasVsec: Bool {self._vsec != nil}
+  /// Clears the value of `vsec`. Subsequent reads from it will return its default value.
+  public mutating func clearVsec() {self._vsec = nil}
+
+  public var vnsec: UInt64 {
+    get {_vnsec ?? 0}
+    set {_vnsec = newValue}
+  }
+  /// Returns true if `vnsec` has been explicitly set.
+  public var hasVnsec: Bool {self._vnsec != nil}
+  /// Clears the value of `vnsec`. Subsequent reads from it will return its default value.
+  public mutating func clearVnsec() {self._vnsec = nil}
+
+  public var isec: UInt64 {
+    get {_isec ?? 0}
+    set {_isec = newValue}
+  }
+  /// Returns true if `isec` has been explicitly set.
+  public var hasIsec: Bool {self._isec != nil}
+  /// Clears the value of `isec`. Subsequent reads from it will return its default value.
+  public mutating func clearIsec() {self._isec = nil}
+
+  public var insec: UInt64 {
+    get {_insec ?? 0}
+    set {_insec = newValue}
+  }
+  /// Returns true if `insec` has been explicitly set.
+  public var hasInsec: Bool {self._insec != nil}
+  /// Clears the value of `insec`. Subsequent reads from it will return its default value.
+  public mutating func clearInsec() {self._insec = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _flags: UInt32? = nil
+  fileprivate var _fown: Img_FownEntry? = nil
+  fileprivate var _clockid: UInt32? = nil
+  fileprivate var _ticks: UInt64? = nil
+  fileprivate var _settimeFlags: UInt32? = nil
+  fileprivate var _vsec: UInt64? = nil
+  fileprivate var _vnsec: UInt64? = nil
+  fileprivate var _isec: UInt64? = nil
+  fileprivate var _insec: UInt64? = nil
+}
+
+public nonisolated struct Img_FhEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var bytes: UInt32 {
+    get {_bytes ?? 0}
+    set {_bytes = newValue}
+  }
+  /// Returns true if `bytes` has been explicitly set.
+  public var hasBytes: Bool {self._bytes != nil}
+  /// Clears the value of `bytes`. Subsequent reads from it will return its default value.
+  public mutating func clearBytes() {self._bytes = nil}
+
+  public var type: UInt32 {
+    get {_type ?? 0}
+    set {_type = newValue}
+  }
+  /// Returns true if `type` has been explicitly set.
+  public var hasType: Bool {self._type != nil}
+  /// Clears the value of `type`. Subsequent reads from it will return its default value.
+  public mutating func clearType() {self._type = nil}
+
+  public var handle: [UInt64] = []
+
+  public var path: String {
+    get {_path ?? String()}
+    set {_path = newValue}
+  }
+  /// Returns true if `path` has been explicitly set.
+  public var hasPath: Bool {self._path != nil}
+  /// Clears the value of `path`. Subsequent reads from it will return its default value.
+  public mutating func clearPath() {self._path = nil}
+
+  public var mntID: UInt32 {
+    get {_mntID ?? 0}
+    set {_mntID = newValue}
+  }
+  /// Returns true if `mntID` has been explicitly set.
+  public var hasMntID: Bool {self._mntID != nil}
+  /// Clears the value of `mntID`. Subsequent reads from it will return its default value.
+  public mutating func clearMntID() {self._mntID = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _bytes: UInt32? = nil
+  fileprivate var _type: UInt32? = nil
+  fileprivate var _path: String? = nil
+  fileprivate var _mntID: UInt32? = nil
+}
+
+public nonisolated struct Img_InotifyWdEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var iIno: UInt64 {
+    get {_iIno ?? 0}
+    set {_iIno = newValue}
+  }
+  /// Returns true if `iIno` has been explicitly set.
+  public var hasIIno: Bool {self._iIno != nil}
+  /// Clears the value of `iIno`. Subsequent reads from it will return its default value.
+  public mutating func clearIIno() {self._iIno = nil}
+
+  public var mask: UInt32 {
+    get {_mask ?? 0}
+    set {_mask = newValue}
+  }
+  /// Returns true if `mask` has been explicitly set.
+  public var hasMask: Bool {self._mask != nil}
+  /// Clears the value of `mask`. Subsequent reads from it will return its default value.
+  public mutating func clearMask() {self._mask = nil}
+
+  public var ignoredMask: UInt32 {
+    get {_ignoredMask ?? 0}
+    set {_ignoredMask = newValue}
+  }
+  /// Returns true if `ignoredMask` has been explicitly set.
+  public var hasIgnoredMask: Bool {self._ignoredMask != nil}
+  /// Clears the value of `ignoredMask`. Subsequent reads from it will return its default value.
+  public mutating func clearIgnoredMask() {self._ignoredMask = nil}
+
+  public var sDev: UInt32 {
+    get {_sDev ?? 0}
+    set {_sDev = newValue}
+  }
+  /// Returns true if `sDev` has been explicitly set.
+  public var hasSDev: Bool {self._sDev != nil}
+  /// Clears the value of `sDev`. Subsequent reads from it will return its default value.
+  public mutating func clearSDev() {self._sDev = nil}
+
+  public var wd: UInt32 {
+    get {_wd ?? 0}
+    set {_wd = newValue}
+  }
+  /// Returns true if `wd` has been explicitly set.
+  public var hasWd: Bool {self._wd != nil}
+  /// Clears the value of `wd`. Subsequent reads from it will return its default value.
+  public mutating func clearWd() {self._wd = nil}
+
+  public var fHandle: Img_FhEntry {
+    get {_fHandle ?? Img_FhEntry()}
+    set {_fHandle = newValue}
+  }
+  /// Returns true if `fHandle` has been explicitly set.
+  public var hasFHandle: Bool {self._fHandle != nil}
+  /// Clears the value of `fHandle`. Subsequent reads from it will return its default value.
+  public mutating func clearFHandle() {self._fHandle = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _iIno: UInt64? = nil
+  fileprivate var _mask: UInt32? = nil
+  fileprivate var _ignoredMask: UInt32? = nil
+  fileprivate var _sDev: UInt32? = nil
+  fileprivate var _wd: UInt32? = nil
+  fileprivate var _fHandle: Img_FhEntry? = nil
+}
+
+public nonisolated struct Img_InotifyFileEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var flags: UInt32 {
+    get {_flags ?? 0}
+    set {_flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {self._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {self._flags = nil}
+
+  public var fown: Img_FownEntry {
+    get {_fown ?? Img_FownEntry()}
+    set {_fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {self._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {self._fown = nil}
+
+  public var wd: [Img_InotifyWdEntry] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _flags: UInt32? = nil
+  fileprivate var _fown: Img_FownEntry? = nil
+}
+
+public nonisolated struct Img_SkOptsEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var soSndbuf: UInt32 {
+    get {_soSndbuf ?? 0}
+    set {_soSndbuf = newValue}
+  }
+  /// Returns true if `soSndbuf` has been explicitly set.
+  public var hasSoSndbuf: Bool {self._soSndbuf != nil}
+  /// Clears the value of `soSndbuf`. Subsequent reads from it will return its default value.
+  public mutating func clearSoSndbuf() {self._soSndbuf = nil}
+
+  public var soRcvbuf: UInt32 {
+    get {_soRcvbuf ?? 0}
+    set {_soRcvbuf = newValue}
+  }
+  /// Returns true if `soRcvbuf` has been explicitly set.
+  public var hasSoRcvbuf: Bool {self._soRcvbuf != nil}
+  /// Clears the value of `soRcvbuf`. Subsequent reads from it will return its default value.
+  public mutating func clearSoRcvbuf() {self._soRcvbuf = nil}
+
+  public var soSndTmoSec: UInt64 {
+    get {_soSndTmoSec ?? 0}
+    set {_soSndTmoSec = newValue}
+  }
+  /// Returns true if `soSndTmoSec` has been explicitly set.
+  public var hasSoSndTmoSec: Bool {self._soSndTmoSec != nil}
+  /// Clears the value of `soSndTmoSec`. Subsequent reads from it will return its default value.
+  public mutating func clearSoSndTmoSec() {self._soSndTmoSec = nil}
+
+  public var soSndTmoUsec: UInt64 {
+    get {_soSndTmoUsec ?? 0}
+    set {_soSndTmoUsec = newValue}
+  }
+  /// Returns true if `soSndTmoUsec` has been explicitly set.
+  public var hasSoSndTmoUsec: Bool {self._soSndTmoUsec != nil}
+  /// Clears the value of `soSndTmoUsec`. Subsequent reads from it will return its default value.
+  public mutating func clearSoSndTmoUsec() {self._soSndTmoUsec = nil}
+
+  public var soRcvTmoSec: UInt64 {
+    get {_soRcvTmoSec ?? 0}
+    set {_soRcvTmoSec = newValue}
+  }
+  /// Returns true if `soRcvTmoSec` has been explicitly set.
+  public var hasSoRcvTmoSec: Bool {self._soRcvTmoSec != nil}
+  /// Clears the value of `soRcvTmoSec`. Subsequent reads from it will return its default value.
+  public mutating func clearSoRcvTmoSec() {self._soRcvTmoSec = nil}
+
+  public var soRcvTmoUsec: UInt64 {
+    get {_soRcvTmoUsec ?? 0}
+    set {_soRcvTmoUsec = newValue}
+  }
+  /// Returns true if `soRcvTmoUsec` has been explicitly set.
+  public var hasSoRcvTmoUsec: Bool {self._soRcvTmoUsec != nil}
+  /// Clears the value of `soRcvTmoUsec`. Subsequent reads from it will return its default value.
+  public mutating func clearSoRcvTmoUsec() {self._soRcvTmoUsec = nil}
+
+  public var reuseaddr: Bool {
+    get {_reuseaddr ?? false}
+    set {_reuseaddr = newValue}
+  }
+  /// Returns true if `reuseaddr` has been explicitly set.
+  public var hasReuseaddr: Bool {self._reuseaddr != nil}
+  /// Clears the value of `reuseaddr`. Subsequent reads from it will return its default value.
+  public mutating func clearReuseaddr() {self._reuseaddr = nil}
+
+  public var soPasscred: Bool {
+    get {_soPasscred ?? false}
+    set {_soPasscred = newValue}
+  }
+  /// Returns true if `soPasscred` has been explicitly set.
+  public var hasSoPasscred: Bool {self._soPasscred != nil}
+  /// Clears the value of `soPasscred`. Subsequent reads from it will return its default value.
+  public mutating func clearSoPasscred() {self._soPasscred = nil}
+
+  public var soReuseport: Bool {
+    get {_soReuseport ?? false}
+    set {_soReuseport = newValue}
+  }
+  /// Returns true if `soReuseport` has been explicitly set.
+  public var hasSoReuseport: Bool {self._soReuseport != nil}
+  /// Clears the value of `soReuseport`. Subsequent reads from it will return its default value.
+  public mutating func clearSoReuseport() {self._soReuseport = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _soSndbuf: UInt32? = nil
+  fileprivate var _soRcvbuf: UInt32? = nil
+  fileprivate var _soSndTmoSec: UInt64? = nil
+  fileprivate var _soSndTmoUsec: UInt64? = nil
+  fileprivate var _soRcvTmoSec: UInt64? = nil
+  fileprivate var _soRcvTmoUsec: UInt64? = nil
+  fileprivate var _reuseaddr: Bool? = nil
+  fileprivate var _soPasscred: Bool? = nil
+  fileprivate var _soReuseport: Bool? = nil
+}
+
+public nonisolated struct Img_UnixSkEntry: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_storage._id ?? 0}
+    set {_uniqueStorage()._id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {_storage._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {_uniqueStorage()._id = nil}
+
+  public var ino: UInt32 {
+    get {_storage._ino ?? 0}
+    set {_uniqueStorage()._ino = newValue}
+  }
+  /// Returns true if `ino` has been explicitly set.
+  public var hasIno: Bool {_storage._ino != nil}
+  /// Clears the value of `ino`. Subsequent reads from it will return its default value.
+  public mutating func clearIno() {_uniqueStorage()._ino = nil}
+
+  public var type: UInt32 {
+    get {_storage._type ?? 0}
+    set {_uniqueStorage()._type = newValue}
+  }
+  /// Returns true if `type` has been explicitly set.
+  public var hasType: Bool {_storage._type != nil}
+  /// Clears the value of `type`. Subsequent reads from it will return its default value.
+  public mutating func clearType() {_uniqueStorage()._type = nil}
+
+  public var state: UInt32 {
+    get {_storage._state ?? 0}
+    set {_uniqueStorage()._state = newValue}
+  }
+  /// Returns true if `state` has been explicitly set.
+  public var hasState: Bool {_storage._state != nil}
+  /// Clears the value of `state`. Subsequent reads from it will return its default value.
+  public mutating func clearState() {_uniqueStorage()._state = nil}
+
+  public var flags: UInt32 {
+    get {_storage._flags ?? 0}
+    set {_uniqueStorage()._flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {_storage._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {_uniqueStorage()._flags = nil}
+
+  public var uflags: UInt32 {
+    get {_storage._uflags ?? 0}
+    set {_uniqueStorage()._uflags = newValue}
+  }
+  /// Returns true if `uflags` has been explicitly set.
+  public var hasUflags: Bool {_storage._uflags != nil}
+  /// Clears the value of `uflags`. Subsequent reads from it will return its default value.
+  public mutating func clearUflags() {_uniqueStorage()._uflags = nil}
+
+  public var backlog: UInt32 {
+    get {_storage._backlog ?? 0}
+    set {_uniqueStorage()._backlog = newValue}
+  }
+  /// Returns true if `backlog` has been explicitly set.
+  public var hasBacklog: Bool {_storage._backlog != nil}
+  /// Clears the value of `backlog`. Subsequent reads from it will return its default value.
+  public mutating func clearBacklog() {_uniqueStorage()._backlog = nil}
+
+  /// The peer's inode number (0: none).
+  public var peer: UInt32 {
+    get {_storage._peer ?? 0}
+    set {_uniqueStorage()._peer = newValue}
+  }
+  /// Returns true if `peer` has been explicitly set.
+  public var hasPeer: Bool {_storage._peer != nil}
+  /// Clears the value of `peer`. Subsequent reads from it will return its default value.
+  public mutating func clearPeer() {_uniqueStorage()._peer = nil}
+
+  public var fown: Img_FownEntry {
+    get {_storage._fown ?? Img_FownEntry()}
+    set {_uniqueStorage()._fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {_storage._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {_uniqueStorage()._fown = nil}
+
+  public var opts: Img_SkOptsEntry {
+    get {_storage._opts ?? Img_SkOptsEntry()}
+    set {_uniqueStorage()._opts = newValue}
+  }
+  /// Returns true if `opts` has been explicitly set.
+  public var hasOpts: Bool {_storage._opts != nil}
+  /// Clears the value of `opts`. Subsequent reads from it will return its default value.
+  public mutating func clearOpts() {_uniqueStorage()._opts = nil}
+
+  public var name: Data {
+    get {_storage._name ?? Data()}
+    set {_uniqueStorage()._name = newValue}
+  }
+  /// Returns true if `name` has been explicitly set.
+  public var hasName: Bool {_storage._name != nil}
+  /// Clears the value of `name`. Subsequent reads from it will return its default value.
+  public mutating func clearName() {_uniqueStorage()._name = nil}
+
+  public var shutdown: Img_SkShutdown {
+    get {_storage._shutdown ?? .none}
+    set {_uniqueStorage()._shutdown = newValue}
+  }
+  /// Returns true if `shutdown` has been explicitly set.
+  public var hasShutdown: Bool {_storage._shutdown != nil}
+  /// Clears the value of `shutdown`. Subsequent reads from it will return its default value.
+  public mutating func clearShutdown() {_uniqueStorage()._shutdown = nil}
+
+  /// The directory a relative name was bound in.
+  public var nameDir: String {
+    get {_storage._nameDir ?? String()}
+    set {_uniqueStorage()._nameDir = newValue}
+  }
+  /// Returns true if `nameDir` has been explicitly set.
+  public var hasNameDir: Bool {_storage._nameDir != nil}
+  /// Clears the value of `nameDir`. Subsequent reads from it will return its default value.
+  public mutating func clearNameDir() {_uniqueStorage()._nameDir = nil}
+
+  /// The socket file was unlinked after bind.
+  public var deleted: Bool {
+    get {_storage._deleted ?? false}
+    set {_uniqueStorage()._deleted = newValue}
+  }
+  /// Returns true if `deleted` has been explicitly set.
+  public var hasDeleted: Bool {_storage._deleted != nil}
+  /// Clears the value of `deleted`. Subsequent reads from it will return its default value.
+  public mutating func clearDeleted() {_uniqueStorage()._deleted = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Img_InetSkEntry: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_storage._id ?? 0}
+    set {_uniqueStorage()._id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {_storage._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {_uniqueStorage()._id = nil}
+
+  public var ino: UInt32 {
+    get {_storage._ino ?? 0}
+    set {_uniqueStorage()._ino = newValue}
+  }
+  /// Returns true if `ino` has been explicitly set.
+  public var hasIno: Bool {_storage._ino != nil}
+  /// Clears the value of `ino`. Subsequent reads from it will return its default value.
+  public mutating func clearIno() {_uniqueStorage()._ino = nil}
+
+  public var family: UInt32 {
+    get {_storage._family ?? 0}
+    set {_uniqueStorage()._family = newValue}
+  }
+  /// Returns true if `family` has been explicitly set.
+  public var hasFamily: Bool {_storage._family != nil}
+  /// Clears the value of `family`. Subsequent reads from it will return its default value.
+  public mutating func clearFamily() {_uniqueStorage()._family = nil}
+
+  public var type: UInt32 {
+    get {_storage._type ?? 0}
+    set {_uniqueStorage()._type = newValue}
+  }
+  /// Returns true if `type` has been explicitly set.
+  public var hasType: Bool {_storage._type != nil}
+  /// Clears the value of `type`. Subsequent reads from it will return its default value.
+  public mutating func clearType() {_uniqueStorage()._type = nil}
+
+  public var proto: UInt32 {
+    get {_storage._proto ?? 0}
+    set {_uniqueStorage()._proto = newValue}
+  }
+  /// Returns true if `proto` has been explicitly set.
+  public var hasProto: Bool {_storage._proto != nil}
+  /// Clears the value of `proto`. Subsequent reads from it will return its default value.
+  public mutating func clearProto() {_uniqueStorage()._proto = nil}
+
+  public var state: UInt32 {
+    get {_storage._state ?? 0}
+    set {_uniqueStorage()._state = newValue}
+  }
+  /// Returns true if `state` has been explicitly set.
+  public var hasState: Bool {_storage._state != nil}
+  /// Clears the value of `state`. Subsequent reads from it will return its default value.
+  public mutating func clearState() {_uniqueStorage()._state = nil}
+
+  public var srcPort: UInt32 {
+    get {_storage._srcPort ?? 0}
+    set {_uniqueStorage()._srcPort = newValue}
+  }
+  /// Returns true if `srcPort` has been explicitly set.
+  public var hasSrcPort: Bool {_storage._srcPort != nil}
+  /// Clears the value of `srcPort`. Subsequent reads from it will return its default value.
+  public mutating func clearSrcPort() {_uniqueStorage()._srcPort = nil}
+
+  public var dstPort: UInt32 {
+    get {_storage._dstPort ?? 0}
+    set {_uniqueStorage()._dstPort = newValue}
+  }
+  /// Returns true if `dstPort` has been explicitly set.
+  public var hasDstPort: Bool {_storage._dstPort != nil}
+  /// Clears the value of `dstPort`. Subsequent reads from it will return its default value.
+  public mutating func clearDstPort() {_uniqueStorage()._dstPort = nil}
+
+  public var flags: UInt32 {
+    get {_storage._flags ?? 0}
+    set {_uniqueStorage()._flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {_storage._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {_uniqueStorage()._flags = nil}
+
+  public var backlog: UInt32 {
+    get {_storage._backlog ?? 0}
+    set {_uniqueStorage()._backlog = newValue}
+  }
+  /// Returns true if `backlog` has been explicitly set.
+  public var hasBacklog: Bool {_storage._backlog != nil}
+  /// Clears the value of `backlog`. Subsequent reads from it will return its default value.
+  public mutating func clearBacklog() {_uniqueStorage()._backlog = nil}
+
+  public var srcAddr: [UInt32] {
+    get {_storage._srcAddr}
+    set {_uniqueStorage()._srcAddr = newValue}
+  }
+
+  public var dstAddr: [UInt32] {
+    get {_storage._dstAddr}
+    set {_uniqueStorage()._dstAddr = newValue}
+  }
+
+  public var fown: Img_FownEntry {
+    get {_storage._fown ?? Img_FownEntry()}
+    set {_uniqueStorage()._fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {_storage._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {_uniqueStorage()._fown = nil}
+
+  public var opts: Img_SkOptsEntry {
+    get {_storage._opts ?? Img_SkOptsEntry()}
+    set {_uniqueStorage()._opts = newValue}
+  }
+  /// Returns true if `opts` has been explicitly set.
+  public var hasOpts: Bool {_storage._opts != nil}
+  /// Clears the value of `opts`. Subsequent reads from it will return its default value.
+  public mutating func clearOpts() {_uniqueStorage()._opts = nil}
+
+  public var v6Only: Bool {
+    get {_storage._v6Only ?? false}
+    set {_uniqueStorage()._v6Only = newValue}
+  }
+  /// Returns true if `v6Only` has been explicitly set.
+  public var hasV6Only: Bool {_storage._v6Only != nil}
+  /// Clears the value of `v6Only`. Subsequent reads from it will return its default value.
+  public mutating func clearV6Only() {_uniqueStorage()._v6Only = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// sk-queues.img: this entry, then `length` bytes: one packet (or a stream's bytes) queued to
+/// the socket whose file id is id_for.
+public nonisolated struct Img_SkPacketEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var idFor: UInt32 {
+    get {_idFor ?? 0}
+    set {_idFor = newValue}
+  }
+  /// Returns true if `idFor` has been explicitly set.
+  public var hasIDFor: Bool {self._idFor != nil}
+  /// Clears the value of `idFor`. Subsequent reads from it will return its default value.
+  public mutating func clearIDFor() {self._idFor = nil}
+
+  public var length: UInt32 {
+    get {_length ?? 0}
+    set {_length = newValue}
+  }
+  /// Returns true if `length` has been explicitly set.
+  public var hasLength: Bool {self._length != nil}
+  /// Clears the value of `length`. Subsequent reads from it will return its default value.
+  public mutating func clearLength() {self._length = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _idFor: UInt32? = nil
+  fileprivate var _length: UInt32? = nil
+}
+
+public nonisolated struct Img_MemfdFileEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var flags: UInt32 {
+    get {_flags ?? 0}
+    set {_flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {self._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {self._flags = nil}
+
+  public var pos: UInt64 {
+    get {_pos ?? 0}
+    set {_pos = newValue}
+  }
+  /// Returns true if `pos` has been explicitly set.
+  public var hasPos: Bool {self._pos != nil}
+  /// Clears the value of `pos`. Subsequent reads from it will return its default value.
+  public mutating func clearPos() {self._pos = nil}
+
+  public var fown: Img_FownEntry {
+    get {_fown ?? Img_FownEntry()}
+    set {_fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {self._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {self._fown = nil}
+
+  public var inodeID: UInt32 {
+    get {_inodeID ?? 0}
+    set {_inodeID = newValue}
+  }
+  /// Returns true if `inodeID` has been explicitly set.
+  public var hasInodeID: Bool {self._inodeID != nil}
+  /// Clears the value of `inodeID`. Subsequent reads from it will return its default value.
+  public mutating func clearInodeID() {self._inodeID = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _flags: UInt32? = nil
+  fileprivate var _pos: UInt64? = nil
+  fileprivate var _fown: Img_FownEntry? = nil
+  fileprivate var _inodeID: UInt32? = nil
+}
+
+/// memfd.img; the contents are a shmem pagemap (pagemap-shmem-SHMID.img) and its pages.
+public nonisolated struct Img_MemfdInodeEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String {
+    get {_name ?? String()}
+    set {_name = newValue}
+  }
+  /// Returns true if `name` has been explicitly set.
+  public var hasName: Bool {self._name != nil}
+  /// Clears the value of `name`. Subsequent reads from it will return its default value.
+  public mutating func clearName() {self._name = nil}
+
+  public var uid: UInt32 {
+    get {_uid ?? 0}
+    set {_uid = newValue}
+  }
+  /// Returns true if `uid` has been explicitly set.
+  public var hasUid: Bool {self._uid != nil}
+  /// Clears the value of `uid`. Subsequent reads from it will return its default value.
+  public mutating func clearUid() {self._uid = nil}
+
+  public var gid: UInt32 {
+    get {_gid ?? 0}
+    set {_gid = newValue}
+  }
+  /// Returns true if `gid` has been explicitly set.
+  public var hasGid: Bool {self._gid != nil}
+  /// Clears the value of `gid`. Subsequent reads from it will return its default value.
+  public mutating func clearGid() {self._gid = nil}
+
+  public var size: UInt64 {
+    get {_size ?? 0}
+    set {_size = newValue}
+  }
+  /// Returns true if `size` has been explicitly set.
+  public var hasSize: Bool {self._size != nil}
+  /// Clears the value of `size`. Subsequent reads from it will return its default value.
+  public mutating func clearSize() {self._size = nil}
+
+  public var shmid: UInt32 {
+    get {_shmid ?? 0}
+    set {_shmid = newValue}
+  }
+  /// Returns true if `shmid` has been explicitly set.
+  public var hasShmid: Bool {self._shmid != nil}
+  /// Clears the value of `shmid`. Subsequent reads from it will return its default value.
+  public mutating func clearShmid() {self._shmid = nil}
+
+  public var seals: UInt32 {
+    get {_seals ?? 0}
+    set {_seals = newValue}
+  }
+  /// Returns true if `seals` has been explicitly set.
+  public var hasSeals: Bool {self._seals != nil}
+  /// Clears the value of `seals`. Subsequent reads from it will return its default value.
+  public mutating func clearSeals() {self._seals = nil}
+
+  public var inodeID: UInt64 {
+    get {_inodeID ?? 0}
+    set {_inodeID = newValue}
+  }
+  /// Returns true if `inodeID` has been explicitly set.
+  public var hasInodeID: Bool {self._inodeID != nil}
+  /// Clears the value of `inodeID`. Subsequent reads from it will return its default value.
+  public mutating func clearInodeID() {self._inodeID = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _name: String? = nil
+  fileprivate var _uid: UInt32? = nil
+  fileprivate var _gid: UInt32? = nil
+  fileprivate var _size: UInt64? = nil
+  fileprivate var _shmid: UInt32? = nil
+  fileprivate var _seals: UInt32? = nil
+  fileprivate var _inodeID: UInt64? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -323,6 +1636,10 @@ fileprivate nonisolated let _protobuf_package = "img"
 
 nonisolated extension Img_FdTypes: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UND\0\u{1}REG\0\u{1}PIPE\0\u{1}FIFO\0\u{1}INETSK\0\u{1}UNIXSK\0\u{1}EVENTFD\0\u{1}EVENTPOLL\0\u{1}INOTIFY\0\u{1}SIGNALFD\0\u{1}PACKETSK\0\u{1}TTY\0\u{1}FANOTIFY\0\u{1}NETLINKSK\0\u{1}NS\0\u{1}TUNF\0\u{1}EXT\0\u{1}TIMERFD\0\u{1}MEMFD\0\u{1}BPFMAP\0\u{2}k\u{7f}\u{f}CTL_TTY\0\u{1}AUTOFS_PIPE\0")
+}
+
+nonisolated extension Img_SkShutdown: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0NONE\0\u{1}READ\0\u{1}WRITE\0\u{1}BOTH\0")
 }
 
 nonisolated extension Img_FownEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -536,12 +1853,187 @@ nonisolated extension Img_FdinfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FileEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}id\0\u{1}reg\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}id\0\u{1}reg\0\u{1}isk\0\u{2}\u{4}efd\0\u{1}epfd\0\u{1}sgfd\0\u{2}\u{2}tfd\0\u{1}ify\0\u{2}\u{3}usk\0\u{1}fifo\0\u{1}pipe\0\u{2}\u{2}memfd\0")
+
+  fileprivate class _StorageClass {
+    var _type: Img_FdTypes? = nil
+    var _id: UInt32? = nil
+    var _reg: Img_RegFileEntry? = nil
+    var _isk: Img_InetSkEntry? = nil
+    var _efd: Img_EventfdFileEntry? = nil
+    var _epfd: Img_EventpollFileEntry? = nil
+    var _sgfd: Img_SignalfdEntry? = nil
+    var _tfd: Img_TimerfdEntry? = nil
+    var _ify: Img_InotifyFileEntry? = nil
+    var _usk: Img_UnixSkEntry? = nil
+    var _fifo: Img_FifoEntry? = nil
+    var _pipe: Img_PipeEntry? = nil
+    var _memfd: Img_MemfdFileEntry? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _type = source._type
+      _id = source._id
+      _reg = source._reg
+      _isk = source._isk
+      _efd = source._efd
+      _epfd = source._epfd
+      _sgfd = source._sgfd
+      _tfd = source._tfd
+      _ify = source._ify
+      _usk = source._usk
+      _fifo = source._fifo
+      _pipe = source._pipe
+      _memfd = source._memfd
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public var isInitialized: Bool {
-    if self._type == nil {return false}
+    return withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._type == nil {return false}
+      if _storage._id == nil {return false}
+      if let v = _storage._reg, !v.isInitialized {return false}
+      if let v = _storage._isk, !v.isInitialized {return false}
+      if let v = _storage._efd, !v.isInitialized {return false}
+      if let v = _storage._epfd, !v.isInitialized {return false}
+      if let v = _storage._sgfd, !v.isInitialized {return false}
+      if let v = _storage._tfd, !v.isInitialized {return false}
+      if let v = _storage._ify, !v.isInitialized {return false}
+      if let v = _storage._usk, !v.isInitialized {return false}
+      if let v = _storage._fifo, !v.isInitialized {return false}
+      if let v = _storage._pipe, !v.isInitialized {return false}
+      if let v = _storage._memfd, !v.isInitialized {return false}
+      return true
+    }
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularEnumField(value: &_storage._type) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._id) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._reg) }()
+        case 4: try { try decoder.decodeSingularMessageField(value: &_storage._isk) }()
+        case 8: try { try decoder.decodeSingularMessageField(value: &_storage._efd) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._epfd) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._sgfd) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._tfd) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._ify) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._usk) }()
+        case 17: try { try decoder.decodeSingularMessageField(value: &_storage._fifo) }()
+        case 18: try { try decoder.decodeSingularMessageField(value: &_storage._pipe) }()
+        case 20: try { try decoder.decodeSingularMessageField(value: &_storage._memfd) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._type {
+        try visitor.visitSingularEnumField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._id {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._reg {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._isk {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._efd {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._epfd {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._sgfd {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._tfd {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
+      try { if let v = _storage._ify {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._usk {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
+      try { if let v = _storage._fifo {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+      } }()
+      try { if let v = _storage._pipe {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      } }()
+      try { if let v = _storage._memfd {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_FileEntry, rhs: Img_FileEntry) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._type != rhs_storage._type {return false}
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._reg != rhs_storage._reg {return false}
+        if _storage._isk != rhs_storage._isk {return false}
+        if _storage._efd != rhs_storage._efd {return false}
+        if _storage._epfd != rhs_storage._epfd {return false}
+        if _storage._sgfd != rhs_storage._sgfd {return false}
+        if _storage._tfd != rhs_storage._tfd {return false}
+        if _storage._ify != rhs_storage._ify {return false}
+        if _storage._usk != rhs_storage._usk {return false}
+        if _storage._fifo != rhs_storage._fifo {return false}
+        if _storage._pipe != rhs_storage._pipe {return false}
+        if _storage._memfd != rhs_storage._memfd {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_PipeEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PipeEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}pipe_id\0\u{1}flags\0\u{1}fown\0")
+
+  public var isInitialized: Bool {
     if self._id == nil {return false}
-    if let v = self._reg, !v.isInitialized {return false}
+    if self._pipeID == nil {return false}
+    if self._flags == nil {return false}
+    if self._fown == nil {return false}
+    if let v = self._fown, !v.isInitialized {return false}
     return true
   }
 
@@ -551,9 +2043,10 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       // allocates stack space for every case branch when no optimizations are
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
-      case 1: try { try decoder.decodeSingularEnumField(value: &self._type) }()
-      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
-      case 3: try { try decoder.decodeSingularMessageField(value: &self._reg) }()
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._pipeID) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._fown) }()
       default: break
       }
     }
@@ -564,22 +2057,1296 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
     // allocates stack space for every if/case branch local when no optimizations
     // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
     // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._type {
-      try visitor.visitSingularEnumField(value: v, fieldNumber: 1)
-    } }()
     try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._pipeID {
       try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
     } }()
-    try { if let v = self._reg {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    try { if let v = self._flags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._fown {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
-  public static func ==(lhs: Img_FileEntry, rhs: Img_FileEntry) -> Bool {
-    if lhs._type != rhs._type {return false}
+  public static func ==(lhs: Img_PipeEntry, rhs: Img_PipeEntry) -> Bool {
     if lhs._id != rhs._id {return false}
-    if lhs._reg != rhs._reg {return false}
+    if lhs._pipeID != rhs._pipeID {return false}
+    if lhs._flags != rhs._flags {return false}
+    if lhs._fown != rhs._fown {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_PipeDataEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PipeDataEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}pipe_id\0\u{1}bytes\0\u{1}size\0")
+
+  public var isInitialized: Bool {
+    if self._pipeID == nil {return false}
+    if self._bytes == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._pipeID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._bytes) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._size) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._pipeID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._bytes {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._size {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_PipeDataEntry, rhs: Img_PipeDataEntry) -> Bool {
+    if lhs._pipeID != rhs._pipeID {return false}
+    if lhs._bytes != rhs._bytes {return false}
+    if lhs._size != rhs._size {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_FifoEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FifoEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}pipe_id\0\u{3}regf_id\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._pipeID == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._pipeID) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._regfID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._pipeID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._regfID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_FifoEntry, rhs: Img_FifoEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._pipeID != rhs._pipeID {return false}
+    if lhs._regfID != rhs._regfID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_EventfdFileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".EventfdFileEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}flags\0\u{1}fown\0\u{1}counter\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._flags == nil {return false}
+    if self._fown == nil {return false}
+    if self._counter == nil {return false}
+    if let v = self._fown, !v.isInitialized {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._fown) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self._counter) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._flags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._fown {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._counter {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 4)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_EventfdFileEntry, rhs: Img_EventfdFileEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._flags != rhs._flags {return false}
+    if lhs._fown != rhs._fown {return false}
+    if lhs._counter != rhs._counter {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_EventpollTfdEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".EventpollTfdEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}tfd\0\u{1}events\0\u{1}data\0\u{1}dev\0\u{1}inode\0\u{1}pos\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._tfd == nil {return false}
+    if self._events == nil {return false}
+    if self._data == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._tfd) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._events) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self._data) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self._dev) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self._inode) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self._pos) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._tfd {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._events {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._data {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._dev {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._inode {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._pos {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 7)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_EventpollTfdEntry, rhs: Img_EventpollTfdEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._tfd != rhs._tfd {return false}
+    if lhs._events != rhs._events {return false}
+    if lhs._data != rhs._data {return false}
+    if lhs._dev != rhs._dev {return false}
+    if lhs._inode != rhs._inode {return false}
+    if lhs._pos != rhs._pos {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_EventpollFileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".EventpollFileEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}flags\0\u{1}fown\0\u{1}tfd\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._flags == nil {return false}
+    if self._fown == nil {return false}
+    if let v = self._fown, !v.isInitialized {return false}
+    if !SwiftProtobuf.Internal.areAllInitialized(self.tfd) {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._fown) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.tfd) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._flags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._fown {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if !self.tfd.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tfd, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_EventpollFileEntry, rhs: Img_EventpollFileEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._flags != rhs._flags {return false}
+    if lhs._fown != rhs._fown {return false}
+    if lhs.tfd != rhs.tfd {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_SignalfdEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SignalfdEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}flags\0\u{1}fown\0\u{1}sigmask\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._flags == nil {return false}
+    if self._fown == nil {return false}
+    if self._sigmask == nil {return false}
+    if let v = self._fown, !v.isInitialized {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._fown) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self._sigmask) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._flags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._fown {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._sigmask {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 4)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_SignalfdEntry, rhs: Img_SignalfdEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._flags != rhs._flags {return false}
+    if lhs._fown != rhs._fown {return false}
+    if lhs._sigmask != rhs._sigmask {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_TimerfdEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TimerfdEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}flags\0\u{1}fown\0\u{1}clockid\0\u{1}ticks\0\u{3}settime_flags\0\u{1}vsec\0\u{1}vnsec\0\u{1}isec\0\u{1}insec\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._flags == nil {return false}
+    if self._fown == nil {return false}
+    if self._clockid == nil {return false}
+    if self._ticks == nil {return false}
+    if self._settimeFlags == nil {return false}
+    if self._vsec == nil {return false}
+    if self._vnsec == nil {return false}
+    if self._isec == nil {return false}
+    if self._insec == nil {return false}
+    if let v = self._fown, !v.isInitialized {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._fown) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self._clockid) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self._ticks) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self._settimeFlags) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self._vsec) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self._vnsec) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self._isec) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self._insec) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._flags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._fown {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._clockid {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._ticks {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._settimeFlags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._vsec {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._vnsec {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 8)
+    } }()
+    try { if let v = self._isec {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 9)
+    } }()
+    try { if let v = self._insec {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 10)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_TimerfdEntry, rhs: Img_TimerfdEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._flags != rhs._flags {return false}
+    if lhs._fown != rhs._fown {return false}
+    if lhs._clockid != rhs._clockid {return false}
+    if lhs._ticks != rhs._ticks {return false}
+    if lhs._settimeFlags != rhs._settimeFlags {return false}
+    if lhs._vsec != rhs._vsec {return false}
+    if lhs._vnsec != rhs._vnsec {return false}
+    if lhs._isec != rhs._isec {return false}
+    if lhs._insec != rhs._insec {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_FhEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FhEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}bytes\0\u{1}type\0\u{1}handle\0\u{1}path\0\u{3}mnt_id\0")
+
+  public var isInitialized: Bool {
+    if self._bytes == nil {return false}
+    if self._type == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._bytes) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._type) }()
+      case 3: try { try decoder.decodeRepeatedUInt64Field(value: &self.handle) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self._path) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self._mntID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._bytes {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._type {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    if !self.handle.isEmpty {
+      try visitor.visitRepeatedUInt64Field(value: self.handle, fieldNumber: 3)
+    }
+    try { if let v = self._path {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._mntID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_FhEntry, rhs: Img_FhEntry) -> Bool {
+    if lhs._bytes != rhs._bytes {return false}
+    if lhs._type != rhs._type {return false}
+    if lhs.handle != rhs.handle {return false}
+    if lhs._path != rhs._path {return false}
+    if lhs._mntID != rhs._mntID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_InotifyWdEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InotifyWdEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}i_ino\0\u{1}mask\0\u{3}ignored_mask\0\u{3}s_dev\0\u{1}wd\0\u{3}f_handle\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._iIno == nil {return false}
+    if self._mask == nil {return false}
+    if self._ignoredMask == nil {return false}
+    if self._sDev == nil {return false}
+    if self._wd == nil {return false}
+    if self._fHandle == nil {return false}
+    if let v = self._fHandle, !v.isInitialized {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self._iIno) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._mask) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self._ignoredMask) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self._sDev) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self._wd) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._fHandle) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._iIno {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._mask {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._ignoredMask {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._sDev {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._wd {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._fHandle {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_InotifyWdEntry, rhs: Img_InotifyWdEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._iIno != rhs._iIno {return false}
+    if lhs._mask != rhs._mask {return false}
+    if lhs._ignoredMask != rhs._ignoredMask {return false}
+    if lhs._sDev != rhs._sDev {return false}
+    if lhs._wd != rhs._wd {return false}
+    if lhs._fHandle != rhs._fHandle {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_InotifyFileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InotifyFileEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}flags\0\u{2}\u{2}fown\0\u{1}wd\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._flags == nil {return false}
+    if self._fown == nil {return false}
+    if let v = self._fown, !v.isInitialized {return false}
+    if !SwiftProtobuf.Internal.areAllInitialized(self.wd) {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._fown) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.wd) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._flags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._fown {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    if !self.wd.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.wd, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_InotifyFileEntry, rhs: Img_InotifyFileEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._flags != rhs._flags {return false}
+    if lhs._fown != rhs._fown {return false}
+    if lhs.wd != rhs.wd {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_SkOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SkOptsEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}so_sndbuf\0\u{3}so_rcvbuf\0\u{3}so_snd_tmo_sec\0\u{3}so_snd_tmo_usec\0\u{3}so_rcv_tmo_sec\0\u{3}so_rcv_tmo_usec\0\u{1}reuseaddr\0\u{4}\u{4}so_passcred\0\u{4}\u{6}so_reuseport\0")
+
+  public var isInitialized: Bool {
+    if self._soSndbuf == nil {return false}
+    if self._soRcvbuf == nil {return false}
+    if self._soSndTmoSec == nil {return false}
+    if self._soSndTmoUsec == nil {return false}
+    if self._soRcvTmoSec == nil {return false}
+    if self._soRcvTmoUsec == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._soSndbuf) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._soRcvbuf) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self._soSndTmoSec) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self._soSndTmoUsec) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self._soRcvTmoSec) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self._soRcvTmoUsec) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self._reuseaddr) }()
+      case 11: try { try decoder.decodeSingularBoolField(value: &self._soPasscred) }()
+      case 17: try { try decoder.decodeSingularBoolField(value: &self._soReuseport) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._soSndbuf {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._soRcvbuf {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._soSndTmoSec {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._soSndTmoUsec {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._soRcvTmoSec {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._soRcvTmoUsec {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._reuseaddr {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._soPasscred {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 11)
+    } }()
+    try { if let v = self._soReuseport {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 17)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_SkOptsEntry, rhs: Img_SkOptsEntry) -> Bool {
+    if lhs._soSndbuf != rhs._soSndbuf {return false}
+    if lhs._soRcvbuf != rhs._soRcvbuf {return false}
+    if lhs._soSndTmoSec != rhs._soSndTmoSec {return false}
+    if lhs._soSndTmoUsec != rhs._soSndTmoUsec {return false}
+    if lhs._soRcvTmoSec != rhs._soRcvTmoSec {return false}
+    if lhs._soRcvTmoUsec != rhs._soRcvTmoUsec {return false}
+    if lhs._reuseaddr != rhs._reuseaddr {return false}
+    if lhs._soPasscred != rhs._soPasscred {return false}
+    if lhs._soReuseport != rhs._soReuseport {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnixSkEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}type\0\u{1}state\0\u{1}flags\0\u{1}uflags\0\u{1}backlog\0\u{1}peer\0\u{1}fown\0\u{1}opts\0\u{1}name\0\u{1}shutdown\0\u{4}\u{2}name_dir\0\u{1}deleted\0")
+
+  fileprivate class _StorageClass {
+    var _id: UInt32? = nil
+    var _ino: UInt32? = nil
+    var _type: UInt32? = nil
+    var _state: UInt32? = nil
+    var _flags: UInt32? = nil
+    var _uflags: UInt32? = nil
+    var _backlog: UInt32? = nil
+    var _peer: UInt32? = nil
+    var _fown: Img_FownEntry? = nil
+    var _opts: Img_SkOptsEntry? = nil
+    var _name: Data? = nil
+    var _shutdown: Img_SkShutdown? = nil
+    var _nameDir: String? = nil
+    var _deleted: Bool? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _ino = source._ino
+      _type = source._type
+      _state = source._state
+      _flags = source._flags
+      _uflags = source._uflags
+      _backlog = source._backlog
+      _peer = source._peer
+      _fown = source._fown
+      _opts = source._opts
+      _name = source._name
+      _shutdown = source._shutdown
+      _nameDir = source._nameDir
+      _deleted = source._deleted
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public var isInitialized: Bool {
+    return withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._id == nil {return false}
+      if _storage._ino == nil {return false}
+      if _storage._type == nil {return false}
+      if _storage._state == nil {return false}
+      if _storage._flags == nil {return false}
+      if _storage._uflags == nil {return false}
+      if _storage._backlog == nil {return false}
+      if _storage._peer == nil {return false}
+      if _storage._fown == nil {return false}
+      if _storage._opts == nil {return false}
+      if _storage._name == nil {return false}
+      if let v = _storage._fown, !v.isInitialized {return false}
+      if let v = _storage._opts, !v.isInitialized {return false}
+      return true
+    }
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._ino) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._type) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._state) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._flags) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._uflags) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._backlog) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._peer) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._fown) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._opts) }()
+        case 11: try { try decoder.decodeSingularBytesField(value: &_storage._name) }()
+        case 12: try { try decoder.decodeSingularEnumField(value: &_storage._shutdown) }()
+        case 14: try { try decoder.decodeSingularStringField(value: &_storage._nameDir) }()
+        case 15: try { try decoder.decodeSingularBoolField(value: &_storage._deleted) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._id {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._ino {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._type {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._state {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._flags {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._uflags {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._backlog {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._peer {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._fown {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._opts {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._name {
+        try visitor.visitSingularBytesField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._shutdown {
+        try visitor.visitSingularEnumField(value: v, fieldNumber: 12)
+      } }()
+      try { if let v = _storage._nameDir {
+        try visitor.visitSingularStringField(value: v, fieldNumber: 14)
+      } }()
+      try { if let v = _storage._deleted {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 15)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_UnixSkEntry, rhs: Img_UnixSkEntry) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._ino != rhs_storage._ino {return false}
+        if _storage._type != rhs_storage._type {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._flags != rhs_storage._flags {return false}
+        if _storage._uflags != rhs_storage._uflags {return false}
+        if _storage._backlog != rhs_storage._backlog {return false}
+        if _storage._peer != rhs_storage._peer {return false}
+        if _storage._fown != rhs_storage._fown {return false}
+        if _storage._opts != rhs_storage._opts {return false}
+        if _storage._name != rhs_storage._name {return false}
+        if _storage._shutdown != rhs_storage._shutdown {return false}
+        if _storage._nameDir != rhs_storage._nameDir {return false}
+        if _storage._deleted != rhs_storage._deleted {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".InetSkEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}family\0\u{1}type\0\u{1}proto\0\u{1}state\0\u{3}src_port\0\u{3}dst_port\0\u{1}flags\0\u{1}backlog\0\u{3}src_addr\0\u{3}dst_addr\0\u{1}fown\0\u{1}opts\0\u{1}v6only\0")
+
+  fileprivate class _StorageClass {
+    var _id: UInt32? = nil
+    var _ino: UInt32? = nil
+    var _family: UInt32? = nil
+    var _type: UInt32? = nil
+    var _proto: UInt32? = nil
+    var _state: UInt32? = nil
+    var _srcPort: UInt32? = nil
+    var _dstPort: UInt32? = nil
+    var _flags: UInt32? = nil
+    var _backlog: UInt32? = nil
+    var _srcAddr: [UInt32] = []
+    var _dstAddr: [UInt32] = []
+    var _fown: Img_FownEntry? = nil
+    var _opts: Img_SkOptsEntry? = nil
+    var _v6Only: Bool? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _ino = source._ino
+      _family = source._family
+      _type = source._type
+      _proto = source._proto
+      _state = source._state
+      _srcPort = source._srcPort
+      _dstPort = source._dstPort
+      _flags = source._flags
+      _backlog = source._backlog
+      _srcAddr = source._srcAddr
+      _dstAddr = source._dstAddr
+      _fown = source._fown
+      _opts = source._opts
+      _v6Only = source._v6Only
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public var isInitialized: Bool {
+    return withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._id == nil {return false}
+      if _storage._ino == nil {return false}
+      if _storage._family == nil {return false}
+      if _storage._type == nil {return false}
+      if _storage._proto == nil {return false}
+      if _storage._state == nil {return false}
+      if _storage._srcPort == nil {return false}
+      if _storage._dstPort == nil {return false}
+      if _storage._flags == nil {return false}
+      if _storage._backlog == nil {return false}
+      if _storage._fown == nil {return false}
+      if _storage._opts == nil {return false}
+      if let v = _storage._fown, !v.isInitialized {return false}
+      if let v = _storage._opts, !v.isInitialized {return false}
+      return true
+    }
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._ino) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._family) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._type) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._proto) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._state) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._srcPort) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._dstPort) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._flags) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._backlog) }()
+        case 11: try { try decoder.decodeRepeatedUInt32Field(value: &_storage._srcAddr) }()
+        case 12: try { try decoder.decodeRepeatedUInt32Field(value: &_storage._dstAddr) }()
+        case 13: try { try decoder.decodeSingularMessageField(value: &_storage._fown) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._opts) }()
+        case 15: try { try decoder.decodeSingularBoolField(value: &_storage._v6Only) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._id {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._ino {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._family {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._type {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._proto {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._state {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._srcPort {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._dstPort {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._flags {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._backlog {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 10)
+      } }()
+      if !_storage._srcAddr.isEmpty {
+        try visitor.visitRepeatedUInt32Field(value: _storage._srcAddr, fieldNumber: 11)
+      }
+      if !_storage._dstAddr.isEmpty {
+        try visitor.visitRepeatedUInt32Field(value: _storage._dstAddr, fieldNumber: 12)
+      }
+      try { if let v = _storage._fown {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._opts {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
+      try { if let v = _storage._v6Only {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 15)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_InetSkEntry, rhs: Img_InetSkEntry) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._ino != rhs_storage._ino {return false}
+        if _storage._family != rhs_storage._family {return false}
+        if _storage._type != rhs_storage._type {return false}
+        if _storage._proto != rhs_storage._proto {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._srcPort != rhs_storage._srcPort {return false}
+        if _storage._dstPort != rhs_storage._dstPort {return false}
+        if _storage._flags != rhs_storage._flags {return false}
+        if _storage._backlog != rhs_storage._backlog {return false}
+        if _storage._srcAddr != rhs_storage._srcAddr {return false}
+        if _storage._dstAddr != rhs_storage._dstAddr {return false}
+        if _storage._fown != rhs_storage._fown {return false}
+        if _storage._opts != rhs_storage._opts {return false}
+        if _storage._v6Only != rhs_storage._v6Only {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_SkPacketEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SkPacketEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}id_for\0\u{1}length\0")
+
+  public var isInitialized: Bool {
+    if self._idFor == nil {return false}
+    if self._length == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._idFor) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._length) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._idFor {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._length {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_SkPacketEntry, rhs: Img_SkPacketEntry) -> Bool {
+    if lhs._idFor != rhs._idFor {return false}
+    if lhs._length != rhs._length {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_MemfdFileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MemfdFileEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}flags\0\u{1}pos\0\u{1}fown\0\u{3}inode_id\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._flags == nil {return false}
+    if self._pos == nil {return false}
+    if self._fown == nil {return false}
+    if self._inodeID == nil {return false}
+    if let v = self._fown, !v.isInitialized {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self._pos) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._fown) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self._inodeID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._flags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._pos {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._fown {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._inodeID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_MemfdFileEntry, rhs: Img_MemfdFileEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._flags != rhs._flags {return false}
+    if lhs._pos != rhs._pos {return false}
+    if lhs._fown != rhs._fown {return false}
+    if lhs._inodeID != rhs._inodeID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_MemfdInodeEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MemfdInodeEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}uid\0\u{1}gid\0\u{1}size\0\u{1}shmid\0\u{1}seals\0\u{3}inode_id\0")
+
+  public var isInitialized: Bool {
+    if self._name == nil {return false}
+    if self._uid == nil {return false}
+    if self._gid == nil {return false}
+    if self._size == nil {return false}
+    if self._shmid == nil {return false}
+    if self._seals == nil {return false}
+    if self._inodeID == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self._name) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._uid) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._gid) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self._size) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self._shmid) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self._seals) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self._inodeID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._name {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._uid {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._gid {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._size {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._shmid {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._seals {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._inodeID {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 7)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_MemfdInodeEntry, rhs: Img_MemfdInodeEntry) -> Bool {
+    if lhs._name != rhs._name {return false}
+    if lhs._uid != rhs._uid {return false}
+    if lhs._gid != rhs._gid {return false}
+    if lhs._size != rhs._size {return false}
+    if lhs._shmid != rhs._shmid {return false}
+    if lhs._seals != rhs._seals {return false}
+    if lhs._inodeID != rhs._inodeID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,99 @@
+import Foundation
+import Glibc
+
+/// What a kind's dump may use besides the fd itself: copies of the task's fds in cryo (through
+/// pidfd_getfd, so nothing in the task changes), the task's other fds, and the images that
+/// hold state outside files.img. One per dump, shared by every task of the tree.
+final class FileDumpContext {
+    let proc: ProcReader
+    /// pipes-data.img / fifo-data.img: one entry per pipe, with its bytes in flight.
+    var pipeData: [(Img_PipeDataEntry, [UInt8])] = []
+    var fifoData: [(Img_PipeDataEntry, [UInt8])] = []
+    /// Pipes (by inode) whose data is already recorded: both ends share it.
+    var pipesSeen: Set<String> = []
+    /// sk-queues.img: queued packets, in queue order, each for the socket file id `id_for`.
+    var skQueues: [(Img_SkPacketEntry, [UInt8])] = []
+    /// memfd.img and each memfd's contents (written as a shmem pagemap and pages).
+    var memfdInodes: [Img_MemfdInodeEntry] = []
+    var memfdContents: [UInt32: [UInt8]] = [:]
+    var memfdByInode: [UInt64: UInt32] = [:]
+    /// Regular-file entries a kind adds besides its own (a FIFO's path lives in one).
+    var extraEntries: [Img_FileEntry] = []
+    private var nextExtraID: UInt32 = 0x4000_0000
+
+    /// The fds of the task being dumped now, with their targets (epoll and unix peers
+    /// look at them).
+    private(set) var pid: Int32 = 0
+    private(set) var fds: [Int32: OpenFd] = [:]
+    private var pidfd: Int32 = -1
+    private var copies: [Int32: Int32] = [:]
+
+    /// Every pid being dumped: a pipe end held outside them cannot be restored.
+    var treePids: Set<Int32> = []
+    private var pipeHolders: [UInt64: Set<Int32>]?
+
+    init(proc: ProcReader) { self.proc = proc }
+
+    /// Processes other than cryo holding an fd of the pipe with inode `ino`, found by one scan
+    /// of every process's fds (done on the first call).
+    func holders(ofPipe ino: UInt64) -> Set<Int32> {
+        if pipeHolders == nil {
+            var map: [UInt64: Set<Int32>] = [:]
+            let me = getpid()
+            let pids = ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
+            for p in pids where p != me {
+                // Processes come and go while we look; the ones we cannot read hold nothing of ours.
+                for fd in (try? proc.fds(pid: p)) ?? [] {
+                    guard let t = try? proc.fdTarget(pid: p, fd: fd), t.hasPrefix("pipe:["), let i = UInt64(t.dropFirst(6).dropLast()) else { continue }
+                    map[i, default: []].insert(p)
+                }
+            }
+            pipeHolders = map
+        }
+        return pipeHolders?[ino] ?? []
+    }
+
+    deinit { endTask() }
+
+    /// Starts dumping the fds of `pid`.
+    func beginTask(pid: Int32, fds: [Int32: OpenFd]) throws {
+        endTask()
+        self.pid = pid
+        self.fds = fds
+        treePids.insert(pid)
+        pidfd = try Sys.pidfdOpen(pid)
+    }
+
+    /// Closes the copies of the task's fds.
+    func endTask() {
+        for (_, c) in copies { close(c) }
+        copies = [:]
+        if pidfd >= 0 { close(pidfd); pidfd = -1 }
+    }
+
+    /// cryo's own copy of the task's `fd`: the same open file description (offset, flags and
+    /// queue shared), closed by endTask. Reading through it must not consume the task's data.
+    func copy(of fd: Int32) throws -> Int32 {
+        if let c = copies[fd] { return c }
+        let c = try Sys.pidfdGetfd(pidfd: pidfd, fd: fd, context: "pid \(pid) fd \(fd)")
+        copies[fd] = c
+        return c
+    }
+
+    /// An id for an entry no fd of the task names directly.
+    func extraID() -> UInt32 {
+        nextExtraID += 1
+        return nextExtraID
+    }
+
+    /// Writes the images that hold the state outside files.img.
+    func write(to images: ImageDirectory) throws {
+        if !pipeData.isEmpty { try images.writeWithPayloads(.pipesData, pipeData) }
+        if !fifoData.isEmpty { try images.writeWithPayloads(.fifoData, fifoData) }
+        if !skQueues.isEmpty { try images.writeWithPayloads(.skQueues, skQueues) }
+        if !memfdInodes.isEmpty {
+            try images.write(.memfdInode, entries: memfdInodes)
+            for m in memfdInodes { try MemFd.writeContents(memfdContents[m.shmid] ?? [], shmid: m.shmid, images: images) }
+        }
+    }
+}

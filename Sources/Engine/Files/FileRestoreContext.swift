@@ -1,0 +1,93 @@
+import Glibc
+
+/// The objects one restore made in cryo, shared by every task it rebuilds: a file installed
+/// into several tasks (an inherited pipe, a shared socket) is made once and sent to each.
+/// Closed when the restore is done: by then every task holds its own copies.
+final class RestoredObjects {
+    let images: ImageDirectory
+    let files: [UInt32: Img_FileEntry]
+    /// File id -> cryo's own fd of the object: installing the same file into another task is
+    /// sending this fd again.
+    var objects: [UInt32: Int32] = [:]
+    /// Pipes by pipe_id: both ends made by one pipe2, one end per file id.
+    var pipes: [UInt32: (read: Int32, write: Int32)] = [:]
+    /// FIFOs by pipe_id: cryo's read-write fd that keeps each one open while it is rebuilt.
+    var fifos: [UInt32: Int32] = [:]
+    /// memfd inodes by shmid: cryo's fd of the memfd, reopened for each description.
+    var memfds: [UInt32: Int32] = [:]
+    /// The second end of a unix socketpair made for the first one, by its inode, waiting for
+    /// its own fd entry.
+    var unixPairs: [UInt32: Int32] = [:]
+    /// Descriptors cryo opened only to build state (a FIFO kept open so it does not block).
+    var keepers: [Int32] = []
+    private var payloadCache: [ImageKind: [(Img_PipeDataEntry, [UInt8])]] = [:]
+    private var queueCache: [(Img_SkPacketEntry, [UInt8])]?
+
+    init(images: ImageDirectory, files: [UInt32: Img_FileEntry]) {
+        self.images = images
+        self.files = files
+    }
+
+    deinit { closeAll() }
+
+    func closeAll() {
+        var closed = Set<Int32>()
+        let all = Array(objects.values) + keepers + pipes.values.flatMap({ [$0.read, $0.write] }) + Array(fifos.values) + Array(memfds.values) + Array(unixPairs.values)
+        for fd in all where fd >= 0 {
+            if closed.insert(fd).inserted { close(fd) }
+        }
+        objects = [:]; keepers = []; pipes = [:]; fifos = [:]; memfds = [:]; unixPairs = [:]
+    }
+
+    /// The data recorded for one pipe or FIFO, or nil when it had none.
+    func pipeData(_ kind: ImageKind, pipeID: UInt32) throws -> (Img_PipeDataEntry, [UInt8])? {
+        if payloadCache[kind] == nil {
+            payloadCache[kind] = images.exists(kind) ? try images.readWithPayloads(kind, as: Img_PipeDataEntry.self) { Int($0.bytes) } : []
+        }
+        return payloadCache[kind]!.first { $0.0.pipeID == pipeID }
+    }
+
+    /// The packets queued to socket file `id`, in order.
+    func queue(for id: UInt32) throws -> [[UInt8]] {
+        if queueCache == nil {
+            queueCache = images.exists(.skQueues) ? try images.readWithPayloads(.skQueues, as: Img_SkPacketEntry.self) { Int($0.length) } : []
+        }
+        return queueCache!.filter { $0.0.idFor == id }.map(\.1)
+    }
+}
+
+/// What a kind's restore may use for one task: the task, the transport into it, where its
+/// files sit so far, and the objects shared by the whole restore.
+final class FileRestoreContext {
+    let task: RestoreTarget
+    let transport: FdTransport
+    let shared: RestoredObjects
+    /// Where each file id sits in the task once installed (its first fd number).
+    var placed: [UInt32: Int32] = [:]
+    /// Files a kind installed ahead of their turn (the server end of an accepted connection
+    /// comes with its client), parked above every wanted fd number until their turn.
+    var parked: [UInt32: Int32] = [:]
+
+    init(task: RestoreTarget, transport: FdTransport, shared: RestoredObjects) {
+        self.task = task
+        self.transport = transport
+        self.shared = shared
+    }
+
+    var images: ImageDirectory { shared.images }
+    var files: [UInt32: Img_FileEntry] { shared.files }
+    var objects: [UInt32: Int32] { get { shared.objects } set { shared.objects = newValue } }
+    var pipes: [UInt32: (read: Int32, write: Int32)] { get { shared.pipes } set { shared.pipes = newValue } }
+    var fifos: [UInt32: Int32] { get { shared.fifos } set { shared.fifos = newValue } }
+    var memfds: [UInt32: Int32] { get { shared.memfds } set { shared.memfds = newValue } }
+    var unixPairs: [UInt32: Int32] { get { shared.unixPairs } set { shared.unixPairs = newValue } }
+    var keepers: [Int32] { get { shared.keepers } set { shared.keepers = newValue } }
+    func pipeData(_ kind: ImageKind, pipeID: UInt32) throws -> (Img_PipeDataEntry, [UInt8])? { try shared.pipeData(kind, pipeID: pipeID) }
+    func queue(for id: UInt32) throws -> [[UInt8]] { try shared.queue(for: id) }
+
+    /// Sends cryo's `fd` for file `id` into the task; cryo keeps it in `objects`.
+    func install(_ fd: Int32, id: UInt32, what: String) throws -> Int32 {
+        objects[id] = fd
+        return try transport.send(fd, to: task, what: what)
+    }
+}

@@ -1,0 +1,115 @@
+import CKernel
+import Glibc
+
+/// UDP sockets, IPv4 and IPv6: bound address and port, connected peer, options. Datagrams
+/// waiting in the receive queue cannot be sent again with their original sources, so a dump
+/// with any queued is refused rather than silently dropping them. TCP is not claimed.
+enum InetSocket: FdKind {
+    static let name = "UDP socket"
+    static let type = Img_FdTypes.inetsk
+
+    static func claims(_ f: OpenFd) -> Bool {
+        guard f.target.hasPrefix("socket:[") else { return false }
+        let p = SockDiag.protocolName(pid: f.pid, fd: f.fd)
+        return p == "UDP" || p == "UDPv6"
+    }
+
+    /// (family, address words as CRIU stores them: network byte order in memory, port)
+    static func address(_ s: Int32, peer: Bool) -> (family: Int32, addr: [UInt32], port: UInt16)? {
+        var ss = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &ss) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { peer ? getpeername(s, $0, &len) : getsockname(s, $0, &len) }
+        }
+        guard rc == 0 else { return nil }
+        return withUnsafeBytes(of: &ss) { b -> (Int32, [UInt32], UInt16)? in
+            let fam = Int32(b.load(fromByteOffset: 0, as: UInt16.self))
+            let port = UInt16(bigEndian: b.load(fromByteOffset: 2, as: UInt16.self))
+            switch fam {
+            case AF_INET: return (fam, [b.load(fromByteOffset: 4, as: UInt32.self)], port)
+            case AF_INET6: return (fam, (0..<4).map { b.load(fromByteOffset: 8 + 4 * $0, as: UInt32.self) }, port)
+            default: return nil
+            }
+        }
+    }
+
+    static func sockaddrBytes(family: Int32, addr: [UInt32], port: UInt32) -> [UInt8] {
+        var b: [UInt8] = []
+        b.append(UInt8(family & 0xff)); b.append(UInt8(family >> 8))
+        b.append(UInt8(port >> 8 & 0xff)); b.append(UInt8(port & 0xff))
+        if family == AF_INET {
+            withUnsafeBytes(of: addr.first ?? 0) { b += $0 }
+            b += [UInt8](repeating: 0, count: 8)
+        } else {
+            b += [0, 0, 0, 0]  // flowinfo
+            for w in addr.prefix(4) { withUnsafeBytes(of: w) { b += $0 } }
+            b += [0, 0, 0, 0]  // scope id
+        }
+        return b
+    }
+
+    static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
+        func refuse(_ r: String) -> DumpError { .fdState(pid: f.pid, fd: f.fd, target: f.target, reason: r) }
+        let c = try ctx.copy(of: f.fd)
+        var queued: Int32 = 0
+        guard ck_ioctl(c, UInt(FIONREAD), &queued) == 0 else { throw refuse("SIOCINQ: \(String(cString: strerror(errno)))") }
+        if queued > 0 { throw refuse("datagrams in its receive queue (\(queued) bytes in the first), which cryo cannot send again from their sources") }
+        guard let src = address(c, peer: false) else { throw refuse("getsockname: \(String(cString: strerror(errno)))") }
+        let dst = address(c, peer: true)
+        var e = Img_InetSkEntry()
+        e.id = id
+        e.ino = UInt32(truncatingIfNeeded: f.stat.st_ino)
+        e.family = UInt32(src.family)
+        e.type = UInt32(SOCK_DGRAM.rawValue)
+        e.proto = UInt32(IPPROTO_UDP)
+        e.state = dst == nil ? 7 /* TCP_CLOSE */ : 1 /* TCP_ESTABLISHED */
+        e.srcPort = UInt32(src.port)
+        e.dstPort = UInt32(dst?.port ?? 0)
+        e.flags = UInt32(bitPattern: f.info.flags & ~O_CLOEXEC)
+        e.backlog = 0
+        e.srcAddr = src.addr
+        e.dstAddr = dst?.addr ?? []
+        e.fown = FdKinds.noOwner
+        e.opts = try SocketOptions.read(c, what: "pid \(f.pid) fd \(f.fd)")
+        if src.family == AF_INET6 {
+            var v: Int32 = 0
+            var l = socklen_t(4)
+            if getsockopt(c, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v, &l) == 0 { e.v6Only = v != 0 }
+        }
+        entry.isk = e
+    }
+
+    static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
+        let e = entry.isk
+        let what = "UDP socket id \(entry.id) (port \(e.srcPort))"
+        let fam = Int32(e.family)
+        guard e.type == UInt32(SOCK_DGRAM.rawValue), fam == AF_INET || fam == AF_INET6 else {
+            throw RestoreError.file(pid: ctx.task.pid, id: entry.id, what: what, reason: "family \(e.family) type \(e.type) is not UDP")
+        }
+        let s = socket(fam, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_UDP))
+        guard s >= 0 else { throw SystemCallError(call: "socket(UDP)", errno: errno, context: what) }
+        do {
+            try SocketOptions.apply(e.opts, to: s, what: what)
+            if fam == AF_INET6 && e.hasV6Only {
+                var v: Int32 = e.v6Only ? 1 : 0
+                setsockopt(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v, 4)
+            }
+            // An unbound socket (port 0) is left unbound: the kernel picks on first use.
+            if e.srcPort != 0 || e.srcAddr.contains(where: { $0 != 0 }) {
+                let a = sockaddrBytes(family: fam, addr: e.srcAddr, port: e.srcPort)
+                let rc = a.withUnsafeBytes { bind(s, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
+                guard rc == 0 else { throw SystemCallError(call: "bind(port \(e.srcPort))", errno: errno, context: what) }
+            }
+            if e.state == 1 {
+                let a = sockaddrBytes(family: fam, addr: e.dstAddr, port: e.dstPort)
+                let rc = a.withUnsafeBytes { connect(s, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
+                guard rc == 0 else { throw SystemCallError(call: "connect(port \(e.dstPort))", errno: errno, context: what) }
+            }
+            try FileFlags.set(s, e.flags, what: what)
+        } catch {
+            close(s)
+            throw error
+        }
+        return try ctx.install(s, id: entry.id, what: what)
+    }
+}

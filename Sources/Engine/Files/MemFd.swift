@@ -1,0 +1,148 @@
+import CKernel
+import Glibc
+
+/// memfd: name, size, contents and seals of the inode (memfd.img, one entry per inode), and
+/// per description its flags and offset. Contents are a shmem pagemap
+/// (pagemap-shmem-SHMID.img) over pages-ID.img, holes left out, as CRIU stores them.
+/// Restore makes the memfd in cryo, fills it, seals it last (a write seal would stop the
+/// filling), and opens each description through /proc/self/fd so it has its own flags and
+/// offset.
+enum MemFd: FdKind {
+    static let name = "memfd"
+    static let type = Img_FdTypes.memfd
+    static let prefix = "/memfd:"
+    static let deletedSuffix = " (deleted)"
+    /// Pages files of memfds get ids above any pid (pid_max is at most 2^22), so they cannot
+    /// collide with the tasks' pages files.
+    static let pagesIDBase: UInt32 = 0x4000_0000
+    static let getSeals: Int32 = 1034, addSeals: Int32 = 1033
+    static let sealSeal: UInt32 = 1
+
+    static func claims(_ f: OpenFd) -> Bool {
+        f.target.hasPrefix(prefix) && f.stat.st_mode & S_IFMT == S_IFREG
+    }
+
+    static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
+        let ino = UInt64(f.stat.st_ino)
+        let shmid: UInt32
+        if let known = ctx.memfdByInode[ino] {
+            shmid = known
+        } else {
+            shmid = UInt32(ctx.memfdInodes.count + 1)
+            let c = try ctx.copy(of: f.fd)
+            var name = String(f.target.dropFirst(prefix.count))
+            if name.hasSuffix(deletedSuffix) { name = String(name.dropLast(deletedSuffix.count)) }
+            let seals = ck_fcntl_int(c, getSeals, 0)
+            guard seals >= 0 else { throw DumpError.fdState(pid: f.pid, fd: f.fd, target: f.target, reason: "F_GET_SEALS: \(String(cString: strerror(errno)))") }
+            let size = Int(f.stat.st_size)
+            var data = [UInt8](repeating: 0, count: size)
+            var got = 0
+            while got < size {
+                let r = data.withUnsafeMutableBytes { pread(c, $0.baseAddress! + got, size - got, off_t(got)) }
+                guard r > 0 else { throw DumpError.fdState(pid: f.pid, fd: f.fd, target: f.target, reason: "read contents at \(got): \(r < 0 ? String(cString: strerror(errno)) : "short file")") }
+                got += r
+            }
+            var m = Img_MemfdInodeEntry()
+            m.name = name
+            m.uid = f.stat.st_uid
+            m.gid = f.stat.st_gid
+            m.size = UInt64(size)
+            m.shmid = shmid
+            m.seals = UInt32(bitPattern: seals)
+            m.inodeID = ino
+            ctx.memfdInodes.append(m)
+            ctx.memfdContents[shmid] = data
+            ctx.memfdByInode[ino] = shmid
+        }
+        var e = Img_MemfdFileEntry()
+        e.id = id
+        e.flags = UInt32(bitPattern: f.info.flags & ~O_CLOEXEC)
+        e.pos = UInt64(max(0, f.info.pos))
+        e.fown = FdKinds.noOwner
+        e.inodeID = shmid
+        entry.memfd = e
+    }
+
+    static func writeContents(_ data: [UInt8], shmid: UInt32, images: ImageDirectory) throws {
+        let page = imagePageSize
+        var head = Img_PagemapHead()
+        head.pagesID = pagesIDBase + shmid
+        var map = ImageCodec.header(.shmemPagemap)
+        try ImageCodec.appendEntry(&map, head)
+        var pages: [UInt8] = []
+        var off = 0
+        var run: (start: Int, count: UInt32)?
+        func flush() throws {
+            if let r = run { try ImageCodec.appendEntry(&map, Img_PagemapEntry(vaddr: UInt64(r.start), nrPages: r.count, flags: [.present])) }
+            run = nil
+        }
+        while off < data.count {
+            let end = min(off + page, data.count)
+            if data[off..<end].contains(where: { $0 != 0 }) {
+                pages += data[off..<end]
+                if end - off < page { pages += [UInt8](repeating: 0, count: page - (end - off)) }
+                if let r = run, r.start + Int(r.count) * page == off { run!.count += 1 } else { try flush(); run = (off, 1) }
+            } else {
+                try flush()
+            }
+            off += page
+        }
+        try flush()
+        try images.writeBytes(images.filePath(.shmemPagemap, Int(shmid)), map)
+        try images.writeBytes(images.filePath(.pages, Int(head.pagesID)), pages)
+    }
+
+    static func readContents(_ m: Img_MemfdInodeEntry, images: ImageDirectory) throws -> [(offset: UInt64, bytes: [UInt8])] {
+        let file = images.filePath(.shmemPagemap, Int(m.shmid))
+        var r = try images.reader(.shmemPagemap, Int(m.shmid))
+        let head = try r.next(Img_PagemapHead.self)
+        let pages = try images.readBytes(images.filePath(.pages, Int(head.pagesID)))
+        var out: [(UInt64, [UInt8])] = []
+        var at = 0
+        while !r.atEnd {
+            let off = r.offset
+            let e = try r.next(Img_PagemapEntry.self)
+            let len = Int(e.nrPages) * imagePageSize
+            guard e.vaddr % UInt64(imagePageSize) == 0, e.vaddr + UInt64(len) <= (m.size + UInt64(imagePageSize) - 1) / UInt64(imagePageSize) * UInt64(imagePageSize),
+                  at + len <= pages.count else {
+                throw ImageError.inconsistent(file: file, offset: off, reason: "pages 0x\(String(e.vaddr, radix: 16)) x \(e.nrPages) outside the memfd's \(m.size) bytes or its pages file")
+            }
+            let keep = Int(min(UInt64(len), m.size - e.vaddr))
+            out.append((e.vaddr, Array(pages[at..<(at + keep)])))
+            at += len
+        }
+        return out
+    }
+
+    static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
+        let e = entry.memfd
+        let what = "memfd id \(entry.id)"
+        if ctx.memfds[e.inodeID] == nil {
+            let inodes = try ctx.images.read(.memfdInode, as: Img_MemfdInodeEntry.self)
+            guard let m = inodes.first(where: { $0.shmid == e.inodeID }) else {
+                throw RestoreError.file(pid: ctx.task.pid, id: entry.id, what: what, reason: "memfd inode \(e.inodeID) is not in memfd.img")
+            }
+            // Always sealable: a memfd made without MFD_ALLOW_SEALING has F_SEAL_SEAL, which
+            // goes back with the other seals.
+            let fd = try m.name.withCString { Int32(try Sys.call(.memfdCreate, Int(bitPattern: $0), 0x1 | 0x2 /* CLOEXEC|ALLOW_SEALING */, context: what)) }
+            ctx.memfds[e.inodeID] = fd
+            guard ftruncate(fd, off_t(m.size)) == 0 else { throw SystemCallError(call: "ftruncate(\(m.size))", errno: errno, context: what) }
+            for (off, bytes) in try readContents(m, images: ctx.images) {
+                var done = 0
+                while done < bytes.count {
+                    let r = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress! + done, bytes.count - done, off_t(off) + off_t(done)) }
+                    guard r > 0 else { throw SystemCallError(call: "pwrite", errno: errno, context: what) }
+                    done += r
+                }
+            }
+            if m.seals != 0 && ck_fcntl_int(fd, addSeals, Int32(bitPattern: m.seals)) < 0 {
+                throw SystemCallError(call: "fcntl(F_ADD_SEALS 0x\(String(m.seals, radix: 16)))", errno: errno, context: what)
+            }
+        }
+        let flags = Int32(bitPattern: e.flags) & ~(O_CREAT | O_TRUNC | O_EXCL)
+        let fd = open("/proc/self/fd/\(ctx.memfds[e.inodeID]!)", flags | O_CLOEXEC)
+        guard fd >= 0 else { throw SystemCallError(call: "open(/proc/self/fd)", errno: errno, context: what) }
+        if e.pos != 0 { lseek(fd, off_t(e.pos), SEEK_SET) }
+        return try ctx.install(fd, id: entry.id, what: what)
+    }
+}
