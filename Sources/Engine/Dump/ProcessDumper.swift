@@ -10,6 +10,7 @@ struct ProcessDumper {
     let proc: ProcReader
     let files: FileTable
     let pagesID: Int
+    var incremental: IncrementalPlan? = nil
     let log = Logger(label: "dump")
 
     var pid: Int32 { process.pid }
@@ -52,7 +53,7 @@ struct ProcessDumper {
         }
         try images.write(.sigacts, id: Int(pid), entries: sigacts)
 
-        var mm = try MemoryDumper(pid: pid, images: images, files: files, proc: proc)
+        var mm = try MemoryDumper(pid: pid, images: images, files: files, proc: proc, incremental: incremental)
             .dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
         mm.dumpable = Int32(truncatingIfNeeded: dumpable)
         try images.write(.mm, id: Int(pid), entry: mm)

@@ -8,8 +8,63 @@ struct MemoryDumper {
     let images: ImageDirectory
     let files: FileTable
     let proc: ProcReader
+    /// Set for an incremental snapshot: which pages the parent chain already holds unchanged.
+    var incremental: IncrementalPlan? = nil
+
+    /// One run of pages to list in the pagemap: its bytes go to the pages file, or it is in the parent.
+    struct Piece {
+        var run: PageRun
+        var inParent: Bool
+        /// The task can read it itself (process_vm_readv); otherwise /proc/PID/mem.
+        var readable: Bool
+    }
+
+    /// The mappings whose pages images hold, which are the ones dirty tracking watches.
+    /// Shared file mappings keep their pages in the file; the special mappings cannot be tracked.
+    static func trackable(_ maps: [ProcMapping]) -> [PageRun] {
+        maps.filter { !$0.isSpecial && !$0.shared }.map { PageRun(start: $0.start, end: $0.end) }
+    }
 
     func dump(maps: [ProcMapping], stat: ProcStat, brk: UInt64, pagesID: Int) throws -> Img_MmEntry {
+        let (mm, pieces) = try layout(maps: maps, stat: stat, brk: brk)
+        var batches: [(runs: [PageRun], readable: Bool)] = []
+        for p in pieces where !p.inParent {
+            if let last = batches.last, last.readable == p.readable {
+                batches[batches.count - 1].runs.append(p.run)
+            } else {
+                batches.append(([p.run], p.readable))
+            }
+        }
+        let fd = try images.createPagesFile(id: pagesID)
+        defer { close(fd) }
+        let copier = PageCopier(pid: pid)
+        for b in batches {
+            if b.readable { try copier.copy(b.runs, to: fd) } else { try copyThroughMem(b.runs, to: fd) }
+        }
+        try images.writePagemap(pid: pid, pagesID: UInt32(pagesID), entries: MemoryDumper.pagemap(pieces))
+        return mm
+    }
+
+    static func pagemap(_ pieces: [Piece]) -> [Img_PagemapEntry] {
+        var out: [Img_PagemapEntry] = []
+        var lastParent = false
+        for p in pieces {
+            if let last = out.last, lastParent == p.inParent, last.vaddr + UInt64(last.nrPages) * pageSize == p.run.start {
+                out[out.count - 1].nrPages += UInt32(p.run.pageCount)
+                continue
+            }
+            var e = Img_PagemapEntry()
+            e.vaddr = p.run.start
+            e.nrPages = UInt32(p.run.pageCount)
+            e.flags = p.inParent ? PagemapFlags.parent.rawValue : PagemapFlags.present.rawValue
+            out.append(e)
+            lastParent = p.inParent
+        }
+        return out
+    }
+
+    /// The mm entry and, in address order, every run of pages the images must hold.
+    func layout(maps: [ProcMapping], stat: ProcStat, brk: UInt64) throws -> (Img_MmEntry, [Piece]) {
         var mm = Img_MmEntry()
         mm.mmStartCode = stat.startCode; mm.mmEndCode = stat.endCode
         mm.mmStartData = stat.startData; mm.mmEndData = stat.endData
@@ -26,8 +81,7 @@ struct MemoryDumper {
         let scanner = try PageScanner(pid: pid)
         defer { scanner.close() }
 
-        var pagemap: [Img_PagemapEntry] = []
-        var batches: [(runs: [PageRun], readable: Bool)] = []
+        var pieces: [Piece] = []
         for m in maps {
             var v = Img_VmaEntry()
             v.start = m.start; v.end = m.end; v.pgoff = m.offset; v.shmid = 0; v.fd = -1
@@ -73,28 +127,12 @@ struct MemoryDumper {
             if v.status & (VmaStatus.vdso | VmaStatus.vvar | VmaStatus.vsyscall) != 0 { continue }
             let runs = try scanner.dataRuns(start: m.start, end: m.end, anonymousOnly: anonymousOnly)
             if runs.isEmpty { continue }
-            for r in runs {
-                var e = Img_PagemapEntry()
-                e.vaddr = r.start
-                e.nrPages = UInt32(r.pageCount)
-                e.flags = 4  // PE_PRESENT
-                pagemap.append(e)
-            }
-            if let last = batches.last, last.readable == m.readable {
-                batches[batches.count - 1].runs += runs
-            } else {
-                batches.append((runs, m.readable))
+            let split = incremental.map { PageRuns.split(runs, by: $0.unchanged) } ?? runs.map { ($0, false) }
+            for (r, inParent) in split {
+                pieces.append(Piece(run: r, inParent: inParent, readable: m.readable))
             }
         }
-
-        let fd = try images.createPagesFile(id: pagesID)
-        defer { close(fd) }
-        let copier = PageCopier(pid: pid)
-        for b in batches {
-            if b.readable { try copier.copy(b.runs, to: fd) } else { try copyThroughMem(b.runs, to: fd) }
-        }
-        try images.writePagemap(pid: pid, pagesID: UInt32(pagesID), entries: pagemap)
-        return mm
+        return (mm, pieces)
     }
 
     /// Pages the task cannot read itself (PROT_NONE, exec-only) come through /proc/PID/mem,

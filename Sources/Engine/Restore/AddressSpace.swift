@@ -33,9 +33,7 @@ struct AddressSpace {
         }
         let shared = vmas.filter { $0.status & VmaStatus.fileShared != 0 }
 
-        let pages = try images.openPagesFile(id: Int(plan.pagesID))
-        defer { close(pages.fd) }
-        try PageFiller(pid: pid).fill(entries: plan.pagemap, pagesFd: pages.fd, pagesFile: images.filePath(.pages, Int(plan.pagesID)))
+        try PageFiller(pid: pid).fill(from: plan.pages)
         for v in vmas where v.prot != UInt32(PROT_READ | PROT_WRITE) && !shared.contains(v) {
             try remote.syscall(.mprotect, v.start, v.end - v.start, UInt64(v.prot))
         }

@@ -22,6 +22,8 @@ public struct Restorer {
         var fdinfo: [Img_FdinfoEntry]
         var fs: Img_FsEntry
         var sigacts: [Img_SaEntry]
+        /// Every page to fill, resolved through the parent chain, files open.
+        var pages: PageSources
     }
 
     /// Restores and returns the root pid (detached) or waits and returns its exit status.
@@ -75,8 +77,9 @@ public struct Restorer {
         }
         let fs = try images.readOne(.fs, id: pid, as: Img_FsEntry.self)
         let sigacts = try images.read(.sigacts, id: pid, as: Img_SaEntry.self)
+        let pages = try PageSources(images: images, pid: pid)
         return Plan(pstree: p, cores: cores, mm: mm, pagemap: pagemap, pagesID: pagesID, files: files,
-                    fdinfo: fdinfo, fs: fs, sigacts: sigacts)
+                    fdinfo: fdinfo, fs: fs, sigacts: sigacts, pages: pages)
     }
 
     /// Every file the images name must be there, with the size it had.

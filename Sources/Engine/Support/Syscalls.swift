@@ -17,7 +17,7 @@ public enum SyscallNumber: Int {
     case tgkill = 234, setRobustList = 273, getRobustList = 274, prlimit64 = 302
     case processVmReadv = 310, processVmWritev = 311, kcmp = 312, seccomp = 317, memfdCreate = 319
     case userfaultfd = 323, rseq = 334, pidfdOpen = 434, clone3 = 435, closeRange = 436, pidfdGetfd = 438
-    case rtSigqueueinfo = 129, rtTgsigqueueinfo = 297
+    case rtSigqueueinfo = 129, rtTgsigqueueinfo = 297, fallocate = 285
 }
 
 /// Thin wrappers for the raw syscalls cryo itself makes. Each returns the result or throws
