@@ -63,9 +63,10 @@ final class TrackingSession {
     }
 
     /// With the task frozen: what changed since the last snapshot, then arms what is not armed.
-    func scanAndArm(maps: [ProcMapping], remote: Remote) throws -> DirtyScan {
+    func scanAndArm(maps: [ProcMapping], remote: Remote, proc: ProcReader) throws -> DirtyScan {
         guard let tracker else { return DirtyScan(tracked: [], written: []) }
-        let mappings = MemoryDumper.trackable(maps)
+        let noReserve = Set(try proc.smaps(pid: pid).filter { $0.vmFlags.contains("nr") }.map(\.mapping.start))
+        let mappings = MemoryDumper.trackable(maps, noReserve: noReserve)
         let scan = try tracker.scan(mappings: mappings)
         try tracker.arm(mappings: mappings, remote: remote)
         log.info("pid \(pid): \(tracker.backend.rawValue): \(scan.tracked.reduce(0) { $0 + $1.pageCount }) pages tracked, \(scan.written.reduce(0) { $0 + $1.pageCount }) written since the last snapshot")
@@ -127,7 +128,7 @@ enum Incremental {
             let maps = try proc.maps(pid: root)
             let remote = try Remote(tid: root, maps: maps)
             let scan: DirtyScan
-            do { scan = try session.scanAndArm(maps: maps, remote: remote) } catch { try? remote.finish(); throw error }
+            do { scan = try session.scanAndArm(maps: maps, remote: remote, proc: proc) } catch { try? remote.finish(); throw error }
             try remote.finish()
             guard let parent, let prev else { return (session, nil) }
             let plan = IncrementalPlan(scan: scan, parentHas: try IncrementalPlan.pagesHeld(by: parent, pid: root))

@@ -19,10 +19,13 @@ struct MemoryDumper {
         var readable: Bool
     }
 
-    /// The mappings whose pages images hold, which are the ones dirty tracking watches.
-    /// Shared file mappings keep their pages in the file; the special mappings cannot be tracked.
-    static func trackable(_ maps: [ProcMapping]) -> [PageRun] {
-        maps.filter { !$0.isSpecial && !$0.shared }.map { PageRun(start: $0.start, end: $0.end) }
+    /// The mappings dirty tracking watches: those whose pages images hold. Shared file
+    /// mappings keep their pages in the file; the special mappings cannot be registered.
+    /// MAP_NORESERVE reservations are left out: arming write-protects every page of the range,
+    /// which fills in page tables for all of it (128 MiB of them for a 64 GiB reservation);
+    /// their few present pages are simply dumped each time.
+    static func trackable(_ maps: [ProcMapping], noReserve: Set<UInt64>) -> [PageRun] {
+        maps.filter { !$0.isSpecial && !$0.shared && !noReserve.contains($0.start) }.map { PageRun(start: $0.start, end: $0.end) }
     }
 
     func dump(maps: [ProcMapping], stat: ProcStat, brk: UInt64, pagesID: Int) throws -> Img_MmEntry {
