@@ -5,7 +5,7 @@ import PackageDescription
 // shared zdtm protocol library). Adding one is adding its folder and its name here: SwiftPM
 // caches this manifest by content, so a folder listing here would miss new folders.
 let workloadNames: [String] = [
-    "bigheap00", "brk00", "creds00", "env00", "file00", "fpu00", "itimer00", "maps00", "maps01", "memhog00",
+    "bigheap00", "brk00", "creds00", "dirty00", "dirty01", "dirty02", "env00", "file00", "fpu00", "itimer00", "maps00", "maps01", "memhog00",
     "pause00", "rlimit00", "sigact00", "sleeping00", "sparse00", "vdso00",
 ]
 
