@@ -3,11 +3,12 @@ import Glibc
 import Logging
 
 /// `cryo dedup`: frees, in the parents of a snapshot, the pages a newer snapshot overwrote.
-/// A page is punched out of snapshot L only when snapshot L-1 (its direct child in the chain)
-/// holds that page's bytes itself: then no snapshot newer than L can reach L's copy, because
-/// resolving walks in-parent entries down the chain and stops at L-1. So the snapshot asked
-/// for, and every snapshot between it and L, restores exactly as before. Holes are punched
-/// with the file size kept (CRIU does the same), so offsets in pagemaps stay valid.
+/// A page is punched out of snapshot L when some snapshot newer than L (up to the one asked
+/// for) holds that page's bytes itself. Restoring the snapshot asked for never reads L's copy
+/// then: resolving walks in-parent entries from the newest snapshot down and stops at the first
+/// one with the bytes, which is newer than L. So that snapshot restores exactly as before; its
+/// ancestors lose the pages they shared with newer ones, as with CRIU's dedup. Holes are
+/// punched with the file size kept (CRIU does the same), so offsets in pagemaps stay valid.
 public struct Deduplicator {
     public let imagesDir: String
     let log = Logger(label: "dedup")
@@ -25,12 +26,17 @@ public struct Deduplicator {
         var stats = Stats()
         guard chain.count > 1 else { return stats }
         for pid in try top.ids(of: .pagemap) {
+            // The pages newer snapshots hold themselves, growing as we walk down the chain.
+            var newerData: [PageRun] = []
             for level in 1..<chain.count {
                 let child = chain[level - 1], parent = chain[level]
-                guard child.exists(.pagemap, pid), parent.exists(.pagemap, pid) else { continue }
-                let childData = PageRuns.normalize(try child.pageMap(pid: pid).entries.filter { $0.fileOffset != nil }.map {
-                    PageRun(start: $0.vaddr, end: $0.end)
-                })
+                if child.exists(.pagemap, pid) {
+                    newerData = PageRuns.normalize(newerData + (try child.pageMap(pid: pid).entries.filter { $0.fileOffset != nil }.map {
+                        PageRun(start: $0.vaddr, end: $0.end)
+                    }))
+                }
+                guard parent.exists(.pagemap, pid) else { continue }
+                let childData = newerData
                 let map = try parent.pageMap(pid: pid)
                 var holes: [(offset: Int, length: Int)] = []
                 for e in map.entries {
@@ -53,7 +59,7 @@ public struct Deduplicator {
                     stats.punchedBytes += UInt64(h.length)
                 }
                 stats.filesTouched += 1
-                log.info("\(file): \(holes.count) run(s) overwritten by \(child.path) punched out")
+                log.info("\(file): \(holes.count) run(s) overwritten by newer snapshots punched out")
             }
         }
         return stats

@@ -198,6 +198,8 @@ public struct ImageDirectory: Sendable {
             }
             target = t.hasPrefix("/") ? t : path + "/" + t
         }
+        // Resolved, so errors name ".../snap1/pages-1.img", not ".../snap3/../snap2/../snap1/...".
+        target = ImageDirectory.canonical(target)
         do { return try ImageDirectory(path: target) } catch {
             throw ImageError.chain(dir: path, reason: "parent \(target) is not an images directory: \(error)")
         }
