@@ -3,7 +3,8 @@
 //   dump wall    vs  process_vm_readv of 1 GiB + writing a new 1 GiB file (goal <= 1.25x)
 //   restore wall vs  reading the 1 GiB image + filling 1 GiB of fresh memory (goal <= 1.25x)
 //   image size   vs  touched memory (goal <= 1.01x); the frozen time is reported too.
-// usage: cryo-bench [--mib N] [--dir IMAGES_PARENT] [--json FILE]
+// Scenario "incremental" (issue 5): see Incremental.swift.
+// usage: cryo-bench [--scenario single|incremental] [--mib N] [--dir IMAGES_PARENT] [--json FILE]
 import CKernel
 import Engine
 import Foundation
@@ -19,7 +20,8 @@ func arg(_ name: String) -> String? {
 let mib = Int(arg("--mib") ?? "1024") ?? 1024
 let bytes = mib << 20
 let parent = arg("--dir") ?? "/tmp"
-let jsonPath = arg("--json") ?? "bench-out/single-\(mib)m.json"
+let scenario = arg("--scenario") ?? "single"
+let jsonPath = arg("--json") ?? "bench-out/\(scenario)-\(mib)m.json"
 let binDir = Locations.selfDir()
 _ = ck_prctl(36, 1, 0, 0, 0)  // subreaper: the workload daemon re-parents to us
 try CryoLog.bootstrap(verbosity: 1, file: nil)
@@ -42,6 +44,12 @@ func finishHog(_ pid: Int32, _ dir: String) throws -> String {
     _ = try Subprocess.wait(pid, timeout: 120)
     return ((try? String(contentsOfFile: dir + "/out", encoding: .utf8)) ?? "no result").trimmingCharacters(in: .whitespacesAndNewlines)
 }
+
+if scenario == "incremental" {
+    try runIncremental(mib: mib, parent: parent, jsonPath: jsonPath)
+    exit(0)
+}
+guard scenario == "single" else { die("unknown scenario \(scenario) (single, incremental)") }
 
 // MARK: the machine's limits
 var work = Array("\(parent)/cryo-bench-XXXXXX".utf8CString)
