@@ -232,3 +232,33 @@ final class IncrementalTests: XCTestCase {
         XCTAssertEqual(try restoredMemory(dirs[2]), before)
     }
 }
+
+extension IncrementalTests {
+    /// A pre-dump copies from a running task: pages that vanished meanwhile are skipped, and
+    /// the pagemap lists exactly what was copied.
+    func testTolerantCopySkipsPagesThatVanished() throws {
+        guard geteuid() == 0 else { throw XCTSkip("needs root") }
+        let (pid, tree) = try frozenChild()
+        defer { tree.release() }
+        let remote = try Remote(tid: pid, maps: try ProcReader().maps(pid: pid))
+        let len: UInt64 = 16 * 4096
+        let region = try remote.syscall(.mmap, 0, len, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64(bitPattern: -1), 0)
+        for i in 0..<16 { try writeChild(pid, page: region + UInt64(i) * 4096, byte: UInt8(i + 1)) }
+        // Pages 4-7 go away after the layout was taken.
+        try remote.syscall(.munmap, region + 4 * 4096, 4 * 4096)
+        try remote.finish()
+        let pieces = [MemoryDumper.Piece(run: PageRun(start: region, end: region + len), inParent: false, readable: true),
+                      MemoryDumper.Piece(run: PageRun(start: region + len, end: region + len + 4096), inParent: true, readable: true)]
+        let images = try ImageDirectory(path: dir + "/copy", create: true)
+        let w = try images.pagesWriter(id: 1)
+        let (kept, missed) = try TolerantCopier(pid: pid).copy(pieces, to: w)
+        try w.finish()
+        XCTAssertEqual(missed, 4)
+        XCTAssertEqual(kept.map(\.run), [PageRun(start: region, end: region + 4 * 4096), PageRun(start: region + 8 * 4096, end: region + len),
+                                         PageRun(start: region + len, end: region + len + 4096)])
+        XCTAssertEqual(kept.map(\.inParent), [false, false, true])
+        let r = try images.pagesReader(id: 1)
+        XCTAssertEqual(r.size, 12 * 4096)
+        XCTAssertEqual((0..<12).map { try! r.read(offset: $0 * 4096, count: 1)[0] }, [1, 2, 3, 4, 9, 10, 11, 12, 13, 14, 15, 16])
+    }
+}
