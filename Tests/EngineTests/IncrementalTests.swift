@@ -262,3 +262,38 @@ extension IncrementalTests {
         XCTAssertEqual((0..<12).map { try! r.read(offset: $0 * 4096, count: 1)[0] }, [1, 2, 3, 4, 9, 10, 11, 12, 13, 14, 15, 16])
     }
 }
+
+extension IncrementalTests {
+    /// A chain far longer than a handful: 200 snapshots, each rewriting one page.
+    func testLongChainResolvesEveryPageToItsNewestSnapshot() throws {
+        let n = 200
+        var dirs: [ImageDirectory] = []
+        for i in 0..<n {
+            let d = try ImageDirectory(path: dir + "/s\(i)", create: true)
+            var inv = Img_InventoryEntry(); inv.imgVersion = 2
+            try d.write(.inventory, entry: inv)
+            // Snapshot i holds page i % 16 itself; the other 15 pages are in its parent.
+            let own = UInt64(i % 16)
+            var entries: [Img_PagemapEntry] = []
+            if i == 0 {
+                entries = [.init(vaddr: base, nrPages: 16, flags: [.present])]
+            } else {
+                if own > 0 { entries.append(.init(vaddr: base, nrPages: UInt32(own), flags: [.parent])) }
+                entries.append(.init(vaddr: base + own * 4096, nrPages: 1, flags: [.present]))
+                if own < 15 { entries.append(.init(vaddr: base + (own + 1) * 4096, nrPages: UInt32(15 - own), flags: [.parent])) }
+            }
+            try d.writePagemap(pid: 4242, pagesID: 1, entries: entries)
+            let w = try d.pagesWriter(id: 1)
+            if i == 0 { try w.write([UInt8](repeating: 0, count: 16 * 4096)) } else { try w.write([UInt8](repeating: UInt8(i % 256), count: 4096)) }
+            try w.finish()
+            if i > 0 { try d.setParent(relativePath: "../s\(i - 1)") }
+            dirs.append(d)
+        }
+        let mem = try restoredMemory(dirs[n - 1])
+        // Page p was last written by the newest snapshot i with i % 16 == p.
+        for p in 0..<16 {
+            let newest = (0..<n).last { $0 % 16 == p && $0 > 0 }!
+            XCTAssertEqual(mem[base + UInt64(p) * 4096]?.first, UInt8(newest % 256), "page \(p)")
+        }
+    }
+}

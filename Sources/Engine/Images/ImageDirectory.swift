@@ -6,8 +6,10 @@ import SwiftProtobuf
 /// incremental snapshots. Every read is validated (see ImageCodec.Reader).
 public struct ImageDirectory: Sendable {
     public let path: String
-    /// How deep a chain of parent snapshots may go before it is taken for a loop.
-    public static let maxChainDepth = 64
+    /// How deep a chain of parent snapshots may go. Loops are caught by name, not by this; it
+    /// only bounds damaged input (snapshot chains of thousands are fine: restore keeps one
+    /// pages file open per snapshot and raises its fd limit for that).
+    public static let maxChainDepth = 4096
 
     /// Opens `path`; with `create`, makes it (and missing parents) first.
     public init(path: String, create: Bool = false) throws {

@@ -13,6 +13,13 @@ final class PageSources {
     init(images: ImageDirectory, pid: Int) throws {
         let segments = try images.resolvePages(pid: pid)
         var sizes: [String: Int] = [:]
+        // One open file per snapshot of the chain: a long chain may need more than the soft limit.
+        let files = Set(segments.compactMap { s in s.source.map { $0.directory.filePath(.pages, Int($0.pagesID)) } })
+        var lim = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0, UInt64(files.count) + 64 > UInt64(lim.rlim_cur) {
+            lim.rlim_cur = min(lim.rlim_max, rlim_t(files.count + 256))
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim)
+        }
         do {
             for s in segments {
                 guard let src = s.source else {
