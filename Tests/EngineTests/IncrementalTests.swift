@@ -297,3 +297,19 @@ extension IncrementalTests {
         }
     }
 }
+
+extension IncrementalTests {
+    func testSparseReservationsAreNotArmed() {
+        func entry(_ start: UInt64, mib: UInt64, rssKB: UInt64) -> ProcSmapsEntry {
+            let m = ProcMapping(start: start, end: start + mib << 20, readable: true, writable: true, executable: false,
+                                shared: false, offset: 0, devMajor: 0, devMinor: 0, inode: 0, path: "")
+            return ProcSmapsEntry(mapping: m, fields: ["Rss": rssKB, "Swap": 0])
+        }
+        let smaps = [entry(0x1000_0000, mib: 64 << 10, rssKB: 10 << 10),   // 64 GiB, 10 MiB touched
+                     entry(0x20_0000_0000, mib: 1024, rssKB: 1 << 20),       // 1 GiB, all touched
+                     entry(0x30_0000_0000, mib: 32, rssKB: 0)]               // small: always armed
+        XCTAssertEqual(MemoryDumper.sparseMappings(smaps), [0x1000_0000])
+        let armed = MemoryDumper.trackable(smaps.map(\.mapping), sparse: MemoryDumper.sparseMappings(smaps))
+        XCTAssertEqual(armed.map(\.start), [0x20_0000_0000, 0x30_0000_0000])
+    }
+}

@@ -65,8 +65,7 @@ final class TrackingSession {
     /// With the task frozen: what changed since the last snapshot, then arms what is not armed.
     func scanAndArm(maps: [ProcMapping], remote: Remote, proc: ProcReader) throws -> DirtyScan {
         guard let tracker else { return DirtyScan(tracked: [], written: []) }
-        let noReserve = Set(try proc.smaps(pid: pid).filter { $0.vmFlags.contains("nr") }.map(\.mapping.start))
-        let mappings = MemoryDumper.trackable(maps, noReserve: noReserve)
+        let mappings = MemoryDumper.trackable(maps, sparse: MemoryDumper.sparseMappings(try proc.smaps(pid: pid)))
         let scan = try tracker.scan(mappings: mappings)
         try tracker.arm(mappings: mappings, remote: remote)
         log.info("pid \(pid): \(tracker.backend.rawValue): \(scan.tracked.reduce(0) { $0 + $1.pageCount }) pages tracked, \(scan.written.reduce(0) { $0 + $1.pageCount }) written since the last snapshot")

@@ -21,11 +21,20 @@ struct MemoryDumper {
 
     /// The mappings dirty tracking watches: those whose pages images hold. Shared file
     /// mappings keep their pages in the file; the special mappings cannot be registered.
-    /// MAP_NORESERVE reservations are left out: arming write-protects every page of the range,
-    /// which fills in page tables for all of it (128 MiB of them for a 64 GiB reservation);
-    /// their few present pages are simply dumped each time.
-    static func trackable(_ maps: [ProcMapping], noReserve: Set<UInt64>) -> [PageRun] {
-        maps.filter { !$0.isSpecial && !$0.shared && !noReserve.contains($0.start) }.map { PageRun(start: $0.start, end: $0.end) }
+    /// Large, mostly empty mappings (listed in `sparse`) are left out too: arming
+    /// write-protects every page of a range, which fills in page tables for all of it (1/512
+    /// of its size: 128 MiB for a 64 GiB reservation); their few pages are dumped each time.
+    static func trackable(_ maps: [ProcMapping], sparse: Set<UInt64>) -> [PageRun] {
+        maps.filter { !$0.isSpecial && !$0.shared && !sparse.contains($0.start) }.map { PageRun(start: $0.start, end: $0.end) }
+    }
+
+    /// Start addresses of mappings over 64 MiB with less than 1/16 of their pages resident or
+    /// swapped: not worth the page tables arming them would cost.
+    static func sparseMappings(_ smaps: [ProcSmapsEntry]) -> Set<UInt64> {
+        Set(smaps.filter { e in
+            let sizeKB = e.mapping.size / 1024
+            return sizeKB > 64 * 1024 && (e.rss + (e.fields["Swap"] ?? 0)) * 16 < sizeKB
+        }.map(\.mapping.start))
     }
 
     func dump(maps: [ProcMapping], stat: ProcStat, brk: UInt64, pagesID: Int) throws -> Img_MmEntry {
