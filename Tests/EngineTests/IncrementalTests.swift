@@ -313,3 +313,30 @@ extension IncrementalTests {
         XCTAssertEqual(armed.map(\.start), [0x20_0000_0000, 0x30_0000_0000])
     }
 }
+
+extension IncrementalTests {
+    /// A parcel whose mappings are all gone gives way to a new userfaultfd, which then tracks.
+    func testTrackerStartsOverWhenNothingSurvived() throws {
+        guard geteuid() == 0 else { throw XCTSkip("needs root") }
+        guard DirtyTracking.availableBackend() == .uffdWriteProtect else { throw XCTSkip("no userfaultfd write-protect async here") }
+        let (pid, tree) = try frozenChild()
+        defer { tree.release() }
+        let remote = try Remote(tid: pid, maps: try ProcReader().maps(pid: pid))
+        let len: UInt64 = 8 * 4096
+        let prot = UInt64(PROT_READ | PROT_WRITE), flags = UInt64(MAP_PRIVATE | MAP_ANONYMOUS)
+        let a = try remote.syscall(.mmap, 0, len, prot, flags, UInt64(bitPattern: -1), 0)
+        let tracker = try UffdWPTracker(pid: pid, parcel: nil)
+        defer { tracker.close() }
+        try tracker.arm(mappings: [PageRun(start: a, end: a + len)], remote: remote)
+        try remote.syscall(.munmap, a, len)
+        let b = try remote.syscall(.mmap, 0, len, prot, flags, UInt64(bitPattern: -1), 0)
+        let mapping = [PageRun(start: b, end: b + len)]
+        XCTAssertEqual(try tracker.scan(mappings: mapping).tracked, [], "a new mapping is not tracked")
+        XCTAssertEqual(tracker.uffd, -1, "the old userfaultfd was given up")
+        try tracker.arm(mappings: mapping, remote: remote)
+        XCTAssertGreaterThanOrEqual(tracker.uffd, 0)
+        try writeChild(pid, page: b + 4096, byte: 9)
+        XCTAssertEqual(try tracker.scan(mappings: mapping), DirtyScan(tracked: mapping, written: [PageRun(start: b + 4096, end: b + 8192)]))
+        try remote.finish()
+    }
+}

@@ -90,6 +90,11 @@ public final class UffdWPTracker: DirtyTracker {
                                            required: CK_PAGE_IS_WRITTEN, returned: CK_PAGE_IS_WRITTEN)
         }
         recorded = tracked
+        if tracked.isEmpty && uffd >= 0 {
+            // Nothing survived (the process exec'd, or unmapped all it had): the userfaultfd may
+            // belong to an mm that is gone, so arming starts over with a new one.
+            close()
+        }
         return DirtyScan(tracked: tracked, written: PageRuns.normalize(written))
     }
 
