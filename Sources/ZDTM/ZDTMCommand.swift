@@ -64,6 +64,7 @@ struct Run: ParsableCommand {
     @Option(name: .customShort("f"), help: "Flavour (repeatable).") var flavour: [String] = []
     @Option(help: "Mode (repeatable).") var mode: [String] = []
     @Option(help: "C/R cycles (record, mode, compare) per case before the final check.") var iters: Int = 1
+    @Option(help: "Pre-dumps (modes pre, dedup) or snapshots (mode snaps) before the final dump.") var pre: Int = 2
     @Flag(help: "Go on after a failure.") var keepGoing = false
     @Option(help: "Write JUnit XML (zdtm.xml) into this folder.") var report: String?
     @Option(help: "Run a binary that speaks the zdtm protocol, by path (repeatable).") var external: [String] = []
@@ -75,6 +76,7 @@ struct Run: ParsableCommand {
     func validate() throws {
         if parallel < 1 { throw ValidationError("-p \(parallel): must be at least 1") }
         if iters < 1 { throw ValidationError("--iters \(iters): must be at least 1") }
+        if pre < 1 { throw ValidationError("--pre \(pre): must be at least 1") }
     }
 
     func run() throws {
@@ -97,6 +99,7 @@ struct Run: ParsableCommand {
         var opts = RunOptions(binDir: binDir, cryo: cryo ?? binDir + "/cryo", runDir: runDir)
         opts.keepGoing = keepGoing
         opts.parallel = parallel
+        opts.preDumps = pre
         let runner = try Runner(options: opts)
         runner.onResult = { r in
             print(r.outcome.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0) + " \(r.spec.id)"

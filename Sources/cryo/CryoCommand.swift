@@ -20,7 +20,7 @@ struct Cryo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cryo",
         abstract: "Checkpoint/restore in userspace for Linux process trees.",
-        subcommands: [Check.self, Dump.self, Restore.self]
+        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self]
     )
 }
 
@@ -59,6 +59,9 @@ struct Dump: ParsableCommand {
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Where to write the images.") var imagesDir: String
     @Flag(name: [.customShort("R"), .customLong("leave-running")], help: "Let the tree run on after the dump.") var leaveRunning = false
     @Flag(name: [.customShort("s"), .customLong("leave-stopped")], help: "Leave the tree stopped (SIGSTOP) after the dump.") var leaveStopped = false
+    @Flag(name: .customLong("track-mem"), help: "Arm dirty-page tracking for a later incremental snapshot.") var trackMem = false
+    @Option(name: .customLong("prev-images-dir"), help: "The previous snapshot (relative to -D): write only pages changed since.") var prevImagesDir: String?
+    @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
@@ -68,6 +71,9 @@ struct Dump: ParsableCommand {
         try log.bootstrap()
         var req = DumpRequest(pid: tree, imagesDir: imagesDir)
         req.leave = leaveRunning ? .running : leaveStopped ? .stopped : .killed
+        req.trackMem = trackMem
+        req.prevImagesDir = prevImagesDir
+        req.trackStore = trackStore
         do {
             try Dumper(req).run()
         } catch {
@@ -101,6 +107,51 @@ struct Restore: ParsableCommand {
         }
         if let st = result.exitStatus {
             throw ExitCode((st & 0x7f) == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f))
+        }
+    }
+}
+
+struct PreDump: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pre-dump",
+        abstract: "Copy a process's memory while it keeps running, and arm dirty-page tracking.",
+        discussion: "The process is frozen only to read its mappings and scan its tracking. Pass the same --track-store to every pre-dump and to the final `dump --track-mem --prev-images-dir`.")
+
+    @OptionGroup var log: LogOptions
+    @Option(name: [.customShort("t"), .customLong("tree")], help: "Pid of the process.") var tree: Int32
+    @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Where to write the images.") var imagesDir: String
+    @Option(name: .customLong("prev-images-dir"), help: "The previous pre-dump (relative to -D).") var prevImagesDir: String?
+    @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
+
+    func run() throws {
+        try log.bootstrap()
+        var req = PreDumpRequest(pid: tree, imagesDir: imagesDir)
+        req.prevImagesDir = prevImagesDir
+        req.trackStore = trackStore
+        do {
+            try PreDumper(req).run()
+        } catch {
+            FileHandle.standardError.write(Data("cryo pre-dump: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Dedup: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Free the pages of parent snapshots that newer snapshots overwrote.")
+
+    @OptionGroup var log: LogOptions
+    @Option(name: [.customShort("D"), .customLong("images-dir")], help: "The newest snapshot of the chain.") var imagesDir: String
+
+    func run() throws {
+        try log.bootstrap()
+        do {
+            let st = try Deduplicator(imagesDir: imagesDir).run()
+            print("dedup: \(st.punchedBytes) bytes freed in \(st.filesTouched) file(s)")
+        } catch {
+            FileHandle.standardError.write(Data("cryo dedup: \(error)\n".utf8))
+            throw ExitCode(1)
         }
     }
 }

@@ -125,9 +125,12 @@ final class CatalogueTests: XCTestCase {
         XCTAssertEqual(try Modes.named("nocr").name, "nocr")
         XCTAssertEqual(try Flavours.named("h").name, "h")
         XCTAssertEqual(try Modes.named("plain").name, "plain")
-        XCTAssertThrowsError(try Modes.named("pre")) { e in
-            XCTAssertTrue("\(e)".contains("available: nocr, plain"), "\(e)")
-            XCTAssertTrue("\(e)".contains("not implemented yet: pre"), "\(e)")
+        XCTAssertEqual(try Modes.named("pre").name, "pre")
+        XCTAssertEqual(try Modes.named("snaps").name, "snaps")
+        XCTAssertEqual(try Modes.named("dedup").name, "dedup")
+        XCTAssertThrowsError(try Modes.named("lazy")) { e in
+            XCTAssertTrue("\(e)".contains("available: nocr, plain, pre, snaps, dedup"), "\(e)")
+            XCTAssertTrue("\(e)".contains("not implemented yet: page-server"), "\(e)")
         }
         XCTAssertThrowsError(try Flavours.named("ns")) { e in XCTAssertTrue("\(e)".contains("available: h"), "\(e)") }
     }

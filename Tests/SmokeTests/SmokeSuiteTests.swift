@@ -23,6 +23,12 @@ final class SmokeSuiteTests: XCTestCase {
     /// Real checkpoint/restore cycles: every smoke workload dumped and restored three times.
     func testSmokeSuitePlain() throws { try runSmoke(mode: "plain", iters: 3) }
 
+    /// Two pre-dumps while each workload runs, an incremental final dump, restore through the chain.
+    func testSmokeSuitePre() throws { try runSmoke(mode: "pre", iters: 2) }
+
+    /// Two snapshot dumps with --leave-running, an incremental final dump, restore from the last.
+    func testSmokeSuiteSnaps() throws { try runSmoke(mode: "snaps", iters: 2) }
+
     func runSmoke(mode: String, iters: Int) throws {
         guard getuid() == 0 else {
             print("SmokeSuiteTests: skipped, zdtm needs root to trace and reap workloads")

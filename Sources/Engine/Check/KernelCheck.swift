@@ -40,7 +40,7 @@ public enum KernelCheck {
         for ns in namespaces { out.append(probeNamespace(ns.name, flag: ns.flag, required: ns.required)) }
         let backend = dirtyBackend(uffdWP: uffd.available && scan.available, softDirty: soft.available)
         out.append(FeatureResult(name: "dirty tracking", available: backend != .none, required: false,
-                                 detail: backend.rawValue))
+                                 detail: backend == .none ? "none: pre-dump and --track-mem cannot work" : "in use for pre-dump and --track-mem: " + backend.rawValue))
         return out
     }
 

@@ -4,6 +4,13 @@ public struct DumpRequest: Sendable {
     public var pid: Int32
     public var imagesDir: String
     public var leave: Leave = .killed
+    /// Arm dirty-page tracking so a later snapshot can be incremental (CRIU's --track-mem).
+    public var trackMem = false
+    /// The previous snapshot, relative to imagesDir (or absolute): pages unchanged since are
+    /// written as in-parent entries and a `parent` link points there.
+    public var prevImagesDir: String?
+    /// A unix datagram socket of the caller's that holds tracking between runs (TrackStore).
+    public var trackStore: Int32?
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 

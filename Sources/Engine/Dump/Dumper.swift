@@ -24,13 +24,23 @@ public struct Dumper {
         let tree = try TreeFreezer.freeze(root: request.pid, proc: proc)
         log.info("frozen \(tree.processes.count) process(es) in \(String(format: "%.3f", Date().timeIntervalSince(t0))) s")
         var written: [String] = []
+        var tracking: TrackingSession?
         do {
-            written = try write(tree: tree, images: images, proc: proc)
+            var plans: [Int32: IncrementalPlan] = [:]
+            if request.trackMem || request.prevImagesDir != nil {
+                let inc = try Incremental.prepare(root: tree.root, imagesDir: images, prev: request.prevImagesDir,
+                                                  storeFd: request.trackStore, proc: proc)
+                tracking = inc.session
+                plans[tree.root] = inc.plan
+            }
+            written = try write(tree: tree, images: images, proc: proc, plans: plans)
         } catch {
             log.error("dump failed, resuming the tree: \(error)")
+            tracking?.drop()
             tree.release()
             for f in written { unlink(f) }
             removeImages(images)
+            if request.prevImagesDir != nil { unlink(images.path + "/parent") }
             throw error
         }
         var stats = Stats()
@@ -38,6 +48,10 @@ public struct Dumper {
         stats.pagesBytes = tree.processes.reduce(UInt64(0)) { acc, p in
             var st = stat()
             return acc + (stat(images.filePath(.pages, Int(p.pid)), &st) == 0 ? UInt64(st.st_size) : 0)
+        }
+        // A killed tree needs no tracking; one left alive carries it to the next snapshot.
+        if request.leave == .killed { tracking?.drop() } else {
+            do { try tracking?.park() } catch { log.warning("tracking could not be parked, the next snapshot will be full: \(error)") }
         }
         switch request.leave {
         case .killed: tree.release(killing: true)
@@ -49,7 +63,7 @@ public struct Dumper {
         return stats
     }
 
-    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader) throws -> [String] {
+    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader, plans: [Int32: IncrementalPlan] = [:]) throws -> [String] {
         let files = FileTable(images: images)
         files.dumping(tree.processes.map(\.pid))
         var pstree: [Img_PstreeEntry] = []
@@ -73,7 +87,7 @@ public struct Dumper {
                 try writeZombie(p.pid, images: images, proc: proc)
                 continue
             }
-            try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow)
+            try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, incremental: plans[p.pid])
                 .dump(pstree: pstree[i])
         }
         try shmem.writeAll(images: images)

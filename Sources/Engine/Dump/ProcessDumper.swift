@@ -13,6 +13,7 @@ struct ProcessDumper {
     let ids: Img_TaskKobjIdsEntry
     let shmem: SharedMemoryDumper
     let cow: CowMap
+    var incremental: IncrementalPlan? = nil
     let log = Logger(label: "dump")
 
     var pid: Int32 { process.pid }
@@ -55,7 +56,7 @@ struct ProcessDumper {
         }
         try images.write(.sigacts, id: Int(pid), entries: sigacts)
 
-        var memory = MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem)
+        var memory = MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem, incremental: incremental)
         memory.cow = cow
         var mm = try memory.dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
         mm.dumpable = Int32(truncatingIfNeeded: dumpable)

@@ -6,8 +6,10 @@ import SwiftProtobuf
 /// incremental snapshots. Every read is validated (see ImageCodec.Reader).
 public struct ImageDirectory: Sendable {
     public let path: String
-    /// How deep a chain of parent snapshots may go before it is taken for a loop.
-    public static let maxChainDepth = 64
+    /// How deep a chain of parent snapshots may go. Loops are caught by name, not by this; it
+    /// only bounds damaged input (snapshot chains of thousands are fine: restore keeps one
+    /// pages file open per snapshot and raises its fd limit for that).
+    public static let maxChainDepth = 4096
 
     /// Opens `path`; with `create`, makes it (and missing parents) first.
     public init(path: String, create: Bool = false) throws {
@@ -231,6 +233,8 @@ public struct ImageDirectory: Sendable {
             }
             target = t.hasPrefix("/") ? t : path + "/" + t
         }
+        // Resolved, so errors name ".../snap1/pages-1.img", not ".../snap3/../snap2/../snap1/...".
+        target = ImageDirectory.canonical(target)
         do { return try ImageDirectory(path: target) } catch {
             throw ImageError.chain(dir: path, reason: "parent \(target) is not an images directory: \(error)")
         }
@@ -293,7 +297,11 @@ public struct ImageDirectory: Sendable {
                 let pieceEnd = min(end, e.end)
                 let n = (pieceEnd - cursor) / page
                 let lazy = p.lazy || e.flags.contains(.lazy)
-                if e.flags.contains(.parent) {
+                if e.flags.contains(.cowParent) {
+                    var seg = PageSegment(vaddr: cursor, nrPages: n, lazy: false, source: nil)
+                    seg.fromParentProcess = true
+                    out.append(seg)
+                } else if e.flags.contains(.parent) {
                     work.append(Piece(vaddr: cursor, pages: n, level: p.level + 1, lazy: lazy, origin: (m.file, e.frameOffset)))
                 } else {
                     let source = e.fileOffset.map {

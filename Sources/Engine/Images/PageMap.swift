@@ -56,8 +56,10 @@ public struct PageSegment: Sendable {
     public let vaddr: UInt64
     public let nrPages: UInt64
     public let lazy: Bool
-    /// nil for lazy pages the images do not hold.
+    /// nil for lazy pages the images do not hold, and for pages of the parent process.
     public let source: Source?
+    /// The pages are the parent process's, shared copy-on-write when dumped (cowParent).
+    public var fromParentProcess = false
 
     public var byteCount: Int { Int(nrPages) * imagePageSize }
 }

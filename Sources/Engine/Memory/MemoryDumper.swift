@@ -9,10 +9,77 @@ struct MemoryDumper {
     let files: FileTable
     let proc: ProcReader
     let shmem: SharedMemoryDumper
+    /// Set for an incremental snapshot: which pages the parent chain already holds unchanged.
+    var incremental: IncrementalPlan? = nil
     /// Copy-on-write sharing in the tree (see CowMap).
     var cow = CowMap()
 
+    /// One run of pages to list in the pagemap: its bytes go to the pages file, or it is in the
+    /// parent snapshot, or it is the parent process's (shared copy-on-write with it).
+    struct Piece {
+        var run: PageRun
+        var inParent: Bool
+        var fromParentProcess = false
+        var hasData: Bool { !inParent && !fromParentProcess }
+        /// The task can read it itself (process_vm_readv); otherwise /proc/PID/mem.
+        var readable: Bool
+    }
+
+    /// The mappings dirty tracking watches: those whose pages images hold. Shared file
+    /// mappings keep their pages in the file; the special mappings cannot be registered.
+    /// Large, mostly empty mappings (listed in `sparse`) are left out too: arming
+    /// write-protects every page of a range, which fills in page tables for all of it (1/512
+    /// of its size: 128 MiB for a 64 GiB reservation); their few pages are dumped each time.
+    static func trackable(_ maps: [ProcMapping], sparse: Set<UInt64>) -> [PageRun] {
+        maps.filter { !$0.isSpecial && !$0.shared && !sparse.contains($0.start) }.map { PageRun(start: $0.start, end: $0.end) }
+    }
+
+    /// Start addresses of mappings over 64 MiB with less than 1/16 of their pages resident or
+    /// swapped: not worth the page tables arming them would cost.
+    static func sparseMappings(_ smaps: [ProcSmapsEntry]) -> Set<UInt64> {
+        Set(smaps.filter { e in
+            let sizeKB = e.mapping.size / 1024
+            return sizeKB > 64 * 1024 && (e.rss + (e.fields["Swap"] ?? 0)) * 16 < sizeKB
+        }.map(\.mapping.start))
+    }
+
     func dump(maps: [ProcMapping], stat: ProcStat, brk: UInt64, pagesID: Int) throws -> Img_MmEntry {
+        let (mm, pieces) = try layout(maps: maps, stat: stat, brk: brk)
+        var batches: [(runs: [PageRun], readable: Bool)] = []
+        for p in pieces where p.hasData {
+            if let last = batches.last, last.readable == p.readable {
+                batches[batches.count - 1].runs.append(p.run)
+            } else {
+                batches.append(([p.run], p.readable))
+            }
+        }
+        let fd = try images.createPagesFile(id: pagesID)
+        defer { close(fd) }
+        let copier = PageCopier(pid: pid)
+        for b in batches {
+            if b.readable { try copier.copy(b.runs, to: fd) } else { try copyThroughMem(b.runs, to: fd) }
+        }
+        try images.writePagemap(pid: pid, pagesID: UInt32(pagesID), entries: MemoryDumper.pagemap(pieces))
+        return mm
+    }
+
+    static func pagemap(_ pieces: [Piece]) -> [Img_PagemapEntry] {
+        var out: [Img_PagemapEntry] = []
+        var lastFlags: PagemapFlags = []
+        for p in pieces {
+            let flags: PagemapFlags = p.fromParentProcess ? .cowParent : p.inParent ? .parent : .present
+            if let last = out.last, lastFlags == flags, last.vaddr + UInt64(last.nrPages) * pageSize == p.run.start {
+                out[out.count - 1].nrPages += UInt32(p.run.pageCount)
+                continue
+            }
+            out.append(Img_PagemapEntry(vaddr: p.run.start, nrPages: UInt32(p.run.pageCount), flags: flags))
+            lastFlags = flags
+        }
+        return out
+    }
+
+    /// The mm entry and, in address order, every run of pages the images must hold.
+    func layout(maps: [ProcMapping], stat: ProcStat, brk: UInt64) throws -> (Img_MmEntry, [Piece]) {
         var mm = Img_MmEntry()
         mm.mmStartCode = stat.startCode; mm.mmEndCode = stat.endCode
         mm.mmStartData = stat.startData; mm.mmEndData = stat.endData
@@ -29,8 +96,7 @@ struct MemoryDumper {
         let scanner = try PageScanner(pid: pid)
         defer { scanner.close() }
 
-        var pagemap: [Img_PagemapEntry] = []
-        var batches: [(runs: [PageRun], readable: Bool)] = []
+        var pieces: [Piece] = []
         for m in maps {
             var v = Img_VmaEntry()
             v.start = m.start; v.end = m.end; v.pgoff = m.offset; v.shmid = 0; v.fd = -1
@@ -78,44 +144,29 @@ struct MemoryDumper {
             }
             mm.vmas.append(v)
             if v.status & (VmaStatus.vdso | VmaStatus.vvar | VmaStatus.vsyscall) != 0 { continue }
-            var runs = try scanner.dataRuns(start: m.start, end: m.end, anonymousOnly: anonymousOnly)
+            let runs = try scanner.dataRuns(start: m.start, end: m.end, anonymousOnly: anonymousOnly)
             if runs.isEmpty { continue }
-            var entries = [(run: PageRun, flags: PagemapFlags)]()
-            var pinFree: [PageRun] = []
+            var here: [Piece] = []
+            var own = runs
             if let shared = cow.withParent[pid], m.readable {
-                let (own, theirs) = CowMap.split(runs, by: shared)
-                runs = own
-                entries = own.map { ($0, .present) } + theirs.map { ($0, .cowParent) }
-                entries.sort { $0.run.start < $1.run.start }
-            } else {
-                entries = runs.map { ($0, .present) }
+                let (mine, theirs) = CowMap.split(runs, by: shared)
+                own = mine
+                here += theirs.map { Piece(run: $0, inParent: false, fromParentProcess: true, readable: true) }
             }
-            if let shared = cow.withChildren[pid], m.readable {
-                (runs, pinFree) = CowMap.split(runs, by: shared)
-            }
-            for (r, f) in entries {
-                pagemap.append(Img_PagemapEntry(vaddr: r.start, nrPages: UInt32(r.pageCount), flags: f))
-            }
-            // The pages file follows the pagemap's order, so pages read without pinning go in
-            // their place: batches are cut wherever the reading method changes.
-            let ordered = (runs.map { ($0, m.readable) } + pinFree.map { ($0, false) }).sorted { $0.0.start < $1.0.start }
-            for (r, readable) in ordered {
-                if let last = batches.last, last.readable == readable {
-                    batches[batches.count - 1].runs.append(r)
+            let split = incremental.map { PageRuns.split(own, by: $0.unchanged) } ?? own.map { ($0, false) }
+            for (r, inParent) in split {
+                // Pages a child still shares are read without pinning (see CowMap).
+                if !inParent, m.readable, let shared = cow.withChildren[pid] {
+                    let (plain, pinFree) = CowMap.split([r], by: shared)
+                    here += plain.map { Piece(run: $0, inParent: false, readable: true) }
+                    here += pinFree.map { Piece(run: $0, inParent: false, readable: false) }
                 } else {
-                    batches.append(([r], readable))
+                    here.append(Piece(run: r, inParent: inParent, readable: m.readable))
                 }
             }
+            pieces += here.sorted { $0.run.start < $1.run.start }
         }
-
-        let fd = try images.createPagesFile(id: pagesID)
-        defer { close(fd) }
-        let copier = PageCopier(pid: pid)
-        for b in batches {
-            if b.readable { try copier.copy(b.runs, to: fd) } else { try copyThroughMem(b.runs, to: fd) }
-        }
-        try images.writePagemap(pid: pid, pagesID: UInt32(pagesID), entries: pagemap)
-        return mm
+        return (mm, pieces)
     }
 
     /// Pages the task cannot read itself (PROT_NONE, exec-only) come through /proc/PID/mem,

@@ -55,12 +55,44 @@ public struct PageScanner {
                                       context: "pid \(pid) range 0x\(String(cursor, radix: 16))-0x\(String(end, radix: 16))")
             }
             for i in 0..<Int(n) {
-                let r = PageRun(start: regions[i].start, end: regions[i].end)
-                // Regions differing only in returned categories (present vs swapped) come apart: join them.
-                if let last = out.last, last.end == r.start { out[out.count - 1].end = r.end } else { out.append(r) }
+                let region = PageRun(start: regions[i].start, end: regions[i].end)
+                let pieces = regions[i].categories & CK_PAGE_IS_PRESENT != 0 ? [region] : try swappedData(region)
+                for r in pieces {
+                    // Regions differing only in returned categories (present vs swapped) come apart: join them.
+                    if let last = out.last, last.end == r.start { out[out.count - 1].end = r.end } else { out.append(r) }
+                }
             }
             if arg.walk_end <= cursor { break }
             cursor = arg.walk_end
+        }
+        return out
+    }
+
+    /// The pages of a swapped-only region that hold data. PAGEMAP_SCAN counts every swap-type
+    /// pte as swapped, including the pte markers userfaultfd write-protect installs in untouched
+    /// ranges (and guard markers), which hold nothing. /proc/PID/pagemap tells them apart: a
+    /// marker's swap type is SWP_PTE_MARKER, the last of the 5-bit type field (31). Without
+    /// CAP_SYS_ADMIN the type reads as 0 and every page is kept, which is only wasteful.
+    func swappedData(_ region: PageRun) throws -> [PageRun] {
+        var out: [PageRun] = []
+        let batch = 1 << 15
+        var words = [UInt64](repeating: 0, count: batch)
+        var page = region.start / pageSize
+        let endPage = region.end / pageSize
+        while page < endPage {
+            let n = Int(min(UInt64(batch), endPage - page))
+            let got = words.withUnsafeMutableBytes { pread(fd, $0.baseAddress, n * 8, off_t(page * 8)) }
+            guard got == n * 8 else {
+                throw SystemCallError(call: "pread", errno: got < 0 ? errno : EIO, context: "/proc/\(pid)/pagemap at page 0x\(String(page, radix: 16))")
+            }
+            for i in 0..<n {
+                let w = words[i]
+                let isMarker = w & (1 << 62) != 0 && w & (1 << 63) == 0 && w & 0x1f == 31
+                if isMarker { continue }
+                let a = (page + UInt64(i)) * pageSize
+                if let last = out.last, last.end == a { out[out.count - 1].end = a + pageSize } else { out.append(PageRun(start: a, end: a + pageSize)) }
+            }
+            page += UInt64(n)
         }
         return out
     }

@@ -57,15 +57,14 @@ struct AddressSpace {
         }
         let shared = vmas.filter { $0.status & (VmaStatus.fileShared | VmaStatus.anonShared) != 0 }
 
-        let pages = try images.openPagesFile(id: Int(plan.pagesID))
-        defer { close(pages.fd) }
-        try PageFiller(pid: pid).fill(entries: plan.pagemap.filter { !$0.pageFlags.contains(.cowParent) }, pagesFd: pages.fd,
-                                      pagesFile: images.filePath(.pages, Int(plan.pagesID)))
-        // Shared pages outside inherited VMAs (the parent's VMA differed) are copied instead.
-        let fromParent = plan.pagemap.filter { e in
-            e.pageFlags.contains(.cowParent) && !inherited.contains { $0.start <= e.vaddr && e.vaddr < $0.end }
+        guard let pages = plan.pages else { throw RestoreError.layout(pid: pid, reason: "no pages to restore from") }
+        try PageFiller(pid: pid).fill(from: pages)
+        // Pages shared with the parent process outside inherited VMAs (the parent's VMA
+        // differed) are copied from it instead.
+        let fromParent = pages.segments.filter { s in
+            s.fromParentProcess && !inherited.contains { $0.start <= s.vaddr && s.vaddr < $0.end }
         }
-        if !fromParent.isEmpty { try copyFromParent(fromParent) }
+        if !fromParent.isEmpty { try copyFromParent(fromParent.map { PageRun(start: $0.vaddr, end: $0.vaddr + $0.nrPages * 4096) }) }
         for v in vmas where v.prot != rw && !shared.contains(v) {
             try remote.syscall(.mprotect, v.start, v.end - v.start, UInt64(v.prot))
         }
@@ -123,7 +122,7 @@ struct AddressSpace {
     /// previous VMA, which the kernel would merge it with if the flags match; dumped VMAs were
     /// Pages the process shared copy-on-write with its parent when dumped: the parent is
     /// restored first, so its memory at the same address holds them.
-    func copyFromParent(_ entries: [Img_PagemapEntry]) throws {
+    func copyFromParent(_ runs: [PageRun]) throws {
         let parent = plan.ppid
         guard parent != 0 else {
             throw RestoreError.layout(pid: pid, reason: "pages marked as the parent's, but the process has no parent in the tree")
@@ -131,9 +130,9 @@ struct AddressSpace {
         let chunk = 4 << 20
         let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
         defer { buf.deallocate() }
-        for e in entries {
-            var at = e.vaddr
-            let end = e.vaddr + UInt64(e.nrPages) * 4096
+        for r in runs {
+            var at = r.start
+            let end = r.end
             while at < end {
                 let n = Int(min(UInt64(chunk), end - at))
                 let got = try Sys.processVmRead(pid: parent, local: buf, remote: at, len: n)

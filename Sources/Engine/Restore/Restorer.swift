@@ -24,6 +24,8 @@ public struct Restorer {
         var fdinfo: [Img_FdinfoEntry]
         var fs: Img_FsEntry
         var sigacts: [Img_SaEntry]
+        /// Every page to fill, resolved through the parent chain, files open (nil for zombies).
+        var pages: PageSources?
         var pid: Int32 { Int32(pstree.pid) }
         var ppid: Int32 { Int32(pstree.ppid) }
     }
@@ -115,7 +117,7 @@ public struct Restorer {
                     throw ImageError.inconsistent(file: images.filePath(.pstree), offset: 0, reason: "zombie \(p.pid) with threads")
                 }
                 byPid[Int32(p.pid)] = Plan(pstree: p, cores: cores, ids: Img_TaskKobjIdsEntry(), isZombie: true, mm: Img_MmEntry(), pagemap: [],
-                                           pagesID: 0, files: files, fdinfo: [], fs: Img_FsEntry(), sigacts: [])
+                                           pagesID: 0, files: files, fdinfo: [], fs: Img_FsEntry(), sigacts: [], pages: nil)
                 continue
             }
             for (t, c) in cores where !c.hasThreadInfo {
@@ -134,7 +136,8 @@ public struct Restorer {
             let fs = try images.readOne(.fs, id: pid, as: Img_FsEntry.self)
             let sigacts = try images.read(.sigacts, id: pid, as: Img_SaEntry.self)
             byPid[Int32(pid)] = Plan(pstree: p, cores: cores, ids: ids, isZombie: false, mm: mm, pagemap: pagemap, pagesID: pagesID,
-                                     files: files, fdinfo: fdinfo, fs: fs, sigacts: sigacts)
+                                     files: files, fdinfo: fdinfo, fs: fs, sigacts: sigacts,
+                                     pages: try PageSources(images: images, pid: pid))
         }
         // Parents first: breadth-first from the root (validateConsistency checked the links).
         var order: [Plan] = [byPid[Int32(tree[0].pid)]!]

@@ -17,7 +17,7 @@ public enum SyscallNumber: Int {
     case tgkill = 234, setRobustList = 273, getRobustList = 274, prlimit64 = 302
     case processVmReadv = 310, processVmWritev = 311, kcmp = 312, seccomp = 317, memfdCreate = 319
     case userfaultfd = 323, rseq = 334, pidfdOpen = 434, clone3 = 435, closeRange = 436, pidfdGetfd = 438
-    case rtSigqueueinfo = 129, rtTgsigqueueinfo = 297
+    case rtSigqueueinfo = 129, rtTgsigqueueinfo = 297, fallocate = 285
     case epollCtl = 233, inotifyAddWatch = 254, inotifyRmWatch = 255, tee = 276, timerfdCreate = 283
     case timerfdSettime = 286, timerfdGettime = 287, signalfd4 = 289, eventfd2 = 290, epollCreate1 = 291
     case bind = 49, connect = 42, listen = 50, getxattr = 191, accept4 = 288

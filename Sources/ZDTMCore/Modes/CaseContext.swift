@@ -35,6 +35,8 @@ public final class CaseContext: @unchecked Sendable {
     /// The workload's root pid; a mode that restores must keep it (cryo restores the same pid).
     public var pid: Int32
     public let iteration: Int
+    /// How many pre-dumps or snapshots a multi-step mode takes before the final dump.
+    public var preDumps = 2
     public private(set) var commands: [RecordedCommand] = []
 
     public init(workload: Workload, flavour: String, dir: String, cryo: String, pid: Int32, iteration: Int) {
@@ -51,11 +53,12 @@ public final class CaseContext: @unchecked Sendable {
 
     /// Runs `cryo ARGS` in the case folder, output to DIR/NAME.log; throws with the log's
     /// tail when cryo fails.
-    public func cryo(_ args: [String], log name: String, timeout: Double = 120) throws {
+    /// `passFd` is given to cryo as fd 3 (Subprocess.passedFd), e.g. the track store.
+    public func cryo(_ args: [String], log name: String, timeout: Double = 120, passFd: Int32? = nil) throws {
         let log = dir + "/" + name + ".log"
         let cmd = RecordedCommand(argv: [cryo] + args, log: log)
         commands.append(cmd)
-        let st = try Subprocess.run(cryo, args, cwd: dir, log: log, timeout: timeout)
+        let st = try Subprocess.run(cryo, args, cwd: dir, log: log, timeout: timeout, passFd: passFd)
         let code = Subprocess.exitCode(st)
         if code != 0 {
             let tail = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
@@ -65,8 +68,15 @@ public final class CaseContext: @unchecked Sendable {
     }
 
     /// `cryo dump` of the workload into `images`.
-    public func dump(images: String, extra: [String] = []) throws {
-        try cryo(CryoCommands.dump(pid: pid, images: images, extra: extra), log: "dump-\(iteration)-cli")
+    /// `label` names the logs when a mode dumps more than once per iteration.
+    /// The tree as it was just before the last dump: what must be gone before a restore.
+    public private(set) var dumpedTree: [Int32] = []
+
+    public func dump(images: String, extra: [String] = [], label: String? = nil, passFd: Int32? = nil) throws {
+        dumpedTree = PlainMode.treePids(pid)
+        let log = label.map { "dump-\($0).log" } ?? "dump.log"
+        let cli = "dump-\(iteration)" + (label.map { "-" + $0 } ?? "") + "-cli"
+        try cryo(CryoCommands.dump(pid: pid, images: images, log: log, extra: extra), log: cli, passFd: passFd)
     }
 
     /// `cryo restore -d` from `images`; takes the restored root pid from its pidfile.

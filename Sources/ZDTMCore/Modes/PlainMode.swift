@@ -11,9 +11,8 @@ public struct PlainMode: CRMode {
     public func checkpointRestore(_ ctx: CaseContext) throws {
         let images = ctx.dir + "/dump-\(ctx.iteration)"
         try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
-        let tree = PlainMode.treePids(ctx.pid)
         try ctx.dump(images: images)
-        try PlainMode.waitGone(tree)
+        try PlainMode.waitGone(ctx.dumpedTree)
         try ctx.restore(images: images)
     }
 

@@ -36,5 +36,7 @@ public struct RunOptions: Sendable {
     public var runDir: String
     public var keepGoing = false
     public var parallel = 1
+    /// Pre-dumps (pre, dedup) or snapshot dumps (snaps) before the final dump.
+    public var preDumps = 2
     public init(binDir: String, cryo: String, runDir: String) { self.binDir = binDir; self.cryo = cryo; self.runDir = runDir }
 }

@@ -153,6 +153,7 @@ public final class Runner: @unchecked Sendable {
         var current = pid
         for i in 1...max(1, spec.iterations) {
             let ctx = CaseContext(workload: w, flavour: spec.flavour.name, dir: dir, cryo: options.cryo, pid: current, iteration: i)
+            ctx.preDumps = options.preDumps
             let modeError: Error?
             do { try spec.mode.checkpointRestore(ctx); modeError = nil } catch { modeError = error }
             commands += ctx.commands
@@ -248,6 +249,11 @@ public final class Runner: @unchecked Sendable {
     func writeRepro(dir: String, commands: [RecordedCommand], reason: String) {
         var text = "#!/bin/sh\n# zdtm case failed: \(reason.replacingOccurrences(of: "\n", with: " "))\n"
         text += "# Run as root; zdtm ran these in \(dir) (the workload daemonizes, then cryo takes it).\ncd \(RecordedCommand.quote(dir)) || exit 1\n"
+        if commands.contains(where: { $0.argv.contains("--track-store") }) {
+            // The track store was a socket zdtm held; a shell has none, so say how to get one.
+            text += "# --track-store 3: zdtm passed cryo a unix datagram socket connected to itself as fd 3, e.g.\n"
+            text += "#   python3 -c 'import socket,os; s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM); s.bind(b\"\"); s.connect(s.getsockname()); os.dup2(s.fileno(),3); os.execvp(\"sh\",[\"sh\",\"repro.sh\"])'\n"
+        }
         for c in commands { text += c.shell + "\n" }
         try? text.write(toFile: dir + "/repro.sh", atomically: true, encoding: .utf8)
     }

@@ -20,8 +20,8 @@ public enum SubprocessError: Error, CustomStringConvertible, Equatable {
 /// exact even with cases running in parallel.
 public enum Subprocess {
     /// Starts `path args` in `cwd`, stdin from /dev/null, stdout/stderr to `output` (appended)
-    /// or inherited.
-    public static func spawn(_ path: String, _ args: [String], cwd: String? = nil, output: String? = nil) throws -> Int32 {
+    /// or inherited. `passFd` is handed to the child as its fd 3 (cryo's --track-store).
+    public static func spawn(_ path: String, _ args: [String], cwd: String? = nil, output: String? = nil, passFd: Int32? = nil) throws -> Int32 {
         var fa = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fa)
         defer { posix_spawn_file_actions_destroy(&fa) }
@@ -32,7 +32,13 @@ public enum Subprocess {
             posix_spawn_file_actions_adddup2(&fa, 1, 2)
         }
         // zdtm's own fds (logs, other cases' files) must not leak into the workload's fd table.
-        ck_spawn_addclosefrom(&fa, 3)
+        if let passFd {
+            // dup2 onto itself would keep close-on-exec set on older glibc: go through fd 3 always.
+            posix_spawn_file_actions_adddup2(&fa, passFd, Subprocess.passedFd)
+            ck_spawn_addclosefrom(&fa, Subprocess.passedFd + 1)
+        } else {
+            ck_spawn_addclosefrom(&fa, 3)
+        }
         let argv = ([path] + args).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
@@ -61,9 +67,12 @@ public enum Subprocess {
         _ = try? wait(pid, timeout: 5)
     }
 
+    /// The fd number a passed fd has in the child.
+    public static let passedFd: Int32 = 3
+
     /// Runs to completion, capturing combined output in `log`. Returns the wait status.
-    public static func run(_ path: String, _ args: [String], cwd: String? = nil, log: String, timeout: Double) throws -> Int32 {
-        let pid = try spawn(path, args, cwd: cwd, output: log)
+    public static func run(_ path: String, _ args: [String], cwd: String? = nil, log: String, timeout: Double, passFd: Int32? = nil) throws -> Int32 {
+        let pid = try spawn(path, args, cwd: cwd, output: log, passFd: passFd)
         guard let st = try wait(pid, timeout: timeout) else {
             kill9(pid)
             throw SubprocessError.timeout(pid: pid, seconds: timeout)

@@ -1,0 +1,185 @@
+import CKernel
+import Foundation
+import Glibc
+import Logging
+
+public struct PreDumpRequest: Sendable {
+    public var pid: Int32
+    public var imagesDir: String
+    /// The previous pre-dump, relative to imagesDir (or absolute).
+    public var prevImagesDir: String?
+    /// A unix datagram socket of the caller's that holds tracking between runs (TrackStore).
+    public var trackStore: Int32?
+    public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
+}
+
+/// `cryo pre-dump`: copies memory while the process keeps running. The task is frozen only to
+/// read its mappings and to scan and re-arm dirty tracking; the pages are copied after it runs
+/// on. A page written after the scan is reported by the next scan, so the next snapshot picks
+/// it up; a page that cannot be read any more (unmapped meanwhile) is left out of this pagemap,
+/// and the next snapshot, finding its parent lacks it, dumps it.
+public struct PreDumper {
+    public let request: PreDumpRequest
+    let log = Logger(label: "pre-dump")
+    public init(_ request: PreDumpRequest) { self.request = request }
+
+    public struct Stats: Sendable {
+        public var frozenSeconds: Double = 0
+        public var pagesBytes: UInt64 = 0
+        public var inParentPages: UInt64 = 0
+        /// Pages that vanished or could not be read while copying.
+        public var missedPages: UInt64 = 0
+    }
+
+    @discardableResult
+    public func run() throws -> Stats {
+        let images = try ImageDirectory(path: request.imagesDir, create: true)
+        let proc = ProcReader()
+        let pid = request.pid
+        let t0 = Date()
+        let tree = try TreeFreezer.freeze(root: pid, proc: proc)
+        var stats = Stats()
+        let files = FileTable(images: images)
+        var session: TrackingSession?
+        var mm = Img_MmEntry()
+        var pieces: [MemoryDumper.Piece] = []
+        do {
+            if tree.processes.count > 1 {
+                throw DumpError.unsupported(pid: pid, what: "a tree of \(tree.processes.count) processes")
+            }
+            if tree.process(pid)?.isZombie == true { throw DumpError.unsupported(pid: pid, what: "a zombie process") }
+            let inc = try Incremental.prepare(root: pid, imagesDir: images, prev: request.prevImagesDir,
+                                              storeFd: request.trackStore, proc: proc)
+            session = inc.session
+            let maps = try proc.maps(pid: pid)
+            let stat = try proc.stat(pid: pid)
+            let remote = try Remote(tid: pid, maps: maps)
+            let brk: UInt64
+            do { brk = try remote.syscall(.brk, 0) } catch { try? remote.finish(); throw error }
+            try remote.finish()
+            (mm, pieces) = try MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: SharedMemoryDumper(), incremental: inc.plan)
+                .layout(maps: maps, stat: stat, brk: brk)
+        } catch {
+            log.error("pre-dump failed, resuming pid \(pid): \(error)")
+            session?.drop()
+            tree.release()
+            cleanUp(images)
+            throw error
+        }
+        tree.release()
+        stats.frozenSeconds = Date().timeIntervalSince(t0)
+        log.info("pid \(pid) ran on after \(String(format: "%.3f", stats.frozenSeconds)) s frozen; copying")
+
+        do {
+            let writer = try images.pagesWriter(id: UInt32(pid))
+            let (kept, missed) = try TolerantCopier(pid: pid).copy(pieces, to: writer)
+            try writer.finish()
+            stats.missedPages = missed
+            stats.pagesBytes = UInt64(writer.offset)
+            stats.inParentPages = kept.filter(\.inParent).reduce(0) { $0 + $1.run.pageCount }
+            if missed > 0 { log.info("pid \(pid): \(missed) page(s) could not be read while running; the next snapshot takes them") }
+            try images.writePagemap(pid: pid, pagesID: UInt32(pid), entries: MemoryDumper.pagemap(kept))
+            try images.write(.mm, id: Int(pid), entry: mm)
+            try files.write(to: images)
+            var inv = Img_InventoryEntry()
+            inv.imgVersion = 2
+            inv.fdinfoPerID = true
+            inv.lsmtype = .noLsm
+            inv.dumpUptime = UInt64(ProcessInfo.processInfo.systemUptime * 1_000_000)
+            // Written last: a directory without inventory.img is not a finished snapshot.
+            try images.write(.inventory, entry: inv)
+        } catch {
+            log.error("pre-dump failed while copying (pid \(pid) is running, untouched): \(error)")
+            session?.drop()
+            cleanUp(images)
+            throw error
+        }
+        do { try session?.park() } catch {
+            log.warning("tracking could not be parked, the next snapshot will be full: \(error)")
+        }
+        log.info("pre-dump done: \(stats.pagesBytes) bytes of pages, \(stats.inParentPages) pages in the parent")
+        return stats
+    }
+
+    func cleanUp(_ images: ImageDirectory) {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: images.path)) ?? []
+        for n in names where n.hasSuffix(".img") || n.hasSuffix(".img.tmp") { unlink(images.path + "/" + n) }
+        if request.prevImagesDir != nil { unlink(images.path + "/parent") }
+    }
+}
+
+/// Copies pages of a running task: whatever cannot be read (the mapping went away or changed
+/// protection meanwhile) is skipped page by page instead of failing the copy.
+struct TolerantCopier {
+    let pid: Int32
+    let bufferSize = 32 << 20
+
+    /// Writes the data pieces' bytes to `out` in order; returns the pieces that made it (in-parent
+    /// pieces pass through) and the number of pages skipped.
+    func copy(_ pieces: [MemoryDumper.Piece], to out: PagesWriter) throws -> ([MemoryDumper.Piece], UInt64) {
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 4096)
+        defer { buf.deallocate() }
+        let mem = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
+        defer { if mem >= 0 { close(mem) } }
+        var kept: [MemoryDumper.Piece] = []
+        var missed: UInt64 = 0
+        var batch: [MemoryDumper.Piece] = []
+        var batchBytes = 0
+
+        func keep(_ r: PageRun, readable: Bool) {
+            if let last = kept.last, !last.inParent, last.run.end == r.start { kept[kept.count - 1].run.end = r.end }
+            else { kept.append(MemoryDumper.Piece(run: r, inParent: false, readable: readable)) }
+        }
+        func read(_ r: PageRun, readable: Bool, into p: UnsafeMutableRawPointer) -> Bool {
+            if readable {
+                let got = try? Sys.processVmRead(pid: pid, local: p, remote: r.start, len: Int(r.length))
+                return got == Int(r.length)
+            }
+            guard mem >= 0 else { return false }
+            return pread(mem, p, Int(r.length), off_t(Int64(bitPattern: r.start))) == Int(r.length)
+        }
+        func flush() throws {
+            guard !batch.isEmpty else { return }
+            var off = 0
+            var whole = true
+            for p in batch {
+                if !read(p.run, readable: p.readable, into: buf + off) { whole = false; break }
+                off += Int(p.run.length)
+            }
+            if whole {
+                try out.write(UnsafeRawBufferPointer(start: buf, count: batchBytes))
+                for p in batch { keep(p.run, readable: p.readable) }
+            } else {
+                for p in batch {
+                    var a = p.run.start
+                    while a < p.run.end {
+                        let page = PageRun(start: a, end: a + pageSize)
+                        if read(page, readable: p.readable, into: buf) {
+                            try out.write(UnsafeRawBufferPointer(start: buf, count: Int(pageSize)))
+                            keep(page, readable: p.readable)
+                        } else {
+                            missed += 1
+                        }
+                        a += pageSize
+                    }
+                }
+            }
+            batch = []
+            batchBytes = 0
+        }
+
+        for p in pieces {
+            if p.inParent { try flush(); kept.append(p); continue }
+            var r = p.run
+            while r.length > 0 {
+                if batchBytes == bufferSize { try flush() }
+                let take = min(r.length, UInt64(bufferSize - batchBytes))
+                batch.append(MemoryDumper.Piece(run: PageRun(start: r.start, end: r.start + take), inParent: false, readable: p.readable))
+                batchBytes += Int(take)
+                r.start += take
+            }
+        }
+        try flush()
+        return (kept, missed)
+    }
+}
