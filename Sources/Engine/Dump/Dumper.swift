@@ -24,14 +24,14 @@ public struct Dumper {
         let tree = try TreeFreezer.freeze(root: request.pid, proc: proc)
         log.info("frozen \(tree.processes.count) process(es) in \(String(format: "%.3f", Date().timeIntervalSince(t0))) s")
         var written: [String] = []
-        var tracking: TrackingSession?
+        var tracking: TreeTracking?
         do {
             var plans: [Int32: IncrementalPlan] = [:]
             if request.trackMem || request.prevImagesDir != nil {
-                let inc = try Incremental.prepare(root: tree.root, imagesDir: images, prev: request.prevImagesDir,
-                                                  storeFd: request.trackStore, proc: proc)
-                tracking = inc.session
-                plans[tree.root] = inc.plan
+                let inc = try Incremental.prepare(pids: tree.processes.filter { !$0.isZombie }.map(\.pid), imagesDir: images,
+                                                  prev: request.prevImagesDir, storeFd: request.trackStore, proc: proc)
+                tracking = inc.tracking
+                plans = inc.plans
             }
             written = try write(tree: tree, images: images, proc: proc, plans: plans)
         } catch {

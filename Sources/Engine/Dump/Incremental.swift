@@ -24,47 +24,48 @@ struct IncrementalPlan {
     }
 }
 
-/// The incremental part of one dump or pre-dump of one process: takes its tracking back from
-/// the track store, scans and re-arms it while the task is frozen, and parks it again when the
-/// snapshot is written. A failed snapshot drops the tracking instead (scanning re-armed pages
-/// whose new contents never reached an image; the next snapshot must not trust it), which
-/// unregisters it and leaves the process as it was.
-final class TrackingSession {
-    let pid: Int32
+/// The incremental part of one dump or pre-dump of a tree: takes the tree's tracking back
+/// from the track store (one parcel per process), scans and re-arms each process while the
+/// tree is frozen, and parks it all again when the snapshot is written. A failed snapshot
+/// drops the tracking instead (scanning re-armed pages whose new contents never reached an
+/// image; the next snapshot must not trust it), which unregisters it and leaves the
+/// processes as they were. Parcels of processes outside the tree go back untouched.
+final class TreeTracking {
     let store: TrackStore?
-    let startTime: UInt64
+    private(set) var trackers: [Int32: (tracker: any DirtyTracker, startTime: UInt64)] = [:]
     private var others: [TrackParcel] = []
-    private(set) var tracker: (any DirtyTracker)?
     private let log = Logger(label: "dirty")
     private var done = false
 
-    /// Takes every parcel from the store (putting back the other processes' at the end).
-    init(pid: Int32, storeFd: Int32?, proc: ProcReader) throws {
-        self.pid = pid
-        startTime = try proc.stat(pid: pid).starttime
+    init(pids: [Int32], storeFd: Int32?, proc: ProcReader) throws {
         store = try storeFd.map { try TrackStore(fd: $0) }
-        var mine: TrackParcel?
+        var starts: [Int32: UInt64] = [:]
+        for pid in pids { starts[pid] = try proc.stat(pid: pid).starttime }
+        var mine: [Int32: TrackParcel] = [:]
         for p in try store?.takeAll() ?? [] {
-            if p.pid != pid { others.append(p); continue }
-            if p.startTime == startTime && mine == nil { mine = p; continue }
+            guard let start = starts[p.pid] else { others.append(p); continue }
+            if p.startTime == start && mine[p.pid] == nil { mine[p.pid] = p; continue }
             // Left by an earlier process with this pid (or a duplicate): useless now.
-            log.info("pid \(pid): dropping a stale tracking parcel (start time \(p.startTime), process started at \(startTime))")
+            log.info("pid \(p.pid): dropping a stale tracking parcel (start time \(p.startTime), process started at \(start))")
             p.closeFds()
         }
         do {
-            let backend = mine?.backend ?? DirtyTracking.availableBackend()
-            tracker = try DirtyTracking.make(pid: pid, parcel: mine, backend: backend)
+            for pid in pids {
+                let parcel = mine.removeValue(forKey: pid)
+                let backend = parcel?.backend ?? DirtyTracking.availableBackend()
+                trackers[pid] = (try DirtyTracking.make(pid: pid, parcel: parcel, backend: backend), starts[pid]!)
+                if parcel == nil { log.info("pid \(pid): no tracking from an earlier run: every page is dumped") }
+            }
         } catch {
-            putBackOthers()
-            done = true
+            for p in mine.values { p.closeFds() }
+            drop()
             throw error
         }
-        if mine == nil { log.info("pid \(pid): no tracking from an earlier run: every page is dumped") }
     }
 
-    /// With the task frozen: what changed since the last snapshot, then arms what is not armed.
-    func scanAndArm(maps: [ProcMapping], remote: Remote, proc: ProcReader) throws -> DirtyScan {
-        guard let tracker else { return DirtyScan(tracked: [], written: []) }
+    /// With `pid` frozen: what changed since the last snapshot, then arms what is not armed.
+    func scanAndArm(pid: Int32, maps: [ProcMapping], remote: Remote, proc: ProcReader) throws -> DirtyScan {
+        guard let tracker = trackers[pid]?.tracker else { return DirtyScan(tracked: [], written: []) }
         let mappings = MemoryDumper.trackable(maps, sparse: MemoryDumper.sparseMappings(try proc.smaps(pid: pid)))
         let scan = try tracker.scan(mappings: mappings)
         try tracker.arm(mappings: mappings, remote: remote)
@@ -76,20 +77,20 @@ final class TrackingSession {
     func park() throws {
         guard !done else { return }
         done = true
-        defer { putBackOthers(); tracker?.close(); tracker = nil }
-        guard let store, let tracker else {
-            log.warning("pid \(pid): no --track-store: tracking ends with this run, the next snapshot will be a full one")
+        defer { putBackOthers(); for t in trackers.values { t.tracker.close() }; trackers = [:] }
+        guard let store else {
+            if !trackers.isEmpty { log.warning("no --track-store: tracking ends with this run, the next snapshot will be a full one") }
             return
         }
-        try store.put(tracker.parcel(startTime: startTime))
+        for (_, t) in trackers.sorted(by: { $0.key < $1.key }) { try store.put(t.tracker.parcel(startTime: t.startTime)) }
     }
 
-    /// The snapshot failed, or the process is gone: tracking ends here.
+    /// The snapshot failed, or the processes are gone: tracking ends here.
     func drop() {
         guard !done else { return }
         done = true
-        tracker?.close()
-        tracker = nil
+        for t in trackers.values { t.tracker.close() }
+        trackers = [:]
         putBackOthers()
     }
 
@@ -105,10 +106,11 @@ final class TrackingSession {
 }
 
 enum Incremental {
-    /// With `root` frozen: takes its tracking back, scans and re-arms it, and when there is a
-    /// previous snapshot, checks its chain, links it as `parent` and works out what it holds.
-    static func prepare(root: Int32, imagesDir: ImageDirectory, prev: String?, storeFd: Int32?,
-                        proc: ProcReader) throws -> (session: TrackingSession, plan: IncrementalPlan?) {
+    /// With the tree frozen: takes its tracking back, scans and re-arms every process, and when
+    /// there is a previous snapshot, checks its chain, links it as `parent` and works out what
+    /// it holds of each process.
+    static func prepare(pids: [Int32], imagesDir: ImageDirectory, prev: String?, storeFd: Int32?,
+                        proc: ProcReader) throws -> (tracking: TreeTracking, plans: [Int32: IncrementalPlan]) {
         var parent: ImageDirectory?
         if let prev {
             let target = prev.hasPrefix("/") ? prev : imagesDir.path + "/" + prev
@@ -122,19 +124,21 @@ enum Incremental {
             _ = try p.chain()
             parent = p
         }
-        let session = try TrackingSession(pid: root, storeFd: storeFd, proc: proc)
+        let tracking = try TreeTracking(pids: pids, storeFd: storeFd, proc: proc)
         do {
-            let maps = try proc.maps(pid: root)
-            let remote = try Remote(tid: root, maps: maps)
-            let scan: DirtyScan
-            do { scan = try session.scanAndArm(maps: maps, remote: remote, proc: proc) } catch { try? remote.finish(); throw error }
-            try remote.finish()
-            guard let parent, let prev else { return (session, nil) }
-            let plan = IncrementalPlan(scan: scan, parentHas: try IncrementalPlan.pagesHeld(by: parent, pid: root))
-            try imagesDir.setParent(relativePath: prev)
-            return (session, plan)
+            var plans: [Int32: IncrementalPlan] = [:]
+            for pid in pids {
+                let maps = try proc.maps(pid: pid)
+                let remote = try Remote(tid: pid, maps: maps)
+                let scan: DirtyScan
+                do { scan = try tracking.scanAndArm(pid: pid, maps: maps, remote: remote, proc: proc) } catch { try? remote.finish(); throw error }
+                try remote.finish()
+                if let parent { plans[pid] = IncrementalPlan(scan: scan, parentHas: try IncrementalPlan.pagesHeld(by: parent, pid: pid)) }
+            }
+            if let prev, parent != nil { try imagesDir.setParent(relativePath: prev) }
+            return (tracking, plans)
         } catch {
-            session.drop()
+            tracking.drop()
             throw error
         }
     }

@@ -35,52 +35,67 @@ public struct PreDumper {
     public func run() throws -> Stats {
         let images = try ImageDirectory(path: request.imagesDir, create: true)
         let proc = ProcReader()
-        let pid = request.pid
         let t0 = Date()
-        let tree = try TreeFreezer.freeze(root: pid, proc: proc)
+        let tree = try TreeFreezer.freeze(root: request.pid, proc: proc)
         var stats = Stats()
         let files = FileTable(images: images)
-        var session: TrackingSession?
-        var mm = Img_MmEntry()
-        var pieces: [MemoryDumper.Piece] = []
+        var tracking: TreeTracking?
+        var layouts: [(pid: Int32, mm: Img_MmEntry, pieces: [MemoryDumper.Piece])] = []
+        let live = tree.processes.filter { !$0.isZombie }.map(\.pid)
+        var pstree: [Img_PstreeEntry] = []
         do {
-            if tree.processes.count > 1 {
-                throw DumpError.unsupported(pid: pid, what: "a tree of \(tree.processes.count) processes")
+            for p in tree.processes {
+                let st = try proc.stat(pid: p.pid)
+                var e = Img_PstreeEntry()
+                e.pid = UInt32(p.pid); e.ppid = p.pid == tree.root ? 0 : UInt32(st.ppid)
+                e.pgid = UInt32(st.pgrp); e.sid = UInt32(st.session); e.threads = p.threads.map { UInt32($0) }
+                pstree.append(e)
             }
-            if tree.process(pid)?.isZombie == true { throw DumpError.unsupported(pid: pid, what: "a zombie process") }
-            let inc = try Incremental.prepare(root: pid, imagesDir: images, prev: request.prevImagesDir,
+            let inc = try Incremental.prepare(pids: live, imagesDir: images, prev: request.prevImagesDir,
                                               storeFd: request.trackStore, proc: proc)
-            session = inc.session
-            let maps = try proc.maps(pid: pid)
-            let stat = try proc.stat(pid: pid)
-            let remote = try Remote(tid: pid, maps: maps)
-            let brk: UInt64
-            do { brk = try remote.syscall(.brk, 0) } catch { try? remote.finish(); throw error }
-            try remote.finish()
-            (mm, pieces) = try MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: SharedMemoryDumper(), incremental: inc.plan)
-                .layout(maps: maps, stat: stat, brk: brk)
+            tracking = inc.tracking
+            let liveSet = Set(live)
+            let cow = try CowMap.build(pairs: pstree.filter { $0.ppid != 0 && liveSet.contains(Int32($0.pid)) && liveSet.contains(Int32($0.ppid)) }
+                .map { (Int32($0.pid), Int32($0.ppid)) }, proc: proc)
+            // Shared anonymous memory goes into the final dump whole; a pre-dump skips it.
+            let shmem = SharedMemoryDumper()
+            for pid in live {
+                let maps = try proc.maps(pid: pid)
+                let stat = try proc.stat(pid: pid)
+                let remote = try Remote(tid: pid, maps: maps)
+                let brk: UInt64
+                do { brk = try remote.syscall(.brk, 0) } catch { try? remote.finish(); throw error }
+                try remote.finish()
+                var memory = MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem, incremental: inc.plans[pid])
+                memory.cow = cow
+                let (mm, pieces) = try memory.layout(maps: maps, stat: stat, brk: brk)
+                layouts.append((pid, mm, pieces))
+            }
         } catch {
-            log.error("pre-dump failed, resuming pid \(pid): \(error)")
-            session?.drop()
+            log.error("pre-dump failed, resuming the tree of \(request.pid): \(error)")
+            tracking?.drop()
             tree.release()
             cleanUp(images)
             throw error
         }
         tree.release()
         stats.frozenSeconds = Date().timeIntervalSince(t0)
-        log.info("pid \(pid) ran on after \(String(format: "%.3f", stats.frozenSeconds)) s frozen; copying")
+        log.info("\(live.count) process(es) ran on after \(String(format: "%.3f", stats.frozenSeconds)) s frozen; copying")
 
         do {
-            let writer = try images.pagesWriter(id: UInt32(pid))
-            let (kept, missed) = try TolerantCopier(pid: pid).copy(pieces, to: writer)
-            try writer.finish()
-            stats.missedPages = missed
-            stats.pagesBytes = UInt64(writer.offset)
-            stats.inParentPages = kept.filter(\.inParent).reduce(0) { $0 + $1.run.pageCount }
-            if missed > 0 { log.info("pid \(pid): \(missed) page(s) could not be read while running; the next snapshot takes them") }
-            try images.writePagemap(pid: pid, pagesID: UInt32(pid), entries: MemoryDumper.pagemap(kept))
-            try images.write(.mm, id: Int(pid), entry: mm)
+            for (pid, mm, pieces) in layouts {
+                let writer = try images.pagesWriter(id: UInt32(pid))
+                let (kept, missed) = try TolerantCopier(pid: pid).copy(pieces, to: writer)
+                try writer.finish()
+                stats.missedPages += missed
+                stats.pagesBytes += UInt64(writer.offset)
+                stats.inParentPages += kept.filter(\.inParent).reduce(0) { $0 + $1.run.pageCount }
+                if missed > 0 { log.info("pid \(pid): \(missed) page(s) could not be read while running; the next snapshot takes them") }
+                try images.writePagemap(pid: pid, pagesID: UInt32(pid), entries: MemoryDumper.pagemap(kept))
+                try images.write(.mm, id: Int(pid), entry: mm)
+            }
             try files.write(to: images)
+            try images.write(.pstree, entries: pstree)
             var inv = Img_InventoryEntry()
             inv.imgVersion = 2
             inv.fdinfoPerID = true
@@ -89,12 +104,12 @@ public struct PreDumper {
             // Written last: a directory without inventory.img is not a finished snapshot.
             try images.write(.inventory, entry: inv)
         } catch {
-            log.error("pre-dump failed while copying (pid \(pid) is running, untouched): \(error)")
-            session?.drop()
+            log.error("pre-dump failed while copying (the tree of \(request.pid) is running, untouched): \(error)")
+            tracking?.drop()
             cleanUp(images)
             throw error
         }
-        do { try session?.park() } catch {
+        do { try tracking?.park() } catch {
             log.warning("tracking could not be parked, the next snapshot will be full: \(error)")
         }
         log.info("pre-dump done: \(stats.pagesBytes) bytes of pages, \(stats.inParentPages) pages in the parent")
@@ -127,7 +142,7 @@ struct TolerantCopier {
         var batchBytes = 0
 
         func keep(_ r: PageRun, readable: Bool) {
-            if let last = kept.last, !last.inParent, last.run.end == r.start { kept[kept.count - 1].run.end = r.end }
+            if let last = kept.last, last.hasData, last.readable == readable, last.run.end == r.start { kept[kept.count - 1].run.end = r.end }
             else { kept.append(MemoryDumper.Piece(run: r, inParent: false, readable: readable)) }
         }
         func read(_ r: PageRun, readable: Bool, into p: UnsafeMutableRawPointer) -> Bool {
@@ -169,7 +184,7 @@ struct TolerantCopier {
         }
 
         for p in pieces {
-            if p.inParent { try flush(); kept.append(p); continue }
+            if !p.hasData { try flush(); kept.append(p); continue }
             var r = p.run
             while r.length > 0 {
                 if batchBytes == bufferSize { try flush() }
