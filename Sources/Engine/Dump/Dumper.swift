@@ -81,15 +81,20 @@ public struct Dumper {
         let live = Set(tree.processes.filter { !$0.isZombie }.map(\.pid))
         let cow = try CowMap.build(pairs: pstree.filter { $0.ppid != 0 && live.contains(Int32($0.pid)) && live.contains(Int32($0.ppid)) }
             .map { (Int32($0.pid), Int32($0.ppid)) }, proc: proc)
+        var jobs: [PageJob] = []
+        defer { for j in jobs { close(j.fd) } }
         let ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
         for (i, p) in tree.processes.enumerated() {
             if p.isZombie {
                 try writeZombie(p.pid, images: images, proc: proc)
                 continue
             }
-            try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, incremental: plans[p.pid])
+            let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, incremental: plans[p.pid])
                 .dump(pstree: pstree[i])
+            jobs.append(job)
         }
+        // Every process's pages in one pipeline, the tree still frozen.
+        try PageCopier().copy(jobs)
         try shmem.writeAll(images: images)
         try files.write(to: images)
         try images.write(.pstree, entries: pstree)

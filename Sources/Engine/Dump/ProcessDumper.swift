@@ -18,7 +18,8 @@ struct ProcessDumper {
 
     var pid: Int32 { process.pid }
 
-    func dump(pstree: Img_PstreeEntry) throws {
+    /// Writes everything but the pages, and returns their copy job.
+    func dump(pstree: Img_PstreeEntry) throws -> PageJob {
         let maps = try proc.maps(pid: pid)
         let leader = try Remote(tid: pid, maps: maps)
         defer { try? leader.finish() }
@@ -58,7 +59,7 @@ struct ProcessDumper {
 
         var memory = MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem, incremental: incremental)
         memory.cow = cow
-        var mm = try memory.dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
+        var (mm, job) = try memory.dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
         mm.dumpable = Int32(truncatingIfNeeded: dumpable)
         try images.write(.mm, id: Int(pid), entry: mm)
 
@@ -69,6 +70,7 @@ struct ProcessDumper {
         fs.umask = status.umask
         try images.write(.fs, id: Int(pid), entry: fs)
         try images.write(.ids, id: Int(pid), entry: ids)
+        return job
     }
 
     func taskCore(leader: Remote, status: ProcStatus, stat: ProcStat) throws -> Img_TaskCoreEntry {

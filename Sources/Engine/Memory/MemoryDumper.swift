@@ -43,7 +43,9 @@ struct MemoryDumper {
         }.map(\.mapping.start))
     }
 
-    func dump(maps: [ProcMapping], stat: ProcStat, brk: UInt64, pagesID: Int) throws -> Img_MmEntry {
+    /// The mm entry, the pagemap (written), and the copy job for the pages, which the caller
+    /// runs with every other process's (PageCopier) while the tree is still frozen.
+    func dump(maps: [ProcMapping], stat: ProcStat, brk: UInt64, pagesID: Int) throws -> (Img_MmEntry, PageJob) {
         let (mm, pieces) = try layout(maps: maps, stat: stat, brk: brk)
         var batches: [(runs: [PageRun], readable: Bool)] = []
         for p in pieces where p.hasData {
@@ -54,13 +56,8 @@ struct MemoryDumper {
             }
         }
         let fd = try images.createPagesFile(id: pagesID)
-        defer { close(fd) }
-        let copier = PageCopier(pid: pid)
-        for b in batches {
-            if b.readable { try copier.copy(b.runs, to: fd) } else { try copyThroughMem(b.runs, to: fd) }
-        }
         try images.writePagemap(pid: pid, pagesID: UInt32(pagesID), entries: MemoryDumper.pagemap(pieces))
-        return mm
+        return (mm, PageJob(pid: pid, fd: fd, file: images.filePath(.pages, pagesID), batches: batches))
     }
 
     static func pagemap(_ pieces: [Piece]) -> [Img_PagemapEntry] {
@@ -169,26 +166,4 @@ struct MemoryDumper {
         return (mm, pieces)
     }
 
-    /// Pages the task cannot read itself (PROT_NONE, exec-only) come through /proc/PID/mem,
-    /// which reads with FOLL_FORCE.
-    func copyThroughMem(_ runs: [PageRun], to out: Int32) throws {
-        let mem = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
-        if mem < 0 { throw SystemCallError(call: "open", errno: errno, context: "/proc/\(pid)/mem") }
-        defer { close(mem) }
-        let chunk = 4 << 20
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
-        defer { buf.deallocate() }
-        for r in runs {
-            var addr = r.start
-            while addr < r.end {
-                let n = Int(min(UInt64(chunk), r.end - addr))
-                let got = pread(mem, buf, n, off_t(Int64(bitPattern: addr)))
-                guard got == n else {
-                    throw DumpError.memoryChanged(pid: pid, detail: "read \(got) of \(n) bytes at 0x\(String(addr, radix: 16)) through /proc/\(pid)/mem")
-                }
-                try writeAll(fd: out, buf, n)
-                addr += UInt64(n)
-            }
-        }
-    }
 }

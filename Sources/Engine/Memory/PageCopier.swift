@@ -2,70 +2,110 @@ import CKernel
 import Glibc
 import Foundation
 
-/// Copies runs of another task's memory into a file, in large batches: process_vm_readv into
-/// one buffer while the previous buffer is being written, so reading and writing overlap.
-public final class PageCopier {
+/// The pages of one task to copy into its pages file, in pagemap order. `readable` runs come
+/// through process_vm_readv; the others (PROT_NONE, exec-only, or pages a child still shares
+/// copy-on-write, which a pinning read would unshare) through /proc/PID/mem.
+public struct PageJob {
     public let pid: Int32
+    public let fd: Int32
+    public let file: String
+    public var batches: [(runs: [PageRun], readable: Bool)]
+}
+
+/// Copies the pages of every task of a dump into their files in large batches, one thread
+/// reading (process_vm_readv or /proc/PID/mem) into one buffer while another writes the
+/// previous one. Jobs follow each other in the same pipeline, so a tree of small processes
+/// overlaps reading and writing as well as one big process does, and the two buffers are
+/// allocated and faulted in once.
+public final class PageCopier {
     let bufferSize: Int
     public private(set) var bytesCopied: UInt64 = 0
 
-    public init(pid: Int32, bufferSize: Int = 32 << 20) {
-        self.pid = pid
-        self.bufferSize = bufferSize
-    }
+    public init(bufferSize: Int = 32 << 20) { self.bufferSize = bufferSize }
 
-    /// Appends the contents of `runs` (in order) to `fd` at its current end. Throws if the
-    /// task's memory could not be read in full (a mapping changed under us).
-    public func copy(_ runs: [PageRun], to fd: Int32) throws {
-        // Split runs into chunks of at most bufferSize, each a list of iovecs.
-        var chunks: [[PageRun]] = []
-        var cur: [PageRun] = []
-        var curLen: UInt64 = 0
-        for var r in runs {
-            while r.length > 0 {
-                let room = UInt64(bufferSize) - curLen
-                let take = min(room, r.length)
-                cur.append(PageRun(start: r.start, end: r.start + take))
-                curLen += take
-                r.start += take
-                if curLen == UInt64(bufferSize) { chunks.append(cur); cur = []; curLen = 0 }
+    /// One chunk: at most bufferSize bytes of one job, read one way.
+    struct Chunk { var job: Int; var runs: [PageRun]; var readable: Bool; var bytes: Int }
+
+    public func copy(_ jobs: [PageJob]) throws {
+        var chunks: [Chunk] = []
+        for (j, job) in jobs.enumerated() {
+            for b in job.batches {
+                var cur = Chunk(job: j, runs: [], readable: b.readable, bytes: 0)
+                for var r in b.runs {
+                    while r.length > 0 {
+                        let take = min(UInt64(bufferSize - cur.bytes), r.length)
+                        cur.runs.append(PageRun(start: r.start, end: r.start + take))
+                        cur.bytes += Int(take)
+                        r.start += take
+                        if cur.bytes == bufferSize { chunks.append(cur); cur = Chunk(job: j, runs: [], readable: b.readable, bytes: 0) }
+                    }
+                }
+                if cur.bytes > 0 { chunks.append(cur) }
             }
         }
-        if !cur.isEmpty { chunks.append(cur) }
         guard !chunks.isEmpty else { return }
 
         let st = CopyState(bufferSize: bufferSize)
         defer { st.deallocate() }
-        // One writer thread drains filled buffers while this thread reads the next one.
         let count = chunks.count
+        let fds = jobs.map(\.fd)
+        let plan = chunks.map(\.job)
         let writer = Thread {
             for i in 0..<count {
                 st.filled.wait()
                 let b = i % 2
                 if st.writeError == nil {
-                    do { try writeAll(fd: fd, st.bufs[b], st.lengths[b]) } catch { st.writeError = error }
+                    do { try writeAll(fd: fds[plan[i]], st.bufs[b], st.lengths[b]) } catch { st.writeError = error }
                 }
                 st.free.signal()
             }
         }
         writer.start()
         var readError: Error?
+        var mems: [Int32: Int32] = [:]
+        defer { for fd in mems.values { close(fd) } }
         for (i, chunk) in chunks.enumerated() {
             st.free.wait()
             let b = i % 2
             st.lengths[b] = 0
             if readError == nil && st.writeError == nil {
-                do { st.lengths[b] = try readChunk(chunk, into: st.bufs[b]) } catch { readError = error }
+                let pid = jobs[chunk.job].pid
+                do {
+                    if chunk.readable {
+                        st.lengths[b] = try readChunk(chunk.runs, pid: pid, into: st.bufs[b])
+                    } else {
+                        if mems[pid] == nil {
+                            let m = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
+                            if m < 0 { throw SystemCallError(call: "open", errno: errno, context: "/proc/\(pid)/mem") }
+                            mems[pid] = m
+                        }
+                        st.lengths[b] = try readThroughMem(chunk.runs, pid: pid, mem: mems[pid]!, into: st.bufs[b])
+                    }
+                } catch { readError = error }
             }
             st.filled.signal()
         }
         st.free.wait(); st.free.wait()  // the writer has finished both buffers
         st.free.signal(); st.free.signal()  // libdispatch traps on freeing a semaphore below its start value
         if let e = readError ?? st.writeError { throw e }
-        bytesCopied += runs.reduce(0) { $0 + $1.length }
+        bytesCopied += UInt64(chunks.reduce(0) { $0 + $1.bytes })
     }
 
-    func readChunk(_ chunk: [PageRun], into buf: UnsafeMutableRawPointer) throws -> Int {
+    /// /proc/PID/mem reads with FOLL_FORCE and without pinning.
+    func readThroughMem(_ runs: [PageRun], pid: Int32, mem: Int32, into buf: UnsafeMutableRawPointer) throws -> Int {
+        var off = 0
+        for r in runs {
+            let n = Int(r.length)
+            let got = pread(mem, buf + off, n, off_t(Int64(bitPattern: r.start)))
+            guard got == n else {
+                throw DumpError.memoryChanged(pid: pid, detail: "read \(got) of \(n) bytes at 0x\(String(r.start, radix: 16)) through /proc/\(pid)/mem")
+            }
+            off += n
+        }
+        return off
+    }
+
+    func readChunk(_ chunk: [PageRun], pid: Int32, into buf: UnsafeMutableRawPointer) throws -> Int {
         var remote: [iovec] = []
         var total = 0
         for r in chunk {

@@ -1,53 +1,88 @@
+import Foundation
 import CKernel
 import Glibc
 
-/// Fills a task's memory from the pages files of a snapshot chain: large reads of each file,
-/// then process_vm_writev with many target ranges per call.
+/// Two fill buffers for a whole restore: allocated, and faulted in, once rather than for every
+/// task (a fresh 32 MiB buffer costs as much in page faults as the copy it serves).
+final class FillBuffers: @unchecked Sendable {
+    let size: Int
+    let bufs: [UnsafeMutableRawPointer]
+    init(size: Int = 32 << 20) {
+        self.size = size
+        bufs = (0..<2).map { _ in UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096) }
+    }
+    deinit { bufs.forEach { $0.deallocate() } }
+}
+
+/// Fills a task's memory from the pages files of a snapshot chain: this thread reads the files
+/// into one buffer while another writes the previous buffer into the task with
+/// process_vm_writev (many target ranges per call), so reading and filling overlap.
 struct PageFiller {
     let pid: Int32
-    let bufferSize = 32 << 20
+    let buffers: FillBuffers
 
-    /// Fills from a snapshot chain: each segment's bytes come from the newest snapshot holding
-    /// them. Segments are in address order; every file is read sequentially within itself.
+    /// Each segment's bytes come from the newest snapshot holding them. Segments are in
+    /// address order; every file is read sequentially within itself.
     func fill(from sources: PageSources) throws {
-        let buf = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 4096)
-        defer { buf.deallocate() }
-        var pending: [PageRun] = []
-        var pendingBytes = 0
-
-        func flush() throws {
-            guard pendingBytes > 0 else { return }
-            try writeOut(pending, from: buf, bytes: pendingBytes)
-            pending.removeAll(keepingCapacity: true)
-            pendingBytes = 0
-        }
-
+        // Chunks of at most one buffer: (target runs, file reads).
+        struct Read { var fd: Int32; var file: String; var offset: Int; var bytes: Int }
+        var chunks: [(runs: [PageRun], reads: [Read], bytes: Int)] = []
+        var cur: (runs: [PageRun], reads: [Read], bytes: Int) = ([], [], 0)
         for s in sources.segments {
             guard let (fd, file) = sources.fd(for: s), let src = s.source else { continue }
             var start = s.vaddr
             var fileOffset = src.offset
             var left = s.byteCount
             while left > 0 {
-                let room = bufferSize - pendingBytes
-                if room == 0 { try flush(); continue }
-                let take = min(room, left)
-                var done = 0
-                while done < take {
-                    let n = pread(fd, buf + pendingBytes + done, take - done, off_t(fileOffset + done))
-                    if n < 0 && errno == EINTR { continue }
-                    guard n > 0 else {
-                        throw ImageError.truncated(file: file, offset: fileOffset + done, needed: take - done, available: 0)
-                    }
-                    done += n
-                }
-                pending.append(PageRun(start: start, end: start + UInt64(take)))
-                pendingBytes += take
-                start += UInt64(take)
-                fileOffset += take
-                left -= take
+                let take = min(buffers.size - cur.bytes, left)
+                cur.runs.append(PageRun(start: start, end: start + UInt64(take)))
+                cur.reads.append(Read(fd: fd, file: file, offset: fileOffset, bytes: take))
+                cur.bytes += take
+                start += UInt64(take); fileOffset += take; left -= take
+                if cur.bytes == buffers.size { chunks.append(cur); cur = ([], [], 0) }
             }
         }
-        try flush()
+        if cur.bytes > 0 { chunks.append(cur) }
+        guard !chunks.isEmpty else { return }
+
+        let st = FillState()
+        let bufs = buffers.bufs
+        let count = chunks.count
+        let runs = chunks.map(\.runs), sizes = chunks.map(\.bytes)
+        let me = self
+        let writer = Thread {
+            for i in 0..<count {
+                st.filled.wait()
+                if st.error == nil && !st.readFailed {
+                    do { try me.writeOut(runs[i], from: me.buffers.bufs[i % 2], bytes: sizes[i]) } catch { st.error = error }
+                }
+                st.free.signal()
+            }
+        }
+        writer.start()
+        var readError: Error?
+        for (i, c) in chunks.enumerated() {
+            st.free.wait()
+            if readError == nil && st.error == nil {
+                var at = 0
+                do {
+                    for r in c.reads {
+                        var done = 0
+                        while done < r.bytes {
+                            let n = pread(r.fd, bufs[i % 2] + at + done, r.bytes - done, off_t(r.offset + done))
+                            if n < 0 && errno == EINTR { continue }
+                            guard n > 0 else { throw ImageError.truncated(file: r.file, offset: r.offset + done, needed: r.bytes - done, available: 0) }
+                            done += n
+                        }
+                        at += r.bytes
+                    }
+                } catch { readError = error; st.readFailed = true }
+            }
+            st.filled.signal()
+        }
+        st.free.wait(); st.free.wait()  // the writer has finished both buffers
+        st.free.signal(); st.free.signal()  // libdispatch traps on freeing a semaphore below its start value
+        if let e = readError ?? st.error { throw e }
     }
 
     /// process_vm_writev of `runs` (in order) from `buf`, up to IOV_MAX ranges per call.
@@ -74,4 +109,12 @@ struct PageFiller {
             idx += n
         }
     }
+}
+
+/// What the reading and the filling thread share; the semaphores order every access.
+final class FillState: @unchecked Sendable {
+    var error: Error?
+    var readFailed = false
+    let filled = DispatchSemaphore(value: 0)
+    let free = DispatchSemaphore(value: 2)
 }

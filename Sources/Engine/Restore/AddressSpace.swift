@@ -22,6 +22,8 @@ struct AddressSpace {
     /// VMAs the task got from its parent by fork exactly as its image has them: they stay, with
     /// the pages it still shares copy-on-write, and only its own pages are written over them.
     var inherited: [Img_VmaEntry] = []
+    /// Shared by every task of the restore.
+    var fillBuffers = FillBuffers()
 
     func build() throws {
         try remote.dropScratch()  // cloning children may have made one; everything goes
@@ -58,7 +60,7 @@ struct AddressSpace {
         let shared = vmas.filter { $0.status & (VmaStatus.fileShared | VmaStatus.anonShared) != 0 }
 
         guard let pages = plan.pages else { throw RestoreError.layout(pid: pid, reason: "no pages to restore from") }
-        try PageFiller(pid: pid).fill(from: pages)
+        try PageFiller(pid: pid, buffers: fillBuffers).fill(from: pages)
         // Pages shared with the parent process outside inherited VMAs (the parent's VMA
         // differed) are copied from it instead.
         let fromParent = pages.segments.filter { s in

@@ -9,6 +9,7 @@ import Logging
 public struct Restorer {
     public let request: RestoreRequest
     let log = Logger(label: "restore")
+    let fillBuffers = FillBuffers()
     public init(_ request: RestoreRequest) { self.request = request }
 
     /// One process, loaded and checked before anything is created.
@@ -285,6 +286,7 @@ public struct Restorer {
         }
         var space = AddressSpace(target: t, plan: plan, images: images, proc: proc)
         space.shmem = shmem
+        space.fillBuffers = fillBuffers
         if let parent = plans.first(where: { $0.pid == plan.ppid && !$0.isZombie }), plan.pid != plans[0].pid {
             space.inherited = Restorer.inheritable(plan, from: parent)
         }
