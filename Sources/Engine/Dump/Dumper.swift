@@ -94,7 +94,9 @@ public struct Dumper {
             jobs.append(job)
         }
         // Every process's pages in one pipeline, the tree still frozen.
+        log.info("state of \(tree.processes.count) process(es) written; copying their pages")
         try PageCopier().copy(jobs)
+        log.info("pages copied")
         try shmem.writeAll(images: images)
         try files.write(to: images)
         try images.write(.pstree, entries: pstree)

@@ -20,11 +20,19 @@ struct ProcessDumper {
 
     /// Writes everything but the pages, and returns their copy job.
     func dump(pstree: Img_PstreeEntry) throws -> PageJob {
+        var marks: [(String, Double)] = []
+        func mark(_ s: String) { var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t); marks.append((s, Double(t.tv_sec) + Double(t.tv_nsec) / 1e9)) }
+        mark("start")
+        defer {
+            mark("end")
+            log.debug("pid \(pid) timing: \(zip(marks.dropFirst(), marks).map { "\($0.0.0) \(String(format: "%.2f", ($0.0.1 - $0.1.1) * 1000))ms" }.joined(separator: ", "))")
+        }
         let maps = try proc.maps(pid: pid)
         let leader = try Remote(tid: pid, maps: maps)
         defer { try? leader.finish() }
         let status = try proc.status(pid: pid)
         let stat = try proc.stat(pid: pid)
+        mark("proc")
 
         // Everything that reads through the leader first, then the other threads.
         var tc = try taskCore(leader: leader, status: status, stat: stat)
@@ -34,6 +42,7 @@ struct ProcessDumper {
         let secbits = try leader.syscall(.prctl, 27 /* PR_GET_SECUREBITS */)
         let sigacts = tc.sigactions
         tc.sigactions = []
+        mark("taskcore")
         let (leaderInfo, leaderCore) = try ThreadDumper.dump(tid: pid, remote: leader)
         var threadCores: [(Int32, Img_ThreadInfoX86, Img_ThreadCoreEntry)] = [(pid, leaderInfo, leaderCore)]
         for tid in process.threads where tid != pid {
@@ -43,6 +52,7 @@ struct ProcessDumper {
             threadCores.append((tid, i, c))
         }
         try leader.finish()
+        mark("threads")
 
         let creds = try credentials(status: status, secbits: UInt32(truncatingIfNeeded: secbits))
         for (tid, info, var tcore) in threadCores {
@@ -56,12 +66,14 @@ struct ProcessDumper {
             try images.write(.core, id: Int(tid), entry: core)
         }
         try images.write(.sigacts, id: Int(pid), entries: sigacts)
+        mark("cores")
 
         var memory = MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem, incremental: incremental)
         memory.cow = cow
         var (mm, job) = try memory.dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
         mm.dumpable = Int32(truncatingIfNeeded: dumpable)
         try images.write(.mm, id: Int(pid), entry: mm)
+        mark("memory")
 
         try files.dumpFds(pid: pid, proc: proc, images: images)
         var fs = Img_FsEntry()
@@ -122,7 +134,11 @@ struct ProcessDumper {
 
         for sig in 1...64 {
             var e = Img_SaEntry()
-            if sig == SIGKILL || sig == SIGSTOP {
+            let bit = UInt64(1) << UInt64(sig - 1)
+            // A signal neither caught nor ignored has the default action; only SIGCHLD's flags
+            // (SA_NOCLDSTOP, SA_NOCLDWAIT) change what a default action does. One injected
+            // call less per such signal.
+            if sig == SIGKILL || sig == SIGSTOP || (status.sigCgt & bit == 0 && status.sigIgn & bit == 0 && sig != SIGCHLD) {
                 e.sigaction = 0; e.flags = 0; e.restorer = 0; e.mask = 0
             } else {
                 try leader.syscall(.rtSigaction, UInt64(sig), 0, scratch, 8)

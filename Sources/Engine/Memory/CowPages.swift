@@ -1,3 +1,5 @@
+import Glibc
+
 /// Pages a forked child still shares copy-on-write with its parent: same address, same
 /// physical page. They are in the parent's image already, so the child's pagemap only points
 /// at them (PagemapFlags.cowParent), and restore forks the child from its rebuilt parent so
@@ -19,12 +21,14 @@ struct CowMap {
         for (child, parent) in pairs {
             let theirs = Set(try proc.maps(pid: parent).filter { $0.readable && !$0.shared }.map { [$0.start, $0.end] })
             var shared: [PageRun] = []
+            let mineMap = try proc.openPagemap(pid: child), otherMap = try proc.openPagemap(pid: parent)
+            defer { close(mineMap.fd); close(otherMap.fd) }
             for m in try proc.maps(pid: child) where m.readable && !m.shared && theirs.contains([m.start, m.end]) {
                 var at = m.start
                 while at < m.end {
                     let n = Int(min(UInt64(65536), (m.end - at) / 4096))
-                    let mine = try proc.pagemapWords(pid: child, start: at, count: n)
-                    let other = try proc.pagemapWords(pid: parent, start: at, count: n)
+                    let mine = try proc.pagemapWords(mineMap, start: at, count: n)
+                    let other = try proc.pagemapWords(otherMap, start: at, count: n)
                     for i in 0..<n where mine[i] & present != 0 && other[i] & present != 0
                         && mine[i] & pfnMask != 0 && mine[i] & pfnMask == other[i] & pfnMask {
                         let a = at + UInt64(i) * 4096

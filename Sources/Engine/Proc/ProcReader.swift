@@ -78,17 +78,21 @@ public struct ProcReader: Sendable {
 
     // MARK: parsed files
 
-    /// Raw /proc/PID/pagemap words for `count` pages from `start` (bit 63 present, bits 0-54
-    /// the PFN as root).
-    public func pagemapWords(pid: Int32, start: UInt64, count: Int) throws -> [UInt64] {
+    /// /proc/PID/pagemap, open for `pagemapWords`; the caller closes `fd`.
+    public func openPagemap(pid: Int32) throws -> (fd: Int32, path: String) {
         let file = path(pid: pid, "pagemap")
         let fd = open(file, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw errno == ENOENT || errno == ESRCH ? ProcError.gone(pid: pid) : ProcError.io(path: file, errno: errno) }
-        defer { close(fd) }
+        return (fd, file)
+    }
+
+    /// Raw pagemap words for `count` pages from `start` (bit 63 present, bits 0-54 the PFN as
+    /// root).
+    public func pagemapWords(_ map: (fd: Int32, path: String), start: UInt64, count: Int) throws -> [UInt64] {
         var words = [UInt64](repeating: 0, count: count)
         let want = count * 8
-        let got = words.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(start / 4096 * 8)) }
-        guard got == want else { throw ProcError.io(path: file, errno: got < 0 ? errno : EIO) }
+        let got = words.withUnsafeMutableBytes { pread(map.fd, $0.baseAddress, want, off_t(start / 4096 * 8)) }
+        guard got == want else { throw ProcError.io(path: map.path, errno: got < 0 ? errno : EIO) }
         return words
     }
 
