@@ -46,10 +46,17 @@ enum RegularFile: FdKind {
         }
         // O_CREAT/O_TRUNC/O_EXCL were for the original open, never for a restore.
         let flags = Int32(bitPattern: r.flags) & ~(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC)
-        let fd = try task.openFile(r.name, flags: flags)
+        // Opened in cryo and handed over, so that every task holding this description (a file
+        // opened before fork) gets the same one and their offsets move together.
+        let fd = open(r.name, flags | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { throw RestoreError.fileMissing(path: r.name, errno: errno) }
         if r.pos != 0 && (r.mode & S_IFMT == S_IFREG || r.mode == 0) {
-            try task.remote.syscall(.lseek, UInt64(fd), r.pos, UInt64(SEEK_SET))
+            guard lseek(fd, off_t(r.pos), SEEK_SET) >= 0 else {
+                let e = errno
+                close(fd)
+                throw RestoreError.file(pid: task.pid, id: entry.id, what: r.name, reason: "cannot seek to \(r.pos): \(String(cString: strerror(e)))")
+            }
         }
-        return fd
+        return try ctx.install(fd, id: entry.id, what: r.name)
     }
 }

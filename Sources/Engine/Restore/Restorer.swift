@@ -411,6 +411,14 @@ public struct Restorer {
                 let want = Int32(fi.fd)
                 if let first = ctx.placed[fi.id] {
                     try t.remote.syscall(.dup2, UInt64(first), UInt64(want))
+                } else if ctx.parked[fi.id] == nil, let made = ctx.objects[fi.id] {
+                    // Another task of the tree has this description already: the same object.
+                    let got = try ctx.transport.send(made, to: t, what: "file id \(fi.id) (shared)")
+                    if got != want {
+                        try t.remote.syscall(.dup2, UInt64(got), UInt64(want))
+                        try t.remote.syscall(.close, UInt64(got))
+                    }
+                    ctx.placed[fi.id] = want
                 } else {
                     let got = try kind.restore(f, ctx: ctx)
                     if got != want {
