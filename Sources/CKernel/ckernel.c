@@ -1,6 +1,8 @@
 #define _GNU_SOURCE
 #include "CKernel.h"
 #include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
@@ -31,6 +33,18 @@ int ck_spawn_addclosefrom(posix_spawn_file_actions_t *fa, int from) {
 }
 int ck_spawn_addchdir(posix_spawn_file_actions_t *fa, const char *path) {
     return posix_spawn_file_actions_addchdir_np(fa, path);
+}
+
+// posix_openpt and friends need _XOPEN_SOURCE, which Swift's Glibc module does not set.
+int ck_open_pty(char *name, size_t len) {
+    int m = posix_openpt(O_RDWR | O_NOCTTY);
+    if (m < 0) return -errno;
+    if (grantpt(m) || unlockpt(m) || ptsname_r(m, name, len)) {
+        int e = errno;
+        close(m);
+        return -e;
+    }
+    return m;
 }
 
 int ck_wifexited(int s) { return WIFEXITED(s); }

@@ -92,12 +92,15 @@ struct Restore: ParsableCommand {
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "The images to restore from.") var imagesDir: String
     @Flag(name: [.customShort("d"), .customLong("restore-detached")], help: "Exit once the tree runs.") var detached = false
     @Option(name: .customLong("pidfile"), help: "Write the root pid here.") var pidfile: String?
+    @Flag(name: [.customShort("j"), .customLong("shell-job")],
+          help: "The tree was a job of a shell: it joins cryo's session, and its terminal fds open cryo's terminal.") var shellJob = false
 
     func run() throws {
         try log.bootstrap()
         var req = RestoreRequest(imagesDir: imagesDir)
         req.detach = detached
         req.pidfile = pidfile
+        req.shellJob = shellJob
         let result: (pid: Int32, exitStatus: Int32?)
         do {
             result = try Restorer(req).run()

@@ -29,6 +29,8 @@ int ck_spawn_addchdir(posix_spawn_file_actions_t *fa, const char *path);
 int ck_spawn_addclosefrom(posix_spawn_file_actions_t *fa, int from);
 
 // wait(2) status decoding
+/// A new pty: the master fd (or -errno), the slave's path in `name`.
+int ck_open_pty(char *name, size_t len);
 int ck_wifexited(int status);
 int ck_wexitstatus(int status);
 int ck_wifsignaled(int status);

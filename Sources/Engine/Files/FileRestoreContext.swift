@@ -20,6 +20,8 @@ final class RestoredObjects {
     var unixPairs: [UInt32: Int32] = [:]
     /// Descriptors cryo opened only to build state (a FIFO kept open so it does not block).
     var keepers: [Int32] = []
+    /// With --shell-job: the caller's terminal, which the tree's terminal fds open instead.
+    var terminal: String?
     private var payloadCache: [ImageKind: [(Img_PipeDataEntry, [UInt8])]] = [:]
     private var queueCache: [(Img_SkPacketEntry, [UInt8])]?
 

@@ -34,9 +34,15 @@ enum RegularFile: FdKind {
         return r
     }
 
+    /// A terminal (pty slave or tty device), which a shell job gets back as the caller's.
+    static func isTerminal(_ r: Img_RegFileEntry) -> Bool {
+        r.mode & S_IFMT == S_IFCHR && (r.name.hasPrefix("/dev/pts/") || r.name.hasPrefix("/dev/tty") || r.name.hasPrefix("/dev/console"))
+    }
+
     static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
         let task = ctx.task
-        let r = entry.reg
+        var r = entry.reg
+        if let t = ctx.shared.terminal, isTerminal(r) { r.name = t }
         if r.hasSize {
             var st = stat()
             guard stat(r.name, &st) == 0 else { throw RestoreError.fileMissing(path: r.name, errno: errno) }

@@ -5,6 +5,8 @@ public struct RestoreRequest: Sendable {
     /// Return once the tree runs, instead of waiting for it to exit.
     public var detach = false
     public var pidfile: String?
+    /// The tree was a shell's job: it joins the caller's session and terminal (CRIU's --shell-job).
+    public var shellJob = false
     public init(imagesDir: String) { self.imagesDir = imagesDir }
 }
 

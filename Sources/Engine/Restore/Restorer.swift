@@ -43,7 +43,7 @@ public struct Restorer {
             for pid in order.reversed() {
                 var st: Int32 = 0
                 for t in targets[pid] ?? [] where t.pid != pid { waitpid(t.pid, &st, __WALL) }
-                waitpid(pid, &st, __WALL | WNOHANG)
+                waitpid(pid, &st, __WALL)  // ours or traced: reaped here, never left as a zombie
             }
         }
     }
@@ -67,17 +67,18 @@ public struct Restorer {
         let transport = try FdTransport()
         // Objects made in cryo for the files, shared by every task the restore rebuilds.
         let shared = RestoredObjects(images: images, files: files)
+        if request.shellJob { shared.terminal = try Restorer.callerTerminal() }
         defer { shared.closeAll() }
         do {
             try shmem.prepare(plans, images: images)
-            try createRoot(plans[0], built: built)
+            try createRoot(plans[0], built: built, plans: plans)
             transport.childCreated()
             // Parents before children: a child is forked from its rebuilt parent, so memory
             // they shared copy-on-write is shared again.
             for p in plans where !p.isZombie {
                 try rebuild(p, plans: plans, built: built, images: images, shmem: shmem, transport: transport, shared: shared)
                 for c in plans where c.ppid == p.pid && c.pid != plans[0].pid {
-                    try createChild(c, parent: p, built: built)
+                    try createChild(c, parent: p, built: built, plans: plans)
                 }
             }
             try joinGroups(plans, built: built)
@@ -166,7 +167,7 @@ public struct Restorer {
 
     /// Every file the images name must be there, with the size it had (ghosts are made later).
     func checkFiles(_ files: [UInt32: Img_FileEntry]) throws {
-        for f in files.values where f.hasReg && !f.reg.deleted {
+        for f in files.values where f.hasReg && !f.reg.deleted && !(request.shellJob && RegularFile.isTerminal(f.reg)) {
             var st = stat()
             guard stat(f.reg.name, &st) == 0 else { throw RestoreError.fileMissing(path: f.reg.name, errno: errno) }
             if f.reg.hasSize && st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) != f.reg.size {
@@ -177,13 +178,13 @@ public struct Restorer {
 
     /// The root comes from cryo (a C shim child); every other process is forked by clone3
     /// injected into its restored parent, so parenthood is real.
-    func createRoot(_ p: Plan, built: Built) throws {
+    func createRoot(_ p: Plan, built: Built, plans: [Plan]) throws {
         let child = try create(pid: p.pid)
         built.order.append(child)
-        try adopt(p, remote: try Remote(tid: child, maps: try ProcReader().maps(pid: child)), built: built)
+        try adopt(p, remote: try Remote(tid: child, maps: try ProcReader().maps(pid: child)), built: built, plans: plans)
     }
 
-    func createChild(_ p: Plan, parent: Plan, built: Built) throws {
+    func createChild(_ p: Plan, parent: Plan, built: Built, plans: [Plan]) throws {
         guard let pt = built.targets[parent.pid]?.first else {
             throw RestoreError.unsupported("pid \(p.pid): its parent \(parent.pid) was not made")
         }
@@ -197,12 +198,12 @@ public struct Restorer {
             throw RestoreError.pidTaken(pid: p.pid, by: (try? ProcReader().stat(pid: p.pid)).map { "\($0.comm) (state \($0.state))" } ?? "another process")
         }
         built.order.append(child)
-        try adopt(p, remote: try Remote(tid: child, maps: try ProcReader().maps(pid: child)), built: built)
+        try adopt(p, remote: try Remote(tid: child, maps: try ProcReader().maps(pid: child)), built: built, plans: plans)
     }
 
     /// A new task for `p`: zombies exit at once with their status; a session leader makes its
     /// session, everyone else must be in the one it inherited.
-    func adopt(_ p: Plan, remote: Remote, built: Built) throws {
+    func adopt(_ p: Plan, remote: Remote, built: Built, plans: [Plan]) throws {
         built.targets[p.pid] = [RestoreTarget(pid: p.pid, remote: remote)]
         if p.isZombie {
             let code = Int32(bitPattern: p.cores[p.pid]!.tc.exitCode)
@@ -215,9 +216,22 @@ public struct Restorer {
         }
         if p.pstree.sid == p.pstree.pid {
             try remote.syscall(.setsid)
+        } else if request.shellJob && !plans.contains(where: { $0.pstree.pid == p.pstree.sid }) {
+            // The job's session (its shell's) is not in the tree: it takes cryo's, inherited.
         } else if Int32(p.pstree.sid) != Int32(truncatingIfNeeded: try remote.syscall(.getsid, 0)) {
             throw RestoreError.unsupported("pid \(p.pid) in session \(p.pstree.sid), which is neither its own nor its parent's")
         }
+    }
+
+    /// The terminal a shell job's terminal fds reopen: cryo's own (stdin's, else /dev/tty).
+    static func callerTerminal() throws -> String {
+        for fd: Int32 in [0, 1, 2] where isatty(fd) != 0 {
+            if let p = try? ProcReader().fdTarget(pid: getpid(), fd: fd) { return p }
+        }
+        let fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)
+        guard fd >= 0 else { throw RestoreError.unsupported("--shell-job without a terminal: cryo has none (\(String(cString: strerror(errno))))") }
+        close(fd)
+        return "/dev/tty"
     }
 
     /// Process groups, once every group leader exists.
@@ -225,6 +239,8 @@ public struct Restorer {
         for p in plans where !p.isZombie {
             let r = built.targets[p.pid]![0].remote
             let now = Int32(truncatingIfNeeded: try r.syscall(.getpgid, 0))
+            // A shell job's group may be its shell's, outside the tree: it stays in cryo's.
+            if request.shellJob && !plans.contains(where: { $0.pstree.pid == p.pstree.pgid }) { continue }
             if now != Int32(p.pstree.pgid) {
                 do { try r.syscall(.setpgid, 0, UInt64(p.pstree.pgid)) } catch {
                     throw RestoreError.unsupported("pid \(p.pid) joining process group \(p.pstree.pgid): \(error)")
