@@ -27,9 +27,9 @@ struct CRHarness {
         return try XCTUnwrap(Int32((try String(contentsOfFile: work + "/pid", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
     }
 
-    func cryo(_ args: [String]) throws -> (Int32, String) {
+    func cryo(_ args: [String], passFd: Int32? = nil, timeout: Double = 120) throws -> (Int32, String) {
         let log = dir + "/cryo-\(UUID().uuidString).log"
-        let st = try Subprocess.run(bin + "/cryo", args, log: log, timeout: 60)
+        let st = try Subprocess.run(bin + "/cryo", args, log: log, timeout: timeout, passFd: passFd)
         return (Subprocess.exitCode(st), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 

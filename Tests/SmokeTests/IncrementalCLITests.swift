@@ -24,20 +24,10 @@ final class IncrementalCLITests: XCTestCase {
         try? FileManager.default.removeItem(atPath: dir)
     }
 
-    func start(_ name: String, _ args: [String] = []) throws -> Int32 {
-        let work = dir + "/" + name
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let starter = try Subprocess.spawn(bin + "/" + name, ["--pidfile=\(work)/pid", "--outfile=\(work)/out"] + args, cwd: work, output: work + "/start.log")
-        _ = try Subprocess.wait(starter, timeout: 30)
-        return try XCTUnwrap(Int32((try String(contentsOfFile: work + "/pid", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
-    }
+    func start(_ name: String, _ args: [String] = []) throws -> Int32 { try CRHarness(dir: dir).start(name, args: args) }
 
     /// cryo with the track store as its fd 3.
-    func cryo(_ args: [String]) throws -> (Int32, String) {
-        let log = dir + "/cryo-\(UUID().uuidString).log"
-        let st = try Subprocess.run(bin + "/cryo", args, log: log, timeout: 120, passFd: store)
-        return (Subprocess.exitCode(st), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
-    }
+    func cryo(_ args: [String]) throws -> (Int32, String) { try CRHarness(dir: dir).cryo(args, passFd: store) }
 
     func finish(_ name: String, _ pid: Int32) throws -> String {
         kill(pid, SIGTERM)

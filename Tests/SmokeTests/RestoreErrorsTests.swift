@@ -23,19 +23,9 @@ final class RestoreErrorsTests: XCTestCase {
 
     func ck_subreaper() -> Int32 { CKernel.ck_prctl(36, 1, 0, 0, 0) }
 
-    func start(_ name: String) throws -> Int32 {
-        let work = dir + "/" + name
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let starter = try Subprocess.spawn(bin + "/" + name, ["--pidfile=\(work)/pid", "--outfile=\(work)/out"], cwd: work, output: work + "/start.log")
-        _ = try Subprocess.wait(starter, timeout: 30)
-        return try XCTUnwrap(Int32((try String(contentsOfFile: work + "/pid", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
-    }
+    func start(_ name: String) throws -> Int32 { try CRHarness(dir: dir).start(name) }
 
-    func cryo(_ args: [String]) throws -> (Int32, String) {
-        let log = dir + "/cryo-\(UUID().uuidString).log"
-        let st = try Subprocess.run(bin + "/cryo", args, log: log, timeout: 60)
-        return (Subprocess.exitCode(st), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
-    }
+    func cryo(_ args: [String]) throws -> (Int32, String) { try CRHarness(dir: dir).cryo(args, timeout: 60) }
 
     func stop(_ pid: Int32) throws {
         kill(pid, SIGTERM)

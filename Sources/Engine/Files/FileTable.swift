@@ -73,39 +73,30 @@ final class FileTable: @unchecked Sendable {
         for fd in fds {
             let f = open[fd]!
             let claimed = FdKinds.all.first(where: { $0.claims(f) })
-            if claimed == nil && f.stat.st_mode & S_IFMT == S_IFREG && f.target.hasPrefix("/") && f.target.hasSuffix(" (deleted)") {
-                let id: UInt32
-                if let same = try sameDescription(f) {
-                    id = same
-                } else {
-                    id = nextID; nextID += 1
-                    var e = Img_FileEntry()
-                    e.type = .reg
-                    e.id = id
-                    e.reg = try ghosts.entry(path: f.target, source: "/proc/\(pid)/fd/\(fd)", pid: pid, id: id,
-                                             flags: UInt32(bitPattern: f.info.flags), pos: UInt64(max(0, f.info.pos)))
-                    entries.append(e)
-                    described.append((pid, fd, UInt64(f.stat.st_dev), UInt64(f.stat.st_ino), id))
-                }
-                infos.append(fdinfo(id: id, fd: fd, flags: f.info.flags, type: .reg))
-                continue
-            }
-            guard let kind = claimed else {
+            // A regular file deleted while open: no kind takes it, its bytes go to a ghost image.
+            let ghost = claimed == nil && f.stat.st_mode & S_IFMT == S_IFREG && f.target.hasPrefix("/") && f.target.hasSuffix(" (deleted)")
+            guard claimed != nil || ghost else {
                 throw DumpError.unsupportedFd(pid: pid, fd: fd, kind: FdKinds.describe(f), target: f.target)
             }
+            let type = claimed?.type ?? .reg
             let id: UInt32
             if let same = try sameDescription(f) {
                 id = same
             } else {
                 id = nextID; nextID += 1
                 var e = Img_FileEntry()
-                e.type = kind.type
+                e.type = type
                 e.id = id
-                try kind.dump(f, id: id, into: &e, ctx: ctx)
+                if let kind = claimed {
+                    try kind.dump(f, id: id, into: &e, ctx: ctx)
+                } else {
+                    e.reg = try ghosts.entry(path: f.target, source: "/proc/\(pid)/fd/\(fd)", pid: pid, id: id,
+                                             flags: UInt32(bitPattern: f.info.flags), pos: UInt64(max(0, f.info.pos)))
+                }
                 entries.append(e)
                 described.append((pid, fd, UInt64(f.stat.st_dev), UInt64(f.stat.st_ino), id))
             }
-            infos.append(fdinfo(id: id, fd: fd, flags: f.info.flags, type: kind.type))
+            infos.append(fdinfo(id: id, fd: fd, flags: f.info.flags, type: type))
         }
         try images.write(.fdinfo, id: Int(pid), entries: infos)
     }
