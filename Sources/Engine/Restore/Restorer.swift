@@ -309,7 +309,14 @@ public struct Restorer {
         try space.build()
         if !sharesFiles { try restoreFiles(t, plan: plan, transport: transport, shared: shared) }
         try restoreFs(t, plan: plan)
-        try restoreProcess(t, plan: plan)
+        // A child was forked from its rebuilt parent, the root from cryo: their actions now.
+        let current: [Int: [UInt64]]
+        if let parent = plans.first(where: { $0.pid == plan.ppid }), plan.pid != plans[0].pid {
+            current = Dictionary(uniqueKeysWithValues: parent.sigacts.enumerated().map { ($0.offset + 1, [$0.element.sigaction, $0.element.flags, $0.element.restorer, $0.element.mask]) })
+        } else {
+            current = Restorer.ownSignalActions()
+        }
+        try restoreProcess(t, plan: plan, current: current)
 
         for tid in plan.pstree.threads.map({ Int32($0) }) where tid != pid {
             let flags = CloneFlag.vm | CloneFlag.fs | CloneFlag.files | CloneFlag.sighand | CloneFlag.thread | CloneFlag.sysvsem
@@ -464,14 +471,18 @@ public struct Restorer {
     }
 
     /// What belongs to the whole process: signal handlers, itimers, rlimits, personality...
-    func restoreProcess(_ t: RestoreTarget, plan: Plan) throws {
+    /// `current`: the actions the task already has (a fork copies them), by signal number;
+    /// only the ones that differ are set.
+    func restoreProcess(_ t: RestoreTarget, plan: Plan, current: [Int: [UInt64]]) throws {
         let r = t.remote
         let tc = plan.cores[plan.pid]!.tc
         for (i, sa) in plan.sigacts.enumerated() {
             let sig = i + 1
             if sig == SIGKILL || sig == SIGSTOP { continue }
+            let want = [sa.sigaction, sa.flags, sa.restorer, sa.mask]
+            if current[sig] == want { continue }
             var b: [UInt8] = []
-            b.putU64(sa.sigaction); b.putU64(sa.flags); b.putU64(sa.restorer); b.putU64(sa.mask)
+            for v in want { b.putU64(v) }
             try r.syscall(.rtSigaction, UInt64(sig), try t.put(b), 0, 8)
         }
         if tc.hasTimers {
@@ -524,6 +535,17 @@ public struct Restorer {
             }
         }
         try r.syscall(.prctl, 77, 0, 0, 0, 0)
+    }
+
+    /// cryo's own signal actions, as the kernel keeps them (what a task cloned from cryo has).
+    static func ownSignalActions() -> [Int: [UInt64]] {
+        var out: [Int: [UInt64]] = [:]
+        for sig in 1...64 where sig != SIGKILL && sig != SIGSTOP {
+            var a: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+            let rc = withUnsafeMutablePointer(to: &a) { ck_syscall6(SyscallNumber.rtSigaction.rawValue, sig, 0, Int(bitPattern: $0), 8, 0, 0) }
+            if rc == 0 { out[sig] = [a.0, a.1, a.2, a.3] }
+        }
+        return out
     }
 
     /// What each thread has of its own: name, parent-death signal, robust list, clear-tid
