@@ -18,7 +18,7 @@ int main(int argc, char **argv) {
     pid_t writer = test_fork();
     if (writer == 0) {
         close(p[0]);
-        while (!test_stopped()) pause();
+        test_waitsig();
         const char msg[] = "written after restore";
         _exit(write(p[1], msg, sizeof(msg)) == sizeof(msg) ? 0 : 1);
     }
@@ -27,7 +27,7 @@ int main(int argc, char **argv) {
     if (waiter == 0) {
         pid_t last = test_fork();
         if (last == 0) {
-            while (!test_stopped()) pause();
+            test_waitsig();
             _exit(42);
         }
         int st, early = 0;

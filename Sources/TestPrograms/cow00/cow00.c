@@ -18,7 +18,7 @@ static char *mem;
 
 static int child(int writer) {
     if (writer) datagen(mem, MIB, 99);
-    while (!test_stopped()) pause();
+    test_waitsig();
     if (writer) {
         if (datachk(mem, MIB, 99) >= 0) return 2;
         char *want = malloc(LEN);

@@ -27,7 +27,7 @@ int main(int argc, char **argv) {
         int own = open("file01.data", O_RDONLY);
         lseek(own, 500, SEEK_SET);
         int dup_shared = dup(shared);
-        while (!test_stopped()) pause();
+        test_waitsig();
         // After restore: move the shared offset by 1000 through the dup, tell the parent.
         char b[1000];
         int bad = read(dup_shared, b, sizeof(b)) != sizeof(b) || memcmp(b, data + 100, sizeof(b));

@@ -141,10 +141,16 @@ void test_daemon(void) {
 }
 
 void test_waitsig(void) {
-    sigset_t s;
-    sigprocmask(SIG_BLOCK, NULL, &s);
-    sigdelset(&s, SIGTERM);
-    while (!zt_stop) sigsuspend(&s);
+    // SIGTERM stays blocked between the check and sigsuspend: a signal landing in between
+    // would otherwise be missed and the wait would never end.
+    sigset_t term, old, wait;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    sigprocmask(SIG_BLOCK, &term, &old);
+    wait = old;
+    sigdelset(&wait, SIGTERM);
+    while (!zt_stop) sigsuspend(&wait);
+    sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
 uint64_t pattern_word(uint64_t seed, uint64_t i) {

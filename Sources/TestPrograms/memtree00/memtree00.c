@@ -32,7 +32,7 @@ int main(int argc, char **argv) {
             char c = m ? 1 : 0;
             write(ready[1], &c, 1);
             close(ready[1]);
-            while (!test_stopped()) pause();
+            test_waitsig();
             _exit(m && datachk(m, len, 5000 + i) < 0 ? 0 : 1);
         }
     }

@@ -23,7 +23,7 @@ int main(int argc, char **argv) {
     pid_t child = test_fork();
     if (child == 0) {
         datagen(shm + HALF, HALF - 4096, 22);  // the child's half, seen by the parent
-        while (!test_stopped()) pause();
+        test_waitsig();
         if (datachk(shm, HALF, 11) >= 0) _exit(2);
         if (*parent_mark != 0x1234) _exit(3);  // written by the parent after restore
         *child_mark = 0x5678;

@@ -34,7 +34,7 @@ static int verify(const struct self *s) {
 }
 
 static void wait_stop(void) {
-    while (!test_stopped()) pause();
+    test_waitsig();
 }
 
 // Stops `pid` with SIGTERM and returns its verdict (the exit code), or BAD_CHILD.

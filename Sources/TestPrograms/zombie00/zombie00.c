@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
     }
     pid_t live = test_fork();
     if (live == 0) {
-        while (!test_stopped()) pause();
+        test_waitsig();
         _exit(33);
     }
     for (int i = 0; i < 4; i++) {
