@@ -83,19 +83,26 @@ public struct Dumper {
             .map { (Int32($0.pid), Int32($0.ppid)) }, proc: proc)
         var jobs: [PageJob] = []
         defer { for j in jobs { close(j.fd) } }
+        // Each process's pages are copied in the background while the next one is read.
+        let copier = PageCopier()
         let ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
-        for (i, p) in tree.processes.enumerated() {
-            if p.isZombie {
-                try writeZombie(p.pid, images: images, proc: proc)
-                continue
+        do {
+            for (i, p) in tree.processes.enumerated() {
+                if p.isZombie {
+                    try writeZombie(p.pid, images: images, proc: proc)
+                    continue
+                }
+                let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, incremental: plans[p.pid])
+                    .dump(pstree: pstree[i])
+                jobs.append(job)
+                copier.submit(job)
             }
-            let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, incremental: plans[p.pid])
-                .dump(pstree: pstree[i])
-            jobs.append(job)
+            log.info("state of \(tree.processes.count) process(es) written; finishing the copy of their pages")
+            try copier.finish()
+        } catch {
+            _ = try? copier.finish()  // nothing may still read or write when the error goes up
+            throw error
         }
-        // Every process's pages in one pipeline, the tree still frozen.
-        log.info("state of \(tree.processes.count) process(es) written; copying their pages")
-        try PageCopier().copy(jobs)
         log.info("pages copied")
         try shmem.writeAll(images: images)
         try files.write(to: images)

@@ -12,83 +12,136 @@ public struct PageJob {
     public var batches: [(runs: [PageRun], readable: Bool)]
 }
 
-/// Copies the pages of every task of a dump into their files in large batches, one thread
-/// reading (process_vm_readv or /proc/PID/mem) into one buffer while another writes the
-/// previous one. Jobs follow each other in the same pipeline, so a tree of small processes
-/// overlaps reading and writing as well as one big process does, and the two buffers are
-/// allocated and faulted in once.
-public final class PageCopier {
+/// Copies the pages of every task of a dump into their files in large batches: a reading
+/// thread (process_vm_readv or /proc/PID/mem) fills one buffer while a writing thread writes
+/// the other. Jobs are submitted as the tracer finishes each task, so copying one task's
+/// pages overlaps reading the next task's state, and a tree of small processes keeps the
+/// pipeline as full as one big process does. The buffers are allocated and faulted in once.
+public final class PageCopier: @unchecked Sendable {
     let bufferSize: Int
     public private(set) var bytesCopied: UInt64 = 0
 
-    public init(bufferSize: Int = 32 << 20) { self.bufferSize = bufferSize }
-
     /// One chunk: at most bufferSize bytes of one job, read one way.
-    struct Chunk { var job: Int; var runs: [PageRun]; var readable: Bool; var bytes: Int }
+    struct Chunk { var pid: Int32; var fd: Int32; var runs: [PageRun]; var readable: Bool; var bytes: Int }
 
-    public func copy(_ jobs: [PageJob]) throws {
+    private let lock = NSLock()
+    private var queue: [Chunk] = []
+    private var closed = false
+    private let queued = DispatchSemaphore(value: 0)
+    private let st: CopyState
+    private var reader: Thread?
+    private var writer: Thread?
+    private let readerDone = DispatchSemaphore(value: 0)
+    private let writerDone = DispatchSemaphore(value: 0)
+    private var readError: Error?
+
+    public init(bufferSize: Int = 32 << 20) {
+        self.bufferSize = bufferSize
+        st = CopyState(bufferSize: bufferSize)
+    }
+
+    deinit { st.deallocate() }
+
+    /// Queues a job's pages; copying starts at once in the background.
+    public func submit(_ job: PageJob) {
         var chunks: [Chunk] = []
-        for (j, job) in jobs.enumerated() {
-            for b in job.batches {
-                var cur = Chunk(job: j, runs: [], readable: b.readable, bytes: 0)
-                for var r in b.runs {
-                    while r.length > 0 {
-                        let take = min(UInt64(bufferSize - cur.bytes), r.length)
-                        cur.runs.append(PageRun(start: r.start, end: r.start + take))
-                        cur.bytes += Int(take)
-                        r.start += take
-                        if cur.bytes == bufferSize { chunks.append(cur); cur = Chunk(job: j, runs: [], readable: b.readable, bytes: 0) }
-                    }
+        for b in job.batches {
+            var cur = Chunk(pid: job.pid, fd: job.fd, runs: [], readable: b.readable, bytes: 0)
+            for var r in b.runs {
+                while r.length > 0 {
+                    let take = min(UInt64(bufferSize - cur.bytes), r.length)
+                    cur.runs.append(PageRun(start: r.start, end: r.start + take))
+                    cur.bytes += Int(take)
+                    r.start += take
+                    if cur.bytes == bufferSize { chunks.append(cur); cur = Chunk(pid: job.pid, fd: job.fd, runs: [], readable: b.readable, bytes: 0) }
                 }
-                if cur.bytes > 0 { chunks.append(cur) }
             }
+            if cur.bytes > 0 { chunks.append(cur) }
         }
         guard !chunks.isEmpty else { return }
+        lock.lock()
+        queue += chunks
+        lock.unlock()
+        for _ in chunks { queued.signal() }
+        startIfNeeded()
+    }
 
-        let st = CopyState(bufferSize: bufferSize)
-        defer { st.deallocate() }
-        let count = chunks.count
-        let fds = jobs.map(\.fd)
-        let plan = chunks.map(\.job)
-        let writer = Thread {
-            for i in 0..<count {
+    /// Waits until everything submitted is written; throws the first error.
+    public func finish() throws {
+        lock.lock()
+        let first = !closed
+        closed = true
+        lock.unlock()
+        if first {
+            queued.signal()  // wakes the reader to see the end
+            if reader != nil { readerDone.wait(); writerDone.wait() }
+        }
+        if let e = readError ?? st.writeError { throw e }
+    }
+
+    /// Copies `jobs` and waits (a dump with nothing to overlap).
+    public func copy(_ jobs: [PageJob]) throws {
+        for j in jobs { submit(j) }
+        try finish()
+    }
+
+    private func startIfNeeded() {
+        guard reader == nil else { return }
+        // Chunks flow reader -> writer in order; the writer learns each chunk's fd from `order`.
+        let order = OrderQueue()
+        let st = self.st
+        let writer = Thread { [writerDone] in
+            while let fd = order.pop() {
                 st.filled.wait()
-                let b = i % 2
+                let b = order.index % 2
+                order.index += 1
                 if st.writeError == nil {
-                    do { try writeAll(fd: fds[plan[i]], st.bufs[b], st.lengths[b]) } catch { st.writeError = error }
+                    do { try writeAll(fd: fd, st.bufs[b], st.lengths[b]) } catch { st.writeError = error }
                 }
                 st.free.signal()
             }
+            writerDone.signal()
         }
-        writer.start()
-        var readError: Error?
-        var mems: [Int32: Int32] = [:]
-        defer { for fd in mems.values { close(fd) } }
-        for (i, chunk) in chunks.enumerated() {
-            st.free.wait()
-            let b = i % 2
-            st.lengths[b] = 0
-            if readError == nil && st.writeError == nil {
-                let pid = jobs[chunk.job].pid
-                do {
-                    if chunk.readable {
-                        st.lengths[b] = try readChunk(chunk.runs, pid: pid, into: st.bufs[b])
-                    } else {
-                        if mems[pid] == nil {
-                            let m = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
-                            if m < 0 { throw SystemCallError(call: "open", errno: errno, context: "/proc/\(pid)/mem") }
-                            mems[pid] = m
+        let reader = Thread { [self] in
+            var mems: [Int32: Int32] = [:]
+            var i = 0
+            while true {
+                queued.wait()
+                lock.lock()
+                let next = queue.isEmpty ? nil : queue.removeFirst()
+                let end = closed && next == nil
+                lock.unlock()
+                guard let chunk = next else { if end { break } else { continue } }
+                st.free.wait()
+                let b = i % 2
+                i += 1
+                st.lengths[b] = 0
+                if readError == nil && st.writeError == nil {
+                    do {
+                        if chunk.readable {
+                            st.lengths[b] = try readChunk(chunk.runs, pid: chunk.pid, into: st.bufs[b])
+                        } else {
+                            if mems[chunk.pid] == nil {
+                                let m = open("/proc/\(chunk.pid)/mem", O_RDONLY | O_CLOEXEC)
+                                if m < 0 { throw SystemCallError(call: "open", errno: errno, context: "/proc/\(chunk.pid)/mem") }
+                                mems[chunk.pid] = m
+                            }
+                            st.lengths[b] = try readThroughMem(chunk.runs, pid: chunk.pid, mem: mems[chunk.pid]!, into: st.bufs[b])
                         }
-                        st.lengths[b] = try readThroughMem(chunk.runs, pid: pid, mem: mems[pid]!, into: st.bufs[b])
-                    }
-                } catch { readError = error }
+                        bytesCopied += UInt64(chunk.bytes)
+                    } catch { readError = error }
+                }
+                order.push(chunk.fd)
+                st.filled.signal()
             }
-            st.filled.signal()
+            for fd in mems.values { close(fd) }
+            order.close()
+            readerDone.signal()
         }
-        st.free.wait(); st.free.wait()  // the writer has finished both buffers
-        st.free.signal(); st.free.signal()  // libdispatch traps on freeing a semaphore below its start value
-        if let e = readError ?? st.writeError { throw e }
-        bytesCopied += UInt64(chunks.reduce(0) { $0 + $1.bytes })
+        self.reader = reader
+        self.writer = writer
+        writer.start()
+        reader.start()
     }
 
     /// /proc/PID/mem reads with FOLL_FORCE and without pinning.
@@ -161,4 +214,26 @@ final class CopyState: @unchecked Sendable {
         bufs = (0..<2).map { _ in UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 4096) }
     }
     func deallocate() { bufs.forEach { $0.deallocate() } }
+}
+
+/// The fds of filled buffers, in order, from the reading to the writing thread.
+final class OrderQueue: @unchecked Sendable {
+    private let lock = NSLock()
+    private var fds: [Int32] = []
+    private var closed = false
+    private let available = DispatchSemaphore(value: 0)
+    var index = 0  // the writer's own count
+
+    func push(_ fd: Int32) { lock.lock(); fds.append(fd); lock.unlock(); available.signal() }
+    func close() { lock.lock(); closed = true; lock.unlock(); available.signal() }
+    /// The next fd, or nil once closed and drained.
+    func pop() -> Int32? {
+        while true {
+            available.wait()
+            lock.lock()
+            defer { lock.unlock() }
+            if !fds.isEmpty { return fds.removeFirst() }
+            if closed { return nil }
+        }
+    }
 }

@@ -7,7 +7,8 @@ import Glibc
 final class FillBuffers: @unchecked Sendable {
     let size: Int
     let bufs: [UnsafeMutableRawPointer]
-    init(size: Int = 32 << 20) {
+    // Small enough that even a 16 MiB task fills in several chunks, so its reads and writes overlap.
+    init(size: Int = 4 << 20) {
         self.size = size
         bufs = (0..<2).map { _ in UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096) }
     }

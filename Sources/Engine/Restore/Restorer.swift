@@ -52,6 +52,7 @@ public struct Restorer {
     public func run() throws -> (pid: Int32, exitStatus: Int32?) {
         let images = try ImageDirectory(path: request.imagesDir)
         var plans = try load(images)
+        log.debug("images of \(plans.count) process(es) loaded and checked")
         let root = plans[0].pid
         try checkFiles(plans[0].files)
         let ghosts = GhostFiles()
@@ -73,6 +74,7 @@ public struct Restorer {
             try shmem.prepare(plans, images: images)
             try createRoot(plans[0], built: built, plans: plans)
             transport.childCreated()
+            log.debug("root \(root) created")
             // Parents before children: a child is forked from its rebuilt parent, so memory
             // they shared copy-on-write is shared again.
             for p in plans where !p.isZombie {
@@ -284,6 +286,13 @@ public struct Restorer {
         let t = built.targets[pid]![0]
         let remote = t.remote
         let sharesFiles = self.sharesFiles(plan)
+        var marks: [(String, Double)] = []
+        func mark(_ s: String) { var ts = timespec(); clock_gettime(CLOCK_MONOTONIC, &ts); marks.append((s, Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9)) }
+        mark("start")
+        defer {
+            mark("end")
+            log.debug("pid \(pid) timing: \(zip(marks.dropFirst(), marks).map { "\($0.0.0) \(String(format: "%.2f", ($0.0.1 - $0.1.1) * 1000))ms" }.joined(separator: ", "))")
+        }
 
         // Drop what the task inherited: rseq registration, fds (unless the table is its
         // parent's, already restored), then memory.
@@ -306,9 +315,12 @@ public struct Restorer {
         if let parent = plans.first(where: { $0.pid == plan.ppid && !$0.isZombie }), plan.pid != plans[0].pid {
             space.inherited = Restorer.inheritable(plan, from: parent)
         }
+        mark("prepare")
         try space.build()
+        mark("memory")
         if !sharesFiles { try restoreFiles(t, plan: plan, transport: transport, shared: shared) }
         try restoreFs(t, plan: plan)
+        mark("files")
         // A child was forked from its rebuilt parent, the root from cryo: their actions now.
         let current: [Int: [UInt64]]
         if let parent = plans.first(where: { $0.pid == plan.ppid }), plan.pid != plans[0].pid {
@@ -317,6 +329,7 @@ public struct Restorer {
             current = Restorer.ownSignalActions()
         }
         try restoreProcess(t, plan: plan, current: current)
+        mark("process")
 
         for tid in plan.pstree.threads.map({ Int32($0) }) where tid != pid {
             let flags = CloneFlag.vm | CloneFlag.fs | CloneFlag.files | CloneFlag.sighand | CloneFlag.thread | CloneFlag.sysvsem
