@@ -81,6 +81,11 @@ enum InetSocket: FdKind {
     }
 
     static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
+        // One description held by several tasks (a socket made before fork) is made once and
+        // sent to each: a second socket could not take the same address.
+        if let made = ctx.objects[entry.id] {
+            return try ctx.transport.send(made, to: ctx.task, what: "socket id \(entry.id) (port \(entry.isk.srcPort))")
+        }
         if entry.isk.type == UInt32(SOCK_STREAM.rawValue) { return try TcpSocket.restore(entry, ctx: ctx) }
         let e = entry.isk
         let what = "UDP socket id \(entry.id) (port \(e.srcPort))"

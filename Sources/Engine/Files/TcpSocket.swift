@@ -42,6 +42,7 @@ enum TcpSocket: FdKind {
         e.state = UInt32(state)
         e.srcPort = UInt32(src.port)
         e.srcAddr = src.addr
+        e.dstPort = 0
         e.flags = UInt32(bitPattern: f.info.flags & ~O_CLOEXEC)
         e.backlog = state == TcpState.listen ? info.listenBacklog : 0
         e.fown = FdKinds.noOwner
@@ -96,12 +97,6 @@ enum TcpSocket: FdKind {
         guard s >= 0 else { throw SystemCallError(call: "socket(TCP)", errno: errno, context: what) }
         var unsent: [UInt8] = []
         do {
-            // Repair mode first: it makes bind() take the address even while the dumped
-            // socket (or the listener it was accepted from) still holds it, and connect()
-            // send nothing.
-            if stream != nil {
-                guard TcpRepair.set(s, TcpRepair.repair, 1) == 0 else { throw SystemCallError(call: "setsockopt(TCP_REPAIR)", errno: errno, context: what) }
-            }
             try SocketOptions.apply(e.opts, to: s, what: what)
             // The queues must fit again: the FORCE variants pass the sysctl caps, as CRIU does.
             if e.opts.soSndbuf > 0 { try TcpRepair.setChecked(s, SOL_SOCKET, 32 /* SO_SNDBUFFORCE */, Int32(bitPattern: e.opts.soSndbuf / 2), "SO_SNDBUFFORCE", what) }
@@ -112,6 +107,12 @@ enum TcpSocket: FdKind {
             // A listener shares its port with the connections accepted from it, restored
             // alongside: bind with SO_REUSEADDR, then put the dumped value back.
             try TcpRepair.setChecked(s, SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR", what)
+            // Repair mode makes bind() take the address even while the listener this
+            // connection was accepted from holds it, and connect() send nothing. After
+            // SO_REUSEADDR, which would overwrite the forced reuse repair mode sets.
+            if stream != nil {
+                guard TcpRepair.set(s, TcpRepair.repair, 1) == 0 else { throw SystemCallError(call: "setsockopt(TCP_REPAIR)", errno: errno, context: what) }
+            }
             if e.srcPort != 0 || e.srcAddr.contains(where: { $0 != 0 }) {
                 let a = InetSocket.sockaddrBytes(family: fam, addr: e.srcAddr, port: e.srcPort)
                 let rc = a.withUnsafeBytes { bind(s, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
@@ -292,12 +293,6 @@ enum TcpRepair {
         if e.optMask & optTimestamps != 0 {
             guard set(s, timestamp, Int32(bitPattern: e.timestamp)) == 0 else { throw SystemCallError(call: "setsockopt(TCP_TIMESTAMP)", errno: errno, context: what) }
         }
-        if e.hasSndWnd {
-            let w: [UInt32] = [e.sndWl1, e.sndWnd, e.maxWindow, e.rcvWnd, e.rcvWup]
-            guard w.withUnsafeBytes({ setsockopt(s, tcpLevel, repairWindow, $0.baseAddress, 20) }) == 0 else {
-                throw SystemCallError(call: "setsockopt(TCP_REPAIR_WINDOW)", errno: errno, context: what)
-            }
-        }
         let inq = Array(bytes[0..<Int(e.inqLen)])
         let outq = Array(bytes[Int(e.inqLen)...])
         let sent = Int(e.outqLen - e.unsqLen)
@@ -305,6 +300,14 @@ enum TcpRepair {
         try fill(s, inq, what: what + " receive queue")
         guard set(s, repairQueue, sendQueue) == 0 else { throw SystemCallError(call: "setsockopt(TCP_REPAIR_QUEUE send)", errno: errno, context: what) }
         try fill(s, Array(outq[0..<sent]), what: what + " send queue")
+        // After the receive queue: the kernel checks rcv_wup against rcv_nxt, which only
+        // the refill brings back to where it was.
+        if e.hasSndWnd {
+            let w: [UInt32] = [e.sndWl1, e.sndWnd, e.maxWindow, e.rcvWnd, e.rcvWup]
+            guard w.withUnsafeBytes({ setsockopt(s, tcpLevel, repairWindow, $0.baseAddress, 20) }) == 0 else {
+                throw SystemCallError(call: "setsockopt(TCP_REPAIR_WINDOW)", errno: errno, context: what)
+            }
+        }
         if e.nodelay { _ = set(s, nodelay, 1) }
         if e.cork { _ = set(s, cork, 1) }
         return Array(outq[sent...])
