@@ -108,17 +108,44 @@ final class RestoreErrorsTests: XCTestCase {
     }
 
     func testFailedDumpLeavesProcessRunning() throws {
-        // TCP is an fd kind cryo does not dump yet.
+        // A TCP connection its peer has closed (CLOSE_WAIT) is a state cryo refuses, naming it.
         let work = dir + "/tcp"
         let p = try python("""
             import socket, time
-            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
-            open("ready", "w").write(str(s.fileno()))
+            l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+            c = socket.create_connection(l.getsockname()); s, _ = l.accept(); s.close()
+            time.sleep(0.2)
+            open("ready", "w").write(str(c.fileno()))
             time.sleep(30)
             """, in: work)
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
         let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
-        try assertDumpFails(p, work: work, saying: ["fd \(fd) is a TCP socket"])
+        try assertDumpFails(p, work: work, saying: ["fd \(fd) (socket:[", "TCP state CLOSE_WAIT"])
+    }
+
+    func testFailedDumpTakesTcpConnectionsOutOfRepair() throws {
+        // Both ends of a connection are taken in repair mode, then the dump fails on the
+        // netlink socket opened after them: the connection must carry on, unread data included.
+        let work = dir + "/tcprepair"
+        let p = try python("""
+            import socket, time, os
+            l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+            c = socket.create_connection(l.getsockname()); s, _ = l.accept()
+            c.sendall(b"x" * 100000)
+            n = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+            open("ready", "w").write("1")
+            while not os.path.exists("go"): time.sleep(0.01)
+            c.sendall(b"y" * 10); s.sendall(b"z" * 5)
+            d = b""
+            while len(d) < 100010: d += s.recv(65536)
+            e = c.recv(5, socket.MSG_WAITALL)
+            open("result", "w").write("OK" if d == b"x" * 100000 + b"y" * 10 and e == b"z" * 5 else "BAD")
+            """, in: work)
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        try assertDumpFails(p, work: work, saying: ["NETLINK socket"])
+        FileManager.default.createFile(atPath: work + "/go", contents: nil)
+        for _ in 0..<500 where p.isRunning { usleep(20_000) }
+        XCTAssertEqual(try? String(contentsOfFile: work + "/result", encoding: .utf8), "OK", "the connection stopped working after a failed dump")
     }
 
     func testPipeToAProcessOutsideIsRefused() throws {

@@ -228,16 +228,33 @@ enum TcpRepair {
             guard ck_ioctl(s, req, &v) == 0 else { throw SystemCallError(call: "ioctl(\(name))", errno: errno, context: what) }
             return UInt32(v)
         }
+        func seqOf(_ q: Int32) throws -> UInt32 {
+            guard set(s, repairQueue, q) == 0 else { throw SystemCallError(call: "setsockopt(TCP_REPAIR_QUEUE)", errno: errno, context: what) }
+            return try get(s, queueSeq, "TCP_QUEUE_SEQ", what)
+        }
+        // Repair mode stops nothing the kernel does on its own: ACKs and data from the peer
+        // (frozen, but its kernel still sends what it had queued) go on arriving. Without
+        // CRIU's network lock, take the state when it holds still: the same lengths and
+        // sequence numbers before and after reading both queues.
         var e = Img_TcpStreamEntry()
-        e.inqLen = try ioc(siocinq, "SIOCINQ")
-        e.outqLen = try ioc(siocoutq, "SIOCOUTQ")
-        e.unsqLen = try ioc(siocoutqnsd, "SIOCOUTQNSD")
-        guard set(s, repairQueue, recvQueue) == 0 else { throw SystemCallError(call: "setsockopt(TCP_REPAIR_QUEUE)", errno: errno, context: what) }
-        e.inqSeq = try get(s, queueSeq, "TCP_QUEUE_SEQ", what)
-        let inq = try peek(s, Int(e.inqLen), what: what + " receive queue")
-        guard set(s, repairQueue, sendQueue) == 0 else { throw SystemCallError(call: "setsockopt(TCP_REPAIR_QUEUE)", errno: errno, context: what) }
-        e.outqSeq = try get(s, queueSeq, "TCP_QUEUE_SEQ", what)
-        let outq = try peek(s, Int(e.outqLen), what: what + " send queue")
+        var inq: [UInt8] = [], outq: [UInt8] = []
+        var stable = false
+        for attempt in 0..<200 {
+            if attempt > 0 { usleep(2000) }
+            let before = (try ioc(siocinq, "SIOCINQ"), try ioc(siocoutq, "SIOCOUTQ"), try ioc(siocoutqnsd, "SIOCOUTQNSD"), try seqOf(recvQueue), try seqOf(sendQueue))
+            inq = try peek(s, Int(before.0), what: what + " receive queue", queue: recvQueue)
+            outq = try peek(s, Int(before.1), what: what + " send queue", queue: sendQueue)
+            let after = (try ioc(siocinq, "SIOCINQ"), try ioc(siocoutq, "SIOCOUTQ"), try ioc(siocoutqnsd, "SIOCOUTQNSD"), try seqOf(recvQueue), try seqOf(sendQueue))
+            if before == after && inq.count == Int(before.0) && outq.count == Int(before.1) {
+                (e.inqLen, e.outqLen, e.unsqLen, e.inqSeq, e.outqSeq) = before
+                stable = true
+                break
+            }
+        }
+        // Left selecting no queue: with the send queue selected, the kernel would mark data
+        // as sent without sending it whenever an ACK opened the window.
+        _ = set(s, repairQueue, 0 /* TCP_NO_QUEUE */)
+        guard stable else { throw refuse("the connection kept changing for 400 ms while dumped (data or ACKs still arriving)") }
         // In repair mode TCP_MAXSEG reports the clamp negotiated at handshake.
         e.mssClamp = try get(s, maxseg, "TCP_MAXSEG", what)
         e.optMask = UInt32(ti.options)
@@ -255,14 +272,17 @@ enum TcpRepair {
         return (e, inq + outq)
     }
 
-    /// The first `len` bytes of the queue selected with TCP_REPAIR_QUEUE.
-    static func peek(_ s: Int32, _ len: Int, what: String) throws -> [UInt8] {
+    /// The bytes of `queue` (TCP_RECV_QUEUE or TCP_SEND_QUEUE), expected to be `len`; fewer
+    /// when it changed meanwhile (the caller compares). The send queue comes whole whatever
+    /// the length asked, so the buffer has room for more.
+    static func peek(_ s: Int32, _ len: Int, what: String, queue: Int32) throws -> [UInt8] {
+        guard set(s, repairQueue, queue) == 0 else { throw SystemCallError(call: "setsockopt(TCP_REPAIR_QUEUE)", errno: errno, context: what) }
         guard len > 0 else { return [] }
-        var buf = [UInt8](repeating: 0, count: len)
-        let n = buf.withUnsafeMutableBytes { recv(s, $0.baseAddress, len, Int32(MSG_PEEK | MSG_DONTWAIT)) }
+        var buf = [UInt8](repeating: 0, count: len + 65536)
+        let n = buf.withUnsafeMutableBytes { recv(s, $0.baseAddress, $0.count, Int32(MSG_PEEK | MSG_DONTWAIT)) }
+        if n < 0 && (errno == EAGAIN || errno == EFAULT) { return [] }
         guard n >= 0 else { throw SystemCallError(call: "recv(MSG_PEEK)", errno: errno, context: what) }
-        guard n == len else { throw SystemCallError(call: "recv(MSG_PEEK) got \(n) of \(len) bytes", errno: EIO, context: what) }
-        return buf
+        return Array(buf.prefix(n))
     }
 
     /// Builds the connection on `s` (in repair mode, bound): sequence numbers, a connect that
