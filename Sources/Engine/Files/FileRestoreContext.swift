@@ -21,7 +21,7 @@ final class RestoredObjects {
     /// Established TCP connections rebuilt in repair mode, with the bytes of their send queue
     /// never sent. They stay in repair mode until every task has its files (finishTcp):
     /// a live connection whose peer is not rebuilt yet would be reset by the first segment.
-    var tcpInRepair: [(fd: Int32, unsent: [UInt8], what: String)] = []
+    var tcpInRepair: [(fd: Int32, unsent: [UInt8], sndbuf: UInt32, what: String)] = []
     /// Descriptors cryo opened only to build state (a FIFO kept open so it does not block).
     var keepers: [Int32] = []
     private var payloadCache: [ImageKind: [(Img_PipeDataEntry, [UInt8])]] = [:]
@@ -59,6 +59,13 @@ final class RestoredObjects {
                     throw SystemCallError(call: "send of unsent data (\(t.unsent.count - done) of \(t.unsent.count) bytes left)", errno: n < 0 ? errno : EIO, context: t.what)
                 }
                 done += n
+            }
+            // Grown for the refill; the dumped size again (the kernel doubles what it is given).
+            if t.sndbuf > 0 {
+                var v = Int32(bitPattern: t.sndbuf / 2)
+                guard setsockopt(t.fd, SOL_SOCKET, 32 /* SO_SNDBUFFORCE */, &v, 4) == 0 else {
+                    throw SystemCallError(call: "setsockopt(SO_SNDBUFFORCE)", errno: errno, context: t.what)
+                }
             }
         }
         tcpInRepair = []

@@ -122,7 +122,15 @@ enum TcpSocket: FdKind {
                 guard listen(s, Int32(bitPattern: e.backlog)) == 0 else { throw SystemCallError(call: "listen", errno: errno, context: what) }
             }
             if let (st, bytes) = stream {
+                // The queued bytes cost the kernel more than their length (buffer overhead):
+                // refilled at the dumped sizes they may not fit, so the buffers are grown
+                // meanwhile and put back once full (the send side after the unsent part went
+                // out, in finishTcp).
+                let grow = { (q: UInt32, dumped: UInt32) in Int32(clamping: max(UInt64(dumped / 2), UInt64(q) * 2 + 65536)) }
+                try TcpRepair.setChecked(s, SOL_SOCKET, 32 /* SO_SNDBUFFORCE */, grow(st.outqLen, e.opts.soSndbuf), "SO_SNDBUFFORCE", what)
+                try TcpRepair.setChecked(s, SOL_SOCKET, 33 /* SO_RCVBUFFORCE */, grow(st.inqLen, e.opts.soRcvbuf), "SO_RCVBUFFORCE", what)
                 unsent = try TcpRepair.rebuild(s, st, bytes, family: fam, dstAddr: e.dstAddr, dstPort: e.dstPort, what: what)
+                if e.opts.soRcvbuf > 0 { try TcpRepair.setChecked(s, SOL_SOCKET, 33 /* SO_RCVBUFFORCE */, Int32(bitPattern: e.opts.soRcvbuf / 2), "SO_RCVBUFFORCE", what) }
             }
             if !e.opts.reuseaddr { try TcpRepair.setChecked(s, SOL_SOCKET, SO_REUSEADDR, 0, "SO_REUSEADDR", what) }
             try FileFlags.set(s, e.flags, what: what)
@@ -131,7 +139,7 @@ enum TcpSocket: FdKind {
             close(s)
             throw error
         }
-        if stream != nil { ctx.shared.tcpInRepair.append((fd: s, unsent: unsent, what: what)) }
+        if stream != nil { ctx.shared.tcpInRepair.append((fd: s, unsent: unsent, sndbuf: e.opts.soSndbuf, what: what)) }
         return try ctx.install(s, id: entry.id, what: what)
     }
 }
