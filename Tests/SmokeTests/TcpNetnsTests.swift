@@ -128,6 +128,15 @@ final class TcpNetnsTests: XCTestCase {
         }
         usleep(300_000)  // streaming both ways, queues filling
 
+        // From outside the client's namespace the dump is refused (restore would make the
+        // socket in the wrong one), and the client streams on.
+        let refusedLog = work + "/refused.log"
+        let refused = Subprocess.exitCode(try Subprocess.run(bin + "/cryo", ["dump", "-t", "\(client)", "-D", work + "/img-refused"], log: refusedLog, timeout: 60))
+        let refusedOut = (try? String(contentsOfFile: refusedLog, encoding: .utf8)) ?? ""
+        XCTAssertNotEqual(refused, 0)
+        XCTAssertTrue(refusedOut.contains("network namespace"), refusedOut)
+        XCTAssertEqual(kill(client, 0), 0, "a refused dump must leave the client running")
+
         // cryo has no network lock yet (CRIU's iptables/nftables one): the test stands in for
         // it, as a CRIU user with --network-lock skip would, by taking the server's side of
         // the link down. Otherwise the server's next segment would meet no socket in the
