@@ -148,6 +148,48 @@ final class RestoreErrorsTests: XCTestCase {
         XCTAssertEqual(try? String(contentsOfFile: work + "/result", encoding: .utf8), "OK", "the connection stopped working after a failed dump")
     }
 
+    func testTcpRestoreOntoATakenPortLeavesNothing() throws {
+        let pid = try start("tcp01")
+        let images = dir + "/tcpimg"
+        var (code, out) = try cryo(["dump", "-t", "\(pid)", "-D", images])
+        XCTAssertEqual(code, 0, out)
+        for _ in 0..<2000 where kill(pid, 0) == 0 {
+            var st: Int32 = 0
+            _ = waitpid(pid, &st, WNOHANG)
+            usleep(1000)
+        }
+        let d = try ImageDirectory(path: images)
+        let listener = try XCTUnwrap(try d.read(.files, as: Img_FileEntry.self).first { $0.hasIsk && $0.isk.state == 10 })
+        let port = UInt16(listener.isk.srcPort)
+        // Someone else listens on the port meanwhile.
+        func listenOn(_ port: UInt16) -> Int32 {
+            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = port.bigEndian
+            a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+            let ok = withUnsafePointer(to: &a) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 } } && listen(s, 1) == 0
+            if !ok { close(s); return -1 }
+            return s
+        }
+        let other = listenOn(port)
+        XCTAssertGreaterThanOrEqual(other, 0, "port \(port) should be free after the dump")
+        (code, out) = try cryo(["restore", "-D", images, "-d"])
+        close(other)
+        XCTAssertNotEqual(code, 0)
+        XCTAssertTrue(out.contains("TCP socket") && out.contains("bind(127.0.0.1:\(port))") && out.contains("Address already in use"), out)
+        for _ in 0..<3000 where kill(pid, 0) == 0 {
+            var st: Int32 = 0
+            _ = waitpid(pid, &st, WNOHANG)
+            usleep(1000)
+        }
+        XCTAssertNotEqual(kill(pid, 0), 0, "a failed restore leaves no process")
+        // Nor any socket holding the port: it can be listened on again, without SO_REUSEADDR.
+        let again = listenOn(port)
+        XCTAssertGreaterThanOrEqual(again, 0, "port \(port) is still held after the failed restore")
+        if again >= 0 { close(again) }
+    }
+
     func testPipeToAProcessOutsideIsRefused() throws {
         // sleep's stdin is a pipe whose write end this test holds: restored alone, it would
         // face a pipe with nobody at the other end.
