@@ -25,10 +25,12 @@ final class CritImagesTests: XCTestCase {
             "unix01": [("sk-queues.img", "SK_QUEUES")],
             "memfd00": [("memfd.img", "MEMFD_INODE"), ("pagemap-shmem-1.img", "PAGEMAP")],
         ]
+        // Images named by a socket inode: one tcp-stream image per established connection.
+        let tcpStreams = ["tcp00": 2, "tcp02": 2]
         // Workloads with file mappings, several kinds of anonymous memory and open files, and
         // one for each fd kind beyond regular files.
         for name in ["maps01", "file00", "sigact00", "sparse00", "pipe00", "fifo00", "unix01", "unix02", "eventfd00",
-                     "epoll00", "signalfd00", "timerfd00", "inotify00", "memfd00", "udp00", "deleted00", "shm00", "tree00"] {
+                     "epoll00", "signalfd00", "timerfd00", "inotify00", "memfd00", "udp00", "tcp00", "tcp01", "tcp02", "deleted00", "shm00", "tree00"] {
             let work = dir + "/" + name
             try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
             let starter = try Subprocess.spawn(bin + "/" + name, ["--pidfile=\(work)/pid", "--outfile=\(work)/out"], cwd: work, output: work + "/start.log")
@@ -49,10 +51,36 @@ final class CritImagesTests: XCTestCase {
                 XCTAssertTrue(out.contains("\"magic\": \"\(magic)\""), "crit decode \(name)/\(file): \(out.prefix(300))")
             }
             if let kind = ["pipe00": "PIPE", "fifo00": "FIFO", "unix01": "UNIXSK", "eventfd00": "EVENTFD", "epoll00": "EVENTPOLL",
-                           "signalfd00": "SIGNALFD", "timerfd00": "TIMERFD", "inotify00": "INOTIFY", "memfd00": "MEMFD", "udp00": "INETSK"][name] {
+                           "signalfd00": "SIGNALFD", "timerfd00": "TIMERFD", "inotify00": "INOTIFY", "memfd00": "MEMFD", "udp00": "INETSK", "tcp01": "INETSK"][name] {
                 let (code, out) = try run("/usr/bin/crit", ["decode", "-i", images + "/files.img"])
                 XCTAssertEqual(code, 0, out)
                 XCTAssertTrue(out.contains("\"type\": \"\(kind)\""), "\(name): files.img has no \(kind) entry: \(out.prefix(2000))")
+            }
+            if let want = tcpStreams[name] {
+                let streams = files.filter { $0.hasPrefix("tcp-stream-") }
+                XCTAssertEqual(streams.count, want, "\(name): \(files)")
+                var queued = 0
+                for f in streams {
+                    let (code, out) = try run("/usr/bin/crit", ["decode", "-i", images + "/" + f])
+                    XCTAssertEqual(code, 0, "crit decode \(name)/\(f): \(out.prefix(300))")
+                    XCTAssertTrue(out.contains("\"magic\": \"TCP_STREAM\"") && out.contains("\"inq_seq\"") && out.contains("\"snd_wnd\""), String(out.prefix(600)))
+                    // crit splits the raw tail into the two queues, base64.
+                    XCTAssertTrue(out.contains("\"inq\"") && out.contains("\"outq\""), String(out.prefix(600)))
+                    if let r = out.range(of: #""inq_len": (\d+)"#, options: .regularExpression) {
+                        queued += Int(out[r].split(separator: " ").last!) ?? 0
+                    }
+                }
+                // The workloads keep data waiting in the receive queues at dump time.
+                XCTAssertGreaterThan(queued, 0, "\(name): no bytes in any receive queue")
+                // --pretty: crit names the state and protocol numbers only then.
+                let (code, out) = try run("/usr/bin/crit", ["decode", "--pretty", "-i", images + "/files.img"])
+                XCTAssertEqual(code, 0, out)
+                XCTAssertTrue(out.contains("\"state\": \"ESTABLISHED\"") && out.contains("\"proto\": \"TCP\""), "\(name): no established TCP entry")
+            }
+            if name == "tcp01" {
+                let (code, out) = try run("/usr/bin/crit", ["decode", "--pretty", "-i", images + "/files.img"])
+                XCTAssertEqual(code, 0, out)
+                XCTAssertTrue(out.contains("\"state\": \"LISTEN\"") && out.contains("\"backlog\": 5"), "tcp01: no listening TCP entry with its backlog")
             }
             for f in files {
                 let (code, out) = try run("/usr/bin/crit", ["decode", "-i", images + "/" + f])

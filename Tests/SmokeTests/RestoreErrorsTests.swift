@@ -98,17 +98,86 @@ final class RestoreErrorsTests: XCTestCase {
     }
 
     func testFailedDumpLeavesProcessRunning() throws {
-        // TCP is an fd kind cryo does not dump yet.
+        // A TCP connection its peer has closed (CLOSE_WAIT) is a state cryo refuses, naming it.
         let work = dir + "/tcp"
         let p = try python("""
             import socket, time
-            s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
-            open("ready", "w").write(str(s.fileno()))
+            l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+            c = socket.create_connection(l.getsockname()); s, _ = l.accept(); s.close()
+            time.sleep(0.2)
+            open("ready", "w").write(str(c.fileno()))
             time.sleep(30)
             """, in: work)
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
         let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
-        try assertDumpFails(p, work: work, saying: ["fd \(fd) is a TCP socket"])
+        try assertDumpFails(p, work: work, saying: ["fd \(fd) (socket:[", "TCP state CLOSE_WAIT"])
+    }
+
+    func testFailedDumpTakesTcpConnectionsOutOfRepair() throws {
+        // Both ends of a connection are taken in repair mode, then the dump fails on the
+        // netlink socket opened after them: the connection must carry on, unread data included.
+        let work = dir + "/tcprepair"
+        let p = try python("""
+            import socket, time, os
+            l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
+            c = socket.create_connection(l.getsockname()); s, _ = l.accept()
+            c.sendall(b"x" * 100000)
+            n = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
+            open("ready", "w").write("1")
+            while not os.path.exists("go"): time.sleep(0.01)
+            c.sendall(b"y" * 10); s.sendall(b"z" * 5)
+            d = b""
+            while len(d) < 100010: d += s.recv(65536)
+            e = c.recv(5, socket.MSG_WAITALL)
+            open("result", "w").write("OK" if d == b"x" * 100000 + b"y" * 10 and e == b"z" * 5 else "BAD")
+            """, in: work)
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        try assertDumpFails(p, work: work, saying: ["NETLINK socket"])
+        FileManager.default.createFile(atPath: work + "/go", contents: nil)
+        for _ in 0..<500 where p.isRunning { usleep(20_000) }
+        XCTAssertEqual(try? String(contentsOfFile: work + "/result", encoding: .utf8), "OK", "the connection stopped working after a failed dump")
+    }
+
+    func testTcpRestoreOntoATakenPortLeavesNothing() throws {
+        let pid = try start("tcp01")
+        let images = dir + "/tcpimg"
+        var (code, out) = try cryo(["dump", "-t", "\(pid)", "-D", images])
+        XCTAssertEqual(code, 0, out)
+        for _ in 0..<2000 where kill(pid, 0) == 0 {
+            var st: Int32 = 0
+            _ = waitpid(pid, &st, WNOHANG)
+            usleep(1000)
+        }
+        let d = try ImageDirectory(path: images)
+        let listener = try XCTUnwrap(try d.read(.files, as: Img_FileEntry.self).first { $0.hasIsk && $0.isk.state == 10 })
+        let port = UInt16(listener.isk.srcPort)
+        // Someone else listens on the port meanwhile.
+        func listenOn(_ port: UInt16) -> Int32 {
+            let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_port = port.bigEndian
+            a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+            let ok = withUnsafePointer(to: &a) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 } } && listen(s, 1) == 0
+            if !ok { close(s); return -1 }
+            return s
+        }
+        let other = listenOn(port)
+        XCTAssertGreaterThanOrEqual(other, 0, "port \(port) should be free after the dump")
+        (code, out) = try cryo(["restore", "-D", images, "-d"])
+        close(other)
+        XCTAssertNotEqual(code, 0)
+        XCTAssertTrue(out.contains("TCP socket") && out.contains("bind(127.0.0.1:\(port))") && out.contains("Address already in use"), out)
+        for _ in 0..<3000 where kill(pid, 0) == 0 {
+            var st: Int32 = 0
+            _ = waitpid(pid, &st, WNOHANG)
+            usleep(1000)
+        }
+        XCTAssertNotEqual(kill(pid, 0), 0, "a failed restore leaves no process")
+        // Nor any socket holding the port: it can be listened on again, without SO_REUSEADDR.
+        let again = listenOn(port)
+        XCTAssertGreaterThanOrEqual(again, 0, "port \(port) is still held after the failed restore")
+        if again >= 0 { close(again) }
     }
 
     func testPipeToAProcessOutsideIsRefused() throws {

@@ -25,6 +25,8 @@ public struct Dumper {
         log.info("frozen \(tree.processes.count) process(es) in \(String(format: "%.3f", Date().timeIntervalSince(t0))) s")
         var written: [String] = []
         var tracking: TreeTracking?
+        // Lives until the tree is left as asked: it holds the TCP connections in repair mode.
+        let files = FileTable(images: images)
         do {
             var plans: [Int32: IncrementalPlan] = [:]
             if request.trackMem || request.prevImagesDir != nil {
@@ -33,9 +35,11 @@ public struct Dumper {
                 tracking = inc.tracking
                 plans = inc.plans
             }
-            written = try write(tree: tree, images: images, proc: proc, plans: plans)
+            written = try write(tree: tree, images: images, proc: proc, files: files, plans: plans)
         } catch {
             log.error("dump failed, resuming the tree: \(error)")
+            files.context.finishRepair(connectionsVanish: false)
+            reportRepairErrors(files.context)
             tracking?.drop()
             tree.release()
             for f in written { unlink(f) }
@@ -54,17 +58,29 @@ public struct Dumper {
             do { try tracking?.park() } catch { log.warning("tracking could not be parked, the next snapshot will be full: \(error)") }
         }
         switch request.leave {
-        case .killed: tree.release(killing: true)
-        case .running: tree.release()
-        case .stopped: tree.release(leaveStopped: true)
+        case .killed:
+            tree.release(killing: true)
+            files.context.finishRepair(connectionsVanish: true)
+        case .running:
+            files.context.finishRepair(connectionsVanish: false)
+            tree.release()
+        case .stopped:
+            files.context.finishRepair(connectionsVanish: false)
+            tree.release(leaveStopped: true)
         }
+        reportRepairErrors(files.context)
         stats.frozenSeconds = Date().timeIntervalSince(t0)
         log.info("dump done: \(stats.pagesBytes) bytes of pages, frozen \(String(format: "%.3f", stats.frozenSeconds)) s")
         return stats
     }
 
-    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader, plans: [Int32: IncrementalPlan] = [:]) throws -> [String] {
-        let files = FileTable(images: images)
+    /// The connections stay as the dump made them (the images are complete); a socket that
+    /// would not leave repair mode is logged, naming it.
+    func reportRepairErrors(_ ctx: FileDumpContext) {
+        for e in ctx.repairErrors { log.error("connection left in repair mode: \(e)") }
+    }
+
+    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader, files: FileTable, plans: [Int32: IncrementalPlan] = [:]) throws -> [String] {
         files.dumping(tree.processes.map(\.pid))
         var pstree: [Img_PstreeEntry] = []
         for p in tree.processes {

@@ -17,6 +17,13 @@ final class FileDumpContext {
     var memfdInodes: [Img_MemfdInodeEntry] = []
     var memfdContents: [UInt32: [UInt8]] = [:]
     var memfdByInode: [UInt64: UInt32] = [:]
+    /// tcp-stream images: one established connection each, by socket inode.
+    var tcpStreams: [(ino: UInt32, entry: Img_TcpStreamEntry, bytes: [UInt8])] = []
+    /// cryo's copies of the TCP sockets it put in repair mode, kept until the dump ends: see
+    /// finishRepair. Not among `copies`, which close with each task.
+    var repaired: [(fd: Int32, what: String)] = []
+    /// Problems met while turning repair off, for the caller to report.
+    private(set) var repairErrors: [String] = []
     /// Regular-file entries a kind adds besides its own (a FIFO's path lives in one).
     var extraEntries: [Img_FileEntry] = []
     private var nextExtraID: UInt32 = 0x4000_0000
@@ -53,7 +60,30 @@ final class FileDumpContext {
         return pipeHolders?[ino] ?? []
     }
 
-    deinit { endTask() }
+    deinit {
+        endTask()
+        // A dump that ends without saying otherwise leaves its connections working.
+        finishRepair(connectionsVanish: false)
+    }
+
+    /// Ends repair mode on the dumped connections. When the tree has been killed they stay
+    /// in repair mode and are just closed: the kernel then drops them without a FIN or RST,
+    /// so the peer sees nothing until the restored copy takes over (what CRIU does). Otherwise
+    /// (left running or stopped, or a failed dump) repair goes off and the connection carries
+    /// on; the kernel sends a window probe to resynchronise with the peer.
+    func finishRepair(connectionsVanish: Bool) {
+        for r in repaired {
+            if !connectionsVanish {
+                var off: Int32 = 0
+                if setsockopt(r.fd, Int32(IPPROTO_TCP), TcpRepair.repair, &off, 4) != 0 {
+                    repairErrors.append("\(r.what): TCP_REPAIR off: \(String(cString: strerror(errno)))")
+                }
+            }
+            close(r.fd)
+        }
+        repaired = []
+    }
+
 
     /// Starts dumping the fds of `pid`.
     func beginTask(pid: Int32, fds: [Int32: OpenFd]) throws {
@@ -91,6 +121,7 @@ final class FileDumpContext {
         if !pipeData.isEmpty { try images.writeWithPayloads(.pipesData, pipeData) }
         if !fifoData.isEmpty { try images.writeWithPayloads(.fifoData, fifoData) }
         if !skQueues.isEmpty { try images.writeWithPayloads(.skQueues, skQueues) }
+        for t in tcpStreams { try images.writeWithPayloads(.tcpStream, id: Int(t.ino), [(t.entry, t.bytes)]) }
         if !memfdInodes.isEmpty {
             try images.write(.memfdInode, entries: memfdInodes)
             for m in memfdInodes { try MemFd.writeContents(memfdContents[m.shmid] ?? [], shmid: m.shmid, images: images) }

@@ -18,6 +18,10 @@ final class RestoredObjects {
     /// The second end of a unix socketpair made for the first one, by its inode, waiting for
     /// its own fd entry.
     var unixPairs: [UInt32: Int32] = [:]
+    /// Established TCP connections rebuilt in repair mode, with the bytes of their send queue
+    /// never sent. They stay in repair mode until every task has its files (finishTcp):
+    /// a live connection whose peer is not rebuilt yet would be reset by the first segment.
+    var tcpInRepair: [(fd: Int32, unsent: [UInt8], sndbuf: UInt32, what: String)] = []
     /// Descriptors cryo opened only to build state (a FIFO kept open so it does not block).
     var keepers: [Int32] = []
     /// With --shell-job: the caller's terminal, which the tree's terminal fds open instead.
@@ -39,6 +43,34 @@ final class RestoredObjects {
             if closed.insert(fd).inserted { close(fd) }
         }
         objects = [:]; keepers = []; pipes = [:]; fifos = [:]; memfds = [:]; unixPairs = [:]
+    }
+
+    /// Turns the rebuilt connections live: repair off (the kernel sends a window probe), then
+    /// the never-sent part of each send queue through a plain send, as the process would have.
+    func finishTcp() throws {
+        for t in tcpInRepair {
+            var off: Int32 = 0
+            guard setsockopt(t.fd, Int32(IPPROTO_TCP), TcpRepair.repair, &off, 4) == 0 else {
+                throw SystemCallError(call: "setsockopt(TCP_REPAIR off)", errno: errno, context: t.what)
+            }
+            var done = 0
+            while done < t.unsent.count {
+                let n = t.unsent.withUnsafeBytes { send(t.fd, $0.baseAddress! + done, t.unsent.count - done, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else {
+                    throw SystemCallError(call: "send of unsent data (\(t.unsent.count - done) of \(t.unsent.count) bytes left)", errno: n < 0 ? errno : EIO, context: t.what)
+                }
+                done += n
+            }
+            // Grown for the refill; the dumped size again (the kernel doubles what it is given).
+            if t.sndbuf > 0 {
+                var v = Int32(bitPattern: t.sndbuf / 2)
+                guard setsockopt(t.fd, SOL_SOCKET, 32 /* SO_SNDBUFFORCE */, &v, 4) == 0 else {
+                    throw SystemCallError(call: "setsockopt(SO_SNDBUFFORCE)", errno: errno, context: t.what)
+                }
+            }
+        }
+        tcpInRepair = []
     }
 
     /// The data recorded for one pipe or FIFO, or nil when it had none.

@@ -3,7 +3,8 @@ import Glibc
 
 /// UDP sockets, IPv4 and IPv6: bound address and port, connected peer, options. Datagrams
 /// waiting in the receive queue cannot be sent again with their original sources, so a dump
-/// with any queued is refused rather than silently dropping them. TCP is not claimed.
+/// with any queued is refused rather than silently dropping them. TCP is TcpSocket's; both
+/// share CRIU's INETSK entry, so restore hands stream sockets over to it.
 enum InetSocket: FdKind {
     static let name = "UDP socket"
     static let type = Img_FdTypes.inetsk
@@ -80,6 +81,12 @@ enum InetSocket: FdKind {
     }
 
     static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
+        // One description held by several tasks (a socket made before fork) is made once and
+        // sent to each: a second socket could not take the same address.
+        if let made = ctx.objects[entry.id] {
+            return try ctx.transport.send(made, to: ctx.task, what: "socket id \(entry.id) (port \(entry.isk.srcPort))")
+        }
+        if entry.isk.type == UInt32(SOCK_STREAM.rawValue) { return try TcpSocket.restore(entry, ctx: ctx) }
         let e = entry.isk
         let what = "UDP socket id \(entry.id) (port \(e.srcPort))"
         let fam = Int32(e.family)

@@ -108,18 +108,18 @@ public struct ImageDirectory: Sendable {
 
     // MARK: entries followed by raw bytes (pipe data, socket queues)
 
-    public func writeWithPayloads<M: SwiftProtobuf.Message>(_ kind: ImageKind, _ entries: [(M, [UInt8])]) throws {
+    public func writeWithPayloads<M: SwiftProtobuf.Message>(_ kind: ImageKind, id: Int? = nil, _ entries: [(M, [UInt8])]) throws {
         var out = ImageCodec.header(kind)
         for (e, data) in entries {
             try ImageCodec.appendEntry(&out, e)
             out.append(contentsOf: data)
         }
-        try writeBytes(filePath(kind), out)
+        try writeBytes(filePath(kind, id), out)
     }
 
     /// Entries with the bytes after each; `length` says how many bytes an entry announces.
-    public func readWithPayloads<M: SwiftProtobuf.Message>(_ kind: ImageKind, as type: M.Type, length: (M) -> Int) throws -> [(M, [UInt8])] {
-        var r = try reader(kind, nil)
+    public func readWithPayloads<M: SwiftProtobuf.Message>(_ kind: ImageKind, id: Int? = nil, as type: M.Type, length: (M) -> Int) throws -> [(M, [UInt8])] {
+        var r = try reader(kind, id)
         var out: [(M, [UInt8])] = []
         while !r.atEnd {
             let e = try r.next(type)

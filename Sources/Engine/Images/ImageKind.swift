@@ -14,6 +14,9 @@ public enum ImageKind: String, CaseIterable, Sendable {
     // State of fds that lives outside files.img: data in pipes and FIFOs, packets queued to
     // sockets (each entry followed by its raw bytes), memfd inodes and their contents.
     case pipesData, fifoData, skQueues, memfdInode
+    /// One established TCP connection (named by its socket inode, in hex as CRIU names it):
+    /// its repair-mode state, then the bytes of its receive and send queues.
+    case tcpStream
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -44,6 +47,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fifoData: return 0x5933_3054
         case .skQueues: return 0x5626_4026
         case .memfdInode: return 0x4845_3499
+        case .tcpStream: return 0x5146_5506
         }
     }
 
@@ -81,6 +85,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fifoData: return "FIFO_DATA"
         case .skQueues: return "SK_QUEUES"
         case .memfdInode: return "MEMFD_INODE"
+        case .tcpStream: return "TCP_STREAM"
         }
     }
 
@@ -95,6 +100,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fifoData: return "fifo-data"
         case .skQueues: return "sk-queues"
         case .memfdInode: return "memfd"
+        case .tcpStream: return "tcp-stream"
         case .shmemPagemap: return "pagemap-shmem"
         default: return rawValue
         }
@@ -110,8 +116,12 @@ public enum ImageKind: String, CaseIterable, Sendable {
 
     /// File name for this kind; `id` is ignored for kinds named without one.
     public func fileName(_ id: Int? = nil) -> String {
-        hasID ? "\(stem)-\(id ?? 0).img" : "\(stem).img"
+        guard hasID else { return "\(stem).img" }
+        return idIsHex ? "\(stem)-\(String(id ?? 0, radix: 16)).img" : "\(stem)-\(id ?? 0).img"
     }
+
+    /// CRIU names tcp-stream images by the socket's inode in hex ("tcp-stream-%x").
+    public var idIsHex: Bool { self == .tcpStream }
 
     /// The message of the first entry when it differs from the others (pagemap's head).
     public var headType: (any SwiftProtobuf.Message.Type)? {
@@ -142,6 +152,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .pipesData, .fifoData: return Img_PipeDataEntry.self
         case .skQueues: return Img_SkPacketEntry.self
         case .memfdInode: return Img_MemfdInodeEntry.self
+        case .tcpStream: return Img_TcpStreamEntry.self
         }
     }
 
@@ -150,6 +161,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         switch self {
         case .pipesData, .fifoData: return { Int(($0 as? Img_PipeDataEntry)?.bytes ?? 0) }
         case .skQueues: return { Int(($0 as? Img_SkPacketEntry)?.length ?? 0) }
+        case .tcpStream: return { ($0 as? Img_TcpStreamEntry).map { Int($0.inqLen) + Int($0.outqLen) } ?? 0 }
         default: return nil
         }
     }
@@ -178,9 +190,15 @@ public enum ImageKind: String, CaseIterable, Sendable {
             let prefix = kind.stem + "-"
             guard base.hasPrefix(prefix) else { continue }
             let digits = base.dropFirst(prefix.count)
-            // Only the decimal ids we write: no sign, no leading zero, and it must fit.
-            guard !digits.isEmpty, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
-                  digits.count == 1 || !digits.hasPrefix("0"), let id = Int(digits) else { continue }
+            // Only the ids we write: decimal (hex for tcp-stream, lower case), no sign, no
+            // leading zero, and it must fit.
+            let hex = kind.idIsHex
+            func isDigit(_ c: UInt8) -> Bool {
+                if c >= 48 && c <= 57 { return true }
+                return hex && c >= 97 && c <= 102
+            }
+            guard !digits.isEmpty, digits.utf8.allSatisfy(isDigit),
+                  digits.count == 1 || !digits.hasPrefix("0"), let id = Int(digits, radix: kind.idIsHex ? 16 : 10) else { continue }
             return (kind, id)
         }
         return nil

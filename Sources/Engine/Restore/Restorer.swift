@@ -87,6 +87,8 @@ public struct Restorer {
             for p in plans where !p.isZombie {
                 try transport.detach(from: built.targets[p.pid]![0].remote, pid: p.pid, owner: !sharesFiles(p))
             }
+            // Every endpoint exists now: connections rebuilt in repair mode can go live.
+            try shared.finishTcp()
             try finishAll(plans, built: built)
         } catch {
             built.killAll()

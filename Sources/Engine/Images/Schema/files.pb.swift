@@ -1454,6 +1454,178 @@ public nonisolated struct Img_InetSkEntry: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// tcp-stream-<inode in hex>.img (CRIU's tcp-stream schema): the state of one established TCP
+/// connection, taken in repair mode, then inq_len bytes of the receive queue and outq_len bytes
+/// of the send queue (the last unsq_len of them never sent).
+public nonisolated struct Img_TcpStreamEntry: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var inqLen: UInt32 {
+    get {_storage._inqLen ?? 0}
+    set {_uniqueStorage()._inqLen = newValue}
+  }
+  /// Returns true if `inqLen` has been explicitly set.
+  public var hasInqLen: Bool {_storage._inqLen != nil}
+  /// Clears the value of `inqLen`. Subsequent reads from it will return its default value.
+  public mutating func clearInqLen() {_uniqueStorage()._inqLen = nil}
+
+  /// rcv_nxt: the sequence number after the last byte received.
+  public var inqSeq: UInt32 {
+    get {_storage._inqSeq ?? 0}
+    set {_uniqueStorage()._inqSeq = newValue}
+  }
+  /// Returns true if `inqSeq` has been explicitly set.
+  public var hasInqSeq: Bool {_storage._inqSeq != nil}
+  /// Clears the value of `inqSeq`. Subsequent reads from it will return its default value.
+  public mutating func clearInqSeq() {_uniqueStorage()._inqSeq = nil}
+
+  public var outqLen: UInt32 {
+    get {_storage._outqLen ?? 0}
+    set {_uniqueStorage()._outqLen = newValue}
+  }
+  /// Returns true if `outqLen` has been explicitly set.
+  public var hasOutqLen: Bool {_storage._outqLen != nil}
+  /// Clears the value of `outqLen`. Subsequent reads from it will return its default value.
+  public mutating func clearOutqLen() {_uniqueStorage()._outqLen = nil}
+
+  /// write_seq: the sequence number after the last byte queued to send.
+  public var outqSeq: UInt32 {
+    get {_storage._outqSeq ?? 0}
+    set {_uniqueStorage()._outqSeq = newValue}
+  }
+  /// Returns true if `outqSeq` has been explicitly set.
+  public var hasOutqSeq: Bool {_storage._outqSeq != nil}
+  /// Clears the value of `outqSeq`. Subsequent reads from it will return its default value.
+  public mutating func clearOutqSeq() {_uniqueStorage()._outqSeq = nil}
+
+  /// TCPI_OPT_* bits negotiated at handshake.
+  public var optMask: UInt32 {
+    get {_storage._optMask ?? 0}
+    set {_uniqueStorage()._optMask = newValue}
+  }
+  /// Returns true if `optMask` has been explicitly set.
+  public var hasOptMask: Bool {_storage._optMask != nil}
+  /// Clears the value of `optMask`. Subsequent reads from it will return its default value.
+  public mutating func clearOptMask() {_uniqueStorage()._optMask = nil}
+
+  public var sndWscale: UInt32 {
+    get {_storage._sndWscale ?? 0}
+    set {_uniqueStorage()._sndWscale = newValue}
+  }
+  /// Returns true if `sndWscale` has been explicitly set.
+  public var hasSndWscale: Bool {_storage._sndWscale != nil}
+  /// Clears the value of `sndWscale`. Subsequent reads from it will return its default value.
+  public mutating func clearSndWscale() {_uniqueStorage()._sndWscale = nil}
+
+  public var mssClamp: UInt32 {
+    get {_storage._mssClamp ?? 0}
+    set {_uniqueStorage()._mssClamp = newValue}
+  }
+  /// Returns true if `mssClamp` has been explicitly set.
+  public var hasMssClamp: Bool {_storage._mssClamp != nil}
+  /// Clears the value of `mssClamp`. Subsequent reads from it will return its default value.
+  public mutating func clearMssClamp() {_uniqueStorage()._mssClamp = nil}
+
+  public var rcvWscale: UInt32 {
+    get {_storage._rcvWscale ?? 0}
+    set {_uniqueStorage()._rcvWscale = newValue}
+  }
+  /// Returns true if `rcvWscale` has been explicitly set.
+  public var hasRcvWscale: Bool {_storage._rcvWscale != nil}
+  /// Clears the value of `rcvWscale`. Subsequent reads from it will return its default value.
+  public mutating func clearRcvWscale() {_uniqueStorage()._rcvWscale = nil}
+
+  public var timestamp: UInt32 {
+    get {_storage._timestamp ?? 0}
+    set {_uniqueStorage()._timestamp = newValue}
+  }
+  /// Returns true if `timestamp` has been explicitly set.
+  public var hasTimestamp: Bool {_storage._timestamp != nil}
+  /// Clears the value of `timestamp`. Subsequent reads from it will return its default value.
+  public mutating func clearTimestamp() {_uniqueStorage()._timestamp = nil}
+
+  public var cork: Bool {
+    get {_storage._cork ?? false}
+    set {_uniqueStorage()._cork = newValue}
+  }
+  /// Returns true if `cork` has been explicitly set.
+  public var hasCork: Bool {_storage._cork != nil}
+  /// Clears the value of `cork`. Subsequent reads from it will return its default value.
+  public mutating func clearCork() {_uniqueStorage()._cork = nil}
+
+  public var nodelay: Bool {
+    get {_storage._nodelay ?? false}
+    set {_uniqueStorage()._nodelay = newValue}
+  }
+  /// Returns true if `nodelay` has been explicitly set.
+  public var hasNodelay: Bool {_storage._nodelay != nil}
+  /// Clears the value of `nodelay`. Subsequent reads from it will return its default value.
+  public mutating func clearNodelay() {_uniqueStorage()._nodelay = nil}
+
+  public var unsqLen: UInt32 {
+    get {_storage._unsqLen ?? 0}
+    set {_uniqueStorage()._unsqLen = newValue}
+  }
+  /// Returns true if `unsqLen` has been explicitly set.
+  public var hasUnsqLen: Bool {_storage._unsqLen != nil}
+  /// Clears the value of `unsqLen`. Subsequent reads from it will return its default value.
+  public mutating func clearUnsqLen() {_uniqueStorage()._unsqLen = nil}
+
+  /// TCP_REPAIR_WINDOW
+  public var sndWl1: UInt32 {
+    get {_storage._sndWl1 ?? 0}
+    set {_uniqueStorage()._sndWl1 = newValue}
+  }
+  /// Returns true if `sndWl1` has been explicitly set.
+  public var hasSndWl1: Bool {_storage._sndWl1 != nil}
+  /// Clears the value of `sndWl1`. Subsequent reads from it will return its default value.
+  public mutating func clearSndWl1() {_uniqueStorage()._sndWl1 = nil}
+
+  public var sndWnd: UInt32 {
+    get {_storage._sndWnd ?? 0}
+    set {_uniqueStorage()._sndWnd = newValue}
+  }
+  /// Returns true if `sndWnd` has been explicitly set.
+  public var hasSndWnd: Bool {_storage._sndWnd != nil}
+  /// Clears the value of `sndWnd`. Subsequent reads from it will return its default value.
+  public mutating func clearSndWnd() {_uniqueStorage()._sndWnd = nil}
+
+  public var maxWindow: UInt32 {
+    get {_storage._maxWindow ?? 0}
+    set {_uniqueStorage()._maxWindow = newValue}
+  }
+  /// Returns true if `maxWindow` has been explicitly set.
+  public var hasMaxWindow: Bool {_storage._maxWindow != nil}
+  /// Clears the value of `maxWindow`. Subsequent reads from it will return its default value.
+  public mutating func clearMaxWindow() {_uniqueStorage()._maxWindow = nil}
+
+  public var rcvWnd: UInt32 {
+    get {_storage._rcvWnd ?? 0}
+    set {_uniqueStorage()._rcvWnd = newValue}
+  }
+  /// Returns true if `rcvWnd` has been explicitly set.
+  public var hasRcvWnd: Bool {_storage._rcvWnd != nil}
+  /// Clears the value of `rcvWnd`. Subsequent reads from it will return its default value.
+  public mutating func clearRcvWnd() {_uniqueStorage()._rcvWnd = nil}
+
+  public var rcvWup: UInt32 {
+    get {_storage._rcvWup ?? 0}
+    set {_uniqueStorage()._rcvWup = newValue}
+  }
+  /// Returns true if `rcvWup` has been explicitly set.
+  public var hasRcvWup: Bool {_storage._rcvWup != nil}
+  /// Clears the value of `rcvWup`. Subsequent reads from it will return its default value.
+  public mutating func clearRcvWup() {_uniqueStorage()._rcvWup = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
 /// sk-queues.img: this entry, then `length` bytes: one packet (or a stream's bytes) queued to
 /// the socket whose file id is id_for.
 public nonisolated struct Img_SkPacketEntry: Sendable {
@@ -3159,6 +3331,201 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._fown != rhs_storage._fown {return false}
         if _storage._opts != rhs_storage._opts {return false}
         if _storage._v6Only != rhs_storage._v6Only {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_TcpStreamEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TcpStreamEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}inq_len\0\u{3}inq_seq\0\u{3}outq_len\0\u{3}outq_seq\0\u{3}opt_mask\0\u{3}snd_wscale\0\u{3}mss_clamp\0\u{3}rcv_wscale\0\u{1}timestamp\0\u{1}cork\0\u{1}nodelay\0\u{3}unsq_len\0\u{3}snd_wl1\0\u{3}snd_wnd\0\u{3}max_window\0\u{3}rcv_wnd\0\u{3}rcv_wup\0")
+
+  fileprivate class _StorageClass {
+    var _inqLen: UInt32? = nil
+    var _inqSeq: UInt32? = nil
+    var _outqLen: UInt32? = nil
+    var _outqSeq: UInt32? = nil
+    var _optMask: UInt32? = nil
+    var _sndWscale: UInt32? = nil
+    var _mssClamp: UInt32? = nil
+    var _rcvWscale: UInt32? = nil
+    var _timestamp: UInt32? = nil
+    var _cork: Bool? = nil
+    var _nodelay: Bool? = nil
+    var _unsqLen: UInt32? = nil
+    var _sndWl1: UInt32? = nil
+    var _sndWnd: UInt32? = nil
+    var _maxWindow: UInt32? = nil
+    var _rcvWnd: UInt32? = nil
+    var _rcvWup: UInt32? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _inqLen = source._inqLen
+      _inqSeq = source._inqSeq
+      _outqLen = source._outqLen
+      _outqSeq = source._outqSeq
+      _optMask = source._optMask
+      _sndWscale = source._sndWscale
+      _mssClamp = source._mssClamp
+      _rcvWscale = source._rcvWscale
+      _timestamp = source._timestamp
+      _cork = source._cork
+      _nodelay = source._nodelay
+      _unsqLen = source._unsqLen
+      _sndWl1 = source._sndWl1
+      _sndWnd = source._sndWnd
+      _maxWindow = source._maxWindow
+      _rcvWnd = source._rcvWnd
+      _rcvWup = source._rcvWup
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public var isInitialized: Bool {
+    return withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._inqLen == nil {return false}
+      if _storage._inqSeq == nil {return false}
+      if _storage._outqLen == nil {return false}
+      if _storage._outqSeq == nil {return false}
+      if _storage._optMask == nil {return false}
+      if _storage._sndWscale == nil {return false}
+      if _storage._mssClamp == nil {return false}
+      return true
+    }
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._inqLen) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._inqSeq) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._outqLen) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._outqSeq) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._optMask) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._sndWscale) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._mssClamp) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._rcvWscale) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._timestamp) }()
+        case 10: try { try decoder.decodeSingularBoolField(value: &_storage._cork) }()
+        case 11: try { try decoder.decodeSingularBoolField(value: &_storage._nodelay) }()
+        case 12: try { try decoder.decodeSingularUInt32Field(value: &_storage._unsqLen) }()
+        case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._sndWl1) }()
+        case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._sndWnd) }()
+        case 15: try { try decoder.decodeSingularUInt32Field(value: &_storage._maxWindow) }()
+        case 16: try { try decoder.decodeSingularUInt32Field(value: &_storage._rcvWnd) }()
+        case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._rcvWup) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._inqLen {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._inqSeq {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._outqLen {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._outqSeq {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._optMask {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._sndWscale {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._mssClamp {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._rcvWscale {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._timestamp {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._cork {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._nodelay {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._unsqLen {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 12)
+      } }()
+      try { if let v = _storage._sndWl1 {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._sndWnd {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 14)
+      } }()
+      try { if let v = _storage._maxWindow {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 15)
+      } }()
+      try { if let v = _storage._rcvWnd {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 16)
+      } }()
+      try { if let v = _storage._rcvWup {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 17)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_TcpStreamEntry, rhs: Img_TcpStreamEntry) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._inqLen != rhs_storage._inqLen {return false}
+        if _storage._inqSeq != rhs_storage._inqSeq {return false}
+        if _storage._outqLen != rhs_storage._outqLen {return false}
+        if _storage._outqSeq != rhs_storage._outqSeq {return false}
+        if _storage._optMask != rhs_storage._optMask {return false}
+        if _storage._sndWscale != rhs_storage._sndWscale {return false}
+        if _storage._mssClamp != rhs_storage._mssClamp {return false}
+        if _storage._rcvWscale != rhs_storage._rcvWscale {return false}
+        if _storage._timestamp != rhs_storage._timestamp {return false}
+        if _storage._cork != rhs_storage._cork {return false}
+        if _storage._nodelay != rhs_storage._nodelay {return false}
+        if _storage._unsqLen != rhs_storage._unsqLen {return false}
+        if _storage._sndWl1 != rhs_storage._sndWl1 {return false}
+        if _storage._sndWnd != rhs_storage._sndWnd {return false}
+        if _storage._maxWindow != rhs_storage._maxWindow {return false}
+        if _storage._rcvWnd != rhs_storage._rcvWnd {return false}
+        if _storage._rcvWup != rhs_storage._rcvWup {return false}
         return true
       }
       if !storagesAreEqual {return false}

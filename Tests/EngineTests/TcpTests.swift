@@ -1,0 +1,92 @@
+import XCTest
+import Glibc
+@testable import Engine
+
+/// The TCP pieces that do not need a dump: struct tcp_info decoding, the tcp-stream image
+/// (CRIU's hex-named file, one entry then both queues), and what the kernel reports for real
+/// loopback sockets through them.
+final class TcpTests: XCTestCase {
+    var dir = ""
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "tcp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func testTcpInfoDecodesTheHead() throws {
+        var b = [UInt8](repeating: 0, count: 104)
+        b[0] = 10  // LISTEN
+        b[5] = 0x7  // timestamps, SACK, window scaling
+        b[6] = 0x9 | (0x7 << 4)  // snd_wscale 9, rcv_wscale 7
+        b[24] = 3  // tcpi_unacked: the accept queue of a listener
+        b[28] = 0x00; b[29] = 0x01  // tcpi_sacked: its backlog, 256
+        let i = try XCTUnwrap(TcpInfo(bytes: b))
+        XCTAssertEqual(i.state, TcpState.listen)
+        XCTAssertEqual(i.options, 7)
+        XCTAssertEqual(i.sndWscale, 9)
+        XCTAssertEqual(i.rcvWscale, 7)
+        XCTAssertEqual(i.listenQueued, 3)
+        XCTAssertEqual(i.listenBacklog, 256)
+        XCTAssertNil(TcpInfo(bytes: Array(b.prefix(31))), "too short to hold the listener fields")
+        XCTAssertEqual(TcpState.name(8), "CLOSE_WAIT")
+        XCTAssertEqual(TcpState.name(99), "state 99")
+    }
+
+    func testTcpInfoOfRealLoopbackSockets() throws {
+        let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(l) }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &a) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, len) == 0 && listen(l, 7) == 0 && getsockname(l, $0, &len) == 0 } }
+        XCTAssertTrue(bound)
+        let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(c) }
+        let connected = withUnsafeMutablePointer(to: &a) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, len) == 0 } }
+        XCTAssertTrue(connected)
+        // Not accepted yet: what the dump refuses for a listener.
+        let li = try XCTUnwrap(TcpRepair.info(l))
+        XCTAssertEqual(li.state, TcpState.listen)
+        XCTAssertEqual(li.listenQueued, 1)
+        XCTAssertEqual(li.listenBacklog, 7)
+        let ci = try XCTUnwrap(TcpRepair.info(c))
+        XCTAssertEqual(ci.state, TcpState.established)
+        // Linux negotiates timestamps, SACK and window scaling on loopback by default.
+        XCTAssertEqual(UInt32(ci.options) & TcpRepair.optWscale, TcpRepair.optWscale)
+        XCTAssertEqual(TcpRepair.describe(AF_INET, [a.sin_addr.s_addr], UInt32(UInt16(bigEndian: a.sin_port))), "127.0.0.1:\(UInt16(bigEndian: a.sin_port))")
+        XCTAssertEqual(TcpRepair.describe(AF_INET6, [0, 0, 0, UInt32(1).bigEndian], 80), "[::1]:80")
+    }
+
+    func testTcpStreamImageIsNamedInHexAndCarriesBothQueues() throws {
+        XCTAssertEqual(ImageKind.tcpStream.fileName(0xf54c3), "tcp-stream-f54c3.img")
+        XCTAssertEqual(ImageKind.parse(fileName: "tcp-stream-f54c3.img")?.id, 0xf54c3)
+        XCTAssertEqual(ImageKind.parse(fileName: "tcp-stream-f54c3.img")?.kind, .tcpStream)
+        for bad in ["tcp-stream-F54C3.img", "tcp-stream-0f.img", "tcp-stream-g1.img", "tcp-stream-.img"] {
+            XCTAssertNil(ImageKind.parse(fileName: bad), bad)
+        }
+        // Other kinds keep decimal ids.
+        XCTAssertNil(ImageKind.parse(fileName: "core-ab.img"))
+
+        let d = try ImageDirectory(path: dir)
+        var e = Img_TcpStreamEntry()
+        e.inqLen = 3; e.inqSeq = 1000; e.outqLen = 5; e.outqSeq = 2000; e.unsqLen = 2
+        e.optMask = 7; e.sndWscale = 7; e.rcvWscale = 9; e.mssClamp = 65483
+        let bytes: [UInt8] = [1, 2, 3, 10, 20, 30, 40, 50]
+        try d.writeWithPayloads(.tcpStream, id: 0xabc, [(e, bytes)])
+        XCTAssertTrue(d.exists(.tcpStream, 0xabc))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/tcp-stream-abc.img"))
+        let back = try d.readWithPayloads(.tcpStream, id: 0xabc, as: Img_TcpStreamEntry.self) { Int($0.inqLen) + Int($0.outqLen) }
+        XCTAssertEqual(back.count, 1)
+        XCTAssertEqual(back.first?.0, e)
+        XCTAssertEqual(back.first?.1, bytes)
+        // The generic reader (cryo image decode, validation) knows the tail's length too.
+        XCTAssertEqual(try d.readAny(.tcpStream, id: 0xabc).entries.count, 1)
+        // A tail shorter than the entry says is an error, not a short queue.
+        let path = d.filePath(.tcpStream, 0xabc)
+        XCTAssertEqual(truncate(path, off_t(try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) - 1)), 0)
+        XCTAssertThrowsError(try d.readWithPayloads(.tcpStream, id: 0xabc, as: Img_TcpStreamEntry.self) { Int($0.inqLen) + Int($0.outqLen) })
+    }
+}
