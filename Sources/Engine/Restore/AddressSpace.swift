@@ -57,8 +57,12 @@ struct AddressSpace {
             }
             if holeStart < v.end { try remote.syscall(.madvise, holeStart, v.end - holeStart, UInt64(MADV_DONTNEED)) }
         }
-        let shared = vmas.filter { $0.status & (VmaStatus.fileShared | VmaStatus.anonShared) != 0 }
+        try setMM()
+    }
 
+    /// The pages, written while the VMAs are still writable. Touches only memory, never the
+    /// tracee's registers, so it may run on another thread while the tracer goes on.
+    func fill() throws {
         guard let pages = plan.pages else { throw RestoreError.layout(pid: pid, reason: "no pages to restore from") }
         try PageFiller(pid: pid, buffers: fillBuffers).fill(from: pages)
         // Pages shared with the parent process outside inherited VMAs (the parent's VMA
@@ -67,10 +71,14 @@ struct AddressSpace {
             s.fromParentProcess && !inherited.contains { $0.start <= s.vaddr && s.vaddr < $0.end }
         }
         if !fromParent.isEmpty { try copyFromParent(fromParent.map { PageRun(start: $0.vaddr, end: $0.vaddr + $0.nrPages * 4096) }) }
-        for v in vmas where v.prot != rw && !shared.contains(v) {
+    }
+
+    /// The final protections, once the pages are in.
+    func protect() throws {
+        let rw = UInt32(PROT_READ | PROT_WRITE)
+        for v in plan.mm.vmas where v.status & (AddressSpace.specialStatus | VmaStatus.fileShared | VmaStatus.anonShared) == 0 && v.prot != rw {
             try remote.syscall(.mprotect, v.start, v.end - v.start, UInt64(v.prot))
         }
-        try setMM()
     }
 
     /// Moves [vvar], [vvar_vclock] and [vdso] by one offset, keeping their layout, so the

@@ -36,6 +36,7 @@ public struct Restorer {
         var order: [Int32] = []            // processes, in creation order
         var targets: [Int32: [RestoreTarget]] = [:]  // per process: leader first, then threads
         var zombies: Set<Int32> = []
+        var spaces: [Int32: AddressSpace] = [:]
 
         /// Kills everything made; each process was made by us or is traced by us.
         func killAll() {
@@ -62,6 +63,7 @@ public struct Restorer {
         for i in plans.indices { plans[i].files = files }
 
         let built = Built()
+        let fills = FillQueue()
         let shmem = SharedMemoryObjects()
         defer { shmem.closeAll() }
         // Before the root exists: it inherits one end through fork, its children from it.
@@ -78,8 +80,10 @@ public struct Restorer {
             // Parents before children: a child is forked from its rebuilt parent, so memory
             // they shared copy-on-write is shared again.
             for p in plans where !p.isZombie {
-                try rebuild(p, plans: plans, built: built, images: images, shmem: shmem, transport: transport, shared: shared)
-                for c in plans where c.ppid == p.pid && c.pid != plans[0].pid {
+                try rebuild(p, plans: plans, built: built, images: images, shmem: shmem, transport: transport, shared: shared, fills: fills)
+                let children = plans.filter { $0.ppid == p.pid && $0.pid != plans[0].pid }
+                if !children.isEmpty { try fills.wait(p.pid) }  // they inherit its memory
+                for c in children {
                     try createChild(c, parent: p, built: built, plans: plans)
                 }
             }
@@ -89,8 +93,12 @@ public struct Restorer {
             }
             // Every endpoint exists now: connections rebuilt in repair mode can go live.
             try shared.finishTcp()
+            try fills.waitAll()
+            fills.close()
+            for p in plans where !p.isZombie { try built.spaces[p.pid]!.protect() }
             try finishAll(plans, built: built)
         } catch {
+            fills.close()
             built.killAll()
             throw error
         }
@@ -282,7 +290,7 @@ public struct Restorer {
 
     /// Memory, files and process-wide state of one process, then its other threads.
     func rebuild(_ plan: Plan, plans: [Plan], built: Built, images: ImageDirectory, shmem: SharedMemoryObjects,
-                 transport: FdTransport, shared: RestoredObjects) throws {
+                 transport: FdTransport, shared: RestoredObjects, fills: FillQueue) throws {
         let proc = ProcReader()
         let pid = plan.pid
         let t = built.targets[pid]![0]
@@ -319,6 +327,9 @@ public struct Restorer {
         }
         mark("prepare")
         try space.build()
+        built.spaces[pid] = space
+        let filling = space
+        fills.submit(pid: pid) { try filling.fill() }
         mark("memory")
         if !sharesFiles { try restoreFiles(t, plan: plan, transport: transport, shared: shared) }
         try restoreFs(t, plan: plan)
