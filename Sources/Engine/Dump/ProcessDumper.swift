@@ -20,12 +20,11 @@ struct ProcessDumper {
 
     /// Writes everything but the pages, and returns their copy job.
     func dump(pstree: Img_PstreeEntry) throws -> PageJob {
-        var marks: [(String, Double)] = []
-        func mark(_ s: String) { var t = timespec(); clock_gettime(CLOCK_MONOTONIC, &t); marks.append((s, Double(t.tv_sec) + Double(t.tv_nsec) / 1e9)) }
-        mark("start")
+        var timer = PhaseTimer()
+        func mark(_ s: String) { timer.mark(s) }
         defer {
             mark("end")
-            log.debug("pid \(pid) timing: \(zip(marks.dropFirst(), marks).map { "\($0.0.0) \(String(format: "%.2f", ($0.0.1 - $0.1.1) * 1000))ms" }.joined(separator: ", "))")
+            log.debug("pid \(pid) timing: \(timer.summary)")
         }
         let maps = try proc.maps(pid: pid)
         let leader = try Remote(tid: pid, maps: maps)

@@ -296,12 +296,11 @@ public struct Restorer {
         let t = built.targets[pid]![0]
         let remote = t.remote
         let sharesFiles = self.sharesFiles(plan)
-        var marks: [(String, Double)] = []
-        func mark(_ s: String) { var ts = timespec(); clock_gettime(CLOCK_MONOTONIC, &ts); marks.append((s, Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9)) }
-        mark("start")
+        var timer = PhaseTimer()
+        func mark(_ s: String) { timer.mark(s) }
         defer {
             mark("end")
-            log.debug("pid \(pid) timing: \(zip(marks.dropFirst(), marks).map { "\($0.0.0) \(String(format: "%.2f", ($0.0.1 - $0.1.1) * 1000))ms" }.joined(separator: ", "))")
+            log.debug("pid \(pid) timing: \(timer.summary)")
         }
 
         // Drop what the task inherited: rseq registration, fds (unless the table is its

@@ -84,3 +84,21 @@ struct CryoLogHandler: LogHandler {
         sink.write("\(stamp) \(lvl)\(label): \(message)\(mdText)\n")
     }
 }
+
+/// Named marks through one piece of work, logged at debug level as the time between them:
+/// where a dump or restore of one task spends its time (-v4).
+struct PhaseTimer {
+    private var marks: [(String, Double)] = []
+    init() { mark("start") }
+
+    mutating func mark(_ name: String) {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        marks.append((name, Double(t.tv_sec) + Double(t.tv_nsec) / 1e9))
+    }
+
+    /// "phase 1.23ms, next 0.45ms", each phase named by the mark that ends it.
+    var summary: String {
+        zip(marks.dropFirst(), marks).map { "\($0.0.0) \(String(format: "%.2f", ($0.0.1 - $0.1.1) * 1000))ms" }.joined(separator: ", ")
+    }
+}
