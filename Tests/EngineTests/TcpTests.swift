@@ -1,5 +1,6 @@
 import XCTest
 import Glibc
+import CKernel
 @testable import Engine
 
 /// The TCP pieces that do not need a dump: struct tcp_info decoding, the tcp-stream image
@@ -88,5 +89,54 @@ final class TcpTests: XCTestCase {
         let path = d.filePath(.tcpStream, 0xabc)
         XCTAssertEqual(truncate(path, off_t(try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) - 1)), 0)
         XCTAssertThrowsError(try d.readWithPayloads(.tcpStream, id: 0xabc, as: Img_TcpStreamEntry.self) { Int($0.inqLen) + Int($0.outqLen) })
+    }
+
+    /// The kernel fact behind FileDumpContext.settleTcp: a connection in repair mode still
+    /// receives (and ACKs) what its peer sends, so a reading taken before the peer is frozen
+    /// in repair mode goes stale. settleTcp must read it again and keep the new bytes.
+    func testSettleRereadsAConnectionThatMovedAfterItWasRead() throws {
+        guard getuid() == 0 else { throw XCTSkip("TCP_REPAIR needs CAP_NET_ADMIN: run as root") }
+        let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(l) }
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &a) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, len) == 0 && listen(l, 1) == 0 && getsockname(l, $0, &len) == 0 } }
+        XCTAssertTrue(ok)
+        let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(c) }
+        XCTAssertEqual(withUnsafeMutablePointer(to: &a) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, len) } }, 0)
+        let s = accept(l, nil, nil)
+        XCTAssertGreaterThanOrEqual(s, 0)
+        defer { close(s) }
+
+        let ctx = FileDumpContext(proc: ProcReader())
+        let r = dup(s)
+        XCTAssertEqual(TcpRepair.set(r, TcpRepair.repair, 1), 0)
+        ctx.repaired.append((fd: r, what: "server end"))
+        let refuse = { (why: String) in DumpError.fdState(pid: 0, fd: r, target: "server end", reason: why) }
+        let (first, firstBytes) = try TcpRepair.take(r, what: "server end", refuse: refuse)
+        XCTAssertEqual(first.inqLen, 0)
+        XCTAssertEqual(firstBytes, [])
+        ctx.tcpStreams.append((ino: 1, entry: first, bytes: firstBytes, fd: r, what: "server end"))
+
+        // The peer, not in repair mode, sends after the reading.
+        let data = (0..<1000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        XCTAssertEqual(data.withUnsafeBytes { send(c, $0.baseAddress, $0.count, 0) }, 1000)
+        var inq: Int32 = 0
+        for _ in 0..<500 where inq < 1000 {
+            usleep(1000)
+            XCTAssertEqual(ck_ioctl(r, TcpRepair.siocinq, &inq), 0)
+        }
+        XCTAssertEqual(inq, 1000, "a socket in repair mode receives what its peer sends")
+        XCTAssertFalse(TcpRepair.sameCut(try TcpRepair.take(r, what: "server end", refuse: refuse).0, first))
+
+        try ctx.settleTcp()
+        let settled = try XCTUnwrap(ctx.tcpStreams.first)
+        XCTAssertEqual(settled.entry.inqLen, 1000)
+        XCTAssertEqual(settled.entry.inqSeq, first.inqSeq &+ 1000)
+        XCTAssertEqual(settled.bytes, data)
+        ctx.finishRepair(connectionsVanish: false)
     }
 }

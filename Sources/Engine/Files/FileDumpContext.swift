@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import Logging
 
 /// What a kind's dump may use besides the fd itself: copies of the task's fds in cryo (through
 /// pidfd_getfd, so nothing in the task changes), the task's other fds, and the images that
@@ -17,8 +18,9 @@ final class FileDumpContext {
     var memfdInodes: [Img_MemfdInodeEntry] = []
     var memfdContents: [UInt32: [UInt8]] = [:]
     var memfdByInode: [UInt64: UInt32] = [:]
-    /// tcp-stream images: one established connection each, by socket inode.
-    var tcpStreams: [(ino: UInt32, entry: Img_TcpStreamEntry, bytes: [UInt8])] = []
+    /// tcp-stream images: one established connection each, by socket inode, with cryo's
+    /// repair-mode copy it was read through (see settleTcp).
+    var tcpStreams: [(ino: UInt32, entry: Img_TcpStreamEntry, bytes: [UInt8], fd: Int32, what: String)] = []
     /// cryo's copies of the TCP sockets it put in repair mode, kept until the dump ends: see
     /// finishRepair. Not among `copies`, which close with each task.
     var repaired: [(fd: Int32, what: String)] = []
@@ -38,6 +40,8 @@ final class FileDumpContext {
     /// Every pid being dumped: a pipe end held outside them cannot be restored.
     var treePids: Set<Int32> = []
     private var pipeHolders: [UInt64: Set<Int32>]?
+
+    private let log = Logger(label: "dump")
 
     init(proc: ProcReader) { self.proc = proc }
 
@@ -85,6 +89,35 @@ final class FileDumpContext {
     }
 
 
+    /// Makes the connections' readings one consistent cut. Repair mode stops neither input nor
+    /// ACKs, so a connection read early can still receive, and ACK, data its peer sends before
+    /// the peer is read: the peer's image then lacks bytes it thinks delivered and this one's
+    /// lacks them too, and the restored stream stalls for good. Every connection is in repair
+    /// mode by now and is read again: when no reading changed, each held still over an
+    /// interval containing the moment between the two rounds, so together they are the state
+    /// of that moment. Otherwise the new readings replace the old and the rounds go on.
+    func settleTcp() throws {
+        guard !tcpStreams.isEmpty else { return }
+        for round in 1...100 {
+            var moved: [String] = []
+            for i in tcpStreams.indices {
+                let t = tcpStreams[i]
+                let (entry, bytes) = try TcpRepair.take(t.fd, what: t.what) {
+                    .fdState(pid: 0, fd: t.fd, target: t.what, reason: $0)
+                }
+                if !TcpRepair.sameCut(entry, t.entry) {
+                    moved.append(t.what)
+                    tcpStreams[i].entry = entry
+                    tcpStreams[i].bytes = bytes
+                }
+            }
+            if moved.isEmpty { return }
+            log.debug("TCP connections moved after they were read (round \(round)), read again: \(moved.joined(separator: "; "))")
+            usleep(2000)
+        }
+        throw DumpError.fdState(pid: 0, fd: -1, target: "TCP connections", reason: "they kept exchanging data for 100 rounds after every one was in repair mode")
+    }
+
     /// Starts dumping the fds of `pid`.
     func beginTask(pid: Int32, fds: [Int32: OpenFd]) throws {
         endTask()
@@ -118,6 +151,7 @@ final class FileDumpContext {
 
     /// Writes the images that hold the state outside files.img.
     func write(to images: ImageDirectory) throws {
+        try settleTcp()
         if !pipeData.isEmpty { try images.writeWithPayloads(.pipesData, pipeData) }
         if !fifoData.isEmpty { try images.writeWithPayloads(.fifoData, fifoData) }
         if !skQueues.isEmpty { try images.writeWithPayloads(.skQueues, skQueues) }

@@ -71,9 +71,10 @@ enum TcpSocket: FdKind {
                 close(r)
                 throw refuse("TCP_REPAIR on: \(String(cString: strerror(err))) (needs CAP_NET_ADMIN)")
             }
-            ctx.repaired.append((fd: r, what: "\(what) \(TcpRepair.describe(src)) -> \(TcpRepair.describe(dst))"))
+            let conn = "\(what) \(TcpRepair.describe(src)) -> \(TcpRepair.describe(dst))"
+            ctx.repaired.append((fd: r, what: conn))
             let (stream, bytes) = try TcpRepair.take(r, what: what, refuse: refuse)
-            ctx.tcpStreams.append((ino: e.ino, entry: stream, bytes: bytes))
+            ctx.tcpStreams.append((ino: e.ino, entry: stream, bytes: bytes, fd: r, what: conn))
         }
         entry.isk = e
     }
@@ -284,6 +285,12 @@ enum TcpRepair {
         e.nodelay = try get(s, nodelay, "TCP_NODELAY", what) != 0
         e.cork = try get(s, cork, "TCP_CORK", what) != 0
         return (e, inq + outq)
+    }
+
+    /// Whether two readings of one connection hold the same sequence numbers and queue
+    /// lengths: sequences only grow, so equal ones mean nothing moved in between.
+    static func sameCut(_ a: Img_TcpStreamEntry, _ b: Img_TcpStreamEntry) -> Bool {
+        a.inqLen == b.inqLen && a.outqLen == b.outqLen && a.unsqLen == b.unsqLen && a.inqSeq == b.inqSeq && a.outqSeq == b.outqSeq
     }
 
     /// The bytes of `queue` (TCP_RECV_QUEUE or TCP_SEND_QUEUE), expected to be `len`; fewer
