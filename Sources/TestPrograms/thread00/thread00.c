@@ -1,7 +1,9 @@
 // Eight threads, each with state of its own that must come back to that thread: its tid, a
 // signal mask, an alternate signal stack, a thread-local counter, a pattern on its stack, and
 // what it is doing: spinning, sleeping in nanosleep, waiting on a condition variable (a
-// futex), or blocked in sigwaitinfo. After SIGTERM every thread checks itself.
+// futex), or blocked in sigwaitinfo; and what the kernel holds for it: its rseq registration
+// and its clear-tid address (pthread_join waits on the latter). After SIGTERM every thread
+// checks itself.
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>
@@ -10,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/rseq.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,10 +33,27 @@ struct worker {
     pid_t tid;
     sigset_t mask;
     char altstack[16384];
+    void *clear_tid;   // PR_GET_TID_ADDRESS at start
+    uint32_t rseq_len; // the length glibc registered its rseq area with (0: none)
     char result[256];
     uint64_t progress;
 };
 static struct worker w[NTHREADS];
+
+// Asking the kernel to register the same rseq area again answers EBUSY when exactly this
+// area, length and signature are registered, EINVAL when another is, and registers (0) when
+// none is. glibc's length is not exported, so the usual ones are tried.
+static uint32_t rseq_registered_len(void) {
+    if (__rseq_size == 0) return 0;
+    void *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+    uint32_t lens[] = { 32, __rseq_size, (__rseq_size + 31) & ~31u };
+    for (int i = 0; i < 3; i++) {
+        long r = syscall(SYS_rseq, area, lens[i], 0, RSEQ_SIG);
+        if (r == 0) return 0;  // none was registered: this call did it
+        if (errno == EBUSY) return lens[i];
+    }
+    return 0;
+}
 
 static void check_self(struct worker *me, const char *stackpat, size_t patlen, uint64_t seed) {
     pid_t tid = syscall(SYS_gettid);
@@ -53,6 +74,15 @@ static void check_self(struct worker *me, const char *stackpat, size_t patlen, u
         snprintf(me->result, sizeof(me->result), "sigaltstack %p/%zu, expected %p/%zu", ss.ss_sp, ss.ss_size, me->altstack, sizeof(me->altstack));
         return;
     }
+    void *ct = NULL;
+    if (prctl(PR_GET_TID_ADDRESS, &ct) == 0 && ct != me->clear_tid) {
+        snprintf(me->result, sizeof(me->result), "clear-tid address %p, expected %p", ct, me->clear_tid);
+        return;
+    }
+    if (me->rseq_len && rseq_registered_len() != me->rseq_len) {
+        snprintf(me->result, sizeof(me->result), "rseq area no longer registered (length %u at start)", me->rseq_len);
+        return;
+    }
     if (datachk(stackpat, patlen, seed) >= 0) { snprintf(me->result, sizeof(me->result), "stack pattern damaged"); return; }
     strcpy(me->result, "ok");
 }
@@ -61,6 +91,8 @@ static void *worker(void *arg) {
     struct worker *me = arg;
     me->tid = syscall(SYS_gettid);
     tls_index = me->index;
+    if (prctl(PR_GET_TID_ADDRESS, &me->clear_tid)) me->clear_tid = NULL;
+    me->rseq_len = rseq_registered_len();
     // Each thread blocks a different set of signals (SIGTERM goes to the main thread).
     sigemptyset(&me->mask);
     sigaddset(&me->mask, SIGTERM);
@@ -145,9 +177,11 @@ int main(int argc, char **argv) {
     pthread_mutex_lock(&lock);
     pthread_cond_broadcast(&cond);
     pthread_mutex_unlock(&lock);
+    // Results first: a lost clear-tid address would hang pthread_join without saying why.
     for (int i = 0; i < NTHREADS; i++) {
-        pthread_join(w[i].th, NULL);
-        if (strcmp(w[i].result, "ok")) fail("thread %d (tid %d): %s", i, tids[i], w[i].result);
+        for (int t = 0; t < 500 && !((volatile char *)w[i].result)[0]; t++) usleep(10000);
+        if (strcmp(w[i].result, "ok")) fail("thread %d (tid %d): %s", i, tids[i], w[i].result[0] ? w[i].result : "did not finish its check");
     }
+    for (int i = 0; i < NTHREADS; i++) pthread_join(w[i].th, NULL);
     return test_report();
 }
