@@ -66,6 +66,9 @@ public final class FrozenTree: @unchecked Sendable {
     }
     fileprivate func noteSeized(_ tid: Int32) { seized.append(tid) }
     fileprivate func isSeized(_ tid: Int32) -> Bool { seized.contains(tid) }
+    /// Tasks that died while seized: nothing to detach.
+    fileprivate func forget(_ tids: [Int32]) { seized.removeAll { tids.contains($0) } }
+    fileprivate func remove(_ pid: Int32) { processes.removeAll { $0.pid == pid } }
 }
 
 public enum TreeFreezer {
@@ -116,11 +119,22 @@ public enum TreeFreezer {
         }
         var p = FrozenProcess(pid: pid, threads: [], children: [], isZombie: false, wasStopped: false)
         tree.add(p)
+        var mine: [Int32] = []
         for round in 0..<maxRounds {
+            // A process that exits while frozen leaves a zombie, which is all there is to
+            // record; threads seized before it died are gone with it.
+            if let now = try? proc.stat(pid: pid), now.isZombie {
+                tree.forget(mine)
+                p = FrozenProcess(pid: pid, threads: [pid], children: [], isZombie: true, wasStopped: false)
+                tree.update(p)
+                return p
+            }
             let tids: [Int32]
             do { tids = try proc.tasks(pid: pid) } catch {
-                if p.threads.isEmpty { return nil }
-                throw error
+                guard (try? proc.stat(pid: pid)) == nil else { throw error }
+                tree.forget(mine)
+                tree.remove(pid)
+                return nil
             }
             let fresh = tids.filter { !tree.isSeized($0) }
             if fresh.isEmpty {
@@ -131,6 +145,7 @@ public enum TreeFreezer {
             for tid in fresh {
                 if let stopSig = try seizeThread(tid, log: log) {
                     tree.noteSeized(tid)
+                    mine.append(tid)
                     if stopSig != SIGTRAP && tid == pid { p.wasStopped = true }
                 }
             }
@@ -146,12 +161,27 @@ public enum TreeFreezer {
             try Ptrace.seize(tid, options: [.suspendSeccomp])
         } catch let e as SystemCallError where e.errno == EINVAL || e.errno == EPERM {
             // SUSPEND_SECCOMP needs CONFIG_CHECKPOINT_RESTORE and CAP_SYS_ADMIN; go on without it.
-            do { try Ptrace.seize(tid, options: []) } catch let e as SystemCallError where e.errno == ESRCH { return nil }
+            do { try Ptrace.seize(tid, options: []) } catch let e as SystemCallError where e.errno == ESRCH || e.errno == EPERM {
+                if e.errno == ESRCH || exiting(tid) { return nil }
+                throw e
+            }
         } catch let e as SystemCallError where e.errno == ESRCH {
             return nil
         }
         do { try Ptrace.interrupt(tid) } catch let e as SystemCallError where e.errno == ESRCH { return nil }
         return try waitForStop(tid, log: log)
+    }
+
+    /// The kernel refuses to seize a task that has begun to exit (EPERM, as for one traced by
+    /// another): it is one when /proc shows it dead or a zombie, or not at all, soon after.
+    static func exiting(_ tid: Int32) -> Bool {
+        let proc = ProcReader()
+        for _ in 0..<20 {
+            guard let st = try? proc.stat(pid: tid) else { return true }
+            if st.isZombie { return true }
+            usleep(500)
+        }
+        return false
     }
 
     /// Waits for the PTRACE_EVENT_STOP that follows an interrupt. A signal that arrived first is

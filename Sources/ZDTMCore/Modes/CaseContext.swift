@@ -1,4 +1,5 @@
 import Foundation
+import Engine
 import Glibc
 
 /// A command a mode ran, kept so a failing case can be reproduced by hand.
@@ -77,6 +78,13 @@ public final class CaseContext: @unchecked Sendable {
         let log = label.map { "dump-\($0).log" } ?? "dump.log"
         let cli = "dump-\(iteration)" + (label.map { "-" + $0 } ?? "") + "-cli"
         try cryo(CryoCommands.dump(pid: pid, images: images, log: log, extra: extra), log: cli, passFd: passFd)
+        // A tree that forks all the time has tasks the walk above never saw; the dump's own
+        // list has every one, and their zombies (ours to reap) would hold the group's pid.
+        let path = images.hasPrefix("/") ? images : dir + "/" + images
+        if let d = try? ImageDirectory(path: path), let ps = try? d.read(.pstree, as: Img_PstreeEntry.self) {
+            let seen = Set(dumpedTree)
+            dumpedTree += ps.map { Int32(bitPattern: $0.pid) }.filter { !seen.contains($0) }
+        }
     }
 
     /// `cryo restore -d` from `images`; takes the restored root pid from its pidfile.

@@ -44,6 +44,9 @@ public enum StateRecorder {
                 queue.append(contentsOf: try proc.allChildren(pid: pid))
             } catch ProcError.gone(let g) where g == pid && pid != root {
                 continue
+            } catch where pid != root && ((try? proc.stat(pid: pid))?.isZombie ?? true) {
+                // Died while read (its cwd and maps go first): as good as vanished.
+                continue
             }
         }
         return VisibleState(root: root, processes: out.sorted { $0.pid < $1.pid })
