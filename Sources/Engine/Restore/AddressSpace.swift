@@ -66,11 +66,11 @@ struct AddressSpace {
         guard let pages = plan.pages else { throw RestoreError.layout(pid: pid, reason: "no pages to restore from") }
         try PageFiller(pid: pid, buffers: fillBuffers).fill(from: pages)
         // Pages shared with the parent process outside inherited VMAs (the parent's VMA
-        // differed) are copied from it instead.
-        let fromParent = pages.segments.filter { s in
-            s.fromParentProcess && !inherited.contains { $0.start <= s.vaddr && s.vaddr < $0.end }
-        }
-        if !fromParent.isEmpty { try copyFromParent(fromParent.map { PageRun(start: $0.vaddr, end: $0.vaddr + $0.nrPages * 4096) }) }
+        // differed) are copied from it instead. A run may span several VMAs, only some of
+        // them inherited: what counts is each page, not where its run starts.
+        let runs = CowMap.split(pages.segments.filter(\.fromParentProcess).map { PageRun(start: $0.vaddr, end: $0.vaddr + $0.nrPages * 4096) }.sorted { $0.start < $1.start },
+                                by: inherited.map { PageRun(start: $0.start, end: $0.end) }.sorted { $0.start < $1.start }).outside
+        if !runs.isEmpty { try copyFromParent(runs) }
     }
 
     /// The final protections, once the pages are in.

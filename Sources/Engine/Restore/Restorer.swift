@@ -368,7 +368,8 @@ public struct Restorer {
         return child.mm.vmas.filter { v in
             guard v.status & private_ != 0, let p = theirs[v.start], p.end == v.end, p.status == v.status,
                   p.flags == v.flags, p.prot == v.prot, p.pgoff == v.pgoff, p.shmid == v.shmid else { return false }
-            return cow.contains { $0.vaddr >= v.start && $0.vaddr < v.end }
+            // A run of pages may span neighbouring VMAs: overlap, not where it starts.
+            return cow.contains { $0.vaddr < v.end && $0.vaddr + UInt64($0.nrPages) * 4096 > v.start }
         }
     }
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #define MAXLIVE 8
@@ -23,6 +24,17 @@ static struct kid live[MAXLIVE];
 static int nlive;
 static volatile int stop_threads;
 static volatile unsigned long threads_made;
+
+// A task restored wrongly tends to crash where it resumes: say where, instead of a silent
+// core dump.
+static void on_fault(int sig, siginfo_t *si, void *uc_) {
+    ucontext_t *uc = uc_;
+    char buf[200];
+    int n = snprintf(buf, sizeof(buf), "FAIL: pid %d tid %d: signal %d at rip %#llx, address %p, code %d\n", getpid(), (int)gettid(), sig,
+                     (unsigned long long)uc->uc_mcontext.gregs[REG_RIP], si->si_addr, si->si_code);
+    write(2, buf, n);
+    _exit(100 + sig);
+}
 
 static int code_of(unsigned n) { return (int)(n % 113) + 1; }
 
@@ -75,6 +87,9 @@ static void reap(int block) {
 
 int main(int argc, char **argv) {
     test_init(argc, argv);
+    struct sigaction sa = {.sa_sigaction = on_fault, .sa_flags = SA_SIGINFO};
+    sigaction(SIGSEGV, &sa, NULL);
+    sigaction(SIGBUS, &sa, NULL);
     pthread_t maker;
     if (pthread_create(&maker, NULL, thread_maker, NULL)) fail("pthread_create: %m");
     unsigned n = 0;
