@@ -29,7 +29,7 @@ public enum DumpError: Error, CustomStringConvertible {
         case .unsupported(let p, let w): return "pid \(p): \(w) cannot be dumped yet"
         case .memoryChanged(let p, let d): return "pid \(p): memory changed while dumping: \(d)"
         case .fdState(let p, let fd, let t, let r): return "pid \(p): fd \(fd) (\(t)): \(r)"
-        case .inFlight(let p, let fd, let t, let k, let r): return "pid \(p): fd \(fd) (\(t)): a \(k) in flight (SCM_RIGHTS) in its queue: \(r)"
+        case .inFlight(let p, let fd, let t, let k, let r): return "pid \(p): fd \(fd) (\(t)): \(k) in flight (SCM_RIGHTS) in its queue: \(r)"
         }
     }
 }

@@ -5,12 +5,18 @@ import Glibc
 /// Unix sockets of type stream, dgram and seqpacket: socketpairs with the data queued to each
 /// end, bound (path or abstract) and listening sockets, and connections still waiting in a
 /// listener's queue (recorded, as CRIU does, as connected to the listener). Queued data is
-/// read with MSG_PEEK under SO_PEEK_OFF, so nothing is consumed; fds in flight (SCM_RIGHTS)
-/// are refused.
+/// read with MSG_PEEK under SO_PEEK_OFF, so nothing is consumed. Fds in flight (SCM_RIGHTS)
+/// come with the peek into cryo: each gets a files.img id (the one of a dumped fd of the same
+/// description, else a new entry dumped from cryo's fd: regular files, pipes and unnamed unix
+/// sockets) and the packet an scm entry listing them, as CRIU does. A stream is cut after
+/// each stretch of bytes carrying fds, where a recv stops. A socket in flight in its own
+/// queue, or a cycle of them, is refused.
 ///
 /// Restore: a connected pair is made with socketpair in cryo and each end's queue is sent
 /// from the other end; an end whose peer was closed gets a peer that sends its queue and
-/// closes. Binding, listening and connecting to a listener are injected in the task after the
+/// closes. A packet with fds in flight goes by sendmsg with SCM_RIGHTS of cryo's objects for
+/// them: the one made for a task that holds the file too, else one made in cryo alone
+/// (FileRestoreContext.inFlight), closed when the restore ends. Binding, listening and connecting to a listener are injected in the task after the
 /// socket is installed, in the directory a relative name was bound in, so that names read
 /// back exactly as they were.
 enum UnixSocket: FdKind {
