@@ -7,7 +7,7 @@ import PackageDescription
 let workloadNames: [String] = [
     "bigheap00", "blocked00", "fork00", "brk00", "clone00", "cow00", "creds00", "deleted00", "dirty00", "dirty01", "dirty02", "env00", "file00", "file01", "fpu00", "itimer00", "maps00", "maps01", "memhog00", "memtree00",
     "pause00", "ptimer00", "rlimit00", "shfile00", "shm00", "sigact00", "sleeping00", "sparse00", "thread00", "tree00", "vdso00", "zombie00",
-    "pipe00", "pipe01", "pipe02", "fifo00", "unix00", "unix01", "unix02", "eventfd00", "epoll00", "signalfd00",
+    "pipe00", "pipe01", "pipe02", "fifo00", "unix00", "unix01", "unix02", "unix03", "eventfd00", "epoll00", "signalfd00",
     "timerfd00", "inotify00", "memfd00", "udp00", "tcp00", "tcp01", "tcp02",
 ]
 

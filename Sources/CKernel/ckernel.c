@@ -122,23 +122,43 @@ int ck_recv_fds(int sock, int *fds, int max) {
     return got;
 }
 
-long ck_peek(int sock, void *buf, unsigned long len, int extra, int *rights) {
+long ck_peek(int sock, void *buf, unsigned long len, int extra, int *fds, int *nfds) {
     struct iovec iov = { .iov_base = buf, .iov_len = len };
     union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
-    *rights = 0;
+    *nfds = 0;
     ssize_t r = recvmsg(sock, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | extra);
     if (r < 0) return -errno;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (int i = 0; i < k; i++) {
-            int fd;
-            memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-            close(fd);
-            (*rights)++;
-        }
+        for (int i = 0; i < k && *nfds < 253; i++) memcpy(&fds[(*nfds)++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
     }
-    if (m.msg_flags & MSG_CTRUNC) (*rights)++;
+    if (m.msg_flags & MSG_CTRUNC) {
+        // Some fds never arrived: the caller could not record the message faithfully.
+        for (int i = 0; i < *nfds; i++) close(fds[i]);
+        *nfds = 0;
+        return -EMSGSIZE;
+    }
     return r;
+}
+
+long ck_send_with_fds(int sock, const void *buf, unsigned long len, const int *fds, int n,
+                      const void *addr, unsigned int addrlen, int flags) {
+    if (n < 0 || n > 253) return -EINVAL;
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr m = { .msg_name = (void *)addr, .msg_namelen = addr ? addrlen : 0, .msg_iov = &iov, .msg_iovlen = 1 };
+    if (n > 0) {
+        m.msg_control = u.buf;
+        m.msg_controllen = CMSG_SPACE(n * sizeof(int));
+        struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(n * sizeof(int));
+        memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+    }
+    ssize_t r = sendmsg(sock, &m, flags);
+    return r < 0 ? -errno : r;
 }

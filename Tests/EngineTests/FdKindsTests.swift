@@ -148,21 +148,67 @@ final class FdKindsTests: XCTestCase {
         XCTAssertEqual(read(p[0], &buf, 64), 3 * msg.count, "peek consumed data")
     }
 
-    func testSocketPeekLeavesTheQueueAndRefusesFdsInFlight() throws {
+    func testSocketPeekLeavesTheQueueAndTakesFdsInFlight() throws {
         var sv: [Int32] = [-1, -1]
         XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0, &sv), 0)
         defer { close(sv[0]); close(sv[1]) }
         for m in ["one", "two!", "three"] { XCTAssertEqual(send(sv[0], m, m.utf8.count, 0), m.utf8.count) }
         let refuse = { (r: String) in DumpError.fdState(pid: 0, fd: sv[1], target: "test", reason: r) }
         let q = try UnixSocket.peekQueue(sv[1], stream: false, refuse: refuse)
-        XCTAssertEqual(q.map { String(decoding: $0, as: UTF8.self) }, ["one", "two!", "three"])
+        XCTAssertEqual(q.map { String(decoding: $0.bytes, as: UTF8.self) }, ["one", "two!", "three"])
+        XCTAssertTrue(q.allSatisfy { $0.fds.isEmpty })
         var buf = [UInt8](repeating: 0, count: 16)
         XCTAssertEqual(recv(sv[1], &buf, 16, 0), 3, "the first datagram is still there")
-        var fds: [Int32] = [0]
-        XCTAssertEqual(ck_send_fds(sv[0], &fds, 1), 0)
-        XCTAssertThrowsError(try UnixSocket.peekQueue(sv[1], stream: false, refuse: refuse)) { e in
-            XCTAssertTrue("\(e)".contains("SCM_RIGHTS"), "\(e)")
-        }
+        // A datagram with an fd: the peek hands cryo its own copy of the file.
+        var p: [Int32] = [-1, -1]
+        XCTAssertEqual(pipe(&p), 0)
+        defer { close(p[0]); close(p[1]) }
+        XCTAssertEqual(ck_send_fds(sv[0], &p, 1), 0)
+        let q2 = try UnixSocket.peekQueue(sv[1], stream: false, refuse: refuse)
+        XCTAssertEqual(q2.count, 3)
+        XCTAssertEqual(q2.last?.fds.count, 1)
+        for e in q2 { e.fds.forEach { close($0) } }
+        var a = stat(), b = stat()
+        fstat(p[0], &a)
+        let again = try UnixSocket.peekQueue(sv[1], stream: false, refuse: refuse)
+        defer { for e in again { e.fds.forEach { close($0) } } }
+        fstat(again[2].fds[0], &b)
+        XCTAssertEqual(a.st_ino, b.st_ino, "the fd in flight is the pipe")
+        XCTAssertEqual(recv(sv[1], &buf, 16, 0), 4, "still queued after peeking the fd")
+    }
+
+    func testStreamPeekCutsAfterTheBytesCarryingFds() throws {
+        var sv: [Int32] = [-1, -1]
+        XCTAssertEqual(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &sv), 0)
+        defer { close(sv[0]); close(sv[1]) }
+        var p: [Int32] = [-1, -1]
+        XCTAssertEqual(pipe(&p), 0)
+        defer { close(p[0]); close(p[1]) }
+        XCTAssertEqual(send(sv[0], "AAAA", 4, 0), 4)
+        XCTAssertEqual(ck_send_with_fds(sv[0], "BB", 2, &p, 2, nil, 0, 0), 2)
+        XCTAssertEqual(send(sv[0], "CC", 2, 0), 2)
+        let refuse = { (r: String) in DumpError.fdState(pid: 0, fd: sv[1], target: "test", reason: r) }
+        let q = try UnixSocket.peekQueue(sv[1], stream: true, refuse: refuse)
+        defer { for e in q { e.fds.forEach { close($0) } } }
+        XCTAssertEqual(q.map { String(decoding: $0.bytes, as: UTF8.self) }, ["AAAABB", "CC"])
+        XCTAssertEqual(q.map(\.fds.count), [2, 0])
+    }
+
+    func testSkQueueScmEntriesRoundTrip() throws {
+        let d = try ImageDirectory(path: dir)
+        var e1 = Img_SkPacketEntry(); e1.idFor = 4; e1.length = 3
+        var scm = Img_ScmEntry(); scm.type = UnixSocket.scmRights; scm.rights = [9, 12, 9]
+        e1.scm = [scm]
+        var e2 = Img_SkPacketEntry(); e2.idFor = 4; e2.length = 2
+        try d.writeWithPayloads(.skQueues, [(e1, Array("abc".utf8)), (e2, Array("de".utf8))])
+        let back = try d.readWithPayloads(.skQueues, as: Img_SkPacketEntry.self) { Int($0.length) }
+        XCTAssertEqual(back.map(\.0), [e1, e2])
+        XCTAssertEqual(back[0].0.scm.first?.rights, [9, 12, 9], "rights keep their order and repeats")
+        XCTAssertTrue(back[1].0.scm.isEmpty)
+        XCTAssertEqual(back.map(\.1), [Array("abc".utf8), Array("de".utf8)])
+        // CRIU's field numbers: scm is field 4 of sk_packet_entry, type 1 and rights 2 of scm_entry.
+        let bytes = try e1.serializedBytes() as [UInt8]
+        XCTAssertEqual(bytes, [0x08, 4, 0x10, 3, 0x22, 8, 0x08, 1, 0x10, 9, 0x10, 12, 0x10, 9])
     }
 
     func testSendAndReceiveFds() throws {

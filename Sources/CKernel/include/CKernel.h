@@ -120,9 +120,15 @@ int ck_send_fds(int sock, const int *fds, int n);
 // Fails with -EMSGSIZE if the control data was truncated.
 int ck_recv_fds(int sock, int *fds, int max);
 
-// recvmsg(MSG_PEEK | MSG_DONTWAIT | extra) into buf. Any fds that came along in SCM_RIGHTS
-// (a peek installs them) are closed and counted in *rights. Returns bytes or -errno.
-long ck_peek(int sock, void *buf, unsigned long len, int extra, int *rights);
+// recvmsg(MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | extra) into buf. A peek installs the
+// message's SCM_RIGHTS fds in the caller: they are stored in fds (room for 253, the kernel's
+// SCM_MAX_FD), their number in *nfds; the caller owns and closes them. Returns bytes or
+// -errno (-EMSGSIZE if the control data was truncated; then no fd is left open).
+long ck_peek(int sock, void *buf, unsigned long len, int extra, int *fds, int *nfds);
+// sendmsg of len bytes with n (<= 253) fds as SCM_RIGHTS (none if n is 0), to addr if given.
+// Returns the bytes sent or -errno.
+long ck_send_with_fds(int sock, const void *buf, unsigned long len, const int *fds, int n,
+                      const void *addr, unsigned int addrlen, int flags);
 
 // ---- clone3 ----
 struct ck_clone_args {

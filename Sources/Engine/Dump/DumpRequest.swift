@@ -20,6 +20,8 @@ public enum DumpError: Error, CustomStringConvertible {
     case memoryChanged(pid: Int32, detail: String)
     /// A kind claimed the fd but its state cannot be taken (or refuses part of it).
     case fdState(pid: Int32, fd: Int32, target: String, reason: String)
+    /// A file in flight (SCM_RIGHTS) in the queue of the socket at `fd` that cannot be dumped.
+    case inFlight(pid: Int32, fd: Int32, target: String, kind: String, reason: String)
 
     public var description: String {
         switch self {
@@ -27,6 +29,7 @@ public enum DumpError: Error, CustomStringConvertible {
         case .unsupported(let p, let w): return "pid \(p): \(w) cannot be dumped yet"
         case .memoryChanged(let p, let d): return "pid \(p): memory changed while dumping: \(d)"
         case .fdState(let p, let fd, let t, let r): return "pid \(p): fd \(fd) (\(t)): \(r)"
+        case .inFlight(let p, let fd, let t, let k, let r): return "pid \(p): fd \(fd) (\(t)): \(k) in flight (SCM_RIGHTS) in its queue: \(r)"
         }
     }
 }

@@ -36,6 +36,18 @@ final class FileDumpContext {
     private(set) var fds: [Int32: OpenFd] = [:]
     private var pidfd: Int32 = -1
     private var copies: [Int32: Int32] = [:]
+    /// cryo's dups of its own fds (files in flight), closed with the task's copies.
+    private var ownCopies: [Int32] = []
+
+    /// Files in flight (SCM_RIGHTS) in the queues of dumped sockets: cryo's fds, installed by
+    /// the peeks. They stay open until the dump ends, so that kcmp can find a task's fd that
+    /// is the same description, wherever in the dump order it comes.
+    private(set) var inFlight: [Int32] = []
+    /// The inodes of the unix sockets among them: a dumped socket may be connected to one.
+    private(set) var inFlightSockets: Set<UInt32> = []
+    /// Gives a file in flight (cryo's `fd`, found in the queue of `carrier`) its files.img id,
+    /// dumping it if no dumped fd is the same description. Set by FileTable.
+    var dumpInFlight: ((_ fd: Int32, _ carrier: OpenFd) throws -> UInt32)?
 
     /// Every pid being dumped: a pipe end held outside them cannot be restored.
     var treePids: Set<Int32> = []
@@ -66,6 +78,7 @@ final class FileDumpContext {
 
     deinit {
         endTask()
+        closeInFlight()
         // A dump that ends without saying otherwise leaves its connections working.
         finishRepair(connectionsVanish: false)
     }
@@ -130,17 +143,50 @@ final class FileDumpContext {
     /// Closes the copies of the task's fds.
     func endTask() {
         for (_, c) in copies { close(c) }
+        for c in ownCopies { close(c) }
         copies = [:]
+        ownCopies = []
         if pidfd >= 0 { close(pidfd); pidfd = -1 }
     }
 
-    /// cryo's own copy of the task's `fd`: the same open file description (offset, flags and
-    /// queue shared), closed by endTask. Reading through it must not consume the task's data.
-    func copy(of fd: Int32) throws -> Int32 {
-        if let c = copies[fd] { return c }
-        let c = try Sys.pidfdGetfd(pidfd: pidfd, fd: fd, context: "pid \(pid) fd \(fd)")
-        copies[fd] = c
+    /// cryo's own copy of `f`: the same open file description (offset, flags and queue
+    /// shared), closed by endTask. Reading through it must not consume the task's data. A
+    /// file in flight is cryo's already, and is simply dup'ed.
+    func copy(of f: OpenFd) throws -> Int32 {
+        if f.pid == getpid() {
+            let c = fcntl(f.fd, F_DUPFD_CLOEXEC, 0)
+            guard c >= 0 else { throw SystemCallError(call: "fcntl(F_DUPFD_CLOEXEC)", errno: errno, context: "cryo's fd \(f.fd) (\(f.target)), in flight") }
+            ownCopies.append(c)
+            return c
+        }
+        precondition(f.pid == pid, "copy of pid \(f.pid) fd \(f.fd) while dumping pid \(pid)")
+        if let c = copies[f.fd] { return c }
+        let c = try Sys.pidfdGetfd(pidfd: pidfd, fd: f.fd, context: "pid \(pid) fd \(f.fd)")
+        copies[f.fd] = c
         return c
+    }
+
+    /// Takes the fds a peek installed in cryo; they are closed when the dump ends.
+    func adoptInFlight(_ fds: [Int32]) {
+        inFlight += fds
+        for fd in fds {
+            var st = stat()
+            if fstat(fd, &st) == 0 && st.st_mode & S_IFMT == S_IFSOCK { inFlightSockets.insert(UInt32(truncatingIfNeeded: st.st_ino)) }
+        }
+    }
+
+    /// The files.img id of cryo's `fd`, in flight in the queue of `carrier`.
+    func inFlightID(_ fd: Int32, carrier: OpenFd) throws -> UInt32 {
+        guard let dump = dumpInFlight else {
+            throw DumpError.inFlight(pid: carrier.pid, fd: carrier.fd, target: carrier.target, kind: "file", reason: "no file table to record it in")
+        }
+        return try dump(fd, carrier)
+    }
+
+    func closeInFlight() {
+        for fd in inFlight { close(fd) }
+        inFlight = []
+        inFlightSockets = []
     }
 
     /// An id for an entry no fd of the task names directly.

@@ -81,12 +81,12 @@ final class RestoredObjects {
         return payloadCache[kind]!.first { $0.0.pipeID == pipeID }
     }
 
-    /// The packets queued to socket file `id`, in order.
-    func queue(for id: UInt32) throws -> [[UInt8]] {
+    /// The packets queued to socket file `id`, in order, with their control data.
+    func queue(for id: UInt32) throws -> [(Img_SkPacketEntry, [UInt8])] {
         if queueCache == nil {
             queueCache = images.exists(.skQueues) ? try images.readWithPayloads(.skQueues, as: Img_SkPacketEntry.self) { Int($0.length) } : []
         }
-        return queueCache!.filter { $0.0.idFor == id }.map(\.1)
+        return queueCache!.filter { $0.0.idFor == id }
     }
 }
 
@@ -101,11 +101,15 @@ final class FileRestoreContext {
     /// Files a kind installed ahead of their turn (the server end of an accepted connection
     /// comes with its client), parked above every wanted fd number until their turn.
     var parked: [UInt32: Int32] = [:]
+    /// Set while making a file in flight that no task holds yet: it is made in cryo and
+    /// installed nowhere (a task that holds it too gets the same object later).
+    let cryoOnly: Bool
 
-    init(task: RestoreTarget, transport: FdTransport, shared: RestoredObjects) {
+    init(task: RestoreTarget, transport: FdTransport, shared: RestoredObjects, cryoOnly: Bool = false) {
         self.task = task
         self.transport = transport
         self.shared = shared
+        self.cryoOnly = cryoOnly
     }
 
     var images: ImageDirectory { shared.images }
@@ -117,11 +121,28 @@ final class FileRestoreContext {
     var unixPairs: [UInt32: Int32] { get { shared.unixPairs } set { shared.unixPairs = newValue } }
     var keepers: [Int32] { get { shared.keepers } set { shared.keepers = newValue } }
     func pipeData(_ kind: ImageKind, pipeID: UInt32) throws -> (Img_PipeDataEntry, [UInt8])? { try shared.pipeData(kind, pipeID: pipeID) }
-    func queue(for id: UInt32) throws -> [[UInt8]] { try shared.queue(for: id) }
+    func queue(for id: UInt32) throws -> [(Img_SkPacketEntry, [UInt8])] { try shared.queue(for: id) }
 
-    /// Sends cryo's `fd` for file `id` into the task; cryo keeps it in `objects`.
+    /// Sends cryo's `fd` for file `id` into the task; cryo keeps it in `objects`. When
+    /// cryoOnly, nothing is sent and cryo's fd is returned.
     func install(_ fd: Int32, id: UInt32, what: String) throws -> Int32 {
         objects[id] = fd
+        if cryoOnly { return fd }
         return try transport.send(fd, to: task, what: what)
+    }
+
+    /// cryo's object for file `id`, in flight in a queue about to be refilled: the one made
+    /// already (for a task, or in flight elsewhere), else one made now in cryo by its kind.
+    /// It is closed with the others when the restore ends.
+    func inFlight(_ id: UInt32, what: String) throws -> Int32 {
+        if let o = objects[id] { return o }
+        guard let f = files[id], let kind = FdKinds.kind(for: f.type) else {
+            throw RestoreError.file(pid: task.pid, id: id, what: what, reason: "file id \(id), in flight in its queue, has no entry in files.img")
+        }
+        _ = try kind.restore(f, ctx: FileRestoreContext(task: task, transport: transport, shared: shared, cryoOnly: true))
+        guard let o = objects[id] else {
+            throw RestoreError.file(pid: task.pid, id: id, what: what, reason: "the \(kind.name) in flight in its queue (file id \(id)) was not made")
+        }
+        return o
     }
 }

@@ -49,7 +49,18 @@ final class FileTable: @unchecked Sendable {
     /// Every fd dumped so far, for telling open file descriptions apart: two fds share a
     /// files.img entry exactly when kcmp(KCMP_FILE) says they are one description.
     private var described: [(pid: Int32, fd: Int32, dev: UInt64, ino: UInt64, id: UInt32)] = []
-    private(set) lazy var context = FileDumpContext(proc: ProcReader())
+    /// The fds being dumped now, outermost first: a socket's queue can hold files in flight,
+    /// which are dumped while the socket is. One of them in flight again is a cycle.
+    private var dumping: [OpenFd] = []
+    private(set) lazy var context: FileDumpContext = {
+        let c = FileDumpContext(proc: ProcReader())
+        c.dumpInFlight = { [unowned self] fd, carrier in try self.dumpInFlight(fd, carrier: carrier) }
+        return c
+    }()
+
+    /// The kinds a file in flight may be: restore makes them in cryo alone when no task holds
+    /// them, which the others (inotify watches, epoll sets, TCP repair...) could not do.
+    static let inFlightKinds: [any FdKind.Type] = [RegularFile.self, PipeFile.self, UnixSocket.self]
 
     /// The pids of the dumped tree: what files may be shared with.
     func dumping(_ pids: [Int32]) { context.treePids.formUnion(pids) }
@@ -72,33 +83,75 @@ final class FileTable: @unchecked Sendable {
         defer { ctx.endTask() }
         for fd in fds {
             let f = open[fd]!
-            let claimed = FdKinds.all.first(where: { $0.claims(f) })
-            // A regular file deleted while open: no kind takes it, its bytes go to a ghost image.
-            let ghost = claimed == nil && f.stat.st_mode & S_IFMT == S_IFREG && f.target.hasPrefix("/") && f.target.hasSuffix(" (deleted)")
-            guard claimed != nil || ghost else {
-                throw DumpError.unsupportedFd(pid: pid, fd: fd, kind: FdKinds.describe(f), target: f.target)
-            }
-            let type = claimed?.type ?? .reg
-            let id: UInt32
-            if let same = try sameDescription(f) {
-                id = same
-            } else {
-                id = nextID; nextID += 1
-                var e = Img_FileEntry()
-                e.type = type
-                e.id = id
-                if let kind = claimed {
-                    try kind.dump(f, id: id, into: &e, ctx: ctx)
-                } else {
-                    e.reg = try ghosts.entry(path: f.target, source: "/proc/\(pid)/fd/\(fd)", pid: pid, id: id,
-                                             flags: UInt32(bitPattern: f.info.flags), pos: UInt64(max(0, f.info.pos)))
-                }
-                entries.append(e)
-                described.append((pid, fd, UInt64(f.stat.st_dev), UInt64(f.stat.st_ino), id))
+            let (id, type) = try dump(f, kinds: FdKinds.all) { kind in
+                DumpError.unsupportedFd(pid: pid, fd: fd, kind: kind, target: f.target)
             }
             infos.append(fdinfo(id: id, fd: fd, flags: f.info.flags, type: type))
         }
         try images.write(.fdinfo, id: Int(pid), entries: infos)
+    }
+
+    /// The id of `f`: the one of a dumped fd of the same description, else a new entry made by
+    /// the kind that claims it (among `kinds`; `refuse` names what nothing there claims).
+    private func dump(_ f: OpenFd, kinds: [any FdKind.Type], refuse: (String) -> DumpError) throws -> (id: UInt32, type: Img_FdTypes) {
+        let claimed = FdKinds.all.first(where: { $0.claims(f) })
+        // A regular file deleted while open: no kind takes it, its bytes go to a ghost image.
+        let ghost = claimed == nil && f.stat.st_mode & S_IFMT == S_IFREG && f.target.hasPrefix("/") && f.target.hasSuffix(" (deleted)")
+        guard claimed != nil || ghost else { throw refuse(FdKinds.describe(f)) }
+        if let k = claimed, !kinds.contains(where: { ObjectIdentifier($0) == ObjectIdentifier(k) }) { throw refuse(k.name) }
+        let type = claimed?.type ?? .reg
+        if let same = try sameDescription(f) { return (same, type) }
+        let id = nextID; nextID += 1
+        var e = Img_FileEntry()
+        e.type = type
+        e.id = id
+        dumping.append(f)
+        defer { dumping.removeLast() }
+        if let kind = claimed {
+            try kind.dump(f, id: id, into: &e, ctx: context)
+        } else {
+            e.reg = try ghosts.entry(path: f.target, source: "/proc/\(f.pid)/fd/\(f.fd)", pid: f.pid, id: id,
+                                     flags: UInt32(bitPattern: f.info.flags), pos: UInt64(max(0, f.info.pos)))
+        }
+        entries.append(e)
+        described.append((f.pid, f.fd, UInt64(f.stat.st_dev), UInt64(f.stat.st_ino), id))
+        return (id, type)
+    }
+
+    /// The id of a file in flight in the queue of `carrier` (cryo's `fd`, from a peek): the
+    /// description a dumped fd has, or a new entry dumped from cryo's fd, which stays open
+    /// (FileDumpContext.inFlight) for the fds dumped later to be compared with.
+    private func dumpInFlight(_ fd: Int32, carrier: OpenFd) throws -> UInt32 {
+        let me = getpid()
+        let proc = context.proc
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SystemCallError(call: "fstat", errno: errno, context: "a file in flight in pid \(carrier.pid) fd \(carrier.fd)") }
+        let f = OpenFd(pid: me, fd: fd, target: try proc.fdTarget(pid: me, fd: fd), info: try proc.fdinfo(pid: me, fd: fd), stat: st)
+        func refuse(_ kind: String, _ reason: String) -> DumpError {
+            .inFlight(pid: carrier.pid, fd: carrier.fd, target: carrier.target, kind: kind, reason: reason)
+        }
+        // Sent over itself, or around a cycle: its queue could only be refilled by a socket
+        // that already exists, and restore makes each from its queue.
+        for d in dumping where d.stat.st_dev == st.st_dev && d.stat.st_ino == st.st_ino {
+            if try Sys.kcmp(me, d.pid, type: 0 /* KCMP_FILE */, Int(fd), Int(d.fd)) == 0 {
+                throw refuse("unix socket", "it is the socket itself, or a socket whose queue holds this one (a cycle), which cryo does not restore")
+            }
+        }
+        if let same = try sameDescription(f) {
+            if let e = entries.first(where: { $0.id == same }), e.hasUsk, !e.usk.name.isEmpty || e.usk.state == UnixSocket.listen {
+                throw refuse("unix socket", "it is bound to a name or listening, which cryo restores only in a task, not in flight")
+            }
+            return same
+        }
+        let kind = FdKinds.all.first(where: { $0.claims(f) })?.name ?? FdKinds.describe(f)
+        do {
+            return try dump(f, kinds: FileTable.inFlightKinds) { k in
+                refuse(k, "cryo restores only regular files, pipes and unix sockets in flight")
+            }.id
+        } catch DumpError.fdState(let pid, _, _, let reason) where pid == me {
+            // Said of cryo's fd, which means nothing to the user: said of the socket instead.
+            throw refuse(kind, reason)
+        }
     }
 
     private func fdinfo(id: UInt32, fd: Int32, flags: Int32, type: Img_FdTypes) -> Img_FdinfoEntry {
@@ -122,5 +175,6 @@ final class FileTable: @unchecked Sendable {
         try context.write(to: images)
         try images.write(.files, entries: entries + context.extraEntries)
         if !ghosts.remaps.isEmpty { try images.write(.remapFpath, entries: ghosts.remaps) }
+        context.closeInFlight()
     }
 }

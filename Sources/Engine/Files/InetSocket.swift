@@ -51,7 +51,7 @@ enum InetSocket: FdKind {
 
     static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
         func refuse(_ r: String) -> DumpError { .fdState(pid: f.pid, fd: f.fd, target: f.target, reason: r) }
-        let c = try ctx.copy(of: f.fd)
+        let c = try ctx.copy(of: f)
         var queued: Int32 = 0
         guard ck_ioctl(c, UInt(FIONREAD), &queued) == 0 else { throw refuse("SIOCINQ: \(String(cString: strerror(errno)))") }
         if queued > 0 { throw refuse("datagrams in its receive queue (\(queued) bytes in the first), which cryo cannot send again from their sources") }

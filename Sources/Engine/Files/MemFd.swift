@@ -29,7 +29,7 @@ enum MemFd: FdKind {
             shmid = known
         } else {
             shmid = UInt32(ctx.memfdInodes.count + 1)
-            let c = try ctx.copy(of: f.fd)
+            let c = try ctx.copy(of: f)
             var name = String(f.target.dropFirst(prefix.count))
             if name.hasSuffix(deletedSuffix) { name = String(name.dropLast(deletedSuffix.count)) }
             let seals = ck_fcntl_int(c, getSeals, 0)

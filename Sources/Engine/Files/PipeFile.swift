@@ -38,7 +38,7 @@ enum PipeData {
     /// O_NONBLOCK and takes nothing out of it).
     static func readable(_ f: OpenFd, ctx: FileDumpContext) throws -> (fd: Int32, owned: Bool) {
         if f.info.flags & O_ACCMODE == O_RDONLY || f.info.flags & O_ACCMODE == O_RDWR {
-            return (try ctx.copy(of: f.fd), false)
+            return (try ctx.copy(of: f), false)
         }
         let fd = open("/proc/\(f.pid)/fd/\(f.fd)", O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw DumpError.fdState(pid: f.pid, fd: f.fd, target: f.target, reason: "open its read side: \(String(cString: strerror(errno)))") }

@@ -28,7 +28,7 @@ enum TcpSocket: FdKind {
         if stat("/proc/self/ns/net", &mine) == 0 && stat("/proc/\(f.pid)/ns/net", &theirs) == 0 && mine.st_ino != theirs.st_ino {
             throw refuse("TCP socket in network namespace net:[\(theirs.st_ino)], cryo runs in net:[\(mine.st_ino)]; run cryo inside the task's (ip netns exec, nsenter --net)")
         }
-        let c = try ctx.copy(of: f.fd)
+        let c = try ctx.copy(of: f)
         guard let info = TcpRepair.info(c) else { throw refuse("TCP_INFO: \(String(cString: strerror(errno)))") }
         let state = info.state
         switch state {

@@ -44,7 +44,7 @@ enum TimerFd: FdKind {
     }
 
     static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
-        _ = try gettime(try ctx.copy(of: f.fd), what: "pid \(f.pid) fd \(f.fd)")
+        _ = try gettime(try ctx.copy(of: f), what: "pid \(f.pid) fd \(f.fd)")
         guard let t = try ctx.proc.fdinfo(pid: f.pid, fd: f.fd).timerfd else {
             throw DumpError.fdState(pid: f.pid, fd: f.fd, target: f.target, reason: "fdinfo shows no timerfd state")
         }

@@ -5,12 +5,18 @@ import Glibc
 /// Unix sockets of type stream, dgram and seqpacket: socketpairs with the data queued to each
 /// end, bound (path or abstract) and listening sockets, and connections still waiting in a
 /// listener's queue (recorded, as CRIU does, as connected to the listener). Queued data is
-/// read with MSG_PEEK under SO_PEEK_OFF, so nothing is consumed; fds in flight (SCM_RIGHTS)
-/// are refused.
+/// read with MSG_PEEK under SO_PEEK_OFF, so nothing is consumed. Fds in flight (SCM_RIGHTS)
+/// come with the peek into cryo: each gets a files.img id (the one of a dumped fd of the same
+/// description, else a new entry dumped from cryo's fd: regular files, pipes and unnamed unix
+/// sockets) and the packet an scm entry listing them, as CRIU does. A stream is cut after
+/// each stretch of bytes carrying fds, where a recv stops. A socket in flight in its own
+/// queue, or a cycle of them, is refused.
 ///
 /// Restore: a connected pair is made with socketpair in cryo and each end's queue is sent
 /// from the other end; an end whose peer was closed gets a peer that sends its queue and
-/// closes. Binding, listening and connecting to a listener are injected in the task after the
+/// closes. A packet with fds in flight goes by sendmsg with SCM_RIGHTS of cryo's objects for
+/// them: the one made for a task that holds the file too, else one made in cryo alone
+/// (FileRestoreContext.inFlight), closed when the restore ends. Binding, listening and connecting to a listener are injected in the task after the
 /// socket is installed, in the directory a relative name was bound in, so that names read
 /// back exactly as they were.
 enum UnixSocket: FdKind {
@@ -34,9 +40,13 @@ enum UnixSocket: FdKind {
         let d: UnixDiag
         do { d = try SockDiag.unix(ino: ino) } catch { throw refuse("\(error)") }
         guard [1, 2, 5].contains(d.type) else { throw refuse("socket type \(d.type)") }
-        let ours = Set(ctx.fds.values.compactMap { inode($0.target) })
+        if f.pid == getpid() && (!d.name.isEmpty || UInt32(d.state) == listen) {
+            // In flight: restore makes it in cryo, where no name can be bound for the task.
+            throw refuse("it is bound to a name or listening, which cryo restores only in a task, not in flight")
+        }
+        let ours = Set(ctx.fds.values.compactMap { inode($0.target) }).union(ctx.inFlightSockets)
 
-        let c = try ctx.copy(of: f.fd)
+        let c = try ctx.copy(of: f)
         var peer = d.peer
         if peer == 0 && d.type != 2 && UInt32(d.state) == established && d.shutdown == 0 {
             // A connection still waiting to be accepted: its peer (the embryo in the
@@ -97,14 +107,21 @@ enum UnixSocket: FdKind {
         entry.usk = u
         if UInt32(d.state) != listen {
             let queue = try peekQueue(c, stream: d.type == 1, refuse: refuse)
+            ctx.adoptInFlight(queue.flatMap(\.fds))
             if d.type == 2 && peer == 0 && d.name.isEmpty && !queue.isEmpty {
                 throw refuse("datagrams queued to an unnamed, unconnected socket, which nothing could send again")
             }
             for p in queue {
                 var e = Img_SkPacketEntry()
                 e.idFor = id
-                e.length = UInt32(p.count)
-                ctx.skQueues.append((e, p))
+                e.length = UInt32(p.bytes.count)
+                if !p.fds.isEmpty {
+                    var scm = Img_ScmEntry()
+                    scm.type = scmRights
+                    scm.rights = try p.fds.map { try ctx.inFlightID($0, carrier: f) }
+                    e.scm = [scm]
+                }
+                ctx.skQueues.append((e, p.bytes))
             }
         }
     }
@@ -118,9 +135,15 @@ enum UnixSocket: FdKind {
         return Array(buf[2..<Int(len)])
     }
 
-    /// Everything queued to the socket, without taking it: one element per packet (the whole
-    /// queue in one for a stream).
-    static func peekQueue(_ s: Int32, stream: Bool, refuse: (String) -> DumpError) throws -> [[UInt8]] {
+    /// scm_entry.type of SCM_RIGHTS.
+    static let scmRights: UInt32 = 1
+
+    /// Everything queued to the socket, without taking it: one element per packet, with the
+    /// fds in flight the peek installed in cryo (the caller owns them). A stream comes in
+    /// stretches: a recv stops after the bytes that carry fds, so each stretch ending in such
+    /// bytes is one element, sent again with its fds by one sendmsg, and the fds arrive with
+    /// the same bytes. The rest of a stream is one element.
+    static func peekQueue(_ s: Int32, stream: Bool, refuse: (String) -> DumpError) throws -> [(bytes: [UInt8], fds: [Int32])] {
         let peekOff: Int32 = 42  // SO_PEEK_OFF
         var old: Int32 = -1
         var len = socklen_t(4)
@@ -128,25 +151,42 @@ enum UnixSocket: FdKind {
         var zero: Int32 = 0
         guard setsockopt(s, SOL_SOCKET, peekOff, &zero, 4) == 0 else { throw refuse("setsockopt(SO_PEEK_OFF): \(String(cString: strerror(errno)))") }
         defer { _ = setsockopt(s, SOL_SOCKET, peekOff, &old, 4) }
-        var out: [[UInt8]] = []
+        var out: [(bytes: [UInt8], fds: [Int32])] = []
+        var done = false
+        defer { if !done { for p in out { p.fds.forEach { close($0) } } } }
         var streamBytes: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 1 << 20)
+        // A stream peek is given room for the whole queue: one cut inside bytes that carry
+        // fds would have the next peek install them again.
+        var inq: Int32 = 0
+        if stream && ck_ioctl(s, UInt(FIONREAD), &inq) != 0 { throw refuse("ioctl(FIONREAD): \(String(cString: strerror(errno)))") }
+        var buf = [UInt8](repeating: 0, count: max(1 << 20, Int(inq) + 1))
+        var fds = [Int32](repeating: -1, count: 253)
         while true {
-            var rights: Int32 = 0
-            let n = buf.withUnsafeMutableBytes { ck_peek(s, $0.baseAddress!, UInt($0.count), Int32(MSG_TRUNC), &rights) }
+            var nfds: Int32 = 0
+            let n = buf.withUnsafeMutableBytes { b in fds.withUnsafeMutableBufferPointer { ck_peek(s, b.baseAddress!, UInt(b.count), Int32(MSG_TRUNC), $0.baseAddress!, &nfds) } }
             if n == -Int(EAGAIN) { break }
+            if n == -Int(EMSGSIZE) { throw refuse("a message in its queue carries more fds than SCM_RIGHTS can pass (\(fds.count))") }
             if n < 0 { throw refuse("peek at the queue: \(String(cString: strerror(Int32(-n))))") }
-            if rights > 0 { throw refuse("file descriptors in flight (SCM_RIGHTS) in its queue") }
+            let got = Array(fds[0..<Int(nfds)])
             if stream {
-                if n == 0 { break }
+                if n == 0 {
+                    got.forEach { close($0) }
+                    break
+                }
                 streamBytes += buf[0..<n]
+                if !got.isEmpty {
+                    out.append((streamBytes, got))
+                    streamBytes = []
+                }
             } else {
+                out.append(([], got))
                 guard n > 0 else { throw refuse("a zero-length packet in its queue") }
                 guard n <= buf.count else { throw refuse("a \(n)-byte packet in its queue, larger than cryo reads") }
-                out.append(Array(buf[0..<n]))
+                out[out.count - 1].bytes = Array(buf[0..<n])
             }
         }
-        if !streamBytes.isEmpty { out.append(streamBytes) }
+        if !streamBytes.isEmpty { out.append((streamBytes, [])) }
+        done = true
         return out
     }
 
@@ -203,8 +243,8 @@ enum UnixSocket: FdKind {
         let ss = try Sys.pidfdGetfd(pidfd: pidfd, fd: gotS, context: what)
         ctx.objects[server.id] = ss
         try SocketOptions.apply(s.opts, to: ss, what: what)
-        try send(try ctx.queue(for: server.id), from: cs, what: what)
-        try send(try ctx.queue(for: client.id), from: ss, what: what)
+        try send(try ctx.queue(for: server.id), from: cs, ctx: ctx, what: what)
+        try send(try ctx.queue(for: client.id), from: ss, ctx: ctx, what: what)
         try applyShutdown(c, cs, what: what)
         try applyShutdown(s, ss, what: what)
         try FileFlags.set(cs, c.flags, what: what)
@@ -248,7 +288,7 @@ enum UnixSocket: FdKind {
         let peer = u.peer != 0 ? self.entry(ino: u.peer, ctx) : nil
         var bindName = !u.name.isEmpty
         var connectTo: Img_UnixSkEntry?
-        var sendNamed: [[UInt8]] = []
+        var sendNamed: [(Img_SkPacketEntry, [UInt8])] = []
         let local: Int32
         if let parked = ctx.parked.removeValue(forKey: entry.id) { return parked }
         if let (s, c, l) = accepted(entry, ctx.files), let lfd = ctx.placed[l.id] {
@@ -265,9 +305,11 @@ enum UnixSocket: FdKind {
             ctx.keepers.append(b)
             try SocketOptions.apply(u.opts, to: a, what: what)
             try SocketOptions.apply(p.opts, to: b, what: what)
-            try send(try ctx.queue(for: entry.id), from: b, what: what)
-            try send(try ctx.queue(for: peer!.id), from: a, what: what)
+            // Known before the queues are sent: one of them may carry the other end.
             ctx.unixPairs[p.ino] = b
+            ctx.objects[entry.id] = a
+            try send(try ctx.queue(for: entry.id), from: b, ctx: ctx, what: what)
+            try send(try ctx.queue(for: peer!.id), from: a, ctx: ctx, what: what)
             local = a
             try applyShutdown(u, a, what: what)
             try applyShutdown(p, b, what: what)
@@ -277,8 +319,8 @@ enum UnixSocket: FdKind {
             bindName = false
             let (a, b) = try pair(type, what: what)
             try SocketOptions.apply(u.opts, to: a, what: what)
-            try send(try ctx.queue(for: entry.id), from: b, what: what)
-            close(b)
+            defer { close(b) }
+            try send(try ctx.queue(for: entry.id), from: b, ctx: ctx, what: what)
             local = a
             try applyShutdown(u, a, what: what)
         } else {
@@ -293,6 +335,9 @@ enum UnixSocket: FdKind {
             sendNamed = try ctx.queue(for: entry.id)
             if !sendNamed.isEmpty && !bindName { throw fail("data queued to an unnamed, unconnected socket") }
         }
+        if ctx.cryoOnly && (bindName || connectTo != nil) {
+            throw fail("in flight and bound or connected by name, which cryo restores only in a task")
+        }
         try FileFlags.set(local, u.flags, what: what)
         let got = try ctx.install(local, id: entry.id, what: what)
         if bindName {
@@ -304,11 +349,7 @@ enum UnixSocket: FdKind {
                 let t = socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0)
                 defer { close(t) }
                 let addr = path.map { sockaddr(Array($0.utf8)) } ?? sockaddr([UInt8](u.name))
-                for p in sendNamed {
-                    let n = p.withUnsafeBytes { pb in addr.withUnsafeBytes { ab in
-                        sendto(t, pb.baseAddress, pb.count, Int32(MSG_DONTWAIT), ab.baseAddress!.assumingMemoryBound(to: Glibc.sockaddr.self), socklen_t(ab.count)) } }
-                    guard n == p.count else { throw SystemCallError(call: "sendto \(path ?? "abstract name")", errno: errno, context: what) }
-                }
+                try send(sendNamed, from: t, to: addr, ctx: ctx, what: what)
             }
         }
         if let p = connectTo { try connectInTarget(got, to: p, ctx, what: what) }
@@ -323,13 +364,32 @@ enum UnixSocket: FdKind {
         return (sv[0], sv[1])
     }
 
-    static func send(_ packets: [[UInt8]], from s: Int32, what: String) throws {
-        for p in packets {
+    /// Refills a queue from `s` (to `addr` when it is not connected), packet by packet; the
+    /// fds in flight go with their packet as SCM_RIGHTS, made first if nothing has them yet.
+    static func send(_ packets: [(Img_SkPacketEntry, [UInt8])], from s: Int32, to addr: [UInt8]? = nil, ctx: FileRestoreContext, what: String) throws {
+        for (e, p) in packets {
+            var fds: [Int32] = []
+            for scm in e.scm {
+                guard scm.type == scmRights else { throw RestoreError.file(pid: ctx.task.pid, id: e.idFor, what: what, reason: "control data of type \(scm.type) in its queue") }
+                for id in scm.rights { fds.append(try ctx.inFlight(id, what: what)) }
+            }
+            guard !p.isEmpty else { throw RestoreError.file(pid: ctx.task.pid, id: e.idFor, what: what, reason: "an empty packet in its queue") }
             var off = 0
             repeat {
-                let n = p.withUnsafeBytes { Glibc.send(s, $0.baseAddress! + off, p.count - off, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
-                guard n >= 0 else { throw SystemCallError(call: "send (refilling a \(p.count)-byte queue entry)", errno: errno, context: what) }
+                let n = p.withUnsafeBytes { pb in
+                    fds.withUnsafeBufferPointer { fb in
+                        let a = addr ?? []
+                        return a.withUnsafeBytes { ab in
+                            ck_send_with_fds(s, pb.baseAddress! + off, UInt(p.count - off), fb.baseAddress, Int32(fb.count),
+                                             addr == nil ? nil : ab.baseAddress, UInt32(ab.count), Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
+                        }
+                    }
+                }
+                guard n > 0 else {
+                    throw SystemCallError(call: "sendmsg (refilling a \(p.count)-byte queue entry\(fds.isEmpty ? "" : " with \(fds.count) fds"))", errno: Int32(-n), context: what)
+                }
                 off += n
+                fds = []  // with the first bytes only, as the kernel attaches them
             } while off < p.count
         }
     }

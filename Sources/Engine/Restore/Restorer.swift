@@ -97,6 +97,9 @@ public struct Restorer {
             fills.close()
             for p in plans where !p.isZombie { try built.spaces[p.pid]!.protect() }
             try finishAll(plans, built: built)
+            // Now, not when run returns (after the root exits, unless detached): a file only
+            // in flight must not stay open in cryo, a reader would wait for its pipe's EOF.
+            shared.closeAll()
         } catch {
             fills.close()
             built.killAll()

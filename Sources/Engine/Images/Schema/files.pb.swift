@@ -1626,8 +1626,33 @@ public nonisolated struct Img_TcpStreamEntry: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-/// sk-queues.img: this entry, then `length` bytes: one packet (or a stream's bytes) queued to
-/// the socket whose file id is id_for.
+/// Control data that came with a queued packet. type is SCM_RIGHTS (1); rights are the
+/// files.img ids of the files in flight, in the order they were sent.
+public nonisolated struct Img_ScmEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var type: UInt32 {
+    get {_type ?? 0}
+    set {_type = newValue}
+  }
+  /// Returns true if `type` has been explicitly set.
+  public var hasType: Bool {self._type != nil}
+  /// Clears the value of `type`. Subsequent reads from it will return its default value.
+  public mutating func clearType() {self._type = nil}
+
+  public var rights: [UInt32] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _type: UInt32? = nil
+}
+
+/// sk-queues.img: this entry, then `length` bytes: one packet (or a stretch of a stream's
+/// bytes) queued to the socket whose file id is id_for. Field 3 is reserved for the address.
 public nonisolated struct Img_SkPacketEntry: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1650,6 +1675,8 @@ public nonisolated struct Img_SkPacketEntry: Sendable {
   public var hasLength: Bool {self._length != nil}
   /// Clears the value of `length`. Subsequent reads from it will return its default value.
   public mutating func clearLength() {self._length = nil}
+
+  public var scm: [Img_ScmEntry] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3535,13 +3562,58 @@ nonisolated extension Img_TcpStreamEntry: SwiftProtobuf.Message, SwiftProtobuf._
   }
 }
 
+nonisolated extension Img_ScmEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ScmEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}rights\0")
+
+  public var isInitialized: Bool {
+    if self._type == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._type) }()
+      case 2: try { try decoder.decodeRepeatedUInt32Field(value: &self.rights) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._type {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    if !self.rights.isEmpty {
+      try visitor.visitRepeatedUInt32Field(value: self.rights, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_ScmEntry, rhs: Img_ScmEntry) -> Bool {
+    if lhs._type != rhs._type {return false}
+    if lhs.rights != rhs.rights {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Img_SkPacketEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SkPacketEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}id_for\0\u{1}length\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}id_for\0\u{1}length\0\u{2}\u{2}scm\0")
 
   public var isInitialized: Bool {
     if self._idFor == nil {return false}
     if self._length == nil {return false}
+    if !SwiftProtobuf.Internal.areAllInitialized(self.scm) {return false}
     return true
   }
 
@@ -3553,6 +3625,7 @@ nonisolated extension Img_SkPacketEntry: SwiftProtobuf.Message, SwiftProtobuf._M
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt32Field(value: &self._idFor) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self._length) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.scm) }()
       default: break
       }
     }
@@ -3569,12 +3642,16 @@ nonisolated extension Img_SkPacketEntry: SwiftProtobuf.Message, SwiftProtobuf._M
     try { if let v = self._length {
       try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
     } }()
+    if !self.scm.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.scm, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Img_SkPacketEntry, rhs: Img_SkPacketEntry) -> Bool {
     if lhs._idFor != rhs._idFor {return false}
     if lhs._length != rhs._length {return false}
+    if lhs.scm != rhs.scm {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
