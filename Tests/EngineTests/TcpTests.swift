@@ -16,6 +16,21 @@ final class TcpTests: XCTestCase {
 
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
+    /// A listener on 127.0.0.1 and a client connected to it (not accepted yet), with the address.
+    func connectedOnLoopback(backlog: Int32) throws -> (listener: Int32, client: Int32, address: sockaddr_in) {
+        let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var a = sockaddr_in()
+        a.sin_family = sa_family_t(AF_INET)
+        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &a) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, len) == 0 && listen(l, backlog) == 0 && getsockname(l, $0, &len) == 0 } }
+        guard bound else { let e = errno; close(l); throw SystemCallError(call: "bind/listen", errno: e, context: "127.0.0.1") }
+        let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let connected = withUnsafeMutablePointer(to: &a) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, len) == 0 } }
+        XCTAssertTrue(connected)
+        return (l, c, a)
+    }
+
     func testTcpInfoDecodesTheHead() throws {
         var b = [UInt8](repeating: 0, count: 104)
         b[0] = 10  // LISTEN
@@ -36,18 +51,8 @@ final class TcpTests: XCTestCase {
     }
 
     func testTcpInfoOfRealLoopbackSockets() throws {
-        let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(l) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &a) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, len) == 0 && listen(l, 7) == 0 && getsockname(l, $0, &len) == 0 } }
-        XCTAssertTrue(bound)
-        let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(c) }
-        let connected = withUnsafeMutablePointer(to: &a) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, len) == 0 } }
-        XCTAssertTrue(connected)
+        let (l, c, a) = try connectedOnLoopback(backlog: 7)
+        defer { close(l); close(c) }
         // Not accepted yet: what the dump refuses for a listener.
         let li = try XCTUnwrap(TcpRepair.info(l))
         XCTAssertEqual(li.state, TcpState.listen)
@@ -96,17 +101,8 @@ final class TcpTests: XCTestCase {
     /// in repair mode goes stale. settleTcp must read it again and keep the new bytes.
     func testSettleRereadsAConnectionThatMovedAfterItWasRead() throws {
         guard getuid() == 0 else { throw XCTSkip("TCP_REPAIR needs CAP_NET_ADMIN: run as root") }
-        let l = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(l) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &a) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(l, $0, len) == 0 && listen(l, 1) == 0 && getsockname(l, $0, &len) == 0 } }
-        XCTAssertTrue(ok)
-        let c = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(c) }
-        XCTAssertEqual(withUnsafeMutablePointer(to: &a) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, len) } }, 0)
+        let (l, c, _) = try connectedOnLoopback(backlog: 1)
+        defer { close(l); close(c) }
         let s = accept(l, nil, nil)
         XCTAssertGreaterThanOrEqual(s, 0)
         defer { close(s) }
