@@ -197,20 +197,23 @@ final class RestoreErrorsTests: XCTestCase {
         try assertDumpFails(p, work: work, saying: ["fd 0 (pipe:[", "shared with pid \(getpid())"])
     }
 
-    func testFdsInFlightAreRefusedAndLeftQueued() throws {
-        // A unix socket with an fd in flight (SCM_RIGHTS): refused, and the message, fd
-        // included, is still queued for the process afterwards.
+    func testUnsupportedFdsInFlightAreRefusedAndLeftQueued() throws {
+        // A unix socket with an fd in flight (SCM_RIGHTS) of a kind cryo cannot send again
+        // (an eventfd, closed by its sender): refused, naming the socket's fd and the kind, and
+        // the message, fd included, is still queued for the process afterwards.
         let work = dir + "/rights"
         let p = try python("""
-            import socket, array, time
+            import socket, array, time, os
             a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-            a.sendmsg([b"fd"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0]))])
+            e = os.eventfd(3)
+            a.sendmsg([b"fd"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [e]))])
+            os.close(e)
             open("ready", "w").write(str(b.fileno()))
             time.sleep(30)
             """, in: work)
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
         let fd = try XCTUnwrap(Int32(try String(contentsOfFile: work + "/ready", encoding: .utf8)))
-        try assertDumpFails(p, work: work, saying: ["fd \(fd)", "SCM_RIGHTS"])
+        try assertDumpFails(p, work: work, saying: ["fd \(fd)", "eventfd in flight", "SCM_RIGHTS"])
         let pidfd = try Sys.pidfdOpen(p.processIdentifier)
         defer { close(pidfd) }
         let sock = try Sys.pidfdGetfd(pidfd: pidfd, fd: fd)
