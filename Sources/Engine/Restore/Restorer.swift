@@ -362,17 +362,21 @@ public struct Restorer {
     /// The process was forked with CLONE_FILES: its fd table is its parent's.
     func sharesFiles(_ p: Plan) -> Bool { p.ppid != 0 && p.ids.hasFilesID && p.ids.filesID == UInt32(p.ppid) }
 
-    /// The VMAs a forked child keeps from its parent: private and identical in both images.
-    /// Those holding pages the child still shared with the parent must be kept; the others
-    /// (libraries' text, mostly) are kept because that is cheaper than mapping them again:
-    /// build() drops whatever the child did not have there, back to zero or the file.
+    /// The VMAs a forked child keeps from its parent: private and identical in both images,
+    /// and either holding pages the child still shared with the parent (they must be kept) or
+    /// no pages of the child's own (libraries' text, mostly: keeping is cheaper than mapping
+    /// again, and build() drops whatever the parent had there, back to zero or the file). One
+    /// filled with the child's own pages is mapped afresh: filling over the parent's pages
+    /// would copy each of them first.
     static func inheritable(_ child: Plan, from parent: Plan) -> [Img_VmaEntry] {
         let private_ = VmaStatus.anonPrivate | VmaStatus.filePrivate
         let theirs = Dictionary(parent.mm.vmas.map { ($0.start, $0) }, uniquingKeysWith: { a, _ in a })
         return child.mm.vmas.filter { v in
             guard v.status & private_ != 0, let p = theirs[v.start], p.end == v.end, p.status == v.status,
                   p.flags == v.flags, p.prot == v.prot, p.pgoff == v.pgoff, p.shmid == v.shmid else { return false }
-            return true
+            // A run of pages may span neighbouring VMAs: overlap, not where it starts.
+            let inside = child.pagemap.filter { $0.vaddr < v.end && $0.vaddr + UInt64($0.nrPages) * 4096 > v.start }
+            return inside.isEmpty || inside.contains { $0.pageFlags.contains(.cowParent) }
         }
     }
 
