@@ -7,7 +7,7 @@ final class CowMapTests: XCTestCase {
     func testSplitByMarkedRuns() {
         let runs = [r(0, 10), r(20, 30), r(40, 41)]
         let marked = [r(2, 4), r(8, 22), r(25, 26), r(29, 45)]
-        let (out, ins) = CowMap.split(runs, by: marked)
+        let (out, ins) = PageRuns.partition(runs, by: marked)
         XCTAssertEqual(out, [r(0, 2), r(4, 8), r(22, 25), r(26, 29)])
         XCTAssertEqual(ins, [r(2, 4), r(8, 10), r(20, 22), r(25, 26), r(29, 30), r(40, 41)])
         // Every page lands on exactly one side.
@@ -17,8 +17,8 @@ final class CowMapTests: XCTestCase {
 
     func testSplitWithNothingMarkedOrEverything() {
         let runs = [r(0, 4), r(8, 9)]
-        XCTAssertEqual(CowMap.split(runs, by: []).outside, runs)
-        XCTAssertEqual(CowMap.split(runs, by: [r(0, 100)]).inside, runs)
-        XCTAssertEqual(CowMap.merge([r(5, 6), r(0, 2), r(1, 3), r(3, 4)]), [r(0, 4), r(5, 6)])
+        XCTAssertEqual(PageRuns.partition(runs, by: []).outside, runs)
+        XCTAssertEqual(PageRuns.partition(runs, by: [r(0, 100)]).inside, runs)
+        XCTAssertEqual(PageRuns.normalize([r(5, 6), r(0, 2), r(1, 3), r(3, 4)]), [r(0, 4), r(5, 6)])
     }
 }

@@ -39,37 +39,8 @@ struct CowMap {
             }
             if shared.isEmpty { continue }
             map.withParent[child] = shared
-            map.withChildren[parent] = merge((map.withChildren[parent] ?? []) + shared)
+            map.withChildren[parent] = PageRuns.normalize((map.withChildren[parent] ?? []) + shared)
         }
         return map
-    }
-
-    static func merge(_ runs: [PageRun]) -> [PageRun] {
-        var out: [PageRun] = []
-        for r in runs.sorted(by: { $0.start < $1.start }) {
-            if let last = out.last, last.end >= r.start { out[out.count - 1].end = max(last.end, r.end) } else { out.append(r) }
-        }
-        return out
-    }
-
-    /// Splits sorted `runs` into the parts outside and inside sorted `marked`.
-    static func split(_ runs: [PageRun], by marked: [PageRun]) -> (outside: [PageRun], inside: [PageRun]) {
-        var outside: [PageRun] = [], inside: [PageRun] = []
-        var j = 0
-        for r in runs {
-            var at = r.start
-            while j < marked.count && marked[j].end <= at { j += 1 }
-            var k = j
-            while at < r.end {
-                guard k < marked.count, marked[k].start < r.end else { outside.append(PageRun(start: at, end: r.end)); break }
-                let m = marked[k]
-                if m.start > at { outside.append(PageRun(start: at, end: m.start)); at = m.start }
-                let e = min(m.end, r.end)
-                inside.append(PageRun(start: at, end: e))
-                at = e
-                if m.end <= r.end { k += 1 }
-            }
-        }
-        return (outside, inside)
     }
 }

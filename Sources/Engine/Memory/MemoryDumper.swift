@@ -146,7 +146,7 @@ struct MemoryDumper {
             var here: [Piece] = []
             var own = runs
             if let shared = cow.withParent[pid], m.readable {
-                let (mine, theirs) = CowMap.split(runs, by: shared)
+                let (mine, theirs) = PageRuns.partition(runs, by: shared)
                 own = mine
                 here += theirs.map { Piece(run: $0, inParent: false, fromParentProcess: true, readable: true) }
             }
@@ -154,7 +154,7 @@ struct MemoryDumper {
             for (r, inParent) in split {
                 // Pages a child still shares are read without pinning (see CowMap).
                 if !inParent, m.readable, let shared = cow.withChildren[pid] {
-                    let (plain, pinFree) = CowMap.split([r], by: shared)
+                    let (plain, pinFree) = PageRuns.partition([r], by: shared)
                     here += plain.map { Piece(run: $0, inParent: false, readable: true) }
                     here += pinFree.map { Piece(run: $0, inParent: false, readable: false) }
                 } else {

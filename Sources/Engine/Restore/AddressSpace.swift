@@ -68,7 +68,7 @@ struct AddressSpace {
         // Pages shared with the parent process outside inherited VMAs (the parent's VMA
         // differed) are copied from it instead. A run may span several VMAs, only some of
         // them inherited: what counts is each page, not where its run starts.
-        let runs = CowMap.split(pages.segments.filter(\.fromParentProcess).map { PageRun(start: $0.vaddr, end: $0.vaddr + $0.nrPages * 4096) }.sorted { $0.start < $1.start },
+        let runs = PageRuns.partition(pages.segments.filter(\.fromParentProcess).map { PageRun(start: $0.vaddr, end: $0.vaddr + $0.nrPages * 4096) }.sorted { $0.start < $1.start },
                                 by: inherited.map { PageRun(start: $0.start, end: $0.end) }.sorted { $0.start < $1.start }).outside
         if !runs.isEmpty { try copyFromParent(runs) }
     }

@@ -58,4 +58,10 @@ public enum PageRuns {
         }
         return out
     }
+
+    /// The parts of sorted `runs` outside and inside sorted `marked`.
+    public static func partition(_ runs: [PageRun], by marked: [PageRun]) -> (outside: [PageRun], inside: [PageRun]) {
+        let parts = split(runs, by: marked)
+        return (parts.filter { !$0.marked }.map(\.run), parts.filter(\.marked).map(\.run))
+    }
 }
