@@ -13,6 +13,19 @@ final class StateDiffTests: XCTestCase {
     }
     func state(_ p: [VisibleState.Process]) -> VisibleState { VisibleState(root: p[0].pid, processes: p) }
 
+    func testAChildThatDiedBetweenRecordsIsATreeChangeOnly() {
+        let a = state([proc(100), proc(101, ppid: 100)])
+        var b = a
+        b.processes[1] = VisibleState.Process(pid: 101, ppid: 100, pgid: 100, sid: 100, comm: "w", cwd: "", isZombie: true)
+        XCTAssertEqual(StateDiff.compare(a, b), ["pid 101: exited (a zombie now)"])
+        XCTAssertEqual(StateDiff.compare(a, b, ignore: [.tree]), [], "a zombie's empty cwd and fds are not a live process's loss")
+        XCTAssertEqual(StateDiff.compare(b, a), ["pid 101: was a zombie, is alive now"])
+        // A zombie that stays one compares as before: its place in the tree.
+        var c = b
+        c.processes[1].pgid = 7
+        XCTAssertEqual(StateDiff.compare(b, c), ["pid 101: pgid 100 -> 7"])
+    }
+
     func testIdenticalIsClean() {
         let s = state([proc(100), proc(101, ppid: 100)])
         XCTAssertEqual(StateDiff.compare(s, s), [])

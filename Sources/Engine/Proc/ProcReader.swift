@@ -126,6 +126,17 @@ public struct ProcReader: Sendable {
         return try ProcStatParser.parse(try readText(p, pid: pid, tid: tid), source: p)
     }
 
+    /// Whether the process is gone, a zombie, or exiting as a whole: its leader and every
+    /// thread have PF_EXITING (or are gone). A leader that exits alone while its threads run
+    /// is not an exiting process.
+    public func isExiting(pid: Int32) -> Bool {
+        guard let st = try? stat(pid: pid) else { return true }
+        if st.isZombie { return true }
+        guard st.isExiting else { return false }
+        guard let tids = try? tasks(pid: pid) else { return true }
+        return tids.allSatisfy { t in (try? taskStat(pid: pid, tid: t)).map { $0.isExiting || $0.isZombie } ?? true }
+    }
+
     /// Thread ids of the process, sorted.
     public func tasks(pid: Int32) throws -> [Int32] { try listNumbers(path(pid: pid, "task"), pid: pid) }
 

@@ -58,6 +58,9 @@ public struct ProcStat: Sendable, Equatable {
     public init() {}
 
     public var isZombie: Bool { state == "Z" || state == "X" }
+    /// PF_EXITING: do_exit has begun. The task still shows in /proc, but its mm, files and fs
+    /// are being released, so its maps, fds and cwd read as empty: they say nothing of its state.
+    public var isExiting: Bool { flags & 0x4 != 0 }
     /// Stopped by a signal (T) or in a ptrace stop (t).
     public var isStopped: Bool { state == "T" || state == "t" }
 }

@@ -22,7 +22,11 @@ public enum StateDiff {
                 if x.pgid != y.pgid { d.append("\(w): pgid \(x.pgid) -> \(y.pgid)") }
                 if x.sid != y.sid { d.append("\(w): sid \(x.sid) -> \(y.sid)") }
                 if x.comm != y.comm { d.append("\(w): comm \(x.comm) -> \(y.comm)") }
+                if x.isZombie != y.isZombie { d.append("\(w): " + (y.isZombie ? "exited (a zombie now)" : "was a zombie, is alive now")) }
             }
+            // A process that died between the records kept only its place in the tree: its
+            // empty cwd and fd table are not changes of a live process's state.
+            if x.isZombie || y.isZombie { continue }
             if !ignore.contains(.cwd) && x.cwd != y.cwd { d.append("\(w): cwd \(x.cwd) -> \(y.cwd)") }
             let ta = x.threads.map(\.tid), tb = y.threads.map(\.tid)
             if !ignore.contains(.threads) && ta != tb {

@@ -3,9 +3,13 @@ import Engine
 public enum StateRecorder {
     /// rt_sigtimedwait, rt_sigsuspend, pselect6, ppoll, epoll_pwait, epoll_pwait2.
     static let maskSwapping: Set<Int> = [128, 130, 270, 271, 281, 441]
+    /// Reads of one process retried when it exec'd meanwhile, before giving up on a stable view.
+    static let execRetries = 3
 
     /// Walks the tree from `root` through the children files. Processes other than the root
-    /// that vanish mid-walk are skipped; the root vanishing is an error.
+    /// that vanish, exit or are replaced by a new process under the same pid while they are
+    /// read are left out: a tree that changes by itself is not a changed state. The root
+    /// vanishing is an error.
     public static func record(root: Int32, proc: ProcReader = ProcReader()) throws -> VisibleState {
         var out: [VisibleState.Process] = []
         var queue = [root]
@@ -14,41 +18,65 @@ public enum StateRecorder {
             let pid = queue.removeFirst()
             guard seen.insert(pid).inserted else { continue }
             do {
-                let st = try proc.stat(pid: pid)
-                if st.isZombie {
-                    // A zombie has nothing left to show but its place in the tree.
-                    out.append(.init(pid: pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, comm: st.comm + " <zombie>",
-                                     threads: [], maps: [], fds: [], cwd: "", sigIgn: 0, sigCgt: 0))
-                    continue
-                }
-                let status = try proc.status(pid: pid)
-                var threads: [VisibleState.Thread] = []
-                for t in try proc.tasks(pid: pid) {
-                    guard let ts = try? proc.taskStatus(pid: pid, tid: t) else { continue }
-                    let call = proc.taskSyscall(pid: pid, tid: t)
-                    threads.append(.init(tid: t, sigBlk: ts.sigBlk, maskIsTemporary: call.map { StateRecorder.maskSwapping.contains($0) } ?? false))
-                }
-                let maps = try proc.maps(pid: pid).map {
-                    VisibleState.Map(start: $0.start, end: $0.end, perms: $0.permString, offset: $0.offset, path: $0.path)
-                }
-                var fds: [VisibleState.Fd] = []
-                for fd in try proc.fds(pid: pid) {
-                    // An fd closed between listing and reading is the workload's business, not ours.
-                    guard let target = try? proc.fdTarget(pid: pid, fd: fd) else { continue }
-                    let flags = (try? proc.fdinfo(pid: pid, fd: fd).flags).map { Int32(truncatingIfNeeded: $0) } ?? -1
-                    fds.append(.init(fd: fd, target: target, flags: flags))
-                }
-                out.append(.init(pid: pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, comm: st.comm,
-                                 threads: threads, maps: maps, fds: fds, cwd: try proc.cwd(pid: pid),
-                                 sigIgn: status.sigIgn, sigCgt: status.sigCgt))
-                queue.append(contentsOf: try proc.allChildren(pid: pid))
+                guard let (p, children) = try recordProcess(pid, isRoot: pid == root, proc: proc) else { continue }
+                out.append(p)
+                queue.append(contentsOf: children)
             } catch ProcError.gone(let g) where g == pid && pid != root {
                 continue
-            } catch where pid != root && ((try? proc.stat(pid: pid))?.isZombie ?? true) {
+            } catch where pid != root && proc.isExiting(pid: pid) {
                 // Died while read (its cwd and maps go first): as good as vanished.
                 continue
             }
         }
         return VisibleState(root: root, processes: out.sorted { $0.pid < $1.pid })
+    }
+
+    /// One process, read between two looks at its stat. The reads are kept only if, at the
+    /// second look, it is the same process (start time), has not begun exiting (PF_EXITING is
+    /// set before the kernel drops files, fs and mm, so an exit that began after the second
+    /// look cannot have touched the reads), and has not exec'd (comm unchanged; else retried).
+    /// nil: the process is not there to record (gone, exiting, or its pid was reused).
+    static func recordProcess(_ pid: Int32, isRoot: Bool, proc: ProcReader) throws -> (VisibleState.Process, [Int32])? {
+        for attempt in 0...execRetries {
+            let st = try proc.stat(pid: pid)
+            if st.isZombie {
+                // A zombie has nothing left to show but its place in the tree.
+                return (.init(pid: pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, comm: st.comm,
+                              threads: [], maps: [], fds: [], cwd: "", sigIgn: 0, sigCgt: 0, isZombie: true), [])
+            }
+            if !isRoot && proc.isExiting(pid: pid) { return nil }
+            let status = try proc.status(pid: pid)
+            var threads: [VisibleState.Thread] = []
+            for t in try proc.tasks(pid: pid) {
+                // A thread that is exiting (or gone) is leaving, not part of the state.
+                guard let tst = try? proc.taskStat(pid: pid, tid: t), !tst.isExiting, !tst.isZombie,
+                      let ts = try? proc.taskStatus(pid: pid, tid: t) else { continue }
+                let call = proc.taskSyscall(pid: pid, tid: t)
+                threads.append(.init(tid: t, sigBlk: ts.sigBlk, maskIsTemporary: call.map { maskSwapping.contains($0) } ?? false))
+            }
+            let maps = try proc.maps(pid: pid).map {
+                VisibleState.Map(start: $0.start, end: $0.end, perms: $0.permString, offset: $0.offset, path: $0.path)
+            }
+            var fds: [VisibleState.Fd] = []
+            for fd in try proc.fds(pid: pid) {
+                // An fd closed between listing and reading is the workload's business, not ours.
+                guard let target = try? proc.fdTarget(pid: pid, fd: fd),
+                      let info = try? proc.fdinfo(pid: pid, fd: fd) else { continue }
+                fds.append(.init(fd: fd, target: target, flags: Int32(truncatingIfNeeded: info.flags)))
+            }
+            let cwd = try proc.cwd(pid: pid)
+            let children = try proc.allChildren(pid: pid)
+
+            guard let again = try? proc.stat(pid: pid), again.starttime == st.starttime else {
+                if isRoot { throw ProcError.gone(pid: pid) }
+                return nil
+            }
+            if !isRoot && (again.isZombie || proc.isExiting(pid: pid)) { return nil }
+            if again.comm != st.comm && attempt < execRetries { continue }
+            return (.init(pid: pid, ppid: st.ppid, pgid: st.pgrp, sid: st.session, comm: again.comm,
+                          threads: threads, maps: maps, fds: fds, cwd: cwd,
+                          sigIgn: status.sigIgn, sigCgt: status.sigCgt), children)
+        }
+        return nil
     }
 }

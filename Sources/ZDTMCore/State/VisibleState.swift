@@ -43,10 +43,14 @@ public struct VisibleState: Equatable, Sendable {
         public var cwd: String
         public var sigIgn: UInt64
         public var sigCgt: UInt64
+        /// Dead, not yet reaped: only its place in the tree is left to compare.
+        public var isZombie: Bool
         public init(pid: Int32, ppid: Int32, pgid: Int32, sid: Int32, comm: String, threads: [Thread] = [],
-                    maps: [Map] = [], fds: [Fd] = [], cwd: String = "/", sigIgn: UInt64 = 0, sigCgt: UInt64 = 0) {
+                    maps: [Map] = [], fds: [Fd] = [], cwd: String = "/", sigIgn: UInt64 = 0, sigCgt: UInt64 = 0,
+                    isZombie: Bool = false) {
             self.pid = pid; self.ppid = ppid; self.pgid = pgid; self.sid = sid; self.comm = comm
             self.threads = threads; self.maps = maps; self.fds = fds; self.cwd = cwd; self.sigIgn = sigIgn; self.sigCgt = sigCgt
+            self.isZombie = isZombie
         }
     }
     /// Sorted by pid; the first recorded root is `root`.
