@@ -64,7 +64,14 @@ struct Run: ParsableCommand {
     @Option(name: .customShort("f"), help: "Flavour (repeatable).") var flavour: [String] = []
     @Option(help: "Mode (repeatable).") var mode: [String] = []
     @Option(help: "C/R cycles (record, mode, compare) per case before the final check.") var iters: Int = 1
-    @Option(help: "Pre-dumps (modes pre, dedup) or snapshots (mode snaps) before the final dump.") var pre: Int = 2
+    @Option(help: "Pre-dumps (modes pre, dedup) or snapshots (mode snaps) before the final dump (default 2). Alone, as in CRIU's zdtm.py, it selects mode pre.") var pre: Int?
+    @Flag(help: "zdtm.py's spelling: mode snaps (snapshot dumps instead of pre-dumps).") var snaps = false
+    @Flag(help: "zdtm.py's spelling: mode dedup.") var dedup = false
+    @Flag(help: "zdtm.py's spelling: mode page-server.") var pageServer = false
+    @Flag(help: "zdtm.py's spelling: mode lazy.") var lazyPages = false
+    @Flag(help: "zdtm.py's spelling: mode remote-lazy.") var remoteLazyPages = false
+    @Flag(help: "zdtm.py's spelling: mode remote (image proxy and cache).") var remote = false
+    @Flag(help: "zdtm.py's spelling: mode stream.") var stream = false
     @Flag(help: "Go on after a failure.") var keepGoing = false
     @Option(help: "Write JUnit XML (zdtm.xml) into this folder.") var report: String?
     @Option(help: "Run a binary that speaks the zdtm protocol, by path (repeatable).") var external: [String] = []
@@ -76,7 +83,15 @@ struct Run: ParsableCommand {
     func validate() throws {
         if parallel < 1 { throw ValidationError("-p \(parallel): must be at least 1") }
         if iters < 1 { throw ValidationError("--iters \(iters): must be at least 1") }
-        if pre < 1 { throw ValidationError("--pre \(pre): must be at least 1") }
+        if let pre, pre < 1 { throw ValidationError("--pre \(pre): must be at least 1") }
+        do { _ = try spellings.modes(explicit: mode) } catch { throw ValidationError("\(error)") }
+    }
+
+    var spellings: CriuSpellings {
+        var s = CriuSpellings()
+        s.pre = pre; s.snaps = snaps; s.dedup = dedup; s.pageServer = pageServer; s.lazyPages = lazyPages
+        s.remoteLazyPages = remoteLazyPages; s.remote = remote; s.stream = stream
+        return s
     }
 
     func run() throws {
@@ -85,7 +100,7 @@ struct Run: ParsableCommand {
         let cat = try common.catalogue()
         var sel = Selection()
         sel.tests = test; sel.regex = testRegex; sel.suite = suite; sel.externals = external
-        sel.flavours = flavour; sel.modes = mode; sel.iterations = iters
+        sel.flavours = CriuSpellings.flavours(flavour); sel.modes = try spellings.modes(explicit: mode); sel.iterations = iters
         let (specs, skipped, suiteObj) = try sel.cases(in: cat)
 
         let binDir = binDir ?? Locations.selfDir()
@@ -99,7 +114,8 @@ struct Run: ParsableCommand {
         var opts = RunOptions(binDir: binDir, cryo: cryo ?? binDir + "/cryo", runDir: runDir)
         opts.keepGoing = keepGoing
         opts.parallel = parallel
-        opts.preDumps = pre
+        opts.preDumps = pre ?? 2
+        opts.incremental = spellings.incremental
         let runner = try Runner(options: opts)
         runner.onResult = { r in
             print(r.outcome.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0) + " \(r.spec.id)"

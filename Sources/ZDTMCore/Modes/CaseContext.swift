@@ -38,6 +38,8 @@ public final class CaseContext: @unchecked Sendable {
     public let iteration: Int
     /// How many pre-dumps or snapshots a multi-step mode takes before the final dump.
     public var preDumps = 2
+    /// "pre" or "snaps": a transfer mode takes that many pre-dumps or snapshots first (--pre N, --snaps).
+    public var incremental: String?
     public private(set) var commands: [RecordedCommand] = []
 
     public init(workload: Workload, flavour: String, dir: String, cryo: String, pid: Int32, iteration: Int) {

@@ -38,5 +38,8 @@ public struct RunOptions: Sendable {
     public var parallel = 1
     /// Pre-dumps (pre, dedup) or snapshot dumps (snaps) before the final dump.
     public var preDumps = 2
+    /// With a transfer mode (page-server, lazy...): "pre" or "snaps" when zdtm.py's --pre N or
+    /// --snaps asked for incremental steps before the final dump.
+    public var incremental: String?
     public init(binDir: String, cryo: String, runDir: String) { self.binDir = binDir; self.cryo = cryo; self.runDir = runDir }
 }

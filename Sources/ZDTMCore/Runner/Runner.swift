@@ -154,6 +154,7 @@ public final class Runner: @unchecked Sendable {
         for i in 1...max(1, spec.iterations) {
             let ctx = CaseContext(workload: w, flavour: spec.flavour.name, dir: dir, cryo: options.cryo, pid: current, iteration: i)
             ctx.preDumps = options.preDumps
+            ctx.incremental = options.incremental
             let modeError: Error?
             do { try spec.mode.checkpointRestore(ctx); modeError = nil } catch { modeError = error }
             commands += ctx.commands
