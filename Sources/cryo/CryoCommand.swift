@@ -20,7 +20,7 @@ struct Cryo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cryo",
         abstract: "Checkpoint/restore in userspace for Linux process trees.",
-        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self]
+        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, ImageTool.self]
     )
 }
 

@@ -161,7 +161,13 @@ public struct ImageDirectory: Sendable {
     /// The pagemap of `pid`, validated, with where each entry's bytes sit in the pages file.
     public func pageMap(pid: Int, kind: ImageKind = .pagemap) throws -> PageMap {
         let file = filePath(kind, pid)
-        var r = try reader(kind, pid)
+        return try Self.parsePageMap(bytes: try readBytes(file), file: file, pid: pid, kind: kind)
+    }
+
+    /// `pageMap` on bytes already read (`file` names them in errors).
+    public static func parsePageMap(bytes: [UInt8], file: String, pid: Int, kind: ImageKind = .pagemap) throws -> PageMap {
+        var r = ImageCodec.Reader(file: file, bytes: bytes)
+        try r.readHeader(kind)
         let head = try r.next(Img_PagemapHead.self)
         var entries: [PageMap.Entry] = []
         var lastEnd: UInt64 = 0
@@ -327,7 +333,10 @@ public struct ImageDirectory: Sendable {
 
     // MARK: file I/O
 
-    func readBytes(_ file: String) throws -> [UInt8] {
+    func readBytes(_ file: String) throws -> [UInt8] { try Self.readFile(file) }
+
+    /// A whole image file, refused above ImageCodec.maxImageSize.
+    public static func readFile(_ file: String) throws -> [UInt8] {
         let fd = open(file, O_RDONLY | O_CLOEXEC)
         if fd < 0 { throw errno == ENOENT ? ImageError.missing(file: file) : ImageError.io(file: file, errno: errno, what: "open") }
         defer { close(fd) }
