@@ -10,15 +10,15 @@ import ZDTMCore
 /// one and the other tests never meet it.
 final class TrackKeeperTests: XCTestCase {
     var h: CRHarness!
-    var name = ""
+    var keeperName = ""
     var keeperPids: [Int32] = []
     nonisolated(unsafe) static var counter = 0
 
     override func setUpWithError() throws {
         h = try CRHarness.make("TrackKeeperTests")
         TrackKeeperTests.counter += 1
-        name = "cryo-test-keeper.\(getpid()).\(TrackKeeperTests.counter)"
-        setenv("CRYO_TRACK_KEEPER", name, 1)
+        keeperName = "cryo-test-keeper.\(getpid()).\(TrackKeeperTests.counter)"
+        setenv("CRYO_TRACK_KEEPER", keeperName, 1)
         setenv("CRYO_TRACK_KEEPER_LOG", h.dir + "/keeper.log", 1)
         unsetenv("CRYO_TRACK_IDLE")
     }
@@ -32,7 +32,7 @@ final class TrackKeeperTests: XCTestCase {
     var keeperLog: String { (try? String(contentsOfFile: h.dir + "/keeper.log", encoding: .utf8)) ?? "" }
 
     func listing() throws -> TrackKeeperClient.Listing? {
-        guard let c = try TrackKeeperClient.connect(name: name) else { return nil }
+        guard let c = try TrackKeeperClient.connect(name: keeperName) else { return nil }
         let l = try c.list()
         if !keeperPids.contains(l.keeperPid) { keeperPids.append(l.keeperPid) }
         return l
@@ -44,7 +44,7 @@ final class TrackKeeperTests: XCTestCase {
         while Date() < deadline {
             var st: Int32 = 0
             _ = waitpid(pid, &st, WNOHANG)
-            if kill(pid, 0) != 0, (try? TrackKeeperClient.connect(name: name)) == .some(nil) { return true }
+            if kill(pid, 0) != 0, case .some(.none) = try? TrackKeeperClient.connect(name: keeperName) { return true }
             usleep(20_000)
         }
         return false
@@ -153,7 +153,7 @@ final class TrackKeeperTests: XCTestCase {
         req.append(contentsOf: [0, 0, 0, 0])
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(name.utf8)
+        let bytes = Array(keeperName.utf8)
         withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, c) in bytes.enumerated() { p[1 + i] = c } }
         let len = UInt32(MemoryLayout<sa_family_t>.size + 1 + bytes.count)
         func ask(asUid uid: UInt32) -> Int32 {

@@ -78,6 +78,7 @@ public final class TrackKeeperClient {
         posix_spawn_file_actions_adddup2(&fa, 0, 2)
         posix_spawn_file_actions_adddup2(&fa, listenFd, 3)
         ck_spawn_addclosefrom(&fa, 4)
+        ck_spawn_addchdir(&fa, "/")  // holds no images folder or mount busy
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
