@@ -12,6 +12,8 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <grp.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 long ck_ptrace(long request, pid_t pid, void *addr, void *data) {
@@ -83,6 +85,29 @@ int ck_try_unshare(int flags) {
     }
     int st = 0;
     if (waitpid(p, &st, 0) < 0) return -errno;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 255;
+}
+
+int ck_seqpacket_request_as(unsigned int uid, unsigned int gid, const void *addr, unsigned int addrlen,
+                            const void *req, unsigned long reqlen) {
+    pid_t p = fork();
+    if (p < 0) return -errno;
+    if (p == 0) {
+        if (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0) _exit(3);
+        int s = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+        if (s < 0) _exit(4);
+        if (connect(s, (const struct sockaddr *)addr, addrlen) < 0) _exit(2);
+        struct timeval tv = { .tv_sec = 5, .tv_usec = 0 };
+        setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        if (send(s, req, reqlen, MSG_NOSIGNAL) < 0) _exit(errno == EPIPE || errno == ECONNRESET ? 1 : 4);
+        char buf[256];
+        ssize_t n = recv(s, buf, sizeof(buf), 0);
+        if (n > 0) _exit(0);
+        if (n == 0 || errno == ECONNRESET) _exit(1);
+        _exit(4);
+    }
+    int st = 0;
+    while (waitpid(p, &st, 0) < 0) if (errno != EINTR) return -errno;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 255;
 }
 

@@ -20,7 +20,7 @@ struct Cryo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cryo",
         abstract: "Checkpoint/restore in userspace for Linux process trees.",
-        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, ImageTool.self]
+        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, Track.self, ImageTool.self]
     )
 }
 
@@ -40,6 +40,7 @@ struct Check: ParsableCommand {
             print("\(r.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(state.padding(toLength: 14, withPad: " ", startingAt: 0))  \(r.detail)")
             if r.required && !r.available { missing.append(r) }
         }
+        print(TrackKeeper.checkLine(width: width))
         if missing.isEmpty {
             print("Looks good.")
         } else {

@@ -153,4 +153,11 @@ pid_t ck_clone3_stopped_child(pid_t want_pid, uint64_t flags);
 // child's exit code, or -errno if the fork failed. Used by `cryo check`.
 int ck_try_unshare(int flags);
 
+// Fork a child that drops to uid/gid (no supplementary groups), connects a seqpacket socket to
+// addr, sends req and waits up to 5 s for a reply; it runs no Swift. Returns the child's exit
+// code: 0 a reply came, 1 the peer closed without one, 2 connect failed, 3 could not change
+// uid, 4 another error; or -errno if the fork failed. Tests use it to reach a socket as another user.
+int ck_seqpacket_request_as(unsigned int uid, unsigned int gid, const void *addr, unsigned int addrlen,
+                            const void *req, unsigned long reqlen);
+
 #endif

@@ -54,7 +54,8 @@ public struct Dumper {
             return acc + (stat(images.filePath(.pages, Int(p.pid)), &st) == 0 ? UInt64(st.st_size) : 0)
         }
         // A killed tree needs no tracking; one left alive carries it to the next snapshot.
-        if request.leave == .killed { tracking?.drop() } else {
+        // Without a track store, a dump that does not leave the tree running ends the chain: the keeper lets go.
+        if request.leave == .killed || (request.trackStore == nil && request.leave != .running) { tracking?.drop() } else {
             do { try tracking?.park() } catch { log.warning("tracking could not be parked, the next snapshot will be full: \(error)") }
         }
         switch request.leave {

@@ -34,6 +34,10 @@ final class TreeTracking {
     let store: TrackStore?
     private(set) var trackers: [Int32: (tracker: any DirtyTracker, startTime: UInt64)] = [:]
     private var others: [TrackParcel] = []
+    /// Without a track store: the keeper that holds the tracking between runs (TrackKeeper).
+    /// The connection stays open for the whole run so the keeper waits for what we park.
+    private var keeperName: String?
+    private var keeper: TrackKeeperClient?
     private let log = Logger(label: "dirty")
     private var done = false
 
@@ -41,8 +45,21 @@ final class TreeTracking {
         store = try storeFd.map { try TrackStore(fd: $0) }
         var starts: [Int32: UInt64] = [:]
         for pid in pids { starts[pid] = try proc.stat(pid: pid).starttime }
+        var taken: [TrackParcel] = []
+        if let store {
+            taken = try store.takeAll()
+        } else if let name = TrackKeeper.name {
+            keeperName = name
+            do {
+                keeper = try TrackKeeperClient.connect(name: name)
+                taken = try keeper?.take(pids.map { ($0, starts[$0]!) }) ?? []
+            } catch {
+                log.warning("\(error); this snapshot is a full one")
+                keeper = nil
+            }
+        }
         var mine: [Int32: TrackParcel] = [:]
-        for p in try store?.takeAll() ?? [] {
+        for p in taken {
             guard let start = starts[p.pid] else { others.append(p); continue }
             if p.startTime == start && mine[p.pid] == nil { mine[p.pid] = p; continue }
             // Left by an earlier process with this pid (or a duplicate): useless now.
@@ -77,12 +94,41 @@ final class TreeTracking {
     func park() throws {
         guard !done else { return }
         done = true
-        defer { putBackOthers(); for t in trackers.values { t.tracker.close() }; trackers = [:] }
+        defer { putBackOthers(); for t in trackers.values { t.tracker.close() }; trackers = [:]; keeper = nil }
         guard let store else {
-            if !trackers.isEmpty { log.warning("no --track-store: tracking ends with this run, the next snapshot will be a full one") }
+            guard let keeperName, !trackers.isEmpty else {
+                if !trackers.isEmpty { log.warning("no --track-store and no keeper (CRYO_TRACK_KEEPER=off): tracking ends with this run, the next snapshot will be a full one") }
+                return
+            }
+            try parkInKeeper(keeperName)
             return
         }
         for (_, t) in trackers.sorted(by: { $0.key < $1.key }) { try store.put(t.tracker.parcel(startTime: t.startTime)) }
+    }
+
+    /// A put replaces what the keeper holds for that pid, so a retry after a lost connection
+    /// (the keeper exiting as we connected) is safe.
+    private func parkInKeeper(_ name: String) throws {
+        var attempt = 0
+        while true {
+            do {
+                let k: TrackKeeperClient
+                if let keeper { k = keeper } else { k = try TrackKeeperClient.connectOrStart(name: name, idleSeconds: TrackKeeper.idleSeconds) }
+                keeper = k
+                for (pid, t) in trackers.sorted(by: { $0.key < $1.key }) {
+                    if try !k.put(t.tracker.parcel(startTime: t.startTime)) {
+                        log.info("pid \(pid): the keeper refused its tracking (the process is gone)")
+                    }
+                }
+                log.info("tracking of \(trackers.count) process(es) kept by @\(name) until the next snapshot")
+                return
+            } catch {
+                keeper = nil
+                attempt += 1
+                if attempt >= 3 { throw error }
+                log.info("keeper @\(name): \(error); trying again")
+            }
+        }
     }
 
     /// The snapshot failed, or the processes are gone: tracking ends here.
@@ -91,6 +137,7 @@ final class TreeTracking {
         done = true
         for t in trackers.values { t.tracker.close() }
         trackers = [:]
+        keeper = nil
         putBackOthers()
     }
 

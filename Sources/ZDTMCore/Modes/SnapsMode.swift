@@ -10,19 +10,19 @@ public struct SnapsMode: CRMode {
     public init() {}
 
     public func checkpointRestore(_ ctx: CaseContext) throws {
-        let store = try TrackStoreHolder()
+        let store = try TrackStoreHolder.make()
         var prev: String?
         for n in 1...max(1, ctx.preDumps) {
             let label = "snap\(n)"
             let images = try ctx.imagesDir(label)
-            var extra = ["--leave-running", "--track-mem"] + store.arg
+            var extra = ["--leave-running", "--track-mem"] + (store?.arg ?? [])
             if let prev { extra += ["--prev-images-dir", "../" + prev] }
-            try ctx.dump(images: images, extra: extra, label: label, passFd: store.fd)
+            try ctx.dump(images: images, extra: extra, label: label, passFd: store?.fd)
             prev = "img-\(ctx.iteration)-\(label)"
             usleep(50_000)
         }
         let final = try ctx.imagesDir("dump")
-        try ctx.dump(images: final, extra: ["--track-mem", "--prev-images-dir", "../" + prev!] + store.arg, label: "final", passFd: store.fd)
+        try ctx.dump(images: final, extra: ["--track-mem", "--prev-images-dir", "../" + prev!] + (store?.arg ?? []), label: "final", passFd: store?.fd)
         try PlainMode.waitGone(ctx.dumpedTree)
         try ctx.restore(images: final)
     }

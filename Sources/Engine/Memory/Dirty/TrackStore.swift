@@ -41,10 +41,8 @@ public struct TrackParcel: Sendable, Equatable {
 /// in the socket's queue) and takes them back on the next run. Closing the socket drops them all.
 public struct TrackStore {
     public let fd: Int32
-    static let magic: UInt64 = 0x3154_4b52_544f_5952  // "RYOTRKT1", little-endian
-    static let headerSize = 32
-    static let maxMessage = 1 << 20
-    static let maxFds = 16
+    static let maxMessage = TrackWire.maxMessage
+    static let maxFds = TrackWire.maxFds
 
     /// Checks that `fd` is a datagram unix socket; it stays the caller's.
     public init(fd: Int32) throws {
@@ -88,40 +86,11 @@ public struct TrackStore {
     /// Parks `parcel`: its fds are duplicated into the message, so the caller still closes its own.
     public func put(_ parcel: TrackParcel) throws {
         guard parcel.fds.count <= TrackStore.maxFds else { throw TrackStoreError.badMessage(fd: fd, reason: "\(parcel.fds.count) fds in one parcel") }
-        var payload: [UInt8] = []
-        payload.putU64(TrackStore.magic)
-        payload.putU32(UInt32(bitPattern: parcel.pid))
-        payload.putU32(parcel.backend == .softDirty ? 2 : parcel.backend == .uffdWriteProtect ? 1 : 0)
-        payload.putU64(parcel.startTime)
-        payload.putU32(UInt32(parcel.armed.count))
-        payload.putU32(0)
-        for r in parcel.armed { payload.putU64(r.start); payload.putU64(r.end) }
+        let payload = TrackWire.encode(parcel)
         guard payload.count <= TrackStore.maxMessage else {
             throw TrackStoreError.badMessage(fd: fd, reason: "pid \(parcel.pid): \(parcel.armed.count) armed ranges do not fit one message")
         }
-        let fdBytes = parcel.fds.count * 4
-        let space = parcel.fds.isEmpty ? 0 : 16 + ((fdBytes + 7) & ~7)
-        var control = [UInt8](repeating: 0, count: max(space, 1))
-        if !parcel.fds.isEmpty {
-            control.withUnsafeMutableBytes { c in
-                c.storeBytes(of: 16 + fdBytes, toByteOffset: 0, as: Int.self)  // cmsg_len
-                c.storeBytes(of: SOL_SOCKET, toByteOffset: 8, as: Int32.self)
-                c.storeBytes(of: 1 /* SCM_RIGHTS */, toByteOffset: 12, as: Int32.self)
-                for (i, f) in parcel.fds.enumerated() { c.storeBytes(of: f, toByteOffset: 16 + 4 * i, as: Int32.self) }
-            }
-        }
-        let n = payload.withUnsafeMutableBytes { p -> Int in
-            control.withUnsafeMutableBytes { c -> Int in
-                var iov = iovec(iov_base: p.baseAddress, iov_len: p.count)
-                return withUnsafeMutablePointer(to: &iov) { iovp in
-                    var msg = msghdr()
-                    msg.msg_iov = iovp
-                    msg.msg_iovlen = 1
-                    if space > 0 { msg.msg_control = c.baseAddress; msg.msg_controllen = space }
-                    return sendmsg(fd, &msg, Int32(MSG_DONTWAIT))
-                }
-            }
-        }
+        let n = TrackWire.send(fd, payload, fds: parcel.fds, flags: Int32(MSG_DONTWAIT))
         if n < 0 { throw TrackStoreError.io(fd: fd, call: "sendmsg", errno: errno) }
         if n != payload.count { throw TrackStoreError.badMessage(fd: fd, reason: "sent \(n) of \(payload.count) bytes") }
     }
@@ -131,52 +100,19 @@ public struct TrackStore {
     public func takeAll() throws -> [TrackParcel] {
         var out: [TrackParcel] = []
         var buf = [UInt8](repeating: 0, count: TrackStore.maxMessage)
-        let controlSize = 16 + TrackStore.maxFds * 4
-        var control = [UInt8](repeating: 0, count: controlSize)
         while true {
-            var flags: Int32 = 0
-            var controlLen = 0
-            let n = buf.withUnsafeMutableBytes { p -> Int in
-                control.withUnsafeMutableBytes { c -> Int in
-                    var iov = iovec(iov_base: p.baseAddress, iov_len: p.count)
-                    return withUnsafeMutablePointer(to: &iov) { iovp in
-                        var msg = msghdr()
-                        msg.msg_iov = iovp
-                        msg.msg_iovlen = 1
-                        msg.msg_control = c.baseAddress
-                        msg.msg_controllen = c.count
-                        let r = recvmsg(fd, &msg, Int32(MSG_DONTWAIT) | Int32(MSG_CMSG_CLOEXEC))
-                        flags = msg.msg_flags
-                        controlLen = msg.msg_controllen
-                        return r
-                    }
-                }
-            }
-            if n < 0 {
-                if errno == EAGAIN || errno == EWOULDBLOCK { break }
-                if errno == EINTR { continue }
-                let e = errno
+            let r = TrackWire.receive(fd, into: &buf, flags: Int32(MSG_DONTWAIT))
+            if r.count < 0 {
+                if r.errno == EAGAIN || r.errno == EWOULDBLOCK { break }
+                if r.errno == EINTR { continue }
                 out.forEach { $0.closeFds() }
-                throw TrackStoreError.io(fd: fd, call: "recvmsg", errno: e)
-            }
-            var fds: [Int32] = []
-            if controlLen >= 16 {
-                control.withUnsafeBytes { c in
-                    let len = c.load(fromByteOffset: 0, as: Int.self)
-                    let level = c.load(fromByteOffset: 8, as: Int32.self)
-                    let type = c.load(fromByteOffset: 12, as: Int32.self)
-                    if level == SOL_SOCKET && type == 1 && len >= 16 {
-                        for i in 0..<min((len - 16) / 4, TrackStore.maxFds) { fds.append(c.load(fromByteOffset: 16 + 4 * i, as: Int32.self)) }
-                    }
-                }
+                throw TrackStoreError.io(fd: fd, call: "recvmsg", errno: r.errno)
             }
             do {
-                if flags & Int32(MSG_TRUNC) != 0 || flags & Int32(MSG_CTRUNC) != 0 {
-                    throw TrackStoreError.badMessage(fd: fd, reason: "message or its fds truncated")
-                }
-                out.append(try parse(Array(buf.prefix(n)), fds: fds))
+                if r.truncated { throw TrackStoreError.badMessage(fd: fd, reason: "message or its fds truncated") }
+                out.append(try parse(Array(buf.prefix(r.count)), fds: r.fds))
             } catch {
-                for f in fds { close(f) }
+                for f in r.fds { close(f) }
                 out.forEach { $0.closeFds() }
                 throw error
             }
@@ -185,27 +121,9 @@ public struct TrackStore {
     }
 
     func parse(_ b: [UInt8], fds: [Int32]) throws -> TrackParcel {
-        guard b.count >= TrackStore.headerSize, b.u64(at: 0) == TrackStore.magic else {
-            throw TrackStoreError.badMessage(fd: fd, reason: "\(b.count) bytes without the cryo track header")
+        switch TrackWire.decode(b[...], fds: fds) {
+        case .success(let p): return p
+        case .failure(let e): throw TrackStoreError.badMessage(fd: fd, reason: e.reason)
         }
-        let count = Int(b.u32(at: 24))
-        guard b.count == TrackStore.headerSize + 16 * count else {
-            throw TrackStoreError.badMessage(fd: fd, reason: "\(count) ranges announced in \(b.count) bytes")
-        }
-        let backend: DirtyTrackingBackend
-        switch b.u32(at: 12) {
-        case 1: backend = .uffdWriteProtect
-        case 2: backend = .softDirty
-        default: backend = .none
-        }
-        var armed: [PageRun] = []
-        for i in 0..<count {
-            let s = b.u64(at: TrackStore.headerSize + 16 * i), e = b.u64(at: TrackStore.headerSize + 16 * i + 8)
-            guard s < e, s % pageSize == 0, e % pageSize == 0, (armed.last?.end ?? 0) <= s else {
-                throw TrackStoreError.badMessage(fd: fd, reason: "bad armed range 0x\(String(s, radix: 16))-0x\(String(e, radix: 16))")
-            }
-            armed.append(PageRun(start: s, end: e))
-        }
-        return TrackParcel(pid: Int32(bitPattern: b.u32(at: 8)), startTime: b.u64(at: 16), backend: backend, fds: fds, armed: armed)
     }
 }
