@@ -54,10 +54,16 @@ struct PageServerClientOptions: ParsableArguments {
     @Flag(name: .customLong("page-server"), help: "Send pagemaps and pages to a page server; the other images go to -D.") var pageServer = false
     @Option(name: .customLong("address"), help: "The page server's address.") var address = "127.0.0.1"
     @Option(name: .customLong("port"), help: "The page server's port.") var port: UInt16?
+    @Option(name: .customLong("ps-socket"), help: "fd of a socket already connected to the page server (e.g. made in another network namespace).") var psSocket: Int32?
 
     func validate() throws {
-        if pageServer && port == nil { throw ValidationError("--page-server needs --port") }
+        if pageServer && port == nil && psSocket == nil { throw ValidationError("--page-server needs --port or --ps-socket") }
     }
 
-    var target: PageServerTarget? { pageServer ? PageServerTarget(address: address, port: port ?? 0) : nil }
+    var target: PageServerTarget? {
+        guard pageServer || psSocket != nil else { return nil }
+        var t = PageServerTarget(address: address, port: port ?? 0)
+        t.socket = psSocket
+        return t
+    }
 }

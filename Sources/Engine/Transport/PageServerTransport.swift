@@ -16,8 +16,13 @@ public final class PageServerTransport: PageTransport {
     static let maxPagesPerAdd: UInt64 = 1 << 16
 
     public init(target: PageServerTarget) throws {
-        fd = try TCP.connect(address: target.address, port: target.port)
-        peer = "page server \(target.address):\(target.port)"
+        if let s = target.socket {
+            fd = s
+            peer = "page server \(TCP.peerName(s)) (fd \(s))"
+        } else {
+            fd = try TCP.connect(address: target.address, port: target.port)
+            peer = "page server \(target.address):\(target.port)"
+        }
         log.info("connected to \(peer)")
     }
 

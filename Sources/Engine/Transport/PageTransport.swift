@@ -35,6 +35,8 @@ public protocol PageSink: AnyObject {
 public struct PageServerTarget: Sendable {
     public var address: String
     public var port: UInt16
+    /// A socket already connected to the server (CRIU's --ps-socket); used instead of connecting.
+    public var socket: Int32?
     public init(address: String, port: UInt16) { self.address = address; self.port = port }
 }
 
