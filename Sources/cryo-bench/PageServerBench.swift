@@ -71,7 +71,6 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
     guard try Subprocess.wait(starter, timeout: 300) != nil else { die("memhog00 did not start") }
     guard let pid = Int32((try String(contentsOfFile: hogDir + "/pid", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)) else { die("no pid") }
 
-    let rawS = (0..<3).map { _ in (try? rawLoopbackStream(bytes: bytes)) ?? .infinity }
 
     /// One dump (left running) through a fresh server into root/label; removed afterwards
     /// unless `keep`.
@@ -104,8 +103,17 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
         return result
     }
 
+    // Interleaved, so a busy machine weighs on the limit and on the dumps alike.
     var full: [(wall: Double, frozen: Double, bytes: UInt64)] = []
-    for i in 0..<3 { full.append(try dumpThroughServer("full\(i)")) }
+    var rawS: [Double] = [], localS: [Double] = []
+    for i in 0..<3 {
+        rawS.append(try rawLoopbackStream(bytes: bytes))
+        full.append(try dumpThroughServer("full\(i)"))
+        var req = DumpRequest(pid: pid, imagesDir: root + "/local\(i)")
+        req.leave = .running
+        localS.append(try timed { try Dumper(req).run() })
+        try? FileManager.default.removeItem(atPath: root + "/local\(i)")
+    }
     let dumpWall = median(full.map(\.wall))
     let throughputRatio = median(rawS) / dumpWall
 
@@ -133,15 +141,16 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
     print("scenario page-server-\(mib)m: \(mib) MiB written anonymous memory dumped through cryo page-server on loopback into \(parent); workload: \(verdict)")
     print("limit   raw TCP loopback stream \(f(median(rawS))) s (\(gbps(median(rawS))))")
     print("dump    through the server \(f(dumpWall)) s (\(gbps(dumpWall))), \(full[0].bytes) bytes   ratio raw/dump \(f(throughputRatio))   goal >= 0.8")
+    print("local   the same dump into \(parent) \(f(median(localS))) s   page-server dump / local dump \(f(dumpWall / median(localS)))")
     print("frozen  full dump \(f(median(full.map(\.frozen)))) s; pre-dumps \(f(pre1.frozen)), \(f(pre2.frozen)) s (\(pre1.bytes), \(pre2.bytes) bytes)")
     print("final   at 1% dirty: frozen \(f(fin.frozen)) s, \(fin.bytes) bytes sent   ratio vs full \(f(frozenRatio))")
     let json: [String: Any] = [
         "scenario": "page-server-\(mib)m", "bytes": bytes, "workload": verdict,
-        "raw_tcp_loopback_seconds": rawS, "dump_wall_seconds": full.map(\.wall), "dump_frozen_seconds": full.map(\.frozen),
+        "raw_tcp_loopback_seconds": rawS, "dump_wall_seconds": full.map(\.wall), "local_dump_wall_seconds": localS, "dump_frozen_seconds": full.map(\.frozen),
         "dump_pages_bytes": full[0].bytes,
         "pre_dump_frozen_seconds": [pre1.frozen, pre2.frozen], "pre_dump_pages_bytes": [pre1.bytes, pre2.bytes],
         "final_frozen_seconds": fin.frozen, "final_pages_bytes": fin.bytes,
-        "ratios": ["throughput_raw_over_dump": throughputRatio, "final_frozen_vs_full": frozenRatio],
+        "ratios": ["throughput_raw_over_dump": throughputRatio, "final_frozen_vs_full": frozenRatio, "server_over_local_dump": dumpWall / median(localS)],
         "goals": ["throughput_raw_over_dump": 0.8],
     ]
     try? FileManager.default.createDirectory(atPath: (jsonPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

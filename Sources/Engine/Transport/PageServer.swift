@@ -1,3 +1,4 @@
+import CKernel
 import Foundation
 import Glibc
 import Logging
@@ -142,12 +143,22 @@ final class ReceiveSession {
     var seen: Set<UInt64> = []
     static let bufferSize = 4 << 20
     let buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 4096)
+    /// nil when no pipe could be made: the pages then go through `buffer`.
+    var splicePipe: (r: Int32, w: Int32, size: Int)?
 
     init(server: PageServer, fd: Int32, peer: String, number: Int) {
         self.server = server; self.fd = fd; self.peer = peer; self.number = number
         TCP.setNoDelay(fd)
+        var p: [Int32] = [-1, -1]
+        if (try? p.withUnsafeMutableBufferPointer { try Sys.call(.pipe2, Int(bitPattern: $0.baseAddress!), Int(O_CLOEXEC)) }) != nil {
+            let size = ck_fcntl_int(p[1], 1031 /* F_SETPIPE_SZ */, 1 << 20)
+            splicePipe = (p[0], p[1], size > 0 ? Int(size) : 65536)
+        }
     }
-    deinit { buffer.deallocate() }
+    deinit {
+        buffer.deallocate()
+        if let p = splicePipe { close(p.r); close(p.w) }
+    }
 
     func fail(_ why: String) -> TransportError { TransportError(peer: peer, why) }
 
@@ -236,6 +247,26 @@ final class ReceiveSession {
         }
         if flags.contains(.present) {
             var left = Int(h.nrPages) * imagePageSize
+            // Socket -> pipe -> file: the bytes reach the page cache with one copy, not two.
+            if let pipe = splicePipe {
+                while left > 0 {
+                    var moved = ck_syscall6(275 /* splice */, Int(fd), 0, Int(pipe.w), 0, min(left, pipe.size), 1 /* SPLICE_F_MOVE */)
+                    if moved < 0 && ck_errno() == EINTR { continue }
+                    guard moved > 0 else {
+                        if moved == 0 { throw fail("connection closed inside the pages at 0x\(String(h.vaddr, radix: 16))") }
+                        throw SystemCallError(call: "splice", errno: ck_errno(), context: peer)
+                    }
+                    while moved > 0 {
+                        var off = Int64(current!.pagesBytes)
+                        let w = withUnsafeMutablePointer(to: &off) { ck_syscall6(275, Int(pipe.r), 0, Int(current!.pagesFd), Int(bitPattern: $0), moved, 1) }
+                        if w < 0 && ck_errno() == EINTR { continue }
+                        guard w > 0 else { throw ImageError.ioAt(file: current!.pagesTmp, offset: current!.pagesBytes, errno: w < 0 ? ck_errno() : ENOSPC, what: "splice") }
+                        current!.pagesBytes += w
+                        moved -= w
+                        left -= w
+                    }
+                }
+            }
             while left > 0 {
                 let n = min(left, ReceiveSession.bufferSize)
                 let got = try TCP.readFull(fd, buffer, n)
@@ -251,15 +282,14 @@ final class ReceiveSession {
                 left -= n
             }
         }
-        var c = current!
-        if let last = c.entries.last, last.pageFlags == flags, last.vaddr + UInt64(last.nrPages) * UInt64(imagePageSize) == h.vaddr,
+        // In place: a copy of `current` would copy its entries on every header.
+        if let last = current!.entries.last, last.pageFlags == flags, last.vaddr + UInt64(last.nrPages) * UInt64(imagePageSize) == h.vaddr,
            UInt64(last.nrPages) + h.nrPages <= UInt64(UInt32.max) {
-            c.entries[c.entries.count - 1].nrPages += UInt32(h.nrPages)
+            current!.entries[current!.entries.count - 1].nrPages += UInt32(h.nrPages)
         } else {
-            c.entries.append(Img_PagemapEntry(vaddr: h.vaddr, nrPages: UInt32(h.nrPages), flags: flags))
+            current!.entries.append(Img_PagemapEntry(vaddr: h.vaddr, nrPages: UInt32(h.nrPages), flags: flags))
         }
-        c.lastEnd = end
-        current = c
+        current!.lastEnd = end
     }
 
     /// Every image of the session under its real name: pages files first, then the pagemaps

@@ -12,6 +12,10 @@ public final class PageServerTransport: PageTransport {
     let log = Logger(label: "page-xfer")
     private var bytes: UInt64 = 0
     private var closed = false
+    /// Headers and small runs wait here and go out together (CRIU corks its socket for the
+    /// same reason): a dump of scattered pages sends thousands of them.
+    private var pending: [UInt8] = []
+    static let pendingLimit = 256 << 10
     /// Per ADD_F; a larger entry goes as several (the server merges them back).
     static let maxPagesPerAdd: UInt64 = 1 << 16
 
@@ -68,16 +72,30 @@ public final class PageServerTransport: PageTransport {
     }
 
     func send(_ h: PageServerHeader) throws {
-        do { try TCP.writeFull(fd, h.bytes) } catch { throw TransportError(peer: peer, "lost the connection: \(error)") }
+        pending += h.bytes
+        if pending.count >= PageServerTransport.pendingLimit { try flush() }
+    }
+
+    func flush() throws {
+        guard !pending.isEmpty else { return }
+        defer { pending.removeAll(keepingCapacity: true) }
+        do { try TCP.writeFull(fd, pending) } catch { throw TransportError(peer: peer, "lost the connection: \(error)") }
     }
 
     func sendBytes(_ b: UnsafeRawBufferPointer) throws {
         guard let base = b.baseAddress, b.count > 0 else { return }
-        do { try TCP.writeFull(fd, base, b.count) } catch { throw TransportError(peer: peer, "lost the connection: \(error)") }
         bytes += UInt64(b.count)
+        if b.count < 64 << 10 {
+            pending.append(contentsOf: b)
+            if pending.count >= PageServerTransport.pendingLimit { try flush() }
+            return
+        }
+        try flush()
+        do { try TCP.writeFull(fd, base, b.count) } catch { throw TransportError(peer: peer, "lost the connection: \(error)") }
     }
 
     func receive(_ p: UnsafeMutableRawPointer, _ n: Int, what: String) throws {
+        try flush()
         let got: Int
         do { got = try TCP.readFull(fd, p, n) } catch { throw TransportError(peer: peer, "no answer to \(what): \(error)") }
         guard got == n else { throw TransportError(peer: peer, "closed the connection instead of answering \(what)") }
