@@ -139,6 +139,32 @@ final class PageServerTests: XCTestCase {
         }
     }
 
+    /// CRIU before 4.2 (Debian 12's 3.17) sends 24-byte headers: the server tells from the
+    /// first one and writes the same images.
+    func testLegacyCriuHeadersAreUnderstood() throws {
+        let dir = h.dir + "/img"
+        let (server, port) = try startServer(dir)
+        let fd = try connect(port)
+        var b = PageServerHeader(.open2, type: .pagemap, id: 31).legacyBytes
+        try TCP.writeFull(fd, b)
+        var answer: UInt8 = 9
+        XCTAssertEqual(try TCP.readFull(fd, &answer, 1), 1); XCTAssertEqual(answer, 0)
+        let data = (0..<2 * 4096).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        b = PageServerHeader(.addF, flags: 4, nrPages: 2, vaddr: 0x7f0000000000, type: .pagemap, id: 31).legacyBytes + data
+        b += PageServerHeader(.addF, flags: 2, nrPages: 3, vaddr: 0x7f0000010000, type: .pagemap, id: 31).legacyBytes
+        b += PageServerHeader(.flush).legacyBytes
+        try TCP.writeFull(fd, b)
+        var status: Int32 = 9
+        XCTAssertEqual(try TCP.readFull(fd, &status, 4), 4); XCTAssertEqual(status, 0)
+        close(fd)
+        XCTAssertEqual(try Subprocess.wait(server, timeout: 20).map(Subprocess.exitCode), 0)
+        let images = try ImageDirectory(path: dir)
+        let map = try images.pageMap(pid: 31)
+        XCTAssertEqual(map.entries.map { [$0.vaddr, UInt64($0.nrPages), UInt64($0.flags.rawValue)] },
+                       [[0x7f0000000000, 2, 4], [0x7f0000010000, 3, 2]])
+        XCTAssertEqual(try images.pagesReader(id: map.pagesID).read(offset: 0, count: data.count), data)
+    }
+
     // MARK: dumps through the server
 
     func testDumpThroughServerRestores() throws {

@@ -109,13 +109,21 @@ public final class PageServer: @unchecked Sendable {
     }
 }
 
-/// Reads one header; nil when the peer closed cleanly between messages.
-func readHeader(_ fd: Int32, peer: String) throws -> PageServerHeader? {
-    var b = [UInt8](repeating: 0, count: PageServerHeader.size)
-    let got = try b.withUnsafeMutableBytes { try TCP.readFull(fd, $0.baseAddress!, $0.count) }
+/// Reads one header; nil when the peer closed cleanly between messages. `legacy` is decided
+/// from the first header of a session (nil until then): CRIU before 4.2 sends 24 bytes.
+func readHeader(_ fd: Int32, peer: String, legacy: inout Bool?) throws -> PageServerHeader? {
+    var b = [UInt8](repeating: 0, count: legacy == true ? PageServerHeader.legacySize : PageServerHeader.size)
+    let first = legacy == nil ? PageServerHeader.legacySize : b.count
+    var got = try b.withUnsafeMutableBytes { try TCP.readFull(fd, $0.baseAddress!, first) }
     if got == 0 { return nil }
+    if legacy == nil && got == first {
+        legacy = PageServerHeader.isLegacy(firstBytes: Array(b[0..<first]))
+        if legacy == true { b.removeLast(b.count - first) } else {
+            got += try b.withUnsafeMutableBytes { try TCP.readFull(fd, $0.baseAddress! + first, $0.count - first) }
+        }
+    }
     guard got == b.count else { throw TransportError(peer: peer, "connection closed inside a header (\(got) of \(b.count) bytes)") }
-    return PageServerHeader(bytes: b)!
+    return legacy == true ? PageServerHeader(legacyBytes: b)! : PageServerHeader(bytes: b)!
 }
 
 /// One dump's connection: images are written to temporary files and renamed on CLOSE.
@@ -140,6 +148,8 @@ final class ReceiveSession {
     }
     var current: Image?
     var finished: [Image] = []
+    /// The client speaks CRIU's pre-4.2 24-byte header.
+    var legacy: Bool?
     var seen: Set<UInt64> = []
     static let bufferSize = 4 << 20
     let buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 4096)
@@ -164,7 +174,7 @@ final class ReceiveSession {
 
     func run() throws {
         while true {
-            guard let h = try readHeader(fd, peer: peer) else { throw fail("connection closed before CLOSE: the images are incomplete") }
+            guard let h = try readHeader(fd, peer: peer, legacy: &legacy) else { throw fail("connection closed before CLOSE: the images are incomplete") }
             if let p = PageServerLimits.problem(h) { throw fail("bad header: \(p)") }
             switch h.command! {
             case .open, .open2:

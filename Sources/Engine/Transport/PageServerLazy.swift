@@ -10,6 +10,8 @@ final class LazySession {
     let peer: String
     let pages: LazyPageStore
     let server: PageServer
+    /// Post-copy clients are taken to speak the 32-byte header (a GET cannot tell).
+    var legacy: Bool? = false
 
     init(server: PageServer, fd: Int32, peer: String) {
         self.server = server; self.fd = fd; self.peer = peer
@@ -20,7 +22,7 @@ final class LazySession {
     func run() throws {
         var buf = [UInt8](repeating: 0, count: Int(PageServerLimits.maxPagesPerHeader) * imagePageSize / 64)
         while true {
-            guard let h = try readHeader(fd, peer: peer) else { throw TransportError(peer: peer, "connection closed before CLOSE") }
+            guard let h = try readHeader(fd, peer: peer, legacy: &legacy) else { throw TransportError(peer: peer, "connection closed before CLOSE") }
             if let p = PageServerLimits.problem(h) { throw TransportError(peer: peer, "bad header: \(p)") }
             switch h.command! {
             case .get:

@@ -79,6 +79,35 @@ public struct PageServerHeader: Sendable, Equatable {
         return b
     }
 
+    /// CRIU before 4.2 (Debian 12 ships 3.17): `{u32 cmd; u32 nr_pages; u64 vaddr; u64 dst_id}`.
+    public static let legacySize = 24
+
+    /// Decodes the 24-byte header of CRIU before 4.2; nil unless exactly 24 bytes.
+    public init?(legacyBytes bytes: some Collection<UInt8>) {
+        guard bytes.count == Self.legacySize else { return nil }
+        let a = Array(bytes)
+        func get<T: FixedWidthInteger>(_ at: Int, _: T.Type) -> T {
+            var v: T = 0
+            for k in 0..<MemoryLayout<T>.size { v |= T(a[at + k]) << (8 * k) }
+            return v
+        }
+        self.init(rawCmd: get(0, UInt32.self), nrPages: UInt64(get(4, UInt32.self)), vaddr: get(8, UInt64.self), dstID: get(16, UInt64.self))
+    }
+
+    /// The 24-byte layout (nr_pages must fit 32 bits), for talking to CRIU before 4.2.
+    public var legacyBytes: [UInt8] {
+        var b = [UInt8](); b.reserveCapacity(Self.legacySize)
+        func put<T: FixedWidthInteger>(_ v: T) { withUnsafeBytes(of: v.littleEndian) { b.append(contentsOf: $0) } }
+        put(rawCmd); put(UInt32(truncatingIfNeeded: nrPages)); put(vaddr); put(dstID)
+        return b
+    }
+
+    /// Which layout a client speaks, from the first 24 bytes it sends. A dump starts with
+    /// OPEN2, OPEN, PARENT or ADD*: in the 24-byte layout, bytes 16..23 are dst_id, whose low
+    /// byte (the image type) is never 0; in the 32-byte layout they are vaddr, which is 0 for
+    /// OPEN2/OPEN/PARENT and page-aligned for ADD*, so its low byte is 0.
+    public static func isLegacy(firstBytes a: [UInt8]) -> Bool { a.count >= 24 && a[16] != 0 }
+
     /// Decodes exactly 32 bytes; nil otherwise. Says nothing about validity: see `PageServerLimits`.
     public init?(bytes: some Collection<UInt8>) {
         guard bytes.count == Self.size else { return nil }
