@@ -152,6 +152,7 @@ final class ReceiveSession {
     var legacy: Bool?
     var seen: Set<UInt64> = []
     static let bufferSize = 4 << 20
+    static let idleSeconds = 300
     let buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 4096)
     /// nil when no pipe could be made: the pages then go through `buffer`.
     var splicePipe: (r: Int32, w: Int32, size: Int)?
@@ -159,6 +160,9 @@ final class ReceiveSession {
     init(server: PageServer, fd: Int32, peer: String, number: Int) {
         self.server = server; self.fd = fd; self.peer = peer; self.number = number
         TCP.setNoDelay(fd)
+        // A client silent this long is gone or hostile; its thread and files go.
+        var tv = timeval(tv_sec: ReceiveSession.idleSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var p: [Int32] = [-1, -1]
         if (try? p.withUnsafeMutableBufferPointer { try Sys.call(.pipe2, Int(bitPattern: $0.baseAddress!), Int(O_CLOEXEC)) }) != nil {
             let size = ck_fcntl_int(p[1], 1031 /* F_SETPIPE_SZ */, 1 << 20)
