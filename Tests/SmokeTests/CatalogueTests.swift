@@ -128,9 +128,10 @@ final class CatalogueTests: XCTestCase {
         XCTAssertEqual(try Modes.named("pre").name, "pre")
         XCTAssertEqual(try Modes.named("snaps").name, "snaps")
         XCTAssertEqual(try Modes.named("dedup").name, "dedup")
+        XCTAssertEqual(try Modes.named("page-server").name, "page-server")
         XCTAssertThrowsError(try Modes.named("lazy")) { e in
-            XCTAssertTrue("\(e)".contains("available: nocr, plain, pre, snaps, dedup"), "\(e)")
-            XCTAssertTrue("\(e)".contains("not implemented yet: page-server"), "\(e)")
+            XCTAssertTrue("\(e)".contains("available: nocr, plain, pre, snaps, dedup, page-server"), "\(e)")
+            XCTAssertTrue("\(e)".contains("not implemented yet: remote"), "\(e)")
         }
         XCTAssertThrowsError(try Flavours.named("ns")) { e in XCTAssertTrue("\(e)".contains("available: h"), "\(e)") }
     }

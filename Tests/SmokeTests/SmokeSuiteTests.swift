@@ -29,6 +29,9 @@ final class SmokeSuiteTests: XCTestCase {
     /// Two snapshot dumps with --leave-running, an incremental final dump, restore from the last.
     func testSmokeSuiteSnaps() throws { try runSmoke(mode: "snaps", iters: 2) }
 
+    /// Two pre-dumps and the final dump through cryo page-server in its own netns over a veth.
+    func testSmokeSuitePageServer() throws { try runSmoke(mode: "page-server", iters: 1) }
+
     func runSmoke(mode: String, iters: Int) throws {
         guard getuid() == 0 else {
             print("SmokeSuiteTests: skipped, zdtm needs root to trace and reap workloads")
