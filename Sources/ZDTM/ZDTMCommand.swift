@@ -72,6 +72,7 @@ struct Run: ParsableCommand {
     @Flag(help: "zdtm.py's spelling: mode remote-lazy.") var remoteLazyPages = false
     @Flag(help: "zdtm.py's spelling: mode remote (image proxy and cache).") var remote = false
     @Flag(help: "zdtm.py's spelling: mode stream.") var stream = false
+    @Option(help: "zdtm.py's --fault: make cryo fail at this fault point (1 after-freeze, 2 mid-pages, 3 files, 4 restore-tasks, 5 mid-transfer; repeatable) and check what the failure leaves, then C/R again.") var fault: [String] = []
     @Flag(help: "Go on after a failure.") var keepGoing = false
     @Option(help: "Write JUnit XML (zdtm.xml) into this folder.") var report: String?
     @Option(help: "Run a binary that speaks the zdtm protocol, by path (repeatable).") var external: [String] = []
@@ -85,6 +86,9 @@ struct Run: ParsableCommand {
         if iters < 1 { throw ValidationError("--iters \(iters): must be at least 1") }
         if let pre, pre < 1 { throw ValidationError("--pre \(pre): must be at least 1") }
         do { _ = try spellings.modes(explicit: mode) } catch { throw ValidationError("\(error)") }
+        for f in fault where FaultPoint.parse(f) == nil {
+            throw ValidationError("--fault \(f): no such fault point (" + FaultPoint.allCases.map { "\($0.rawValue) \($0.name)" }.joined(separator: ", ") + ")")
+        }
     }
 
     var spellings: CriuSpellings {
@@ -100,7 +104,7 @@ struct Run: ParsableCommand {
         let cat = try common.catalogue()
         var sel = Selection()
         sel.tests = test; sel.regex = testRegex; sel.suite = suite; sel.externals = external
-        sel.flavours = CriuSpellings.flavours(flavour); sel.modes = try spellings.modes(explicit: mode); sel.iterations = iters
+        sel.flavours = CriuSpellings.flavours(flavour); sel.modes = fault.isEmpty ? try spellings.modes(explicit: mode) : fault.compactMap { FaultPoint.parse($0).map { "fault-\($0.rawValue)" } }; sel.iterations = iters
         let (specs, skipped, suiteObj) = try sel.cases(in: cat)
 
         let binDir = binDir ?? Locations.selfDir()

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import Engine
 import ZDTMCore
 
 /// Runs the smoke suite through the built `zdtm`, as CI does.
@@ -32,7 +33,15 @@ final class SmokeSuiteTests: XCTestCase {
     /// Two pre-dumps and the final dump through cryo page-server in its own netns over a veth.
     func testSmokeSuitePageServer() throws { try runSmoke(mode: "page-server", iters: 1) }
 
-    func runSmoke(mode: String, iters: Int) throws {
+    /// Every fault point on three workloads: a failed dump leaves the tree running (then C/R
+    /// passes), a failed restore leaves no process (then a second restore passes).
+    func testFaultPoints() throws {
+        let faults = FaultPoint.allCases.flatMap { ["--fault", String($0.rawValue)] }
+        try runSmoke(mode: "", iters: 1, args: ["-t", "pipe00", "-t", "tree00", "-t", "unix03"] + faults,
+                     cases: 3 * FaultPoint.allCases.count)
+    }
+
+    func runSmoke(mode: String, iters: Int, args: [String]? = nil, cases: Int? = nil) throws {
         guard getuid() == 0 else {
             print("SmokeSuiteTests: skipped, zdtm needs root to trace and reap workloads")
             throw XCTSkip("zdtm needs root")
@@ -47,7 +56,7 @@ final class SmokeSuiteTests: XCTestCase {
 
         let p = Process()
         p.executableURL = URL(fileURLWithPath: dir + "/zdtm")
-        p.arguments = ["run", "--suite", "smoke", "--mode", mode, "--iters", String(iters), "--keep-going", "-p", "2", "--suites-dir", packageRoot + "/Suites", "--bin-dir", dir]
+        p.arguments = ["run"] + (args ?? ["--suite", "smoke", "--mode", mode]) + ["--iters", String(iters), "--keep-going", "-p", "2", "--suites-dir", packageRoot + "/Suites", "--bin-dir", dir]
         let pipe = Pipe()
         p.standardOutput = pipe
         p.standardError = pipe
@@ -58,6 +67,6 @@ final class SmokeSuiteTests: XCTestCase {
         XCTAssertEqual(p.terminationStatus, 0, out)
         let last = out.split(separator: "\n").last.map(String.init) ?? ""
         XCTAssertTrue(last.hasSuffix(" 0 failed") || last.contains(" 0 failed,"), "last line: \(last)")
-        XCTAssertTrue(last.hasPrefix("\(cat.suites["smoke"]!.workloads.count) passed"), "last line: \(last)")
+        XCTAssertTrue(last.hasPrefix("\(cases ?? cat.suites["smoke"]!.workloads.count) passed"), "last line: \(last)")
     }
 }

@@ -29,6 +29,7 @@ public struct Dumper {
         // Lives until the tree is left as asked: it holds the TCP connections in repair mode.
         let files = FileTable(images: images)
         do {
+            try Fault.check(.afterFreeze)
             var plans: [Int32: IncrementalPlan] = [:]
             if request.trackMem || request.prevImagesDir != nil {
                 let inc = try Incremental.prepare(pids: tree.processes.filter { !$0.isZombie }.map(\.pid), imagesDir: images,

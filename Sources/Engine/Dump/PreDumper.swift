@@ -47,6 +47,7 @@ public struct PreDumper {
         let live = tree.processes.filter { !$0.isZombie }.map(\.pid)
         var pstree: [Img_PstreeEntry] = []
         do {
+            try Fault.check(.afterFreeze)
             for p in tree.processes {
                 let st = try proc.stat(pid: p.pid)
                 var e = Img_PstreeEntry()

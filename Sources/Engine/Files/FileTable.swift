@@ -87,6 +87,7 @@ final class FileTable: @unchecked Sendable {
                 DumpError.unsupportedFd(pid: pid, fd: fd, kind: kind, target: f.target)
             }
             infos.append(fdinfo(id: id, fd: fd, flags: f.info.flags, type: type))
+            try Fault.check(.files)
         }
         try images.write(.fdinfo, id: Int(pid), entries: infos)
     }

@@ -86,6 +86,7 @@ public struct Restorer {
                 for c in children {
                     try createChild(c, parent: p, built: built, plans: plans)
                 }
+                try Fault.check(.restoreTasks)
             }
             try joinGroups(plans, built: built)
             for p in plans where !p.isZombie {

@@ -156,6 +156,7 @@ final class PageServerSink: PageSink {
             off += k
             partLeft -= k
         }
+        try Fault.check(.midTransfer)
     }
 
     func finish() throws {

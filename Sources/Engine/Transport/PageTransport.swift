@@ -73,6 +73,7 @@ public final class PageStream: @unchecked Sendable {
             off += k
             left -= UInt64(k)
         }
+        try Fault.check(.midPages)
     }
 
     public func finish() throws {

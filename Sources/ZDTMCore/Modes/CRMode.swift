@@ -1,4 +1,5 @@
 import Foundation
+import Engine
 
 public enum ModeError: Error, CustomStringConvertible, Equatable {
     case commandFailed(command: String, code: Int32, log: String, tail: String)
@@ -35,6 +36,7 @@ public enum Modes {
     public static var known: Set<String> { Set(all.map(\.name) + planned) }
 
     public static func named(_ name: String) throws -> any CRMode {
+        if name.hasPrefix("fault-"), let p = FaultPoint.parse(String(name.dropFirst(6))) { return FaultMode(point: p) }
         guard let m = all.first(where: { $0.name == name }) else {
             throw ModeError.unknown(name: name, available: all.map(\.name), planned: planned)
         }

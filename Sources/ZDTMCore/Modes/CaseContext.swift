@@ -38,6 +38,8 @@ public final class CaseContext: @unchecked Sendable {
     public let iteration: Int
     /// How many pre-dumps or snapshots a multi-step mode takes before the final dump.
     public var preDumps = 2
+    /// Extra environment for the cryo commands (CRYO_FAULT for the fault modes).
+    public var env: [String: String] = [:]
     /// "pre" or "snaps": a transfer mode takes that many pre-dumps or snapshots first (--pre N, --snaps).
     public var incremental: String?
     public private(set) var commands: [RecordedCommand] = []
@@ -59,9 +61,10 @@ public final class CaseContext: @unchecked Sendable {
     /// `passFd` is given to cryo as fd 3 (Subprocess.passedFd), e.g. the track store.
     public func cryo(_ args: [String], log name: String, timeout: Double = 120, passFd: Int32? = nil, moreFds: [Int32] = []) throws {
         let log = dir + "/" + name + ".log"
-        let cmd = RecordedCommand(argv: [cryo] + args, log: log)
+        let prefix = env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let cmd = RecordedCommand(argv: (prefix.isEmpty ? [] : ["env"] + prefix) + [cryo] + args, log: log)
         commands.append(cmd)
-        let st = try Subprocess.run(cryo, args, cwd: dir, log: log, timeout: timeout, passFd: passFd, moreFds: moreFds)
+        let st = try Subprocess.run(cryo, args, cwd: dir, log: log, timeout: timeout, passFd: passFd, moreFds: moreFds, env: env)
         let code = Subprocess.exitCode(st)
         if code != 0 {
             let tail = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")

@@ -20,7 +20,7 @@ public struct PageServerMode: CRMode {
     static let clientAddress = "10.231.0.2"
 
     public func checkpointRestore(_ ctx: CaseContext) throws {
-        let net = try NetnsPair(tag: "\(getpid())-\(ctx.workload.name)-\(ctx.iteration)")
+        let net = try NetnsPair(tag: "\(getpid())-\(ctx.workload.name)-\(ctx.iteration)-\(UInt16.random(in: 0...UInt16.max))")
         defer { net.remove() }
         let store = try TrackStoreHolder()
         var prev: String?
@@ -132,6 +132,9 @@ final class PageServerProcess {
         var args = ["--net=/run/netns/" + net.server, ctx.cryo, "page-server", "-D", images, "--address", PageServerMode.serverAddress,
                     "--port", "0", "-v4", "-o", ctx.dir + "/page-server-\(ctx.iteration)-\(label).log"]
         if let prev { args += ["--prev-images-dir", prev] }
+        // The port is read from the first line: a second attempt of the same step (a fault
+        // mode's retry) must not read the first one's.
+        unlink(out)
         pid = try Subprocess.spawn("/usr/bin/nsenter", args, cwd: ctx.dir, output: out)
         var got: UInt16?
         for _ in 0..<1000 {

@@ -22,7 +22,8 @@ public enum Subprocess {
     /// Starts `path args` in `cwd`, stdin from /dev/null, stdout/stderr to `output` (appended)
     /// or inherited. `passFd` is handed to the child as its fd 3 (cryo's --track-store), and
     /// `moreFds` as fds 4, 5... (they need passFd).
-    public static func spawn(_ path: String, _ args: [String], cwd: String? = nil, output: String? = nil, passFd: Int32? = nil, moreFds: [Int32] = []) throws -> Int32 {
+    public static func spawn(_ path: String, _ args: [String], cwd: String? = nil, output: String? = nil, passFd: Int32? = nil, moreFds: [Int32] = [],
+                             env: [String: String] = [:]) throws -> Int32 {
         var fa = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fa)
         defer { posix_spawn_file_actions_destroy(&fa) }
@@ -47,7 +48,16 @@ public enum Subprocess {
         let argv = ([path] + args).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        let r = posix_spawn(&pid, path, &fa, nil, argv, environ)
+        var r: Int32
+        if env.isEmpty {
+            r = posix_spawn(&pid, path, &fa, nil, argv, environ)
+        } else {
+            var vars = ProcessInfo.processInfo.environment
+            for (k, v) in env { vars[k] = v }
+            let envp = vars.map { strdup("\($0.key)=\($0.value)") } + [nil]
+            defer { envp.forEach { free($0) } }
+            r = posix_spawn(&pid, path, &fa, nil, argv, envp)
+        }
         if r != 0 { throw SubprocessError.spawn(path: path, errno: r) }
         return pid
     }
@@ -76,8 +86,9 @@ public enum Subprocess {
     public static let passedFd: Int32 = 3
 
     /// Runs to completion, capturing combined output in `log`. Returns the wait status.
-    public static func run(_ path: String, _ args: [String], cwd: String? = nil, log: String, timeout: Double, passFd: Int32? = nil, moreFds: [Int32] = []) throws -> Int32 {
-        let pid = try spawn(path, args, cwd: cwd, output: log, passFd: passFd, moreFds: moreFds)
+    public static func run(_ path: String, _ args: [String], cwd: String? = nil, log: String, timeout: Double, passFd: Int32? = nil, moreFds: [Int32] = [],
+                           env: [String: String] = [:]) throws -> Int32 {
+        let pid = try spawn(path, args, cwd: cwd, output: log, passFd: passFd, moreFds: moreFds, env: env)
         guard let st = try wait(pid, timeout: timeout) else {
             kill9(pid)
             throw SubprocessError.timeout(pid: pid, seconds: timeout)
