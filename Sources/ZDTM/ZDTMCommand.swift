@@ -20,7 +20,7 @@ struct ZDTM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zdtm",
         abstract: "Run workloads through checkpoint/restore and check they come back intact.",
-        subcommands: [List.self, Run.self])
+        subcommands: [List.self, Run.self, Repro.self])
 }
 
 struct List: ParsableCommand {
@@ -74,7 +74,9 @@ struct Run: ParsableCommand {
     @Flag(help: "zdtm.py's spelling: mode stream.") var stream = false
     @Option(help: "zdtm.py's --fault: make cryo fail at this fault point (1 after-freeze, 2 mid-pages, 3 files, 4 restore-tasks, 5 mid-transfer; repeatable) and check what the failure leaves, then C/R again.") var fault: [String] = []
     @Flag(help: "Go on after a failure.") var keepGoing = false
-    @Option(help: "Write JUnit XML (zdtm.xml) into this folder.") var report: String?
+    @Option(help: "Write JUnit XML (zdtm.xml) and an HTML page (zdtm.html) into this folder.") var report: String?
+    @Option(help: "Keep each case's folder (images, logs): always, never or failed (zdtm.py's --keep-img).") var keepImg: String = "failed"
+    @Option(help: "Run only share I of N of the selected cases (I from 1), so CI can split a run across machines.") var shard: String?
     @Option(help: "Run a binary that speaks the zdtm protocol, by path (repeatable).") var external: [String] = []
     @Option(help: "Folder with the workload binaries (default: the folder of zdtm).") var binDir: String?
     @Option(help: "The cryo binary (default: cryo next to zdtm).") var cryo: String?
@@ -84,11 +86,20 @@ struct Run: ParsableCommand {
     func validate() throws {
         if parallel < 1 { throw ValidationError("-p \(parallel): must be at least 1") }
         if iters < 1 { throw ValidationError("--iters \(iters): must be at least 1") }
+        if RunOptions.KeepImages(rawValue: keepImg) == nil { throw ValidationError("--keep-img \(keepImg): always, never or failed") }
+        if let shard, Self.parseShard(shard) == nil { throw ValidationError("--shard \(shard): give I/N with 1 <= I <= N") }
         if let pre, pre < 1 { throw ValidationError("--pre \(pre): must be at least 1") }
         do { _ = try spellings.modes(explicit: mode) } catch { throw ValidationError("\(error)") }
         for f in fault where FaultPoint.parse(f) == nil {
             throw ValidationError("--fault \(f): no such fault point (" + FaultPoint.allCases.map { "\($0.rawValue) \($0.name)" }.joined(separator: ", ") + ")")
         }
+    }
+
+    /// "2/5" -> (2, 5)
+    static func parseShard(_ s: String) -> (Int, Int)? {
+        let f = s.split(separator: "/")
+        guard f.count == 2, let i = Int(f[0]), let n = Int(f[1]), n >= 1, i >= 1, i <= n else { return nil }
+        return (i, n)
     }
 
     var spellings: CriuSpellings {
@@ -105,7 +116,11 @@ struct Run: ParsableCommand {
         var sel = Selection()
         sel.tests = test; sel.regex = testRegex; sel.suite = suite; sel.externals = external
         sel.flavours = CriuSpellings.flavours(flavour); sel.modes = fault.isEmpty ? try spellings.modes(explicit: mode) : fault.compactMap { FaultPoint.parse($0).map { "fault-\($0.rawValue)" } }; sel.iterations = iters
-        let (specs, skipped, suiteObj) = try sel.cases(in: cat)
+        var (specs, skipped, suiteObj) = try sel.cases(in: cat)
+        if let shard, let (i, n) = Self.parseShard(shard) {
+            specs = specs.enumerated().filter { $0.offset % n == i - 1 }.map(\.element)
+            skipped = skipped.enumerated().filter { $0.offset % n == i - 1 }.map(\.element)
+        }
 
         let binDir = binDir ?? Locations.selfDir()
         let runDir: String
@@ -118,11 +133,13 @@ struct Run: ParsableCommand {
         var opts = RunOptions(binDir: binDir, cryo: cryo ?? binDir + "/cryo", runDir: runDir)
         opts.keepGoing = keepGoing
         opts.parallel = parallel
+        opts.keepImages = RunOptions.KeepImages(rawValue: keepImg) ?? .failed
         opts.preDumps = pre ?? 2
         opts.incremental = spellings.incremental
         let runner = try Runner(options: opts)
+        let progress = Progress(total: specs.count)
         runner.onResult = { r in
-            print(r.outcome.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0) + " \(r.spec.id)"
+            print(progress.tick(r) + r.outcome.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0) + " \(r.spec.id)"
                   + String(format: " (%.2fs)", r.seconds) + (r.reason.isEmpty ? "" : ": " + r.reason))
             fflush(nil)
         }
@@ -133,11 +150,27 @@ struct Run: ParsableCommand {
         if let dir = report {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             try Report.junit(results, suite: suiteObj?.name ?? "zdtm").write(toFile: dir + "/zdtm.xml", atomically: true, encoding: .utf8)
+            try Report.html(results, suite: suiteObj?.name ?? "zdtm", wallSeconds: Date().timeIntervalSince(t0))
+                .write(toFile: dir + "/zdtm.html", atomically: true, encoding: .utf8)
         }
         // A run folder with nothing kept in it is only noise; one we were given stays.
         if self.runDir == nil, ((try? FileManager.default.contentsOfDirectory(atPath: runDir)) ?? []).isEmpty {
             try? FileManager.default.removeItem(atPath: runDir)
         }
         if results.contains(where: { $0.outcome == .fail }) { throw ExitCode(1) }
+    }
+}
+
+/// "[12/60, 1 failing] " before each result line of a long run.
+final class Progress: @unchecked Sendable {
+    let total: Int
+    private var done = 0, failing = 0
+    private let lock = NSLock()
+    init(total: Int) { self.total = total }
+    func tick(_ r: CaseResult) -> String {
+        lock.lock(); defer { lock.unlock() }
+        done += 1
+        if r.outcome == .fail { failing += 1 }
+        return "[\(done)/\(total)" + (failing > 0 ? ", \(failing) failing" : "") + "] "
     }
 }

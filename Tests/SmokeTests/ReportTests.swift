@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import ZDTMCore
 
@@ -23,6 +24,24 @@ final class ReportTests: XCTestCase {
         XCTAssertTrue(xml.contains("<system-out>expected failure: known</system-out>"), xml)
         XCTAssertTrue(xml.hasSuffix("</testsuite>\n"))
         XCTAssertEqual(Report.esc("a\u{1}b"), "a?b")
+    }
+
+    func testHTMLHasEveryCaseTheChartAndAFailuresLogTail() throws {
+        let log = NSTemporaryDirectory() + "report-\(getpid()).log"
+        try "line 1\nError dump: pid 7: fd 3 is a pty\n".write(toFile: log, atomically: true, encoding: .utf8)
+        defer { unlink(log) }
+        var fail = result("b00", .fail, "`cryo dump` exited 1 <x>", dir: "/tmp/kept")
+        fail.commands = [RecordedCommand(argv: ["/bin/cryo", "dump"], log: log, seconds: 0.25)]
+        var pass = result("a00", .pass)
+        pass.phases = ["dump: memory": 12.5]
+        let page = Report.html([pass, fail, result("c00", .skip, "not for mode")], suite: "smoke", wallSeconds: 3)
+        XCTAssertTrue(page.contains("<svg"), "the chart per mode")
+        XCTAssertTrue(page.contains("<td>a00 × h × nocr</td>") && page.contains("<td>b00 × h × nocr</td>") && page.contains("<td>c00 × h × nocr</td>"))
+        XCTAssertTrue(page.contains("dump: memory 12.5"), "phases")
+        XCTAssertTrue(page.contains("dump 0.25 s"), "command times")
+        XCTAssertTrue(page.contains("Error dump: pid 7: fd 3 is a pty"), "the failing command's log inline")
+        XCTAssertTrue(page.contains("exited 1 &lt;x&gt;"), "escaped")
+        XCTAssertTrue(page.contains("1 passed, 1 failed, 1 skipped"))
     }
 
     func testSummaryEndsWithCountsLine() {

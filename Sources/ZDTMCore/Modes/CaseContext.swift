@@ -6,7 +6,9 @@ import Glibc
 public struct RecordedCommand: Equatable, Sendable {
     public var argv: [String]
     public var log: String
-    public init(argv: [String], log: String) { self.argv = argv; self.log = log }
+    /// How long it ran (0 for the workload's start line).
+    public var seconds: Double = 0
+    public init(argv: [String], log: String, seconds: Double = 0) { self.argv = argv; self.log = log; self.seconds = seconds }
     /// Shell-quoted, ready to paste.
     public var shell: String { argv.map(Self.quote).joined(separator: " ") }
 
@@ -64,6 +66,8 @@ public final class CaseContext: @unchecked Sendable {
         let prefix = env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let cmd = RecordedCommand(argv: (prefix.isEmpty ? [] : ["env"] + prefix) + [cryo] + args, log: log)
         commands.append(cmd)
+        let t0 = Date()
+        defer { commands[commands.count - 1].seconds = Date().timeIntervalSince(t0) }
         let st = try Subprocess.run(cryo, args, cwd: dir, log: log, timeout: timeout, passFd: passFd, moreFds: moreFds, env: env)
         let code = Subprocess.exitCode(st)
         if code != 0 {

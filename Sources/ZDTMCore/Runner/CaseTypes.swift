@@ -25,6 +25,9 @@ public struct CaseResult: Sendable {
     public var dir: String?
     /// How the workload was started, then every cryo command the mode ran.
     public var commands: [RecordedCommand]
+    /// Milliseconds per phase summed over the case's cryo logs ("dump: memory" -> 12.3), from
+    /// the per-task timing lines cryo writes at -v4.
+    public var phases: [String: Double] = [:]
     public init(spec: CaseSpec, outcome: Outcome, reason: String, seconds: Double, dir: String? = nil, commands: [RecordedCommand] = []) {
         self.spec = spec; self.outcome = outcome; self.reason = reason; self.seconds = seconds; self.dir = dir; self.commands = commands
     }
@@ -38,6 +41,9 @@ public struct RunOptions: Sendable {
     public var parallel = 1
     /// Pre-dumps (pre, dedup) or snapshot dumps (snaps) before the final dump.
     public var preDumps = 2
+    /// Keep a case's folder (images, logs): always, never, or only when it failed (zdtm.py's --keep-img).
+    public enum KeepImages: String, Sendable, CaseIterable { case always, never, failed }
+    public var keepImages: KeepImages = .failed
     /// With a transfer mode (page-server, lazy...): "pre" or "snaps" when zdtm.py's --pre N or
     /// --snaps asked for incremental steps before the final dump.
     public var incremental: String?

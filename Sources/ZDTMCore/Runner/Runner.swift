@@ -93,13 +93,13 @@ public final class Runner: @unchecked Sendable {
                 if outcome == .fail { outcome = .xfail; reason += " (expected: \(why))" }
                 else if outcome == .pass { reason = "passed although expected to fail: \(why)" }
             }
-            if outcome == .fail {
-                writeRepro(dir: dir, commands: commands, reason: reason)
-            } else {
-                try? FileManager.default.removeItem(atPath: dir)
-            }
-            let r = CaseResult(spec: spec, outcome: outcome, reason: reason, seconds: Date().timeIntervalSince(t0),
-                               dir: outcome == .fail ? dir : nil, commands: commands)
+            let phases = Runner.phases(in: dir)
+            let keep = options.keepImages == .always || (options.keepImages == .failed && outcome == .fail)
+            if outcome == .fail || keep { writeRepro(dir: dir, commands: commands, reason: reason) }
+            if !keep { try? FileManager.default.removeItem(atPath: dir) }
+            var r = CaseResult(spec: spec, outcome: outcome, reason: reason, seconds: Date().timeIntervalSince(t0),
+                               dir: keep ? dir : nil, commands: commands)
+            r.phases = phases
             logger.info("\(spec.id): \(outcome.rawValue) \(reason)")
             return r
         }
@@ -244,6 +244,27 @@ public final class Runner: @unchecked Sendable {
             s += "; out.log: " + l.split(separator: "\n").suffix(3).joined(separator: " | ")
         }
         return s
+    }
+
+    /// Sums the "pid N timing: phase 1.23ms, ..." lines of every cryo log under `dir`, keyed by
+    /// what ran ("dump: memory", "restore: files").
+    static func phases(in dir: String) -> [String: Double] {
+        var out: [String: Double] = [:]
+        guard let walk = FileManager.default.enumerator(atPath: dir) else { return out }
+        for case let rel as String in walk where rel.hasSuffix(".log") {
+            let name = (rel as NSString).lastPathComponent
+            let what = name.hasPrefix("restore") ? "restore" : name.hasPrefix("pre-dump") ? "pre-dump" : name.hasPrefix("dump") ? "dump" : nil
+            guard let what, let text = try? String(contentsOfFile: dir + "/" + rel, encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n") {
+                guard let r = line.range(of: " timing: ") else { continue }
+                for part in line[r.upperBound...].split(separator: ",") {
+                    let f = part.split(separator: " ")
+                    guard f.count == 2, f[1].hasSuffix("ms"), let ms = Double(f[1].dropLast(2)) else { continue }
+                    out[what + ": " + f[0], default: 0] += ms
+                }
+            }
+        }
+        return out
     }
 
     /// DIR/repro.sh: the exact commands of a failed case, for running by hand.
