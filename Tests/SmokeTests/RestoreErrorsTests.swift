@@ -69,6 +69,69 @@ final class RestoreErrorsTests: XCTestCase {
         XCTAssertNotEqual(kill(pid, 0), 0, "a failed restore leaves no process")
     }
 
+    /// Hostile images folders: each is refused before any process exists, naming the file.
+    func testHostileImagesFoldersAreRefusedBeforeAnythingIsCreated() throws {
+        let pid = try start("sparse00")
+        let images = dir + "/img"
+        var (code, out) = try cryo(["dump", "-t", "\(pid)", "-D", images])
+        XCTAssertEqual(code, 0, out)
+        CRHarness(dir: dir).waitGone([pid])
+        let d = try ImageDirectory(path: images)
+        let pm = try d.readPagemap(pid: pid)
+        let data = pm.entries.filter(\.hasData)
+        XCTAssertGreaterThanOrEqual(data.count, 2, "sparse00 has several runs of pages")
+        func variant(_ name: String, _ damage: (ImageDirectory) throws -> Void) throws -> String {
+            let v = dir + "/" + name
+            try? FileManager.default.removeItem(atPath: v)
+            try FileManager.default.copyItem(atPath: images, toPath: v)
+            try damage(try ImageDirectory(path: v))
+            let (c, o) = try cryo(["restore", "-D", v, "-d"])
+            XCTAssertNotEqual(c, 0, "\(name): restore succeeded")
+            XCTAssertNotEqual(kill(pid, 0), 0, "\(name): a refused restore created pid \(pid)")
+            return o
+        }
+        // Two entries over the same pages.
+        out = try variant("overlap") { v in
+            var e = pm.entries
+            e.insert(Img_PagemapEntry(vaddr: data[0].vaddr, nrPages: data[0].nrPages, flags: [.present]), at: 1)
+            try v.writePagemap(pid: pid, pagesID: pm.pagesID, entries: e)
+        }
+        XCTAssertTrue(out.contains("pagemap-\(pid).img") && out.contains("overlaps"), out)
+        // A count past anything real: more pages than the address space holds.
+        out = try variant("huge") { v in
+            var e = pm.entries
+            e[e.count - 1] = Img_PagemapEntry(vaddr: e[e.count - 1].vaddr, nrPages: UInt32.max, flags: [.present])
+            try v.writePagemap(pid: pid, pagesID: pm.pagesID, entries: e)
+        }
+        XCTAssertTrue(out.contains("pagemap-\(pid).img"), out)
+        // Pages beyond the end of the pages file.
+        out = try variant("short") { v in
+            let f = v.filePath(.pages, Int(pm.pagesID))
+            XCTAssertEqual(truncate(f, 4096), 0)
+        }
+        XCTAssertTrue(out.contains("pages-\(pm.pagesID).img") && out.contains("truncated"), out)
+        // A parent chain that loops back on itself, and one that leaves for a folder of no images.
+        out = try variant("loop") { v in
+            var e = pm.entries
+            e[0] = Img_PagemapEntry(vaddr: e[0].vaddr, nrPages: e[0].nrPages, flags: [.parent])
+            try v.writePagemap(pid: pid, pagesID: pm.pagesID, entries: e)
+            try v.setParent(relativePath: "../loop")
+        }
+        XCTAssertTrue(out.contains("loop"), out)
+        out = try variant("escape") { v in
+            var e = pm.entries
+            e[0] = Img_PagemapEntry(vaddr: e[0].vaddr, nrPages: e[0].nrPages, flags: [.parent])
+            try v.writePagemap(pid: pid, pagesID: pm.pagesID, entries: e)
+            try v.setParent(relativePath: "../../../../../../../../etc")
+        }
+        XCTAssertTrue(out.contains("parent") && out.contains("inventory"), out)
+        // The untouched images still restore: the refusals were about the damage.
+        (code, out) = try cryo(["restore", "-D", images, "-d"])
+        XCTAssertEqual(code, 0, out)
+        try stop(pid)
+        XCTAssertEqual(try String(contentsOfFile: dir + "/sparse00/out", encoding: .utf8), "PASS\n")
+    }
+
     /// Runs python3 code that writes `ready` when set up, and waits for it.
     func python(_ code: String, in work: String) throws -> Process {
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
