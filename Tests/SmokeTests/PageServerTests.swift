@@ -172,6 +172,32 @@ final class PageServerTests: XCTestCase {
         XCTAssertEqual(map.entries.map { [$0.vaddr, UInt64($0.nrPages), UInt64($0.flags.rawValue)] }, [[0x401000, 2, 1], [0x403000, 1, 4]])
     }
 
+    /// -d: the port is printed before the server goes to the background, the pidfile names the
+    /// daemon, and it ends after its session.
+    func testDaemonWritesPidfileAndServes() throws {
+        let dir = h.dir + "/img", pidfile = h.dir + "/ps.pid", out = h.dir + "/ps-d.out"
+        let st = try Subprocess.run(h.bin + "/cryo", ["page-server", "-D", dir, "--port", "0", "-d", "--pidfile", pidfile, "-o", h.dir + "/ps-d.log"],
+                                    log: out, timeout: 30)
+        XCTAssertEqual(Subprocess.exitCode(st), 0)
+        let text = try String(contentsOfFile: out, encoding: .utf8)
+        let port = try XCTUnwrap(UInt16(text.trimmingCharacters(in: .whitespacesAndNewlines)), text)
+        let pid = try XCTUnwrap(Int32(try String(contentsOfFile: pidfile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        servers.append(pid)
+        XCTAssertEqual(kill(pid, 0), 0, "the daemon runs")
+        let fd = try connect(port)
+        send(fd, [PageServerHeader(.open2, type: .pagemap, id: 3)])
+        var answer: UInt8 = 9
+        XCTAssertEqual(try TCP.readFull(fd, &answer, 1), 1)
+        send(fd, [PageServerHeader(.addF, flags: 4, nrPages: 1, vaddr: 0x1000, type: .pagemap, id: 3)], payload: [UInt8](repeating: 3, count: 4096))
+        send(fd, [PageServerHeader(.flush)])
+        var status: Int32 = 9
+        XCTAssertEqual(try TCP.readFull(fd, &status, 4), 4); XCTAssertEqual(status, 0)
+        close(fd)
+        // We are the subreaper the daemon fell to.
+        XCTAssertEqual(try Subprocess.wait(pid, timeout: 20).map(Subprocess.exitCode), 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/pagemap-3.img"))
+    }
+
     /// CRIU before 4.2 (Debian 12's 3.17) sends 24-byte headers: the server tells from the
     /// first one and writes the same images.
     func testLegacyCriuHeadersAreUnderstood() throws {
