@@ -139,6 +139,65 @@ final class PageServerTests: XCTestCase {
         }
     }
 
+    /// In-parent pages must be in the server's parent snapshot: a range it lacks ends the session.
+    func testInParentRangesAreCheckedAgainstTheParent() throws {
+        let parent = try ImageDirectory(path: h.dir + "/srv/pre1", create: true)
+        var inv = Img_InventoryEntry(); inv.imgVersion = 2
+        try parent.write(.inventory, entry: inv)
+        try parent.writePagemap(pid: 7, pagesID: 1, entries: [Img_PagemapEntry(vaddr: 0x400000, nrPages: 4, flags: [.present])])
+        let (server, port) = try startServer(h.dir + "/srv/final", ["--prev-images-dir", "../pre1"])
+        var fd = try connect(port)
+        var answer: UInt8 = 9
+        var has: Int32 = 9
+        send(fd, [PageServerHeader(.parent, type: .pagemap, id: 7)])
+        XCTAssertEqual(try TCP.readFull(fd, &has, 4), 4); XCTAssertEqual(has, 1)
+        send(fd, [PageServerHeader(.open2, type: .pagemap, id: 7)])
+        XCTAssertEqual(try TCP.readFull(fd, &answer, 1), 1); XCTAssertEqual(answer, 1, "the parent has pagemap-7")
+        send(fd, [PageServerHeader(.addF, flags: 1, nrPages: 2, vaddr: 0x401000, type: .pagemap, id: 7),
+                  PageServerHeader(.addF, flags: 1, nrPages: 2, vaddr: 0x403000, type: .pagemap, id: 7)])  // ends past the parent's
+        XCTAssertTrue(closedByServer(fd)); close(fd)
+        XCTAssertFalse(files(h.dir + "/srv/final").contains { $0.hasSuffix(".img") }, "\(files(h.dir + "/srv/final"))")
+        // The same session with ranges the parent holds is written.
+        fd = try connect(port)
+        send(fd, [PageServerHeader(.open2, type: .pagemap, id: 7)])
+        XCTAssertEqual(try TCP.readFull(fd, &answer, 1), 1)
+        send(fd, [PageServerHeader(.addF, flags: 1, nrPages: 2, vaddr: 0x401000, type: .pagemap, id: 7),
+                  PageServerHeader(.addF, flags: 4, nrPages: 1, vaddr: 0x403000, type: .pagemap, id: 7)], payload: [UInt8](repeating: 5, count: 4096))
+        send(fd, [PageServerHeader(.flush)])
+        var status: Int32 = 9
+        XCTAssertEqual(try TCP.readFull(fd, &status, 4), 4); XCTAssertEqual(status, 0)
+        close(fd)
+        XCTAssertEqual(try Subprocess.wait(server, timeout: 20).map(Subprocess.exitCode), 0)
+        let map = try ImageDirectory(path: h.dir + "/srv/final").pageMap(pid: 7)
+        XCTAssertEqual(map.entries.map { [$0.vaddr, UInt64($0.nrPages), UInt64($0.flags.rawValue)] }, [[0x401000, 2, 1], [0x403000, 1, 4]])
+    }
+
+    /// -d: the port is printed before the server goes to the background, the pidfile names the
+    /// daemon, and it ends after its session.
+    func testDaemonWritesPidfileAndServes() throws {
+        let dir = h.dir + "/img", pidfile = h.dir + "/ps.pid", out = h.dir + "/ps-d.out"
+        let st = try Subprocess.run(h.bin + "/cryo", ["page-server", "-D", dir, "--port", "0", "-d", "--pidfile", pidfile, "-o", h.dir + "/ps-d.log"],
+                                    log: out, timeout: 30)
+        XCTAssertEqual(Subprocess.exitCode(st), 0)
+        let text = try String(contentsOfFile: out, encoding: .utf8)
+        let port = try XCTUnwrap(UInt16(text.trimmingCharacters(in: .whitespacesAndNewlines)), text)
+        let pid = try XCTUnwrap(Int32(try String(contentsOfFile: pidfile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        servers.append(pid)
+        XCTAssertEqual(kill(pid, 0), 0, "the daemon runs")
+        let fd = try connect(port)
+        send(fd, [PageServerHeader(.open2, type: .pagemap, id: 3)])
+        var answer: UInt8 = 9
+        XCTAssertEqual(try TCP.readFull(fd, &answer, 1), 1)
+        send(fd, [PageServerHeader(.addF, flags: 4, nrPages: 1, vaddr: 0x1000, type: .pagemap, id: 3)], payload: [UInt8](repeating: 3, count: 4096))
+        send(fd, [PageServerHeader(.flush)])
+        var status: Int32 = 9
+        XCTAssertEqual(try TCP.readFull(fd, &status, 4), 4); XCTAssertEqual(status, 0)
+        close(fd)
+        // We are the subreaper the daemon fell to.
+        XCTAssertEqual(try Subprocess.wait(pid, timeout: 20).map(Subprocess.exitCode), 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/pagemap-3.img"))
+    }
+
     /// CRIU before 4.2 (Debian 12's 3.17) sends 24-byte headers: the server tells from the
     /// first one and writes the same images.
     func testLegacyCriuHeadersAreUnderstood() throws {

@@ -175,7 +175,13 @@ public struct ImageDirectory: Sendable {
         let page = UInt64(imagePageSize)
         while !r.atEnd {
             let at = r.offset
-            let e = try r.next(Img_PagemapEntry.self)
+            var e = try r.next(Img_PagemapEntry.self)
+            if let n = e.criu42NrPages {
+                guard n <= UInt64(UInt32.max) else {
+                    throw ImageError.inconsistent(file: file, offset: at, reason: "entry at 0x\(String(e.vaddr, radix: 16)) holds \(n) pages, more than cryo handles in one entry")
+                }
+                e.nrPages = UInt32(n)
+            }
             let (len, o1) = UInt64(e.nrPages).multipliedReportingOverflow(by: page)
             let (end, o2) = e.vaddr.addingReportingOverflow(len)
             // 57 bits: the largest user address space x86_64 has (5-level paging).

@@ -63,3 +63,35 @@ public struct PageSegment: Sendable {
 
     public var byteCount: Int { Int(nrPages) * imagePageSize }
 }
+
+extension Img_PagemapEntry {
+    /// CRIU 4.2 writes the page count as `optional uint64 nr_pages = 5` and leaves field 2
+    /// (now `compat_nr_pages`) 0; its readers take field 5 when present. Our schema knows only
+    /// field 2, so field 5 arrives among the unknown fields: nil when it is not there.
+    var criu42NrPages: UInt64? {
+        let b = [UInt8](unknownFields.data)
+        var i = 0
+        func varint() -> UInt64? {
+            var v: UInt64 = 0, shift: UInt64 = 0
+            while i < b.count && shift < 64 {
+                let c = b[i]; i += 1
+                v |= UInt64(c & 0x7f) << shift
+                if c & 0x80 == 0 { return v }
+                shift += 7
+            }
+            return nil
+        }
+        var found: UInt64?
+        while i < b.count {
+            guard let tag = varint() else { return found }
+            switch tag & 7 {
+            case 0: guard let v = varint() else { return found }; if tag >> 3 == 5 { found = v }
+            case 1: i += 8
+            case 2: guard let n = varint(), n <= UInt64(b.count - i) else { return found }; i += Int(n)
+            case 5: i += 4
+            default: return found
+            }
+        }
+        return found
+    }
+}
