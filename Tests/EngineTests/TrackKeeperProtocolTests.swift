@@ -86,6 +86,11 @@ final class TrackKeeperProtocolTests: XCTestCase {
             let c = try XCTUnwrap(try TrackKeeperClient.connect(name: name))
             XCTAssertEqual(try c.list().tracked.count, 0)
         }
+        XCTAssertNil(wait(for: result, seconds: 0.5), "listing alone (cryo track) does not end a keeper")
+        do {
+            let c = try XCTUnwrap(try TrackKeeperClient.connect(name: name))
+            XCTAssertEqual(try c.take([(getpid(), 1)]).count, 0)
+        }
         XCTAssertEqual(wait(for: result, seconds: 5), "nothing left to track")
         XCTAssertNil(try TrackKeeperClient.connect(name: name), "nothing answers on the name any more")
     }

@@ -171,6 +171,50 @@ final class TrackKeeperTests: XCTestCase {
         XCTAssertTrue(keeperGone(keeper, within: 10))
     }
 
+    /// A keeper started by another user (uid 65534, through setpriv) serves that user and root
+    /// only; and cryo running as root hands it nothing: anyone can bind an abstract name first.
+    func testAKeeperOfAnotherUserServesItsUserAndCryoDoesNotTrustIt() throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv") else {
+            print("testAKeeperOfAnotherUserServesItsUserAndCryoDoesNotTrustIt: skipped, no /usr/bin/setpriv to run cryo as uid 65534")
+            throw XCTSkip("no setpriv")
+        }
+        let log = h.dir + "/nobody-keeper.log"
+        let keeper = try Subprocess.spawn("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", h.bin + "/cryo",
+                                                             "track", "keeper", "--name", keeperName, "--idle", "30", "-v4"], output: log)
+        keeperPids.append(keeper)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(keeperName.utf8)
+        withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, c) in bytes.enumerated() { p[1 + i] = c } }
+        let len = UInt32(MemoryLayout<sa_family_t>.size + 1 + bytes.count)
+        var req: [UInt8] = []
+        req.append(contentsOf: withUnsafeBytes(of: UInt64(0x3150_4545_4b4f_5952).littleEndian, Array.init))
+        req.append(contentsOf: withUnsafeBytes(of: UInt32(3).littleEndian, Array.init))
+        req.append(contentsOf: [0, 0, 0, 0])
+        func ask(asUid uid: UInt32) -> Int32 {
+            withUnsafeBytes(of: &addr) { a in req.withUnsafeBytes { r in
+                ck_seqpacket_request_as(uid, uid, a.baseAddress, len, r.baseAddress, UInt(r.count))
+            } }
+        }
+        var ready = false
+        for _ in 0..<250 where !ready { ready = ask(asUid: 65534) == 0; if !ready { usleep(20_000) } }
+        XCTAssertTrue(ready, "uid 65534 reaches its own keeper: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        XCTAssertTrue(((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("uid 65534: serving"))
+        XCTAssertEqual(ask(asUid: 4242), 1, "uid 4242 does not")
+        XCTAssertEqual(ask(asUid: 0), 0, "root does")
+        XCTAssertThrowsError(try TrackKeeperClient.connect(name: keeperName)) { XCTAssertTrue("\($0)".contains("uid 65534"), "\($0)") }
+
+        let pid = try h.start("memhog00", args: ["8"])
+        let (code, out) = try h.cryo(["pre-dump", "-t", "\(pid)", "-D", h.dir + "/pre1"])
+        XCTAssertEqual(code, 0, "an untrusted keeper costs a full snapshot, not the dump: \(out)")
+        XCTAssertTrue(out.contains("runs as uid 65534, neither root nor us"), out)
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        XCTAssertFalse(text.contains("keeping its tracking"), "root's userfaultfd went to uid 65534's keeper: \(text)")
+        XCTAssertTrue(text.contains("refused a connection") && text.contains("uid 4242"), text)
+        try assertNoUffd(pid)
+        XCTAssertEqual(try h.stop(pid, name: "memhog00"), "PASS")
+    }
+
     /// zdtm runs cases in parallel through one keeper: concurrent runs, one parcel per process,
     /// never mixed; the keeper stays while any chain is open.
     func testConcurrentChainsShareOneKeeper() throws {

@@ -115,6 +115,7 @@ public final class TrackKeeperServer {
     private var entries: [Key: Entry] = [:]
     private var clients: [Int32: (pid: Int32, uid: UInt32)] = [:]
     private var lastActivity = Date()
+    /// Set by the first take or put: until then (just started, or only listed) empty is not "done".
     private var servedAnyone = false
     private var emptyReason = "nothing left to track"
     private let proc = ProcReader()
@@ -193,7 +194,6 @@ public final class TrackKeeperServer {
             var tv = timeval(tv_sec: 5, tv_usec: 0)
             _ = setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
             clients[c] = who
-            servedAnyone = true
             lastActivity = Date()
             log.debug("client pid \(who.pid) uid \(who.uid) connected")
         }
@@ -229,9 +229,11 @@ public final class TrackKeeperServer {
         var ok = true
         switch h.op {
         case .take:
+            servedAnyone = true
             for f in r.fds { close(f) }
             ok = take(c, body: Array(body), count: Int(h.arg))
         case .put:
+            servedAnyone = true
             ok = put(c, body: body, fds: r.fds)
         case .list:
             for f in r.fds { close(f) }
