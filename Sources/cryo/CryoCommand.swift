@@ -62,6 +62,7 @@ struct Dump: ParsableCommand {
     @Flag(name: .customLong("track-mem"), help: "Arm dirty-page tracking for a later incremental snapshot.") var trackMem = false
     @Option(name: .customLong("prev-images-dir"), help: "The previous snapshot (relative to -D): write only pages changed since.") var prevImagesDir: String?
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
+    @Flag(name: [.customShort("j"), .customLong("shell-job")], help: "The tree is a job of a shell: its terminal fds are the shell's, restored with restore --shell-job.") var shellJob = false
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
@@ -74,6 +75,7 @@ struct Dump: ParsableCommand {
         req.trackMem = trackMem
         req.prevImagesDir = prevImagesDir
         req.trackStore = trackStore
+        req.shellJob = shellJob
         do {
             try Dumper(req).run()
         } catch {

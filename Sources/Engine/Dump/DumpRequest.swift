@@ -11,6 +11,8 @@ public struct DumpRequest: Sendable {
     public var prevImagesDir: String?
     /// A unix datagram socket of the caller's that holds tracking between runs (TrackStore).
     public var trackStore: Int32?
+    /// A job of a shell (CRIU's --shell-job): its terminal is the shell's, opened again at restore.
+    public var shellJob = false
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 

@@ -49,6 +49,8 @@ final class FileDumpContext {
     /// dumping it if no dumped fd is the same description. Set by FileTable.
     var dumpInFlight: ((_ fd: Int32, _ carrier: OpenFd) throws -> UInt32)?
 
+    /// --shell-job: terminals are the shell's, and restore opens the caller's in their place.
+    var shellJob = false
     /// Every pid being dumped: a pipe end held outside them cannot be restored.
     var treePids: Set<Int32> = []
     private var pipeHolders: [UInt64: Set<Int32>]?
