@@ -68,6 +68,7 @@ struct Run: ParsableCommand {
     @Flag(help: "Go on after a failure.") var keepGoing = false
     @Option(help: "Write JUnit XML (zdtm.xml) into this folder.") var report: String?
     @Option(help: "Run a binary that speaks the zdtm protocol, by path (repeatable).") var external: [String] = []
+    @Option(name: .customLong("external-dir"), help: "Run every program in a folder of zdtm binaries (CRIU's test/zdtm/static), with its Makefile's arguments and .desc files (repeatable).") var externalDir: [String] = []
     @Option(help: "Folder with the workload binaries (default: the folder of zdtm).") var binDir: String?
     @Option(help: "The cryo binary (default: cryo next to zdtm).") var cryo: String?
     @Option(name: .customShort("p"), help: "Cases to run in parallel (exclusive ones still run alone).") var parallel: Int = 1
@@ -84,7 +85,7 @@ struct Run: ParsableCommand {
         let t0 = Date()
         let cat = try common.catalogue()
         var sel = Selection()
-        sel.tests = test; sel.regex = testRegex; sel.suite = suite; sel.externals = external
+        sel.tests = test; sel.regex = testRegex; sel.suite = suite; sel.externals = external; sel.externalDirs = externalDir
         sel.flavours = flavour; sel.modes = mode; sel.iterations = iters
         let (specs, skipped, suiteObj) = try sel.cases(in: cat)
 
