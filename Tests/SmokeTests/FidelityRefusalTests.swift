@@ -16,6 +16,7 @@ extension RestoreErrorsTests {
             """, in: work)
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
         let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+        usleep(200_000)  // from writing "ready" into its sleep
         try assertDumpFails(p, work: work, saying: ["fd \(fd) (/dev/ptmx)", "pty master"])
     }
 
@@ -34,6 +35,7 @@ extension RestoreErrorsTests {
             """, in: work)
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
         let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+        usleep(200_000)  // from writing "ready" into its sleep
         try assertDumpFails(p, work: work, saying: ["fd \(fd) (\(slave))", "--shell-job"])
     }
 
@@ -48,6 +50,7 @@ extension RestoreErrorsTests {
             """, in: work)
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
         let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+        usleep(200_000)  // from writing "ready" into its sleep
         try assertDumpFails(p, work: work, saying: ["fd \(fd) (pipe:[", "F_SETOWN owner process \(p.processIdentifier)"])
     }
 
@@ -56,12 +59,13 @@ extension RestoreErrorsTests {
         let p = try python("""
             import socket, time
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_TIMESTAMP, 1)
+            s.setsockopt(socket.SOL_SOCKET, 29, 1)  # SO_TIMESTAMP
             open("ready", "w").write(str(s.fileno()))
             time.sleep(30)
             """, in: work)
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
         let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+        usleep(200_000)  // from writing "ready" into its sleep
         try assertDumpFails(p, work: work, saying: ["fd \(fd) (socket:[", "SO_TIMESTAMP is 1"])
     }
 }
