@@ -10,6 +10,9 @@ struct LogOptions: ParsableArguments {
     @Option(name: [.customShort("o"), .customLong("log-file")], help: "Write the log to FILE instead of stderr.")
     var logFile: String?
 
+    @Option(name: .customLong("work-dir"), help: "Where a relative -o FILE goes (default: the images folder), as in CRIU.")
+    var workDir: String?
+
     func bootstrap() throws {
         try CryoLog.bootstrap(verbosity: verbosity, file: logFile)
     }
@@ -69,7 +72,7 @@ struct Dump: ParsableCommand {
     }
 
     func run() throws {
-        try log.bootstrap()
+        try log.bootstrap(imagesDir: imagesDir)
         var req = DumpRequest(pid: tree, imagesDir: imagesDir)
         req.leave = leaveRunning ? .running : leaveStopped ? .stopped : .killed
         req.trackMem = trackMem
@@ -98,7 +101,7 @@ struct Restore: ParsableCommand {
           help: "The tree was a job of a shell: it joins cryo's session, and its terminal fds open cryo's terminal.") var shellJob = false
 
     func run() throws {
-        try log.bootstrap()
+        try log.bootstrap(imagesDir: imagesDir)
         var req = RestoreRequest(imagesDir: imagesDir)
         req.detach = detached
         req.pidfile = pidfile
@@ -129,7 +132,7 @@ struct PreDump: ParsableCommand {
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
 
     func run() throws {
-        try log.bootstrap()
+        try log.bootstrap(imagesDir: imagesDir)
         var req = PreDumpRequest(pid: tree, imagesDir: imagesDir)
         req.prevImagesDir = prevImagesDir
         req.trackStore = trackStore
@@ -150,7 +153,7 @@ struct Dedup: ParsableCommand {
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "The newest snapshot of the chain.") var imagesDir: String
 
     func run() throws {
-        try log.bootstrap()
+        try log.bootstrap(imagesDir: imagesDir)
         do {
             let st = try Deduplicator(imagesDir: imagesDir).run()
             print("dedup: \(st.punchedBytes) bytes freed in \(st.filesTouched) file(s)")
