@@ -38,6 +38,7 @@ struct ProcessDumper {
         let brk = try leader.syscall(.brk, 0)
         // Process-wide prctl values, read while we are inside anyway.
         let dumpable = try leader.syscall(.prctl, 3 /* PR_GET_DUMPABLE */)
+        let thpDisabled = try leader.syscall(.prctl, 42 /* PR_GET_THP_DISABLE */)
         let secbits = try leader.syscall(.prctl, 27 /* PR_GET_SECUREBITS */)
         // MEMBARRIER_CMD_GET_REGISTRATIONS (6.3+): without it they could be lost unseen.
         let barriers = try leader.rawSyscall(SyscallNumber.membarrier.rawValue, [1 << 9, 0, 0])
@@ -75,6 +76,7 @@ struct ProcessDumper {
         memory.cow = cow
         var (mm, job) = try memory.dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
         mm.dumpable = Int32(truncatingIfNeeded: dumpable)
+        mm.thpDisabled = thpDisabled != 0
         try images.write(.mm, id: Int(pid), entry: mm)
         mark("memory")
 

@@ -82,7 +82,7 @@ enum TcpSocket: FdKind {
                 throw refuse("TCP_REPAIR on: \(String(cString: strerror(err))) (needs CAP_NET_ADMIN)")
             }
             let conn = "\(what) \(TcpRepair.describe(src)) -> \(TcpRepair.describe(dst))"
-            ctx.repaired.append((fd: r, what: conn))
+            ctx.repaired.append((fd: r, what: conn, reuseaddr: e.opts.reuseaddr))
             let (stream, bytes) = try TcpRepair.take(r, what: what, refuse: refuse)
             ctx.tcpStreams.append((ino: e.ino, entry: stream, bytes: bytes, fd: r, what: conn))
         }

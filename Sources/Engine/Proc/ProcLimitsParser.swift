@@ -1,3 +1,5 @@
+import Glibc
+
 /// /proc/PID/limits: the soft and hard limit of each resource, readable where prlimit64 on a
 /// task of another uid is refused (no CAP_SYS_RESOURCE). "unlimited" is RLIM_INFINITY.
 public enum ProcLimitsParser {
@@ -32,5 +34,16 @@ extension ProcReader {
     public func limits(pid: Int32) throws -> [(cur: UInt64, max: UInt64)] {
         let p = path(pid: pid, "limits")
         return try ProcLimitsParser.parse(try readText(p, pid: pid), path: p)
+    }
+}
+
+extension ProcReader {
+    /// Writes a /proc file of a task (oom_score_adj, ...), whole.
+    public func write(_ text: String, to path: String) throws {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ProcError.io(path: path, errno: errno) }
+        defer { close(fd) }
+        let b = Array(text.utf8)
+        guard Glibc.write(fd, b, b.count) == b.count else { throw ProcError.io(path: path, errno: errno) }
     }
 }

@@ -535,7 +535,10 @@ public struct Restorer {
         try r.syscall(.personality, UInt64(tc.personality))
         if tc.childSubreaper { try r.syscall(.prctl, 36, 1) }
         if tc.membarrierRegistrationMask != 0 { try restoreMembarrier(t, mask: tc.membarrierRegistrationMask) }
+        if tc.hasOomScoreAdj { try restoreOomScoreAdj(t, tc.oomScoreAdj) }
+        if tc.hasLoginuid { try restoreLoginuid(t, tc.loginuid) }
         if plan.mm.hasDumpable { try r.syscall(.prctl, 4 /* PR_SET_DUMPABLE */, UInt64(max(0, plan.mm.dumpable))) }
+        if plan.mm.thpDisabled { try r.syscall(.prctl, 41 /* PR_SET_THP_DISABLE */, 1, 0, 0, 0) }
     }
 
     /// POSIX timers come back under their ids (PR_TIMER_CREATE_RESTORE_IDS makes timer_create

@@ -41,3 +41,33 @@ extension Restorer {
         }
     }
 }
+
+extension Restorer {
+    /// Written from cryo; raising is always allowed, lowering below the task's minimum is not
+    /// (CAP_SYS_RESOURCE), which fails the restore, named.
+    func restoreOomScoreAdj(_ t: RestoreTarget, _ v: Int32) throws {
+        let proc = ProcReader()
+        if try proc.oomScoreAdj(pid: t.pid) == v { return }
+        try proc.write("\(v)", to: proc.path(pid: t.pid, "oom_score_adj"))
+        let got = try proc.oomScoreAdj(pid: t.pid)
+        guard got == v else { throw RestoreError.unsupported("pid \(t.pid): oom_score_adj came back as \(got), not \(v)") }
+    }
+
+    /// Only a task may set its own loginuid (and only with CAP_AUDIT_CONTROL, before its
+    /// credentials are restored): written through injection into /proc/self/loginuid.
+    func restoreLoginuid(_ t: RestoreTarget, _ v: UInt32) throws {
+        let proc = ProcReader()
+        if (try? proc.loginuid(pid: t.pid)) == v { return }
+        let r = t.remote
+        let path = try t.put(string: "/proc/self/loginuid")
+        let text = Array(String(Int64(Int32(bitPattern: v))).utf8)
+        let buf = try t.put(text, offset: 256)
+        let fd = try r.syscall(.open, path, UInt64(O_WRONLY | O_CLOEXEC))
+        defer { _ = try? r.syscall(.close, fd) }
+        do { try r.syscall(.write, fd, buf, UInt64(text.count)) } catch {
+            throw RestoreError.unsupported("pid \(t.pid): loginuid \(Int32(bitPattern: v)): \(error)")
+        }
+        let got = try proc.loginuid(pid: t.pid)
+        guard got == v else { throw RestoreError.unsupported("pid \(t.pid): loginuid came back as \(got), not \(v)") }
+    }
+}

@@ -2072,6 +2072,16 @@ public nonisolated struct Img_MemfdInodeEntry: Sendable {
   /// Clears the value of `inodeID`. Subsequent reads from it will return its default value.
   public mutating func clearInodeID() {self._inodeID = nil}
 
+  /// Permission bits (fchmod).
+  public var mode: UInt32 {
+    get {_mode ?? 0}
+    set {_mode = newValue}
+  }
+  /// Returns true if `mode` has been explicitly set.
+  public var hasMode: Bool {self._mode != nil}
+  /// Clears the value of `mode`. Subsequent reads from it will return its default value.
+  public mutating func clearMode() {self._mode = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2083,6 +2093,7 @@ public nonisolated struct Img_MemfdInodeEntry: Sendable {
   fileprivate var _shmid: UInt32? = nil
   fileprivate var _seals: UInt32? = nil
   fileprivate var _inodeID: UInt64? = nil
+  fileprivate var _mode: UInt32? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -4255,7 +4266,7 @@ nonisolated extension Img_MemfdFileEntry: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Img_MemfdInodeEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MemfdInodeEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}uid\0\u{1}gid\0\u{1}size\0\u{1}shmid\0\u{1}seals\0\u{3}inode_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}uid\0\u{1}gid\0\u{1}size\0\u{1}shmid\0\u{1}seals\0\u{3}inode_id\0\u{2}\u{2}mode\0")
 
   public var isInitialized: Bool {
     if self._name == nil {return false}
@@ -4281,6 +4292,7 @@ nonisolated extension Img_MemfdInodeEntry: SwiftProtobuf.Message, SwiftProtobuf.
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self._shmid) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self._seals) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self._inodeID) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self._mode) }()
       default: break
       }
     }
@@ -4312,6 +4324,9 @@ nonisolated extension Img_MemfdInodeEntry: SwiftProtobuf.Message, SwiftProtobuf.
     try { if let v = self._inodeID {
       try visitor.visitSingularUInt64Field(value: v, fieldNumber: 7)
     } }()
+    try { if let v = self._mode {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 9)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4323,6 +4338,7 @@ nonisolated extension Img_MemfdInodeEntry: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs._shmid != rhs._shmid {return false}
     if lhs._seals != rhs._seals {return false}
     if lhs._inodeID != rhs._inodeID {return false}
+    if lhs._mode != rhs._mode {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
