@@ -17,7 +17,10 @@ public struct ZdtmDesc: Equatable, Sendable {
     }
     public var flavours: [String] { words("flavor") }
     public var flags: [String] { words("flags") }
-    public var opts: [String] { words("opts") }
+    /// CRIU options for both dump and restore (opts), dump only (dopts), restore only (ropts).
+    public var opts: [String] { words("opts") + words("dopts") + words("ropts") }
+    /// Seconds the program may take (zdtm.py's default is 30).
+    public var timeout: Double? { values["timeout"]?.first.flatMap { Double($0) } }
     public var features: [String] { words("feature") }
     public var arch: [String] { words("arch") }
 
@@ -99,6 +102,7 @@ public struct ZdtmDesc: Equatable, Sendable {
         public var exclusive = false
         public var crfail = false
         public var note: [String] = []
+        public var timeout: Double?
     }
 
     public func plan(flavour: String, arch machine: String, root: Bool) -> Plan {
@@ -113,6 +117,7 @@ public struct ZdtmDesc: Equatable, Sendable {
         if f.contains("suid") && !root { p.skip = ".desc: suid, needs root"; return p }
         p.exclusive = f.contains("excl")
         p.crfail = f.contains("crfail")
+        p.timeout = timeout
         let unknownOpts = opts.filter { $0.hasPrefix("-") && !ZdtmDesc.defaultOpts.contains($0) }
         if !unknownOpts.isEmpty { p.skip = ".desc: needs CRIU option(s) \(unknownOpts.joined(separator: " ")), which cryo does not take"; return p }
         if !features.isEmpty { p.note.append("feature \(features.joined(separator: " ")) not checked") }

@@ -80,6 +80,7 @@ public struct Selection: Sendable {
                             continue
                         }
                         spec.workload.exclusive = plan.exclusive
+                        if let t = plan.timeout { spec.workload.timeout = t }
                         if plan.crfail { spec.workload.xfail[m.name] = ".desc: crfail (CRIU expects its dump to fail)" }
                         if !plan.note.isEmpty { spec.workload.description += " (" + plan.note.joined(separator: "; ") + ")" }
                     }
