@@ -4,11 +4,13 @@ enum VmaFlags {
     /// smaps VmFlags mnemonic -> what sets it.
     static let unkept: [(flag: String, what: String)] = [
         ("dc", "MADV_DONTFORK"), ("wf", "MADV_WIPEONFORK"), ("dd", "MADV_DONTDUMP"),
-        ("hg", "MADV_HUGEPAGE"), ("nh", "MADV_NOHUGEPAGE"), ("mg", "MADV_MERGEABLE"),
+        ("mg", "MADV_MERGEABLE"),
         ("lo", "mlock"), ("lf", "mlock(MLOCK_ONFAULT)"), ("sl", "mseal"), ("dp", "MAP_DROPPABLE"),
         ("ss", "a shadow stack"),
     ]
 
+    // MADV_(NO)HUGEPAGE (hg, nh) are not refused: glibc puts nh on every thread stack's guard
+    // page, and they change only how memory is backed, not what it holds. Not carried yet.
     static func refuseUnkept(_ smaps: [ProcSmapsEntry], pid: Int32) throws {
         for s in smaps {
             // The kernel's own special mappings ([vvar], [vdso]; pfn and I/O maps) carry
