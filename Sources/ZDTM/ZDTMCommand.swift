@@ -78,6 +78,7 @@ struct Run: ParsableCommand {
     @Option(help: "Keep each case's folder (images, logs): always, never or failed (zdtm.py's --keep-img).") var keepImg: String = "failed"
     @Option(help: "Run only share I of N of the selected cases (I from 1), so CI can split a run across machines.") var shard: String?
     @Option(help: "Run a binary that speaks the zdtm protocol, by path (repeatable).") var external: [String] = []
+    @Option(name: .customLong("external-dir"), help: "Run every program in a folder of zdtm binaries (CRIU's test/zdtm/static), with its Makefile's arguments and .desc files (repeatable).") var externalDir: [String] = []
     @Option(help: "Folder with the workload binaries (default: the folder of zdtm).") var binDir: String?
     @Option(help: "The cryo binary (default: cryo next to zdtm).") var cryo: String?
     @Option(name: .customShort("p"), help: "Cases to run in parallel (exclusive ones still run alone).") var parallel: Int = 1
@@ -114,7 +115,7 @@ struct Run: ParsableCommand {
         let t0 = Date()
         let cat = try common.catalogue()
         var sel = Selection()
-        sel.tests = test; sel.regex = testRegex; sel.suite = suite; sel.externals = external
+        sel.tests = test; sel.regex = testRegex; sel.suite = suite; sel.externals = external; sel.externalDirs = externalDir
         sel.flavours = CriuSpellings.flavours(flavour); sel.modes = fault.isEmpty ? try spellings.modes(explicit: mode) : fault.compactMap { FaultPoint.parse($0).map { "fault-\($0.rawValue)" } }; sel.iterations = iters
         var (specs, skipped, suiteObj) = try sel.cases(in: cat)
         if let shard, let (i, n) = Self.parseShard(shard) {

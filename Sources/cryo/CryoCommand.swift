@@ -10,6 +10,9 @@ struct LogOptions: ParsableArguments {
     @Option(name: [.customShort("o"), .customLong("log-file")], help: "Write the log to FILE instead of stderr.")
     var logFile: String?
 
+    @Option(name: .customLong("work-dir"), help: "Where a relative -o FILE goes (default: the images folder), as in CRIU.")
+    var workDir: String?
+
     func bootstrap() throws {
         try CryoLog.bootstrap(verbosity: verbosity, file: logFile)
     }
@@ -64,19 +67,21 @@ struct Dump: ParsableCommand {
     @Option(name: .customLong("prev-images-dir"), help: "The previous snapshot (relative to -D): write only pages changed since.") var prevImagesDir: String?
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
+    @Flag(name: [.customShort("j"), .customLong("shell-job")], help: "The tree is a job of a shell: its terminal fds are the shell's, restored with restore --shell-job.") var shellJob = false
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
     }
 
     func run() throws {
-        try log.bootstrap()
+        try log.bootstrap(imagesDir: imagesDir)
         var req = DumpRequest(pid: tree, imagesDir: imagesDir)
         req.leave = leaveRunning ? .running : leaveStopped ? .stopped : .killed
         req.trackMem = trackMem
         req.prevImagesDir = prevImagesDir
         req.trackStore = trackStore
         req.pageServer = pageServer.target
+        req.shellJob = shellJob
         do {
             try Dumper(req).run()
         } catch {
@@ -99,7 +104,7 @@ struct Restore: ParsableCommand {
           help: "The tree was a job of a shell: it joins cryo's session, and its terminal fds open cryo's terminal.") var shellJob = false
 
     func run() throws {
-        try log.bootstrap()
+        try log.bootstrap(imagesDir: imagesDir)
         var req = RestoreRequest(imagesDir: imagesDir)
         req.detach = detached
         req.pidfile = pidfile
@@ -131,7 +136,7 @@ struct PreDump: ParsableCommand {
     @OptionGroup var pageServer: PageServerClientOptions
 
     func run() throws {
-        try log.bootstrap()
+        try log.bootstrap(imagesDir: imagesDir)
         var req = PreDumpRequest(pid: tree, imagesDir: imagesDir)
         req.pageServer = pageServer.target
         req.prevImagesDir = prevImagesDir
@@ -153,7 +158,7 @@ struct Dedup: ParsableCommand {
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "The newest snapshot of the chain.") var imagesDir: String
 
     func run() throws {
-        try log.bootstrap()
+        try log.bootstrap(imagesDir: imagesDir)
         do {
             let st = try Deduplicator(imagesDir: imagesDir).run()
             print("dedup: \(st.punchedBytes) bytes freed in \(st.filesTouched) file(s)")

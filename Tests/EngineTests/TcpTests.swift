@@ -110,7 +110,7 @@ final class TcpTests: XCTestCase {
         let ctx = FileDumpContext(proc: ProcReader())
         let r = dup(s)
         XCTAssertEqual(TcpRepair.set(r, TcpRepair.repair, 1), 0)
-        ctx.repaired.append((fd: r, what: "server end"))
+        ctx.repaired.append((fd: r, what: "server end", reuseaddr: false))
         let refuse = { (why: String) in DumpError.fdState(pid: 0, fd: r, target: "server end", reason: why) }
         let (first, firstBytes) = try TcpRepair.take(r, what: "server end", refuse: refuse)
         XCTAssertEqual(first.inqLen, 0)

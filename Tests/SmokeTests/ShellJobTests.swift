@@ -65,7 +65,7 @@ final class ShellJobTests: XCTestCase {
         guard let before = counter(on: a, above: 5) else { shell.terminate(); return XCTFail("the job never wrote to its terminal") }
         let pid = try XCTUnwrap(Int32((try String(contentsOfFile: pidfile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
         let images = h.dir + "/img"
-        let (dc, dout) = try h.cryo(["dump", "-t", "\(pid)", "-D", images, "-v4", "-o", h.dir + "/dump.log"])
+        let (dc, dout) = try h.cryo(["dump", "-j", "-t", "\(pid)", "-D", images, "-v4", "-o", h.dir + "/dump.log"])
         guard dc == 0 else { kill(pid, SIGKILL); shell.waitUntilExit(); return XCTFail("dump exited \(dc): \(dout.suffix(600)) \((try? String(contentsOfFile: h.dir + "/dump.log", encoding: .utf8)) ?? "")") }
         shell.waitUntilExit()  // its job is gone, and so is the shell
         h.waitGone([pid])

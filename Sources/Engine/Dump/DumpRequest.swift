@@ -13,6 +13,8 @@ public struct DumpRequest: Sendable {
     public var trackStore: Int32?
     /// Send pagemaps and pages to this page server instead of writing them into imagesDir.
     public var pageServer: PageServerTarget?
+    /// A job of a shell (CRIU's --shell-job): its terminal is the shell's, opened again at restore.
+    public var shellJob = false
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 

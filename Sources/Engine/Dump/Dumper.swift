@@ -28,6 +28,7 @@ public struct Dumper {
         var tracking: TreeTracking?
         // Lives until the tree is left as asked: it holds the TCP connections in repair mode.
         let files = FileTable(images: images)
+        files.context.shellJob = request.shellJob
         do {
             try Fault.check(.afterFreeze)
             var plans: [Int32: IncrementalPlan] = [:]
@@ -94,6 +95,7 @@ public struct Dumper {
             e.threads = p.threads.map { UInt32($0) }
             pstree.append(e)
         }
+        try TreeChecks.zombies(pstree, zombies: Set(tree.processes.filter(\.isZombie).map(\.pid)), shellJob: request.shellJob)
         let shmem = SharedMemoryDumper()
         let live = Set(tree.processes.filter { !$0.isZombie }.map(\.pid))
         let cow = try CowMap.build(pairs: pstree.filter { $0.ppid != 0 && live.contains(Int32($0.pid)) && live.contains(Int32($0.ppid)) }

@@ -39,7 +39,12 @@ struct ProcessDumper {
         let brk = try leader.syscall(.brk, 0)
         // Process-wide prctl values, read while we are inside anyway.
         let dumpable = try leader.syscall(.prctl, 3 /* PR_GET_DUMPABLE */)
+        let thpDisabled = try leader.syscall(.prctl, 42 /* PR_GET_THP_DISABLE */)
         let secbits = try leader.syscall(.prctl, 27 /* PR_GET_SECUREBITS */)
+        // MEMBARRIER_CMD_GET_REGISTRATIONS (6.3+): without it they could be lost unseen.
+        let barriers = try leader.rawSyscall(SyscallNumber.membarrier.rawValue, [1 << 9, 0, 0])
+        guard barriers >= 0 else { throw DumpError.unsupported(pid: pid, what: "membarrier registrations (MEMBARRIER_CMD_GET_REGISTRATIONS: errno \(-barriers))") }
+        tc.membarrierRegistrationMask = UInt32(truncatingIfNeeded: barriers)
         let sigacts = tc.sigactions
         tc.sigactions = []
         mark("taskcore")
@@ -72,6 +77,7 @@ struct ProcessDumper {
         memory.cow = cow
         var (mm, job) = try memory.dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
         mm.dumpable = Int32(truncatingIfNeeded: dumpable)
+        mm.thpDisabled = thpDisabled != 0
         try images.write(.mm, id: Int(pid), entry: mm)
         mark("memory")
 
@@ -121,11 +127,16 @@ struct ProcessDumper {
         tc.timers = timers
 
         var rl = Img_TaskRlimitsEntry()
+        // prlimit64 on a task of another uid needs CAP_SYS_RESOURCE; /proc shows the same values.
+        var limits: [(cur: UInt64, max: UInt64)] = []
         for res in 0..<16 {
             var lim = (cur: UInt64(0), max: UInt64(0))
-            try withUnsafeMutablePointer(to: &lim) { p in
-                try Sys.call(.prlimit64, Int(pid), res, 0, Int(bitPattern: p), context: "pid \(pid) rlimit \(res)")
-            }
+            let rc = withUnsafeMutablePointer(to: &lim) { ck_syscall6(SyscallNumber.prlimit64.rawValue, Int(pid), res, 0, Int(bitPattern: $0), 0, 0) }
+            if rc < 0 && ck_errno() == EPERM { limits = try proc.limits(pid: pid); break }
+            guard rc == 0 else { throw SystemCallError(call: "prlimit64", errno: ck_errno(), context: "pid \(pid) rlimit \(res)") }
+            limits.append(lim)
+        }
+        for lim in limits {
             var e = Img_RlimitEntry()
             e.cur = lim.cur; e.max = lim.max
             rl.rlimits.append(e)

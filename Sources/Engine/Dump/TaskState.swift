@@ -36,6 +36,10 @@ enum ThreadDumper {
         sas.ssSize = ss.u64(at: 16)
         core.sas = sas
 
+        let sched = try Scheduling.read(tid: tid)
+        core.schedPolicy = sched.policy; core.schedPrio = sched.prio; core.schedNice = sched.nice; core.ioprio = sched.ioprio
+        core.timerslackNs = try remote.syscall(.prctl, Scheduling.prGetTimerslack)
+
         try remote.syscall(.prctl, 2, scratch)
         core.pdeathSig = UInt32(truncatingIfNeeded: try remote.readU64(scratch) & 0xffff_ffff)
 

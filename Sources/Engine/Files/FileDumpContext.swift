@@ -23,7 +23,7 @@ final class FileDumpContext {
     var tcpStreams: [(ino: UInt32, entry: Img_TcpStreamEntry, bytes: [UInt8], fd: Int32, what: String)] = []
     /// cryo's copies of the TCP sockets it put in repair mode, kept until the dump ends: see
     /// finishRepair. Not among `copies`, which close with each task.
-    var repaired: [(fd: Int32, what: String)] = []
+    var repaired: [(fd: Int32, what: String, reuseaddr: Bool)] = []
     /// Problems met while turning repair off, for the caller to report.
     private(set) var repairErrors: [String] = []
     /// Regular-file entries a kind adds besides its own (a FIFO's path lives in one).
@@ -49,6 +49,8 @@ final class FileDumpContext {
     /// dumping it if no dumped fd is the same description. Set by FileTable.
     var dumpInFlight: ((_ fd: Int32, _ carrier: OpenFd) throws -> UInt32)?
 
+    /// --shell-job: terminals are the shell's, and restore opens the caller's in their place.
+    var shellJob = false
     /// Every pid being dumped: a pipe end held outside them cannot be restored.
     var treePids: Set<Int32> = []
     private var pipeHolders: [UInt64: Set<Int32>]?
@@ -94,6 +96,11 @@ final class FileDumpContext {
                 var off: Int32 = 0
                 if setsockopt(r.fd, Int32(IPPROTO_TCP), TcpRepair.repair, &off, 4) != 0 {
                     repairErrors.append("\(r.what): TCP_REPAIR off: \(String(cString: strerror(errno)))")
+                }
+                // Repair off cleared SO_REUSEADDR (sk_reuse = SK_NO_REUSE) on the live socket.
+                var one: Int32 = 1
+                if r.reuseaddr && setsockopt(r.fd, SOL_SOCKET, SO_REUSEADDR, &one, 4) != 0 {
+                    repairErrors.append("\(r.what): SO_REUSEADDR back on: \(String(cString: strerror(errno)))")
                 }
             }
             close(r.fd)

@@ -21,7 +21,7 @@ final class RestoredObjects {
     /// Established TCP connections rebuilt in repair mode, with the bytes of their send queue
     /// never sent. They stay in repair mode until every task has its files (finishTcp):
     /// a live connection whose peer is not rebuilt yet would be reset by the first segment.
-    var tcpInRepair: [(fd: Int32, unsent: [UInt8], sndbuf: UInt32, what: String)] = []
+    var tcpInRepair: [(fd: Int32, unsent: [UInt8], sndbuf: UInt32, opts: Img_SkOptsEntry, what: String)] = []
     /// Descriptors cryo opened only to build state (a FIFO kept open so it does not block).
     var keepers: [Int32] = []
     /// With --shell-job: the caller's terminal, which the tree's terminal fds open instead.
@@ -67,6 +67,20 @@ final class RestoredObjects {
                 var v = Int32(bitPattern: t.sndbuf / 2)
                 guard setsockopt(t.fd, SOL_SOCKET, 32 /* SO_SNDBUFFORCE */, &v, 4) == 0 else {
                     throw SystemCallError(call: "setsockopt(SO_SNDBUFFORCE)", errno: errno, context: t.what)
+                }
+            }
+            // Repair off cleared SO_REUSEADDR (sk_reuse = SK_NO_REUSE).
+            if t.opts.reuseaddr {
+                var one: Int32 = 1
+                guard setsockopt(t.fd, SOL_SOCKET, SO_REUSEADDR, &one, 4) == 0 else {
+                    throw SystemCallError(call: "setsockopt(SO_REUSEADDR)", errno: errno, context: t.what)
+                }
+            }
+            // Setting a size locked it: the dumped locks again.
+            if t.opts.hasSoBufLock {
+                var lock = Int32(bitPattern: t.opts.soBufLock)
+                guard setsockopt(t.fd, SOL_SOCKET, SocketOptions.soBufLock, &lock, 4) == 0 else {
+                    throw SystemCallError(call: "setsockopt(SO_BUF_LOCK)", errno: errno, context: t.what)
                 }
             }
         }

@@ -102,6 +102,7 @@ final class FileTable: @unchecked Sendable {
         if let k = claimed, !kinds.contains(where: { ObjectIdentifier($0) == ObjectIdentifier(k) }) { throw refuse(k.name) }
         let type = claimed?.type ?? .reg
         if let same = try sameDescription(f) { return (same, type) }
+        try FdChecks.check(f, ctx: context)
         let id = nextID; nextID += 1
         var e = Img_FileEntry()
         e.type = type

@@ -71,7 +71,11 @@ enum InetSocket: FdKind {
         e.srcAddr = src.addr
         e.dstAddr = dst?.addr ?? []
         e.fown = FdKinds.noOwner
-        e.opts = try SocketOptions.read(c, what: "pid \(f.pid) fd \(f.fd)")
+        e.opts = try SocketOptions.read(c, what: "pid \(f.pid) fd \(f.fd)", refuse: refuse)
+        if let ip = try InetOptions.read(c, family: src.family, tcp: false, refuse: refuse).ip { e.ipOpts = ip }
+        let shut: UInt8
+        do { shut = try InetOptions.shutdown(c, family: src.family, proto: Int32(IPPROTO_UDP), ino: e.ino) } catch { throw refuse("shutdown state: \(error)") }
+        if shut != 0 { e.shutdown = Img_SkShutdown(rawValue: Int(shut)) ?? .none }
         if src.family == AF_INET6 {
             var v: Int32 = 0
             var l = socklen_t(4)
@@ -111,6 +115,11 @@ enum InetSocket: FdKind {
                 let a = sockaddrBytes(family: fam, addr: e.dstAddr, port: e.dstPort)
                 let rc = a.withUnsafeBytes { connect(s, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
                 guard rc == 0 else { throw SystemCallError(call: "connect(port \(e.dstPort))", errno: errno, context: what) }
+            }
+            try InetOptions.apply(e, to: s, what: what)
+            // An unconnected socket says ENOTCONN but is shut down all the same (inet_shutdown).
+            if let how = InetOptions.shutdownHow(e.shutdown), Glibc.shutdown(s, how) != 0 && errno != ENOTCONN {
+                throw SystemCallError(call: "shutdown(\(how))", errno: errno, context: what)
             }
             try FileFlags.set(s, e.flags, what: what)
         } catch {

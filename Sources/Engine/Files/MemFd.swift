@@ -46,6 +46,7 @@ enum MemFd: FdKind {
             m.name = name
             m.uid = f.stat.st_uid
             m.gid = f.stat.st_gid
+            m.mode = f.stat.st_mode & 0o7777
             m.size = UInt64(size)
             m.shmid = shmid
             m.seals = UInt32(bitPattern: seals)
@@ -135,6 +136,9 @@ enum MemFd: FdKind {
                     done += r
                 }
             }
+            // Owner and mode before the seals (F_SEAL_WRITE does not stop them, but keep CRIU's order).
+            if fchown(fd, m.uid, m.gid) != 0 { throw SystemCallError(call: "fchown(\(m.uid), \(m.gid))", errno: errno, context: what) }
+            if m.hasMode && fchmod(fd, mode_t(m.mode)) != 0 { throw SystemCallError(call: "fchmod(0\(String(m.mode, radix: 8)))", errno: errno, context: what) }
             if m.seals != 0 && ck_fcntl_int(fd, addSeals, Int32(bitPattern: m.seals)) < 0 {
                 throw SystemCallError(call: "fcntl(F_ADD_SEALS 0x\(String(m.seals, radix: 16)))", errno: errno, context: what)
             }

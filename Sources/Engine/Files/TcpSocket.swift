@@ -52,7 +52,17 @@ enum TcpSocket: FdKind {
         e.flags = UInt32(bitPattern: f.info.flags & ~O_CLOEXEC)
         e.backlog = state == TcpState.listen ? info.listenBacklog : 0
         e.fown = FdKinds.noOwner
-        e.opts = try SocketOptions.read(c, what: what)
+        e.opts = try SocketOptions.read(c, what: what, refuse: refuse)
+        let (ip, tcpOpts) = try InetOptions.read(c, family: src.family, tcp: true, refuse: refuse)
+        if let ip { e.ipOpts = ip }
+        if let tcpOpts { e.tcpOpts = tcpOpts }
+        let shut: UInt8
+        do { shut = try InetOptions.shutdown(c, family: src.family, proto: Int32(IPPROTO_TCP), ino: e.ino) } catch { throw refuse("shutdown state: \(error)") }
+        if shut != 0 {
+            // Only an established connection shut for reading stays established.
+            if state == TcpState.established && shut & 2 != 0 { throw refuse("an established connection shut down for writing, which cryo cannot restore") }
+            e.shutdown = Img_SkShutdown(rawValue: Int(shut)) ?? .none
+        }
         if src.family == AF_INET6 {
             var v: Int32 = 0
             var l = socklen_t(4)
@@ -72,7 +82,7 @@ enum TcpSocket: FdKind {
                 throw refuse("TCP_REPAIR on: \(String(cString: strerror(err))) (needs CAP_NET_ADMIN)")
             }
             let conn = "\(what) \(TcpRepair.describe(src)) -> \(TcpRepair.describe(dst))"
-            ctx.repaired.append((fd: r, what: conn))
+            ctx.repaired.append((fd: r, what: conn, reuseaddr: e.opts.reuseaddr))
             let (stream, bytes) = try TcpRepair.take(r, what: what, refuse: refuse)
             ctx.tcpStreams.append((ino: e.ino, entry: stream, bytes: bytes, fd: r, what: conn))
         }
@@ -140,13 +150,19 @@ enum TcpSocket: FdKind {
                 if e.opts.soRcvbuf > 0 { try TcpRepair.setChecked(s, SOL_SOCKET, 33 /* SO_RCVBUFFORCE */, Int32(bitPattern: e.opts.soRcvbuf / 2), "SO_RCVBUFFORCE", what) }
             }
             if !e.opts.reuseaddr { try TcpRepair.setChecked(s, SOL_SOCKET, SO_REUSEADDR, 0, "SO_REUSEADDR", what) }
+            if e.opts.hasSoBufLock { try TcpRepair.setChecked(s, SOL_SOCKET, SocketOptions.soBufLock, Int32(bitPattern: e.opts.soBufLock), "SO_BUF_LOCK", what) }
+            try InetOptions.apply(e, to: s, what: what)
+            // Receive side only (checked at dump): a flag, no FIN, so repair mode does not matter.
+            if let how = InetOptions.shutdownHow(e.shutdown), Glibc.shutdown(s, how) != 0 && errno != ENOTCONN {
+                throw SystemCallError(call: "shutdown(\(how))", errno: errno, context: what)
+            }
             try FileFlags.set(s, e.flags, what: what)
         } catch {
             // Still in repair mode if it got that far: closing sends nothing to the peer.
             close(s)
             throw error
         }
-        if stream != nil { ctx.shared.tcpInRepair.append((fd: s, unsent: unsent, sndbuf: e.opts.soSndbuf, what: what)) }
+        if stream != nil { ctx.shared.tcpInRepair.append((fd: s, unsent: unsent, sndbuf: e.opts.soSndbuf, opts: e.opts, what: what)) }
         return try ctx.install(s, id: entry.id, what: what)
     }
 }

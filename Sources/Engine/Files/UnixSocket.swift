@@ -88,7 +88,7 @@ enum UnixSocket: FdKind {
         u.backlog = UInt32(d.state) == listen ? d.wqueue : 0
         u.peer = peer
         u.fown = FdKinds.noOwner
-        u.opts = try SocketOptions.read(c, what: "pid \(f.pid) fd \(f.fd)")
+        u.opts = try SocketOptions.read(c, what: "pid \(f.pid) fd \(f.fd)", refuse: refuse)
         u.name = Data(d.name)
         if d.shutdown != 0 { u.shutdown = Img_SkShutdown(rawValue: Int(d.shutdown & 3)) ?? .none }
         if let first = d.name.first, first != 0 {
@@ -418,52 +418,5 @@ enum UnixSocket: FdKind {
             try ctx.task.remote.syscall(.chdir, try ctx.task.put(string: u.nameDir))
         }
         try body()
-    }
-}
-
-/// The socket options every CRIU socket entry carries.
-enum SocketOptions {
-    static func read(_ s: Int32, what: String) throws -> Img_SkOptsEntry {
-        func int(_ level: Int32, _ opt: Int32) -> Int32 {
-            var v: Int32 = 0
-            var l = socklen_t(4)
-            return getsockopt(s, level, opt, &v, &l) == 0 ? v : 0
-        }
-        func tv(_ opt: Int32) -> (UInt64, UInt64) {
-            var t = timeval()
-            var l = socklen_t(MemoryLayout<timeval>.size)
-            return getsockopt(s, SOL_SOCKET, opt, &t, &l) == 0 ? (UInt64(t.tv_sec), UInt64(t.tv_usec)) : (0, 0)
-        }
-        var o = Img_SkOptsEntry()
-        o.soSndbuf = UInt32(bitPattern: int(SOL_SOCKET, SO_SNDBUF))
-        o.soRcvbuf = UInt32(bitPattern: int(SOL_SOCKET, SO_RCVBUF))
-        (o.soSndTmoSec, o.soSndTmoUsec) = tv(SO_SNDTIMEO)
-        (o.soRcvTmoSec, o.soRcvTmoUsec) = tv(SO_RCVTIMEO)
-        o.reuseaddr = int(SOL_SOCKET, SO_REUSEADDR) != 0
-        o.soReuseport = int(SOL_SOCKET, SO_REUSEPORT) != 0
-        o.soPasscred = int(SOL_SOCKET, SO_PASSCRED) != 0
-        return o
-    }
-
-    /// Puts back what `read` took. Buffer sizes are halved: the kernel doubles what it is given.
-    static func apply(_ o: Img_SkOptsEntry, to s: Int32, what: String) throws {
-        func set(_ level: Int32, _ opt: Int32, _ v: Int32, _ name: String) throws {
-            var x = v
-            guard setsockopt(s, level, opt, &x, 4) == 0 else { throw SystemCallError(call: "setsockopt(\(name))", errno: errno, context: what) }
-        }
-        func settv(_ opt: Int32, _ sec: UInt64, _ usec: UInt64) throws {
-            guard sec != 0 || usec != 0 else { return }
-            var t = timeval(tv_sec: Int(sec), tv_usec: Int(usec))
-            guard setsockopt(s, SOL_SOCKET, opt, &t, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
-                throw SystemCallError(call: "setsockopt(timeout)", errno: errno, context: what)
-            }
-        }
-        if o.soSndbuf > 0 { try set(SOL_SOCKET, SO_SNDBUF, Int32(bitPattern: o.soSndbuf / 2), "SO_SNDBUF") }
-        if o.soRcvbuf > 0 { try set(SOL_SOCKET, SO_RCVBUF, Int32(bitPattern: o.soRcvbuf / 2), "SO_RCVBUF") }
-        try settv(SO_SNDTIMEO, o.soSndTmoSec, o.soSndTmoUsec)
-        try settv(SO_RCVTIMEO, o.soRcvTmoSec, o.soRcvTmoUsec)
-        if o.reuseaddr { try set(SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR") }
-        if o.soReuseport { try set(SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
-        if o.soPasscred { try set(SOL_SOCKET, SO_PASSCRED, 1, "SO_PASSCRED") }
     }
 }

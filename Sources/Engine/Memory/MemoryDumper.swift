@@ -88,6 +88,7 @@ struct MemoryDumper {
         mm.exeFileID = try files.register(path: try proc.exe(pid: pid), pid: pid, flags: O_RDONLY, source: "/proc/\(pid)/exe")
 
         let smaps = (try? proc.smaps(pid: pid)) ?? []
+        try VmaFlags.refuseUnkept(smaps, pid: pid)
         let growsDown = Set(smaps.filter { $0.vmFlags.contains("gd") }.map(\.mapping.start))
         // A MAP_NORESERVE mapping may be far larger than memory (sparse reservations).
         let noReserve = Set(smaps.filter { $0.vmFlags.contains("nr") }.map(\.mapping.start))

@@ -226,6 +226,7 @@ public struct Restorer {
             let name = try remote.scratch()
             try remote.writeMemory(Array(p.cores[p.pid]!.tc.comm.utf8.prefix(15)) + [0], at: name)
             try remote.syscall(.prctl, 15 /* PR_SET_NAME */, name)
+            try placeZombie(p, remote: remote, plans: plans)
             try remote.terminate(exitCode: (code >> 8) & 0xff, signal: code & 0x7f)
             built.zombies.insert(p.pid)
             return
@@ -392,6 +393,7 @@ public struct Restorer {
             // Threads before the leader: the leader's finish unmaps the shared scratch area.
             for t in targets.dropFirst() + [targets[0]] {
                 let core = p.cores[t.pid]!
+                try Scheduling.apply(tid: t.pid, core.threadCore)
                 try restoreCreds(t, core.threadCore.creds)
                 try queuePrivate(t, core: core)
                 if p.cores[p.pid]!.tc.noNewPrivs { try t.remote.syscall(.prctl, 38, 1, 0, 0, 0) }
@@ -529,11 +531,15 @@ public struct Restorer {
         for (res, e) in tc.rlimits.rlimits.enumerated() {
             var lim = (cur: e.cur, max: e.max)
             let rc = withUnsafeMutablePointer(to: &lim) { ck_syscall6(SyscallNumber.prlimit64.rawValue, Int(t.pid), res, Int(bitPattern: $0), 0, 0, 0) }
-            if rc < 0 { log.warning("pid \(t.pid): rlimit \(res) \(e.cur)/\(e.max): errno \(ck_errno())") }
+            if rc < 0 { throw RestoreError.unsupported("pid \(t.pid): rlimit \(ProcLimitsParser.names[min(res, 15)]) \(e.cur)/\(e.max) (raising a hard limit above cryo's own needs CAP_SYS_RESOURCE): \(String(cString: strerror(ck_errno())))") }
         }
         try r.syscall(.personality, UInt64(tc.personality))
         if tc.childSubreaper { try r.syscall(.prctl, 36, 1) }
+        if tc.membarrierRegistrationMask != 0 { try restoreMembarrier(t, mask: tc.membarrierRegistrationMask) }
+        if tc.hasOomScoreAdj { try restoreOomScoreAdj(t, tc.oomScoreAdj) }
+        if tc.hasLoginuid { try restoreLoginuid(t, tc.loginuid) }
         if plan.mm.hasDumpable { try r.syscall(.prctl, 4 /* PR_SET_DUMPABLE */, UInt64(max(0, plan.mm.dumpable))) }
+        if plan.mm.thpDisabled { try r.syscall(.prctl, 41 /* PR_SET_THP_DISABLE */, 1, 0, 0, 0) }
     }
 
     /// POSIX timers come back under their ids (PR_TIMER_CREATE_RESTORE_IDS makes timer_create
@@ -589,6 +595,7 @@ public struct Restorer {
         let th = core.threadCore
         try r.syscall(.prctl, 15 /* PR_SET_NAME */, try t.put(string: th.hasComm ? th.comm : comm))
         if th.pdeathSig != 0 { try r.syscall(.prctl, 1, UInt64(th.pdeathSig)) }
+        if th.timerslackNs > 0 { try restoreTimerSlack(t, th.timerslackNs) }
         try r.syscall(.setRobustList, th.futexRla, UInt64(th.futexRlaLen))
         try r.syscall(.setTidAddress, core.threadInfo.clearTidAddr_p)
         if th.hasSas {

@@ -184,9 +184,10 @@ public final class Runner: @unchecked Sendable {
             end = st
             terminated = true
         } catch { return finish(.fail, "after SIGTERM: \(error)") }
-        let result = readFile(outfile)?.split(separator: "\n").first.map(String.init) ?? ""
-        if result == "PASS" && Subprocess.exitCode(end) == 0 { return finish(.pass, "") }
-        if result == "PASS" { return finish(.fail, "PASS in outfile but \(Subprocess.describe(end))" + outputs(outfile, result: false)) }
+        let text = readFile(outfile) ?? ""
+        let passed = Outfile.passed(text), result = Outfile.reason(text)
+        if passed && Subprocess.exitCode(end) == 0 { return finish(.pass, "") }
+        if passed { return finish(.fail, "PASS in outfile but \(Subprocess.describe(end))" + outputs(outfile, result: false)) }
         if result.isEmpty { return finish(.fail, "no result in outfile (\(Subprocess.describe(end)))" + outputs(outfile, result: false)) }
         return finish(.fail, result + outputs(outfile, result: false))
     }

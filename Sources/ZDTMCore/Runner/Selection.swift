@@ -24,6 +24,8 @@ public struct Selection: Sendable {
     public var regex: String?
     public var suite: String?
     public var externals: [String] = []
+    /// Folders of external binaries (CRIU's zdtm/static): every program in them runs.
+    public var externalDirs: [String] = []
     public var flavours: [String] = []
     public var modes: [String] = []
     public var iterations = 1
@@ -36,7 +38,7 @@ public struct Selection: Sendable {
         guard iterations >= 1 else { throw SelectionError.badIterations(iterations) }
         var names = tests
         var suiteObj: Suite?
-        if let s = suite ?? (tests.isEmpty && regex == nil && externals.isEmpty ? "smoke" : nil) {
+        if let s = suite ?? (tests.isEmpty && regex == nil && externals.isEmpty && externalDirs.isEmpty ? "smoke" : nil) {
             suiteObj = try cat.suite(s)
             names += suiteObj!.workloads
         }
@@ -55,11 +57,13 @@ public struct Selection: Sendable {
             workloads.append(w)
         }
         for path in externals {
-            let abs = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-            var w = Workload(name: (path as NSString).lastPathComponent)
-            w.externalPath = (abs as NSString).standardizingPath
-            w.description = "external binary"
-            workloads.append(w)
+            workloads.append(try ExternalPrograms.workload(path: path, makefile: ExternalPrograms.makefile(in: (path as NSString).deletingLastPathComponent)))
+        }
+        for dir in externalDirs {
+            let make = ExternalPrograms.makefile(in: dir)
+            for path in try ExternalPrograms.scan(dir) where !workloads.contains(where: { $0.externalPath == path }) {
+                workloads.append(try ExternalPrograms.workload(path: path, makefile: make))
+            }
         }
         guard !workloads.isEmpty else { throw SelectionError.nothingSelected }
         let fl = try (flavours.isEmpty ? (suiteObj?.flavours ?? ["h"]) : flavours).map { try Flavours.named($0) }
@@ -68,7 +72,18 @@ public struct Selection: Sendable {
         for w in workloads {
             for f in fl {
                 for m in md {
-                    let spec = CaseSpec(workload: w, flavour: f, mode: m, iterations: iterations)
+                    var spec = CaseSpec(workload: w, flavour: f, mode: m, iterations: iterations)
+                    if let desc = w.desc {
+                        let plan = desc.plan(flavour: f.name, arch: ExternalPrograms.machine, root: getuid() == 0)
+                        if let why = plan.skip {
+                            skipped.append(CaseResult(spec: spec, outcome: .skip, reason: why, seconds: 0))
+                            continue
+                        }
+                        spec.workload.exclusive = plan.exclusive
+                        if let t = plan.timeout { spec.workload.timeout = t }
+                        if plan.crfail { spec.workload.xfail[m.name] = ".desc: crfail (CRIU expects its dump to fail)" }
+                        if !plan.note.isEmpty { spec.workload.description += " (" + plan.note.joined(separator: "; ") + ")" }
+                    }
                     if !w.allows(flavour: f.name) {
                         skipped.append(CaseResult(spec: spec, outcome: .skip, reason: "catalogue: not for flavour \(f.name)", seconds: 0))
                     } else if !w.allows(mode: m.name) {

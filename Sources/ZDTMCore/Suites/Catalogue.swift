@@ -34,6 +34,8 @@ public struct Workload: Equatable, Sendable {
     public var ignore: Set<StatePart> = []
     /// An external binary, run by path instead of from the build folder.
     public var externalPath: String?
+    /// A CRIU zdtm program's NAME.desc, which decides per flavour whether and how it runs.
+    public var desc: ZdtmDesc?
 
     public init(name: String) { self.name = name }
 

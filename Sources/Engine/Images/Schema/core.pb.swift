@@ -720,6 +720,16 @@ public nonisolated struct Img_TaskCoreEntry: @unchecked Sendable {
   /// Clears the value of `blkSigsetExtended`. Subsequent reads from it will return its default value.
   public mutating func clearBlkSigsetExtended() {_uniqueStorage()._blkSigsetExtended = nil}
 
+  /// MEMBARRIER_CMD_GET_REGISTRATIONS: the REGISTER_* commands the process issued.
+  public var membarrierRegistrationMask: UInt32 {
+    get {_storage._membarrierRegistrationMask ?? 0}
+    set {_uniqueStorage()._membarrierRegistrationMask = newValue}
+  }
+  /// Returns true if `membarrierRegistrationMask` has been explicitly set.
+  public var hasMembarrierRegistrationMask: Bool {_storage._membarrierRegistrationMask != nil}
+  /// Clears the value of `membarrierRegistrationMask`. Subsequent reads from it will return its default value.
+  public mutating func clearMembarrierRegistrationMask() {_uniqueStorage()._membarrierRegistrationMask = nil}
+
   /// cryo's additions: state CRIU keeps elsewhere or not at all.
   public var umask: UInt32 {
     get {_storage._umask ?? 0}
@@ -1057,6 +1067,25 @@ public nonisolated struct Img_ThreadCoreEntry: @unchecked Sendable {
   public var hasRseqEntry: Bool {_storage._rseqEntry != nil}
   /// Clears the value of `rseqEntry`. Subsequent reads from it will return its default value.
   public mutating func clearRseqEntry() {_uniqueStorage()._rseqEntry = nil}
+
+  /// cryo: PR_GET_TIMERSLACK and ioprio_get(IOPRIO_WHO_PROCESS), which CRIU does not keep.
+  public var timerslackNs: UInt64 {
+    get {_storage._timerslackNs ?? 0}
+    set {_uniqueStorage()._timerslackNs = newValue}
+  }
+  /// Returns true if `timerslackNs` has been explicitly set.
+  public var hasTimerslackNs: Bool {_storage._timerslackNs != nil}
+  /// Clears the value of `timerslackNs`. Subsequent reads from it will return its default value.
+  public mutating func clearTimerslackNs() {_uniqueStorage()._timerslackNs = nil}
+
+  public var ioprio: UInt32 {
+    get {_storage._ioprio ?? 0}
+    set {_uniqueStorage()._ioprio = newValue}
+  }
+  /// Returns true if `ioprio` has been explicitly set.
+  public var hasIoprio: Bool {_storage._ioprio != nil}
+  /// Clears the value of `ioprio`. Subsequent reads from it will return its default value.
+  public mutating func clearIoprio() {_uniqueStorage()._ioprio = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2332,7 +2361,7 @@ nonisolated extension Img_RseqEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
 
 nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskCoreEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_state\0\u{3}exit_code\0\u{1}personality\0\u{1}flags\0\u{3}blk_sigset\0\u{1}comm\0\u{1}timers\0\u{1}rlimits\0\u{3}cg_set\0\u{3}signals_s\0\u{3}old_seccomp_mode\0\u{3}old_seccomp_filter\0\u{1}loginuid\0\u{3}oom_score_adj\0\u{1}sigactions\0\u{4}\u{3}child_subreaper\0\u{4}\u{2}blk_sigset_extended\0\u{2}T\u{f}umask\0\u{3}no_new_privs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_state\0\u{3}exit_code\0\u{1}personality\0\u{1}flags\0\u{3}blk_sigset\0\u{1}comm\0\u{1}timers\0\u{1}rlimits\0\u{3}cg_set\0\u{3}signals_s\0\u{3}old_seccomp_mode\0\u{3}old_seccomp_filter\0\u{1}loginuid\0\u{3}oom_score_adj\0\u{1}sigactions\0\u{4}\u{3}child_subreaper\0\u{4}\u{2}blk_sigset_extended\0\u{4}\u{2}membarrier_registration_mask\0\u{2}R\u{f}umask\0\u{3}no_new_privs\0")
 
   fileprivate class _StorageClass {
     var _taskState: UInt32? = nil
@@ -2352,6 +2381,7 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
     var _sigactions: [Img_SaEntry] = []
     var _childSubreaper: Bool? = nil
     var _blkSigsetExtended: UInt64? = nil
+    var _membarrierRegistrationMask: UInt32? = nil
     var _umask: UInt32? = nil
     var _noNewPrivs: Bool? = nil
 
@@ -2381,6 +2411,7 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
       _sigactions = source._sigactions
       _childSubreaper = source._childSubreaper
       _blkSigsetExtended = source._blkSigsetExtended
+      _membarrierRegistrationMask = source._membarrierRegistrationMask
       _umask = source._umask
       _noNewPrivs = source._noNewPrivs
     }
@@ -2434,6 +2465,7 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
         case 15: try { try decoder.decodeRepeatedMessageField(value: &_storage._sigactions) }()
         case 18: try { try decoder.decodeSingularBoolField(value: &_storage._childSubreaper) }()
         case 20: try { try decoder.decodeSingularUInt64Field(value: &_storage._blkSigsetExtended) }()
+        case 22: try { try decoder.decodeSingularUInt32Field(value: &_storage._membarrierRegistrationMask) }()
         case 1000: try { try decoder.decodeSingularUInt32Field(value: &_storage._umask) }()
         case 1001: try { try decoder.decodeSingularBoolField(value: &_storage._noNewPrivs) }()
         default: break
@@ -2499,6 +2531,9 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
       try { if let v = _storage._blkSigsetExtended {
         try visitor.visitSingularUInt64Field(value: v, fieldNumber: 20)
       } }()
+      try { if let v = _storage._membarrierRegistrationMask {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 22)
+      } }()
       try { if let v = _storage._umask {
         try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1000)
       } }()
@@ -2531,6 +2566,7 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
         if _storage._sigactions != rhs_storage._sigactions {return false}
         if _storage._childSubreaper != rhs_storage._childSubreaper {return false}
         if _storage._blkSigsetExtended != rhs_storage._blkSigsetExtended {return false}
+        if _storage._membarrierRegistrationMask != rhs_storage._membarrierRegistrationMask {return false}
         if _storage._umask != rhs_storage._umask {return false}
         if _storage._noNewPrivs != rhs_storage._noNewPrivs {return false}
         return true
@@ -2692,7 +2728,7 @@ nonisolated extension Img_ThreadSasEntry: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ThreadCoreEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}futex_rla\0\u{3}futex_rla_len\0\u{3}sched_nice\0\u{3}sched_policy\0\u{3}sched_prio\0\u{3}blk_sigset\0\u{1}sas\0\u{3}pdeath_sig\0\u{3}signals_p\0\u{1}creds\0\u{3}seccomp_mode\0\u{3}seccomp_filter\0\u{1}comm\0\u{3}blk_sigset_extended\0\u{3}rseq_entry\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}futex_rla\0\u{3}futex_rla_len\0\u{3}sched_nice\0\u{3}sched_policy\0\u{3}sched_prio\0\u{3}blk_sigset\0\u{1}sas\0\u{3}pdeath_sig\0\u{3}signals_p\0\u{1}creds\0\u{3}seccomp_mode\0\u{3}seccomp_filter\0\u{1}comm\0\u{3}blk_sigset_extended\0\u{3}rseq_entry\0\u{4}Y\u{f}timerslack_ns\0\u{1}ioprio\0")
 
   fileprivate class _StorageClass {
     var _futexRla: UInt64? = nil
@@ -2710,6 +2746,8 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
     var _comm: String? = nil
     var _blkSigsetExtended: UInt64? = nil
     var _rseqEntry: Img_RseqEntry? = nil
+    var _timerslackNs: UInt64? = nil
+    var _ioprio: UInt32? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2735,6 +2773,8 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
       _comm = source._comm
       _blkSigsetExtended = source._blkSigsetExtended
       _rseqEntry = source._rseqEntry
+      _timerslackNs = source._timerslackNs
+      _ioprio = source._ioprio
     }
   }
 
@@ -2780,6 +2820,8 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
         case 13: try { try decoder.decodeSingularStringField(value: &_storage._comm) }()
         case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._blkSigsetExtended) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._rseqEntry) }()
+        case 1000: try { try decoder.decodeSingularUInt64Field(value: &_storage._timerslackNs) }()
+        case 1001: try { try decoder.decodeSingularUInt32Field(value: &_storage._ioprio) }()
         default: break
         }
       }
@@ -2837,6 +2879,12 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
       try { if let v = _storage._rseqEntry {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
       } }()
+      try { if let v = _storage._timerslackNs {
+        try visitor.visitSingularUInt64Field(value: v, fieldNumber: 1000)
+      } }()
+      try { if let v = _storage._ioprio {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1001)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2861,6 +2909,8 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._comm != rhs_storage._comm {return false}
         if _storage._blkSigsetExtended != rhs_storage._blkSigsetExtended {return false}
         if _storage._rseqEntry != rhs_storage._rseqEntry {return false}
+        if _storage._timerslackNs != rhs_storage._timerslackNs {return false}
+        if _storage._ioprio != rhs_storage._ioprio {return false}
         return true
       }
       if !storagesAreEqual {return false}

@@ -1073,105 +1073,222 @@ public nonisolated struct Img_InotifyFileEntry: Sendable {
   fileprivate var _fown: Img_FownEntry? = nil
 }
 
-public nonisolated struct Img_SkOptsEntry: Sendable {
+public nonisolated struct Img_SkOptsEntry: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var soSndbuf: UInt32 {
-    get {_soSndbuf ?? 0}
-    set {_soSndbuf = newValue}
+    get {_storage._soSndbuf ?? 0}
+    set {_uniqueStorage()._soSndbuf = newValue}
   }
   /// Returns true if `soSndbuf` has been explicitly set.
-  public var hasSoSndbuf: Bool {self._soSndbuf != nil}
+  public var hasSoSndbuf: Bool {_storage._soSndbuf != nil}
   /// Clears the value of `soSndbuf`. Subsequent reads from it will return its default value.
-  public mutating func clearSoSndbuf() {self._soSndbuf = nil}
+  public mutating func clearSoSndbuf() {_uniqueStorage()._soSndbuf = nil}
 
   public var soRcvbuf: UInt32 {
-    get {_soRcvbuf ?? 0}
-    set {_soRcvbuf = newValue}
+    get {_storage._soRcvbuf ?? 0}
+    set {_uniqueStorage()._soRcvbuf = newValue}
   }
   /// Returns true if `soRcvbuf` has been explicitly set.
-  public var hasSoRcvbuf: Bool {self._soRcvbuf != nil}
+  public var hasSoRcvbuf: Bool {_storage._soRcvbuf != nil}
   /// Clears the value of `soRcvbuf`. Subsequent reads from it will return its default value.
-  public mutating func clearSoRcvbuf() {self._soRcvbuf = nil}
+  public mutating func clearSoRcvbuf() {_uniqueStorage()._soRcvbuf = nil}
 
   public var soSndTmoSec: UInt64 {
-    get {_soSndTmoSec ?? 0}
-    set {_soSndTmoSec = newValue}
+    get {_storage._soSndTmoSec ?? 0}
+    set {_uniqueStorage()._soSndTmoSec = newValue}
   }
   /// Returns true if `soSndTmoSec` has been explicitly set.
-  public var hasSoSndTmoSec: Bool {self._soSndTmoSec != nil}
+  public var hasSoSndTmoSec: Bool {_storage._soSndTmoSec != nil}
   /// Clears the value of `soSndTmoSec`. Subsequent reads from it will return its default value.
-  public mutating func clearSoSndTmoSec() {self._soSndTmoSec = nil}
+  public mutating func clearSoSndTmoSec() {_uniqueStorage()._soSndTmoSec = nil}
 
   public var soSndTmoUsec: UInt64 {
-    get {_soSndTmoUsec ?? 0}
-    set {_soSndTmoUsec = newValue}
+    get {_storage._soSndTmoUsec ?? 0}
+    set {_uniqueStorage()._soSndTmoUsec = newValue}
   }
   /// Returns true if `soSndTmoUsec` has been explicitly set.
-  public var hasSoSndTmoUsec: Bool {self._soSndTmoUsec != nil}
+  public var hasSoSndTmoUsec: Bool {_storage._soSndTmoUsec != nil}
   /// Clears the value of `soSndTmoUsec`. Subsequent reads from it will return its default value.
-  public mutating func clearSoSndTmoUsec() {self._soSndTmoUsec = nil}
+  public mutating func clearSoSndTmoUsec() {_uniqueStorage()._soSndTmoUsec = nil}
 
   public var soRcvTmoSec: UInt64 {
-    get {_soRcvTmoSec ?? 0}
-    set {_soRcvTmoSec = newValue}
+    get {_storage._soRcvTmoSec ?? 0}
+    set {_uniqueStorage()._soRcvTmoSec = newValue}
   }
   /// Returns true if `soRcvTmoSec` has been explicitly set.
-  public var hasSoRcvTmoSec: Bool {self._soRcvTmoSec != nil}
+  public var hasSoRcvTmoSec: Bool {_storage._soRcvTmoSec != nil}
   /// Clears the value of `soRcvTmoSec`. Subsequent reads from it will return its default value.
-  public mutating func clearSoRcvTmoSec() {self._soRcvTmoSec = nil}
+  public mutating func clearSoRcvTmoSec() {_uniqueStorage()._soRcvTmoSec = nil}
 
   public var soRcvTmoUsec: UInt64 {
-    get {_soRcvTmoUsec ?? 0}
-    set {_soRcvTmoUsec = newValue}
+    get {_storage._soRcvTmoUsec ?? 0}
+    set {_uniqueStorage()._soRcvTmoUsec = newValue}
   }
   /// Returns true if `soRcvTmoUsec` has been explicitly set.
-  public var hasSoRcvTmoUsec: Bool {self._soRcvTmoUsec != nil}
+  public var hasSoRcvTmoUsec: Bool {_storage._soRcvTmoUsec != nil}
   /// Clears the value of `soRcvTmoUsec`. Subsequent reads from it will return its default value.
-  public mutating func clearSoRcvTmoUsec() {self._soRcvTmoUsec = nil}
+  public mutating func clearSoRcvTmoUsec() {_uniqueStorage()._soRcvTmoUsec = nil}
 
   public var reuseaddr: Bool {
-    get {_reuseaddr ?? false}
-    set {_reuseaddr = newValue}
+    get {_storage._reuseaddr ?? false}
+    set {_uniqueStorage()._reuseaddr = newValue}
   }
   /// Returns true if `reuseaddr` has been explicitly set.
-  public var hasReuseaddr: Bool {self._reuseaddr != nil}
+  public var hasReuseaddr: Bool {_storage._reuseaddr != nil}
   /// Clears the value of `reuseaddr`. Subsequent reads from it will return its default value.
-  public mutating func clearReuseaddr() {self._reuseaddr = nil}
+  public mutating func clearReuseaddr() {_uniqueStorage()._reuseaddr = nil}
+
+  public var soPriority: UInt32 {
+    get {_storage._soPriority ?? 0}
+    set {_uniqueStorage()._soPriority = newValue}
+  }
+  /// Returns true if `soPriority` has been explicitly set.
+  public var hasSoPriority: Bool {_storage._soPriority != nil}
+  /// Clears the value of `soPriority`. Subsequent reads from it will return its default value.
+  public mutating func clearSoPriority() {_uniqueStorage()._soPriority = nil}
+
+  public var soRcvlowat: UInt32 {
+    get {_storage._soRcvlowat ?? 0}
+    set {_uniqueStorage()._soRcvlowat = newValue}
+  }
+  /// Returns true if `soRcvlowat` has been explicitly set.
+  public var hasSoRcvlowat: Bool {_storage._soRcvlowat != nil}
+  /// Clears the value of `soRcvlowat`. Subsequent reads from it will return its default value.
+  public mutating func clearSoRcvlowat() {_uniqueStorage()._soRcvlowat = nil}
+
+  public var soMark: UInt32 {
+    get {_storage._soMark ?? 0}
+    set {_uniqueStorage()._soMark = newValue}
+  }
+  /// Returns true if `soMark` has been explicitly set.
+  public var hasSoMark: Bool {_storage._soMark != nil}
+  /// Clears the value of `soMark`. Subsequent reads from it will return its default value.
+  public mutating func clearSoMark() {_uniqueStorage()._soMark = nil}
 
   public var soPasscred: Bool {
-    get {_soPasscred ?? false}
-    set {_soPasscred = newValue}
+    get {_storage._soPasscred ?? false}
+    set {_uniqueStorage()._soPasscred = newValue}
   }
   /// Returns true if `soPasscred` has been explicitly set.
-  public var hasSoPasscred: Bool {self._soPasscred != nil}
+  public var hasSoPasscred: Bool {_storage._soPasscred != nil}
   /// Clears the value of `soPasscred`. Subsequent reads from it will return its default value.
-  public mutating func clearSoPasscred() {self._soPasscred = nil}
+  public mutating func clearSoPasscred() {_uniqueStorage()._soPasscred = nil}
+
+  public var soPasssec: Bool {
+    get {_storage._soPasssec ?? false}
+    set {_uniqueStorage()._soPasssec = newValue}
+  }
+  /// Returns true if `soPasssec` has been explicitly set.
+  public var hasSoPasssec: Bool {_storage._soPasssec != nil}
+  /// Clears the value of `soPasssec`. Subsequent reads from it will return its default value.
+  public mutating func clearSoPasssec() {_uniqueStorage()._soPasssec = nil}
+
+  public var soDontroute: Bool {
+    get {_storage._soDontroute ?? false}
+    set {_uniqueStorage()._soDontroute = newValue}
+  }
+  /// Returns true if `soDontroute` has been explicitly set.
+  public var hasSoDontroute: Bool {_storage._soDontroute != nil}
+  /// Clears the value of `soDontroute`. Subsequent reads from it will return its default value.
+  public mutating func clearSoDontroute() {_uniqueStorage()._soDontroute = nil}
+
+  public var soNoCheck: Bool {
+    get {_storage._soNoCheck ?? false}
+    set {_uniqueStorage()._soNoCheck = newValue}
+  }
+  /// Returns true if `soNoCheck` has been explicitly set.
+  public var hasSoNoCheck: Bool {_storage._soNoCheck != nil}
+  /// Clears the value of `soNoCheck`. Subsequent reads from it will return its default value.
+  public mutating func clearSoNoCheck() {_uniqueStorage()._soNoCheck = nil}
+
+  public var soBoundDev: String {
+    get {_storage._soBoundDev ?? String()}
+    set {_uniqueStorage()._soBoundDev = newValue}
+  }
+  /// Returns true if `soBoundDev` has been explicitly set.
+  public var hasSoBoundDev: Bool {_storage._soBoundDev != nil}
+  /// Clears the value of `soBoundDev`. Subsequent reads from it will return its default value.
+  public mutating func clearSoBoundDev() {_uniqueStorage()._soBoundDev = nil}
+
+  /// A classic BPF filter (SO_GET_FILTER): one struct sock_filter per word.
+  public var soFilter: [UInt64] {
+    get {_storage._soFilter}
+    set {_uniqueStorage()._soFilter = newValue}
+  }
 
   public var soReuseport: Bool {
-    get {_soReuseport ?? false}
-    set {_soReuseport = newValue}
+    get {_storage._soReuseport ?? false}
+    set {_uniqueStorage()._soReuseport = newValue}
   }
   /// Returns true if `soReuseport` has been explicitly set.
-  public var hasSoReuseport: Bool {self._soReuseport != nil}
+  public var hasSoReuseport: Bool {_storage._soReuseport != nil}
   /// Clears the value of `soReuseport`. Subsequent reads from it will return its default value.
-  public mutating func clearSoReuseport() {self._soReuseport = nil}
+  public mutating func clearSoReuseport() {_uniqueStorage()._soReuseport = nil}
+
+  public var soBroadcast: Bool {
+    get {_storage._soBroadcast ?? false}
+    set {_uniqueStorage()._soBroadcast = newValue}
+  }
+  /// Returns true if `soBroadcast` has been explicitly set.
+  public var hasSoBroadcast: Bool {_storage._soBroadcast != nil}
+  /// Clears the value of `soBroadcast`. Subsequent reads from it will return its default value.
+  public mutating func clearSoBroadcast() {_uniqueStorage()._soBroadcast = nil}
+
+  public var soKeepalive: Bool {
+    get {_storage._soKeepalive ?? false}
+    set {_uniqueStorage()._soKeepalive = newValue}
+  }
+  /// Returns true if `soKeepalive` has been explicitly set.
+  public var hasSoKeepalive: Bool {_storage._soKeepalive != nil}
+  /// Clears the value of `soKeepalive`. Subsequent reads from it will return its default value.
+  public mutating func clearSoKeepalive() {_uniqueStorage()._soKeepalive = nil}
+
+  public var soOobinline: UInt32 {
+    get {_storage._soOobinline ?? 0}
+    set {_uniqueStorage()._soOobinline = newValue}
+  }
+  /// Returns true if `soOobinline` has been explicitly set.
+  public var hasSoOobinline: Bool {_storage._soOobinline != nil}
+  /// Clears the value of `soOobinline`. Subsequent reads from it will return its default value.
+  public mutating func clearSoOobinline() {_uniqueStorage()._soOobinline = nil}
+
+  /// l_linger, present only when lingering is on.
+  public var soLinger: UInt32 {
+    get {_storage._soLinger ?? 0}
+    set {_uniqueStorage()._soLinger = newValue}
+  }
+  /// Returns true if `soLinger` has been explicitly set.
+  public var hasSoLinger: Bool {_storage._soLinger != nil}
+  /// Clears the value of `soLinger`. Subsequent reads from it will return its default value.
+  public mutating func clearSoLinger() {_uniqueStorage()._soLinger = nil}
+
+  public var soBufLock: UInt32 {
+    get {_storage._soBufLock ?? 0}
+    set {_uniqueStorage()._soBufLock = newValue}
+  }
+  /// Returns true if `soBufLock` has been explicitly set.
+  public var hasSoBufLock: Bool {_storage._soBufLock != nil}
+  /// Clears the value of `soBufLock`. Subsequent reads from it will return its default value.
+  public mutating func clearSoBufLock() {_uniqueStorage()._soBufLock = nil}
+
+  /// cryo: SO_LOCK_FILTER was set (after the filter, it forbids changing it).
+  public var soLockFilter: Bool {
+    get {_storage._soLockFilter ?? false}
+    set {_uniqueStorage()._soLockFilter = newValue}
+  }
+  /// Returns true if `soLockFilter` has been explicitly set.
+  public var hasSoLockFilter: Bool {_storage._soLockFilter != nil}
+  /// Clears the value of `soLockFilter`. Subsequent reads from it will return its default value.
+  public mutating func clearSoLockFilter() {_uniqueStorage()._soLockFilter = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _soSndbuf: UInt32? = nil
-  fileprivate var _soRcvbuf: UInt32? = nil
-  fileprivate var _soSndTmoSec: UInt64? = nil
-  fileprivate var _soSndTmoUsec: UInt64? = nil
-  fileprivate var _soRcvTmoSec: UInt64? = nil
-  fileprivate var _soRcvTmoUsec: UInt64? = nil
-  fileprivate var _reuseaddr: Bool? = nil
-  fileprivate var _soPasscred: Bool? = nil
-  fileprivate var _soReuseport: Bool? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Img_UnixSkEntry: @unchecked Sendable {
@@ -1447,11 +1564,150 @@ public nonisolated struct Img_InetSkEntry: @unchecked Sendable {
   /// Clears the value of `v6Only`. Subsequent reads from it will return its default value.
   public mutating func clearV6Only() {_uniqueStorage()._v6Only = nil}
 
+  public var ipOpts: Img_IpOptsEntry {
+    get {_storage._ipOpts ?? Img_IpOptsEntry()}
+    set {_uniqueStorage()._ipOpts = newValue}
+  }
+  /// Returns true if `ipOpts` has been explicitly set.
+  public var hasIpOpts: Bool {_storage._ipOpts != nil}
+  /// Clears the value of `ipOpts`. Subsequent reads from it will return its default value.
+  public mutating func clearIpOpts() {_uniqueStorage()._ipOpts = nil}
+
+  public var shutdown: Img_SkShutdown {
+    get {_storage._shutdown ?? .none}
+    set {_uniqueStorage()._shutdown = newValue}
+  }
+  /// Returns true if `shutdown` has been explicitly set.
+  public var hasShutdown: Bool {_storage._shutdown != nil}
+  /// Clears the value of `shutdown`. Subsequent reads from it will return its default value.
+  public mutating func clearShutdown() {_uniqueStorage()._shutdown = nil}
+
+  public var tcpOpts: Img_TcpOptsEntry {
+    get {_storage._tcpOpts ?? Img_TcpOptsEntry()}
+    set {_uniqueStorage()._tcpOpts = newValue}
+  }
+  /// Returns true if `tcpOpts` has been explicitly set.
+  public var hasTcpOpts: Bool {_storage._tcpOpts != nil}
+  /// Clears the value of `tcpOpts`. Subsequent reads from it will return its default value.
+  public mutating func clearTcpOpts() {_uniqueStorage()._tcpOpts = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct Img_IpOptsEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var freebind: Bool {
+    get {_freebind ?? false}
+    set {_freebind = newValue}
+  }
+  /// Returns true if `freebind` has been explicitly set.
+  public var hasFreebind: Bool {self._freebind != nil}
+  /// Clears the value of `freebind`. Subsequent reads from it will return its default value.
+  public mutating func clearFreebind() {self._freebind = nil}
+
+  public var pktinfo: Bool {
+    get {_pktinfo ?? false}
+    set {_pktinfo = newValue}
+  }
+  /// Returns true if `pktinfo` has been explicitly set.
+  public var hasPktinfo: Bool {self._pktinfo != nil}
+  /// Clears the value of `pktinfo`. Subsequent reads from it will return its default value.
+  public mutating func clearPktinfo() {self._pktinfo = nil}
+
+  public var tos: UInt32 {
+    get {_tos ?? 0}
+    set {_tos = newValue}
+  }
+  /// Returns true if `tos` has been explicitly set.
+  public var hasTos: Bool {self._tos != nil}
+  /// Clears the value of `tos`. Subsequent reads from it will return its default value.
+  public mutating func clearTos() {self._tos = nil}
+
+  public var ttl: UInt32 {
+    get {_ttl ?? 0}
+    set {_ttl = newValue}
+  }
+  /// Returns true if `ttl` has been explicitly set.
+  public var hasTtl: Bool {self._ttl != nil}
+  /// Clears the value of `ttl`. Subsequent reads from it will return its default value.
+  public mutating func clearTtl() {self._ttl = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _freebind: Bool? = nil
+  fileprivate var _pktinfo: Bool? = nil
+  fileprivate var _tos: UInt32? = nil
+  fileprivate var _ttl: UInt32? = nil
+}
+
+public nonisolated struct Img_TcpOptsEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cork: Bool {
+    get {_cork ?? false}
+    set {_cork = newValue}
+  }
+  /// Returns true if `cork` has been explicitly set.
+  public var hasCork: Bool {self._cork != nil}
+  /// Clears the value of `cork`. Subsequent reads from it will return its default value.
+  public mutating func clearCork() {self._cork = nil}
+
+  public var nodelay: Bool {
+    get {_nodelay ?? false}
+    set {_nodelay = newValue}
+  }
+  /// Returns true if `nodelay` has been explicitly set.
+  public var hasNodelay: Bool {self._nodelay != nil}
+  /// Clears the value of `nodelay`. Subsequent reads from it will return its default value.
+  public mutating func clearNodelay() {self._nodelay = nil}
+
+  public var keepcnt: UInt32 {
+    get {_keepcnt ?? 0}
+    set {_keepcnt = newValue}
+  }
+  /// Returns true if `keepcnt` has been explicitly set.
+  public var hasKeepcnt: Bool {self._keepcnt != nil}
+  /// Clears the value of `keepcnt`. Subsequent reads from it will return its default value.
+  public mutating func clearKeepcnt() {self._keepcnt = nil}
+
+  public var keepidle: UInt32 {
+    get {_keepidle ?? 0}
+    set {_keepidle = newValue}
+  }
+  /// Returns true if `keepidle` has been explicitly set.
+  public var hasKeepidle: Bool {self._keepidle != nil}
+  /// Clears the value of `keepidle`. Subsequent reads from it will return its default value.
+  public mutating func clearKeepidle() {self._keepidle = nil}
+
+  public var keepintvl: UInt32 {
+    get {_keepintvl ?? 0}
+    set {_keepintvl = newValue}
+  }
+  /// Returns true if `keepintvl` has been explicitly set.
+  public var hasKeepintvl: Bool {self._keepintvl != nil}
+  /// Clears the value of `keepintvl`. Subsequent reads from it will return its default value.
+  public mutating func clearKeepintvl() {self._keepintvl = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _cork: Bool? = nil
+  fileprivate var _nodelay: Bool? = nil
+  fileprivate var _keepcnt: UInt32? = nil
+  fileprivate var _keepidle: UInt32? = nil
+  fileprivate var _keepintvl: UInt32? = nil
 }
 
 /// tcp-stream-<inode in hex>.img (CRIU's tcp-stream schema): the state of one established TCP
@@ -1816,6 +2072,16 @@ public nonisolated struct Img_MemfdInodeEntry: Sendable {
   /// Clears the value of `inodeID`. Subsequent reads from it will return its default value.
   public mutating func clearInodeID() {self._inodeID = nil}
 
+  /// Permission bits (fchmod).
+  public var mode: UInt32 {
+    get {_mode ?? 0}
+    set {_mode = newValue}
+  }
+  /// Returns true if `mode` has been explicitly set.
+  public var hasMode: Bool {self._mode != nil}
+  /// Clears the value of `mode`. Subsequent reads from it will return its default value.
+  public mutating func clearMode() {self._mode = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1827,6 +2093,7 @@ public nonisolated struct Img_MemfdInodeEntry: Sendable {
   fileprivate var _shmid: UInt32? = nil
   fileprivate var _seals: UInt32? = nil
   fileprivate var _inodeID: UInt64? = nil
+  fileprivate var _mode: UInt32? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -2917,83 +3184,235 @@ nonisolated extension Img_InotifyFileEntry: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Img_SkOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SkOptsEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}so_sndbuf\0\u{3}so_rcvbuf\0\u{3}so_snd_tmo_sec\0\u{3}so_snd_tmo_usec\0\u{3}so_rcv_tmo_sec\0\u{3}so_rcv_tmo_usec\0\u{1}reuseaddr\0\u{4}\u{4}so_passcred\0\u{4}\u{6}so_reuseport\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}so_sndbuf\0\u{3}so_rcvbuf\0\u{3}so_snd_tmo_sec\0\u{3}so_snd_tmo_usec\0\u{3}so_rcv_tmo_sec\0\u{3}so_rcv_tmo_usec\0\u{1}reuseaddr\0\u{3}so_priority\0\u{3}so_rcvlowat\0\u{3}so_mark\0\u{3}so_passcred\0\u{3}so_passsec\0\u{3}so_dontroute\0\u{3}so_no_check\0\u{3}so_bound_dev\0\u{3}so_filter\0\u{3}so_reuseport\0\u{3}so_broadcast\0\u{3}so_keepalive\0\u{4}\u{4}so_oobinline\0\u{3}so_linger\0\u{3}so_buf_lock\0\u{4}O\u{f}so_lock_filter\0")
+
+  fileprivate class _StorageClass {
+    var _soSndbuf: UInt32? = nil
+    var _soRcvbuf: UInt32? = nil
+    var _soSndTmoSec: UInt64? = nil
+    var _soSndTmoUsec: UInt64? = nil
+    var _soRcvTmoSec: UInt64? = nil
+    var _soRcvTmoUsec: UInt64? = nil
+    var _reuseaddr: Bool? = nil
+    var _soPriority: UInt32? = nil
+    var _soRcvlowat: UInt32? = nil
+    var _soMark: UInt32? = nil
+    var _soPasscred: Bool? = nil
+    var _soPasssec: Bool? = nil
+    var _soDontroute: Bool? = nil
+    var _soNoCheck: Bool? = nil
+    var _soBoundDev: String? = nil
+    var _soFilter: [UInt64] = []
+    var _soReuseport: Bool? = nil
+    var _soBroadcast: Bool? = nil
+    var _soKeepalive: Bool? = nil
+    var _soOobinline: UInt32? = nil
+    var _soLinger: UInt32? = nil
+    var _soBufLock: UInt32? = nil
+    var _soLockFilter: Bool? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _soSndbuf = source._soSndbuf
+      _soRcvbuf = source._soRcvbuf
+      _soSndTmoSec = source._soSndTmoSec
+      _soSndTmoUsec = source._soSndTmoUsec
+      _soRcvTmoSec = source._soRcvTmoSec
+      _soRcvTmoUsec = source._soRcvTmoUsec
+      _reuseaddr = source._reuseaddr
+      _soPriority = source._soPriority
+      _soRcvlowat = source._soRcvlowat
+      _soMark = source._soMark
+      _soPasscred = source._soPasscred
+      _soPasssec = source._soPasssec
+      _soDontroute = source._soDontroute
+      _soNoCheck = source._soNoCheck
+      _soBoundDev = source._soBoundDev
+      _soFilter = source._soFilter
+      _soReuseport = source._soReuseport
+      _soBroadcast = source._soBroadcast
+      _soKeepalive = source._soKeepalive
+      _soOobinline = source._soOobinline
+      _soLinger = source._soLinger
+      _soBufLock = source._soBufLock
+      _soLockFilter = source._soLockFilter
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public var isInitialized: Bool {
-    if self._soSndbuf == nil {return false}
-    if self._soRcvbuf == nil {return false}
-    if self._soSndTmoSec == nil {return false}
-    if self._soSndTmoUsec == nil {return false}
-    if self._soRcvTmoSec == nil {return false}
-    if self._soRcvTmoUsec == nil {return false}
-    return true
+    return withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._soSndbuf == nil {return false}
+      if _storage._soRcvbuf == nil {return false}
+      if _storage._soSndTmoSec == nil {return false}
+      if _storage._soSndTmoUsec == nil {return false}
+      if _storage._soRcvTmoSec == nil {return false}
+      if _storage._soRcvTmoUsec == nil {return false}
+      return true
+    }
   }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._soSndbuf) }()
-      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._soRcvbuf) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self._soSndTmoSec) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self._soSndTmoUsec) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self._soRcvTmoSec) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self._soRcvTmoUsec) }()
-      case 7: try { try decoder.decodeSingularBoolField(value: &self._reuseaddr) }()
-      case 11: try { try decoder.decodeSingularBoolField(value: &self._soPasscred) }()
-      case 17: try { try decoder.decodeSingularBoolField(value: &self._soReuseport) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._soSndbuf) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._soRcvbuf) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._soSndTmoSec) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._soSndTmoUsec) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._soRcvTmoSec) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._soRcvTmoUsec) }()
+        case 7: try { try decoder.decodeSingularBoolField(value: &_storage._reuseaddr) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._soPriority) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._soRcvlowat) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._soMark) }()
+        case 11: try { try decoder.decodeSingularBoolField(value: &_storage._soPasscred) }()
+        case 12: try { try decoder.decodeSingularBoolField(value: &_storage._soPasssec) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._soDontroute) }()
+        case 14: try { try decoder.decodeSingularBoolField(value: &_storage._soNoCheck) }()
+        case 15: try { try decoder.decodeSingularStringField(value: &_storage._soBoundDev) }()
+        case 16: try { try decoder.decodeRepeatedFixed64Field(value: &_storage._soFilter) }()
+        case 17: try { try decoder.decodeSingularBoolField(value: &_storage._soReuseport) }()
+        case 18: try { try decoder.decodeSingularBoolField(value: &_storage._soBroadcast) }()
+        case 19: try { try decoder.decodeSingularBoolField(value: &_storage._soKeepalive) }()
+        case 23: try { try decoder.decodeSingularUInt32Field(value: &_storage._soOobinline) }()
+        case 24: try { try decoder.decodeSingularUInt32Field(value: &_storage._soLinger) }()
+        case 25: try { try decoder.decodeSingularUInt32Field(value: &_storage._soBufLock) }()
+        case 1000: try { try decoder.decodeSingularBoolField(value: &_storage._soLockFilter) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._soSndbuf {
-      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
-    } }()
-    try { if let v = self._soRcvbuf {
-      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
-    } }()
-    try { if let v = self._soSndTmoSec {
-      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 3)
-    } }()
-    try { if let v = self._soSndTmoUsec {
-      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 4)
-    } }()
-    try { if let v = self._soRcvTmoSec {
-      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 5)
-    } }()
-    try { if let v = self._soRcvTmoUsec {
-      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 6)
-    } }()
-    try { if let v = self._reuseaddr {
-      try visitor.visitSingularBoolField(value: v, fieldNumber: 7)
-    } }()
-    try { if let v = self._soPasscred {
-      try visitor.visitSingularBoolField(value: v, fieldNumber: 11)
-    } }()
-    try { if let v = self._soReuseport {
-      try visitor.visitSingularBoolField(value: v, fieldNumber: 17)
-    } }()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._soSndbuf {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._soRcvbuf {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._soSndTmoSec {
+        try visitor.visitSingularUInt64Field(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._soSndTmoUsec {
+        try visitor.visitSingularUInt64Field(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._soRcvTmoSec {
+        try visitor.visitSingularUInt64Field(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._soRcvTmoUsec {
+        try visitor.visitSingularUInt64Field(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._reuseaddr {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._soPriority {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._soRcvlowat {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._soMark {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._soPasscred {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._soPasssec {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 12)
+      } }()
+      try { if let v = _storage._soDontroute {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._soNoCheck {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 14)
+      } }()
+      try { if let v = _storage._soBoundDev {
+        try visitor.visitSingularStringField(value: v, fieldNumber: 15)
+      } }()
+      if !_storage._soFilter.isEmpty {
+        try visitor.visitRepeatedFixed64Field(value: _storage._soFilter, fieldNumber: 16)
+      }
+      try { if let v = _storage._soReuseport {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 17)
+      } }()
+      try { if let v = _storage._soBroadcast {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 18)
+      } }()
+      try { if let v = _storage._soKeepalive {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 19)
+      } }()
+      try { if let v = _storage._soOobinline {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 23)
+      } }()
+      try { if let v = _storage._soLinger {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 24)
+      } }()
+      try { if let v = _storage._soBufLock {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 25)
+      } }()
+      try { if let v = _storage._soLockFilter {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 1000)
+      } }()
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Img_SkOptsEntry, rhs: Img_SkOptsEntry) -> Bool {
-    if lhs._soSndbuf != rhs._soSndbuf {return false}
-    if lhs._soRcvbuf != rhs._soRcvbuf {return false}
-    if lhs._soSndTmoSec != rhs._soSndTmoSec {return false}
-    if lhs._soSndTmoUsec != rhs._soSndTmoUsec {return false}
-    if lhs._soRcvTmoSec != rhs._soRcvTmoSec {return false}
-    if lhs._soRcvTmoUsec != rhs._soRcvTmoUsec {return false}
-    if lhs._reuseaddr != rhs._reuseaddr {return false}
-    if lhs._soPasscred != rhs._soPasscred {return false}
-    if lhs._soReuseport != rhs._soReuseport {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._soSndbuf != rhs_storage._soSndbuf {return false}
+        if _storage._soRcvbuf != rhs_storage._soRcvbuf {return false}
+        if _storage._soSndTmoSec != rhs_storage._soSndTmoSec {return false}
+        if _storage._soSndTmoUsec != rhs_storage._soSndTmoUsec {return false}
+        if _storage._soRcvTmoSec != rhs_storage._soRcvTmoSec {return false}
+        if _storage._soRcvTmoUsec != rhs_storage._soRcvTmoUsec {return false}
+        if _storage._reuseaddr != rhs_storage._reuseaddr {return false}
+        if _storage._soPriority != rhs_storage._soPriority {return false}
+        if _storage._soRcvlowat != rhs_storage._soRcvlowat {return false}
+        if _storage._soMark != rhs_storage._soMark {return false}
+        if _storage._soPasscred != rhs_storage._soPasscred {return false}
+        if _storage._soPasssec != rhs_storage._soPasssec {return false}
+        if _storage._soDontroute != rhs_storage._soDontroute {return false}
+        if _storage._soNoCheck != rhs_storage._soNoCheck {return false}
+        if _storage._soBoundDev != rhs_storage._soBoundDev {return false}
+        if _storage._soFilter != rhs_storage._soFilter {return false}
+        if _storage._soReuseport != rhs_storage._soReuseport {return false}
+        if _storage._soBroadcast != rhs_storage._soBroadcast {return false}
+        if _storage._soKeepalive != rhs_storage._soKeepalive {return false}
+        if _storage._soOobinline != rhs_storage._soOobinline {return false}
+        if _storage._soLinger != rhs_storage._soLinger {return false}
+        if _storage._soBufLock != rhs_storage._soBufLock {return false}
+        if _storage._soLockFilter != rhs_storage._soLockFilter {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3181,7 +3600,7 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".InetSkEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}family\0\u{1}type\0\u{1}proto\0\u{1}state\0\u{3}src_port\0\u{3}dst_port\0\u{1}flags\0\u{1}backlog\0\u{3}src_addr\0\u{3}dst_addr\0\u{1}fown\0\u{1}opts\0\u{1}v6only\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}family\0\u{1}type\0\u{1}proto\0\u{1}state\0\u{3}src_port\0\u{3}dst_port\0\u{1}flags\0\u{1}backlog\0\u{3}src_addr\0\u{3}dst_addr\0\u{1}fown\0\u{1}opts\0\u{1}v6only\0\u{3}ip_opts\0\u{2}\u{3}shutdown\0\u{3}tcp_opts\0")
 
   fileprivate class _StorageClass {
     var _id: UInt32? = nil
@@ -3199,6 +3618,9 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _fown: Img_FownEntry? = nil
     var _opts: Img_SkOptsEntry? = nil
     var _v6Only: Bool? = nil
+    var _ipOpts: Img_IpOptsEntry? = nil
+    var _shutdown: Img_SkShutdown? = nil
+    var _tcpOpts: Img_TcpOptsEntry? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3224,6 +3646,9 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _fown = source._fown
       _opts = source._opts
       _v6Only = source._v6Only
+      _ipOpts = source._ipOpts
+      _shutdown = source._shutdown
+      _tcpOpts = source._tcpOpts
     }
   }
 
@@ -3277,6 +3702,9 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 13: try { try decoder.decodeSingularMessageField(value: &_storage._fown) }()
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._opts) }()
         case 15: try { try decoder.decodeSingularBoolField(value: &_storage._v6Only) }()
+        case 16: try { try decoder.decodeSingularMessageField(value: &_storage._ipOpts) }()
+        case 19: try { try decoder.decodeSingularEnumField(value: &_storage._shutdown) }()
+        case 20: try { try decoder.decodeSingularMessageField(value: &_storage._tcpOpts) }()
         default: break
         }
       }
@@ -3334,6 +3762,15 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
       try { if let v = _storage._v6Only {
         try visitor.visitSingularBoolField(value: v, fieldNumber: 15)
       } }()
+      try { if let v = _storage._ipOpts {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+      } }()
+      try { if let v = _storage._shutdown {
+        try visitor.visitSingularEnumField(value: v, fieldNumber: 19)
+      } }()
+      try { if let v = _storage._tcpOpts {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3358,10 +3795,116 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._fown != rhs_storage._fown {return false}
         if _storage._opts != rhs_storage._opts {return false}
         if _storage._v6Only != rhs_storage._v6Only {return false}
+        if _storage._ipOpts != rhs_storage._ipOpts {return false}
+        if _storage._shutdown != rhs_storage._shutdown {return false}
+        if _storage._tcpOpts != rhs_storage._tcpOpts {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_IpOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IpOptsEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}freebind\0\u{2}\u{4}pktinfo\0\u{1}tos\0\u{1}ttl\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self._freebind) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self._pktinfo) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self._tos) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self._ttl) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._freebind {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._pktinfo {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._tos {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._ttl {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 7)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_IpOptsEntry, rhs: Img_IpOptsEntry) -> Bool {
+    if lhs._freebind != rhs._freebind {return false}
+    if lhs._pktinfo != rhs._pktinfo {return false}
+    if lhs._tos != rhs._tos {return false}
+    if lhs._ttl != rhs._ttl {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_TcpOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TcpOptsEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cork\0\u{1}nodelay\0\u{1}keepcnt\0\u{1}keepidle\0\u{1}keepintvl\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self._cork) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self._nodelay) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._keepcnt) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self._keepidle) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self._keepintvl) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._cork {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._nodelay {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._keepcnt {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._keepidle {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._keepintvl {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_TcpOptsEntry, rhs: Img_TcpOptsEntry) -> Bool {
+    if lhs._cork != rhs._cork {return false}
+    if lhs._nodelay != rhs._nodelay {return false}
+    if lhs._keepcnt != rhs._keepcnt {return false}
+    if lhs._keepidle != rhs._keepidle {return false}
+    if lhs._keepintvl != rhs._keepintvl {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3723,7 +4266,7 @@ nonisolated extension Img_MemfdFileEntry: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Img_MemfdInodeEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".MemfdInodeEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}uid\0\u{1}gid\0\u{1}size\0\u{1}shmid\0\u{1}seals\0\u{3}inode_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}uid\0\u{1}gid\0\u{1}size\0\u{1}shmid\0\u{1}seals\0\u{3}inode_id\0\u{2}\u{2}mode\0")
 
   public var isInitialized: Bool {
     if self._name == nil {return false}
@@ -3749,6 +4292,7 @@ nonisolated extension Img_MemfdInodeEntry: SwiftProtobuf.Message, SwiftProtobuf.
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self._shmid) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self._seals) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self._inodeID) }()
+      case 9: try { try decoder.decodeSingularUInt32Field(value: &self._mode) }()
       default: break
       }
     }
@@ -3780,6 +4324,9 @@ nonisolated extension Img_MemfdInodeEntry: SwiftProtobuf.Message, SwiftProtobuf.
     try { if let v = self._inodeID {
       try visitor.visitSingularUInt64Field(value: v, fieldNumber: 7)
     } }()
+    try { if let v = self._mode {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 9)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3791,6 +4338,7 @@ nonisolated extension Img_MemfdInodeEntry: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs._shmid != rhs._shmid {return false}
     if lhs._seals != rhs._seals {return false}
     if lhs._inodeID != rhs._inodeID {return false}
+    if lhs._mode != rhs._mode {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -24,12 +24,25 @@ def criu_name(ours):
             return k
     return None
 
+# Fields of newer CRIU (its images/*.proto upstream) that the pycriu installed here predates:
+# (message, number) -> (name, type, label), checked the same way.
+newer = {('TaskCoreEntry', 22): ('membarrier_registration_mask', 13, 1), ('InetSkEntry', 20): ('tcp_opts', 11, 1),
+         ('IpOptsEntry', 5): ('pktinfo', 8, 1), ('IpOptsEntry', 6): ('tos', 13, 1), ('IpOptsEntry', 7): ('ttl', 13, 1),
+         ('MemfdInodeEntry', 9): ('mode', 13, 1)}
+# Messages of newer CRIU: (field number -> (name, type, label)).
+newer_messages = {'TcpOptsEntry': {1: ('cork', 8, 1), 2: ('nodelay', 8, 1), 3: ('keepcnt', 13, 1), 4: ('keepidle', 13, 1), 5: ('keepintvl', 13, 1)}}
+
 fds = descriptor_pb2.FileDescriptorSet()
 fds.ParseFromString(open(sys.argv[1], 'rb').read())
 problems = []
 for f in fds.file:
     for m in f.message_type:
         cn = criu_name(m.name)
+        if cn is None and m.name in newer_messages:
+            got = {fl.number: (fl.name, fl.type, fl.label) for fl in m.field}
+            if got != newer_messages[m.name]:
+                problems.append('%s: ours %r, newer CRIU %r' % (m.name, got, newer_messages[m.name]))
+            continue
         if cn is None:
             problems.append('%s: no such message in CRIU' % m.name)
             continue
@@ -40,6 +53,10 @@ for f in fds.file:
             if fl.number >= 1000:
                 continue
             x = t.get(fl.number)
+            if x is None and (m.name, fl.number) in newer:
+                if newer[(m.name, fl.number)] != (fl.name, fl.type, fl.label):
+                    problems.append('%s.%s = %d: ours (%s,%d,%d), newer CRIU %r' % (m.name, fl.name, fl.number, fl.name, fl.type, fl.label, newer[(m.name, fl.number)]))
+                continue
             if x is None:
                 problems.append('%s.%s = %d: CRIU has no such field' % (m.name, fl.name, fl.number))
                 continue

@@ -1,0 +1,42 @@
+import Glibc
+
+/// What no fd kind carries yet, checked for every fd before its kind dumps it: terminals and
+/// F_SETOWN/F_SETSIG owners. Each is refused, naming the fd, rather than restored without it.
+enum FdChecks {
+    static func major(_ dev: UInt64) -> UInt64 { ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff) }
+    static func minor(_ dev: UInt64) -> UInt64 { (dev & 0xff) | ((dev >> 12) & ~0xff) }
+
+    enum Terminal: Equatable { case ptyMaster, ptySlave, other }
+
+    /// The terminal behind a character device: pty masters (/dev/ptmx and its twins under
+    /// devpts), pty slaves (majors 136-143), and other ttys (major 4, /dev/tty, /dev/console).
+    static func terminal(_ st: stat) -> Terminal? {
+        guard st.st_mode & S_IFMT == S_IFCHR else { return nil }
+        let maj = major(UInt64(st.st_rdev)), min = minor(UInt64(st.st_rdev))
+        if maj == 5 && min == 2 { return .ptyMaster }
+        if (136...143).contains(maj) { return .ptySlave }
+        if maj == 4 || (maj == 5 && min <= 1) { return .other }
+        return nil
+    }
+
+    static func check(_ f: OpenFd, ctx: FileDumpContext) throws {
+        func refuse(_ r: String) -> DumpError { .fdState(pid: f.pid, fd: f.fd, target: f.target, reason: r) }
+        switch terminal(f.stat) {
+        case .ptyMaster:
+            throw refuse("a pty master (ptmx), which cryo cannot restore yet")
+        case .ptySlave, .other:
+            // With --shell-job restore opens the caller's terminal in its place.
+            if !ctx.shellJob { throw refuse("a terminal, which cryo restores only as a shell job's (dump and restore with --shell-job)") }
+        case nil: break
+        }
+        let c = try ctx.copy(of: f)
+        // struct f_owner_ex { int type; pid_t pid; }
+        var owner: (Int32, Int32) = (0, 0)
+        if fcntl(c, 16 /* F_GETOWN_EX */, &owner) == 0 && owner.1 != 0 {
+            let kind = ["thread", "process", "process group"][Int(max(0, min(2, owner.0)))]
+            throw refuse("F_SETOWN owner \(kind) \(owner.1), which cryo does not restore yet")
+        }
+        let sig = fcntl(c, 11 /* F_GETSIG */)
+        if sig > 0 { throw refuse("F_SETSIG signal \(sig), which cryo does not restore yet") }
+    }
+}

@@ -1,0 +1,73 @@
+import Glibc
+
+/// Process and thread attributes set by injection and checked by reading them back, so that
+/// one the kernel does not take fails the restore instead of going unnoticed.
+extension Restorer {
+    /// Each MEMBARRIER_CMD_REGISTER_* bit of the mask is the command that registers it.
+    func restoreMembarrier(_ t: RestoreTarget, mask: UInt32) throws {
+        for bit in 0..<32 where mask & (UInt32(1) << UInt32(bit)) != 0 {
+            try t.remote.syscall(.membarrier, UInt64(1) << UInt64(bit), 0, 0)
+        }
+        let got = UInt32(truncatingIfNeeded: try t.remote.syscall(.membarrier, 1 << 9, 0, 0))
+        guard got == mask else {
+            throw RestoreError.unsupported("pid \(t.pid): membarrier registrations came back as 0x\(String(got, radix: 16)), not 0x\(String(mask, radix: 16))")
+        }
+    }
+
+    func restoreTimerSlack(_ t: RestoreTarget, _ ns: UInt64) throws {
+        try t.remote.syscall(.prctl, Scheduling.prSetTimerslack, ns)
+        let got = try t.remote.syscall(.prctl, Scheduling.prGetTimerslack)
+        guard got == ns else { throw RestoreError.unsupported("tid \(t.pid): timer slack came back as \(got) ns, not \(ns)") }
+    }
+}
+
+extension Restorer {
+    /// A zombie keeps the session and process group it died in: it joins them before it
+    /// exits, which only works once their leaders exist (a group led by a task made later
+    /// fails the restore, named, rather than leaving the zombie in its parent's group).
+    func placeZombie(_ p: Plan, remote: Remote, plans: [Plan]) throws {
+        let pid = UInt64(p.pstree.pid), sid = p.pstree.sid, pgid = p.pstree.pgid
+        let shellOutside = { (leader: UInt32) in self.request.shellJob && !plans.contains(where: { $0.pstree.pid == leader }) }
+        if sid == p.pstree.pid {
+            try remote.syscall(.setsid)
+        } else if !shellOutside(sid), UInt32(truncatingIfNeeded: try remote.syscall(.getsid, 0)) != sid {
+            throw RestoreError.unsupported("zombie \(p.pid) in session \(sid), which is neither its own nor its parent's")
+        }
+        if shellOutside(pgid) { return }
+        if UInt32(truncatingIfNeeded: try remote.syscall(.getpgid, 0)) != pgid {
+            do { try remote.syscall(.setpgid, 0, pgid == p.pstree.pid ? pid : UInt64(pgid)) } catch {
+                throw RestoreError.unsupported("zombie \(p.pid) joining process group \(pgid) before it exits: \(error)")
+            }
+        }
+    }
+}
+
+extension Restorer {
+    /// Written from cryo; raising is always allowed, lowering below the task's minimum is not
+    /// (CAP_SYS_RESOURCE), which fails the restore, named.
+    func restoreOomScoreAdj(_ t: RestoreTarget, _ v: Int32) throws {
+        let proc = ProcReader()
+        if try proc.oomScoreAdj(pid: t.pid) == v { return }
+        try proc.write("\(v)", to: proc.path(pid: t.pid, "oom_score_adj"))
+        let got = try proc.oomScoreAdj(pid: t.pid)
+        guard got == v else { throw RestoreError.unsupported("pid \(t.pid): oom_score_adj came back as \(got), not \(v)") }
+    }
+
+    /// Only a task may set its own loginuid (and only with CAP_AUDIT_CONTROL, before its
+    /// credentials are restored): written through injection into /proc/self/loginuid.
+    func restoreLoginuid(_ t: RestoreTarget, _ v: UInt32) throws {
+        let proc = ProcReader()
+        if (try? proc.loginuid(pid: t.pid)) == v { return }
+        let r = t.remote
+        let path = try t.put(string: "/proc/self/loginuid")
+        let text = Array(String(Int64(Int32(bitPattern: v))).utf8)
+        let buf = try t.put(text, offset: 256)
+        let fd = try r.syscall(.open, path, UInt64(O_WRONLY | O_CLOEXEC))
+        defer { _ = try? r.syscall(.close, fd) }
+        do { try r.syscall(.write, fd, buf, UInt64(text.count)) } catch {
+            throw RestoreError.unsupported("pid \(t.pid): loginuid \(Int32(bitPattern: v)): \(error)")
+        }
+        let got = try proc.loginuid(pid: t.pid)
+        guard got == v else { throw RestoreError.unsupported("pid \(t.pid): loginuid came back as \(got), not \(v)") }
+    }
+}
