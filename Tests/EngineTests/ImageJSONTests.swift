@@ -48,6 +48,29 @@ final class ImageJSONTests: XCTestCase {
         XCTAssertEqual(try ImageJSON.info(file: src + "/sigacts-77.img").entries, 64)
     }
 
+    /// A real dump by CRIU 4.2 (built from source; pipe00, a process with pipes and data in
+    /// them): every image cryo models decodes, the explorer reads the tree, and the kinds cryo
+    /// does not model are refused by name, not misread.
+    func testReadsImagesCriu42Wrote() throws {
+        let src = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures/images/criu42", withExtension: nil)).path
+        for n in try FileManager.default.contentsOfDirectory(atPath: src).sorted() where n.hasSuffix(".img") {
+            if n == "seccomp.img" || n.hasPrefix("timens-") {
+                XCTAssertThrowsError(try ImageJSON.decode(file: src + "/" + n)) { XCTAssertTrue("\($0)".contains("at offset 4 is no image kind"), "\($0)") }
+                continue
+            }
+            XCTAssertNoThrow(try ImageJSON.decode(file: src + "/" + n), n)
+        }
+        let x = try ImageExplorer(path: src)
+        XCTAssertEqual(try x.ps().map(\.pid), [27057])
+        XCTAssertEqual(try x.ps().first?.comm, "pipe00")
+        let fds = try XCTUnwrap(try x.fds().first).fds
+        XCTAssertEqual(fds.filter { $0.target.hasPrefix("pipe[") }.count, 6, "\(fds)")
+        let mems = try XCTUnwrap(try x.mems().first).mappings
+        XCTAssertEqual(mems.reduce(0) { $0 + $1.pagesHere }, 104, "every page of pages-1.img belongs to a mapping")
+        let pd = try ImageJSON.decode(file: src + "/pipes-data.img")
+        XCTAssertTrue(pd.contains("\"extra\""), pd)
+    }
+
     /// cryo's own images of every kind, including those with bytes after each entry.
     func testCryoImagesRoundTripWithPayloads() throws {
         let d = try ImageDirectory(path: dir)

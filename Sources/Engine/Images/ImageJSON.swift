@@ -38,7 +38,8 @@ public enum ImageJSON {
         }
         if candidates.count > 1, let (k, _) = ImageKind.parse(fileName: name), candidates.contains(k) { return k }
         guard let k = candidates.first else {
-            throw Failure.unknownImage(file: file, reason: "magic 0x\(String(first, radix: 16)) at offset 0 is no image kind of CRIU's that cryo reads")
+            let (m, at) = first == ImageKind.commonMagic ? (u32(4) ?? 0, 4) : (first, 0)
+            throw Failure.unknownImage(file: file, reason: "magic 0x\(String(m, radix: 16)) at offset \(at) is no image kind cryo reads")
         }
         return k
     }
