@@ -39,7 +39,7 @@ final class FidelityTests: XCTestCase {
         // And this process's own file reads back what getrlimit says.
         let mine = try ProcReader().limits(pid: getpid())
         var r = rlimit()
-        getrlimit(RLIMIT_NOFILE, &r)
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &r)
         XCTAssertEqual(mine[7].cur, UInt64(r.rlim_cur))
     }
 
@@ -63,7 +63,7 @@ final class FidelityTests: XCTestCase {
         func st(_ mode: UInt32, _ major: UInt64, _ minor: UInt64) -> stat {
             var s = stat()
             s.st_mode = mode
-            s.st_rdev = (major << 8) | minor
+            s.st_rdev = UInt((major << 8) | minor)
             return s
         }
         XCTAssertEqual(FdChecks.terminal(st(S_IFCHR, 5, 2)), .ptyMaster)
