@@ -9,6 +9,7 @@ let workloadNames: [String] = [
     "pause00", "ptimer00", "rlimit00", "shfile00", "shm00", "sigact00", "sleeping00", "sparse00", "thread00", "tree00", "vdso00", "zombie00",
     "pipe00", "pipe01", "pipe02", "fifo00", "unix00", "unix01", "unix02", "unix03", "eventfd00", "epoll00", "signalfd00",
     "timerfd00", "inotify00", "memfd00", "udp00", "tcp00", "tcp01", "tcp02",
+    "lazy00", "lazy01",
 ]
 
 // Per-workload extra libraries, by folder name.

@@ -68,6 +68,14 @@ public final class CaseContext: @unchecked Sendable {
         }
     }
 
+    /// Starts `cryo ARGS` in the background (a daemon a mode needs: lazy-pages, page-server),
+    /// output to DIR/NAME.log, recorded like the others. The caller ends it by pid and waits.
+    public func spawnCryo(_ args: [String], log name: String) throws -> Int32 {
+        let log = dir + "/" + name + ".log"
+        commands.append(RecordedCommand(argv: [cryo] + args + ["&"], log: log))
+        return try Subprocess.spawn(cryo, args, cwd: dir, output: log)
+    }
+
     /// `cryo dump` of the workload into `images`.
     /// `label` names the logs when a mode dumps more than once per iteration.
     /// The tree as it was just before the last dump: what must be gone before a restore.
