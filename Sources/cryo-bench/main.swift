@@ -7,7 +7,8 @@
 //   same 1 GiB spread across a tree; dump and restore times as ratios of the single process's
 //   (goal <= 1.5x).
 // Scenario "incremental" (issue 5): see Incremental.swift.
-// usage: cryo-bench [--scenario single|incremental] [--mib N] [--tree-procs N] [--dir IMAGES_PARENT] [--json FILE]
+// Scenario "page-server" (issue 9): see PageServerBench.swift.
+// usage: cryo-bench [--scenario single|incremental|page-server] [--mib N] [--tree-procs N] [--dir IMAGES_PARENT] [--json FILE]
 import CKernel
 import Engine
 import Foundation
@@ -55,7 +56,11 @@ if scenario == "incremental" {
     try runIncremental(mib: mib, parent: parent, jsonPath: jsonPath)
     exit(0)
 }
-guard scenario == "single" else { die("unknown scenario \(scenario) (single, incremental)") }
+if scenario == "page-server" {
+    try runPageServerBench(mib: mib, parent: parent, jsonPath: jsonPath)
+    exit(0)
+}
+guard scenario == "single" else { die("unknown scenario \(scenario) (single, incremental, page-server)") }
 
 // MARK: the machine's limits
 var work = Array("\(parent)/cryo-bench-XXXXXX".utf8CString)

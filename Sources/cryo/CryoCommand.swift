@@ -20,7 +20,7 @@ struct Cryo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cryo",
         abstract: "Checkpoint/restore in userspace for Linux process trees.",
-        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, LazyPages.self, Image.self]
+        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, PageServerCmd.self, LazyPages.self, Image.self]
     )
 }
 
@@ -62,6 +62,7 @@ struct Dump: ParsableCommand {
     @Flag(name: .customLong("track-mem"), help: "Arm dirty-page tracking for a later incremental snapshot.") var trackMem = false
     @Option(name: .customLong("prev-images-dir"), help: "The previous snapshot (relative to -D): write only pages changed since.") var prevImagesDir: String?
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
+    @OptionGroup var pageServer: PageServerClientOptions
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
@@ -74,6 +75,7 @@ struct Dump: ParsableCommand {
         req.trackMem = trackMem
         req.prevImagesDir = prevImagesDir
         req.trackStore = trackStore
+        req.pageServer = pageServer.target
         do {
             try Dumper(req).run()
         } catch {
@@ -129,10 +131,12 @@ struct PreDump: ParsableCommand {
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Where to write the images.") var imagesDir: String
     @Option(name: .customLong("prev-images-dir"), help: "The previous pre-dump (relative to -D).") var prevImagesDir: String?
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
+    @OptionGroup var pageServer: PageServerClientOptions
 
     func run() throws {
         try log.bootstrap()
         var req = PreDumpRequest(pid: tree, imagesDir: imagesDir)
+        req.pageServer = pageServer.target
         req.prevImagesDir = prevImagesDir
         req.trackStore = trackStore
         do {

@@ -250,9 +250,12 @@ extension IncrementalTests {
         let pieces = [MemoryDumper.Piece(run: PageRun(start: region, end: region + len), inParent: false, readable: true),
                       MemoryDumper.Piece(run: PageRun(start: region + len, end: region + len + 4096), inParent: true, readable: true)]
         let images = try ImageDirectory(path: dir + "/copy", create: true)
-        let w = try images.pagesWriter(id: 1)
+        let w = try LocalPageTransport(images: images).open(.pagemap, id: Int(pid), pagesID: 1)
         let (kept, missed) = try TolerantCopier(pid: pid).copy(pieces, to: w)
         try w.finish()
+        // The pagemap the sink wrote lists exactly what was copied, merged as a dump writes it.
+        XCTAssertEqual(try images.readPagemap(pid: pid).entries.map { [$0.vaddr, UInt64($0.nrPages), UInt64($0.flags)] },
+                       [[region, 4, 4], [region + 8 * 4096, 8, 4], [region + len, 1, 1]])
         XCTAssertEqual(missed, 4)
         XCTAssertEqual(kept.map(\.run), [PageRun(start: region, end: region + 4 * 4096), PageRun(start: region + 8 * 4096, end: region + len),
                                          PageRun(start: region + len, end: region + len + 4096)])

@@ -11,6 +11,8 @@ public struct DumpRequest: Sendable {
     public var prevImagesDir: String?
     /// A unix datagram socket of the caller's that holds tracking between runs (TrackStore).
     public var trackStore: Int32?
+    /// Send pagemaps and pages to this page server instead of writing them into imagesDir.
+    public var pageServer: PageServerTarget?
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 

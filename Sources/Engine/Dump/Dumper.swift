@@ -20,6 +20,7 @@ public struct Dumper {
     public func run() throws -> Stats {
         let images = try ImageDirectory(path: request.imagesDir, create: true)
         let proc = ProcReader()
+        let transport = try PageTransports.make(images: images, pageServer: request.pageServer)
         let t0 = Date()
         let tree = try TreeFreezer.freeze(root: request.pid, proc: proc)
         log.info("frozen \(tree.processes.count) process(es) in \(String(format: "%.3f", Date().timeIntervalSince(t0))) s")
@@ -31,13 +32,14 @@ public struct Dumper {
             var plans: [Int32: IncrementalPlan] = [:]
             if request.trackMem || request.prevImagesDir != nil {
                 let inc = try Incremental.prepare(pids: tree.processes.filter { !$0.isZombie }.map(\.pid), imagesDir: images,
-                                                  prev: request.prevImagesDir, storeFd: request.trackStore, proc: proc)
+                                                  prev: request.prevImagesDir, storeFd: request.trackStore, proc: proc, pages: transport)
                 tracking = inc.tracking
                 plans = inc.plans
             }
-            written = try write(tree: tree, images: images, proc: proc, files: files, plans: plans)
+            written = try write(tree: tree, images: images, proc: proc, files: files, plans: plans, pages: transport)
         } catch {
             log.error("dump failed, resuming the tree: \(error)")
+            transport.abort()
             files.context.finishRepair(connectionsVanish: false)
             reportRepairErrors(files.context)
             tracking?.drop()
@@ -49,10 +51,7 @@ public struct Dumper {
         }
         var stats = Stats()
         stats.processes = tree.processes.count
-        stats.pagesBytes = tree.processes.reduce(UInt64(0)) { acc, p in
-            var st = stat()
-            return acc + (stat(images.filePath(.pages, Int(p.pid)), &st) == 0 ? UInt64(st.st_size) : 0)
-        }
+        stats.pagesBytes = transport.pagesBytes
         // A killed tree needs no tracking; one left alive carries it to the next snapshot.
         if request.leave == .killed { tracking?.drop() } else {
             do { try tracking?.park() } catch { log.warning("tracking could not be parked, the next snapshot will be full: \(error)") }
@@ -80,7 +79,7 @@ public struct Dumper {
         for e in ctx.repairErrors { log.error("connection left in repair mode: \(e)") }
     }
 
-    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader, files: FileTable, plans: [Int32: IncrementalPlan] = [:]) throws -> [String] {
+    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader, files: FileTable, plans: [Int32: IncrementalPlan] = [:], pages: PageTransport) throws -> [String] {
         files.dumping(tree.processes.map(\.pid))
         var pstree: [Img_PstreeEntry] = []
         for p in tree.processes {
@@ -97,8 +96,6 @@ public struct Dumper {
         let live = Set(tree.processes.filter { !$0.isZombie }.map(\.pid))
         let cow = try CowMap.build(pairs: pstree.filter { $0.ppid != 0 && live.contains(Int32($0.pid)) && live.contains(Int32($0.ppid)) }
             .map { (Int32($0.pid), Int32($0.ppid)) }, proc: proc)
-        var jobs: [PageJob] = []
-        defer { for j in jobs { close(j.fd) } }
         // Each process's pages are copied in the background while the next one is read.
         let copier = PageCopier()
         let ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
@@ -108,9 +105,8 @@ public struct Dumper {
                     try writeZombie(p.pid, images: images, proc: proc)
                     continue
                 }
-                let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, incremental: plans[p.pid])
+                let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, pages: pages, incremental: plans[p.pid])
                     .dump(pstree: pstree[i])
-                jobs.append(job)
                 copier.submit(job)
             }
             log.info("state of \(tree.processes.count) process(es) written; finishing the copy of their pages")
@@ -120,7 +116,9 @@ public struct Dumper {
             throw error
         }
         log.info("pages copied")
-        try shmem.writeAll(images: images)
+        try shmem.writeAll(images: images, pages: pages)
+        // The pages are stored (a page server answered CLOSE) before the dump calls itself done.
+        try pages.finish()
         try files.write(to: images)
         try images.write(.pstree, entries: pstree)
         var inv = Img_InventoryEntry()

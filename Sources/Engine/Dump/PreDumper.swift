@@ -10,6 +10,8 @@ public struct PreDumpRequest: Sendable {
     public var prevImagesDir: String?
     /// A unix datagram socket of the caller's that holds tracking between runs (TrackStore).
     public var trackStore: Int32?
+    /// Send pagemaps and pages to this page server instead of writing them into imagesDir.
+    public var pageServer: PageServerTarget?
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 
@@ -35,6 +37,7 @@ public struct PreDumper {
     public func run() throws -> Stats {
         let images = try ImageDirectory(path: request.imagesDir, create: true)
         let proc = ProcReader()
+        let transport = try PageTransports.make(images: images, pageServer: request.pageServer)
         let t0 = Date()
         let tree = try TreeFreezer.freeze(root: request.pid, proc: proc)
         var stats = Stats()
@@ -52,7 +55,7 @@ public struct PreDumper {
                 pstree.append(e)
             }
             let inc = try Incremental.prepare(pids: live, imagesDir: images, prev: request.prevImagesDir,
-                                              storeFd: request.trackStore, proc: proc)
+                                              storeFd: request.trackStore, proc: proc, pages: transport)
             tracking = inc.tracking
             let liveSet = Set(live)
             let cow = try CowMap.build(pairs: pstree.filter { $0.ppid != 0 && liveSet.contains(Int32($0.pid)) && liveSet.contains(Int32($0.ppid)) }
@@ -66,13 +69,14 @@ public struct PreDumper {
                 let brk: UInt64
                 do { brk = try remote.syscall(.brk, 0) } catch { try? remote.finish(); throw error }
                 try remote.finish()
-                var memory = MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem, incremental: inc.plans[pid])
+                var memory = MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem, pages: transport, incremental: inc.plans[pid])
                 memory.cow = cow
                 let (mm, pieces) = try memory.layout(maps: maps, stat: stat, brk: brk)
                 layouts.append((pid, mm, pieces))
             }
         } catch {
             log.error("pre-dump failed, resuming the tree of \(request.pid): \(error)")
+            transport.abort()
             tracking?.drop()
             tree.release()
             cleanUp(images)
@@ -84,16 +88,17 @@ public struct PreDumper {
 
         do {
             for (pid, mm, pieces) in layouts {
-                let writer = try images.pagesWriter(id: UInt32(pid))
-                let (kept, missed) = try TolerantCopier(pid: pid).copy(pieces, to: writer)
-                try writer.finish()
+                let sink = try transport.open(.pagemap, id: Int(pid), pagesID: UInt32(pid))
+                let (kept, missed) = try TolerantCopier(pid: pid).copy(pieces, to: sink)
+                try sink.finish()
                 stats.missedPages += missed
-                stats.pagesBytes += UInt64(writer.offset)
                 stats.inParentPages += kept.filter(\.inParent).reduce(0) { $0 + $1.run.pageCount }
                 if missed > 0 { log.info("pid \(pid): \(missed) page(s) could not be read while running; the next snapshot takes them") }
-                try images.writePagemap(pid: pid, pagesID: UInt32(pid), entries: MemoryDumper.pagemap(kept))
                 try images.write(.mm, id: Int(pid), entry: mm)
             }
+            // The pages are stored (a page server answered CLOSE) before the snapshot is called done.
+            try transport.finish()
+            stats.pagesBytes = transport.pagesBytes
             try files.write(to: images)
             try images.write(.pstree, entries: pstree)
             var inv = Img_InventoryEntry()
@@ -105,6 +110,7 @@ public struct PreDumper {
             try images.write(.inventory, entry: inv)
         } catch {
             log.error("pre-dump failed while copying (the tree of \(request.pid) is running, untouched): \(error)")
+            transport.abort()
             tracking?.drop()
             cleanUp(images)
             throw error
@@ -129,9 +135,9 @@ struct TolerantCopier {
     let pid: Int32
     let bufferSize = 32 << 20
 
-    /// Writes the data pieces' bytes to `out` in order; returns the pieces that made it (in-parent
-    /// pieces pass through) and the number of pages skipped.
-    func copy(_ pieces: [MemoryDumper.Piece], to out: PagesWriter) throws -> ([MemoryDumper.Piece], UInt64) {
+    /// Sends the pieces that made it to `out` in order, each entry followed by its bytes; returns
+    /// them (in-parent pieces pass through) and the number of pages skipped.
+    func copy(_ pieces: [MemoryDumper.Piece], to out: PageSink) throws -> ([MemoryDumper.Piece], UInt64) {
         let buf = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 4096)
         defer { buf.deallocate() }
         let mem = open("/proc/\(pid)/mem", O_RDONLY | O_CLOEXEC)
@@ -162,14 +168,20 @@ struct TolerantCopier {
                 off += Int(p.run.length)
             }
             if whole {
-                try out.write(UnsafeRawBufferPointer(start: buf, count: batchBytes))
-                for p in batch { keep(p.run, readable: p.readable) }
+                var at = 0
+                for p in batch {
+                    try out.add(Img_PagemapEntry(vaddr: p.run.start, nrPages: UInt32(p.run.pageCount), flags: [.present]))
+                    try out.write(UnsafeRawBufferPointer(start: buf + at, count: Int(p.run.length)))
+                    at += Int(p.run.length)
+                    keep(p.run, readable: p.readable)
+                }
             } else {
                 for p in batch {
                     var a = p.run.start
                     while a < p.run.end {
                         let page = PageRun(start: a, end: a + pageSize)
                         if read(page, readable: p.readable, into: buf) {
+                            try out.add(Img_PagemapEntry(vaddr: a, nrPages: 1, flags: [.present]))
                             try out.write(UnsafeRawBufferPointer(start: buf, count: Int(pageSize)))
                             keep(page, readable: p.readable)
                         } else {
@@ -184,7 +196,12 @@ struct TolerantCopier {
         }
 
         for p in pieces {
-            if !p.hasData { try flush(); kept.append(p); continue }
+            if !p.hasData {
+                try flush()
+                kept.append(p)
+                for e in MemoryDumper.pagemap([p]) { try out.add(e) }
+                continue
+            }
             var r = p.run
             while r.length > 0 {
                 if batchBytes == bufferSize { try flush() }

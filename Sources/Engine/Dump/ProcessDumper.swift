@@ -13,6 +13,7 @@ struct ProcessDumper {
     let ids: Img_TaskKobjIdsEntry
     let shmem: SharedMemoryDumper
     let cow: CowMap
+    let pages: PageTransport
     var incremental: IncrementalPlan? = nil
     let log = Logger(label: "dump")
 
@@ -67,7 +68,7 @@ struct ProcessDumper {
         try images.write(.sigacts, id: Int(pid), entries: sigacts)
         mark("cores")
 
-        var memory = MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem, incremental: incremental)
+        var memory = MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem, pages: pages, incremental: incremental)
         memory.cow = cow
         var (mm, job) = try memory.dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
         mm.dumpable = Int32(truncatingIfNeeded: dumpable)

@@ -9,6 +9,8 @@ struct MemoryDumper {
     let files: FileTable
     let proc: ProcReader
     let shmem: SharedMemoryDumper
+    /// Where the pagemap and pages go (the images directory or a page server).
+    let pages: PageTransport
     /// Set for an incremental snapshot: which pages the parent chain already holds unchanged.
     var incremental: IncrementalPlan? = nil
     /// Copy-on-write sharing in the tree (see CowMap).
@@ -43,7 +45,7 @@ struct MemoryDumper {
         }.map(\.mapping.start))
     }
 
-    /// The mm entry, the pagemap (written), and the copy job for the pages, which the caller
+    /// The mm entry and the copy job for the pagemap and pages, which the caller
     /// runs with every other process's (PageCopier) while the tree is still frozen.
     func dump(maps: [ProcMapping], stat: ProcStat, brk: UInt64, pagesID: Int) throws -> (Img_MmEntry, PageJob) {
         let (mm, pieces) = try layout(maps: maps, stat: stat, brk: brk)
@@ -55,9 +57,8 @@ struct MemoryDumper {
                 batches.append(([p.run], p.readable))
             }
         }
-        let fd = try images.createPagesFile(id: pagesID)
-        try images.writePagemap(pid: pid, pagesID: UInt32(pagesID), entries: MemoryDumper.pagemap(pieces))
-        return (mm, PageJob(pid: pid, fd: fd, file: images.filePath(.pages, pagesID), batches: batches))
+        let sink = try pages.open(.pagemap, id: Int(pid), pagesID: UInt32(pagesID))
+        return (mm, PageJob(pid: pid, stream: PageStream(sink: sink, entries: MemoryDumper.pagemap(pieces)), batches: batches))
     }
 
     static func pagemap(_ pieces: [Piece]) -> [Img_PagemapEntry] {

@@ -2,13 +2,12 @@ import CKernel
 import Glibc
 import Foundation
 
-/// The pages of one task to copy into its pages file, in pagemap order. `readable` runs come
+/// The pages of one task to copy, in pagemap order, into its image's stream (PageTransport). `readable` runs come
 /// through process_vm_readv; the others (PROT_NONE, exec-only, or pages a child still shares
 /// copy-on-write, which a pinning read would unshare) through /proc/PID/mem.
 public struct PageJob {
     public let pid: Int32
-    public let fd: Int32
-    public let file: String
+    public let stream: PageStream
     public var batches: [(runs: [PageRun], readable: Bool)]
 }
 
@@ -22,7 +21,8 @@ public final class PageCopier: @unchecked Sendable {
     public private(set) var bytesCopied: UInt64 = 0
 
     /// One chunk: at most bufferSize bytes of one job, read one way.
-    struct Chunk { var pid: Int32; var fd: Int32; var runs: [PageRun]; var readable: Bool; var bytes: Int }
+    /// `last`: the job's final chunk, after which its stream is finished (possibly with no bytes).
+    struct Chunk { var pid: Int32; var stream: PageStream; var runs: [PageRun]; var readable: Bool; var bytes: Int; var last = false }
 
     private let lock = NSLock()
     private var queue: [Chunk] = []
@@ -46,19 +46,20 @@ public final class PageCopier: @unchecked Sendable {
     public func submit(_ job: PageJob) {
         var chunks: [Chunk] = []
         for b in job.batches {
-            var cur = Chunk(pid: job.pid, fd: job.fd, runs: [], readable: b.readable, bytes: 0)
+            var cur = Chunk(pid: job.pid, stream: job.stream, runs: [], readable: b.readable, bytes: 0)
             for var r in b.runs {
                 while r.length > 0 {
                     let take = min(UInt64(bufferSize - cur.bytes), r.length)
                     cur.runs.append(PageRun(start: r.start, end: r.start + take))
                     cur.bytes += Int(take)
                     r.start += take
-                    if cur.bytes == bufferSize { chunks.append(cur); cur = Chunk(pid: job.pid, fd: job.fd, runs: [], readable: b.readable, bytes: 0) }
+                    if cur.bytes == bufferSize { chunks.append(cur); cur = Chunk(pid: job.pid, stream: job.stream, runs: [], readable: b.readable, bytes: 0) }
                 }
             }
             if cur.bytes > 0 { chunks.append(cur) }
         }
-        guard !chunks.isEmpty else { return }
+        if chunks.isEmpty { chunks.append(Chunk(pid: job.pid, stream: job.stream, runs: [], readable: true, bytes: 0)) }
+        chunks[chunks.count - 1].last = true
         lock.lock()
         queue += chunks
         lock.unlock()
@@ -87,16 +88,19 @@ public final class PageCopier: @unchecked Sendable {
 
     private func startIfNeeded() {
         guard reader == nil else { return }
-        // Chunks flow reader -> writer in order; the writer learns each chunk's fd from `order`.
+        // Chunks flow reader -> writer in order; the writer learns each chunk's stream from `order`.
         let order = OrderQueue()
         let st = self.st
         let writer = Thread { [writerDone] in
-            while let fd = order.pop() {
+            while let (stream, last) = order.pop() {
                 st.filled.wait()
                 let b = order.index % 2
                 order.index += 1
                 if st.writeError == nil {
-                    do { try writeAll(fd: fd, st.bufs[b], st.lengths[b]) } catch { st.writeError = error }
+                    do {
+                        try stream.write(st.bufs[b], st.lengths[b])
+                        if last { try stream.finish() }
+                    } catch { st.writeError = error }
                 }
                 st.free.signal()
             }
@@ -118,7 +122,8 @@ public final class PageCopier: @unchecked Sendable {
                 st.lengths[b] = 0
                 if readError == nil && st.writeError == nil {
                     do {
-                        if chunk.readable {
+                        if chunk.runs.isEmpty {
+                        } else if chunk.readable {
                             st.lengths[b] = try readChunk(chunk.runs, pid: chunk.pid, into: st.bufs[b])
                         } else {
                             if mems[chunk.pid] == nil {
@@ -131,7 +136,7 @@ public final class PageCopier: @unchecked Sendable {
                         bytesCopied += UInt64(chunk.bytes)
                     } catch { readError = error }
                 }
-                order.push(chunk.fd)
+                order.push(chunk.stream, last: chunk.last)
                 st.filled.signal()
             }
             for fd in mems.values { close(fd) }
@@ -216,18 +221,18 @@ final class CopyState: @unchecked Sendable {
     func deallocate() { bufs.forEach { $0.deallocate() } }
 }
 
-/// The fds of filled buffers, in order, from the reading to the writing thread.
+/// The streams of filled buffers, in order, from the reading to the writing thread.
 final class OrderQueue: @unchecked Sendable {
     private let lock = NSLock()
-    private var fds: [Int32] = []
+    private var fds: [(PageStream, Bool)] = []
     private var closed = false
     private let available = DispatchSemaphore(value: 0)
     var index = 0  // the writer's own count
 
-    func push(_ fd: Int32) { lock.lock(); fds.append(fd); lock.unlock(); available.signal() }
+    func push(_ s: PageStream, last: Bool) { lock.lock(); fds.append((s, last)); lock.unlock(); available.signal() }
     func close() { lock.lock(); closed = true; lock.unlock(); available.signal() }
-    /// The next fd, or nil once closed and drained.
-    func pop() -> Int32? {
+    /// The next stream, or nil once closed and drained.
+    func pop() -> (PageStream, Bool)? {
         while true {
             available.wait()
             lock.lock()

@@ -34,7 +34,7 @@ final class SharedMemoryDumper: @unchecked Sendable {
 
     /// Writes every object's pages (the tree is still frozen). Returns the bytes written.
     @discardableResult
-    func writeAll(images: ImageDirectory) throws -> UInt64 {
+    func writeAll(images: ImageDirectory, pages: PageTransport) throws -> UInt64 {
         var total: UInt64 = 0
         for (i, id) in order.enumerated() {
             let o = objects[id]!
@@ -47,8 +47,7 @@ final class SharedMemoryDumper: @unchecked Sendable {
             guard !images.exists(.shmemPagemap, Int(id)) else {
                 throw DumpError.unsupported(pid: o.pid, what: "shared memory \(id): its pagemap id is taken by a memfd's")
             }
-            let w = try images.pagesWriter(id: pagesID)
-            var entries: [Img_PagemapEntry] = []
+            let w = try pages.open(.shmemPagemap, id: Int(id), pagesID: pagesID)
             var off = 0
             var buf = [UInt8](repeating: 0, count: 1 << 20)
             do {
@@ -59,6 +58,7 @@ final class SharedMemoryDumper: @unchecked Sendable {
                     var hole = lseek(fd, data, seekHole)
                     if hole < 0 || UInt64(hole) > o.extent { hole = Int(o.extent) }
                     let start = data & ~4095, end = (hole + 4095) & ~4095
+                    try w.add(Img_PagemapEntry(vaddr: UInt64(start), nrPages: UInt32((end - start) / 4096), flags: [.present]))
                     var at = start
                     while at < end {
                         let n = min(buf.count, end - at)
@@ -70,13 +70,11 @@ final class SharedMemoryDumper: @unchecked Sendable {
                         try buf.withUnsafeBytes { try w.write(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                         at += n
                     }
-                    entries.append(Img_PagemapEntry(vaddr: UInt64(start), nrPages: UInt32((end - start) / 4096), flags: [.present]))
                     total += UInt64(end - start)
                     off = end
                 }
                 try w.finish()
             } catch { w.abort(); throw error }
-            try images.writePagemap(id: Int(id), pagesID: pagesID, entries: entries, kind: .shmemPagemap)
         }
         return total
     }

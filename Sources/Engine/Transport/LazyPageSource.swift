@@ -61,6 +61,7 @@ public final class RemotePageServerSource: LazyPageSource {
     let fd: Int32
     public let name: String
     public let faultPages = 32
+    /// The server answers at most 4096 pages per GET.
     public let backgroundPages = 256
 
     public init(address: String, port: UInt16) throws {
@@ -108,14 +109,13 @@ public final class RemotePageServerSource: LazyPageSource {
         while got < pages {
             let at = vaddr + UInt64(got * imagePageSize)
             let want = pages - got
-            try sendAll(PageServerHeader(.get, nrPages: UInt32(want), vaddr: at, type: .pagemap, id: UInt64(pid)).bytes)
+            try sendAll(PageServerHeader.get(pid: UInt64(pid), vaddr: at, nrPages: UInt64(want)).bytes)
             var raw = [UInt8](repeating: 0, count: PageServerHeader.size)
             try raw.withUnsafeMutableBytes { try recvAll($0.baseAddress!, PageServerHeader.size) }
             guard let h = PageServerHeader(bytes: raw) else { throw LazyPagesError.source("\(name): short answer") }
             // The answer must be for what was asked, or the bytes would land in the wrong place.
-            guard h.command == .addF || h.command == .add || h.command == .get, h.vaddr == at,
-                  h.imageID == UInt64(pid), h.nrPages <= UInt32(want) else {
-                throw LazyPagesError.source("\(name) answered GET pid \(pid) 0x\(String(at, radix: 16)) x\(want) with cmd 0x\(String(h.rawCmd, radix: 16)) 0x\(String(h.vaddr, radix: 16)) x\(h.nrPages) id \(h.imageID)")
+            guard h.command == .addF || h.command == .add, h.vaddr == at, h.dstID == UInt64(pid), h.nrPages <= UInt64(want) else {
+                throw LazyPagesError.source("\(name) answered GET pid \(pid) 0x\(String(at, radix: 16)) x\(want) with cmd 0x\(String(h.rawCmd, radix: 16)) 0x\(String(h.vaddr, radix: 16)) x\(h.nrPages) dst_id \(h.dstID)")
             }
             guard h.nrPages > 0 else {
                 throw LazyPagesError.source("\(name) has no pages of pid \(pid) at 0x\(String(at, radix: 16))")
@@ -125,5 +125,12 @@ public final class RemotePageServerSource: LazyPageSource {
         }
     }
 
-    public func close() { Glibc.close(fd) }
+    /// CLOSE, so the server knows the restore is complete (it answers a status), then the socket.
+    public func close() {
+        if (try? sendAll(PageServerHeader(.flushAndClose).bytes)) != nil {
+            var status: Int32 = -1
+            try? withUnsafeMutableBytes(of: &status) { try recvAll($0.baseAddress!, 4) }
+        }
+        Glibc.close(fd)
+    }
 }

@@ -55,11 +55,11 @@ public final class CaseContext: @unchecked Sendable {
     /// Runs `cryo ARGS` in the case folder, output to DIR/NAME.log; throws with the log's
     /// tail when cryo fails.
     /// `passFd` is given to cryo as fd 3 (Subprocess.passedFd), e.g. the track store.
-    public func cryo(_ args: [String], log name: String, timeout: Double = 120, passFd: Int32? = nil) throws {
+    public func cryo(_ args: [String], log name: String, timeout: Double = 120, passFd: Int32? = nil, moreFds: [Int32] = []) throws {
         let log = dir + "/" + name + ".log"
         let cmd = RecordedCommand(argv: [cryo] + args, log: log)
         commands.append(cmd)
-        let st = try Subprocess.run(cryo, args, cwd: dir, log: log, timeout: timeout, passFd: passFd)
+        let st = try Subprocess.run(cryo, args, cwd: dir, log: log, timeout: timeout, passFd: passFd, moreFds: moreFds)
         let code = Subprocess.exitCode(st)
         if code != 0 {
             let tail = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
@@ -81,11 +81,11 @@ public final class CaseContext: @unchecked Sendable {
     /// The tree as it was just before the last dump: what must be gone before a restore.
     public private(set) var dumpedTree: [Int32] = []
 
-    public func dump(images: String, extra: [String] = [], label: String? = nil, passFd: Int32? = nil) throws {
+    public func dump(images: String, extra: [String] = [], label: String? = nil, passFd: Int32? = nil, moreFds: [Int32] = []) throws {
         dumpedTree = PlainMode.treePids(pid)
         let log = label.map { "dump-\($0).log" } ?? "dump.log"
         let cli = "dump-\(iteration)" + (label.map { "-" + $0 } ?? "") + "-cli"
-        try cryo(CryoCommands.dump(pid: pid, images: images, log: log, extra: extra), log: cli, passFd: passFd)
+        try cryo(CryoCommands.dump(pid: pid, images: images, log: log, extra: extra), log: cli, passFd: passFd, moreFds: moreFds)
         // A tree that forks all the time has tasks the walk above never saw; the dump's own
         // list has every one, and their zombies (ours to reap) would hold the group's pid.
         let path = images.hasPrefix("/") ? images : dir + "/" + images

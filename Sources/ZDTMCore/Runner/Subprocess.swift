@@ -20,8 +20,9 @@ public enum SubprocessError: Error, CustomStringConvertible, Equatable {
 /// exact even with cases running in parallel.
 public enum Subprocess {
     /// Starts `path args` in `cwd`, stdin from /dev/null, stdout/stderr to `output` (appended)
-    /// or inherited. `passFd` is handed to the child as its fd 3 (cryo's --track-store).
-    public static func spawn(_ path: String, _ args: [String], cwd: String? = nil, output: String? = nil, passFd: Int32? = nil) throws -> Int32 {
+    /// or inherited. `passFd` is handed to the child as its fd 3 (cryo's --track-store), and
+    /// `moreFds` as fds 4, 5... (they need passFd).
+    public static func spawn(_ path: String, _ args: [String], cwd: String? = nil, output: String? = nil, passFd: Int32? = nil, moreFds: [Int32] = []) throws -> Int32 {
         var fa = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&fa)
         defer { posix_spawn_file_actions_destroy(&fa) }
@@ -32,10 +33,14 @@ public enum Subprocess {
             posix_spawn_file_actions_adddup2(&fa, 1, 2)
         }
         // zdtm's own fds (logs, other cases' files) must not leak into the workload's fd table.
+        var high: [Int32] = []
+        defer { high.forEach { if $0 >= 0 { close($0) } } }
         if let passFd {
             // dup2 onto itself would keep close-on-exec set on older glibc: go through fd 3 always.
-            posix_spawn_file_actions_adddup2(&fa, passFd, Subprocess.passedFd)
-            ck_spawn_addclosefrom(&fa, Subprocess.passedFd + 1)
+            // Copies above any target number first, so no dup2 overwrites a source still to come.
+            high = ([passFd] + moreFds).map { fcntl($0, F_DUPFD_CLOEXEC, 100) }
+            for (i, fd) in high.enumerated() { posix_spawn_file_actions_adddup2(&fa, fd, Subprocess.passedFd + Int32(i)) }
+            ck_spawn_addclosefrom(&fa, Subprocess.passedFd + Int32(high.count))
         } else {
             ck_spawn_addclosefrom(&fa, 3)
         }
@@ -71,8 +76,8 @@ public enum Subprocess {
     public static let passedFd: Int32 = 3
 
     /// Runs to completion, capturing combined output in `log`. Returns the wait status.
-    public static func run(_ path: String, _ args: [String], cwd: String? = nil, log: String, timeout: Double, passFd: Int32? = nil) throws -> Int32 {
-        let pid = try spawn(path, args, cwd: cwd, output: log, passFd: passFd)
+    public static func run(_ path: String, _ args: [String], cwd: String? = nil, log: String, timeout: Double, passFd: Int32? = nil, moreFds: [Int32] = []) throws -> Int32 {
+        let pid = try spawn(path, args, cwd: cwd, output: log, passFd: passFd, moreFds: moreFds)
         guard let st = try wait(pid, timeout: timeout) else {
             kill9(pid)
             throw SubprocessError.timeout(pid: pid, seconds: timeout)

@@ -1,0 +1,151 @@
+// Scenario "page-server" (issue 9): one process with N MiB (default 1024) of written anonymous
+// memory dumped through `cryo page-server` on loopback (the server a separate process,
+// writing into a tmpfs folder).
+//   throughput  raw TCP loopback stream of N MiB / dump wall through the server (goal >= 0.8)
+//   frozen      final dump's frozen time at 1% dirty (two pre-dumps through the server first)
+//               vs a full dump's frozen time through the server, same run
+import CKernel
+import Engine
+import Foundation
+import Glibc
+import ZDTMCore
+
+/// Seconds to push `bytes` through one loopback TCP connection, large writes, the reader
+/// discarding: the machine's own limit for the page server's path.
+func rawLoopbackStream(bytes: Int) throws -> Double {
+    let (lfd, port) = try TCP.listen(address: "127.0.0.1", port: 0)
+    defer { close(lfd) }
+    let chunk = 32 << 20
+    let done = DispatchSemaphore(value: 0)
+    let reader = Thread {
+        let c = accept(lfd, nil, nil)
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 4 << 20, alignment: 4096)
+        var got = 0
+        while got < bytes { let n = recv(c, buf, 4 << 20, 0); if n <= 0 { break }; got += n }
+        buf.deallocate()
+        close(c)
+        done.signal()
+    }
+    reader.start()
+    let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
+    memset(buf, 7, chunk)
+    defer { buf.deallocate() }
+    let fd = try TCP.connect(address: "127.0.0.1", port: port)
+    let t = timed {
+        var sent = 0
+        while sent < bytes { let n = min(chunk, bytes - sent); try? TCP.writeFull(fd, buf, n); sent += n }
+        done.wait()
+    }
+    close(fd)
+    return t
+}
+
+/// `cryo page-server -D dir --port 0`, as its own process; returns its pid and port.
+func startPageServer(_ dir: String, prev: String? = nil) throws -> (Int32, UInt16) {
+    let out = dir + ".out"
+    var args = ["page-server", "-D", dir, "--port", "0", "-v1"]
+    if let prev { args += ["--prev-images-dir", prev] }
+    let pid = try Subprocess.spawn(binDir + "/cryo", args, output: out)
+    for _ in 0..<1000 {
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        if let line = text.split(separator: "\n").first(where: { !$0.isEmpty && $0.allSatisfy(\.isNumber) }), let port = UInt16(line) { return (pid, port) }
+        usleep(10_000)
+    }
+    die("page server printed no port")
+}
+
+func waitServer(_ pid: Int32) throws {
+    guard let st = try Subprocess.wait(pid, timeout: 120), Subprocess.exitCode(st) == 0 else { die("page server \(pid) failed") }
+}
+
+func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
+    let bytes = mib << 20
+    var work = Array("\(parent)/cryo-bench-ps-XXXXXX".utf8CString)
+    guard let wp = mkdtemp(&work) else { die("cannot create a folder in \(parent)") }
+    let root = String(cString: wp)
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let hogDir = root + "/hog"
+    try FileManager.default.createDirectory(atPath: hogDir, withIntermediateDirectories: true)
+    let starter = try Subprocess.spawn(binDir + "/memhog00", ["--pidfile=\(hogDir)/pid", "--outfile=\(hogDir)/out", "\(mib)", "10"],
+                                       cwd: hogDir, output: hogDir + "/start.log")
+    guard try Subprocess.wait(starter, timeout: 300) != nil else { die("memhog00 did not start") }
+    guard let pid = Int32((try String(contentsOfFile: hogDir + "/pid", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)) else { die("no pid") }
+
+    let rawS = (0..<3).map { _ in (try? rawLoopbackStream(bytes: bytes)) ?? .infinity }
+
+    /// One dump (left running) through a fresh server into root/label; removed afterwards
+    /// unless `keep`.
+    func dumpThroughServer(_ label: String, prev: String? = nil, preDump: Bool = false, store: Int32? = nil, keep: Bool = false) throws -> (wall: Double, frozen: Double, bytes: UInt64) {
+        let dir = root + "/" + label
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (server, port) = try startPageServer(dir, prev: prev)
+        var result: (Double, Double, UInt64) = (0, 0, 0)
+        if preDump {
+            var req = PreDumpRequest(pid: pid, imagesDir: dir)
+            req.pageServer = PageServerTarget(address: "127.0.0.1", port: port)
+            req.prevImagesDir = prev
+            req.trackStore = store
+            var st: PreDumper.Stats?
+            let w = try timed { st = try PreDumper(req).run() }
+            result = (w, st!.frozenSeconds, st!.pagesBytes)
+        } else {
+            var req = DumpRequest(pid: pid, imagesDir: dir)
+            req.leave = .running
+            req.pageServer = PageServerTarget(address: "127.0.0.1", port: port)
+            req.prevImagesDir = prev
+            req.trackStore = store
+            req.trackMem = store != nil
+            var st = Dumper.Stats()
+            let w = try timed { st = try Dumper(req).run() }
+            result = (w, st.frozenSeconds, st.pagesBytes)
+        }
+        try waitServer(server)
+        if !keep { try? FileManager.default.removeItem(atPath: dir) }
+        return result
+    }
+
+    var full: [(wall: Double, frozen: Double, bytes: UInt64)] = []
+    for i in 0..<3 { full.append(try dumpThroughServer("full\(i)")) }
+    let dumpWall = median(full.map(\.wall))
+    let throughputRatio = median(rawS) / dumpWall
+
+    // Incremental: two pre-dumps through servers keeping the chain, then the final dump.
+    let store = try TrackStore.makeSocket()
+    defer { close(store) }
+    func rewrite() {
+        let timesFile = hogDir + "/rewrite.times"
+        let count = { ((try? String(contentsOfFile: timesFile, encoding: .utf8)) ?? "").split(separator: "\n").count }
+        let before = count()
+        kill(pid, SIGUSR1)
+        let deadline = Date().addingTimeInterval(60)
+        while count() == before { if Date() > deadline { die("memhog00 did not rewrite its pages") }; usleep(1000) }
+    }
+    let pre1 = try dumpThroughServer("pre1", preDump: true, store: store, keep: true)
+    rewrite()
+    let pre2 = try dumpThroughServer("pre2", prev: "../pre1", preDump: true, store: store, keep: true)
+    rewrite()
+    let fin = try dumpThroughServer("final", prev: "../pre2", store: store, keep: true)
+    let frozenRatio = fin.frozen / median(full.map(\.frozen))
+    let verdict = try finishHog(pid, hogDir)
+
+    func f(_ x: Double) -> String { String(format: "%.3f", x) }
+    func gbps(_ s: Double) -> String { String(format: "%.2f GB/s", Double(bytes) / s / 1e9) }
+    print("scenario page-server-\(mib)m: \(mib) MiB written anonymous memory dumped through cryo page-server on loopback into \(parent); workload: \(verdict)")
+    print("limit   raw TCP loopback stream \(f(median(rawS))) s (\(gbps(median(rawS))))")
+    print("dump    through the server \(f(dumpWall)) s (\(gbps(dumpWall))), \(full[0].bytes) bytes   ratio raw/dump \(f(throughputRatio))   goal >= 0.8")
+    print("frozen  full dump \(f(median(full.map(\.frozen)))) s; pre-dumps \(f(pre1.frozen)), \(f(pre2.frozen)) s (\(pre1.bytes), \(pre2.bytes) bytes)")
+    print("final   at 1% dirty: frozen \(f(fin.frozen)) s, \(fin.bytes) bytes sent   ratio vs full \(f(frozenRatio))")
+    let json: [String: Any] = [
+        "scenario": "page-server-\(mib)m", "bytes": bytes, "workload": verdict,
+        "raw_tcp_loopback_seconds": rawS, "dump_wall_seconds": full.map(\.wall), "dump_frozen_seconds": full.map(\.frozen),
+        "dump_pages_bytes": full[0].bytes,
+        "pre_dump_frozen_seconds": [pre1.frozen, pre2.frozen], "pre_dump_pages_bytes": [pre1.bytes, pre2.bytes],
+        "final_frozen_seconds": fin.frozen, "final_pages_bytes": fin.bytes,
+        "ratios": ["throughput_raw_over_dump": throughputRatio, "final_frozen_vs_full": frozenRatio],
+        "goals": ["throughput_raw_over_dump": 0.8],
+    ]
+    try? FileManager.default.createDirectory(atPath: (jsonPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    let data = try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys])
+    try data.write(to: URL(fileURLWithPath: jsonPath))
+    print("json: \(jsonPath)")
+}

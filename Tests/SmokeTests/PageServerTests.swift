@@ -1,0 +1,285 @@
+import CKernel
+import Engine
+import Foundation
+import Glibc
+import XCTest
+import ZDTMCore
+
+/// `cryo page-server` as a real process on loopback, and `cryo dump|pre-dump --page-server`.
+final class PageServerTests: XCTestCase {
+    var h: CRHarness!
+    var servers: [Int32] = []
+
+    override func setUpWithError() throws { h = try CRHarness.make(name) }
+
+    override func tearDown() {
+        for s in servers { Subprocess.kill9(s) }
+        h?.remove()
+    }
+
+    /// Starts `cryo page-server --port 0 ARGS` and returns its pid and port.
+    func startServer(_ dir: String, _ args: [String] = []) throws -> (pid: Int32, port: UInt16) {
+        let out = h.dir + "/ps-\(UUID().uuidString).log"
+        let pid = try Subprocess.spawn(h.bin + "/cryo", ["page-server", "-D", dir, "--port", "0", "-v4"] + args, output: out)
+        servers.append(pid)
+        for _ in 0..<3000 {
+            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            if let line = text.split(separator: "\n").first(where: { !$0.isEmpty && $0.allSatisfy(\.isNumber) }), let port = UInt16(line) {
+                return (pid, port)
+            }
+            usleep(10_000)
+        }
+        XCTFail("page server printed no port: \((try? String(contentsOfFile: out, encoding: .utf8)) ?? "")")
+        throw XCTSkip("no server")
+    }
+
+    func connect(_ port: UInt16) throws -> Int32 { try TCP.connect(address: "127.0.0.1", port: port) }
+
+    /// True when the server closed the connection (it reads EOF or a reset) within 5 s.
+    func closedByServer(_ fd: Int32) -> Bool {
+        var tv = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        var b = [UInt8](repeating: 0, count: 64)
+        while true {
+            let n = recv(fd, &b, b.count, 0)
+            if n == 0 { return true }
+            if n < 0 { return errno == ECONNRESET }
+        }
+    }
+
+    func files(_ dir: String) -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted() }
+
+    func send(_ fd: Int32, _ hs: [PageServerHeader], payload: [UInt8] = []) {
+        var b: [UInt8] = []
+        for x in hs { b += x.bytes }
+        b += payload
+        _ = try? TCP.writeFull(fd, b)
+    }
+
+    // MARK: hostile clients
+
+    func testBadClientsAreDroppedAndTheServerServesOthers() throws {
+        let root = h.dir + "/srv"
+        let dir = root + "/img"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (server, port) = try startServer(dir)
+
+        // Garbage: an unknown command.
+        var fd = try connect(port)
+        _ = try TCP.writeFull(fd, [UInt8](repeating: 0xA5, count: 32))
+        XCTAssertTrue(closedByServer(fd), "garbage"); close(fd)
+        // Oversized: one ADD_F announcing 2^40 pages.
+        fd = try connect(port)
+        send(fd, [PageServerHeader(.open2, type: .pagemap, id: 42)])
+        var answer: UInt8 = 9
+        XCTAssertEqual(try TCP.readFull(fd, &answer, 1), 1); XCTAssertEqual(answer, 0)
+        send(fd, [PageServerHeader(.addF, flags: 4, nrPages: 1 << 40, vaddr: 0x10000, type: .pagemap, id: 42)])
+        XCTAssertTrue(closedByServer(fd), "oversized"); close(fd)
+        // An address outside user space, unaligned addresses, unknown flags, in-parent without a parent.
+        for bad in [PageServerHeader(.addF, flags: 4, nrPages: 1, vaddr: 1 << 60, type: .pagemap, id: 42),
+                    PageServerHeader(.addF, flags: 4, nrPages: 1, vaddr: 0x10001, type: .pagemap, id: 42),
+                    PageServerHeader(.addF, flags: 0x8000, nrPages: 1, vaddr: 0x10000, type: .pagemap, id: 42),
+                    PageServerHeader(.addF, flags: 1, nrPages: 1, vaddr: 0x10000, type: .pagemap, id: 42)] {
+            fd = try connect(port)
+            send(fd, [bad])
+            XCTAssertTrue(closedByServer(fd), "\(bad)"); close(fd)
+        }
+        // Path traversal: ids are numbers and the type byte is checked, so "../../x" in dst_id is refused.
+        var traversal = PageServerHeader(.open2, type: .pagemap, id: 0)
+        traversal.dstID = "../../x\0".utf8.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        fd = try connect(port)
+        send(fd, [traversal])
+        XCTAssertTrue(closedByServer(fd), "traversal"); close(fd)
+        // An id past the limit (ids become file names: pagemap-ID.img).
+        fd = try connect(port)
+        send(fd, [PageServerHeader(.open2, type: .pagemap, id: 1 << 40)])
+        XCTAssertTrue(closedByServer(fd), "huge id"); close(fd)
+        // Pages that stop halfway: the session is dropped and leaves no file.
+        fd = try connect(port)
+        send(fd, [PageServerHeader(.open2, type: .pagemap, id: 7)])
+        XCTAssertEqual(try TCP.readFull(fd, &answer, 1), 1)
+        send(fd, [PageServerHeader(.addF, flags: 4, nrPages: 4, vaddr: 0x400000, type: .pagemap, id: 7)], payload: [UInt8](repeating: 1, count: 4096))
+        close(fd)
+        usleep(200_000)
+        XCTAssertEqual(files(dir), [], "a broken session leaves nothing")
+        XCTAssertEqual(files(root), ["img"], "nothing is written outside -D")
+        XCTAssertEqual(kill(server, 0), 0, "the server keeps serving")
+
+        // A well-behaved client still gets its images written: CRIU's exact sequence.
+        fd = try connect(port)
+        let page = (0..<3 * 4096).map { UInt8(truncatingIfNeeded: $0 / 4096 + 1) }
+        send(fd, [PageServerHeader(.parent, type: .pagemap, id: 7)])
+        var parent: Int32 = 9
+        XCTAssertEqual(try TCP.readFull(fd, &parent, 4), 4); XCTAssertEqual(parent, 0)
+        send(fd, [PageServerHeader(.open2, type: .pagemap, id: 7)])
+        XCTAssertEqual(try TCP.readFull(fd, &answer, 1), 1); XCTAssertEqual(answer, 0)
+        send(fd, [PageServerHeader(.addF, flags: 4, nrPages: 2, vaddr: 0x400000, type: .pagemap, id: 7)], payload: Array(page[0..<8192]))
+        send(fd, [PageServerHeader(.addF, flags: 2, nrPages: 5, vaddr: 0x500000, type: .pagemap, id: 7)])  // lazy, not sent
+        send(fd, [PageServerHeader(.add, nrPages: 1, vaddr: 0x600000, type: .pagemap, id: 7)], payload: Array(page[8192...]))
+        send(fd, [PageServerHeader(.flush)])
+        var status: Int32 = 9
+        XCTAssertEqual(try TCP.readFull(fd, &status, 4), 4); XCTAssertEqual(status, 0)
+        close(fd)
+        XCTAssertEqual(try Subprocess.wait(server, timeout: 20).map(Subprocess.exitCode), 0, "the server ends after a completed session")
+        let images = try ImageDirectory(path: dir)
+        let map = try images.pageMap(pid: 7)
+        // Numbered as CRIU's server numbers them (from 0x10001; the dropped sessions took some).
+        XCTAssertGreaterThanOrEqual(map.pagesID, 0x10001)
+        XCTAssertEqual(files(dir), ["pagemap-7.img", "pages-\(map.pagesID).img"])
+        XCTAssertEqual(map.entries.map { [$0.vaddr, UInt64($0.nrPages), UInt64($0.flags.rawValue)] },
+                       [[0x400000, 2, 4], [0x500000, 5, 2], [0x600000, 1, 4]])
+        XCTAssertEqual(try images.pagesReader(id: map.pagesID).read(offset: 0, count: 3 * 4096), page)
+        // crit (CRIU's own reader) decodes what the server wrote.
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/crit") {
+            let log = h.dir + "/crit.log"
+            let st = try Subprocess.run("/usr/bin/crit", ["decode", "-i", dir + "/pagemap-7.img"], log: log, timeout: 60)
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            XCTAssertEqual(Subprocess.exitCode(st), 0, text)
+            XCTAssertTrue(text.contains("\"pages_id\": \(map.pagesID)"), text)
+        }
+    }
+
+    // MARK: dumps through the server
+
+    func testDumpThroughServerRestores() throws {
+        let pid = try h.start("memhog00", args: ["16"])
+        let srv = h.dir + "/srv"
+        let (server, port) = try startServer(srv)
+        let (code, out) = try h.cryo(["dump", "-t", "\(pid)", "-D", h.dir + "/local", "--page-server", "--port", "\(port)", "-v4"])
+        XCTAssertEqual(code, 0, out)
+        XCTAssertEqual(try Subprocess.wait(server, timeout: 30).map(Subprocess.exitCode), 0)
+        h.waitGone([pid])
+        XCTAssertEqual(try h.pagesBytes(h.dir + "/local"), 0, "no pages stay local")
+        XCTAssertGreaterThan(try h.pagesBytes(srv), 16 << 20)
+        for f in files(h.dir + "/local") where !FileManager.default.fileExists(atPath: srv + "/" + f) {
+            try FileManager.default.copyItem(atPath: h.dir + "/local/" + f, toPath: srv + "/" + f)
+        }
+        let (rc, rout) = try h.cryo(["restore", "-D", srv, "-d"])
+        XCTAssertEqual(rc, 0, rout)
+        XCTAssertEqual(try h.stop(pid, name: "memhog00"), "PASS")
+    }
+
+    func testIncrementalThroughServerSendsOnlyChangedPages() throws {
+        let store = try TrackStore.makeSocket()
+        defer { close(store) }
+        let pid = try h.start("dirty00", args: ["32", "1"])
+        let (s1, p1) = try startServer(h.dir + "/srv/pre1")
+        var (code, out) = try h.cryo(["pre-dump", "-t", "\(pid)", "-D", h.dir + "/pre1", "--page-server", "--port", "\(p1)", "--track-store", "3"], passFd: store)
+        XCTAssertEqual(code, 0, out)
+        XCTAssertEqual(try Subprocess.wait(s1, timeout: 30).map(Subprocess.exitCode), 0)
+        let first = try h.pagesBytes(h.dir + "/srv/pre1")
+        XCTAssertGreaterThan(first, 32 << 20)
+        let (s2, p2) = try startServer(h.dir + "/srv/final", ["--prev-images-dir", "../pre1"])
+        (code, out) = try h.cryo(["dump", "-t", "\(pid)", "-D", h.dir + "/final", "--page-server", "--port", "\(p2)",
+                                  "--track-mem", "--prev-images-dir", "../pre1", "--track-store", "3", "-v4"], passFd: store)
+        XCTAssertEqual(code, 0, out)
+        XCTAssertEqual(try Subprocess.wait(s2, timeout: 30).map(Subprocess.exitCode), 0)
+        h.waitGone([pid])
+        // dirty00 rewrites a few pages of its 32 MiB: the in-parent rest never crossed the wire.
+        let final = try h.pagesBytes(h.dir + "/srv/final")
+        XCTAssertLessThan(final, first / 8, "final \(final) bytes vs first \(first)")
+        let sent = out.split(separator: "\n").first { $0.contains("stored") && $0.contains("bytes of pages") }
+        XCTAssertNotNil(sent, out)
+        XCTAssertTrue(sent?.contains("stored \(final) bytes") ?? false, "the bytes sent are the bytes stored: \(sent ?? "")")
+        // The server's chain plus the local images restore.
+        for d in ["pre1", "final"] {
+            for f in files(h.dir + "/" + d) where f != "parent" && !FileManager.default.fileExists(atPath: h.dir + "/srv/\(d)/" + f) {
+                try FileManager.default.copyItem(atPath: h.dir + "/\(d)/" + f, toPath: h.dir + "/srv/\(d)/" + f)
+            }
+        }
+        let (rc, rout) = try h.cryo(["restore", "-D", h.dir + "/srv/final", "-d"])
+        XCTAssertEqual(rc, 0, rout)
+        XCTAssertEqual(try h.stop(pid, name: "dirty00"), "PASS")
+    }
+
+    /// A server that takes some pages and hangs up: the dump fails, the tree runs on, and no
+    /// image looks finished.
+    func testConnectionDroppedMidDump() throws {
+        let pid = try h.start("memhog00", args: ["64"])
+        let (lfd, port) = try TCP.listen(address: "127.0.0.1", port: 0)
+        defer { close(lfd) }
+        let t = Thread {
+            let c = accept(lfd, nil, nil)
+            guard c >= 0 else { return }
+            var got = 0
+            var buf = [UInt8](repeating: 0, count: 1 << 16)
+            var hdr = [UInt8](repeating: 0, count: 32)
+            while got < 4 << 20 {
+                if got == 0 || hdr[0] == 4 {
+                    guard (try? TCP.readFull(c, &hdr, 32)) == 32 else { break }
+                    if hdr[0] == 4 || hdr[0] == 5 { var z: Int32 = 0; _ = try? TCP.writeFull(c, &z, hdr[0] == 4 ? 1 : 4); got += 1; continue }
+                }
+                let n = recv(c, &buf, buf.count, 0)
+                if n <= 0 { break }
+                got += n
+            }
+            close(c)
+        }
+        t.start()
+        let (code, out) = try h.cryo(["dump", "-t", "\(pid)", "-D", h.dir + "/d", "--page-server", "--port", "\(port)"])
+        XCTAssertNotEqual(code, 0, out)
+        XCTAssertTrue(out.contains("page server 127.0.0.1:\(port)"), out)
+        XCTAssertEqual(kill(pid, 0), 0, "the tree runs on")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.dir + "/d/inventory.img"))
+        XCTAssertEqual(try h.stop(pid, name: "memhog00"), "PASS")
+    }
+
+    /// The real server, with a client that dies mid-pages: no image appears.
+    func testServerKeepsNothingOfADroppedDump() throws {
+        let pid = try h.start("memhog00", args: ["64"])
+        let srv = h.dir + "/srv"
+        let (server, port) = try startServer(srv)
+        // The dump is killed while it streams its pages.
+        let log = h.dir + "/dump.log"
+        let dumper = try Subprocess.spawn(h.bin + "/cryo", ["dump", "-t", "\(pid)", "-D", h.dir + "/d", "--page-server", "--port", "\(port)", "-R"], output: log)
+        for _ in 0..<2000 {
+            if ((try? FileManager.default.contentsOfDirectory(atPath: srv)) ?? []).contains(where: { $0.hasSuffix(".tmp") }) { break }
+            usleep(1000)
+        }
+        Subprocess.kill9(dumper)
+        usleep(300_000)
+        XCTAssertFalse(files(srv).contains { $0.hasPrefix("pagemap-") || ($0.hasPrefix("pages-") && $0.hasSuffix(".img")) }, "\(files(srv))")
+        XCTAssertEqual(kill(server, 0), 0, "the server keeps listening")
+        // A killed dumper may leave the tree stopped under ptrace's exit: it must still run.
+        kill(pid, SIGCONT)
+        XCTAssertEqual(try h.stop(pid, name: "memhog00"), "PASS")
+    }
+
+    // MARK: post-copy serving
+
+    func testLazyServerAnswersGet() throws {
+        let pid = try h.start("memhog00", args: ["4"])
+        let d = h.dir + "/img"
+        let (code, out) = try h.cryo(["dump", "-t", "\(pid)", "-D", d, "-R"])
+        XCTAssertEqual(code, 0, out)
+        XCTAssertEqual(try h.stop(pid, name: "memhog00"), "PASS")
+        let images = try ImageDirectory(path: d)
+        let map = try images.pageMap(pid: Int(pid))
+        let e = try XCTUnwrap(map.entries.last { $0.fileOffset != nil && $0.nrPages >= 2 })
+        let (server, port) = try startServer(d, ["--lazy-pages"])
+        let fd = try connect(port)
+        // Two pages from the middle of an entry, then one past its end.
+        let at = e.vaddr + 4096
+        send(fd, [PageServerHeader.get(pid: UInt64(pid), vaddr: at, nrPages: 1000)])
+        var hb = [UInt8](repeating: 0, count: 32)
+        XCTAssertEqual(try TCP.readFull(fd, &hb, 32), 32)
+        let reply = try XCTUnwrap(PageServerHeader(bytes: hb))
+        XCTAssertEqual(reply.command, .addF)
+        XCTAssertEqual(reply.flags, 4)
+        XCTAssertEqual(reply.vaddr, at)
+        XCTAssertEqual(reply.dstID, UInt64(pid))
+        XCTAssertEqual(reply.nrPages, min(1000, UInt64(e.nrPages) - 1))
+        var data = [UInt8](repeating: 0, count: Int(reply.nrPages) * 4096)
+        XCTAssertEqual(try TCP.readFull(fd, &data, data.count), data.count)
+        XCTAssertEqual(data, try images.pagesReader(id: map.pagesID).read(offset: e.fileOffset! + 4096, count: data.count))
+        send(fd, [PageServerHeader.get(pid: UInt64(pid), vaddr: 0x1000, nrPages: 1)])
+        XCTAssertEqual(try TCP.readFull(fd, &hb, 32), 32)
+        XCTAssertEqual(PageServerHeader(bytes: hb)?.nrPages, 0)
+        send(fd, [PageServerHeader(.flush)])
+        var status: Int32 = 9
+        XCTAssertEqual(try TCP.readFull(fd, &status, 4), 4)
+        XCTAssertEqual(status, 0)
+        close(fd)
+        XCTAssertEqual(try Subprocess.wait(server, timeout: 20).map(Subprocess.exitCode), 0)
+    }
+}
