@@ -47,15 +47,16 @@ public enum LazyPagesError: Error, CustomStringConvertible {
     case handoff(String)
     case kernel(pid: Int32, call: String, errno: Int32)
     case source(String)
-    case connectionLost(peer: String, reason: String, killed: [Int32])
+    /// Pages can no longer come (the page server went away, or a page cannot be placed).
+    case treeKilled(source: String, reason: String, killed: [Int32])
 
     public var description: String {
         switch self {
         case .handoff(let s): return "lazy-pages handoff: \(s)"
         case .kernel(let p, let c, let e): return "pid \(p): \(c): \(String(cString: strerror(e))) (errno \(e))"
         case .source(let s): return "lazy pages: \(s)"
-        case .connectionLost(let peer, let r, let k):
-            return "connection to the page server \(peer) lost (\(r)) while pages were still missing: killed the restored tree (pids \(k.map(String.init).joined(separator: ", "))) rather than leave it running on missing memory"
+        case .treeKilled(let src, let r, let k):
+            return "missing pages can no longer come from \(src) (\(r)): killed the restored tree (pids \(k.map(String.init).joined(separator: ", "))) rather than leave it running on missing memory"
         }
     }
 }

@@ -72,6 +72,8 @@ public final class LazyPagesDaemon {
     var rr = 0
     /// The restored processes, for killing the tree when pages can no longer come.
     var roots: [Int32] = []
+    /// Set when a missing page can no longer be served; the tree is killed.
+    var fatal: String?
 
     public init(source: any LazyPageSource, socketPath: String) {
         self.source = source
@@ -133,6 +135,7 @@ public final class LazyPagesDaemon {
             }
             try retryPending()
             if n <= 0 && pendingFaults.isEmpty { try backgroundChunk() }
+            if let f = fatal { try killTree(because: LazyPagesError.kernel(pid: 0, call: f, errno: 0)) }
         }
     }
 
@@ -293,10 +296,10 @@ public final class LazyPagesDaemon {
                 gone(t, why: "exited"); return false
             case ENOENT, EFAULT, EINVAL:
                 if !isAlive(t) { gone(t, why: "exited"); return false }
-                // No longer registered there (unmapped): it cannot fault to us, drop it.
-                stats.dropped += (bytes - at) / imagePageSize
-                at = bytes
-                return true
+                // Every change to the task's mappings comes as an event first, so a missing page
+                // that cannot be placed means our view is wrong: never let it run on that.
+                fatal = "\(t.label): UFFDIO_COPY of \(bytes - at) bytes at 0x\(String(dst + UInt64(at), radix: 16)) failed (\(String(cString: strerror(e))))"
+                return false
             default:
                 log.warning("\(t.label): UFFDIO_COPY 0x\(String(dst + UInt64(at), radix: 16)): errno \(e)")
                 gone(t, why: "UFFDIO_COPY failed (errno \(e))"); return false
@@ -333,9 +336,11 @@ public final class LazyPagesDaemon {
         for t in tasks { close(t.uffd) }
         tasks = []
         log.error("\(error): killed \(all)")
-        if let e = error as? LazyPagesError, case .source(let why) = e {
-            throw LazyPagesError.connectionLost(peer: source.name, reason: why, killed: all)
+        var why = "\(error)"
+        if let e = error as? LazyPagesError {
+            if case .source(let w) = e { why = w }
+            if case .kernel(_, let c, _) = e { why = c }
         }
-        throw LazyPagesError.connectionLost(peer: source.name, reason: "\(error)", killed: all)
+        throw LazyPagesError.treeKilled(source: source.name, reason: why, killed: all)
     }
 }

@@ -68,12 +68,13 @@ public final class CaseContext: @unchecked Sendable {
         }
     }
 
-    /// Starts `cryo ARGS` in the background (a daemon a mode needs: lazy-pages, page-server),
-    /// output to DIR/NAME.log, recorded like the others. The caller ends it by pid and waits.
-    public func spawnCryo(_ args: [String], log name: String) throws -> Int32 {
+    /// Starts `argv` (cryo, or a wrapper such as nsenter) in the background: a daemon a mode
+    /// needs (lazy-pages). Output to DIR/NAME.log, recorded like the others; the caller ends it
+    /// by pid and waits.
+    public func spawn(_ argv: [String], log name: String) throws -> Int32 {
         let log = dir + "/" + name + ".log"
-        commands.append(RecordedCommand(argv: [cryo] + args + ["&"], log: log))
-        return try Subprocess.spawn(cryo, args, cwd: dir, output: log)
+        commands.append(RecordedCommand(argv: argv + ["&"], log: log))
+        return try Subprocess.spawn(argv[0], Array(argv.dropFirst()), cwd: dir, output: log)
     }
 
     /// `cryo dump` of the workload into `images`.

@@ -13,14 +13,15 @@ public struct LazyMode: CRMode {
         let images = try ctx.imagesDir("dump")
         try ctx.dump(images: images)
         try PlainMode.waitGone(ctx.dumpedTree)
-        try LazyMode.restoreLazily(ctx, images: images, daemonArgs: ["-D", images])
+        try LazyMode.restoreLazily(ctx, images: images, daemon: [ctx.cryo, "lazy-pages", "-D", images])
     }
 
-    /// Starts the lazy-pages daemon with `daemonArgs`, restores `images` lazily, and waits for
-    /// the daemon to finish. The daemon is ended by pid and reaped on every path.
-    static func restoreLazily(_ ctx: CaseContext, images: String, daemonArgs: [String]) throws {
+    /// Starts the lazy-pages daemon (`daemon`: argv, cryo lazy-pages or a wrapper of it),
+    /// restores `images` lazily, and waits for the daemon to finish. The daemon is ended by
+    /// pid and reaped on every path.
+    static func restoreLazily(_ ctx: CaseContext, images: String, daemon argv: [String]) throws {
         let tag = "lazy-pages-\(ctx.iteration)"
-        let daemon = try ctx.spawnCryo(["lazy-pages"] + daemonArgs + ["-W", images, "-v4", "-o", tag + ".log"], log: tag + "-cli")
+        let daemon = try ctx.spawn(argv + ["-W", images, "-v4", "-o", ctx.dir + "/" + tag + ".log"], log: tag + "-cli")
         var reaped = false
         defer { if !reaped { Subprocess.kill9(daemon) } }
         try ctx.restore(images: images, extra: ["--lazy-pages"])
