@@ -40,7 +40,8 @@ public struct MakeLazy {
             let pid = Int(p.pid)
             let (pagesID, _) = try src.readPagemap(pid: Int32(pid))
             let mm = try src.readOne(.mm, id: pid, as: Img_MmEntry.self)
-            let eligible = LazyPolicy.lazyRanges(mm.vmas)
+            let cores = try p.threads.map { try src.readOne(.core, id: Int($0), as: Img_CoreEntry.self) }
+            let eligible = LazyPolicy.lazyRanges(mm.vmas, cores: cores)
             let writer = try dst.pagesWriter(id: pagesID)
             var entries: [Img_PagemapEntry] = []
             var readers: [String: PagesReader] = [:]

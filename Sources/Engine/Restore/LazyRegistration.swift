@@ -17,18 +17,7 @@ struct LazyRegistration {
         for i in plans.indices where !plans[i].isZombie {
             guard let pages = plans[i].pages else { continue }
             let pid = plans[i].pid
-            // The kernel writes a thread's rseq area when rseq is registered, before the
-            // userfaultfd is: a zero page would take the place of the missing one, so those
-            // pages are filled as usual.
-            let pinned = PageRuns.normalize(plans[i].cores.values.compactMap { c -> PageRun? in
-                let th = c.threadCore
-                guard th.hasRseqEntry, th.rseqEntry.rseqAbiPointer != 0 else { return nil }
-                let p = th.rseqEntry.rseqAbiPointer
-                return PageRun(start: p & ~(pageSize - 1), end: (p + UInt64(max(32, th.rseqEntry.rseqAbiSize)) + pageSize - 1) & ~(pageSize - 1))
-            })
-            // One range per VMA, not joined: UFFDIO_COPY works within one VMA, so no run may span two.
-            let perVma = plans[i].mm.vmas.filter(LazyPolicy.canBeLazy).map { PageRun(start: $0.start, end: $0.end) }.sorted { $0.start < $1.start }
-            let eligible = PageRuns.subtract(perVma, pinned)
+            let eligible = LazyPolicy.lazyRanges(plans[i].mm.vmas, cores: Array(plans[i].cores.values))
             let parentRuns = runs[plans[i].ppid] ?? []
             var keep: [PageSegment] = []
             var lazy: [LazyRun] = []

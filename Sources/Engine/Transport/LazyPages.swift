@@ -17,6 +17,20 @@ public enum LazyPolicy {
         PageRuns.normalize(vmas.filter(canBeLazy).map { PageRun(start: $0.start, end: $0.end) })
     }
 
+    /// The ranges that may be lazy, one per VMA (UFFDIO_COPY works within one VMA), without the
+    /// threads' rseq areas: the kernel writes those when rseq is registered during restore,
+    /// before the userfaultfd exists, and a zero page would take the place of the missing one.
+    public static func lazyRanges(_ vmas: [Img_VmaEntry], cores: [Img_CoreEntry]) -> [PageRun] {
+        let pinned = PageRuns.normalize(cores.compactMap { c -> PageRun? in
+            let th = c.threadCore
+            guard th.hasRseqEntry, th.rseqEntry.rseqAbiPointer != 0 else { return nil }
+            let p = th.rseqEntry.rseqAbiPointer
+            return PageRun(start: p & ~(pageSize - 1), end: (p + UInt64(max(32, th.rseqEntry.rseqAbiSize)) + pageSize - 1) & ~(pageSize - 1))
+        })
+        let perVma = vmas.filter(canBeLazy).map { PageRun(start: $0.start, end: $0.end) }.sorted { $0.start < $1.start }
+        return PageRuns.subtract(perVma, pinned)
+    }
+
     /// The socket a restore hands its userfaultfds over, in the work directory (CRIU's name).
     public static func socketPath(workDir: String) -> String { workDir + "/lazy-pages.socket" }
 }
