@@ -73,10 +73,13 @@ final class LazyPagesTests: XCTestCase {
     final class FlakyServer: @unchecked Sendable {
         let fd: Int32
         let port: UInt16
+        let store: LazyPageStore
+        let answers: Int
         var thread: Thread?
 
         init(images: String, answers: Int) throws {
-            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            self.fd = fd
             var a = sockaddr_in()
             a.sin_family = sa_family_t(AF_INET)
             a.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -85,25 +88,27 @@ final class LazyPagesTests: XCTestCase {
             listen(fd, 1)
             _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
             port = UInt16(bigEndian: a.sin_port)
-            let store = LazyPageStore(images: try ImageDirectory(path: images))
-            let lfd = fd
-            thread = Thread {
-                let c = accept(lfd, nil, nil)
-                guard c >= 0 else { return }
-                defer { close(c) }
-                let buf = UnsafeMutableRawPointer.allocate(byteCount: 4096 * 4096, alignment: 4096)
-                defer { buf.deallocate() }
-                for _ in 0..<answers {
-                    var raw = [UInt8](repeating: 0, count: PageServerHeader.size)
-                    guard recv(c, &raw, raw.count, Int32(MSG_WAITALL)) == raw.count, let h = PageServerHeader(bytes: raw), h.command == .get else { return }
-                    let n = (try? store.read(pid: Int(h.dstID), vaddr: h.vaddr, maxPages: min(4096, Int(h.nrPages)), into: buf)) ?? 0
-                    let reply = PageServerHeader(rawCmd: PageServerCommand.addF.rawValue | (4 << 16), nrPages: UInt64(n), vaddr: h.vaddr, dstID: h.dstID).bytes
-                    _ = send(c, reply, reply.count, Int32(MSG_NOSIGNAL))
-                    var off = 0
-                    while off < n * 4096 { let k = send(c, buf + off, n * 4096 - off, Int32(MSG_NOSIGNAL)); if k <= 0 { return }; off += k }
-                }
-            }
+            store = LazyPageStore(images: try ImageDirectory(path: images))
+            self.answers = answers
+            thread = Thread { [self] in serve() }
             thread!.start()
+        }
+
+        func serve() {
+            let c = accept(fd, nil, nil)
+            guard c >= 0 else { return }
+            defer { close(c) }
+            let buf = UnsafeMutableRawPointer.allocate(byteCount: 4096 * 4096, alignment: 4096)
+            defer { buf.deallocate() }
+            for _ in 0..<answers {
+                var raw = [UInt8](repeating: 0, count: PageServerHeader.size)
+                guard recv(c, &raw, raw.count, Int32(MSG_WAITALL)) == raw.count, let h = PageServerHeader(bytes: raw), h.command == .get else { return }
+                let n = (try? store.read(pid: Int(h.dstID), vaddr: h.vaddr, maxPages: min(4096, Int(h.nrPages)), into: buf)) ?? 0
+                let reply = PageServerHeader(rawCmd: PageServerCommand.addF.rawValue | (4 << 16), nrPages: UInt64(n), vaddr: h.vaddr, dstID: h.dstID).bytes
+                _ = send(c, reply, reply.count, Int32(MSG_NOSIGNAL))
+                var off = 0
+                while off < n * 4096 { let k = send(c, buf + off, n * 4096 - off, Int32(MSG_NOSIGNAL)); if k <= 0 { return }; off += k }
+            }
         }
         deinit { close(fd) }
     }
