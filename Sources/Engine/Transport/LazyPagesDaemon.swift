@@ -74,6 +74,7 @@ public final class LazyPagesDaemon {
     var roots: [Int32] = []
     /// Set when a missing page can no longer be served; the tree is killed.
     var fatal: String?
+    var servedFault = false
 
     public init(source: any LazyPageSource, socketPath: String) {
         self.source = source
@@ -127,7 +128,13 @@ public final class LazyPagesDaemon {
             if tasks.isEmpty { return }
             // Faults and events first; then one background chunk, so a fault waits at most one chunk.
             var pfds = tasks.map { pollfd(fd: $0.uffd, events: Int16(POLLIN), revents: 0) }
-            let n = poll(&pfds, nfds_t(pfds.count), pendingFaults.isEmpty ? 0 : 1)
+            // Right after a fault the task usually faults again within microseconds: wait a
+            // little for that before starting a background chunk it would have to wait behind.
+            var wait = timespec(tv_sec: 0, tv_nsec: !pendingFaults.isEmpty ? 1_000_000 : servedFault ? 200_000 : 0)
+            let n = pfds.withUnsafeMutableBufferPointer { fp in
+                withUnsafeMutablePointer(to: &wait) { ck_syscall6(271 /* ppoll */, Int(bitPattern: fp.baseAddress), fp.count, Int(bitPattern: $0), 0, 8, 0) }
+            }
+            servedFault = false
             if n < 0 && errno != EINTR { throw LazyPagesError.source("poll: \(String(cString: strerror(errno)))") }
             let snapshot = tasks
             for (i, p) in pfds.enumerated() where p.revents != 0 {
@@ -169,6 +176,7 @@ public final class LazyPagesDaemon {
         case CK_UFFD_EVENT_PAGEFAULT:
             let now = DispatchTime.now().uptimeNanoseconds
             stats.faults += 1
+            servedFault = true
             try serveFault(t, addr: b & ~UInt64(imagePageSize - 1), readAt: now)
         case CK_UFFD_EVENT_FORK:
             // The child's userfaultfd arrives installed in our fd table; it misses what the parent misses.
