@@ -29,11 +29,13 @@ func runLazy(mib: Int, parent: String, jsonPath: String) throws {
         let st = try Subprocess.run(cryo, args, log: root + "/\(name).log", timeout: 600)
         guard Subprocess.exitCode(st) == 0 else { die("cryo \(args.joined(separator: " ")) failed: \((try? String(contentsOfFile: root + "/\(name).log", encoding: .utf8)) ?? "")") }
     }
+    var restored: [String: Double] = [:]
     /// Restores with `args`, asks one request; returns the seconds from the restore's start to the answer.
     func restoreAndAsk(_ args: [String], _ name: String) throws -> Double {
         let before = answers()
         let t0 = now()
         try run(["restore", "-d"] + args, name)
+        restored[name] = now() - t0
         kill(pid, SIGUSR1)
         while answers() == before {
             if now() - t0 > 300 { die("no answer after \(name)") }
@@ -86,6 +88,7 @@ func runLazy(mib: Int, parent: String, jsonPath: String) throws {
     print(String(format: "  plain restore to first answer      %.3f s", plain))
     print(String(format: "  lazy restore to first answer       %.3f s  ratio %.3f (goal <= 0.1); every page in after %.3f s", lazy, lazy / plain, localAllIn))
     print(String(format: "  remote-lazy restore to first answer %.3f s ratio %.3f; every page in after %.3f s", remote, remote / plain, remoteAllIn))
+    print("  cryo restore returned after: " + restored.sorted { $0.key < $1.key }.map { String(format: "%@ %.3f s", $0.key, $0.value) }.joined(separator: ", "))
     print(String(format: "  fault service local   p50 %.1f us  p99 %.1f us  (%d faults)", f(ls["fault_latency_us_p50"]), f(ls["fault_latency_us_p99"]), Int(f(ls["faults"]))))
     print(String(format: "  fault service remote  p50 %.1f us  p99 %.1f us  (%d faults)", f(rs["fault_latency_us_p50"]), f(rs["fault_latency_us_p99"]), Int(f(rs["faults"]))))
     let out: [String: Any] = [
@@ -93,7 +96,7 @@ func runLazy(mib: Int, parent: String, jsonPath: String) throws {
         "plain_restore_to_answer_s": plain,
         "lazy_restore_to_answer_s": lazy, "lazy_answer_ratio": lazy / plain, "lazy_all_in_s": localAllIn,
         "remote_lazy_restore_to_answer_s": remote, "remote_lazy_answer_ratio": remote / plain, "remote_lazy_all_in_s": remoteAllIn,
-        "local_daemon": ls, "remote_daemon": rs,
+        "local_daemon": ls, "remote_daemon": rs, "restore_returned_s": restored,
     ]
     try? FileManager.default.createDirectory(atPath: (jsonPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
     try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: jsonPath))

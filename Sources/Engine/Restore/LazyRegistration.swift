@@ -9,6 +9,8 @@ struct LazyRegistration {
     let log = Logger(label: "restore")
     /// Per process, the pages left to the daemon (parents before children).
     private(set) var runs: [Int32: [LazyRun]] = [:]
+    /// The connection to the daemon, open until the tree resumes.
+    private var daemon: Int32 = -1
 
     /// Takes the lazy pages out of each plan's fill. A child's pages shared copy-on-write with
     /// its parent are lazy when the parent's are (the parent's images hold them); otherwise the
@@ -110,13 +112,21 @@ struct LazyRegistration {
     }
 
     /// Hands the fds to the daemon and waits until it holds them all. Ours are closed after.
-    func handOff(_ tasks: [LazyHandoff.Task], socket path: String) throws {
+    /// The socket stays open: closing it (`resumed`) tells the daemon the tree runs, and only
+    /// then does it start filling in the background (faults are served at once), so the end
+    /// of the restore does not compete with it for the CPU.
+    mutating func handOff(_ tasks: [LazyHandoff.Task], socket path: String) throws {
         defer { for t in tasks { close(t.uffd) } }
         if tasks.isEmpty { log.info("no lazy pages: the lazy-pages daemon gets an empty tree") }
         let sock = try LazyHandoff.connect(path: path)
-        defer { close(sock) }
-        try LazyHandoff.send(tasks, over: sock)
+        do { try LazyHandoff.send(tasks, over: sock) } catch { close(sock); throw error }
+        daemon = sock
         log.info("\(tasks.count) userfaultfd(s) handed to the lazy-pages daemon at \(path)")
+    }
+
+    /// The tree runs (or the restore failed): the daemon may fill everything now.
+    mutating func resumed() {
+        if daemon >= 0 { close(daemon); daemon = -1 }
     }
 }
 

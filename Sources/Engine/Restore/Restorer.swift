@@ -90,10 +90,10 @@ public struct Restorer {
                 }
             }
             try joinGroups(plans, built: built)
-            if let lazy {
+            if lazy != nil {
                 try fills.waitAll()  // no fill may touch memory registered from here on
-                try lazy.handOff(try lazy.register(plans, built: built, transport: transport),
-                                 socket: LazyPolicy.socketPath(workDir: request.workDir ?? request.imagesDir))
+                try lazy!.handOff(try lazy!.register(plans, built: built, transport: transport),
+                                  socket: LazyPolicy.socketPath(workDir: request.workDir ?? request.imagesDir))
             }
             for p in plans where !p.isZombie {
                 try transport.detach(from: built.targets[p.pid]![0].remote, pid: p.pid, owner: !sharesFiles(p))
@@ -104,11 +104,13 @@ public struct Restorer {
             fills.close()
             for p in plans where !p.isZombie { try built.spaces[p.pid]!.protect() }
             try finishAll(plans, built: built)
+            lazy?.resumed()
             // Now, not when run returns (after the root exits, unless detached): a file only
             // in flight must not stay open in cryo, a reader would wait for its pipe's EOF.
             shared.closeAll()
         } catch {
             fills.close()
+            lazy?.resumed()
             built.killAll()
             throw error
         }

@@ -75,6 +75,8 @@ public final class LazyPagesDaemon {
     /// Set when a missing page can no longer be served; the tree is killed.
     var fatal: String?
     var servedFault = false
+    /// The restore's connection, open until its tree resumes: no background fill before.
+    var restore: Int32 = -1
 
     public init(source: any LazyPageSource, socketPath: String) {
         self.source = source
@@ -101,10 +103,11 @@ public final class LazyPagesDaemon {
                 guard c >= 0 else { throw LazyPagesError.handoff("accept: \(String(cString: strerror(errno)))") }
                 _ = fcntl(c, F_SETFD, FD_CLOEXEC)
                 conn = c
+                restore = c
                 break
             }
         }
-        defer { close(conn) }
+        defer { if restore >= 0 { close(restore) } }
         let got = try LazyHandoff.receive(over: conn)
         for t in got {
             tasks.append(Task(uffd: t.uffd, pid: t.pid, label: "pid \(t.pid)", runs: t.runs))
@@ -128,9 +131,10 @@ public final class LazyPagesDaemon {
             if tasks.isEmpty { return }
             // Faults and events first; then one background chunk, so a fault waits at most one chunk.
             var pfds = tasks.map { pollfd(fd: $0.uffd, events: Int16(POLLIN), revents: 0) }
+            if restore >= 0 { pfds.append(pollfd(fd: restore, events: Int16(POLLIN), revents: 0)) }
             // Right after a fault the task usually faults again within microseconds: wait a
             // little for that before starting a background chunk it would have to wait behind.
-            var wait = timespec(tv_sec: 0, tv_nsec: !pendingFaults.isEmpty ? 1_000_000 : servedFault ? 200_000 : 0)
+            var wait = timespec(tv_sec: 0, tv_nsec: !pendingFaults.isEmpty || restore >= 0 ? 1_000_000 : servedFault ? 200_000 : 0)
             let n = pfds.withUnsafeMutableBufferPointer { fp in
                 withUnsafeMutablePointer(to: &wait) { ck_syscall6(271 /* ppoll */, Int(bitPattern: fp.baseAddress), fp.count, Int(bitPattern: $0), 0, 8, 0) }
             }
@@ -138,10 +142,14 @@ public final class LazyPagesDaemon {
             if n < 0 && errno != EINTR { throw LazyPagesError.source("poll: \(String(cString: strerror(errno)))") }
             let snapshot = tasks
             for (i, p) in pfds.enumerated() where p.revents != 0 {
+                if i == snapshot.count {
+                    close(restore); restore = -1  // the restore closed it: the tree runs
+                    continue
+                }
                 try drainMessages(snapshot[i])
             }
             try retryPending()
-            if n <= 0 && pendingFaults.isEmpty { try backgroundChunk() }
+            if n <= 0 && pendingFaults.isEmpty && restore < 0 { try backgroundChunk() }
             if let f = fatal { try killTree(because: LazyPagesError.kernel(pid: 0, call: f, errno: 0)) }
         }
     }
