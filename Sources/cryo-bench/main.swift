@@ -60,7 +60,11 @@ if scenario == "page-server" {
     try runPageServerBench(mib: mib, parent: parent, jsonPath: jsonPath)
     exit(0)
 }
-guard scenario == "single" else { die("unknown scenario \(scenario) (single, incremental, page-server)") }
+if scenario == "lazy" {
+    try runLazy(mib: mib, parent: parent, jsonPath: jsonPath)
+    exit(0)
+}
+guard scenario == "single" else { die("unknown scenario \(scenario) (single, incremental, page-server, lazy)") }
 
 // MARK: the machine's limits
 var work = Array("\(parent)/cryo-bench-XXXXXX".utf8CString)

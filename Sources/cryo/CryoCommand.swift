@@ -23,7 +23,7 @@ struct Cryo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cryo",
         abstract: "Checkpoint/restore in userspace for Linux process trees.",
-        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, Track.self, PageServerCmd.self, ImageTool.self]
+        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, Track.self, PageServerCmd.self, LazyPages.self, ImageTool.self]
     )
 }
 
@@ -102,6 +102,8 @@ struct Restore: ParsableCommand {
     @Option(name: .customLong("pidfile"), help: "Write the root pid here.") var pidfile: String?
     @Flag(name: [.customShort("j"), .customLong("shell-job")],
           help: "The tree was a job of a shell: it joins cryo's session, and its terminal fds open cryo's terminal.") var shellJob = false
+    @Flag(name: .customLong("lazy-pages"), help: "Leave private anonymous memory to `cryo lazy-pages` (post-copy).") var lazyPages = false
+    @Option(name: [.customShort("W"), .customLong("work-dir")], help: "Where lazy-pages.socket is (default: the images directory).") var workDir: String?
 
     func run() throws {
         try log.bootstrap(imagesDir: imagesDir)
@@ -109,6 +111,8 @@ struct Restore: ParsableCommand {
         req.detach = detached
         req.pidfile = pidfile
         req.shellJob = shellJob
+        req.lazyPages = lazyPages
+        req.workDir = workDir
         let result: (pid: Int32, exitStatus: Int32?)
         do {
             result = try Restorer(req).run()

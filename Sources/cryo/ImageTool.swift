@@ -6,8 +6,8 @@ import Foundation
 struct ImageTool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "image",
-        abstract: "Look inside checkpoints: decode, encode, show, info, explore (x), diff.",
-        subcommands: [ImageDecode.self, ImageEncode.self, ImageShow.self, ImageInfo.self, ImageExplore.self, ImageDiff.self])
+        abstract: "Look inside checkpoints: decode, encode, show, info, explore (x), diff, make-lazy.",
+        subcommands: [ImageDecode.self, ImageEncode.self, ImageShow.self, ImageInfo.self, ImageExplore.self, ImageDiff.self, MakeLazyCommand.self])
 
     /// Errors go to stderr with exit status 1, never a crash.
     static func guarded(_ what: String, _ body: () throws -> Void) throws {

@@ -33,6 +33,12 @@ final class SmokeSuiteTests: XCTestCase {
     /// Two pre-dumps and the final dump through cryo page-server in its own netns over a veth.
     func testSmokeSuitePageServer() throws { try runSmoke(mode: "page-server", iters: 1) }
 
+    /// Restore with --lazy-pages: private anonymous memory comes through userfaultfd from cryo lazy-pages.
+    func testSmokeSuiteLazy() throws { try runSmoke(mode: "lazy", iters: 1) }
+
+    /// make-lazy images, the pages served on demand by cryo page-server --lazy-pages across a veth pair.
+    func testSmokeSuiteRemoteLazy() throws { try runSmoke(mode: "remote-lazy", iters: 1) }
+
     /// Every fault point on three workloads: a failed dump leaves the tree running (then C/R
     /// passes), a failed restore leaves no process (then a second restore passes).
     func testFaultPoints() throws {

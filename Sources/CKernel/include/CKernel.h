@@ -112,6 +112,21 @@ struct ck_uffdio_copy { uint64_t dst; uint64_t src; uint64_t len; uint64_t mode;
 #define CK_UFFDIO_UNREGISTER 0x8010aa01UL
 #define CK_UFFDIO_WRITEPROTECT 0xc018aa06UL
 #define CK_UFFDIO_COPY       0xc028aa03UL
+// Lazy restore (MISSING mode) and its non-cooperative events.
+#define CK_UFFD_FEATURE_EVENT_FORK   (1ULL << 1)
+#define CK_UFFD_FEATURE_EVENT_REMAP  (1ULL << 2)
+#define CK_UFFD_FEATURE_EVENT_REMOVE (1ULL << 3)
+#define CK_UFFD_FEATURE_EVENT_UNMAP  (1ULL << 6)
+#define CK_UFFD_EVENT_PAGEFAULT 0x12
+#define CK_UFFD_EVENT_FORK      0x13
+#define CK_UFFD_EVENT_REMAP     0x14
+#define CK_UFFD_EVENT_REMOVE    0x15
+#define CK_UFFD_EVENT_UNMAP     0x16
+struct ck_uffdio_zeropage { struct ck_uffdio_range range; uint64_t mode; int64_t zeropage; };
+#define CK_UFFDIO_ZEROPAGE   0xc020aa04UL
+#define CK_UFFDIO_WAKE       0x8010aa02UL
+// ioctl on /dev/userfaultfd: a userfaultfd for the caller's mm (permission checked at open).
+#define CK_USERFAULTFD_IOC_NEW 0xaa00UL
 
 // ---- SCM_RIGHTS (the CMSG_* macros do not import into Swift) ----
 // Sends `n` fds in one message with a one-byte payload. Returns 0 or -errno.

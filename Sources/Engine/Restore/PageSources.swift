@@ -6,11 +6,12 @@ import Glibc
 /// checked before restore creates anything: a missing or short file in the chain is an error
 /// naming it, not a half-built process.
 final class PageSources {
-    let segments: [PageSegment]
+    /// Lazy restore takes out what the lazy-pages daemon serves.
+    var segments: [PageSegment]
     /// pages file path -> open fd
     private var fds: [String: Int32] = [:]
 
-    init(images: ImageDirectory, pid: Int) throws {
+    init(images: ImageDirectory, pid: Int, lazy: Bool = false) throws {
         let segments = try images.resolvePages(pid: pid)
         var sizes: [String: Int] = [:]
         // One open file per snapshot of the chain: a long chain may need more than the soft limit.
@@ -24,6 +25,7 @@ final class PageSources {
             for s in segments {
                 if s.fromParentProcess { continue }  // the parent process holds them
                 guard let src = s.source else {
+                    if lazy { continue }  // served by the lazy-pages daemon, or refused by LazyRegistration
                     throw RestoreError.unsupported("lazy pages at 0x\(String(s.vaddr, radix: 16)) (no lazy-pages server)")
                 }
                 let file = src.directory.filePath(.pages, Int(src.pagesID))

@@ -7,6 +7,10 @@ public struct RestoreRequest: Sendable {
     public var pidfile: String?
     /// The tree was a shell's job: it joins the caller's session and terminal (CRIU's --shell-job).
     public var shellJob = false
+    /// Leave private anonymous pages to `cryo lazy-pages` (userfaultfd), reached through
+    /// lazy-pages.socket in `workDir` (the images directory unless given).
+    public var lazyPages = false
+    public var workDir: String?
     public init(imagesDir: String) { self.imagesDir = imagesDir }
 }
 

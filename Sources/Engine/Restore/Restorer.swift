@@ -54,6 +54,8 @@ public struct Restorer {
         let images = try ImageDirectory(path: request.imagesDir)
         var plans = try load(images)
         log.debug("images of \(plans.count) process(es) loaded and checked")
+        var lazy = request.lazyPages ? LazyRegistration() : nil
+        try lazy?.split(&plans)
         let root = plans[0].pid
         try checkFiles(plans[0].files)
         let ghosts = GhostFiles()
@@ -89,6 +91,11 @@ public struct Restorer {
                 try Fault.check(.restoreTasks)
             }
             try joinGroups(plans, built: built)
+            if lazy != nil {
+                try fills.waitAll()  // no fill may touch memory registered from here on
+                try lazy!.handOff(try lazy!.register(plans, built: built, transport: transport),
+                                  socket: LazyPolicy.socketPath(workDir: request.workDir ?? request.imagesDir))
+            }
             for p in plans where !p.isZombie {
                 try transport.detach(from: built.targets[p.pid]![0].remote, pid: p.pid, owner: !sharesFiles(p))
             }
@@ -98,11 +105,13 @@ public struct Restorer {
             fills.close()
             for p in plans where !p.isZombie { try built.spaces[p.pid]!.protect() }
             try finishAll(plans, built: built)
+            lazy?.resumed()
             // Now, not when run returns (after the root exits, unless detached): a file only
             // in flight must not stay open in cryo, a reader would wait for its pipe's EOF.
             shared.closeAll()
         } catch {
             fills.close()
+            lazy?.resumed()
             built.killAll()
             throw error
         }
@@ -155,7 +164,7 @@ public struct Restorer {
             let sigacts = try images.read(.sigacts, id: pid, as: Img_SaEntry.self)
             byPid[Int32(pid)] = Plan(pstree: p, cores: cores, ids: ids, isZombie: false, mm: mm, pagemap: pagemap, pagesID: pagesID,
                                      files: files, fdinfo: fdinfo, fs: fs, sigacts: sigacts,
-                                     pages: try PageSources(images: images, pid: pid))
+                                     pages: try PageSources(images: images, pid: pid, lazy: request.lazyPages))
         }
         // Parents first: breadth-first from the root (validateConsistency checked the links).
         var order: [Plan] = [byPid[Int32(tree[0].pid)]!]

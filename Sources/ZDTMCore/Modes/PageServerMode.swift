@@ -127,11 +127,12 @@ final class PageServerProcess {
     let out: String
     private var reaped = false
 
-    init(ctx: CaseContext, net: NetnsPair, images: String, label: String, prev: String?) throws {
+    init(ctx: CaseContext, net: NetnsPair, images: String, label: String, prev: String?, lazy: Bool = false) throws {
         out = ctx.dir + "/page-server-\(ctx.iteration)-\(label).out"
         var args = ["--net=/run/netns/" + net.server, ctx.cryo, "page-server", "-D", images, "--address", PageServerMode.serverAddress,
                     "--port", "0", "-v4", "-o", ctx.dir + "/page-server-\(ctx.iteration)-\(label).log"]
         if let prev { args += ["--prev-images-dir", prev] }
+        if lazy { args.append("--lazy-pages") }
         // The port is read from the first line: a second attempt of the same step (a fault
         // mode's retry) must not read the first one's.
         unlink(out)

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Engine
+import Foundation
+
+struct LazyPages: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lazy-pages",
+        abstract: "Serve the memory of a tree restored with `restore --lazy-pages` (post-copy).",
+        discussion: """
+            Start it before `cryo restore --lazy-pages`: it listens on lazy-pages.socket in the work directory, \
+            takes the restored tasks' userfaultfds, serves their faults and fills the rest in the background, \
+            and exits when every page is in. Pages come from the images (-D) or, with --page-server, from \
+            `cryo page-server --lazy-pages` on the dump side. If the page server goes away while pages are \
+            missing, the restored tree is killed.
+            """)
+
+    @OptionGroup var log: LogOptions
+    @Option(name: [.customShort("D"), .customLong("images-dir")], help: "The images (pages are read from here unless --page-server).") var imagesDir: String
+    @Option(name: [.customShort("W"), .customLong("work-dir")], help: "Where lazy-pages.socket goes (default: the images directory).") var workDir: String?
+    @Flag(name: .customLong("page-server"), help: "Fetch pages from a page server instead of the images.") var pageServer = false
+    @Option(name: .customLong("address"), help: "The page server's address.") var address = "127.0.0.1"
+    @Option(name: .customLong("port"), help: "The page server's port.") var port: UInt16?
+    @Option(name: .customLong("stats-file"), help: "Write counts and fault latencies here as JSON.") var statsFile: String?
+
+    func validate() throws {
+        if pageServer && port == nil { throw ValidationError("--page-server needs --port") }
+    }
+
+    func run() throws {
+        try log.bootstrap()
+        do {
+            let source: any LazyPageSource = pageServer
+                ? try RemotePageServerSource(address: address, port: port!)
+                : try LocalImagesPageSource(imagesDir: imagesDir)
+            defer { source.close() }
+            let daemon = LazyPagesDaemon(source: source, socketPath: LazyPolicy.socketPath(workDir: workDir ?? imagesDir))
+            let st = try daemon.run()
+            let lat = st.faultLatencyNs.sorted()
+            func pct(_ p: Double) -> Double { lat.isEmpty ? 0 : Double(lat[min(lat.count - 1, Int(Double(lat.count) * p))]) / 1000 }
+            print("lazy-pages: \(st.tasks) task(s), all in after \(String(format: "%.3f", st.allInSeconds)) s; \(st.faults) faults (\(st.faultPages) pages, p50 \(String(format: "%.1f", pct(0.5))) us, p99 \(String(format: "%.1f", pct(0.99))) us), \(st.backgroundPages) pages in the background, \(st.zeroPages) zero, \(st.dropped) dropped, \(st.alreadyThere) already written, \(st.forks) fork(s)")
+            if let statsFile {
+                let obj: [String: Any] = ["tasks": st.tasks, "faults": st.faults, "fault_pages": st.faultPages, "background_pages": st.backgroundPages,
+                                          "zero_pages": st.zeroPages, "dropped": st.dropped, "already_there": st.alreadyThere, "forks": st.forks,
+                                          "all_in_seconds": st.allInSeconds, "fault_latency_us_p50": pct(0.5), "fault_latency_us_p99": pct(0.99)]
+                try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]).write(to: URL(fileURLWithPath: statsFile))
+            }
+        } catch {
+            FileHandle.standardError.write(Data("cryo lazy-pages: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
