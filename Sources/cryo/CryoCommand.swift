@@ -10,7 +10,7 @@ struct LogOptions: ParsableArguments {
     @Option(name: [.customShort("o"), .customLong("log-file")], help: "Write the log to FILE instead of stderr.")
     var logFile: String?
 
-    @Option(name: .customLong("work-dir"), help: "Where a relative -o FILE goes (default: the images folder), as in CRIU.")
+    @Option(name: [.customShort("W"), .customLong("work-dir")], help: "Where a relative -o FILE and lazy-pages.socket go (default: the images folder), as in CRIU.")
     var workDir: String?
 
     func bootstrap() throws {
@@ -103,7 +103,6 @@ struct Restore: ParsableCommand {
     @Flag(name: [.customShort("j"), .customLong("shell-job")],
           help: "The tree was a job of a shell: it joins cryo's session, and its terminal fds open cryo's terminal.") var shellJob = false
     @Flag(name: .customLong("lazy-pages"), help: "Leave private anonymous memory to `cryo lazy-pages` (post-copy).") var lazyPages = false
-    @Option(name: [.customShort("W"), .customLong("work-dir")], help: "Where lazy-pages.socket is (default: the images directory).") var workDir: String?
 
     func run() throws {
         try log.bootstrap(imagesDir: imagesDir)
@@ -112,7 +111,7 @@ struct Restore: ParsableCommand {
         req.pidfile = pidfile
         req.shellJob = shellJob
         req.lazyPages = lazyPages
-        req.workDir = workDir
+        req.workDir = log.workDir
         let result: (pid: Int32, exitStatus: Int32?)
         do {
             result = try Restorer(req).run()

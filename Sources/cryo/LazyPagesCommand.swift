@@ -16,7 +16,6 @@ struct LazyPages: ParsableCommand {
 
     @OptionGroup var log: LogOptions
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "The images (pages are read from here unless --page-server).") var imagesDir: String
-    @Option(name: [.customShort("W"), .customLong("work-dir")], help: "Where lazy-pages.socket goes (default: the images directory).") var workDir: String?
     @Flag(name: .customLong("page-server"), help: "Fetch pages from a page server instead of the images.") var pageServer = false
     @Option(name: .customLong("address"), help: "The page server's address.") var address = "127.0.0.1"
     @Option(name: .customLong("port"), help: "The page server's port.") var port: UInt16?
@@ -33,7 +32,7 @@ struct LazyPages: ParsableCommand {
                 ? try RemotePageServerSource(address: address, port: port!)
                 : try LocalImagesPageSource(imagesDir: imagesDir)
             defer { source.close() }
-            let daemon = LazyPagesDaemon(source: source, socketPath: LazyPolicy.socketPath(workDir: workDir ?? imagesDir))
+            let daemon = LazyPagesDaemon(source: source, socketPath: LazyPolicy.socketPath(workDir: log.workDir ?? imagesDir))
             let st = try daemon.run()
             let lat = st.faultLatencyNs.sorted()
             func pct(_ p: Double) -> Double { lat.isEmpty ? 0 : Double(lat[min(lat.count - 1, Int(Double(lat.count) * p))]) / 1000 }
