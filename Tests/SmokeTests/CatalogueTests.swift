@@ -129,8 +129,11 @@ final class CatalogueTests: XCTestCase {
         XCTAssertEqual(try Modes.named("snaps").name, "snaps")
         XCTAssertEqual(try Modes.named("dedup").name, "dedup")
         XCTAssertEqual(try Modes.named("page-server").name, "page-server")
-        XCTAssertThrowsError(try Modes.named("lazy")) { e in
-            XCTAssertTrue("\(e)".contains("available: nocr, plain, pre, snaps, dedup, page-server"), "\(e)")
+        XCTAssertEqual(try Modes.named("lazy").name, "lazy")
+        XCTAssertEqual(try Modes.named("remote-lazy").name, "remote-lazy")
+        XCTAssertEqual(try Modes.named("fault-4").name, "fault-4")
+        XCTAssertThrowsError(try Modes.named("remote")) { e in
+            XCTAssertTrue("\(e)".contains("available: nocr, plain, pre, snaps, dedup, page-server, lazy, remote-lazy"), "\(e)")
             XCTAssertTrue("\(e)".contains("not implemented yet: remote"), "\(e)")
         }
         XCTAssertThrowsError(try Flavours.named("ns")) { e in XCTAssertTrue("\(e)".contains("available: h"), "\(e)") }

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import XCTest
+import Engine
 import ZDTMCore
 
 /// `cryo image` and CRIU's crit read the same images the same way: every image of real dumps,
@@ -87,6 +88,9 @@ final class CritCompatTests: XCTestCase {
                 let c = try JSONSerialization.jsonObject(with: Data(critOut.utf8)), o = try JSONSerialization.jsonObject(with: Data(ourOut.utf8))
                 let diff = Self.compare(c, o, path: "\(name)/\(f)", tally: &tally)
                 XCTAssertEqual(diff, [], "\(name)/\(f)")
+                // And cryo's JSON turns back into the very same bytes.
+                let again = try ImageJSON.encode(json: try ImageJSON.decode(file: file, pages: true), file: f)
+                XCTAssertEqual(again, try ImageDirectory.readFile(file), "\(name)/\(f) did not encode back byte for byte")
                 images += 1
             }
             // x ps: same pids, groups, sessions and names.
