@@ -33,6 +33,20 @@ struct CRHarness {
         return (Subprocess.exitCode(st), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 
+    /// Runs `path args` to the end: exit status and stdout+stderr together.
+    static func capture(_ path: String, _ args: [String]) throws -> (Int32, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
     /// SIGTERM, wait, and the workload's verdict line.
     func stop(_ pid: Int32, name: String) throws -> String {
         kill(pid, SIGTERM)

@@ -124,16 +124,5 @@ final class CritCompatTests: XCTestCase {
         XCTAssertGreaterThan(tally.compared, 1000)
     }
 
-    func run(_ path: String, _ args: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func run(_ path: String, _ args: [String]) throws -> (Int32, String) { try CRHarness.capture(path, args) }
 }

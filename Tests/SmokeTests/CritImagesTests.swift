@@ -115,16 +115,5 @@ final class CritImagesTests: XCTestCase {
         }
     }
 
-    func run(_ path: String, _ args: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    func run(_ path: String, _ args: [String]) throws -> (Int32, String) { try CRHarness.capture(path, args) }
 }

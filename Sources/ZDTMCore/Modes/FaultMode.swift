@@ -17,20 +17,24 @@ public struct FaultMode: CRMode {
         let tree = PlainMode.treePids(ctx.pid)
         // Through a page server only a page server transfer can fail mid-transfer.
         let base: any CRMode = point == .midTransfer ? PageServerMode() : PlainMode()
+        try expectFault(ctx, "the C/R") { try base.checkpointRestore(ctx) }
+        try Self.checkRunning(tree)
+        try base.checkpointRestore(ctx)
+    }
+
+    /// Runs `step` with CRYO_FAULT set; it must fail, and at this fault point.
+    func expectFault(_ ctx: CaseContext, _ what: String, _ step: () throws -> Void) throws {
         ctx.env[Fault.variable] = String(point.rawValue)
         defer { ctx.env[Fault.variable] = nil }
         do {
-            try base.checkpointRestore(ctx)
-            throw ModeError.check("cryo never reached fault point \(point.name): the C/R with CRYO_FAULT=\(point.rawValue) succeeded")
+            try step()
+            throw ModeError.check("cryo never reached fault point \(point.name): \(what) with CRYO_FAULT=\(point.rawValue) succeeded")
         } catch ModeError.commandFailed(let c, _, let log, _) {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
             guard text.contains("fault injected at \(point.name)") else {
                 throw ModeError.check("`\(c)` failed, but not at the injected fault (log \(log))")
             }
         }
-        ctx.env[Fault.variable] = nil
-        try Self.checkRunning(tree)
-        try base.checkpointRestore(ctx)
     }
 
     /// Every process of the tree is there and not left stopped or traced.
@@ -51,18 +55,7 @@ public struct FaultMode: CRMode {
         try FileManager.default.createDirectory(atPath: images, withIntermediateDirectories: true)
         try ctx.dump(images: images)
         try PlainMode.waitGone(ctx.dumpedTree)
-        ctx.env[Fault.variable] = String(point.rawValue)
-        defer { ctx.env[Fault.variable] = nil }
-        do {
-            try ctx.restore(images: images)
-            throw ModeError.check("cryo restore never reached fault point \(point.name)")
-        } catch ModeError.commandFailed(let c, _, let log, _) {
-            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            guard text.contains("fault injected at \(point.name)") else {
-                throw ModeError.check("`\(c)` failed, but not at the injected fault (log \(log))")
-            }
-        }
-        ctx.env[Fault.variable] = nil
+        try expectFault(ctx, "cryo restore") { try ctx.restore(images: images) }
         // Nothing of the tree may be left: no process, no zombie under any of its pids.
         do { try PlainMode.waitGone(ctx.dumpedTree) } catch {
             throw ModeError.check("after the failed restore: \(error)")
