@@ -14,6 +14,11 @@ summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "
 total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
 failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
 skipped=$(grep -cE "Test Case .* skipped" "$log")
+# CI keeps only the end of the output: say there which assertions failed and why.
+if [ "$rc" -ne 0 ]; then
+    echo "--- failed assertions (first 20, each cut at 1500 characters) ---"
+    grep -E ": error: " "$log" | cut -c1-1500 | head -20
+fi
 rm -f "$log"
 if [ -n "$summary" ]; then
     echo "tests: $((total - failed - skipped)) passed, $failed failed, $skipped skipped"

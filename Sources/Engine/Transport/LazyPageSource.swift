@@ -88,9 +88,17 @@ public final class RemotePageServerSource: LazyPageSource {
         while done < b.count {
             let n = b.withUnsafeBytes { send(fd, $0.baseAddress! + done, b.count - done, Int32(MSG_NOSIGNAL)) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw LazyPagesError.source("\(name): send: \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw lost("send") }
             done += n
         }
+    }
+
+    /// A peer that closes with our request unread resets instead of closing:
+    /// both are the same loss to the user, so both say so in the same words.
+    func lost(_ op: String) -> LazyPagesError {
+        let e = errno
+        if e == ECONNRESET || e == EPIPE { return .source("\(name) closed the connection (\(op): \(String(cString: strerror(e))))") }
+        return .source("\(name): \(op): \(String(cString: strerror(e)))")
     }
 
     func recvAll(_ p: UnsafeMutableRawPointer, _ count: Int) throws {
@@ -99,7 +107,7 @@ public final class RemotePageServerSource: LazyPageSource {
             let n = recv(fd, p + done, count - done, 0)
             if n < 0 && errno == EINTR { continue }
             if n == 0 { throw LazyPagesError.source("\(name) closed the connection") }
-            guard n > 0 else { throw LazyPagesError.source("\(name): recv: \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw lost("recv") }
             done += n
         }
     }
