@@ -93,7 +93,8 @@ struct ProcessDumper {
 
     func taskCore(leader: Remote, status: ProcStatus, stat: ProcStat) throws -> Img_TaskCoreEntry {
         var tc = Img_TaskCoreEntry()
-        tc.taskState = TaskState.alive.rawValue
+        tc.taskState = process.wasStopped ? TaskState.stopped.rawValue : TaskState.alive.rawValue
+        if process.wasStopped { tc.stopSigno = UInt32(process.stopSignal) }
         tc.exitCode = 0
         tc.personality = try proc.personality(pid: pid)
         tc.flags = stat.flags

@@ -30,6 +30,8 @@ public final class Remote {
     /// Bytes we overwrote with a `syscall` instruction when no existing one was found.
     private var patched: (addr: UInt64, word: UInt64)?
     private var scratchPage: (addr: UInt64, size: Int)?
+    /// Ranges the restored task must not keep, unmapped by `finish(registers:sigmask:)`.
+    public var unmapOnFinish: [(UInt64, UInt64)] = []
     private var finished = false
     private let log = Logger(label: "remote")
 
@@ -237,6 +239,10 @@ public final class Remote {
     /// instead of the ones it had when we took it.
     public func finish(registers: user_regs_struct, sigmask: UInt64) throws {
         try dropScratch()
+        // Last: the syscall instruction itself may be in one of them (the single-step
+        // trap after it needs no instruction from there).
+        for (addr, len) in unmapOnFinish { try syscall(.munmap, addr, len) }
+        unmapOnFinish = []
         finished = true
         try Ptrace.setRegs(tid, registers)
         try Ptrace.setSigmask(tid, sigmask)

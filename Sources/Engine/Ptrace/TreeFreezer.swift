@@ -6,12 +6,15 @@ public enum FreezeError: Error, CustomStringConvertible {
     case rootGone(pid: Int32)
     case unexpectedStop(tid: Int32, status: WaitStatus)
     case unstable(pid: Int32, rounds: Int)
+    case unsupportedStop(tid: Int32, signal: Int32)
 
     public var description: String {
         switch self {
         case .rootGone(let pid): return "process \(pid) does not exist"
         case .unexpectedStop(let tid, let st): return "tid \(tid): unexpected stop while freezing: \(st)"
         case .unstable(let pid, let rounds): return "tree of \(pid) still changing after \(rounds) rounds of freezing"
+        case .unsupportedStop(let tid, let sig):
+            return "tid \(tid) is stopped by signal \(sig) (\(String(cString: strsignal(sig)))); cryo restores tasks stopped by SIGSTOP or SIGTSTP only"
         }
     }
 }
@@ -23,8 +26,10 @@ public struct FrozenProcess: Sendable {
     public var children: [Int32]
     /// Already a zombie: nothing to seize, only its exit code to record.
     public var isZombie: Bool
-    /// The process was in group-stop (SIGSTOP) before we came: it must stay stopped afterwards.
-    public var wasStopped: Bool
+    /// The signal that had stopped the process (SIGSTOP, SIGTSTP) before we came, or 0: a
+    /// stopped process is stopped again when released, and restored stopped.
+    public var stopSignal: Int32
+    public var wasStopped: Bool { stopSignal != 0 }
 }
 
 /// A process tree held in ptrace stops. Every thread is seized and interrupted, and the set was
@@ -48,7 +53,9 @@ public final class FrozenTree: @unchecked Sendable {
         released = true
         for p in processes where !p.isZombie {
             if killing { kill(p.pid, SIGKILL) }
-            if leaveStopped && !killing { kill(p.pid, SIGSTOP) }
+            // Queued before the detach, the stop is taken before the task runs a user instruction.
+            else if p.wasStopped { kill(p.pid, p.stopSignal) }
+            else if leaveStopped { kill(p.pid, SIGSTOP) }
         }
         for tid in seized.reversed() {
             do { try Ptrace.detach(tid) } catch {
@@ -113,11 +120,11 @@ public enum TreeFreezer {
         let st: ProcStat
         do { st = try proc.stat(pid: pid) } catch { return pid == tree.root ? nil : nil }
         if st.isZombie {
-            let p = FrozenProcess(pid: pid, threads: [pid], children: [], isZombie: true, wasStopped: false)
+            let p = FrozenProcess(pid: pid, threads: [pid], children: [], isZombie: true, stopSignal: 0)
             tree.add(p)
             return p
         }
-        var p = FrozenProcess(pid: pid, threads: [], children: [], isZombie: false, wasStopped: false)
+        var p = FrozenProcess(pid: pid, threads: [], children: [], isZombie: false, stopSignal: 0)
         tree.add(p)
         var mine: [Int32] = []
         for round in 0..<maxRounds {
@@ -125,7 +132,7 @@ public enum TreeFreezer {
             // record; threads seized before it died are gone with it.
             if let now = try? proc.stat(pid: pid), now.isZombie {
                 tree.forget(mine)
-                p = FrozenProcess(pid: pid, threads: [pid], children: [], isZombie: true, wasStopped: false)
+                p = FrozenProcess(pid: pid, threads: [pid], children: [], isZombie: true, stopSignal: 0)
                 tree.update(p)
                 return p
             }
@@ -146,7 +153,7 @@ public enum TreeFreezer {
                 if let stopSig = try seizeThread(tid, log: log) {
                     tree.noteSeized(tid)
                     mine.append(tid)
-                    if stopSig != SIGTRAP && tid == pid { p.wasStopped = true }
+                    if stopSig != 0 && (tid == pid || p.stopSignal == 0) { p.stopSignal = stopSig }
                 }
             }
             if round == maxRounds - 1 { throw FreezeError.unstable(pid: pid, rounds: maxRounds) }
@@ -154,8 +161,8 @@ public enum TreeFreezer {
         return p
     }
 
-    /// Seizes and interrupts one thread, returns the signal of its ptrace stop (SIGTRAP for a
-    /// plain interrupt, SIGSTOP etc. for a task already in group-stop), or nil if it is gone.
+    /// Seizes and interrupts one thread and leaves it in a trap-stop where syscalls can be
+    /// injected. Returns the signal that had stopped it (0 if it was running), or nil if it is gone.
     static func seizeThread(_ tid: Int32, log: Logger) throws -> Int32? {
         do {
             try Ptrace.seize(tid, options: [.suspendSeccomp])
@@ -169,7 +176,54 @@ public enum TreeFreezer {
             return nil
         }
         do { try Ptrace.interrupt(tid) } catch let e as SystemCallError where e.errno == ESRCH { return nil }
-        return try waitForStop(tid, log: log)
+        guard let reported = try waitForStop(tid, log: log) else { return nil }
+        do { return try passStops(tid, reported: reported, log: log) } catch {
+            try? Ptrace.detach(tid)
+            throw error
+        }
+    }
+
+    /// PTRACE_SEIZE leaves group-stop and queued stop signals as they were (as in CRIU's
+    /// skip_sigstop). A thread reported in group-stop still has our interrupt's trap pending,
+    /// and a queued SIGSTOP would stop it later: either would land in the middle of an injected
+    /// syscall. Each is run out now, with the signal itself discarded; the returned signal
+    /// is sent again on release and on restore.
+    static func passStops(_ tid: Int32, reported: Int32, log: Logger) throws -> Int32 {
+        let isStop = { (s: Int32) in s == SIGSTOP || s == SIGTSTP }
+        guard reported == SIGTRAP || isStop(reported) else {
+            // SIGTTIN/SIGTTOU: the group-stop stays as it is; the thread is detached untouched.
+            throw FreezeError.unsupportedStop(tid: tid, signal: reported)
+        }
+        let st = try ProcReader().status(pid: tid)
+        let bit = { (mask: UInt64, s: Int32) in mask & (UInt64(1) << UInt64(s - 1)) != 0 }
+        var stopSig: Int32 = isStop(reported) ? reported : 0
+        var runs = stopSig != 0 ? 1 : 0
+        for mask in [st.sigPnd, st.shdPnd] {
+            if bit(mask, SIGSTOP) { runs += 1; stopSig = SIGSTOP }
+            if bit(mask, SIGTSTP) && !bit(st.sigBlk, SIGTSTP) { runs += 1; if stopSig == 0 { stopSig = SIGTSTP } }
+        }
+        for _ in 0..<runs {
+            try Ptrace.cont(tid)
+            // The pending trap comes at once; should it not (a stop that took the interrupt's
+            // trap with it), a fresh interrupt stops the thread instead of letting it run on.
+            var st = WaitStatus.other(0)
+            for _ in 0..<200 {
+                st = try WaitStatus.wait(tid, flags: __WALL | WNOHANG)
+                if st != .other(0) { break }
+                usleep(500)
+            }
+            if st == .other(0) {
+                log.debug("tid \(tid): no trap after passing a stop, interrupting again")
+                try Ptrace.interrupt(tid)
+                st = try WaitStatus.wait(tid)
+            }
+            switch st {
+            case .stopped: continue
+            default: throw FreezeError.unexpectedStop(tid: tid, status: st)
+            }
+        }
+        if stopSig != 0 { log.debug("tid \(tid): stopped by signal \(stopSig) before the dump (\(runs) stop(s) passed)") }
+        return stopSig
     }
 
     /// The kernel refuses to seize a task that has begun to exit (EPERM, as for one traced by

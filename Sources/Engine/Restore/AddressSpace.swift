@@ -86,6 +86,7 @@ struct AddressSpace {
     func moveSpecials() throws -> (UInt64, UInt64) {
         let mine = try proc.maps(pid: pid).filter { ["[vvar]", "[vvar_vclock]", "[vdso]"].contains($0.path) }
         let theirs = plan.mm.vmas.filter { $0.status & (VmaStatus.vdso | VmaStatus.vvar) != 0 }
+        if theirs.isEmpty, !mine.isEmpty { return try keepSpecialsUntilTheEnd(mine) }
         guard let myVdso = mine.first(where: { $0.path == "[vdso]" }),
               let theirVdso = theirs.first(where: { $0.status & VmaStatus.vdso != 0 }) else {
             throw RestoreError.layout(pid: pid, reason: "no [vdso] in the images or in the new task")
@@ -106,6 +107,25 @@ struct AddressSpace {
             }
         }
         let lo = theirs.map(\.start).min()!, hi = theirs.map(\.end).max()!
+        return (lo, hi)
+    }
+
+    /// The task had unmapped its vDSO and vvar. Ours hold the syscall instruction every
+    /// injected call goes through, so they stay (moved out of the way of the dumped VMAs if
+    /// need be) and are unmapped by the task's very last injected call.
+    func keepSpecialsUntilTheEnd(_ mine: [ProcMapping]) throws -> (UInt64, UInt64) {
+        var lo = mine.map(\.start).min()!, hi = mine.map(\.end).max()!
+        if plan.mm.vmas.contains(where: { $0.start < hi && lo < $0.end }) {
+            let dest = try freeRange(size: hi - lo, avoiding: [(lo, hi)])
+            let delta = Int64(bitPattern: dest &- lo)
+            for m in mine.sorted(by: { $0.start < $1.start }) {
+                let to = UInt64(bitPattern: Int64(bitPattern: m.start) &+ delta)
+                try remote.syscall(.mremap, m.start, m.size, m.size, 3 /* MREMAP_MAYMOVE|MREMAP_FIXED */, to)
+                if m.path == "[vdso]" { remote.relocate(by: delta) }
+            }
+            (lo, hi) = (dest, dest + (hi - lo))
+        }
+        remote.unmapOnFinish.append((lo, hi - lo))
         return (lo, hi)
     }
 

@@ -412,6 +412,9 @@ public struct Restorer {
             }
         }
         for p in plans where !p.isZombie {
+            // Queued while still traced, the stop is taken before the task runs a user instruction.
+            let tc = p.cores[p.pid]!.tc
+            if tc.taskState == TaskState.stopped.rawValue { kill(p.pid, tc.hasStopSigno ? Int32(tc.stopSigno) : SIGSTOP) }
             for t in built.targets[p.pid]! { try Ptrace.detach(t.pid) }
         }
     }

@@ -720,6 +720,16 @@ public nonisolated struct Img_TaskCoreEntry: @unchecked Sendable {
   /// Clears the value of `blkSigsetExtended`. Subsequent reads from it will return its default value.
   public mutating func clearBlkSigsetExtended() {_uniqueStorage()._blkSigsetExtended = nil}
 
+  /// The signal that stopped a task in TASK_STOPPED (SIGSTOP or SIGTSTP); sent again on restore.
+  public var stopSigno: UInt32 {
+    get {_storage._stopSigno ?? 0}
+    set {_uniqueStorage()._stopSigno = newValue}
+  }
+  /// Returns true if `stopSigno` has been explicitly set.
+  public var hasStopSigno: Bool {_storage._stopSigno != nil}
+  /// Clears the value of `stopSigno`. Subsequent reads from it will return its default value.
+  public mutating func clearStopSigno() {_uniqueStorage()._stopSigno = nil}
+
   /// MEMBARRIER_CMD_GET_REGISTRATIONS: the REGISTER_* commands the process issued.
   public var membarrierRegistrationMask: UInt32 {
     get {_storage._membarrierRegistrationMask ?? 0}
@@ -2361,7 +2371,7 @@ nonisolated extension Img_RseqEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
 
 nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskCoreEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_state\0\u{3}exit_code\0\u{1}personality\0\u{1}flags\0\u{3}blk_sigset\0\u{1}comm\0\u{1}timers\0\u{1}rlimits\0\u{3}cg_set\0\u{3}signals_s\0\u{3}old_seccomp_mode\0\u{3}old_seccomp_filter\0\u{1}loginuid\0\u{3}oom_score_adj\0\u{1}sigactions\0\u{4}\u{3}child_subreaper\0\u{4}\u{2}blk_sigset_extended\0\u{4}\u{2}membarrier_registration_mask\0\u{2}R\u{f}umask\0\u{3}no_new_privs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_state\0\u{3}exit_code\0\u{1}personality\0\u{1}flags\0\u{3}blk_sigset\0\u{1}comm\0\u{1}timers\0\u{1}rlimits\0\u{3}cg_set\0\u{3}signals_s\0\u{3}old_seccomp_mode\0\u{3}old_seccomp_filter\0\u{1}loginuid\0\u{3}oom_score_adj\0\u{1}sigactions\0\u{4}\u{3}child_subreaper\0\u{4}\u{2}blk_sigset_extended\0\u{3}stop_signo\0\u{3}membarrier_registration_mask\0\u{2}R\u{f}umask\0\u{3}no_new_privs\0")
 
   fileprivate class _StorageClass {
     var _taskState: UInt32? = nil
@@ -2381,6 +2391,7 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
     var _sigactions: [Img_SaEntry] = []
     var _childSubreaper: Bool? = nil
     var _blkSigsetExtended: UInt64? = nil
+    var _stopSigno: UInt32? = nil
     var _membarrierRegistrationMask: UInt32? = nil
     var _umask: UInt32? = nil
     var _noNewPrivs: Bool? = nil
@@ -2411,6 +2422,7 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
       _sigactions = source._sigactions
       _childSubreaper = source._childSubreaper
       _blkSigsetExtended = source._blkSigsetExtended
+      _stopSigno = source._stopSigno
       _membarrierRegistrationMask = source._membarrierRegistrationMask
       _umask = source._umask
       _noNewPrivs = source._noNewPrivs
@@ -2465,6 +2477,7 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
         case 15: try { try decoder.decodeRepeatedMessageField(value: &_storage._sigactions) }()
         case 18: try { try decoder.decodeSingularBoolField(value: &_storage._childSubreaper) }()
         case 20: try { try decoder.decodeSingularUInt64Field(value: &_storage._blkSigsetExtended) }()
+        case 21: try { try decoder.decodeSingularUInt32Field(value: &_storage._stopSigno) }()
         case 22: try { try decoder.decodeSingularUInt32Field(value: &_storage._membarrierRegistrationMask) }()
         case 1000: try { try decoder.decodeSingularUInt32Field(value: &_storage._umask) }()
         case 1001: try { try decoder.decodeSingularBoolField(value: &_storage._noNewPrivs) }()
@@ -2531,6 +2544,9 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
       try { if let v = _storage._blkSigsetExtended {
         try visitor.visitSingularUInt64Field(value: v, fieldNumber: 20)
       } }()
+      try { if let v = _storage._stopSigno {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 21)
+      } }()
       try { if let v = _storage._membarrierRegistrationMask {
         try visitor.visitSingularUInt32Field(value: v, fieldNumber: 22)
       } }()
@@ -2566,6 +2582,7 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
         if _storage._sigactions != rhs_storage._sigactions {return false}
         if _storage._childSubreaper != rhs_storage._childSubreaper {return false}
         if _storage._blkSigsetExtended != rhs_storage._blkSigsetExtended {return false}
+        if _storage._stopSigno != rhs_storage._stopSigno {return false}
         if _storage._membarrierRegistrationMask != rhs_storage._membarrierRegistrationMask {return false}
         if _storage._umask != rhs_storage._umask {return false}
         if _storage._noNewPrivs != rhs_storage._noNewPrivs {return false}
