@@ -54,6 +54,26 @@ extension RestoreErrorsTests {
         try assertDumpFails(p, work: work, saying: ["fd \(fd) (pipe:[", "F_SETOWN owner process \(p.processIdentifier)"])
     }
 
+    /// flock, POSIX and OFD locks: each is refused by itself, naming the fd and the lock.
+    func testFileLocksAreRefused() throws {
+        for (name, take) in [("FLOCK", "fcntl.flock(f, fcntl.LOCK_EX)"),
+                             ("POSIX", "fcntl.lockf(f, fcntl.LOCK_EX, 10, 0)"),
+                             ("OFDLCK", "fcntl.fcntl(f, 37, struct.pack('hhqqi', fcntl.F_WRLCK, 0, 0, 0, 0))")] {  // F_OFD_SETLK
+            let work = dir + "/lock-" + name
+            let p = try python("""
+                import fcntl, os, struct, time
+                f = os.open("locked", os.O_RDWR | os.O_CREAT, 0o644)
+                \(take)
+                open("ready", "w").write(str(f))
+                time.sleep(30)
+                """, in: work)
+            defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+            let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+            usleep(200_000)  // from writing "ready" into its sleep
+            try assertDumpFails(p, work: work, saying: ["fd \(fd) (\(work)/locked)", "holds a file lock", name])
+        }
+    }
+
     func testUnkeptSocketOptionIsRefused() throws {
         let work = dir + "/sockopt"
         let p = try python("""

@@ -1,7 +1,7 @@
 import Glibc
 
-/// What no fd kind carries yet, checked for every fd before its kind dumps it: terminals and
-/// F_SETOWN/F_SETSIG owners. Each is refused, naming the fd, rather than restored without it.
+/// What no fd kind carries yet, checked for every fd before its kind dumps it: terminals,
+/// file locks and F_SETOWN/F_SETSIG owners. Each is refused, naming the fd, rather than restored without it.
 enum FdChecks {
     static func major(_ dev: UInt64) -> UInt64 { ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff) }
     static func minor(_ dev: UInt64) -> UInt64 { (dev & 0xff) | ((dev >> 12) & ~0xff) }
@@ -28,6 +28,11 @@ enum FdChecks {
             // With --shell-job restore opens the caller's terminal in its place.
             if !ctx.shellJob { throw refuse("a terminal, which cryo restores only as a shell job's (dump and restore with --shell-job)") }
         case nil: break
+        }
+        // fdinfo lists the locks held through this fd (its description's flock and OFD locks,
+        // the process's POSIX locks on the file, leases).
+        if let lock = f.info.locks.first {
+            throw refuse("holds a file lock (\(lock.split(whereSeparator: \.isWhitespace).joined(separator: " "))), which cryo does not restore yet")
         }
         let c = try ctx.copy(of: f)
         // struct f_owner_ex { int type; pid_t pid; }
