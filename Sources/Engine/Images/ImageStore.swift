@@ -106,17 +106,19 @@ public final class LocalImageStore: ImageStore {
         let link = file("parent")
         var st = stat()
         guard lstat(link, &st) == 0 else { return nil }
-        var target = link
-        if st.st_mode & S_IFMT == S_IFLNK {
-            guard let t = try? FileManager.default.destinationOfSymbolicLink(atPath: link) else {
-                throw ImageError.chain(dir: location, reason: "cannot read the parent link")
-            }
-            target = t.hasPrefix("/") ? t : location + "/" + t
+        guard st.st_mode & S_IFMT == S_IFLNK else { return try Self.folder(link, parentOf: location) }
+        guard let t = try? FileManager.default.destinationOfSymbolicLink(atPath: link) else {
+            throw ImageError.chain(dir: location, reason: "cannot read the parent link")
         }
+        return try Self.folder(t, parentOf: location)
+    }
+
+    /// The images folder a parent link names, relative to `location` unless absolute.
+    public static func folder(_ target: String, parentOf location: String) throws -> LocalImageStore {
         // Resolved, so errors name ".../snap1/pages-1.img", not ".../snap3/../snap2/../snap1/...".
-        target = ImageDirectory.canonical(target)
-        do { return try LocalImageStore(path: target) } catch {
-            throw ImageError.chain(dir: location, reason: "parent \(target) is not an images directory: \(error)")
+        let path = ImageDirectory.canonical(target.hasPrefix("/") ? target : location + "/" + target)
+        do { return try LocalImageStore(path: path) } catch {
+            throw ImageError.chain(dir: location, reason: "parent \(path) is not an images directory: \(error)")
         }
     }
 
