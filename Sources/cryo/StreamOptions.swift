@@ -35,6 +35,7 @@ struct StreamRestoreOptions: ParsableArguments {
         guard let streamFrom else { return nil }
         let r = try StreamReader.open(streamFrom, location: StreamPaths.anchor(imagesDir)).read()
         Logger(label: "stream").info("stream read: \(r.images) images, \(r.imageBytes) bytes of images, \(r.streamBytes) bytes of stream")
+        r.waitForPids(timeout: 10)
         return r.store
     }
 }

@@ -28,6 +28,20 @@ public struct StreamReader {
         public let images: Int
         public let imageBytes: UInt64
         public let streamBytes: Int
+
+        /// A stream through a pipe on one host ends when the dump has killed the tree, but its
+        /// parent may not have reaped it yet: waits up to `timeout` for the stream's pids to be
+        /// free. A pid still taken then is the restore's error to report, by name.
+        public func waitForPids(timeout: Double) {
+            guard let tree = try? ImageDirectory(store: store).read(.pstree, as: Img_PstreeEntry.self) else { return }
+            let deadline = Date().addingTimeInterval(timeout)
+            for p in tree.flatMap({ [$0.pid] + $0.threads }) {
+                while kill(Int32(bitPattern: p), 0) == 0 || errno == EPERM {
+                    if Date() > deadline { return }
+                    usleep(2_000)
+                }
+            }
+        }
     }
 
     public func read() throws -> Result {
@@ -59,7 +73,7 @@ public struct StreamReader {
         do {
             var head = [UInt8](repeating: 0, count: StreamFormat.streamHeaderSize)
             try head.withUnsafeMutableBytes { try fill($0.baseAddress!, $0.count, what: "the stream header", image: nil) }
-            _ = try StreamFormat.parseStreamHeader(head)
+            let streamFlags = try StreamFormat.parseStreamHeader(head)
             var fixed = [UInt8](repeating: 0, count: StreamFormat.frameHeaderSize)
             while true {
                 let at = offset
@@ -94,6 +108,9 @@ public struct StreamReader {
                     if open[n] == nil { open[n] = (try store.create(n), 0) }
                     let w = open[n]!.writer
                     if h.flags & StreamFormat.frameZstd != 0 {
+                        guard streamFlags & StreamFormat.flagZstd != 0 else {
+                            throw StreamError.corrupt(offset: at, image: n, reason: "compressed frame in a stream whose header says uncompressed")
+                        }
                         let ok = payload.withUnsafeBytes { src in raw.withUnsafeMutableBytes { dst in
                             StreamFormat.decompress(UnsafeRawBufferPointer(rebasing: src[0..<h.stored]), into: UnsafeMutableRawBufferPointer(rebasing: dst[0..<h.raw]))
                         } }
