@@ -37,6 +37,7 @@ public struct StreamMode: CRMode {
         close(p[0])
         var reaped = false
         defer { if !reaped { Subprocess.kill9(restore) } }
+        let session = (try? ProcReader().stat(pid: ctx.pid))?.session
         // fd 3 is the track store when there is one, the stream after it.
         let streamFd = Subprocess.passedFd + (store == nil ? 0 : 1)
         try ctx.dump(images: images, extra: ["--stream-to", String(streamFd)] + extra + (store?.arg ?? []), label: ctx.incremental == nil ? nil : "final",
@@ -45,9 +46,16 @@ public struct StreamMode: CRMode {
         writeEnd = -1
         // The restore waits for the dumped pids to be free; zdtm is the reaper that frees them.
         try PlainMode.waitGone(ctx.dumpedTree)
-        guard let st = try Subprocess.wait(restore, timeout: 120) else {
-            throw ModeError.check("cryo restore --stream-from (pid \(restore)) still running 120 s after the dump (see \(ctx.dir)/\(tag).log)")
+        let deadline = Date().addingTimeInterval(120)
+        var status: Int32?
+        while status == nil {
+            StreamMode.reapZombies(session: session)
+            status = try Subprocess.wait(restore, timeout: 0.02)
+            if status == nil && Date() > deadline {
+                throw ModeError.check("cryo restore --stream-from (pid \(restore)) still running 120 s after the dump (see \(ctx.dir)/\(tag).log)")
+            }
         }
+        let st = status!
         reaped = true
         if Subprocess.exitCode(st) != 0 {
             let tail = ((try? String(contentsOfFile: ctx.dir + "/\(tag).log", encoding: .utf8)) ?? "")
@@ -59,5 +67,18 @@ public struct StreamMode: CRMode {
             throw ModeError.check("restore wrote no pid to \(pidfile)")
         }
         if pid != ctx.pid { throw ModeError.check("restored pid \(pid), expected \(ctx.pid)") }
+    }
+
+    /// Children the tree forked just before the dump are not in ctx.dumpedTree (the images,
+    /// which list them, went down the pipe): their zombies, now ours, are told by the tree's
+    /// session, which no other case shares.
+    static func reapZombies(session: Int32?) {
+        guard let session, session != getsid(0) else { return }
+        let proc = ProcReader()
+        for c in (try? proc.allChildren(pid: getpid())) ?? [] {
+            guard let st = try? proc.stat(pid: c), st.state == "Z", st.session == session else { continue }
+            var ws: Int32 = 0
+            _ = waitpid(c, &ws, WNOHANG)
+        }
     }
 }
