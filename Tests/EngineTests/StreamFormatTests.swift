@@ -77,7 +77,7 @@ final class StreamFormatTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir + "/pre1", withIntermediateDirectories: true)
         _ = try writeSample(dir + "/s", compress: false, parent: "pre1")
         let r = try readStream(dir + "/s")
-        XCTAssertEqual(try r.store.parent()?.location, ImageDirectory(path: dir + "/pre1").path)
+        XCTAssertEqual(try r.store.parent()?.location, try ImageDirectory(path: dir + "/pre1").path)
     }
 
     /// A frame with a valid CRC, so only the check under test can refuse it.
@@ -92,7 +92,7 @@ final class StreamFormatTests: XCTestCase {
 
     func expectRefused(_ bytes: [UInt8], _ text: String, file: StaticString = #filePath, line: UInt = #line) {
         let path = dir + "/bad"
-        FileManager.default.createFile(atPath: path, contents: Data(bytes))
+        _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
         XCTAssertThrowsError(try readStream(path), file: file, line: line) { e in
             XCTAssertTrue(e is StreamError, "\(e)", file: file, line: line)
             XCTAssertTrue("\(e)".contains(text), "\(e) does not say \(text)", file: file, line: line)
@@ -147,7 +147,7 @@ final class StreamFormatTests: XCTestCase {
             }
             if b == bytes { continue }
             let path = dir + "/fuzz"
-            FileManager.default.createFile(atPath: path, contents: Data(b))
+            _ = FileManager.default.createFile(atPath: path, contents: Data(b))
             do {
                 _ = try readStream(path)
                 XCTFail("a damaged stream was accepted")

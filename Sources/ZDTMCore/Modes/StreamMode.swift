@@ -45,10 +45,11 @@ public struct StreamMode: CRMode {
         close(writeEnd)
         writeEnd = -1
         // The restore waits for the dumped pids to be free; zdtm is the reaper that frees them.
-        try PlainMode.waitGone(ctx.dumpedTree)
+        // Reaping only (no waiting for the pids to vanish): the restore takes them at once.
         let deadline = Date().addingTimeInterval(120)
         var status: Int32?
         while status == nil {
+            for p in ctx.dumpedTree { var ws: Int32 = 0; _ = waitpid(p, &ws, WNOHANG) }
             StreamMode.reapZombies(session: session)
             status = try Subprocess.wait(restore, timeout: 0.02)
             if status == nil && Date() > deadline {
