@@ -48,10 +48,12 @@ let package = Package(
             name: "CKernel",
             path: "Sources/CKernel"
         ),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
         .target(
             name: "Engine",
             dependencies: [
                 "CKernel",
+                "CZstd",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),

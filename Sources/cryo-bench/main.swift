@@ -8,6 +8,7 @@
 //   (goal <= 1.5x).
 // Scenario "incremental" (issue 5): see Incremental.swift.
 // Scenario "page-server" (issue 9): see PageServerBench.swift.
+// Scenario "stream" (issue 10): see StreamBench.swift.
 // usage: cryo-bench [--scenario single|incremental|page-server] [--mib N] [--tree-procs N] [--dir IMAGES_PARENT] [--json FILE]
 import CKernel
 import Engine
@@ -60,11 +61,15 @@ if scenario == "page-server" {
     try runPageServerBench(mib: mib, parent: parent, jsonPath: jsonPath)
     exit(0)
 }
+if scenario == "stream" {
+    try runStreamBench(mib: mib, parent: parent, jsonPath: jsonPath)
+    exit(0)
+}
 if scenario == "lazy" {
     try runLazy(mib: mib, parent: parent, jsonPath: jsonPath)
     exit(0)
 }
-guard scenario == "single" else { die("unknown scenario \(scenario) (single, incremental, page-server, lazy)") }
+guard scenario == "single" else { die("unknown scenario \(scenario) (single, incremental, page-server, lazy, stream)") }
 
 // MARK: the machine's limits
 var work = Array("\(parent)/cryo-bench-XXXXXX".utf8CString)

@@ -60,7 +60,8 @@ struct Dump: ParsableCommand {
 
     @OptionGroup var log: LogOptions
     @Option(name: [.customShort("t"), .customLong("tree")], help: "Root pid of the tree to dump.") var tree: Int32
-    @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Where to write the images.") var imagesDir: String
+    @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Where to write the images.") var imagesDir: String?
+    @OptionGroup var stream: StreamDumpOptions
     @Flag(name: [.customShort("R"), .customLong("leave-running")], help: "Let the tree run on after the dump.") var leaveRunning = false
     @Flag(name: [.customShort("s"), .customLong("leave-stopped")], help: "Leave the tree stopped (SIGSTOP) after the dump.") var leaveStopped = false
     @Flag(name: .customLong("track-mem"), help: "Arm dirty-page tracking for a later incremental snapshot.") var trackMem = false
@@ -71,9 +72,11 @@ struct Dump: ParsableCommand {
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
+        try stream.validate(imagesDir: imagesDir)
     }
 
     func run() throws {
+        let imagesDir = self.imagesDir ?? StreamPaths.anchor(nil)
         try log.bootstrap(imagesDir: imagesDir)
         var req = DumpRequest(pid: tree, imagesDir: imagesDir)
         req.leave = leaveRunning ? .running : leaveStopped ? .stopped : .killed
@@ -83,6 +86,7 @@ struct Dump: ParsableCommand {
         req.pageServer = pageServer.target
         req.shellJob = shellJob
         do {
+            req.imageStore = try stream.store(imagesDir: self.imagesDir)
             try Dumper(req).run()
         } catch {
             FileHandle.standardError.write(Data("cryo dump: \(error)\n".utf8))
@@ -97,14 +101,18 @@ struct Restore: ParsableCommand {
         discussion: "Without -d cryo waits for the restored tree and exits with its status.")
 
     @OptionGroup var log: LogOptions
-    @Option(name: [.customShort("D"), .customLong("images-dir")], help: "The images to restore from.") var imagesDir: String
+    @Option(name: [.customShort("D"), .customLong("images-dir")], help: "The images to restore from.") var imagesDir: String?
+    @OptionGroup var stream: StreamRestoreOptions
     @Flag(name: [.customShort("d"), .customLong("restore-detached")], help: "Exit once the tree runs.") var detached = false
     @Option(name: .customLong("pidfile"), help: "Write the root pid here.") var pidfile: String?
     @Flag(name: [.customShort("j"), .customLong("shell-job")],
           help: "The tree was a job of a shell: it joins cryo's session, and its terminal fds open cryo's terminal.") var shellJob = false
     @Flag(name: .customLong("lazy-pages"), help: "Leave private anonymous memory to `cryo lazy-pages` (post-copy).") var lazyPages = false
 
+    func validate() throws { try stream.validate(imagesDir: imagesDir) }
+
     func run() throws {
+        let imagesDir = self.imagesDir ?? StreamPaths.anchor(nil)
         try log.bootstrap(imagesDir: imagesDir)
         var req = RestoreRequest(imagesDir: imagesDir)
         req.detach = detached
@@ -114,6 +122,7 @@ struct Restore: ParsableCommand {
         req.workDir = log.workDir
         let result: (pid: Int32, exitStatus: Int32?)
         do {
+            req.imageStore = try stream.store(imagesDir: self.imagesDir)
             result = try Restorer(req).run()
         } catch {
             FileHandle.standardError.write(Data("cryo restore: \(error)\n".utf8))

@@ -39,6 +39,9 @@ final class SmokeSuiteTests: XCTestCase {
     /// make-lazy images, the pages served on demand by cryo page-server --lazy-pages across a veth pair.
     func testSmokeSuiteRemoteLazy() throws { try runSmoke(mode: "remote-lazy", iters: 1) }
 
+    /// The final dump as one stream through a pipe into cryo restore --stream-from (images in memory).
+    func testSmokeSuiteStream() throws { try runSmoke(mode: "stream", iters: 1) }
+
     /// Every fault point on three workloads: a failed dump leaves the tree running (then C/R
     /// passes), a failed restore leaves no process (then a second restore passes).
     func testFaultPoints() throws {

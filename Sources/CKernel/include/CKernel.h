@@ -14,6 +14,7 @@
 #include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include "ckstream.h"
 
 long ck_ptrace(long request, pid_t pid, void *addr, void *data);
 long ck_syscall6(long nr, long a1, long a2, long a3, long a4, long a5, long a6);

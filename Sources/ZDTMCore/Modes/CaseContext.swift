@@ -80,10 +80,10 @@ public final class CaseContext: @unchecked Sendable {
     /// Starts `argv` (cryo, or a wrapper such as nsenter) in the background: a daemon a mode
     /// needs (lazy-pages). Output to DIR/NAME.log, recorded like the others; the caller ends it
     /// by pid and waits.
-    public func spawn(_ argv: [String], log name: String) throws -> Int32 {
+    public func spawn(_ argv: [String], log name: String, passFd: Int32? = nil) throws -> Int32 {
         let log = dir + "/" + name + ".log"
         commands.append(RecordedCommand(argv: argv + ["&"], log: log))
-        return try Subprocess.spawn(argv[0], Array(argv.dropFirst()), cwd: dir, output: log)
+        return try Subprocess.spawn(argv[0], Array(argv.dropFirst()), cwd: dir, output: log, passFd: passFd)
     }
 
     /// `cryo dump` of the workload into `images`.

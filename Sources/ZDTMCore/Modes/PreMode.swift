@@ -34,6 +34,14 @@ public struct PreMode: CRMode {
     /// Runs the pre-dumps and the final dump; returns the final images folder.
     static func preDumpsAndDump(_ ctx: CaseContext, mode: String) throws -> String {
         let store = try TrackStoreHolder.make()
+        let prev = try preDumps(ctx, mode: mode, store: store)
+        let final = try ctx.imagesDir("dump")
+        try ctx.dump(images: final, extra: ["--track-mem", "--prev-images-dir", "../" + prev] + (store?.arg ?? []), label: "final", passFd: store?.fd)
+        return final
+    }
+
+    /// The pre-dumps alone; returns the last one's folder name (img-ITER-preN).
+    static func preDumps(_ ctx: CaseContext, mode: String, store: TrackStoreHolder?) throws -> String {
         var prev: String?
         for n in 1...max(1, ctx.preDumps) {
             let label = "pre\(n)"
@@ -45,8 +53,6 @@ public struct PreMode: CRMode {
             // Let the workload run (and write) between snapshots.
             usleep(50_000)
         }
-        let final = try ctx.imagesDir("dump")
-        try ctx.dump(images: final, extra: ["--track-mem", "--prev-images-dir", "../" + prev!] + (store?.arg ?? []), label: "final", passFd: store?.fd)
-        return final
+        return prev!
     }
 }

@@ -11,6 +11,15 @@ public struct SnapsMode: CRMode {
 
     public func checkpointRestore(_ ctx: CaseContext) throws {
         let store = try TrackStoreHolder.make()
+        let prev = try SnapsMode.snapshots(ctx, store: store)
+        let final = try ctx.imagesDir("dump")
+        try ctx.dump(images: final, extra: ["--track-mem", "--prev-images-dir", "../" + prev] + (store?.arg ?? []), label: "final", passFd: store?.fd)
+        try PlainMode.waitGone(ctx.dumpedTree)
+        try ctx.restore(images: final)
+    }
+
+    /// The snapshots before the final dump; returns the last one's folder name (img-ITER-snapN).
+    static func snapshots(_ ctx: CaseContext, store: TrackStoreHolder?) throws -> String {
         var prev: String?
         for n in 1...max(1, ctx.preDumps) {
             let label = "snap\(n)"
@@ -21,9 +30,6 @@ public struct SnapsMode: CRMode {
             prev = "img-\(ctx.iteration)-\(label)"
             usleep(50_000)
         }
-        let final = try ctx.imagesDir("dump")
-        try ctx.dump(images: final, extra: ["--track-mem", "--prev-images-dir", "../" + prev!] + (store?.arg ?? []), label: "final", passFd: store?.fd)
-        try PlainMode.waitGone(ctx.dumpedTree)
-        try ctx.restore(images: final)
+        return prev!
     }
 }
