@@ -15,6 +15,9 @@ public struct DumpRequest: Sendable {
     public var pageServer: PageServerTarget?
     /// A job of a shell (CRIU's --shell-job): its terminal is the shell's, opened again at restore.
     public var shellJob = false
+    /// Write the images here instead of a folder at imagesDir (which then only anchors a
+    /// relative prevImagesDir).
+    public var imageStore: ImageStore?
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 

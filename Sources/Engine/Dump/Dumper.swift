@@ -18,7 +18,7 @@ public struct Dumper {
 
     @discardableResult
     public func run() throws -> Stats {
-        let images = try ImageDirectory(path: request.imagesDir, create: true)
+        let images = try request.imageStore.map { ImageDirectory(store: $0) } ?? ImageDirectory(path: request.imagesDir, create: true)
         let proc = ProcReader()
         let transport = try PageTransports.make(images: images, pageServer: request.pageServer)
         let t0 = Date()
@@ -48,7 +48,7 @@ public struct Dumper {
             tree.release()
             for f in written { unlink(f) }
             removeImages(images)
-            if request.prevImagesDir != nil { unlink(images.path + "/parent") }
+            if request.prevImagesDir != nil { try? images.store.setParent(nil) }
             throw error
         }
         var stats = Stats()
@@ -134,6 +134,7 @@ public struct Dumper {
         inv.dumpUptime = UInt64(ProcessInfo.processInfo.systemUptime * 1_000_000)
         // Written last: a directory without inventory.img is not a finished dump.
         try images.write(.inventory, entry: inv)
+        try images.store.commit()
         return []
     }
 
@@ -155,7 +156,6 @@ public struct Dumper {
 
     /// Removes what a failed dump wrote (image files only; the directory may hold other things).
     func removeImages(_ images: ImageDirectory) {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: images.path)) ?? []
-        for n in names where n.hasSuffix(".img") || n.hasSuffix(".img.tmp") { unlink(images.path + "/" + n) }
+        images.store.discard()
     }
 }

@@ -12,6 +12,8 @@ public struct PreDumpRequest: Sendable {
     public var trackStore: Int32?
     /// Send pagemaps and pages to this page server instead of writing them into imagesDir.
     public var pageServer: PageServerTarget?
+    /// Write the images here instead of a folder at imagesDir (see DumpRequest.imageStore).
+    public var imageStore: ImageStore?
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 
@@ -35,7 +37,7 @@ public struct PreDumper {
 
     @discardableResult
     public func run() throws -> Stats {
-        let images = try ImageDirectory(path: request.imagesDir, create: true)
+        let images = try request.imageStore.map { ImageDirectory(store: $0) } ?? ImageDirectory(path: request.imagesDir, create: true)
         let proc = ProcReader()
         let transport = try PageTransports.make(images: images, pageServer: request.pageServer)
         let t0 = Date()
@@ -109,6 +111,7 @@ public struct PreDumper {
             inv.dumpUptime = UInt64(ProcessInfo.processInfo.systemUptime * 1_000_000)
             // Written last: a directory without inventory.img is not a finished snapshot.
             try images.write(.inventory, entry: inv)
+            try images.store.commit()
         } catch {
             log.error("pre-dump failed while copying (the tree of \(request.pid) is running, untouched): \(error)")
             transport.abort()
@@ -124,9 +127,8 @@ public struct PreDumper {
     }
 
     func cleanUp(_ images: ImageDirectory) {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: images.path)) ?? []
-        for n in names where n.hasSuffix(".img") || n.hasSuffix(".img.tmp") { unlink(images.path + "/" + n) }
-        if request.prevImagesDir != nil { unlink(images.path + "/parent") }
+        images.store.discard()
+        if request.prevImagesDir != nil { try? images.store.setParent(nil) }
     }
 }
 

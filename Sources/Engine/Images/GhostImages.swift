@@ -5,8 +5,7 @@ import Glibc
 extension ImageDirectory {
     /// Writes ghost `id` from `fd` (read from offset 0 to `size`).
     public func writeGhost(id: UInt32, entry: Img_GhostFileEntry, from fd: Int32, size: UInt64, source: String) throws {
-        let file = filePath(.ghostFile, Int(id))
-        let w = try PagesWriter(file: file)
+        let w = try store.create(ImageKind.ghostFile.fileName(Int(id)))
         do {
             var head = ImageCodec.header(.ghostFile)
             try ImageCodec.appendEntry(&head, entry)
@@ -29,8 +28,7 @@ extension ImageDirectory {
     /// The entry of ghost `id` and where its bytes start.
     public func readGhost(id: UInt32) throws -> (entry: Img_GhostFileEntry, dataOffset: Int) {
         let file = filePath(.ghostFile, Int(id))
-        let fd = open(file, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw errno == ENOENT ? ImageError.missing(file: file) : ImageError.io(file: file, errno: errno, what: "open") }
+        let (fd, size) = try store.open(ImageKind.ghostFile.fileName(Int(id)))
         defer { close(fd) }
         // The entry is small; a head of 64 KiB always holds it (the reader checks the length).
         var head = [UInt8](repeating: 0, count: 64 * 1024)
@@ -39,10 +37,8 @@ extension ImageDirectory {
         var r = ImageCodec.Reader(file: file, bytes: Array(head.prefix(n)))
         try r.readHeader(.ghostFile)
         let e = try r.next(Img_GhostFileEntry.self)
-        var st = stat()
-        fstat(fd, &st)
-        if e.hasSize && UInt64(st.st_size) - UInt64(r.offset) != e.size {
-            throw ImageError.inconsistent(file: file, offset: r.offset, reason: "holds \(UInt64(st.st_size) - UInt64(r.offset)) bytes of file data, the entry says \(e.size)")
+        if e.hasSize && UInt64(size) - UInt64(r.offset) != e.size {
+            throw ImageError.inconsistent(file: file, offset: r.offset, reason: "holds \(UInt64(size) - UInt64(r.offset)) bytes of file data, the entry says \(e.size)")
         }
         return (e, r.offset)
     }
@@ -50,8 +46,7 @@ extension ImageDirectory {
     /// Copies ghost `id`'s bytes into `fd`.
     public func copyGhost(id: UInt32, dataOffset: Int, size: UInt64, to fd: Int32, target: String) throws {
         let file = filePath(.ghostFile, Int(id))
-        let src = open(file, O_RDONLY | O_CLOEXEC)
-        if src < 0 { throw ImageError.io(file: file, errno: errno, what: "open") }
+        let src = try store.open(ImageKind.ghostFile.fileName(Int(id))).fd
         defer { close(src) }
         var buf = [UInt8](repeating: 0, count: 1 << 20)
         var off: UInt64 = 0

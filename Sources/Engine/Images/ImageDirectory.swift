@@ -3,9 +3,11 @@ import Glibc
 import SwiftProtobuf
 
 /// A directory of images: typed reads and writes, raw page files, and the `parent` link of
-/// incremental snapshots. Every read is validated (see ImageCodec.Reader).
+/// incremental snapshots. Every read is validated (see ImageCodec.Reader). The bytes go to and
+/// come from its `store` (ImageStore): a local folder unless made with `init(store:)`.
 public struct ImageDirectory: Sendable {
     public let path: String
+    public let store: ImageStore
     /// How deep a chain of parent snapshots may go. Loops are caught by name, not by this; it
     /// only bounds damaged input (snapshot chains of thousands are fine: restore keeps one
     /// pages file open per snapshot and raises its fd limit for that).
@@ -13,20 +15,18 @@ public struct ImageDirectory: Sendable {
 
     /// Opens `path`; with `create`, makes it (and missing parents) first.
     public init(path: String, create: Bool = false) throws {
-        if create {
-            do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-                throw ImageError.io(file: path, errno: errno, what: "create images directory")
-            }
-        }
-        var st = stat()
-        guard stat(path, &st) == 0 else { throw ImageError.io(file: path, errno: errno, what: "open images directory") }
-        guard st.st_mode & S_IFMT == S_IFDIR else { throw ImageError.io(file: path, errno: ENOTDIR, what: "open images directory") }
-        self.path = path
+        self.init(store: try LocalImageStore(path: path, create: create))
+    }
+
+    /// Images kept by `store` (a stream, a cache...); `path` is its location.
+    public init(store: ImageStore) {
+        self.store = store
+        path = store.location
     }
 
     public func filePath(_ kind: ImageKind, _ id: Int? = nil) -> String { path + "/" + kind.fileName(id) }
 
-    public func exists(_ kind: ImageKind, _ id: Int? = nil) -> Bool { access(filePath(kind, id), F_OK) == 0 }
+    public func exists(_ kind: ImageKind, _ id: Int? = nil) -> Bool { store.exists(kind.fileName(id)) }
 
     // MARK: listing
 
@@ -39,11 +39,7 @@ public struct ImageDirectory: Sendable {
 
     /// The directory's files, sorted by name; temporary files of unfinished writes are left out.
     public func files() throws -> [File] {
-        let names: [String]
-        do { names = try FileManager.default.contentsOfDirectory(atPath: path) } catch {
-            throw ImageError.io(file: path, errno: errno == 0 ? EIO : errno, what: "list images directory")
-        }
-        return names.filter { !$0.hasSuffix(".tmp") }.sorted().map { name in
+        return try store.names().filter { !$0.hasSuffix(".tmp") }.sorted().map { name in
             let parsed = ImageKind.parse(fileName: name)
             return File(name: name, kind: parsed?.kind, id: parsed?.id)
         }
@@ -206,50 +202,25 @@ public struct ImageDirectory: Sendable {
     // MARK: raw pages
 
     /// A new pages-`id`.img, written by range; it appears when the writer finishes.
-    public func pagesWriter(id: UInt32) throws -> PagesWriter {
-        try PagesWriter(file: filePath(.pages, Int(id)))
+    public func pagesWriter(id: UInt32) throws -> ImageWriter {
+        try store.create(ImageKind.pages.fileName(Int(id)))
     }
 
     public func pagesReader(id: UInt32) throws -> PagesReader {
-        try PagesReader(file: filePath(.pages, Int(id)))
+        let (fd, size) = try store.open(ImageKind.pages.fileName(Int(id)))
+        return PagesReader(fd: fd, size: size, file: filePath(.pages, Int(id)))
     }
 
-    /// A new pages file, opened for writing; the caller closes it. Prefer `pagesWriter`.
-    public func createPagesFile(id: Int) throws -> Int32 {
-        let file = filePath(.pages, id)
-        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        if fd < 0 { throw ImageError.io(file: file, errno: errno, what: "create") }
-        return fd
-    }
-
+    /// The caller closes the fd.
     public func openPagesFile(id: Int) throws -> (fd: Int32, size: Int) {
-        let file = filePath(.pages, id)
-        let fd = open(file, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { throw errno == ENOENT ? ImageError.missing(file: file) : ImageError.io(file: file, errno: errno, what: "open") }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { let e = errno; close(fd); throw ImageError.io(file: file, errno: e, what: "stat") }
-        return (fd, Int(st.st_size))
+        try store.open(ImageKind.pages.fileName(id))
     }
 
     // MARK: parent chain
 
     /// The previous snapshot, through the `parent` symlink, or nil if there is none.
     public func parent() throws -> ImageDirectory? {
-        let link = path + "/parent"
-        var st = stat()
-        guard lstat(link, &st) == 0 else { return nil }
-        var target = link
-        if st.st_mode & S_IFMT == S_IFLNK {
-            guard let t = try? FileManager.default.destinationOfSymbolicLink(atPath: link) else {
-                throw ImageError.chain(dir: path, reason: "cannot read the parent link")
-            }
-            target = t.hasPrefix("/") ? t : path + "/" + t
-        }
-        // Resolved, so errors name ".../snap1/pages-1.img", not ".../snap3/../snap2/../snap1/...".
-        target = ImageDirectory.canonical(target)
-        do { return try ImageDirectory(path: target) } catch {
-            throw ImageError.chain(dir: path, reason: "parent \(target) is not an images directory: \(error)")
-        }
+        try store.parent().map { ImageDirectory(store: $0) }
     }
 
     /// This directory followed by its ancestors. Loops and over-long chains are errors.
@@ -272,9 +243,7 @@ public struct ImageDirectory: Sendable {
     }
 
     public func setParent(relativePath: String) throws {
-        let link = path + "/parent"
-        unlink(link)
-        guard symlink(relativePath, link) == 0 else { throw ImageError.io(file: link, errno: errno, what: "symlink") }
+        try store.setParent(relativePath)
     }
 
     /// Where every stored page of `pid` comes from, with in-parent entries resolved through
@@ -339,7 +308,19 @@ public struct ImageDirectory: Sendable {
 
     // MARK: file I/O
 
-    func readBytes(_ file: String) throws -> [UInt8] { try Self.readFile(file) }
+    /// `file` is a path this directory's `filePath` gave; other paths are read from disk.
+    func readBytes(_ file: String) throws -> [UInt8] {
+        if let name = name(of: file) { return try store.read(name) }
+        return try Self.readFile(file)
+    }
+
+    /// The image name of a path inside this directory.
+    func name(of file: String) -> String? {
+        let prefix = path + "/"
+        guard file.hasPrefix(prefix) else { return nil }
+        let name = String(file.dropFirst(prefix.count))
+        return name.contains("/") ? nil : name
+    }
 
     /// A whole image file, refused above ImageCodec.maxImageSize.
     public static func readFile(_ file: String) throws -> [UInt8] {
@@ -366,6 +347,7 @@ public struct ImageDirectory: Sendable {
 
     /// Written to a temporary name and renamed, so a reader never sees half an image.
     func writeBytes(_ file: String, _ bytes: [UInt8]) throws {
+        if let name = name(of: file) { return try store.write(name, bytes) }
         let w = try PagesWriter(file: file)
         do {
             try w.write(bytes)

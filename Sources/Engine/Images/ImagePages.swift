@@ -6,7 +6,7 @@ public let imagePageSize: Int = 4096
 /// Writes a raw pages-N.img. Bytes go straight from the caller's buffer to the file with
 /// pwrite, so dumping GiBs costs no copies. The file appears under its real name only on
 /// `finish()`; an abandoned writer leaves nothing behind.
-public final class PagesWriter {
+public final class PagesWriter: ImageWriter {
     public let file: String
     let tmp: String
     private var fd: Int32
@@ -38,10 +38,6 @@ public final class PagesWriter {
             done += n
         }
         offset += done
-    }
-
-    public func write(_ bytes: [UInt8]) throws {
-        try bytes.withUnsafeBytes { try write($0) }
     }
 
     /// Closes the file and gives it its final name.
@@ -76,6 +72,11 @@ public final class PagesReader {
         var st = stat()
         guard fstat(fd, &st) == 0 else { let e = errno; Glibc.close(fd); throw ImageError.io(file: file, errno: e, what: "stat") }
         size = Int(st.st_size)
+    }
+
+    /// Over an fd already open (it becomes the reader's); `file` names it in errors.
+    public init(fd: Int32, size: Int, file: String) {
+        self.fd = fd; self.size = size; self.file = file
     }
 
     deinit { close() }

@@ -11,6 +11,9 @@ public struct RestoreRequest: Sendable {
     /// lazy-pages.socket in `workDir` (the images directory unless given).
     public var lazyPages = false
     public var workDir: String?
+    /// Read the images from here instead of the folder at imagesDir (which then only anchors
+    /// a relative parent link).
+    public var imageStore: ImageStore?
     public init(imagesDir: String) { self.imagesDir = imagesDir }
 }
 

@@ -51,7 +51,7 @@ public struct Restorer {
 
     /// Restores and returns the root pid (detached) or waits and returns its exit status.
     public func run() throws -> (pid: Int32, exitStatus: Int32?) {
-        let images = try ImageDirectory(path: request.imagesDir)
+        let images = try request.imageStore.map { ImageDirectory(store: $0) } ?? ImageDirectory(path: request.imagesDir)
         var plans = try load(images)
         log.debug("images of \(plans.count) process(es) loaded and checked")
         var lazy = request.lazyPages ? LazyRegistration() : nil

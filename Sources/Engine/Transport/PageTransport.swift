@@ -125,7 +125,7 @@ final class LocalPageSink: PageSink {
     let kind: ImageKind
     let id: Int
     let pagesID: UInt32
-    private var writer: PagesWriter?
+    private var writer: ImageWriter?
     private var entries: [Img_PagemapEntry] = []
 
     init(transport: LocalPageTransport, kind: ImageKind, id: Int, pagesID: UInt32) {

@@ -1,0 +1,138 @@
+import Foundation
+import Glibc
+
+/// Where the images of one checkpoint live: the one seam between dump/restore logic and
+/// where image bytes go. Dump and restore only see `ImageDirectory`, which does the typed
+/// coding and hands whole named images (`core-42.img`, `pages-1.img`...) to its store.
+/// `LocalImageStore` is the images folder; a stream or an image cache is another store.
+///
+/// Contract:
+/// - Names are plain file names of one folder (no `/`, no `..`, no NUL).
+/// - An image exists under its name only once its writer finished; until then readers and
+///   `names()` do not see it.
+/// - Writers of different images may be open at once, on different threads (a dump copies
+///   pages in the background while it writes the next process's images). A store must be
+///   safe for that; one writer is used by one thread at a time.
+/// - `commit()` closes a finished dump (after inventory.img); `discard()` a failed one.
+public protocol ImageStore: AnyObject, Sendable {
+    /// The folder this store stands for: errors name images as `location/NAME`, and a
+    /// relative parent link resolves against it.
+    var location: String { get }
+    /// Names of the finished images (any order).
+    func names() throws -> [String]
+    func exists(_ name: String) -> Bool
+    /// A whole image; `ImageError.missing` when absent, `.tooLarge` above ImageCodec.maxImageSize.
+    func read(_ name: String) throws -> [UInt8]
+    /// An image for random reads (pages, ghost files): a file descriptor the caller closes,
+    /// and the image's size. A store without files may hand out a memfd.
+    func open(_ name: String) throws -> (fd: Int32, size: Int)
+    /// A new image, written front to back; it appears under `name` when the writer finishes.
+    func create(_ name: String) throws -> ImageWriter
+    /// The previous snapshot of an incremental chain, or nil when there is none.
+    func parent() throws -> ImageStore?
+    /// Links the previous snapshot (`target` relative to `location`, or absolute); nil unlinks.
+    func setParent(_ target: String?) throws
+    /// Every image of a dump is written (inventory.img last): the checkpoint is complete.
+    func commit() throws
+    /// The dump failed: what it wrote must not look like a finished checkpoint.
+    func discard()
+}
+
+/// One image being written. Bytes go out in order; `finish` publishes the image, `abort`
+/// drops it (calling it after `finish` does nothing).
+public protocol ImageWriter: AnyObject {
+    func write(_ bytes: UnsafeRawBufferPointer) throws
+    func finish() throws
+    func abort()
+}
+
+extension ImageWriter {
+    public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
+}
+
+extension ImageStore {
+    /// A whole image in one go.
+    public func write(_ name: String, _ bytes: [UInt8]) throws {
+        let w = try create(name)
+        do {
+            try w.write(bytes)
+            try w.finish()
+        } catch { w.abort(); throw error }
+    }
+}
+
+/// The images folder: one file per image, written to NAME.tmp and renamed when finished,
+/// the parent link a `parent` symlink.
+public final class LocalImageStore: ImageStore {
+    public let location: String
+
+    /// Opens `path`; with `create`, makes it (and missing parents) first.
+    public init(path: String, create: Bool = false) throws {
+        if create {
+            do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+                throw ImageError.io(file: path, errno: errno, what: "create images directory")
+            }
+        }
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw ImageError.io(file: path, errno: errno, what: "open images directory") }
+        guard st.st_mode & S_IFMT == S_IFDIR else { throw ImageError.io(file: path, errno: ENOTDIR, what: "open images directory") }
+        location = path
+    }
+
+    func file(_ name: String) -> String { location + "/" + name }
+
+    public func names() throws -> [String] {
+        do { return try FileManager.default.contentsOfDirectory(atPath: location).filter { !$0.hasSuffix(".tmp") } } catch {
+            throw ImageError.io(file: location, errno: errno == 0 ? EIO : errno, what: "list images directory")
+        }
+    }
+
+    public func exists(_ name: String) -> Bool { access(file(name), F_OK) == 0 }
+
+    public func read(_ name: String) throws -> [UInt8] { try ImageDirectory.readFile(file(name)) }
+
+    public func open(_ name: String) throws -> (fd: Int32, size: Int) {
+        let f = file(name)
+        let fd = Glibc.open(f, O_RDONLY | O_CLOEXEC)
+        if fd < 0 { throw errno == ENOENT ? ImageError.missing(file: f) : ImageError.io(file: f, errno: errno, what: "open") }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { let e = errno; close(fd); throw ImageError.io(file: f, errno: e, what: "stat") }
+        return (fd, Int(st.st_size))
+    }
+
+    public func create(_ name: String) throws -> ImageWriter { try PagesWriter(file: file(name)) }
+
+    public func parent() throws -> ImageStore? {
+        let link = file("parent")
+        var st = stat()
+        guard lstat(link, &st) == 0 else { return nil }
+        var target = link
+        if st.st_mode & S_IFMT == S_IFLNK {
+            guard let t = try? FileManager.default.destinationOfSymbolicLink(atPath: link) else {
+                throw ImageError.chain(dir: location, reason: "cannot read the parent link")
+            }
+            target = t.hasPrefix("/") ? t : location + "/" + t
+        }
+        // Resolved, so errors name ".../snap1/pages-1.img", not ".../snap3/../snap2/../snap1/...".
+        target = ImageDirectory.canonical(target)
+        do { return try LocalImageStore(path: target) } catch {
+            throw ImageError.chain(dir: location, reason: "parent \(target) is not an images directory: \(error)")
+        }
+    }
+
+    public func setParent(_ target: String?) throws {
+        let link = file("parent")
+        unlink(link)
+        guard let target else { return }
+        guard symlink(target, link) == 0 else { throw ImageError.io(file: link, errno: errno, what: "symlink") }
+    }
+
+    /// The inventory, written last, is what marks a folder finished.
+    public func commit() throws {}
+
+    /// Image files only: the folder may hold other things (logs).
+    public func discard() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: location)) ?? []
+        for n in names where n.hasSuffix(".img") || n.hasSuffix(".img.tmp") { unlink(file(n)) }
+    }
+}
