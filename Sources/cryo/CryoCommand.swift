@@ -23,7 +23,7 @@ struct Cryo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cryo",
         abstract: "Checkpoint/restore in userspace for Linux process trees.",
-        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, Track.self, PageServerCmd.self, LazyPages.self, ImageTool.self, ImageCacheCmd.self, ImageProxyCmd.self]
+        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, Track.self, PageServerCmd.self, LazyPages.self, ImageTool.self, ImageCacheCmd.self, ImageProxyCmd.self, MigrateCmd.self, MigrateReceiveCmd.self]
     )
 }
 

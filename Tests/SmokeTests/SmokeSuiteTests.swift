@@ -39,6 +39,10 @@ final class SmokeSuiteTests: XCTestCase {
     /// make-lazy images, the pages served on demand by cryo page-server --lazy-pages across a veth pair.
     func testSmokeSuiteRemoteLazy() throws { try runSmoke(mode: "remote-lazy", iters: 1) }
 
+    /// Two pre-dumps and the final dump through cryo image-proxy to cryo image-cache (two netns
+    /// over a veth), restore --remote from the cache: no image on disk.
+    func testSmokeSuiteRemote() throws { try runSmoke(mode: "", iters: 1, args: ["--suite", "smoke", "--remote", "--pre", "2"]) }
+
     /// Every fault point on three workloads: a failed dump leaves the tree running (then C/R
     /// passes), a failed restore leaves no process (then a second restore passes).
     func testFaultPoints() throws {

@@ -193,6 +193,11 @@ public final class ImageCache: @unchecked Sendable {
     private var stopped = false
     /// How long a restore waits for a snapshot still being written.
     public var waitTimeout: Double = 600
+    /// `cryo migrate-receive`: restores a complete snapshot on a writer's request and returns
+    /// the root pid; nil (a plain cache) refuses such requests.
+    public var restoreHandler: (@Sendable (String) throws -> Int32)?
+    /// Ends `serve()` once a restore succeeded (one migration per receiver).
+    public var stopAfterRestore = false
 
     public init(_ options: ImageCacheOptions) throws {
         self.options = options
@@ -240,8 +245,14 @@ public final class ImageCache: @unchecked Sendable {
             while let f = try c.read() {
                 do { try handle(f, c, owner: number, local: local) } catch let e as RemoteImageError {
                     try c.write(RemoteFrame(.error, snapshot: f.snapshot, payload: Array(e.reason.utf8.prefix(RemoteFrame.maxMessage))))
-                    // A refused write leaves the snapshot unusable; the connection ends.
-                    if [.begin, .data, .end, .complete].contains(f.kind) { throw e }
+                    // A refused write leaves the snapshot unusable; the connection ends, after
+                    // the writer had time to read why (closing with its data unread would reset
+                    // the connection and lose the error frame).
+                    if [.begin, .data, .end, .complete].contains(f.kind) {
+                        shutdown(fd, Int32(SHUT_WR))
+                        Self.drain(fd, seconds: 5)
+                        throw e
+                    }
                 }
             }
             let failed = store.ownerGone(number, reason: "the connection from \(peer) closed before the snapshot was complete")
@@ -249,6 +260,17 @@ public final class ImageCache: @unchecked Sendable {
         } catch {
             let failed = store.ownerGone(number, reason: "connection from \(peer) refused or broken: \(error)")
             log.error("connection \(number): \(error); closed\(failed.isEmpty ? "" : ", snapshots \(failed) failed")")
+        }
+    }
+
+    /// Reads and drops what the peer still sends, until it closes or `seconds` pass.
+    static func drain(_ fd: Int32, seconds: Int) {
+        let end = Date(timeIntervalSinceNow: Double(seconds))
+        var buf = [UInt8](repeating: 0, count: 1 << 16)
+        while Date() < end {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 100) <= 0 { continue }
+            if buf.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) <= 0 { return }
         }
     }
 
@@ -293,6 +315,13 @@ public final class ImageCache: @unchecked Sendable {
             var one = fd
             let r = ck_send_fds(c.fd, &one, 1)
             if r < 0 { throw SystemCallError(call: "sendmsg", errno: -r, context: "passing image \(f.name)") }
+        case .restore:
+            guard !local, let restoreHandler else { throw RemoteImageError(snapshot: f.snapshot, reason: "this cache does not restore (not cryo migrate-receive)") }
+            _ = try store.info(f.snapshot, timeout: 0)
+            let pid: Int32
+            do { pid = try restoreHandler(f.snapshot) } catch { throw RemoteImageError(snapshot: f.snapshot, reason: "restore failed: \(error)") }
+            try c.write(RemoteFrame(.ok, snapshot: f.snapshot, payload: Array(String(pid).utf8)))
+            if stopAfterRestore { stop() }
         case .ok, .error:
             throw RemoteImageError(snapshot: f.snapshot, reason: "unexpected \(f.kind) frame")
         }

@@ -29,7 +29,7 @@ public struct RemoteFrameOrder: Sendable {
         case .complete, .failed:
             guard open[f.snapshot] != nil else { throw RemoteProtocolError("\(f.kind) for unknown snapshot id \(f.snapshot)") }
             open[f.snapshot] = nil
-        case .get, .info: break
+        case .get, .info, .restore: break
         case .ok, .error, .getFd: throw RemoteProtocolError("a writer does not send \(f.kind)")
         }
     }
@@ -90,9 +90,19 @@ public final class ImageProxy: @unchecked Sendable {
         do {
             while let f = try dump.read() {
                 try order.check(f)
+                // The cache refuses a write (memory limit...) with an error frame, unasked:
+                // the dump must hear that reason, not a broken pipe.
+                var pfd = pollfd(fd: cacheFd, events: Int16(POLLIN), revents: 0)
+                if poll(&pfd, 1, 0) > 0 {
+                    let e = try cache.expect()
+                    guard e.kind == .error else { throw TransportError(peer: cache.peer, "unasked \(e.kind) frame") }
+                    try dump.write(e)
+                    log.error("connection \(number): the cache refused snapshot \(e.snapshot): \(e.text); closed")
+                    return
+                }
                 try cache.write(f)
                 switch f.kind {
-                case .complete, .info: try dump.write(try answer(cache, to: f))
+                case .complete, .info, .restore: try dump.write(try answer(cache, to: f))
                 case .get:
                     while true {
                         let r = try answer(cache, to: f)

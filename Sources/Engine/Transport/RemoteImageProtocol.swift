@@ -26,6 +26,8 @@ public enum RemoteFrameKind: UInt8, Sendable, CaseIterable {
     /// Like get, answered with ok (payload: u64 size) and the image as a sealed memfd passed
     /// with SCM_RIGHTS. Only on the cache's local unix socket.
     case getFd = 10
+    /// `cryo migrate-receive` only: restore the complete snapshot; ok (payload: the root pid) or error.
+    case restore = 11
 }
 
 public struct RemoteFrame: Equatable, Sendable {
@@ -77,7 +79,7 @@ public struct RemoteFrame: Equatable, Sendable {
         case .begin: needsName = nil; limit = 0
         case .data: needsName = true; limit = maxChunk
         case .end, .get, .getFd: needsName = true; limit = 0
-        case .complete, .info: needsName = false; limit = 0
+        case .complete, .info, .restore: needsName = false; limit = 0
         case .failed, .error: needsName = false; limit = maxMessage
         case .ok: needsName = nil; limit = maxMessage
         }
