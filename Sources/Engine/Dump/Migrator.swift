@@ -80,8 +80,13 @@ public struct Migrator {
         }
         report.final = MigrationReport.Round(snapshot: id, bytes: store.bytesSent, seconds: Date().timeIntervalSince(frozen))
         progress(String(format: "final dump: %llu bytes in %.3f s", report.final.bytes, report.final.seconds))
-        // On one host the restore needs the pid back: wait until it is free.
-        for _ in 0..<2000 where kill(request.pid, 0) == 0 { usleep(5_000) }
+        // On one host the restore needs the pids back. This process traced the killed tree and
+        // outlives the dump: its waits release the zombies to their parents.
+        for _ in 0..<2000 where kill(request.pid, 0) == 0 {
+            var st: Int32 = 0
+            while waitpid(-1, &st, WNOHANG | 0x4000_0000 /* __WALL */) > 0 {}
+            usleep(5_000)
+        }
         let conn = RemoteConnection(fd: try UnixStream.connect(path: sock), peer: "image proxy \(sock)")
         defer { close(conn.fd) }
         let answer = try conn.request(RemoteFrame(.restore, snapshot: id))

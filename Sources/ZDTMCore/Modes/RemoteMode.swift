@@ -55,7 +55,12 @@ public struct RemoteMode: CRMode {
         }
         let final = try ctx.imagesDir("dump")
         try ctx.dump(images: final, extra: remote + (prev.map { ["--track-mem", "--prev-images-dir", "../" + $0] } ?? []), label: "final")
-        try PlainMode.waitGone(ctx.dumpedTree)
+        // The dump's own process list (in the cache, not in a folder) names the tasks a walk of a
+        // forking tree missed; their pids must be free before the restore.
+        let dumped = try ImageDirectory(store: RemoteSnapshotStore(snapshot: (final as NSString).lastPathComponent,
+                                                                   source: RemoteSnapshotReader(socketPath: cacheSock)))
+        let pids = try dumped.read(.pstree, as: Img_PstreeEntry.self).map { Int32(bitPattern: $0.pid) }
+        try PlainMode.waitGone(ctx.dumpedTree + pids.filter { !ctx.dumpedTree.contains($0) })
         try ctx.restore(images: final, extra: ["--remote", "--local-cache-path", cacheSock])
     }
 }
