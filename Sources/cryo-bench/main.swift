@@ -57,6 +57,10 @@ if scenario == "incremental" {
     try runIncremental(mib: mib, parent: parent, jsonPath: jsonPath)
     exit(0)
 }
+if scenario == "remote" || scenario == "migrate" {
+    try runRemoteBench(mib: mib, parent: parent, jsonPath: jsonPath)
+    exit(0)
+}
 if scenario == "page-server" {
     try runPageServerBench(mib: mib, parent: parent, jsonPath: jsonPath)
     exit(0)

@@ -23,7 +23,7 @@ struct Cryo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cryo",
         abstract: "Checkpoint/restore in userspace for Linux process trees.",
-        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, Track.self, PageServerCmd.self, LazyPages.self, ImageTool.self]
+        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, Track.self, PageServerCmd.self, LazyPages.self, ImageTool.self, ImageCacheCmd.self, ImageProxyCmd.self, MigrateCmd.self, MigrateReceiveCmd.self]
     )
 }
 
@@ -69,6 +69,7 @@ struct Dump: ParsableCommand {
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
     @Flag(name: [.customShort("j"), .customLong("shell-job")], help: "The tree is a job of a shell: its terminal fds are the shell's, restored with restore --shell-job.") var shellJob = false
+    @OptionGroup var remote: RemoteDumpOptions
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
@@ -77,8 +78,10 @@ struct Dump: ParsableCommand {
 
     func run() throws {
         let imagesDir = self.imagesDir ?? StreamPaths.anchor(nil)
-        try log.bootstrap(imagesDir: imagesDir)
+        try log.bootstrap(imagesDir: remote.logBase(log, imagesDir: imagesDir))
         var req = DumpRequest(pid: tree, imagesDir: imagesDir)
+        let store = try remote.store(imagesDir, command: "dump")
+        req.imageStore = store
         req.leave = leaveRunning ? .running : leaveStopped ? .stopped : .killed
         req.trackMem = trackMem
         req.prevImagesDir = prevImagesDir
@@ -86,9 +89,10 @@ struct Dump: ParsableCommand {
         req.pageServer = pageServer.target
         req.shellJob = shellJob
         do {
-            req.imageStore = try stream.store(imagesDir: self.imagesDir)
+            if let s = try stream.store(imagesDir: self.imagesDir) { req.imageStore = s }
             try Dumper(req).run()
         } catch {
+            store?.fail(reason: "cryo dump -t \(tree) -D \(imagesDir) failed: \(error)")
             FileHandle.standardError.write(Data("cryo dump: \(error)\n".utf8))
             throw ExitCode(1)
         }
@@ -108,13 +112,15 @@ struct Restore: ParsableCommand {
     @Flag(name: [.customShort("j"), .customLong("shell-job")],
           help: "The tree was a job of a shell: it joins cryo's session, and its terminal fds open cryo's terminal.") var shellJob = false
     @Flag(name: .customLong("lazy-pages"), help: "Leave private anonymous memory to `cryo lazy-pages` (post-copy).") var lazyPages = false
+    @OptionGroup var remote: RemoteRestoreOptions
 
     func validate() throws { try stream.validate(imagesDir: imagesDir) }
 
     func run() throws {
         let imagesDir = self.imagesDir ?? StreamPaths.anchor(nil)
-        try log.bootstrap(imagesDir: imagesDir)
+        try log.bootstrap(imagesDir: remote.logBase(log, imagesDir: imagesDir))
         var req = RestoreRequest(imagesDir: imagesDir)
+        req.imageStore = try remote.store(imagesDir)
         req.detach = detached
         req.pidfile = pidfile
         req.shellJob = shellJob
@@ -122,7 +128,7 @@ struct Restore: ParsableCommand {
         req.workDir = log.workDir
         let result: (pid: Int32, exitStatus: Int32?)
         do {
-            req.imageStore = try stream.store(imagesDir: self.imagesDir)
+            if let s = try stream.store(imagesDir: self.imagesDir) { req.imageStore = s }
             result = try Restorer(req).run()
         } catch {
             FileHandle.standardError.write(Data("cryo restore: \(error)\n".utf8))
@@ -146,16 +152,20 @@ struct PreDump: ParsableCommand {
     @Option(name: .customLong("prev-images-dir"), help: "The previous pre-dump (relative to -D).") var prevImagesDir: String?
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
+    @OptionGroup var remote: RemoteDumpOptions
 
     func run() throws {
-        try log.bootstrap(imagesDir: imagesDir)
+        try log.bootstrap(imagesDir: remote.logBase(log, imagesDir: imagesDir))
         var req = PreDumpRequest(pid: tree, imagesDir: imagesDir)
+        let store = try remote.store(imagesDir, command: "pre-dump")
+        req.imageStore = store
         req.pageServer = pageServer.target
         req.prevImagesDir = prevImagesDir
         req.trackStore = trackStore
         do {
             try PreDumper(req).run()
         } catch {
+            store?.fail(reason: "cryo pre-dump -t \(tree) -D \(imagesDir) failed: \(error)")
             FileHandle.standardError.write(Data("cryo pre-dump: \(error)\n".utf8))
             throw ExitCode(1)
         }

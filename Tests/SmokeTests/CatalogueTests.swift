@@ -132,9 +132,10 @@ final class CatalogueTests: XCTestCase {
         XCTAssertEqual(try Modes.named("lazy").name, "lazy")
         XCTAssertEqual(try Modes.named("remote-lazy").name, "remote-lazy")
         XCTAssertEqual(try Modes.named("fault-4").name, "fault-4")
-        XCTAssertThrowsError(try Modes.named("remote")) { e in
-            XCTAssertTrue("\(e)".contains("available: nocr, plain, pre, snaps, dedup, page-server, lazy, remote-lazy"), "\(e)")
-            XCTAssertTrue("\(e)".contains("not implemented yet: remote"), "\(e)")
+        XCTAssertEqual(try Modes.named("remote").name, "remote")
+        XCTAssertEqual(try Modes.named("stream").name, "stream")
+        XCTAssertThrowsError(try Modes.named("nope")) { e in
+            XCTAssertTrue("\(e)".contains("available: nocr, plain, pre, snaps, dedup, page-server, lazy, remote-lazy, stream, remote"), "\(e)")
         }
         XCTAssertThrowsError(try Flavours.named("ns")) { e in XCTAssertTrue("\(e)".contains("available: h"), "\(e)") }
     }

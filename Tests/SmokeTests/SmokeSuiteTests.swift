@@ -42,6 +42,10 @@ final class SmokeSuiteTests: XCTestCase {
     /// The final dump as one stream through a pipe into cryo restore --stream-from (images in memory).
     func testSmokeSuiteStream() throws { try runSmoke(mode: "stream", iters: 1) }
 
+    /// Two pre-dumps and the final dump through cryo image-proxy to cryo image-cache (two netns
+    /// over a veth), restore --remote from the cache: no image on disk.
+    func testSmokeSuiteRemote() throws { try runSmoke(mode: "", iters: 1, args: ["--suite", "smoke", "--remote", "--pre", "2"]) }
+
     /// Every fault point on three workloads: a failed dump leaves the tree running (then C/R
     /// passes), a failed restore leaves no process (then a second restore passes).
     func testFaultPoints() throws {

@@ -162,8 +162,10 @@ enum Incremental {
         if let prev {
             let target = prev.hasPrefix("/") ? prev : imagesDir.path + "/" + prev
             let p: ImageDirectory
-            do { p = try ImageDirectory(path: target) } catch {
-                throw ImageError.chain(dir: imagesDir.path, reason: "previous images \(target): \(error)")
+            if let r = imagesDir.store as? PreviousSnapshotResolving { p = ImageDirectory(store: try r.previous(prev)) } else {
+                do { p = try ImageDirectory(path: target) } catch {
+                    throw ImageError.chain(dir: imagesDir.path, reason: "previous images \(target): \(error)")
+                }
             }
             guard p.exists(.inventory) else {
                 throw ImageError.chain(dir: imagesDir.path, reason: "previous images \(target) have no inventory.img (not a finished dump)")

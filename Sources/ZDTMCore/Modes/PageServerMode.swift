@@ -54,17 +54,21 @@ public struct PageServerMode: CRMode {
 final class NetnsPair {
     let server: String
     let client: String
+    let serverAddress: String
     private var made: [String] = []
 
-    init(tag: String) throws {
+    /// `prefix` and the addresses let another mode (remote: zdtm-rm, 10.232.0.0/24) use its own.
+    init(tag: String, prefix: String = "zdtm-ps", serverAddress: String = PageServerMode.serverAddress,
+         clientAddress: String = PageServerMode.clientAddress, mask: Int = 30) throws {
         let safe = String(tag.map { $0.isLetter || $0.isNumber || $0 == "-" ? $0 : "-" }.suffix(40))
-        server = "zdtm-ps-\(safe)-s"
-        client = "zdtm-ps-\(safe)-c"
+        server = "\(prefix)-\(safe)-s"
+        client = "\(prefix)-\(safe)-c"
+        self.serverAddress = serverAddress
         do {
             for ns in [server, client] { try NetnsPair.ip(["netns", "add", ns]); made.append(ns) }
             try NetnsPair.ip(["-n", server, "link", "add", "ps0", "type", "veth", "peer", "name", "ps1", "netns", client])
-            try NetnsPair.ip(["-n", server, "addr", "add", PageServerMode.serverAddress + "/30", "dev", "ps0"])
-            try NetnsPair.ip(["-n", client, "addr", "add", PageServerMode.clientAddress + "/30", "dev", "ps1"])
+            try NetnsPair.ip(["-n", server, "addr", "add", serverAddress + "/\(mask)", "dev", "ps0"])
+            try NetnsPair.ip(["-n", client, "addr", "add", clientAddress + "/\(mask)", "dev", "ps1"])
             for (ns, dev) in [(server, "ps0"), (client, "ps1")] {
                 try NetnsPair.ip(["-n", ns, "link", "set", "lo", "up"])
                 try NetnsPair.ip(["-n", ns, "link", "set", dev, "up"])
@@ -97,6 +101,7 @@ final class NetnsPair {
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox()
         let path = "/run/netns/" + client
+        let address = serverAddress
         let t = Thread {
             defer { done.signal() }
             let own = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
@@ -107,7 +112,7 @@ final class NetnsPair {
                 box.error = ModeError.check("cannot enter network namespace \(path): \(String(cString: strerror(errno)))")
                 return
             }
-            do { box.fd = try TCP.connect(address: PageServerMode.serverAddress, port: port) } catch { box.error = error }
+            do { box.fd = try TCP.connect(address: address, port: port) } catch { box.error = error }
             // Back home, or the thread (reused by no one, but still) would stay in the namespace.
             _ = ck_syscall6(308, Int(own), clone_newnet, 0, 0, 0, 0)
         }

@@ -1,0 +1,108 @@
+// Scenario "remote" (issue 10): one process with N MiB (default 1024) of written anonymous
+// memory, from the start of the dump until the restored process runs again (restore -d has
+// returned), through the real CLI:
+//   disk    cryo dump -D DIR (tmpfs) + cryo restore -D DIR -d
+//   remote  cryo dump --remote through cryo image-proxy + cryo restore --remote from cryo
+//           image-cache, both daemons on loopback (ratio remote/disk; goal < 1); the daemons'
+//           peak RSS (VmHWM) and the bytes the cache held (memfds, not in its RSS)
+// and `cryo migrate` to `cryo migrate-receive` on loopback with 1% of the pages rewritten every
+// second: downtime / (disk dump + restore) of the same process.
+import Engine
+import Foundation
+import Glibc
+import ZDTMCore
+
+func peakRSS(_ pid: Int32) -> Int {
+    let text = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+    guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }) else { return 0 }
+    return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+}
+
+func cli(_ args: [String], _ log: String) throws -> String {
+    let st = try Subprocess.run(binDir + "/cryo", args, log: log, timeout: 600)
+    let out = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+    guard Subprocess.exitCode(st) == 0 else { die("cryo \(args.joined(separator: " ")) failed: \(out)") }
+    return out
+}
+
+func waitPidGone(_ pid: Int32) { _ = try? Subprocess.wait(pid, timeout: 60); for _ in 0..<5000 where kill(pid, 0) == 0 { usleep(1000) } }
+
+func runRemoteBench(mib: Int, parent: String, jsonPath: String) throws {
+    var work = Array("\(parent)/cryo-bench-rm-XXXXXX".utf8CString)
+    guard let wp = mkdtemp(&work) else { die("cannot create a folder in \(parent)") }
+    let root = String(cString: wp)
+    defer { try? FileManager.default.removeItem(atPath: root) }
+    let hogDir = root + "/hog"
+    let pid = try startHog(hogDir, args: ["\(mib)", "10"])
+
+    // Daemons on loopback.
+    let cacheOut = root + "/cache.out", cacheSock = root + "/cache.sock", proxySock = root + "/proxy.sock"
+    let cache = try Subprocess.spawn(binDir + "/cryo", ["image-cache", "--port", "0", "--local-cache-path", cacheSock, "-v1"], output: cacheOut)
+    var port: UInt16 = 0
+    for _ in 0..<1000 where port == 0 {
+        port = UInt16(((try? String(contentsOfFile: cacheOut, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        usleep(10_000)
+    }
+    let proxy = try Subprocess.spawn(binDir + "/cryo", ["image-proxy", "--port", String(port), "--local-proxy-path", proxySock, "-v1"], output: root + "/proxy.out")
+    for _ in 0..<1000 where access(proxySock, F_OK) != 0 { usleep(10_000) }
+    defer { Subprocess.kill9(proxy); Subprocess.kill9(cache) }
+
+    var disk: [Double] = [], remote: [Double] = []
+    for i in 0..<2 {
+        let d = root + "/disk\(i)"
+        disk.append(try timed {
+            _ = try cli(["dump", "-t", String(pid), "-D", d], root + "/dump.log")
+            waitPidGone(pid)
+            _ = try cli(["restore", "-D", d, "-d"], root + "/restore.log")
+        })
+        try? FileManager.default.removeItem(atPath: d)
+        remote.append(try timed {
+            _ = try cli(["dump", "-t", String(pid), "-D", "snap\(i)", "--remote", "--local-proxy-path", proxySock], root + "/rdump.log")
+            waitPidGone(pid)
+            _ = try cli(["restore", "-D", "snap\(i)", "--remote", "--local-cache-path", cacheSock, "-d"], root + "/rrestore.log")
+        })
+    }
+    let proxyRSS = peakRSS(proxy), cacheRSS = peakRSS(cache)
+
+    // migrate at 1% dirty per second.
+    let recvOut = root + "/recv.out"
+    let recv = try Subprocess.spawn(binDir + "/cryo", ["migrate-receive", "--port", "0", "-v1"], output: recvOut)
+    defer { Subprocess.kill9(recv) }
+    var rport: UInt16 = 0
+    for _ in 0..<1000 where rport == 0 {
+        rport = UInt16(((try? String(contentsOfFile: recvOut, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        usleep(10_000)
+    }
+    final class Flag: @unchecked Sendable { var stop = false }
+    let stopDirty = Flag()
+    let dirtier = Thread { while !stopDirty.stop { kill(pid, SIGUSR1); sleep(1) } }
+    dirtier.start()
+    let mlog = root + "/migrate.out"
+    let m = try Subprocess.spawn(binDir + "/cryo", ["migrate", "-t", String(pid), "--to", "127.0.0.1:\(rport)"], output: mlog)
+    // We are the workload's subreaper: reap its old pid so the receiver can take it back.
+    var mst: Int32?
+    while mst == nil { var st: Int32 = 0; _ = waitpid(pid, &st, WNOHANG); mst = try Subprocess.wait(m, timeout: 0); usleep(2000) }
+    stopDirty.stop = true
+    let mout = (try? String(contentsOfFile: mlog, encoding: .utf8)) ?? ""
+    guard Subprocess.exitCode(mst!) == 0, let dl = mout.split(separator: "\n").first(where: { $0.contains("downtime") }),
+          let downtime = Double(dl.split(separator: " ").dropLast().last ?? "") else { die("cryo migrate failed: \(mout)") }
+    let verdict = try finishHog(pid, hogDir)
+
+    func f(_ x: Double) -> String { String(format: "%.3f", x) }
+    let ratio = median(remote) / median(disk)
+    print("scenario remote-\(mib)m: \(mib) MiB written anonymous memory, dump start to restored process running, CLI; workload: \(verdict)")
+    print("disk    dump to \(parent) + restore: \(disk.map(f)) s")
+    print("remote  dump --remote via image-proxy + restore --remote from image-cache (loopback): \(remote.map(f)) s   remote/disk \(f(ratio))   goal < 1")
+    print("rss     peak: image-proxy \(proxyRSS >> 20) MiB, image-cache \(cacheRSS >> 20) MiB (images held in memfds, not counted)")
+    print("migrate at 1%/s dirty:\n" + mout.split(separator: "\n").map { "        " + $0 }.joined(separator: "\n"))
+    print("        downtime / (disk dump + restore) \(f(downtime)) / \(f(median(disk))) = \(f(downtime / median(disk)))")
+    let json: [String: Any] = [
+        "scenario": "remote-\(mib)m", "workload": verdict, "disk_seconds": disk, "remote_seconds": remote,
+        "proxy_peak_rss_bytes": proxyRSS, "cache_peak_rss_bytes": cacheRSS, "migrate_output": mout, "migrate_downtime_seconds": downtime,
+        "ratios": ["remote_over_disk": ratio, "migrate_downtime_over_dump_restore": downtime / median(disk)],
+        "goals": ["remote_over_disk": 1.0],
+    ]
+    try? FileManager.default.createDirectory(atPath: (jsonPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try JSONSerialization.data(withJSONObject: json, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: jsonPath))
+    print("json: \(jsonPath)")
+}
