@@ -103,13 +103,14 @@ public struct Dumper {
         // Each process's pages are copied in the background while the next one is read.
         let copier = PageCopier()
         let ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
+        let seccomp = SeccompImageBuilder()
         do {
             for (i, p) in tree.processes.enumerated() {
                 if p.isZombie {
                     try writeZombie(p.pid, images: images, proc: proc)
                     continue
                 }
-                let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, pages: pages, incremental: plans[p.pid])
+                let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, pages: pages, incremental: plans[p.pid], seccomp: seccomp)
                     .dump(pstree: pstree[i])
                 copier.submit(job)
             }
@@ -124,6 +125,7 @@ public struct Dumper {
         // The pages are stored (a page server answered CLOSE) before the dump calls itself done.
         try pages.finish()
         try files.write(to: images)
+        if !seccomp.isEmpty { try images.write(.seccomp, entry: seccomp.entry) }
         try images.write(.pstree, entries: pstree)
         var inv = Img_InventoryEntry()
         inv.imgVersion = 2

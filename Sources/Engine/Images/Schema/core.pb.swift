@@ -393,7 +393,16 @@ public nonisolated struct Img_CredsEntry: Sendable {
 
   public var groups: [UInt32] = []
 
-  /// cryo: ambient capabilities, which CRIU does not record.
+  /// Per thread, like the rest of the creds (PR_SET_NO_NEW_PRIVS is a thread's flag).
+  public var noNewPrivs: UInt32 {
+    get {_noNewPrivs ?? 0}
+    set {_noNewPrivs = newValue}
+  }
+  /// Returns true if `noNewPrivs` has been explicitly set.
+  public var hasNoNewPrivs: Bool {self._noNewPrivs != nil}
+  /// Clears the value of `noNewPrivs`. Subsequent reads from it will return its default value.
+  public mutating func clearNoNewPrivs() {self._noNewPrivs = nil}
+
   public var capAmb: [UInt32] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -409,6 +418,7 @@ public nonisolated struct Img_CredsEntry: Sendable {
   fileprivate var _fsuid: UInt32? = nil
   fileprivate var _fsgid: UInt32? = nil
   fileprivate var _secbits: UInt32? = nil
+  fileprivate var _noNewPrivs: UInt32? = nil
 }
 
 public nonisolated struct Img_SaEntry: Sendable {
@@ -1067,6 +1077,15 @@ public nonisolated struct Img_ThreadCoreEntry: @unchecked Sendable {
   public var hasRseqEntry: Bool {_storage._rseqEntry != nil}
   /// Clears the value of `rseqEntry`. Subsequent reads from it will return its default value.
   public mutating func clearRseqEntry() {_uniqueStorage()._rseqEntry = nil}
+
+  public var cgSet: UInt32 {
+    get {_storage._cgSet ?? 0}
+    set {_uniqueStorage()._cgSet = newValue}
+  }
+  /// Returns true if `cgSet` has been explicitly set.
+  public var hasCgSet: Bool {_storage._cgSet != nil}
+  /// Clears the value of `cgSet`. Subsequent reads from it will return its default value.
+  public mutating func clearCgSet() {_uniqueStorage()._cgSet = nil}
 
   /// cryo: PR_GET_TIMERSLACK and ioprio_get(IOPRIO_WHO_PROCESS), which CRIU does not keep.
   public var timerslackNs: UInt64 {
@@ -2047,7 +2066,7 @@ nonisolated extension Img_TaskTimersEntry: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Img_CredsEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CredsEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uid\0\u{1}gid\0\u{1}euid\0\u{1}egid\0\u{1}suid\0\u{1}sgid\0\u{1}fsuid\0\u{1}fsgid\0\u{3}cap_inh\0\u{3}cap_prm\0\u{3}cap_eff\0\u{3}cap_bnd\0\u{1}secbits\0\u{1}groups\0\u{4}Z\u{f}cap_amb\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uid\0\u{1}gid\0\u{1}euid\0\u{1}egid\0\u{1}suid\0\u{1}sgid\0\u{1}fsuid\0\u{1}fsgid\0\u{3}cap_inh\0\u{3}cap_prm\0\u{3}cap_eff\0\u{3}cap_bnd\0\u{1}secbits\0\u{1}groups\0\u{4}\u{4}no_new_privs\0\u{3}cap_amb\0")
 
   public var isInitialized: Bool {
     if self._uid == nil {return false}
@@ -2082,7 +2101,8 @@ nonisolated extension Img_CredsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 12: try { try decoder.decodeRepeatedUInt32Field(value: &self.capBnd) }()
       case 13: try { try decoder.decodeSingularUInt32Field(value: &self._secbits) }()
       case 14: try { try decoder.decodeRepeatedUInt32Field(value: &self.groups) }()
-      case 1000: try { try decoder.decodeRepeatedUInt32Field(value: &self.capAmb) }()
+      case 18: try { try decoder.decodeSingularUInt32Field(value: &self._noNewPrivs) }()
+      case 19: try { try decoder.decodeRepeatedUInt32Field(value: &self.capAmb) }()
       default: break
       }
     }
@@ -2135,8 +2155,11 @@ nonisolated extension Img_CredsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if !self.groups.isEmpty {
       try visitor.visitRepeatedUInt32Field(value: self.groups, fieldNumber: 14)
     }
+    try { if let v = self._noNewPrivs {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 18)
+    } }()
     if !self.capAmb.isEmpty {
-      try visitor.visitRepeatedUInt32Field(value: self.capAmb, fieldNumber: 1000)
+      try visitor.visitRepeatedUInt32Field(value: self.capAmb, fieldNumber: 19)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2156,6 +2179,7 @@ nonisolated extension Img_CredsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.capBnd != rhs.capBnd {return false}
     if lhs._secbits != rhs._secbits {return false}
     if lhs.groups != rhs.groups {return false}
+    if lhs._noNewPrivs != rhs._noNewPrivs {return false}
     if lhs.capAmb != rhs.capAmb {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
@@ -2728,7 +2752,7 @@ nonisolated extension Img_ThreadSasEntry: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ThreadCoreEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}futex_rla\0\u{3}futex_rla_len\0\u{3}sched_nice\0\u{3}sched_policy\0\u{3}sched_prio\0\u{3}blk_sigset\0\u{1}sas\0\u{3}pdeath_sig\0\u{3}signals_p\0\u{1}creds\0\u{3}seccomp_mode\0\u{3}seccomp_filter\0\u{1}comm\0\u{3}blk_sigset_extended\0\u{3}rseq_entry\0\u{4}Y\u{f}timerslack_ns\0\u{1}ioprio\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}futex_rla\0\u{3}futex_rla_len\0\u{3}sched_nice\0\u{3}sched_policy\0\u{3}sched_prio\0\u{3}blk_sigset\0\u{1}sas\0\u{3}pdeath_sig\0\u{3}signals_p\0\u{1}creds\0\u{3}seccomp_mode\0\u{3}seccomp_filter\0\u{1}comm\0\u{3}blk_sigset_extended\0\u{3}rseq_entry\0\u{3}cg_set\0\u{4}X\u{f}timerslack_ns\0\u{1}ioprio\0")
 
   fileprivate class _StorageClass {
     var _futexRla: UInt64? = nil
@@ -2746,6 +2770,7 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
     var _comm: String? = nil
     var _blkSigsetExtended: UInt64? = nil
     var _rseqEntry: Img_RseqEntry? = nil
+    var _cgSet: UInt32? = nil
     var _timerslackNs: UInt64? = nil
     var _ioprio: UInt32? = nil
 
@@ -2773,6 +2798,7 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
       _comm = source._comm
       _blkSigsetExtended = source._blkSigsetExtended
       _rseqEntry = source._rseqEntry
+      _cgSet = source._cgSet
       _timerslackNs = source._timerslackNs
       _ioprio = source._ioprio
     }
@@ -2820,6 +2846,7 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
         case 13: try { try decoder.decodeSingularStringField(value: &_storage._comm) }()
         case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._blkSigsetExtended) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._rseqEntry) }()
+        case 16: try { try decoder.decodeSingularUInt32Field(value: &_storage._cgSet) }()
         case 1000: try { try decoder.decodeSingularUInt64Field(value: &_storage._timerslackNs) }()
         case 1001: try { try decoder.decodeSingularUInt32Field(value: &_storage._ioprio) }()
         default: break
@@ -2879,6 +2906,9 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
       try { if let v = _storage._rseqEntry {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
       } }()
+      try { if let v = _storage._cgSet {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 16)
+      } }()
       try { if let v = _storage._timerslackNs {
         try visitor.visitSingularUInt64Field(value: v, fieldNumber: 1000)
       } }()
@@ -2909,6 +2939,7 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._comm != rhs_storage._comm {return false}
         if _storage._blkSigsetExtended != rhs_storage._blkSigsetExtended {return false}
         if _storage._rseqEntry != rhs_storage._rseqEntry {return false}
+        if _storage._cgSet != rhs_storage._cgSet {return false}
         if _storage._timerslackNs != rhs_storage._timerslackNs {return false}
         if _storage._ioprio != rhs_storage._ioprio {return false}
         return true
