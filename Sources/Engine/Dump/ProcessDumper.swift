@@ -17,6 +17,8 @@ struct ProcessDumper {
     var incremental: IncrementalPlan? = nil
     /// Every thread's seccomp chain goes into one seccomp.img for the whole dump.
     var seccomp = SeccompImageBuilder()
+    /// The process's set in cgroup.img (0: none recorded).
+    var cgSet: UInt32 = 0
     let log = Logger(label: "dump")
 
     var pid: Int32 { process.pid }
@@ -109,6 +111,7 @@ struct ProcessDumper {
         tc.comm = stat.comm
         tc.umask = status.umask
         tc.noNewPrivs = status.noNewPrivs
+        if cgSet != 0 { tc.cgSet = cgSet }
         let scratch = try leader.scratch()
 
         var timers = Img_TaskTimersEntry()

@@ -11,6 +11,8 @@ public struct RestoreRequest: Sendable {
     /// lazy-pages.socket in `workDir` (the images directory unless given).
     public var lazyPages = false
     public var workDir: String?
+    /// What happens to the tree's cgroups (cgroup.img): CRIU's --manage-cgroups.
+    public var manageCgroups: CgroupMode = .soft
     public init(imagesDir: String) { self.imagesDir = imagesDir }
 }
 

@@ -37,6 +37,7 @@ public struct Restorer {
         var targets: [Int32: [RestoreTarget]] = [:]  // per process: leader first, then threads
         var zombies: Set<Int32> = []
         var spaces: [Int32: AddressSpace] = [:]
+        var cgroups: CgroupRestore?
 
         /// Kills everything made; each process was made by us or is traced by us.
         func killAll() {
@@ -54,6 +55,7 @@ public struct Restorer {
         let images = try ImageDirectory(path: request.imagesDir)
         var plans = try load(images)
         let seccomp = try seccompPlan(images, plans: plans)
+        let cgroups = try CgroupRestore(images: images, mode: request.manageCgroups)
         log.debug("images of \(plans.count) process(es) loaded and checked")
         var lazy = request.lazyPages ? LazyRegistration() : nil
         try lazy?.split(&plans)
@@ -77,6 +79,8 @@ public struct Restorer {
         defer { shared.closeAll() }
         do {
             try shmem.prepare(plans, images: images)
+            try cgroups?.prepare()
+            built.cgroups = cgroups
             try createRoot(plans[0], built: built, plans: plans)
             transport.childCreated()
             log.debug("root \(root) created")
@@ -114,6 +118,7 @@ public struct Restorer {
             fills.close()
             lazy?.resumed()
             built.killAll()
+            cgroups?.undo()
             throw error
         }
         if let pf = request.pidfile {
@@ -231,6 +236,8 @@ public struct Restorer {
     /// session, everyone else must be in the one it inherited.
     func adopt(_ p: Plan, remote: Remote, built: Built, plans: [Plan]) throws {
         built.targets[p.pid] = [RestoreTarget(pid: p.pid, remote: remote)]
+        // Before its memory is made, so the pages are charged to its own memory cgroup.
+        try built.cgroups?.place(pid: p.pid, set: p.cores[p.pid]!.tc.cgSet)
         if p.isZombie {
             let code = Int32(bitPattern: p.cores[p.pid]!.tc.exitCode)
             let name = try remote.scratch()
