@@ -1078,15 +1078,6 @@ public nonisolated struct Img_ThreadCoreEntry: @unchecked Sendable {
   /// Clears the value of `rseqEntry`. Subsequent reads from it will return its default value.
   public mutating func clearRseqEntry() {_uniqueStorage()._rseqEntry = nil}
 
-  public var cgSet: UInt32 {
-    get {_storage._cgSet ?? 0}
-    set {_uniqueStorage()._cgSet = newValue}
-  }
-  /// Returns true if `cgSet` has been explicitly set.
-  public var hasCgSet: Bool {_storage._cgSet != nil}
-  /// Clears the value of `cgSet`. Subsequent reads from it will return its default value.
-  public mutating func clearCgSet() {_uniqueStorage()._cgSet = nil}
-
   /// cryo: PR_GET_TIMERSLACK and ioprio_get(IOPRIO_WHO_PROCESS), which CRIU does not keep.
   public var timerslackNs: UInt64 {
     get {_storage._timerslackNs ?? 0}
@@ -2752,7 +2743,7 @@ nonisolated extension Img_ThreadSasEntry: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ThreadCoreEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}futex_rla\0\u{3}futex_rla_len\0\u{3}sched_nice\0\u{3}sched_policy\0\u{3}sched_prio\0\u{3}blk_sigset\0\u{1}sas\0\u{3}pdeath_sig\0\u{3}signals_p\0\u{1}creds\0\u{3}seccomp_mode\0\u{3}seccomp_filter\0\u{1}comm\0\u{3}blk_sigset_extended\0\u{3}rseq_entry\0\u{3}cg_set\0\u{4}X\u{f}timerslack_ns\0\u{1}ioprio\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}futex_rla\0\u{3}futex_rla_len\0\u{3}sched_nice\0\u{3}sched_policy\0\u{3}sched_prio\0\u{3}blk_sigset\0\u{1}sas\0\u{3}pdeath_sig\0\u{3}signals_p\0\u{1}creds\0\u{3}seccomp_mode\0\u{3}seccomp_filter\0\u{1}comm\0\u{3}blk_sigset_extended\0\u{3}rseq_entry\0\u{4}Y\u{f}timerslack_ns\0\u{1}ioprio\0")
 
   fileprivate class _StorageClass {
     var _futexRla: UInt64? = nil
@@ -2770,7 +2761,6 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
     var _comm: String? = nil
     var _blkSigsetExtended: UInt64? = nil
     var _rseqEntry: Img_RseqEntry? = nil
-    var _cgSet: UInt32? = nil
     var _timerslackNs: UInt64? = nil
     var _ioprio: UInt32? = nil
 
@@ -2798,7 +2788,6 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
       _comm = source._comm
       _blkSigsetExtended = source._blkSigsetExtended
       _rseqEntry = source._rseqEntry
-      _cgSet = source._cgSet
       _timerslackNs = source._timerslackNs
       _ioprio = source._ioprio
     }
@@ -2846,7 +2835,6 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
         case 13: try { try decoder.decodeSingularStringField(value: &_storage._comm) }()
         case 14: try { try decoder.decodeSingularUInt64Field(value: &_storage._blkSigsetExtended) }()
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._rseqEntry) }()
-        case 16: try { try decoder.decodeSingularUInt32Field(value: &_storage._cgSet) }()
         case 1000: try { try decoder.decodeSingularUInt64Field(value: &_storage._timerslackNs) }()
         case 1001: try { try decoder.decodeSingularUInt32Field(value: &_storage._ioprio) }()
         default: break
@@ -2906,9 +2894,6 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
       try { if let v = _storage._rseqEntry {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
       } }()
-      try { if let v = _storage._cgSet {
-        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 16)
-      } }()
       try { if let v = _storage._timerslackNs {
         try visitor.visitSingularUInt64Field(value: v, fieldNumber: 1000)
       } }()
@@ -2939,7 +2924,6 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._comm != rhs_storage._comm {return false}
         if _storage._blkSigsetExtended != rhs_storage._blkSigsetExtended {return false}
         if _storage._rseqEntry != rhs_storage._rseqEntry {return false}
-        if _storage._cgSet != rhs_storage._cgSet {return false}
         if _storage._timerslackNs != rhs_storage._timerslackNs {return false}
         if _storage._ioprio != rhs_storage._ioprio {return false}
         return true

@@ -209,20 +209,9 @@ public nonisolated struct Img_CgControllerEntry: Sendable {
 
   public var dirs: [Img_CgroupDirEntry] = []
 
-  public var isThreaded: Bool {
-    get {_isThreaded ?? false}
-    set {_isThreaded = newValue}
-  }
-  /// Returns true if `isThreaded` has been explicitly set.
-  public var hasIsThreaded: Bool {self._isThreaded != nil}
-  /// Clears the value of `isThreaded`. Subsequent reads from it will return its default value.
-  public mutating func clearIsThreaded() {self._isThreaded = nil}
-
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
-
-  fileprivate var _isThreaded: Bool? = nil
 }
 
 public nonisolated struct Img_CgMemberEntry: Sendable {
@@ -552,7 +541,7 @@ nonisolated extension Img_CgroupDirEntry: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Img_CgControllerEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CgControllerEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cnames\0\u{1}dirs\0\u{3}is_threaded\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cnames\0\u{1}dirs\0")
 
   public var isInitialized: Bool {
     if !SwiftProtobuf.Internal.areAllInitialized(self.dirs) {return false}
@@ -567,33 +556,24 @@ nonisolated extension Img_CgControllerEntry: SwiftProtobuf.Message, SwiftProtobu
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedStringField(value: &self.cnames) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.dirs) }()
-      case 3: try { try decoder.decodeSingularBoolField(value: &self._isThreaded) }()
       default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
     if !self.cnames.isEmpty {
       try visitor.visitRepeatedStringField(value: self.cnames, fieldNumber: 1)
     }
     if !self.dirs.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.dirs, fieldNumber: 2)
     }
-    try { if let v = self._isThreaded {
-      try visitor.visitSingularBoolField(value: v, fieldNumber: 3)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Img_CgControllerEntry, rhs: Img_CgControllerEntry) -> Bool {
     if lhs.cnames != rhs.cnames {return false}
     if lhs.dirs != rhs.dirs {return false}
-    if lhs._isThreaded != rhs._isThreaded {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
