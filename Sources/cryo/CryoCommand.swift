@@ -70,6 +70,7 @@ struct Dump: ParsableCommand {
     @OptionGroup var pageServer: PageServerClientOptions
     @Flag(name: [.customShort("j"), .customLong("shell-job")], help: "The tree is a job of a shell: its terminal fds are the shell's, restored with restore --shell-job.") var shellJob = false
     @OptionGroup var remote: RemoteDumpOptions
+    @OptionGroup var cgroups: CgroupOptions
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
@@ -88,6 +89,7 @@ struct Dump: ParsableCommand {
         req.trackStore = trackStore
         req.pageServer = pageServer.target
         req.shellJob = shellJob
+        req.manageCgroups = try cgroups.mode
         do {
             if let s = try stream.store(imagesDir: self.imagesDir) { req.imageStore = s }
             try Dumper(req).run()
@@ -115,6 +117,7 @@ struct Restore: ParsableCommand {
     @OptionGroup var remote: RemoteRestoreOptions
 
     func validate() throws { try stream.validate(imagesDir: imagesDir) }
+    @OptionGroup var cgroups: CgroupOptions
 
     func run() throws {
         let imagesDir = self.imagesDir ?? StreamPaths.anchor(nil)
@@ -126,6 +129,7 @@ struct Restore: ParsableCommand {
         req.shellJob = shellJob
         req.lazyPages = lazyPages
         req.workDir = log.workDir
+        req.manageCgroups = try cgroups.mode
         let result: (pid: Int32, exitStatus: Int32?)
         do {
             if let s = try stream.store(imagesDir: self.imagesDir) { req.imageStore = s }

@@ -18,6 +18,8 @@ public struct DumpRequest: Sendable {
     /// Write the images here instead of a folder at imagesDir (which then only anchors a
     /// relative prevImagesDir).
     public var imageStore: ImageStore?
+    /// `ignore` writes no cgroup.img; any other mode records the tree's cgroups.
+    public var manageCgroups: CgroupMode = .soft
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 

@@ -103,13 +103,16 @@ public struct Dumper {
         // Each process's pages are copied in the background while the next one is read.
         let copier = PageCopier()
         let ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
+        let seccomp = SeccompImageBuilder()
+        let cgroups = request.manageCgroups == .ignore ? nil : try CgroupCollector(proc: proc)
         do {
             for (i, p) in tree.processes.enumerated() {
                 if p.isZombie {
                     try writeZombie(p.pid, images: images, proc: proc)
                     continue
                 }
-                let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, pages: pages, incremental: plans[p.pid])
+                let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, pages: pages, incremental: plans[p.pid], seccomp: seccomp,
+                                              cgSet: try cgroups?.add(pid: p.pid, threads: p.threads) ?? 0)
                     .dump(pstree: pstree[i])
                 copier.submit(job)
             }
@@ -124,6 +127,8 @@ public struct Dumper {
         // The pages are stored (a page server answered CLOSE) before the dump calls itself done.
         try pages.finish()
         try files.write(to: images)
+        if !seccomp.isEmpty { try images.write(.seccomp, entry: seccomp.entry) }
+        if let cgroups { try images.write(.cgroup, entry: try cgroups.entry()) }
         try images.write(.pstree, entries: pstree)
         var inv = Img_InventoryEntry()
         inv.imgVersion = 2
@@ -131,6 +136,7 @@ public struct Dumper {
         inv.nsPerID = false
         inv.lsmtype = .noLsm
         inv.rootIds = ids[tree.root]!
+        if let cgroups { inv.rootCgSet = cgroups.rootSet }
         inv.dumpUptime = UInt64(ProcessInfo.processInfo.systemUptime * 1_000_000)
         // Written last: a directory without inventory.img is not a finished dump.
         try images.write(.inventory, entry: inv)

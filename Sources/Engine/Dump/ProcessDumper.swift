@@ -15,6 +15,10 @@ struct ProcessDumper {
     let cow: CowMap
     let pages: PageTransport
     var incremental: IncrementalPlan? = nil
+    /// Every thread's seccomp chain goes into one seccomp.img for the whole dump.
+    var seccomp = SeccompImageBuilder()
+    /// The process's set in cgroup.img (0: none recorded).
+    var cgSet: UInt32 = 0
     let log = Logger(label: "dump")
 
     var pid: Int32 { process.pid }
@@ -50,18 +54,24 @@ struct ProcessDumper {
         mark("taskcore")
         let (leaderInfo, leaderCore) = try ThreadDumper.dump(tid: pid, remote: leader)
         var threadCores: [(Int32, Img_ThreadInfoX86, Img_ThreadCoreEntry)] = [(pid, leaderInfo, leaderCore)]
+        // Credentials, securebits, no_new_privs and seccomp belong to each thread.
+        var threadSecbits: [Int32: UInt32] = [pid: UInt32(truncatingIfNeeded: secbits)]
         for tid in process.threads where tid != pid {
             let r = try Remote(tid: tid, maps: maps)
             defer { try? r.finish() }
             let (i, c) = try ThreadDumper.dump(tid: tid, remote: r)
+            threadSecbits[tid] = UInt32(truncatingIfNeeded: try r.syscall(.prctl, 27 /* PR_GET_SECUREBITS */))
             threadCores.append((tid, i, c))
         }
         try leader.finish()
         mark("threads")
 
-        let creds = try credentials(status: status, secbits: UInt32(truncatingIfNeeded: secbits))
         for (tid, info, var tcore) in threadCores {
-            tcore.creds = creds
+            let tstatus = tid == pid ? status : try proc.taskStatus(pid: pid, tid: tid)
+            tcore.creds = try credentials(status: tstatus, secbits: threadSecbits[tid] ?? 0)
+            let sc = try SeccompReader.read(pid: pid, tid: tid, status: tstatus)
+            if sc.mode != .disabled { tcore.seccompMode = sc.mode }
+            if !sc.chain.isEmpty { tcore.seccompFilter = seccomp.add(sc.chain) }
             tcore.comm = (try? proc.taskComm(pid: pid, tid: tid)) ?? stat.comm
             var core = Img_CoreEntry()
             core.mtype = .x8664
@@ -102,6 +112,7 @@ struct ProcessDumper {
         tc.comm = stat.comm
         tc.umask = status.umask
         tc.noNewPrivs = status.noNewPrivs
+        if cgSet != 0 { tc.cgSet = cgSet }
         let scratch = try leader.scratch()
 
         var timers = Img_TaskTimersEntry()
@@ -167,9 +178,6 @@ struct ProcessDumper {
         tc.childSubreaper = try leader.readU64(scratch) & 0xffff_ffff != 0
         tc.loginuid = (try? proc.loginuid(pid: pid)) ?? UInt32.max
         tc.oomScoreAdj = (try? proc.oomScoreAdj(pid: pid)) ?? 0
-        if status.seccompMode != 0 {
-            throw DumpError.unsupported(pid: pid, what: "seccomp mode \(status.seccompMode)")
-        }
         return tc
     }
 
@@ -184,6 +192,7 @@ struct ProcessDumper {
         c.capBnd = split(status.capBnd); c.capAmb = split(status.capAmb)
         c.groups = status.groups
         c.secbits = secbits
+        c.noNewPrivs = status.noNewPrivs ? 1 : 0
         return c
     }
 }

@@ -17,6 +17,9 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// One established TCP connection (named by its socket inode, in hex as CRIU names it):
     /// its repair-mode state, then the bytes of its receive and send queues.
     case tcpStream
+    /// Security state of the whole dump (docs/SECURITY-STATE.md): every thread's seccomp
+    /// filter chain, and the cgroups the tree lives in.
+    case seccomp, cgroup
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -48,6 +51,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .skQueues: return 0x5626_4026
         case .memfdInode: return 0x4845_3499
         case .tcpStream: return 0x5146_5506
+        case .seccomp: return 0x6441_3049
+        case .cgroup: return 0x5938_3330
         }
     }
 
@@ -86,6 +91,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .skQueues: return "SK_QUEUES"
         case .memfdInode: return "MEMFD_INODE"
         case .tcpStream: return "TCP_STREAM"
+        case .seccomp: return "SECCOMP"
+        case .cgroup: return "CGROUP"
         }
     }
 
@@ -110,6 +117,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     public var hasID: Bool {
         switch self {
         case .inventory, .pstree, .files, .regFiles, .remapFpath, .pipesData, .fifoData, .skQueues, .memfdInode: return false
+        case .seccomp, .cgroup: return false
         default: return true
         }
     }
@@ -153,6 +161,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .skQueues: return Img_SkPacketEntry.self
         case .memfdInode: return Img_MemfdInodeEntry.self
         case .tcpStream: return Img_TcpStreamEntry.self
+        case .seccomp: return Img_SeccompEntry.self
+        case .cgroup: return Img_CgroupEntry.self
         }
     }
 
@@ -170,6 +180,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     public var isSingleEntry: Bool {
         switch self {
         case .inventory, .core, .ids, .mm, .fs, .creds: return true
+        case .seccomp, .cgroup: return true
         default: return false
         }
     }

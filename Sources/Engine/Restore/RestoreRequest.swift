@@ -14,6 +14,8 @@ public struct RestoreRequest: Sendable {
     /// Read the images from here instead of the folder at imagesDir (which then only anchors
     /// a relative parent link).
     public var imageStore: ImageStore?
+    /// What happens to the tree's cgroups (cgroup.img): CRIU's --manage-cgroups.
+    public var manageCgroups: CgroupMode = .soft
     public init(imagesDir: String) { self.imagesDir = imagesDir }
 }
 

@@ -37,6 +37,7 @@ public struct Restorer {
         var targets: [Int32: [RestoreTarget]] = [:]  // per process: leader first, then threads
         var zombies: Set<Int32> = []
         var spaces: [Int32: AddressSpace] = [:]
+        var cgroups: CgroupRestore?
 
         /// Kills everything made; each process was made by us or is traced by us.
         func killAll() {
@@ -53,6 +54,8 @@ public struct Restorer {
     public func run() throws -> (pid: Int32, exitStatus: Int32?) {
         let images = try request.imageStore.map { ImageDirectory(store: $0) } ?? ImageDirectory(path: request.imagesDir)
         var plans = try load(images)
+        let seccomp = try seccompPlan(images, plans: plans)
+        let cgroups = try CgroupRestore(images: images, mode: request.manageCgroups)
         log.debug("images of \(plans.count) process(es) loaded and checked")
         var lazy = request.lazyPages ? LazyRegistration() : nil
         try lazy?.split(&plans)
@@ -76,6 +79,8 @@ public struct Restorer {
         defer { shared.closeAll() }
         do {
             try shmem.prepare(plans, images: images)
+            try cgroups?.prepare()
+            built.cgroups = cgroups
             try createRoot(plans[0], built: built, plans: plans)
             transport.childCreated()
             log.debug("root \(root) created")
@@ -104,7 +109,7 @@ public struct Restorer {
             try fills.waitAll()
             fills.close()
             for p in plans where !p.isZombie { try built.spaces[p.pid]!.protect() }
-            try finishAll(plans, built: built)
+            try finishAll(plans, built: built, seccomp: seccomp)
             lazy?.resumed()
             // Now, not when run returns (after the root exits, unless detached): a file only
             // in flight must not stay open in cryo, a reader would wait for its pipe's EOF.
@@ -113,6 +118,7 @@ public struct Restorer {
             fills.close()
             lazy?.resumed()
             built.killAll()
+            cgroups?.undo()
             throw error
         }
         if let pf = request.pidfile {
@@ -230,6 +236,8 @@ public struct Restorer {
     /// session, everyone else must be in the one it inherited.
     func adopt(_ p: Plan, remote: Remote, built: Built, plans: [Plan]) throws {
         built.targets[p.pid] = [RestoreTarget(pid: p.pid, remote: remote)]
+        // Before its memory is made, so the pages are charged to its own memory cgroup.
+        try built.cgroups?.place(pid: p.pid, set: p.cores[p.pid]!.tc.cgSet)
         if p.isZombie {
             let code = Int32(bitPattern: p.cores[p.pid]!.tc.exitCode)
             let name = try remote.scratch()
@@ -392,7 +400,7 @@ public struct Restorer {
     }
 
     /// Creds, signals, FPU and registers of every thread, then every task resumes at once.
-    func finishAll(_ plans: [Plan], built: Built) throws {
+    func finishAll(_ plans: [Plan], built: Built, seccomp: [Int32: SeccompInstall] = [:]) throws {
         for p in plans where !p.isZombie {
             let targets = built.targets[p.pid]!
             if plans.contains(where: { $0.isZombie && $0.ppid == p.pid }) {
@@ -403,12 +411,14 @@ public struct Restorer {
             for t in targets.dropFirst() + [targets[0]] {
                 let core = p.cores[t.pid]!
                 try Scheduling.apply(tid: t.pid, core.threadCore)
-                try restoreCreds(t, core.threadCore.creds)
+                try restoreCreds(t, core.threadCore.creds, seccomp: seccomp[t.pid] ?? .none, noNewPrivs: noNewPrivs(p, tid: t.pid))
                 try queuePrivate(t, core: core)
-                if p.cores[p.pid]!.tc.noNewPrivs { try t.remote.syscall(.prctl, 38, 1, 0, 0, 0) }
                 try restoreXState(t, core.threadInfo.fpregs)
                 let mask = t.pid == p.pid ? core.tc.blkSigset : core.threadCore.blkSigset
                 try t.remote.finish(registers: restartedRegisters(core.threadInfo.gpregs), sigmask: mask)
+            }
+            for t in targets {
+                try verifySecurity(pid: p.pid, tid: t.pid, core: p.cores[t.pid]!, seccomp: seccomp[t.pid] ?? .none, noNewPrivs: noNewPrivs(p, tid: t.pid))
             }
         }
         for p in plans where !p.isZombie {
@@ -617,41 +627,6 @@ public struct Restorer {
         }
         if th.hasRseqEntry && th.rseqEntry.rseqAbiPointer != 0 {
             try r.syscall(.rseq, th.rseqEntry.rseqAbiPointer, UInt64(th.rseqEntry.rseqAbiSize), 0, UInt64(th.rseqEntry.signature))
-        }
-    }
-
-    func restoreCreds(_ t: RestoreTarget, _ c: Img_CredsEntry) throws {
-        let r = t.remote
-        var g: [UInt8] = []
-        for x in c.groups { g.putU32(x) }
-        try r.syscall(.setgroups, UInt64(c.groups.count), c.groups.isEmpty ? 0 : try t.put(g))
-        try r.syscall(.setresgid, UInt64(c.gid), UInt64(c.egid), UInt64(c.sgid))
-        try r.syscall(.setfsgid, UInt64(c.fsgid))
-        if c.uid != 0 || c.euid != 0 || c.suid != 0 { try r.syscall(.prctl, 8 /* PR_SET_KEEPCAPS */, 1) }
-        try r.syscall(.setresuid, UInt64(c.uid), UInt64(c.euid), UInt64(c.suid))
-        try r.syscall(.setfsuid, UInt64(c.fsuid))
-        // Bounding set and securebits need CAP_SETPCAP, so they go before capset may drop it.
-        if c.capBnd.count == 2 {
-            let bnd = UInt64(c.capBnd[0]) | UInt64(c.capBnd[1]) << 32
-            let last = UInt64((try? ProcReader().readText("/proc/sys/kernel/cap_last_cap").trimmingCharacters(in: .whitespacesAndNewlines)).flatMap { UInt64($0) } ?? 40)
-            for cap in 0...last where bnd & (1 << cap) == 0 {
-                try r.syscall(.prctl, 24 /* PR_CAPBSET_DROP */, cap)
-            }
-        }
-        try r.syscall(.prctl, 28 /* PR_SET_SECUREBITS */, UInt64(c.secbits))
-        if c.capEff.count == 2 && c.capPrm.count == 2 && c.capInh.count == 2 {
-            var b: [UInt8] = []
-            b.putU32(0x2008_0522); b.putU32(0)  // _LINUX_CAPABILITY_VERSION_3, pid 0
-            for i in 0..<2 { b.putU32(c.capEff[i]); b.putU32(c.capPrm[i]); b.putU32(c.capInh[i]) }
-            let hdr = try t.put(b)
-            try r.syscall(.capset, hdr, hdr + 8)
-        }
-        if c.capAmb.count == 2 {
-            let amb = UInt64(c.capAmb[0]) | UInt64(c.capAmb[1]) << 32
-            try r.syscall(.prctl, 47 /* PR_CAP_AMBIENT */, 4 /* CLEAR_ALL */, 0, 0, 0)
-            for cap in 0..<64 where amb & (UInt64(1) << UInt64(cap)) != 0 {
-                try r.syscall(.prctl, 47, 2 /* RAISE */, UInt64(cap), 0, 0)
-            }
         }
     }
 

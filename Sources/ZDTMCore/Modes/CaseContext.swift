@@ -95,7 +95,7 @@ public final class CaseContext: @unchecked Sendable {
         dumpedTree = PlainMode.treePids(pid)
         let log = label.map { "dump-\($0).log" } ?? "dump.log"
         let cli = "dump-\(iteration)" + (label.map { "-" + $0 } ?? "") + "-cli"
-        try cryo(CryoCommands.dump(pid: pid, images: images, log: log, extra: extra), log: cli, passFd: passFd, moreFds: moreFds)
+        try cryo(CryoCommands.dump(pid: pid, images: images, log: log, extra: extra + workload.opts), log: cli, passFd: passFd, moreFds: moreFds)
         // A tree that forks all the time has tasks the walk above never saw; the dump's own
         // list has every one, and their zombies (ours to reap) would hold the group's pid.
         let path = images.hasPrefix("/") ? images : dir + "/" + images
@@ -108,7 +108,7 @@ public final class CaseContext: @unchecked Sendable {
     /// `cryo restore -d` from `images`; takes the restored root pid from its pidfile.
     public func restore(images: String, extra: [String] = []) throws {
         let pidfile = images + "/restore.pid"
-        try cryo(CryoCommands.restore(images: images, pidfile: pidfile, extra: extra), log: "restore-\(iteration)-cli")
+        try cryo(CryoCommands.restore(images: images, pidfile: pidfile, extra: extra + workload.opts), log: "restore-\(iteration)-cli")
         guard let text = try? String(contentsOfFile: pidfile, encoding: .utf8),
               let p = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw ModeError.check("restore wrote no pid to \(pidfile)")

@@ -84,6 +84,7 @@ public final class Runner: @unchecked Sendable {
             // A case that failed before its workload exited kills it: that is clean-up, not a leak.
             let strays = terminated ? reapStrays(tree: tree, sid: sid, all: alone) : []
             if !terminated { _ = reapStrays(tree: tree, sid: sid, all: alone) }
+            CgroupCleanup.remove(listedIn: dir + "/" + CgroupCleanup.listName)
             if !strays.isEmpty {
                 let s = "stray process" + (strays.count > 1 ? "es " : " ") + strays.joined(separator: ", ")
                 reason = outcome == .fail ? reason + "; " + s : s

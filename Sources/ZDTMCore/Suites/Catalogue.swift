@@ -30,6 +30,8 @@ public struct Workload: Equatable, Sendable {
     public var exclusive = false
     public var timeout: Double = 30
     public var args: [String] = []
+    /// cryo options for its dumps and restores (zdtm.py's .desc `opts`), e.g. --manage-cgroups=full.
+    public var opts: [String] = []
     /// Parts of the visible state not compared for this workload (e.g. "fd-flags").
     public var ignore: Set<StatePart> = []
     /// An external binary, run by path instead of from the build folder.
@@ -61,7 +63,7 @@ public struct Catalogue: Sendable {
     public private(set) var workloads: [String: Workload] = [:]
     public private(set) var suites: [String: Suite] = [:]
 
-    static let workloadKeys: Set<String> = ["description", "flavours", "modes", "exclude_modes", "xfail", "exclusive", "timeout", "args", "ignore", "script"]
+    static let workloadKeys: Set<String> = ["description", "flavours", "modes", "exclude_modes", "xfail", "exclusive", "timeout", "args", "ignore", "script", "opts"]
     static let suiteKeys: Set<String> = ["name", "description", "workloads", "flavours", "modes"]
 
     /// Loads DIR/workloads.yaml and every other DIR/*.yaml as a suite.
@@ -165,6 +167,7 @@ public struct Catalogue: Sendable {
                 case "modes": w.modes = try modeNames(v, file, key)
                 case "exclude_modes": w.excludeModes = try modeNames(v, file, key)
                 case "args": w.args = try strings(v, file, key)
+                case "opts": w.opts = try strings(v, file, key)
                 case "ignore":
                     for (i, part) in try strings(v, file, key).enumerated() {
                         guard let p = StatePart(rawValue: part) else {

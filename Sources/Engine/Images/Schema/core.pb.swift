@@ -393,7 +393,16 @@ public nonisolated struct Img_CredsEntry: Sendable {
 
   public var groups: [UInt32] = []
 
-  /// cryo: ambient capabilities, which CRIU does not record.
+  /// Per thread, like the rest of the creds (PR_SET_NO_NEW_PRIVS is a thread's flag).
+  public var noNewPrivs: UInt32 {
+    get {_noNewPrivs ?? 0}
+    set {_noNewPrivs = newValue}
+  }
+  /// Returns true if `noNewPrivs` has been explicitly set.
+  public var hasNoNewPrivs: Bool {self._noNewPrivs != nil}
+  /// Clears the value of `noNewPrivs`. Subsequent reads from it will return its default value.
+  public mutating func clearNoNewPrivs() {self._noNewPrivs = nil}
+
   public var capAmb: [UInt32] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -409,6 +418,7 @@ public nonisolated struct Img_CredsEntry: Sendable {
   fileprivate var _fsuid: UInt32? = nil
   fileprivate var _fsgid: UInt32? = nil
   fileprivate var _secbits: UInt32? = nil
+  fileprivate var _noNewPrivs: UInt32? = nil
 }
 
 public nonisolated struct Img_SaEntry: Sendable {
@@ -2057,7 +2067,7 @@ nonisolated extension Img_TaskTimersEntry: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Img_CredsEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CredsEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uid\0\u{1}gid\0\u{1}euid\0\u{1}egid\0\u{1}suid\0\u{1}sgid\0\u{1}fsuid\0\u{1}fsgid\0\u{3}cap_inh\0\u{3}cap_prm\0\u{3}cap_eff\0\u{3}cap_bnd\0\u{1}secbits\0\u{1}groups\0\u{4}Z\u{f}cap_amb\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}uid\0\u{1}gid\0\u{1}euid\0\u{1}egid\0\u{1}suid\0\u{1}sgid\0\u{1}fsuid\0\u{1}fsgid\0\u{3}cap_inh\0\u{3}cap_prm\0\u{3}cap_eff\0\u{3}cap_bnd\0\u{1}secbits\0\u{1}groups\0\u{4}\u{4}no_new_privs\0\u{3}cap_amb\0")
 
   public var isInitialized: Bool {
     if self._uid == nil {return false}
@@ -2092,7 +2102,8 @@ nonisolated extension Img_CredsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 12: try { try decoder.decodeRepeatedUInt32Field(value: &self.capBnd) }()
       case 13: try { try decoder.decodeSingularUInt32Field(value: &self._secbits) }()
       case 14: try { try decoder.decodeRepeatedUInt32Field(value: &self.groups) }()
-      case 1000: try { try decoder.decodeRepeatedUInt32Field(value: &self.capAmb) }()
+      case 18: try { try decoder.decodeSingularUInt32Field(value: &self._noNewPrivs) }()
+      case 19: try { try decoder.decodeRepeatedUInt32Field(value: &self.capAmb) }()
       default: break
       }
     }
@@ -2145,8 +2156,11 @@ nonisolated extension Img_CredsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if !self.groups.isEmpty {
       try visitor.visitRepeatedUInt32Field(value: self.groups, fieldNumber: 14)
     }
+    try { if let v = self._noNewPrivs {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 18)
+    } }()
     if !self.capAmb.isEmpty {
-      try visitor.visitRepeatedUInt32Field(value: self.capAmb, fieldNumber: 1000)
+      try visitor.visitRepeatedUInt32Field(value: self.capAmb, fieldNumber: 19)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2166,6 +2180,7 @@ nonisolated extension Img_CredsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.capBnd != rhs.capBnd {return false}
     if lhs._secbits != rhs._secbits {return false}
     if lhs.groups != rhs.groups {return false}
+    if lhs._noNewPrivs != rhs._noNewPrivs {return false}
     if lhs.capAmb != rhs.capAmb {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
