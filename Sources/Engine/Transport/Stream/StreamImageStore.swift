@@ -24,6 +24,7 @@ public final class StreamImageStore: ImageStore, @unchecked Sendable {
     /// Writes the stream header at once, so a reader that got a wrong fd knows early.
     public init(fd: Int32, location: String, compress: Bool, ownedPath: String? = nil) throws {
         self.fd = fd; self.location = location; self.compress = compress; self.ownedPath = ownedPath
+        StreamFormat.widenPipe(fd)
         try StreamFormat.streamHeader(compressed: compress).withUnsafeBytes { try put($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
     }
 

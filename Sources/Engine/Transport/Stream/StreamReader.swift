@@ -10,7 +10,10 @@ public struct StreamReader {
     /// Where a relative parent link of the stream resolves (the restore's -D, or the cwd).
     public let location: String
 
-    public init(fd: Int32, location: String) { self.fd = fd; self.location = location }
+    public init(fd: Int32, location: String) {
+        self.fd = fd; self.location = location
+        StreamFormat.widenPipe(fd)
+    }
 
     /// Opens PATH or takes a decimal fd.
     public static func open(_ source: String, location: String) throws -> StreamReader {
