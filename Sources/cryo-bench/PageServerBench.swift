@@ -104,6 +104,7 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
     }
 
     // Interleaved, so a busy machine weighs on the limit and on the dumps alike.
+    let loadBefore = loadAverage()
     var full: [(wall: Double, frozen: Double, bytes: UInt64)] = []
     var rawS: [Double] = [], localS: [Double] = [], storedS: [Double] = []
     for i in 0..<3 {
@@ -139,7 +140,8 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
 
     func f(_ x: Double) -> String { String(format: "%.3f", x) }
     func gbps(_ s: Double) -> String { String(format: "%.2f GB/s", Double(bytes) / s / 1e9) }
-    print("scenario page-server-\(mib)m: \(mib) MiB written anonymous memory dumped through cryo page-server on loopback into \(parent); workload: \(verdict)")
+    print("scenario page-server-\(mib)m: \(mib) MiB written anonymous memory dumped through cryo page-server on loopback into \(parent); load average \(loadBefore) before, \(loadAverage()) after; workload: \(verdict)")
+    print("spread  raw \(rawS.map(f)), stored \(storedS.map(f)), through the server \(full.map { f($0.wall) }), local \(localS.map(f)) s")
     print("limit   raw TCP loopback stream \(f(median(rawS))) s (\(gbps(median(rawS))))")
     print("limit   raw stream stored into a file in \(parent) (socket -> pipe -> file, as the server) \(f(median(storedS))) s (\(gbps(median(storedS))))   ratio stored/dump \(f(median(storedS) / dumpWall))")
     print("dump    through the server \(f(dumpWall)) s (\(gbps(dumpWall))), \(full[0].bytes) bytes   ratio raw/dump \(f(throughputRatio))   goal >= 0.8")
@@ -147,7 +149,7 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
     print("frozen  full dump \(f(median(full.map(\.frozen)))) s; pre-dumps \(f(pre1.frozen)), \(f(pre2.frozen)) s (\(pre1.bytes), \(pre2.bytes) bytes)")
     print("final   at 1% dirty: frozen \(f(fin.frozen)) s, \(fin.bytes) bytes sent   ratio vs full \(f(frozenRatio))")
     let json: [String: Any] = [
-        "scenario": "page-server-\(mib)m", "bytes": bytes, "workload": verdict,
+        "scenario": "page-server-\(mib)m", "load_average_before": loadBefore, "bytes": bytes, "workload": verdict,
         "raw_tcp_loopback_seconds": rawS, "raw_tcp_loopback_stored_seconds": storedS, "dump_wall_seconds": full.map(\.wall), "local_dump_wall_seconds": localS, "dump_frozen_seconds": full.map(\.frozen),
         "dump_pages_bytes": full[0].bytes,
         "pre_dump_frozen_seconds": [pre1.frozen, pre2.frozen], "pre_dump_pages_bytes": [pre1.bytes, pre2.bytes],
