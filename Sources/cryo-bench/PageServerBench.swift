@@ -15,7 +15,6 @@ import ZDTMCore
 func rawLoopbackStream(bytes: Int) throws -> Double {
     let (lfd, port) = try TCP.listen(address: "127.0.0.1", port: 0)
     defer { close(lfd) }
-    let chunk = 32 << 20
     let done = DispatchSemaphore(value: 0)
     let reader = Thread {
         let c = accept(lfd, nil, nil)
@@ -27,6 +26,13 @@ func rawLoopbackStream(bytes: Int) throws -> Double {
         done.signal()
     }
     reader.start()
+    return try streamTo(port: port, bytes: bytes, until: done)
+}
+
+/// Seconds to send `bytes` to the loopback listener on `port` in 32 MiB writes, until `done`
+/// says the reader has them all.
+func streamTo(port: UInt16, bytes: Int, until done: DispatchSemaphore) throws -> Double {
+    let chunk = 32 << 20
     let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
     memset(buf, 7, chunk)
     defer { buf.deallocate() }

@@ -10,7 +10,6 @@ import Glibc
 func rawLoopbackStreamStored(bytes: Int, dir: String) throws -> Double {
     let (lfd, port) = try TCP.listen(address: "127.0.0.1", port: 0)
     defer { close(lfd) }
-    let chunk = 32 << 20
     let done = DispatchSemaphore(value: 0)
     let file = dir + "/raw-stream.bin"
     let reader = Thread {
@@ -36,15 +35,6 @@ func rawLoopbackStreamStored(bytes: Int, dir: String) throws -> Double {
         done.signal()
     }
     reader.start()
-    let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
-    memset(buf, 7, chunk)
-    defer { buf.deallocate(); unlink(file) }
-    let fd = try TCP.connect(address: "127.0.0.1", port: port)
-    let t = timed {
-        var sent = 0
-        while sent < bytes { let n = min(chunk, bytes - sent); try? TCP.writeFull(fd, buf, n); sent += n }
-        done.wait()
-    }
-    close(fd)
-    return t
+    defer { unlink(file) }
+    return try streamTo(port: port, bytes: bytes, until: done)
 }
