@@ -6,7 +6,8 @@
 //                over loopback
 // A request is SIGUSR1: the workload rewrites 0.1% of its pages at random (a few hundred
 // faults while lazy) and appends a line to a file; the answer is that line.
-//   answer time ratio  lazy / plain (goal <= 0.1), and the time until every page is in
+//   answer time ratio  lazy / plain of the same round (goal <= 0.1), and the time until every page is in
+// --rounds N (default 3) rounds of the three, interleaved; spreads and the load average printed.
 //   fault service      p50/p99 from reading a fault to its page being in, local and remote
 // The workload checks all of its memory at the end.
 import CKernel
@@ -52,53 +53,92 @@ func runLazy(mib: Int, parent: String, jsonPath: String) throws {
     gone()
     try run(["image", "make-lazy", images, stripped], "make-lazy")
 
-    // Plain.
-    let plain = try restoreAndAsk(["-D", images], "restore-plain")
-    gone()
+    // Rounds of plain, lazy and remote-lazy in turn, so the machine's load weighs on all three.
+    let rounds = max(1, Int(arg("--rounds") ?? "3") ?? 3)
+    let loadBefore = loadAverage()
+    var plainS: [Double] = [], lazyS: [Double] = [], remoteS: [Double] = [], localAllIn: [Double] = [], remoteAllIn: [Double] = []
+    var localDaemons: [[String: Any]] = [], remoteDaemons: [[String: Any]] = []
+    var returned: [[String: Double]] = []
+    for round in 0..<rounds {
+        restored = [:]
+        plainS.append(try restoreAndAsk(["-D", images], "restore-plain"))
+        gone()
 
-    // Local lazy: the daemon is up before the restore, as on a migration target.
-    let localStats = root + "/local.json"
-    let d1 = try Subprocess.spawn(cryo, ["lazy-pages", "-D", images, "--stats-file", localStats], output: root + "/lazy-local.out")
-    let t1 = now()
-    let lazy = try restoreAndAsk(["-D", images, "--lazy-pages"], "restore-lazy")
-    guard let s1 = try Subprocess.wait(d1, timeout: 600), Subprocess.exitCode(s1) == 0 else { die("lazy-pages (local) failed") }
-    let localAllIn = now() - t1
-    gone()
+        // Local lazy: the daemon is up before the restore, as on a migration target.
+        let localStats = root + "/local-\(round).json"
+        let d1 = try Subprocess.spawn(cryo, ["lazy-pages", "-D", images, "--stats-file", localStats], output: root + "/lazy-local-\(round).out")
+        waitListening(images + "/lazy-pages.socket", d1)
+        let t1 = now()
+        lazyS.append(try restoreAndAsk(["-D", images, "--lazy-pages"], "restore-lazy"))
+        guard let s1 = try Subprocess.wait(d1, timeout: 600), Subprocess.exitCode(s1) == 0 else { die("lazy-pages (local) failed") }
+        localAllIn.append(now() - t1)
+        gone()
 
-    // Remote lazy over loopback.
-    let ps = try Subprocess.spawn(cryo, ["page-server", "--lazy-pages", "-D", images, "--port", "0"], output: root + "/ps.out")
-    var port: UInt16?
-    for _ in 0..<1000 where port == nil {
-        port = ((try? String(contentsOfFile: root + "/ps.out", encoding: .utf8)) ?? "").split(separator: "\n").first.flatMap { UInt16($0) }
-        usleep(10_000)
+        // Remote lazy over loopback.
+        let ps = try Subprocess.spawn(cryo, ["page-server", "--lazy-pages", "-D", images, "--port", "0"], output: root + "/ps-\(round).out")
+        var port: UInt16?
+        for _ in 0..<1000 where port == nil {
+            port = ((try? String(contentsOfFile: root + "/ps-\(round).out", encoding: .utf8)) ?? "").split(separator: "\n").first.flatMap { UInt16($0) }
+            if port == nil { usleep(10_000) }
+        }
+        guard let port else { Subprocess.kill9(ps); die("page server printed no port") }
+        let remoteStats = root + "/remote-\(round).json"
+        let d2 = try Subprocess.spawn(cryo, ["lazy-pages", "--page-server", "--port", "\(port)", "-D", stripped, "--stats-file", remoteStats], output: root + "/lazy-remote-\(round).out")
+        waitListening(stripped + "/lazy-pages.socket", d2)
+        let t2 = now()
+        remoteS.append(try restoreAndAsk(["-D", stripped, "--lazy-pages"], "restore-remote-lazy"))
+        guard let s2 = try Subprocess.wait(d2, timeout: 600), Subprocess.exitCode(s2) == 0 else { Subprocess.kill9(ps); die("lazy-pages (remote) failed") }
+        remoteAllIn.append(now() - t2)
+        if try Subprocess.wait(ps, timeout: 10) == nil { Subprocess.kill9(ps) }
+        if round < rounds - 1 { gone() }
+        localDaemons.append(stats(localStats))
+        remoteDaemons.append(stats(remoteStats))
+        returned.append(restored)
     }
-    guard let port else { Subprocess.kill9(ps); die("page server printed no port") }
-    let remoteStats = root + "/remote.json"
-    let d2 = try Subprocess.spawn(cryo, ["lazy-pages", "--page-server", "--port", "\(port)", "-D", stripped, "--stats-file", remoteStats], output: root + "/lazy-remote.out")
-    let t2 = now()
-    let remote = try restoreAndAsk(["-D", stripped, "--lazy-pages"], "restore-remote-lazy")
-    guard let s2 = try Subprocess.wait(d2, timeout: 600), Subprocess.exitCode(s2) == 0 else { Subprocess.kill9(ps); die("lazy-pages (remote) failed") }
-    let remoteAllIn = now() - t2
-    if try Subprocess.wait(ps, timeout: 10) == nil { Subprocess.kill9(ps) }
+    let loadAfter = loadAverage()
     let verdict = try finishHog(pid, hogDir)
 
-    let ls = stats(localStats), rs = stats(remoteStats)
     func f(_ x: Any?) -> Double { (x as? Double) ?? Double(x as? Int ?? 0) }
-    print("scenario lazy-\(mib)m: one process, \(mib) MiB; workload after plain, lazy and remote-lazy restores: \(verdict)")
-    print(String(format: "  plain restore to first answer      %.3f s", plain))
-    print(String(format: "  lazy restore to first answer       %.3f s  ratio %.3f (goal <= 0.1); every page in after %.3f s", lazy, lazy / plain, localAllIn))
-    print(String(format: "  remote-lazy restore to first answer %.3f s ratio %.3f; every page in after %.3f s", remote, remote / plain, remoteAllIn))
-    print("  cryo restore returned after: " + restored.sorted { $0.key < $1.key }.map { String(format: "%@ %.3f s", $0.key, $0.value) }.joined(separator: ", "))
-    print(String(format: "  fault service local   p50 %.1f us  p99 %.1f us  (%d faults)", f(ls["fault_latency_us_p50"]), f(ls["fault_latency_us_p99"]), Int(f(ls["faults"]))))
-    print(String(format: "  fault service remote  p50 %.1f us  p99 %.1f us  (%d faults)", f(rs["fault_latency_us_p50"]), f(rs["fault_latency_us_p99"]), Int(f(rs["faults"]))))
+    func spread(_ xs: [Double], _ fmt: String = "%.3f") -> String {
+        String(format: "median \(fmt) (min \(fmt), max \(fmt))", median(xs), xs.min()!, xs.max()!)
+    }
+    let lazyRatios = zip(lazyS, plainS).map { $0 / $1 }, remoteRatios = zip(remoteS, plainS).map { $0 / $1 }
+    print("scenario lazy-\(mib)m: one process, \(mib) MiB, \(rounds) round(s); load average \(loadBefore) before, \(loadAfter) after; workload after every restore: \(verdict)")
+    print("  plain restore to first answer        s: \(spread(plainS))")
+    print("  lazy restore to first answer         s: \(spread(lazyS))   ratio to plain (same round): \(spread(lazyRatios)) (goal <= 0.1)")
+    print("  remote-lazy restore to first answer  s: \(spread(remoteS))   ratio: \(spread(remoteRatios))")
+    print("  every page in after                  lazy \(spread(localAllIn)) s, remote \(spread(remoteAllIn)) s")
+    for name in ["restore-plain", "restore-lazy", "restore-remote-lazy"] {
+        print("  cryo restore returned after          \(name): \(spread(returned.compactMap { $0[name] })) s")
+    }
+    for (label, ds) in [("local ", localDaemons), ("remote", remoteDaemons)] {
+        let p50 = ds.map { f($0["fault_latency_us_p50"]) }, p99 = ds.map { f($0["fault_latency_us_p99"]) }
+        print("  fault service \(label)  p50 us: \(spread(p50, "%.1f"))   p99 us: \(spread(p99, "%.1f"))   faults per round: \(ds.map { Int(f($0["faults"])) })")
+    }
     let out: [String: Any] = [
-        "scenario": "lazy-\(mib)m", "bytes": mib << 20, "workload": verdict,
-        "plain_restore_to_answer_s": plain,
-        "lazy_restore_to_answer_s": lazy, "lazy_answer_ratio": lazy / plain, "lazy_all_in_s": localAllIn,
-        "remote_lazy_restore_to_answer_s": remote, "remote_lazy_answer_ratio": remote / plain, "remote_lazy_all_in_s": remoteAllIn,
-        "local_daemon": ls, "remote_daemon": rs, "restore_returned_s": restored,
+        "scenario": "lazy-\(mib)m", "bytes": mib << 20, "workload": verdict, "rounds": rounds,
+        "load_average_before": loadBefore, "load_average_after": loadAfter,
+        "plain_restore_to_answer_s": plainS,
+        "lazy_restore_to_answer_s": lazyS, "lazy_answer_ratio": lazyRatios, "lazy_answer_ratio_median": median(lazyRatios), "lazy_all_in_s": localAllIn,
+        "remote_lazy_restore_to_answer_s": remoteS, "remote_lazy_answer_ratio": remoteRatios, "remote_lazy_all_in_s": remoteAllIn,
+        "local_daemon": localDaemons, "remote_daemon": remoteDaemons, "restore_returned_s": returned,
     ]
     try? FileManager.default.createDirectory(atPath: (jsonPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
     try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys]).write(to: URL(fileURLWithPath: jsonPath))
     print("json: \(jsonPath)")
+}
+
+/// /proc/loadavg's three averages, as printed there.
+func loadAverage() -> String {
+    ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "").split(separator: " ").prefix(3).joined(separator: " ")
+}
+
+/// Waits until the lazy-pages daemon `pid` listens at `path` (a restore started earlier finds no daemon).
+func waitListening(_ path: String, _ pid: Int32) {
+    for _ in 0..<3000 {
+        if access(path, F_OK) == 0 { return }
+        if kill(pid, 0) != 0 { die("cryo lazy-pages \(pid) exited before listening at \(path)") }
+        usleep(10_000)
+    }
+    die("cryo lazy-pages \(pid) not listening at \(path) after 30 s")
 }

@@ -15,7 +15,6 @@ import ZDTMCore
 func rawLoopbackStream(bytes: Int) throws -> Double {
     let (lfd, port) = try TCP.listen(address: "127.0.0.1", port: 0)
     defer { close(lfd) }
-    let chunk = 32 << 20
     let done = DispatchSemaphore(value: 0)
     let reader = Thread {
         let c = accept(lfd, nil, nil)
@@ -27,6 +26,13 @@ func rawLoopbackStream(bytes: Int) throws -> Double {
         done.signal()
     }
     reader.start()
+    return try streamTo(port: port, bytes: bytes, until: done)
+}
+
+/// Seconds to send `bytes` to the loopback listener on `port` in 32 MiB writes, until `done`
+/// says the reader has them all.
+func streamTo(port: UInt16, bytes: Int, until done: DispatchSemaphore) throws -> Double {
+    let chunk = 32 << 20
     let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 4096)
     memset(buf, 7, chunk)
     defer { buf.deallocate() }
@@ -104,10 +110,12 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
     }
 
     // Interleaved, so a busy machine weighs on the limit and on the dumps alike.
+    let loadBefore = loadAverage()
     var full: [(wall: Double, frozen: Double, bytes: UInt64)] = []
-    var rawS: [Double] = [], localS: [Double] = []
+    var rawS: [Double] = [], localS: [Double] = [], storedS: [Double] = []
     for i in 0..<3 {
         rawS.append(try rawLoopbackStream(bytes: bytes))
+        storedS.append(try rawLoopbackStreamStored(bytes: bytes, dir: root))
         full.append(try dumpThroughServer("full\(i)"))
         var req = DumpRequest(pid: pid, imagesDir: root + "/local\(i)")
         req.leave = .running
@@ -138,19 +146,22 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
 
     func f(_ x: Double) -> String { String(format: "%.3f", x) }
     func gbps(_ s: Double) -> String { String(format: "%.2f GB/s", Double(bytes) / s / 1e9) }
-    print("scenario page-server-\(mib)m: \(mib) MiB written anonymous memory dumped through cryo page-server on loopback into \(parent); workload: \(verdict)")
+    print("scenario page-server-\(mib)m: \(mib) MiB written anonymous memory dumped through cryo page-server on loopback into \(parent); load average \(loadBefore) before, \(loadAverage()) after; workload: \(verdict)")
+    print("spread  raw \(rawS.map(f)), stored \(storedS.map(f)), through the server \(full.map { f($0.wall) }), local \(localS.map(f)) s")
     print("limit   raw TCP loopback stream \(f(median(rawS))) s (\(gbps(median(rawS))))")
+    print("limit   raw stream stored into a file in \(parent) (socket -> pipe -> file, as the server) \(f(median(storedS))) s (\(gbps(median(storedS))))   ratio stored/dump \(f(median(storedS) / dumpWall))")
     print("dump    through the server \(f(dumpWall)) s (\(gbps(dumpWall))), \(full[0].bytes) bytes   ratio raw/dump \(f(throughputRatio))   goal >= 0.8")
     print("local   the same dump into \(parent) \(f(median(localS))) s   page-server dump / local dump \(f(dumpWall / median(localS)))")
     print("frozen  full dump \(f(median(full.map(\.frozen)))) s; pre-dumps \(f(pre1.frozen)), \(f(pre2.frozen)) s (\(pre1.bytes), \(pre2.bytes) bytes)")
     print("final   at 1% dirty: frozen \(f(fin.frozen)) s, \(fin.bytes) bytes sent   ratio vs full \(f(frozenRatio))")
     let json: [String: Any] = [
-        "scenario": "page-server-\(mib)m", "bytes": bytes, "workload": verdict,
-        "raw_tcp_loopback_seconds": rawS, "dump_wall_seconds": full.map(\.wall), "local_dump_wall_seconds": localS, "dump_frozen_seconds": full.map(\.frozen),
+        "scenario": "page-server-\(mib)m", "load_average_before": loadBefore, "bytes": bytes, "workload": verdict,
+        "raw_tcp_loopback_seconds": rawS, "raw_tcp_loopback_stored_seconds": storedS, "dump_wall_seconds": full.map(\.wall), "local_dump_wall_seconds": localS, "dump_frozen_seconds": full.map(\.frozen),
         "dump_pages_bytes": full[0].bytes,
         "pre_dump_frozen_seconds": [pre1.frozen, pre2.frozen], "pre_dump_pages_bytes": [pre1.bytes, pre2.bytes],
         "final_frozen_seconds": fin.frozen, "final_pages_bytes": fin.bytes,
-        "ratios": ["throughput_raw_over_dump": throughputRatio, "final_frozen_vs_full": frozenRatio, "server_over_local_dump": dumpWall / median(localS)],
+        "ratios": ["throughput_raw_over_dump": throughputRatio, "final_frozen_vs_full": frozenRatio, "server_over_local_dump": dumpWall / median(localS),
+                   "raw_stored_over_dump": median(storedS) / dumpWall],
         "goals": ["throughput_raw_over_dump": 0.8],
     ]
     try? FileManager.default.createDirectory(atPath: (jsonPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

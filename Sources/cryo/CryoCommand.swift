@@ -71,9 +71,11 @@ struct Dump: ParsableCommand {
     @Flag(name: [.customShort("j"), .customLong("shell-job")], help: "The tree is a job of a shell: its terminal fds are the shell's, restored with restore --shell-job.") var shellJob = false
     @OptionGroup var remote: RemoteDumpOptions
     @OptionGroup var cgroups: CgroupOptions
+    @Flag(name: .customLong("lazy-pages"), help: "Not supported (CRIU's post-copy from the frozen tree); see docs/LAZY.md for the alternative.") var lazyPages = false
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
+        if lazyPages { throw ValidationError(DumpLazyPages.refusal) }
         try stream.validate(imagesDir: imagesDir)
     }
 

@@ -25,6 +25,12 @@ final class CriuSpellingsTests: XCTestCase {
         XCTAssertNil(CriuSpellings().incremental)
     }
 
+    func testSnapsWithAnExplicitTransferModeOnlyAsksForSteps() throws {
+        XCTAssertEqual(try modes({ $0.snaps = true }, explicit: ["lazy"]), ["lazy"])
+        XCTAssertEqual(try modes({ $0.snaps = true }, explicit: ["remote-lazy", "plain"]), ["remote-lazy", "plain"])
+        XCTAssertEqual(try modes({ $0.snaps = true }, explicit: ["plain"]), ["plain", "snaps"])
+    }
+
     func testFlagsAddToExplicitModesWithoutRepeats() throws {
         XCTAssertEqual(try modes({ $0.snaps = true }, explicit: ["plain", "snaps"]), ["plain", "snaps"])
         XCTAssertEqual(try modes({ $0.pre = 2 }, explicit: ["plain"]), ["plain"], "--pre N with --mode only sets the count")

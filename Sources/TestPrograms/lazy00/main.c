@@ -6,6 +6,7 @@
 // Argument: MiB of the region the children check (default 16).
 #define _GNU_SOURCE
 #include "zdtmtst.h"
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -38,6 +39,13 @@ static long nonzero(const char *m, size_t len) {
         for (size_t w = 0; w < PG / 8; w++)
             if (((const uint64_t *)(m + p * PG))[w]) return (long)p;
     return -1;
+}
+
+/* The stop signal (SIGTERM) may land while a child still checks its pages: wait on. */
+static pid_t reap(pid_t child, int *st) {
+    pid_t r;
+    while ((r = waitpid(child, st, 0)) < 0 && errno == EINTR) {}
+    return r;
 }
 
 int main(int argc, char **argv) {
@@ -85,7 +93,7 @@ int main(int argc, char **argv) {
         // reaped only now, so a restore caught while it checks still changes the parent first.
         if (child > 0) {
             int st;
-            if (waitpid(child, &st, 0) != child) { fail("wait: %m"); break; }
+            if (reap(child, &st) != child) { fail("wait: %m"); break; }
             if (!WIFEXITED(st) || WEXITSTATUS(st)) { fail("cycle %lu: the forked child found a wrong page (status 0x%x)", cycles, st); break; }
         }
         child = test_fork();
@@ -98,7 +106,7 @@ int main(int argc, char **argv) {
     long bad;
     if (child > 0) {
         int st;
-        if (waitpid(child, &st, 0) != child) fail("wait: %m");
+        if (reap(child, &st) != child) fail("wait: %m");
         else if (!WIFEXITED(st) || WEXITSTATUS(st)) fail("the last forked child found a wrong page (status 0x%x)", st);
     }
     if (!test_failed()) {

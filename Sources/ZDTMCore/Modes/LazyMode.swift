@@ -3,15 +3,16 @@ import Glibc
 
 /// Post-copy from local images: dump, start `cryo lazy-pages` on the images, restore with
 /// --lazy-pages (private anonymous memory comes through userfaultfd as the workload touches it
-/// and in the background), and wait until the daemon has put every page in.
+/// and in the background), and wait until the daemon has put every page in. With --pre N or
+/// --snaps the final dump comes after N pre-dumps or snapshots, and the daemon serves the
+/// pages through the images' parent chain.
 public struct LazyMode: CRMode {
     public let name = "lazy"
     public let summary = "dump, restore --lazy-pages with cryo lazy-pages serving the pages from the images"
     public init() {}
 
     public func checkpointRestore(_ ctx: CaseContext) throws {
-        let images = try ctx.imagesDir("dump")
-        try ctx.dump(images: images)
+        let images = try IncrementalSteps.dump(ctx, mode: name)
         try PlainMode.waitGone(ctx.dumpedTree)
         try LazyMode.restoreLazily(ctx, images: images, daemon: [ctx.cryo, "lazy-pages", "-D", images])
     }

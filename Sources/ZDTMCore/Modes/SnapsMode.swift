@@ -10,12 +10,18 @@ public struct SnapsMode: CRMode {
     public init() {}
 
     public func checkpointRestore(_ ctx: CaseContext) throws {
+        let final = try SnapsMode.snapshotsAndDump(ctx)
+        try PlainMode.waitGone(ctx.dumpedTree)
+        try ctx.restore(images: final)
+    }
+
+    /// The snapshot dumps and the final dump; returns the final images folder.
+    static func snapshotsAndDump(_ ctx: CaseContext) throws -> String {
         let store = try TrackStoreHolder.make()
         let prev = try SnapsMode.snapshots(ctx, store: store)
         let final = try ctx.imagesDir("dump")
         try ctx.dump(images: final, extra: ["--track-mem", "--prev-images-dir", "../" + prev] + (store?.arg ?? []), label: "final", passFd: store?.fd)
-        try PlainMode.waitGone(ctx.dumpedTree)
-        try ctx.restore(images: final)
+        return final
     }
 
     /// The snapshots before the final dump; returns the last one's folder name (img-ITER-snapN).

@@ -18,6 +18,9 @@ public struct CriuSpellings: Sendable, Equatable {
         public var description: String { switch self { case .conflict(let s): return s } }
     }
 
+    /// Modes that move images somewhere (and so can take --pre/--snaps steps themselves).
+    static let transferModes: Set<String> = ["page-server", "lazy", "remote-lazy", "remote", "stream"]
+
     /// The incremental steps a transfer mode should take before its final dump: "pre", "snaps" or nil.
     public var incremental: String? { snaps ? "snaps" : (pre != nil || dedup) ? "pre" : nil }
 
@@ -30,8 +33,11 @@ public struct CriuSpellings: Sendable, Equatable {
         }
         if snaps && dedup { throw Problem.conflict("--snaps and --dedup exclude each other") }
         var out = explicit
+        // --mode lazy --snaps: the transfer mode takes snapshots first; no separate snaps mode.
+        let explicitTransfer = explicit.contains { CriuSpellings.transferModes.contains($0) }
         if let t = transfer.first {
             out.append(t)
+        } else if explicitTransfer {
         } else if dedup {
             out.append("dedup")
         } else if snaps {
