@@ -68,6 +68,7 @@ struct Dump: ParsableCommand {
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
     @Flag(name: [.customShort("j"), .customLong("shell-job")], help: "The tree is a job of a shell: its terminal fds are the shell's, restored with restore --shell-job.") var shellJob = false
+    @OptionGroup var network: NetworkOptions
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
@@ -82,6 +83,8 @@ struct Dump: ParsableCommand {
         req.trackStore = trackStore
         req.pageServer = pageServer.target
         req.shellJob = shellJob
+        req.external = network.external
+        req.networkLock = network.networkLock
         do {
             try Dumper(req).run()
         } catch {
@@ -103,6 +106,7 @@ struct Restore: ParsableCommand {
     @Flag(name: [.customShort("j"), .customLong("shell-job")],
           help: "The tree was a job of a shell: it joins cryo's session, and its terminal fds open cryo's terminal.") var shellJob = false
     @Flag(name: .customLong("lazy-pages"), help: "Leave private anonymous memory to `cryo lazy-pages` (post-copy).") var lazyPages = false
+    @OptionGroup var network: NetworkOptions
 
     func run() throws {
         try log.bootstrap(imagesDir: imagesDir)
@@ -112,6 +116,8 @@ struct Restore: ParsableCommand {
         req.shellJob = shellJob
         req.lazyPages = lazyPages
         req.workDir = log.workDir
+        req.external = network.external
+        req.networkLock = network.networkLock
         let result: (pid: Int32, exitStatus: Int32?)
         do {
             result = try Restorer(req).run()

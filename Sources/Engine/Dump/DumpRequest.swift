@@ -15,6 +15,11 @@ public struct DumpRequest: Sendable {
     public var pageServer: PageServerTarget?
     /// A job of a shell (CRIU's --shell-job): its terminal is the shell's, opened again at restore.
     public var shellJob = false
+    /// CRIU's --external specs; veth[IFNAME]:OUTSIDE[@BRIDGE] names a link of the tree's own
+    /// network namespace whose other end is outside (docs/NETNS.md).
+    public var external: [String] = []
+    /// How the tree's own network namespace is kept quiet while frozen (CRIU's --network-lock).
+    public var networkLock: NetworkLockMethod = .nftables
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 

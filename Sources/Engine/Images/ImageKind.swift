@@ -17,6 +17,9 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// One established TCP connection (named by its socket inode, in hex as CRIU names it):
     /// its repair-mode state, then the bytes of its receive and send queues.
     case tcpStream
+    /// A network namespace (by its id): links, its sysctls, and iproute2's `ip addr save`,
+    /// `ip -4 route save` and `ip -6 route save` streams (raw, as CRIU keeps them).
+    case netdev, netns, ifaddr, route, route6
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -48,6 +51,9 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .skQueues: return 0x5626_4026
         case .memfdInode: return 0x4845_3499
         case .tcpStream: return 0x5146_5506
+        case .netdev: return 0x5737_3951
+        case .netns: return 0x5593_3752
+        case .ifaddr, .route, .route6: return nil
         }
     }
 
@@ -55,7 +61,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// skips it), raw images have no header at all.
     public var firstMagic: UInt32? {
         switch self {
-        case .inventory, .pages: return nil
+        case .inventory, .pages, .ifaddr, .route, .route6: return nil
         default: return ImageKind.commonMagic
         }
     }
@@ -86,6 +92,11 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .skQueues: return "SK_QUEUES"
         case .memfdInode: return "MEMFD_INODE"
         case .tcpStream: return "TCP_STREAM"
+        case .netdev: return "NETDEV"
+        case .netns: return "NETNS"
+        case .ifaddr: return "IFADDR"
+        case .route: return "ROUTE"
+        case .route6: return "ROUTE6"
         }
     }
 
@@ -153,6 +164,9 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .skQueues: return Img_SkPacketEntry.self
         case .memfdInode: return Img_MemfdInodeEntry.self
         case .tcpStream: return Img_TcpStreamEntry.self
+        case .netdev: return Img_NetDeviceEntry.self
+        case .netns: return Img_NetnsEntry.self
+        case .ifaddr, .route, .route6: return nil
         }
     }
 
@@ -169,7 +183,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// Images that hold exactly one entry.
     public var isSingleEntry: Bool {
         switch self {
-        case .inventory, .core, .ids, .mm, .fs, .creds: return true
+        case .inventory, .core, .ids, .mm, .fs, .creds, .netns: return true
         default: return false
         }
     }

@@ -11,6 +11,9 @@ public struct RestoreRequest: Sendable {
     /// lazy-pages.socket in `workDir` (the images directory unless given).
     public var lazyPages = false
     public var workDir: String?
+    /// CRIU's --external specs: veth[IFNAME]:OUTSIDE[@BRIDGE] for the restored network namespace.
+    public var external: [String] = []
+    public var networkLock: NetworkLockMethod = .nftables
     public init(imagesDir: String) { self.imagesDir = imagesDir }
 }
 

@@ -74,8 +74,12 @@ public struct Restorer {
         let shared = RestoredObjects(images: images, files: files)
         if request.shellJob { shared.terminal = try Restorer.callerTerminal() }
         defer { shared.closeAll() }
+        var netns: RestoredNetNamespace?
         do {
             try shmem.prepare(plans, images: images)
+            // This thread stays in the tree's new namespace until the tree runs: the tasks it
+            // creates and the sockets it makes for them are in it.
+            netns = try RestoredNetNamespace.begin(images: images, ids: plans[0].ids, request: request)
             try createRoot(plans[0], built: built, plans: plans)
             transport.childCreated()
             log.debug("root \(root) created")
@@ -105,6 +109,7 @@ public struct Restorer {
             fills.close()
             for p in plans where !p.isZombie { try built.spaces[p.pid]!.protect() }
             try finishAll(plans, built: built)
+            try netns?.finish()
             lazy?.resumed()
             // Now, not when run returns (after the root exits, unless detached): a file only
             // in flight must not stay open in cryo, a reader would wait for its pipe's EOF.
@@ -113,6 +118,7 @@ public struct Restorer {
             fills.close()
             lazy?.resumed()
             built.killAll()
+            netns?.abort()
             throw error
         }
         if let pf = request.pidfile {
