@@ -79,8 +79,8 @@ struct NetLink {
     }
 
     /// Sets mtu, address (when given) and the settable flags of the link `index`.
-    static func set(_ rt: RtNetlink, index: Int32, name: String, mtu: UInt32?, address: [UInt8]?, flags: UInt32?, master: UInt32? = nil) throws {
-        var body = ifinfo(index: index, flags: flags ?? 0, change: flags == nil ? 0 : settableFlags)
+    static func set(_ rt: RtNetlink, index: Int32, name: String, mtu: UInt32?, address: [UInt8]?, flags: UInt32?, change: UInt32 = settableFlags, master: UInt32? = nil) throws {
+        var body = ifinfo(index: index, flags: flags ?? 0, change: flags == nil ? 0 : change)
         if let mtu { NlAttr.put(&body, ifMtu, u32: mtu) }
         if let address, !address.isEmpty { NlAttr.put(&body, ifAddress, address) }
         if let master { NlAttr.put(&body, ifMaster, u32: master) }
@@ -88,12 +88,12 @@ struct NetLink {
     }
 
     /// Creates the veth `name` (index `index`, in the namespace of `rt`) with its peer
-    /// `peerName` made in the namespace of `peerNsFD`.
+    /// `peerName` made in the namespace of `peerNsFD` (with the kernel's defaults: it is
+    /// not the tree's).
     static func createVeth(_ rt: RtNetlink, index: Int32, name: String, mtu: UInt32, address: [UInt8], peerName: String, peerNsFD: Int32) throws {
         var peer = ifinfo(index: 0)
         NlAttr.put(&peer, ifName, string: peerName)
         NlAttr.put(&peer, ifNetNsFd, u32: UInt32(bitPattern: peerNsFD))
-        NlAttr.put(&peer, ifMtu, u32: mtu)
         var data: [UInt8] = []
         NlAttr.put(&data, vethPeer, peer)
         var info: [UInt8] = []

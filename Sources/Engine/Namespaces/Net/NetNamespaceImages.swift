@@ -163,7 +163,7 @@ public enum NetNamespaceImages {
                         guard let br = links.first(where: { $0.name == b }) else { throw RestoreError.unsupported("veth \(d.name): bridge \(b) does not exist in cryo's network namespace") }
                         master = UInt32(bitPattern: br.index)
                     }
-                    try NetLink.set(outside, index: out.index, name: peer.outside, mtu: nil, address: nil, flags: 0x1, master: master)
+                    try NetLink.set(outside, index: out.index, name: peer.outside, mtu: nil, address: nil, flags: 0x1, change: 0x1, master: master)
                 default: break
                 }
             }
