@@ -233,38 +233,6 @@ public nonisolated struct Img_NetnsId: Sendable {
   fileprivate var _netnsidValue: Int32? = nil
 }
 
-/// cryo: a namespaced sysctl CRIU does not keep, by its path under /proc/sys/net.
-public nonisolated struct Img_CryoSysctl: Sendable {
-  // SwiftProtobuf.Message conformance is added in an extension below. See the
-  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
-  // methods supported on all messages.
-
-  public var path: String {
-    get {_path ?? String()}
-    set {_path = newValue}
-  }
-  /// Returns true if `path` has been explicitly set.
-  public var hasPath: Bool {self._path != nil}
-  /// Clears the value of `path`. Subsequent reads from it will return its default value.
-  public mutating func clearPath() {self._path = nil}
-
-  public var value: String {
-    get {_value ?? String()}
-    set {_value = newValue}
-  }
-  /// Returns true if `value` has been explicitly set.
-  public var hasValue: Bool {self._value != nil}
-  /// Clears the value of `value`. Subsequent reads from it will return its default value.
-  public mutating func clearValue() {self._value = nil}
-
-  public var unknownFields = SwiftProtobuf.UnknownStorage()
-
-  public init() {}
-
-  fileprivate var _path: String? = nil
-  fileprivate var _value: String? = nil
-}
-
 public nonisolated struct Img_NetnsEntry: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -297,8 +265,9 @@ public nonisolated struct Img_NetnsEntry: Sendable {
 
   public var ipv4Sysctl: [Img_SysctlEntry] = []
 
-  /// cryo's own (a field number CRIU does not use; its readers skip it).
-  public var cryoSysctls: [Img_CryoSysctl] = []
+  /// cryo's own (a field number CRIU does not use; its readers skip it): namespaced sysctls
+  /// CRIU does not keep, each a CTL_STR whose sarg is "PATH=VALUE", PATH under /proc/sys/net.
+  public var cryoSysctls: [Img_SysctlEntry] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -508,51 +477,6 @@ nonisolated extension Img_NetnsId: SwiftProtobuf.Message, SwiftProtobuf._Message
   public static func ==(lhs: Img_NetnsId, rhs: Img_NetnsId) -> Bool {
     if lhs._targetNsID != rhs._targetNsID {return false}
     if lhs._netnsidValue != rhs._netnsidValue {return false}
-    if lhs.unknownFields != rhs.unknownFields {return false}
-    return true
-  }
-}
-
-nonisolated extension Img_CryoSysctl: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
-  public static let protoMessageName: String = _protobuf_package + ".CryoSysctl"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}path\0\u{1}value\0")
-
-  public var isInitialized: Bool {
-    if self._path == nil {return false}
-    if self._value == nil {return false}
-    return true
-  }
-
-  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self._path) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self._value) }()
-      default: break
-      }
-    }
-  }
-
-  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._path {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 1)
-    } }()
-    try { if let v = self._value {
-      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
-    } }()
-    try unknownFields.traverse(visitor: &visitor)
-  }
-
-  public static func ==(lhs: Img_CryoSysctl, rhs: Img_CryoSysctl) -> Bool {
-    if lhs._path != rhs._path {return false}
-    if lhs._value != rhs._value {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

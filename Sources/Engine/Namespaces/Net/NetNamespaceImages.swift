@@ -77,7 +77,7 @@ public enum NetNamespaceImages {
             ns.allConf6 = NetSysctls.dump(NetSysctls.conf6, dir: "ipv6/conf/all")
             ns.unixConf = NetSysctls.dump(NetSysctls.unix, dir: "unix")
             ns.ipv4Sysctl = NetSysctls.dump(NetSysctls.ipv4, dir: "ipv4")
-            ns.cryoSysctls = NetSysctls.extra.compactMap { p in NetSysctls.read(p).map { var s = Img_CryoSysctl(); s.path = p; s.value = $0; return s } }
+            ns.cryoSysctls = NetSysctls.extra.compactMap { p in NetSysctls.read(p).map { var s = Img_SysctlEntry(); s.type = .ctlStr; s.sarg = p + "=" + $0; return s } }
 
             let n = Int(id)
             try images.write(.netdev, id: n, entries: devices)
@@ -179,8 +179,9 @@ public enum NetNamespaceImages {
             try NetSysctls.restore(NetSysctls.unix, dir: "unix", ns.unixConf)
             try NetSysctls.restore(NetSysctls.ipv4, dir: "ipv4", ns.ipv4Sysctl)
             for s in ns.cryoSysctls {
-                guard NetSysctls.extra.contains(s.path) else { throw RestoreError.unsupported("sysctl net/\(s.path) from netns-\(n).img, which cryo does not know") }
-                try NetSysctls.restore([s.path], dir: "", [{ var e = Img_SysctlEntry(); e.type = .ctlStr; e.sarg = s.value; return e }()])
+                let kv = s.sarg.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+                guard kv.count == 2, NetSysctls.extra.contains(kv[0]) else { throw RestoreError.unsupported("sysctl \(s.sarg) from netns-\(n).img, which cryo does not know") }
+                try NetSysctls.restore([kv[0]], dir: "", [{ var e = Img_SysctlEntry(); e.type = .ctlStr; e.sarg = kv[1]; return e }()])
             }
             for m in addrs { try replay(rt, address: m) }
             // As `ip route restore`: routes to local addresses, then to local networks, then via gateways.

@@ -28,7 +28,7 @@ def criu_name(ours):
 # (message, number) -> (name, type, label), checked the same way.
 newer = {('TaskCoreEntry', 22): ('membarrier_registration_mask', 13, 1), ('InetSkEntry', 20): ('tcp_opts', 11, 1),
          ('IpOptsEntry', 5): ('pktinfo', 8, 1), ('IpOptsEntry', 6): ('tos', 13, 1), ('IpOptsEntry', 7): ('ttl', 13, 1),
-         ('MemfdInodeEntry', 9): ('mode', 13, 1)}
+         ('MemfdInodeEntry', 9): ('mode', 13, 1), ('NetnsEntry', 10): ('ipv4_sysctl', 11, 3)}
 # Messages of newer CRIU: (field number -> (name, type, label)).
 newer_messages = {'TcpOptsEntry': {1: ('cork', 8, 1), 2: ('nodelay', 8, 1), 3: ('keepcnt', 13, 1), 4: ('keepidle', 13, 1), 5: ('keepintvl', 13, 1)}}
 
