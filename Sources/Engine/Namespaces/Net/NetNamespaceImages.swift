@@ -150,7 +150,9 @@ public enum NetNamespaceImages {
                     guard let lo = try NetLink.all(rt).first(where: { $0.arphrd == NetLink.arphrdLoopback }), lo.index == Int32(bitPattern: d.ifindex) else {
                         throw NetNamespaceError.mismatch(what: "the new namespace has no loopback at index \(d.ifindex)")
                     }
-                    try NetLink.set(rt, index: lo.index, name: d.name, mtu: d.mtu != lo.mtu ? d.mtu : nil, address: nil, flags: nil)
+                    // Up at once: the kernel gives lo its own addresses (and no main-table route
+                    // for them), which the replayed ones then find in place.
+                    try NetLink.set(rt, index: lo.index, name: d.name, mtu: d.mtu != lo.mtu ? d.mtu : nil, address: nil, flags: d.flags & NetLink.settableFlags)
                 case .veth:
                     let peer = externals.peers[d.name]!
                     try NetLink.createVeth(rt, index: Int32(bitPattern: d.ifindex), name: d.name, mtu: d.mtu, address: addr, peerName: peer.outside, peerNsFD: outsideFD)
@@ -169,8 +171,12 @@ public enum NetNamespaceImages {
             }
             try NetSysctls.restore(NetSysctls.conf4, dir: "ipv4/conf/all", ns.allConf4)
             try NetSysctls.restore(NetSysctls.conf6, dir: "ipv6/conf/all", ns.allConf6)
+            // Addresses before the other links go up: the kernel's own IPv6 link-local address then
+            // finds the dumped one in place and no duplicate detection runs (a tentative
+            // address has no local route yet, and a socket cannot bind it).
+            for m in addrs { try replay(rt, address: m) }
             for d in devices {
-                // The flags last (up): addresses and routes need the link up, the sysctls not.
+                // The flags last (up): routes need the link up, the sysctls not.
                 try NetSysctls.restore(NetSysctls.conf4, dir: "ipv4/conf/\(d.name)", d.conf4)
                 // The mtu entry follows the link's mtu, set with it.
                 try NetSysctls.restore(NetSysctls.conf6, dir: "ipv6/conf/\(d.name)", d.conf6, skip: ["mtu"])
@@ -183,7 +189,6 @@ public enum NetNamespaceImages {
                 guard kv.count == 2, NetSysctls.extra.contains(kv[0]) else { throw RestoreError.unsupported("sysctl \(s.sarg) from netns-\(n).img, which cryo does not know") }
                 try NetSysctls.restore([kv[0]], dir: "", [{ var e = Img_SysctlEntry(); e.type = .ctlStr; e.sarg = kv[1]; return e }()])
             }
-            for m in addrs { try replay(rt, address: m) }
             // As `ip route restore`: routes to local addresses, then to local networks, then via gateways.
             for prio in 0..<3 {
                 for m in routes where Route(message: m).restorePass == prio { try replay(rt, route: m) }
