@@ -53,15 +53,6 @@ final class NetnsTests: XCTestCase {
         return (Subprocess.exitCode(st), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 
-    func waitFor(_ path: String, seconds: Double) -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if access(path, F_OK) == 0 { return true }
-            usleep(20_000)
-        }
-        return false
-    }
-
     func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 
     /// The two namespaces, the echo server and netns00 in the inner namespace, which is then
@@ -98,7 +89,7 @@ final class NetnsTests: XCTestCase {
         }
         let server = try Subprocess.spawn(nsenter, ["--net=" + env.outerPath, "/usr/bin/python3", "-c", Self.echo, "10.233.0.1", "7777"], cwd: env.work, output: env.work + "/echo.log")
         pids.append(server)
-        guard waitFor(env.work + "/listening", seconds: 15) else { return XCTFail("echo server: " + read(env.work + "/echo.log")) }
+        guard CRHarness.waitFor(env.work + "/listening", seconds: 15) else { return XCTFail("echo server: " + read(env.work + "/echo.log")) }
         let (wc, wout) = try run(nsenter, ["--net=/run/netns/" + i, env.bin + "/netns00", "--pidfile=" + env.work + "/wl.pid",
                                            "--outfile=" + env.work + "/wl.out", "--peer=10.233.0.1:7777"], env)
         guard wc == 0, let wl = Int32(read(env.work + "/wl.pid").trimmingCharacters(in: .whitespacesAndNewlines)) else {
@@ -121,7 +112,7 @@ final class NetnsTests: XCTestCase {
 
     func stopAndCheck(_ env: Env, pid: Int32) throws {
         kill(pid, SIGTERM)
-        XCTAssertTrue(waitFor(env.work + "/wl.out", seconds: 30), "netns00 wrote no result")
+        XCTAssertTrue(CRHarness.waitFor(env.work + "/wl.out", seconds: 30), "netns00 wrote no result")
         usleep(200_000)
         let out = read(env.work + "/wl.out")
         print("NetnsTests: netns00 says \(out.trimmingCharacters(in: .whitespacesAndNewlines)); echo server echoed \(read(env.work + "/echoed")) bytes")

@@ -171,12 +171,8 @@ public enum NetNamespaceImages {
             }
             try NetSysctls.restore(NetSysctls.conf4, dir: "ipv4/conf/all", ns.allConf4)
             try NetSysctls.restore(NetSysctls.conf6, dir: "ipv6/conf/all", ns.allConf6)
-            // Addresses before the other links go up: the kernel's own IPv6 link-local address then
-            // finds the dumped one in place and no duplicate detection runs (a tentative
-            // address has no local route yet, and a socket cannot bind it).
-            for m in addrs { try replay(rt, address: m) }
             for d in devices {
-                // The flags last (up): routes need the link up, the sysctls not.
+                // The flags last (up): addresses and routes need the link up, the sysctls not.
                 try NetSysctls.restore(NetSysctls.conf4, dir: "ipv4/conf/\(d.name)", d.conf4)
                 // The mtu entry follows the link's mtu, set with it.
                 try NetSysctls.restore(NetSysctls.conf6, dir: "ipv6/conf/\(d.name)", d.conf6, skip: ["mtu"])
@@ -189,6 +185,7 @@ public enum NetNamespaceImages {
                 guard kv.count == 2, NetSysctls.extra.contains(kv[0]) else { throw RestoreError.unsupported("sysctl \(s.sarg) from netns-\(n).img, which cryo does not know") }
                 try NetSysctls.restore([kv[0]], dir: "", [{ var e = Img_SysctlEntry(); e.type = .ctlStr; e.sarg = kv[1]; return e }()])
             }
+            for m in addrs { try replay(rt, address: m) }
             // As `ip route restore`: routes to local addresses, then to local networks, then via gateways.
             for prio in 0..<3 {
                 for m in routes where Route(message: m).restorePass == prio { try replay(rt, route: m) }
@@ -230,12 +227,14 @@ public enum NetNamespaceImages {
     }
 
     /// Reads the new namespace back: each link, address and route of the images must be
-    /// there, and no other address or route (but the kernel's IPv6 link-local ones). IPv6
-    /// routes appear as the links come up: a second to settle.
+    /// there, and no other address or route (but the kernel's IPv6 link-local ones). The
+    /// kernel's own link-local addresses go through duplicate detection as the links come up:
+    /// until it ends they are tentative (no local route, cannot be bound), so this waits for
+    /// it, three seconds at most.
     static func verify(_ rt: RtNetlink, devices: [Img_NetDeviceEntry], addrs: [[UInt8]], routes: [[UInt8]]) throws {
         let wantA = Set(addrs.map { Address(message: $0).key }), wantR = Set(routes.map { Route(message: $0).key })
         var problem = ""
-        for attempt in 0..<40 {
+        for attempt in 0..<120 {
             if attempt > 0 { usleep(25_000) }
             problem = ""
             let links = try NetLink.all(rt)
@@ -250,6 +249,7 @@ public enum NetNamespaceImages {
             let haveA = try rt.dump(type: RtNetlink.getAddr, body: [UInt8(AF_UNSPEC), 0, 0, 0, 0, 0, 0, 0], what: "RTM_GETADDR").map { Address(message: $0) }
             if let miss = wantA.subtracting(haveA.map(\.key)).first { problem = "address \(miss) missing"; continue }
             if let extra = haveA.first(where: { !wantA.contains($0.key) && !$0.isLinkLocal6 }) { problem = "address \(extra) present but not in the images"; continue }
+            if let t = haveA.first(where: \.tentative) { problem = "address \(t) still tentative (duplicate address detection)"; continue }
             var haveR: [Route] = []
             for fam in [AF_INET, AF_INET6] {
                 haveR += try rt.dump(type: RtNetlink.getRoute, body: [UInt8(fam)] + [UInt8](repeating: 0, count: 11), what: "RTM_GETROUTE")
@@ -265,9 +265,11 @@ public enum NetNamespaceImages {
 
 /// An address message, by what identifies it.
 struct Address: CustomStringConvertible {
-    var family: UInt8, prefix: UInt8, index: UInt32, local: [UInt8], address: [UInt8]
+    var family: UInt8, prefix: UInt8, index: UInt32, local: [UInt8], address: [UInt8], tentative: Bool
     init(message m: [UInt8]) {
         family = m.count > 16 ? m[16] : 0
+        // IFA_F_TENTATIVE, in ifa_flags or in the IFA_FLAGS attribute.
+        tentative = (m.count > 18 && m[18] & 0x40 != 0) || (NlAttr.parse(m, from: 24).first { $0.type == 8 }?.u32 ?? 0) & 0x40 != 0
         prefix = m.count > 17 ? m[17] : 0
         index = m.count >= 24 ? m.u32(at: 20) : 0
         let attrs = NlAttr.parse(m, from: 24)
