@@ -12,6 +12,7 @@ let workloadNames: [String] = [
     "sched00", "sockopt00", "membarrier00", "zombiepg00", "procattr00",
     "lazy00", "lazy01", "stopped00", "vdso01",
     "seccomp00", "seccomp01", "caps00", "cgroup00",
+    "netns00",
 ]
 
 // Per-workload extra libraries, by folder name.

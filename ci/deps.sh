@@ -8,9 +8,9 @@ command -v swift >/dev/null 2>&1 || { echo "deps: no Swift toolchain found (expe
 
 need=()
 # libcap-dev/libseccomp-dev: workloads; criu: only for its crit, an outside reader of our images;
-# iproute2: veth/netns for network tests; python3-protobuf comes with criu.
+# iproute2: veth/netns for network tests; nftables: the network lock (nft); python3-protobuf comes with criu.
 # libzstd-dev: compression of checkpoint streams (cryo dump --stream-to --compress).
-for pkg in libcap-dev libseccomp-dev criu iproute2 libzstd-dev; do
+for pkg in libcap-dev libseccomp-dev criu iproute2 libzstd-dev nftables; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -72,6 +72,7 @@ struct Dump: ParsableCommand {
     @OptionGroup var remote: RemoteDumpOptions
     @OptionGroup var cgroups: CgroupOptions
     @Flag(name: .customLong("lazy-pages"), help: "Not supported (CRIU's post-copy from the frozen tree); see docs/LAZY.md for the alternative.") var lazyPages = false
+    @OptionGroup var network: NetworkOptions
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
@@ -92,6 +93,8 @@ struct Dump: ParsableCommand {
         req.pageServer = pageServer.target
         req.shellJob = shellJob
         req.manageCgroups = try cgroups.mode
+        req.external = network.external
+        req.networkLock = network.networkLock
         do {
             if let s = try stream.store(imagesDir: self.imagesDir) { req.imageStore = s }
             try Dumper(req).run()
@@ -120,6 +123,7 @@ struct Restore: ParsableCommand {
 
     func validate() throws { try stream.validate(imagesDir: imagesDir) }
     @OptionGroup var cgroups: CgroupOptions
+    @OptionGroup var network: NetworkOptions
 
     func run() throws {
         let imagesDir = self.imagesDir ?? StreamPaths.anchor(nil)
@@ -132,6 +136,8 @@ struct Restore: ParsableCommand {
         req.lazyPages = lazyPages
         req.workDir = log.workDir
         req.manageCgroups = try cgroups.mode
+        req.external = network.external
+        req.networkLock = network.networkLock
         let result: (pid: Int32, exitStatus: Int32?)
         do {
             if let s = try stream.store(imagesDir: self.imagesDir) { req.imageStore = s }

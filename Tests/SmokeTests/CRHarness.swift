@@ -33,6 +33,16 @@ struct CRHarness {
         return (Subprocess.exitCode(st), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 
+    /// Whether `path` exists within `seconds`.
+    static func waitFor(_ path: String, seconds: Double) -> Bool {
+        let end = Date().addingTimeInterval(seconds)
+        while Date() < end {
+            if access(path, F_OK) == 0 { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
     /// Runs `path args` to the end: exit status and stdout+stderr together.
     static func capture(_ path: String, _ args: [String]) throws -> (Int32, String) {
         let p = Process()

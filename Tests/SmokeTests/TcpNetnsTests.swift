@@ -68,15 +68,6 @@ final class TcpNetnsTests: XCTestCase {
         return (Subprocess.exitCode(st), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 
-    func waitFor(_ path: String, seconds: Double) -> Bool {
-        let end = Date().addingTimeInterval(seconds)
-        while Date() < end {
-            if access(path, F_OK) == 0 { return true }
-            usleep(20_000)
-        }
-        return false
-    }
-
     func testClientRestoredAcrossVeth() throws {
         guard getuid() == 0 else {
             print("TcpNetnsTests: skipped, network namespaces and dumps need root")
@@ -118,12 +109,12 @@ final class TcpNetnsTests: XCTestCase {
         }
         let server = try python(nsA, Self.server, addrA)
         pids.append(server)
-        guard waitFor(work + "/listening", seconds: 10) else {
+        guard CRHarness.waitFor(work + "/listening", seconds: 10) else {
             return XCTFail("the server did not start: " + ((try? String(contentsOfFile: work + "/stderr-" + nsA, encoding: .utf8)) ?? ""))
         }
         let client = try python(nsB, Self.client, addrA)
         pids.append(client)
-        guard waitFor(work + "/connected", seconds: 10) else {
+        guard CRHarness.waitFor(work + "/connected", seconds: 10) else {
             return XCTFail("the client did not connect: " + ((try? String(contentsOfFile: work + "/stderr-" + nsB, encoding: .utf8)) ?? ""))
         }
         usleep(300_000)  // streaming both ways, queues filling
@@ -155,8 +146,8 @@ final class TcpNetnsTests: XCTestCase {
         XCTAssertEqual(kill(client, 0), 0, "the restored client is not running")
         usleep(1_000_000)  // the stream resumes after the link comes back (retransmission)
         FileManager.default.createFile(atPath: work + "/stop", contents: nil)
-        XCTAssertTrue(waitFor(work + "/result-client", seconds: 40), "the client did not finish")
-        XCTAssertTrue(waitFor(work + "/result-server", seconds: 40), "the server did not finish")
+        XCTAssertTrue(CRHarness.waitFor(work + "/result-client", seconds: 40), "the client did not finish")
+        XCTAssertTrue(CRHarness.waitFor(work + "/result-server", seconds: 40), "the server did not finish")
         _ = try Subprocess.wait(server, timeout: 10)
         let c = (try? String(contentsOfFile: work + "/result-client", encoding: .utf8)) ?? "none"
         let s = (try? String(contentsOfFile: work + "/result-server", encoding: .utf8)) ?? "none"

@@ -20,6 +20,11 @@ public struct DumpRequest: Sendable {
     public var imageStore: ImageStore?
     /// `ignore` writes no cgroup.img; any other mode records the tree's cgroups.
     public var manageCgroups: CgroupMode = .soft
+    /// CRIU's --external specs; veth[IFNAME]:OUTSIDE[@BRIDGE] names a link of the tree's own
+    /// network namespace whose other end is outside (docs/NETNS.md).
+    public var external: [String] = []
+    /// How the tree's own network namespace is kept quiet while frozen (CRIU's --network-lock).
+    public var networkLock: NetworkLockMethod = .nftables
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 

@@ -29,8 +29,10 @@ public struct Dumper {
         // Lives until the tree is left as asked: it holds the TCP connections in repair mode.
         let files = FileTable(images: images)
         files.context.shellJob = request.shellJob
+        var netns: TreeNetNamespace?
         do {
             try Fault.check(.afterFreeze)
+            netns = try TreeNetNamespace.prepare(root: tree.root, pids: tree.processes.map(\.pid), proc: proc, request: request)
             var plans: [Int32: IncrementalPlan] = [:]
             if request.trackMem || request.prevImagesDir != nil {
                 let inc = try Incremental.prepare(pids: tree.processes.filter { !$0.isZombie }.map(\.pid), imagesDir: images,
@@ -38,8 +40,10 @@ public struct Dumper {
                 tracking = inc.tracking
                 plans = inc.plans
             }
-            written = try write(tree: tree, images: images, proc: proc, files: files, plans: plans, pages: transport)
+            written = try TreeNetNamespace.within(netns) { try write(tree: tree, images: images, proc: proc, files: files, plans: plans, pages: transport, netns: netns) }
+            try netns?.dump(images: images, request: request)
         } catch {
+            netns?.release(unlock: true)
             log.error("dump failed, resuming the tree: \(error)")
             transport.abort()
             files.context.finishRepair(connectionsVanish: false)
@@ -71,6 +75,7 @@ public struct Dumper {
             tree.release(leaveStopped: true)
         }
         reportRepairErrors(files.context)
+        netns?.release(unlock: request.leave != .killed)
         stats.frozenSeconds = Date().timeIntervalSince(t0)
         log.info("dump done: \(stats.pagesBytes) bytes of pages, frozen \(String(format: "%.3f", stats.frozenSeconds)) s")
         return stats
@@ -82,7 +87,7 @@ public struct Dumper {
         for e in ctx.repairErrors { log.error("connection left in repair mode: \(e)") }
     }
 
-    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader, files: FileTable, plans: [Int32: IncrementalPlan] = [:], pages: PageTransport) throws -> [String] {
+    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader, files: FileTable, plans: [Int32: IncrementalPlan] = [:], pages: PageTransport, netns: TreeNetNamespace? = nil) throws -> [String] {
         files.dumping(tree.processes.map(\.pid))
         var pstree: [Img_PstreeEntry] = []
         for p in tree.processes {
@@ -102,7 +107,8 @@ public struct Dumper {
             .map { (Int32($0.pid), Int32($0.ppid)) }, proc: proc)
         // Each process's pages are copied in the background while the next one is read.
         let copier = PageCopier()
-        let ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
+        var ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
+        if let netns { for p in ids.keys { ids[p]!.netNsID = netns.id } }
         let seccomp = SeccompImageBuilder()
         let cgroups = request.manageCgroups == .ignore ? nil : try CgroupCollector(proc: proc)
         do {

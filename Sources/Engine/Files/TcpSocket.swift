@@ -22,10 +22,11 @@ enum TcpSocket: FdKind {
     static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
         func refuse(_ r: String) -> DumpError { .fdState(pid: f.pid, fd: f.fd, target: f.target, reason: r) }
         let what = "pid \(f.pid) fd \(f.fd)"
-        // Restore makes TCP sockets in cryo's own network namespace, where the addresses must
-        // exist: a task in another one is refused here rather than restored into the wrong one.
+        // Restore makes TCP sockets in the namespace its thread is in: cryo's own, or the
+        // tree's own (docs/NETNS.md), which the dump's thread then is in too. A task in any
+        // other one is refused here rather than restored into the wrong one.
         var mine = stat(), theirs = stat()
-        if stat("/proc/self/ns/net", &mine) == 0 && stat("/proc/\(f.pid)/ns/net", &theirs) == 0 && mine.st_ino != theirs.st_ino {
+        if stat("/proc/thread-self/ns/net", &mine) == 0 && stat("/proc/\(f.pid)/ns/net", &theirs) == 0 && mine.st_ino != theirs.st_ino {
             throw refuse("TCP socket in network namespace net:[\(theirs.st_ino)], cryo runs in net:[\(mine.st_ino)]; run cryo inside the task's (ip netns exec, nsenter --net)")
         }
         let c = try ctx.copy(of: f)

@@ -23,6 +23,8 @@ public enum ImageJSON {
     public static func kind(of bytes: [UInt8], file: String) throws -> ImageKind {
         let name = (file as NSString).lastPathComponent
         if let (k, _) = ImageKind.parse(fileName: name), k == .pages { return .pages }
+        // iproute2's save streams (ifaddr, route, route6) start with its own magics.
+        if let (k, _) = ImageKind.parse(fileName: name), k == .ifaddr || k == .route || k == .route6 { return k }
         func u32(_ at: Int) -> UInt32? {
             guard bytes.count >= at + 4 else { return nil }
             return UInt32(bytes[at]) | UInt32(bytes[at + 1]) << 8 | UInt32(bytes[at + 2]) << 16 | UInt32(bytes[at + 3]) << 24

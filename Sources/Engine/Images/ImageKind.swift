@@ -20,6 +20,9 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// Security state of the whole dump (docs/SECURITY-STATE.md): every thread's seccomp
     /// filter chain, and the cgroups the tree lives in.
     case seccomp, cgroup
+    /// A network namespace (by its id): links, its sysctls, and iproute2's `ip addr save`,
+    /// `ip -4 route save` and `ip -6 route save` streams (raw, as CRIU keeps them).
+    case netdev, netns, ifaddr, route, route6
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -53,6 +56,9 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .tcpStream: return 0x5146_5506
         case .seccomp: return 0x6441_3049
         case .cgroup: return 0x5938_3330
+        case .netdev: return 0x5737_3951
+        case .netns: return 0x5593_3752
+        case .ifaddr, .route, .route6: return nil
         }
     }
 
@@ -60,7 +66,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// skips it), raw images have no header at all.
     public var firstMagic: UInt32? {
         switch self {
-        case .inventory, .pages: return nil
+        case .inventory, .pages, .ifaddr, .route, .route6: return nil
         default: return ImageKind.commonMagic
         }
     }
@@ -93,6 +99,11 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .tcpStream: return "TCP_STREAM"
         case .seccomp: return "SECCOMP"
         case .cgroup: return "CGROUP"
+        case .netdev: return "NETDEV"
+        case .netns: return "NETNS"
+        case .ifaddr: return "IFADDR"
+        case .route: return "ROUTE"
+        case .route6: return "ROUTE6"
         }
     }
 
@@ -163,6 +174,9 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .tcpStream: return Img_TcpStreamEntry.self
         case .seccomp: return Img_SeccompEntry.self
         case .cgroup: return Img_CgroupEntry.self
+        case .netdev: return Img_NetDeviceEntry.self
+        case .netns: return Img_NetnsEntry.self
+        case .ifaddr, .route, .route6: return nil
         }
     }
 
@@ -181,6 +195,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         switch self {
         case .inventory, .core, .ids, .mm, .fs, .creds: return true
         case .seccomp, .cgroup: return true
+        case .inventory, .core, .ids, .mm, .fs, .creds, .netns: return true
         default: return false
         }
     }

@@ -16,6 +16,9 @@ public struct RestoreRequest: Sendable {
     public var imageStore: ImageStore?
     /// What happens to the tree's cgroups (cgroup.img): CRIU's --manage-cgroups.
     public var manageCgroups: CgroupMode = .soft
+    /// CRIU's --external specs: veth[IFNAME]:OUTSIDE[@BRIDGE] for the restored network namespace.
+    public var external: [String] = []
+    public var networkLock: NetworkLockMethod = .nftables
     public init(imagesDir: String) { self.imagesDir = imagesDir }
 }
 

@@ -77,10 +77,14 @@ public struct Restorer {
         let shared = RestoredObjects(images: images, files: files)
         if request.shellJob { shared.terminal = try Restorer.callerTerminal() }
         defer { shared.closeAll() }
+        var netns: RestoredNetNamespace?
         do {
             try shmem.prepare(plans, images: images)
             try cgroups?.prepare()
             built.cgroups = cgroups
+            // This thread stays in the tree's new namespace until the tree runs: the tasks it
+            // creates and the sockets it makes for them are in it.
+            netns = try RestoredNetNamespace.begin(images: images, ids: plans[0].ids, request: request)
             try createRoot(plans[0], built: built, plans: plans)
             transport.childCreated()
             log.debug("root \(root) created")
@@ -110,6 +114,7 @@ public struct Restorer {
             fills.close()
             for p in plans where !p.isZombie { try built.spaces[p.pid]!.protect() }
             try finishAll(plans, built: built, seccomp: seccomp)
+            try netns?.finish()
             lazy?.resumed()
             // Now, not when run returns (after the root exits, unless detached): a file only
             // in flight must not stay open in cryo, a reader would wait for its pipe's EOF.
@@ -119,6 +124,7 @@ public struct Restorer {
             lazy?.resumed()
             built.killAll()
             cgroups?.undo()
+            netns?.abort()
             throw error
         }
         if let pf = request.pidfile {

@@ -1,0 +1,27 @@
+import Glibc
+
+extension ProcReader {
+    /// The inode of a task's namespace of `kind` ("net", "pid"...), nil once it is gone.
+    public func namespaceInode(pid: Int32, _ kind: String) -> UInt64? {
+        inodeOf(path(pid: pid, "ns/\(kind)"))
+    }
+
+    /// Every process the machine shows now (numbered entries of /proc).
+    public func allPids() -> [Int32] {
+        guard let d = opendir(root) else { return [] }
+        defer { closedir(d) }
+        var out: [Int32] = []
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if let p = Int32(name) { out.append(p) }
+        }
+        return out
+    }
+}
+
+/// The inode a path leads to (outside ProcReader, whose `stat` method hides glibc's).
+private func inodeOf(_ path: String) -> UInt64? {
+    var st = stat()
+    guard stat(path, &st) == 0 else { return nil }
+    return UInt64(st.st_ino)
+}
