@@ -8,8 +8,9 @@ command -v swift >/dev/null 2>&1 || { echo "deps: no Swift toolchain found (expe
 
 need=()
 # libcap-dev/libseccomp-dev: workloads; criu: only for its crit, an outside reader of our images;
-# iproute2: veth/netns for network tests; python3-protobuf comes with criu.
-for pkg in libcap-dev libseccomp-dev criu iproute2; do
+# iproute2: veth/netns for network tests; python3-protobuf comes with criu;
+# runc and busybox-static: the runc test (a container checkpointed with `runc --criu cryo`).
+for pkg in libcap-dev libseccomp-dev criu iproute2 runc busybox-static; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

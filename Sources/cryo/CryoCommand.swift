@@ -23,7 +23,8 @@ struct Cryo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cryo",
         abstract: "Checkpoint/restore in userspace for Linux process trees.",
-        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, Track.self, PageServerCmd.self, LazyPages.self, ImageTool.self]
+        version: RPCVersion.text,
+        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, Track.self, PageServerCmd.self, LazyPages.self, ImageTool.self, Swrk.self, Service.self]
     )
 }
 
@@ -68,13 +69,14 @@ struct Dump: ParsableCommand {
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
     @Flag(name: [.customShort("j"), .customLong("shell-job")], help: "The tree is a job of a shell: its terminal fds are the shell's, restored with restore --shell-job.") var shellJob = false
+    @OptionGroup var runtime: RuntimeDumpOptions
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
     }
 
-    func run() throws {
-        try log.bootstrap(imagesDir: imagesDir)
+    /// What `cryo dump` and a DUMP over RPC run.
+    var request: DumpRequest {
         var req = DumpRequest(pid: tree, imagesDir: imagesDir)
         req.leave = leaveRunning ? .running : leaveStopped ? .stopped : .killed
         req.trackMem = trackMem
@@ -82,8 +84,14 @@ struct Dump: ParsableCommand {
         req.trackStore = trackStore
         req.pageServer = pageServer.target
         req.shellJob = shellJob
+        runtime.apply(to: &req)
+        return req
+    }
+
+    func run() throws {
+        try log.bootstrap(imagesDir: imagesDir)
         do {
-            try Dumper(req).run()
+            try Dumper(request).run()
         } catch {
             FileHandle.standardError.write(Data("cryo dump: \(error)\n".utf8))
             throw ExitCode(1)
@@ -103,18 +111,25 @@ struct Restore: ParsableCommand {
     @Flag(name: [.customShort("j"), .customLong("shell-job")],
           help: "The tree was a job of a shell: it joins cryo's session, and its terminal fds open cryo's terminal.") var shellJob = false
     @Flag(name: .customLong("lazy-pages"), help: "Leave private anonymous memory to `cryo lazy-pages` (post-copy).") var lazyPages = false
+    @OptionGroup var runtime: RuntimeRestoreOptions
 
-    func run() throws {
-        try log.bootstrap(imagesDir: imagesDir)
+    /// What `cryo restore` and a RESTORE over RPC run.
+    var request: RestoreRequest {
         var req = RestoreRequest(imagesDir: imagesDir)
         req.detach = detached
         req.pidfile = pidfile
         req.shellJob = shellJob
         req.lazyPages = lazyPages
         req.workDir = log.workDir
+        runtime.apply(to: &req)
+        return req
+    }
+
+    func run() throws {
+        try log.bootstrap(imagesDir: imagesDir)
         let result: (pid: Int32, exitStatus: Int32?)
         do {
-            result = try Restorer(req).run()
+            result = try Restorer(request).run()
         } catch {
             FileHandle.standardError.write(Data("cryo restore: \(error)\n".utf8))
             throw ExitCode(1)
@@ -138,14 +153,19 @@ struct PreDump: ParsableCommand {
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
 
-    func run() throws {
-        try log.bootstrap(imagesDir: imagesDir)
+    /// What `cryo pre-dump` and a PRE_DUMP over RPC run.
+    var request: PreDumpRequest {
         var req = PreDumpRequest(pid: tree, imagesDir: imagesDir)
         req.pageServer = pageServer.target
         req.prevImagesDir = prevImagesDir
         req.trackStore = trackStore
+        return req
+    }
+
+    func run() throws {
+        try log.bootstrap(imagesDir: imagesDir)
         do {
-            try PreDumper(req).run()
+            try PreDumper(request).run()
         } catch {
             FileHandle.standardError.write(Data("cryo pre-dump: \(error)\n".utf8))
             throw ExitCode(1)

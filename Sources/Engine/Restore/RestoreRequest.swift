@@ -11,6 +11,10 @@ public struct RestoreRequest: Sendable {
     /// lazy-pages.socket in `workDir` (the images directory unless given).
     public var lazyPages = false
     public var workDir: String?
+    /// CRIU's action points, for an RPC caller that asked to be notified.
+    public var actionHook: ActionHook?
+    /// The root becomes a child of cryo's parent (CRIU's --restore-sibling): runc waits for it.
+    public var sibling = false
     public init(imagesDir: String) { self.imagesDir = imagesDir }
 }
 

@@ -52,6 +52,7 @@ public struct Restorer {
     /// Restores and returns the root pid (detached) or waits and returns its exit status.
     public func run() throws -> (pid: Int32, exitStatus: Int32?) {
         let images = try ImageDirectory(path: request.imagesDir)
+        try request.actionHook?(.preRestore, 0)
         var plans = try load(images)
         log.debug("images of \(plans.count) process(es) loaded and checked")
         var lazy = request.lazyPages ? LazyRegistration() : nil
@@ -79,6 +80,8 @@ public struct Restorer {
             try createRoot(plans[0], built: built, plans: plans)
             transport.childCreated()
             log.debug("root \(root) created")
+            try request.actionHook?(.setupNamespaces, root)
+            try request.actionHook?(.postSetupNamespaces, root)
             // Parents before children: a child is forked from its rebuilt parent, so memory
             // they shared copy-on-write is shared again.
             for p in plans where !p.isZombie {
@@ -104,6 +107,7 @@ public struct Restorer {
             try fills.waitAll()
             fills.close()
             for p in plans where !p.isZombie { try built.spaces[p.pid]!.protect() }
+            try request.actionHook?(.postRestore, root)
             try finishAll(plans, built: built)
             lazy?.resumed()
             // Now, not when run returns (after the root exits, unless detached): a file only
@@ -119,6 +123,7 @@ public struct Restorer {
             try? "\(root)\n".write(toFile: pf, atomically: true, encoding: .utf8)
         }
         log.info("restored \(plans.count) process(es), root pid \(root)")
+        do { try request.actionHook?(.postResume, root) } catch { log.warning("\(error)") }
         if request.detach { return (root, nil) }
         var st: Int32 = 0
         while waitpid(root, &st, 0) < 0 && errno == EINTR {}
@@ -280,7 +285,7 @@ public struct Restorer {
     func create(pid: Int32) throws -> Int32 {
         let deadline = Date().addingTimeInterval(3)
         while true {
-            let r = ck_clone3_stopped_child(pid, 0)
+            let r = ck_clone3_stopped_child(pid, request.sibling ? CloneFlag.parent : 0)
             if r > 0 {
                 do {
                     guard try TreeFreezer.seizeThread(r, log: log) != nil else { throw RestoreError.create(pid: pid, errno: ESRCH) }
