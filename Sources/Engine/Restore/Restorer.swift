@@ -511,11 +511,12 @@ public struct Restorer {
         guard let cwd = plan.files[plan.fs.cwdID], let root = plan.files[plan.fs.rootID] else {
             throw RestoreError.unsupported("fs image without cwd or root")
         }
-        if root.reg.name != "/" {
-            try t.remote.syscall(.chroot, try t.put(string: root.reg.name))
-        }
+        // cwd first: both paths are as cryo sees them, and a chroot leaves cwd where it is.
         do { try t.remote.syscall(.chdir, try t.put(string: cwd.reg.name)) } catch {
             throw RestoreError.fileMissing(path: cwd.reg.name, errno: ENOENT)
+        }
+        if root.reg.name != "/" {
+            try t.remote.syscall(.chroot, try t.put(string: root.reg.name))
         }
         try t.remote.syscall(.umask, UInt64(plan.fs.umask))
     }
