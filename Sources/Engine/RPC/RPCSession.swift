@@ -195,6 +195,9 @@ public final class RPCSession: @unchecked Sendable {
         if child < 0 { throw RPCError.io(call: "fork", errno: errno) }
         if child == 0 {
             close(fd)
+            // It outlives swrk: the caller's stdio (a pipe it reads to EOF) is not its to hold.
+            let null = open("/dev/null", O_RDWR)
+            if null >= 0 { for std: Int32 in 0...2 { dup2(null, std) }; if null > 2 { close(null) } }
             exit(server.serve())
         }
         var ps = Rpc_CriuPageServerInfo()
