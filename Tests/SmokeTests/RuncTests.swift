@@ -102,7 +102,7 @@ final class RuncTests: XCTestCase {
         let t0 = Date()
         let (code, out) = try runcCmd(["checkpoint", "--image-path", images] + extra + [id], criu: true)
         let took = Date().timeIntervalSince(t0)
-        if code != 0 { try failure("checkpoint \(extra.joined(separator: " "))", images: images, log: "dump.log", runcOut: out) }
+        if code != 0 { try failure((["checkpoint"] + extra).joined(separator: " "), images: images, log: "dump.log", runcOut: out) }
         return took
     }
 
