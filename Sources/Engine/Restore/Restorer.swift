@@ -108,6 +108,7 @@ public struct Restorer {
             fills.close()
             for p in plans where !p.isZombie { try built.spaces[p.pid]!.protect() }
             try request.actionHook?(.postRestore, root)
+            if request.actionHook != nil && RuntimeChecks.ownNetworkNamespace(root) { try request.actionHook?(.networkUnlock, root) }
             try finishAll(plans, built: built)
             lazy?.resumed()
             // Now, not when run returns (after the root exits, unless detached): a file only
