@@ -37,7 +37,7 @@ struct Service: ParsableCommand {
         abstract: "Serve CRIU's RPC on a unix SOCK_SEQPACKET socket, as `criu service`.",
         discussion: "Each connection is served in its own process, which exits once its requests are done. The socket is made with mode 0600: only root (or its owner) may ask for checkpoints.")
 
-    @OptionGroup var log: LogOptions
+    // No -v/-o here: each connection logs where its request's log_level and log_file say.
     @Option(name: .customLong("address"), help: "The socket's path.") var address = "/var/run/cryo_service.socket"
     @Flag(name: [.customShort("d"), .customLong("daemon")], help: "Run in the background once listening.") var daemon = false
     @Option(name: .customLong("pidfile"), help: "Write the service's pid here.") var pidfile: String?
@@ -56,6 +56,8 @@ struct Service: ParsableCommand {
                 Glibc.exit(0)
             }
             setsid()
+            let null = open("/dev/null", O_RDWR)
+            if null >= 0 { for std: Int32 in 0...2 { dup2(null, std) }; if null > 2 { close(null) } }
         } else if let pidfile {
             try "\(getpid())\n".write(toFile: pidfile, atomically: true, encoding: .utf8)
         }
