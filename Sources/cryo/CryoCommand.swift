@@ -152,6 +152,7 @@ struct PreDump: ParsableCommand {
     @Option(name: .customLong("prev-images-dir"), help: "The previous pre-dump (relative to -D).") var prevImagesDir: String?
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
+    @OptionGroup var runtime: RuntimeDumpOptions
 
     /// What `cryo pre-dump` and a PRE_DUMP over RPC run.
     var request: PreDumpRequest {
@@ -159,6 +160,8 @@ struct PreDump: ParsableCommand {
         req.pageServer = pageServer.target
         req.prevImagesDir = prevImagesDir
         req.trackStore = trackStore
+        req.freezeCgroup = runtime.freezeCgroup
+        req.emptyNamespaces = runtime.emptyNamespaces
         return req
     }
 

@@ -14,9 +14,11 @@ struct RuntimeDumpOptions: ParsableArguments {
         for ns in emptyNs where ns != "net" { throw ValidationError("--empty-ns \(ns): only net") }
     }
 
+    var emptyNamespaces: Int32 { emptyNs.contains("net") ? Int32(CloneFlag.newnet) : 0 }
+
     func apply(to req: inout DumpRequest) {
         req.freezeCgroup = freezeCgroup
-        if emptyNs.contains("net") { req.emptyNamespaces |= Int32(CloneFlag.newnet) }
+        req.emptyNamespaces |= emptyNamespaces
     }
 }
 

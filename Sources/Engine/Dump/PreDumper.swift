@@ -12,6 +12,9 @@ public struct PreDumpRequest: Sendable {
     public var trackStore: Int32?
     /// Send pagemaps and pages to this page server instead of writing them into imagesDir.
     public var pageServer: PageServerTarget?
+    /// As DumpRequest's (CRIU's --freeze-cgroup and --empty-ns, which runc sends to a pre-dump too).
+    public var freezeCgroup: String?
+    public var emptyNamespaces: Int32 = 0
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 
@@ -48,6 +51,7 @@ public struct PreDumper {
         var pstree: [Img_PstreeEntry] = []
         do {
             try Fault.check(.afterFreeze)
+            try RuntimeChecks.check(freezeCgroup: request.freezeCgroup, emptyNamespaces: request.emptyNamespaces, tree: tree)
             for p in tree.processes {
                 let st = try proc.stat(pid: p.pid)
                 var e = Img_PstreeEntry()

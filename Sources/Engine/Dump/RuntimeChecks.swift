@@ -5,11 +5,15 @@ import Glibc
 /// --empty-ns): checked on the frozen tree, refused by name when cryo cannot honour it.
 enum RuntimeChecks {
     static func dump(_ request: DumpRequest, tree: FrozenTree) throws {
-        if let cg = request.freezeCgroup { try freezeCgroup(cg, tree: tree) }
-        if request.emptyNamespaces & ~Int32(CloneFlag.newnet) != 0 {
-            throw DumpError.unsupported(pid: tree.root, what: "--empty-ns for namespaces other than net (mask \(String(request.emptyNamespaces, radix: 16)))")
+        try check(freezeCgroup: request.freezeCgroup, emptyNamespaces: request.emptyNamespaces, tree: tree)
+    }
+
+    static func check(freezeCgroup cg: String?, emptyNamespaces: Int32, tree: FrozenTree) throws {
+        if let cg { try freezeCgroup(cg, tree: tree) }
+        if emptyNamespaces & ~Int32(CloneFlag.newnet) != 0 {
+            throw DumpError.unsupported(pid: tree.root, what: "--empty-ns for namespaces other than net (mask \(String(emptyNamespaces, radix: 16)))")
         }
-        if request.emptyNamespaces & Int32(CloneFlag.newnet) != 0 && ownNetworkNamespace(tree.root) {
+        if emptyNamespaces & Int32(CloneFlag.newnet) != 0 && ownNetworkNamespace(tree.root) {
             // Left empty means: not dumped, made anew on restore for the runtime to fill.
             throw DumpError.unsupported(pid: tree.root, what: "its own network namespace with --empty-ns net (cryo makes no network namespace on restore yet)")
         }
