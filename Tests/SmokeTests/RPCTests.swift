@@ -149,6 +149,35 @@ final class RPCTests: XCTestCase {
         XCTAssertEqual(try h.stop(pid, name: "memhog00"), "PASS")
     }
 
+    /// freeze_cgroup (runc sends the container's freezer cgroup): cryo freezes with ptrace, so
+    /// a process of the cgroup outside the tree is refused by pid, and the tree runs on.
+    func testFreezeCgroupMustHoldOnlyTheTree() throws {
+        let freezer = "/sys/fs/cgroup/freezer"
+        guard FileManager.default.fileExists(atPath: freezer + "/cgroup.procs") else {
+            print("\(name): skipped, no cgroup v1 freezer at \(freezer)")
+            throw XCTSkip("no v1 freezer")
+        }
+        let cg = freezer + "/cryo-rpc-\(getpid())"
+        try FileManager.default.createDirectory(atPath: cg, withIntermediateDirectories: false)
+        defer { rmdir(cg) }
+        let pid = try h.start("memhog00", args: ["4"])
+        let other = try Subprocess.spawn("/bin/sleep", ["300"])
+        defer { Subprocess.kill9(other); try? "\(other)\n".write(toFile: freezer + "/cgroup.procs", atomically: false, encoding: .utf8) }
+        for p in [pid, other] { try "\(p)\n".write(toFile: cg + "/cgroup.procs", atomically: false, encoding: .utf8) }
+        let d = try images("img")
+        for kind in ["pre-dump", "dump"] {
+            let a = try rpc(kind, ["--images", d, "--pid", "\(pid)", "--set", "freeze_cgroup=\(cg)"])
+            XCTAssertFalse(a.success, kind)
+            XCTAssertTrue(a.error.contains("pid \(other)") && a.error.contains("freeze cgroup"), a.error)
+            XCTAssertTrue(alive(pid))
+        }
+        try "\(other)\n".write(toFile: freezer + "/cgroup.procs", atomically: false, encoding: .utf8)
+        let ok = try rpc("dump", ["--images", d, "--pid", "\(pid)", "--set", "freeze_cgroup=\(cg)", "--set", "leave_running=true"])
+        XCTAssertTrue(ok.success, ok.error)
+        try "\(pid)\n".write(toFile: freezer + "/cgroup.procs", atomically: false, encoding: .utf8)
+        XCTAssertEqual(try h.stop(pid, name: "memhog00"), "PASS")
+    }
+
     /// A runtime that fails a callback fails the dump there: the tree is resumed unharmed.
     func testRefusedNotifyFailsTheDumpAndResumesTheTree() throws {
         let pid = try h.start("memhog00", args: ["4"])
