@@ -24,7 +24,7 @@ public struct Dumper {
         let t0 = Date()
         try request.actionHook?(.preDump, request.pid)
         let tree = try TreeFreezer.freeze(root: request.pid, proc: proc)
-        let netLocked = RuntimeChecks.ownNetworkNamespace(request.pid) && request.actionHook != nil
+        let netLocked = request.actionHook != nil && RuntimeChecks.ownNetworkNamespace(request.pid)
         log.info("frozen \(tree.processes.count) process(es) in \(String(format: "%.3f", Date().timeIntervalSince(t0))) s")
         var written: [String] = []
         var tracking: TreeTracking?
