@@ -61,7 +61,7 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ],
             path: "Sources/Engine",
-            exclude: ["Images/Schema/proto", "Images/Schema/generate.sh"]
+            exclude: ["Images/Schema/proto", "Images/Schema/generate.sh", "RPC/Schema/proto", "RPC/Schema/generate.sh"]
         ),
         .executableTarget(
             name: "cryo",

@@ -10,7 +10,8 @@ need=()
 # libcap-dev/libseccomp-dev: workloads; criu: only for its crit, an outside reader of our images;
 # iproute2: veth/netns for network tests; nftables: the network lock (nft); python3-protobuf comes with criu.
 # libzstd-dev: compression of checkpoint streams (cryo dump --stream-to --compress).
-for pkg in libcap-dev libseccomp-dev criu iproute2 libzstd-dev nftables; do
+# runc and busybox-static: the runc test (a container checkpointed with `runc --criu cryo`).
+for pkg in libcap-dev libseccomp-dev criu iproute2 libzstd-dev nftables runc busybox-static; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -61,7 +61,8 @@ pid_t ck_clone3_stopped_child(pid_t want_pid, uint64_t flags) {
     pid_t tid[1] = { want_pid };
     struct ck_clone_args args = {0};
     args.flags = flags;
-    args.exit_signal = SIGCHLD;
+    // With CLONE_PARENT the kernel wants 0: the child signals its parent as cryo would.
+    args.exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD;
     if (want_pid > 0) {
         args.set_tid = (uint64_t)(uintptr_t)tid;
         args.set_tid_size = 1;

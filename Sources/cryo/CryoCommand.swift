@@ -23,7 +23,8 @@ struct Cryo: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cryo",
         abstract: "Checkpoint/restore in userspace for Linux process trees.",
-        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, Track.self, PageServerCmd.self, LazyPages.self, ImageTool.self, ImageCacheCmd.self, ImageProxyCmd.self, MigrateCmd.self, MigrateReceiveCmd.self]
+        version: RPCVersion.text,
+        subcommands: [Check.self, Dump.self, PreDump.self, Restore.self, Dedup.self, Track.self, PageServerCmd.self, LazyPages.self, ImageTool.self, ImageCacheCmd.self, ImageProxyCmd.self, MigrateCmd.self, MigrateReceiveCmd.self, Swrk.self, Service.self]
     )
 }
 
@@ -73,6 +74,7 @@ struct Dump: ParsableCommand {
     @OptionGroup var cgroups: CgroupOptions
     @Flag(name: .customLong("lazy-pages"), help: "Not supported (CRIU's post-copy from the frozen tree); see docs/LAZY.md for the alternative.") var lazyPages = false
     @OptionGroup var network: NetworkOptions
+    @OptionGroup var runtime: RuntimeDumpOptions
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
@@ -80,12 +82,9 @@ struct Dump: ParsableCommand {
         try stream.validate(imagesDir: imagesDir)
     }
 
-    func run() throws {
-        let imagesDir = self.imagesDir ?? StreamPaths.anchor(nil)
-        try log.bootstrap(imagesDir: remote.logBase(log, imagesDir: imagesDir))
-        var req = DumpRequest(pid: tree, imagesDir: imagesDir)
-        let store = try remote.store(imagesDir, command: "dump")
-        req.imageStore = store
+    /// What `cryo dump` and a DUMP over RPC run (the CLI adds a remote or stream store).
+    func request() throws -> DumpRequest {
+        var req = DumpRequest(pid: tree, imagesDir: imagesDir ?? StreamPaths.anchor(nil))
         req.leave = leaveRunning ? .running : leaveStopped ? .stopped : .killed
         req.trackMem = trackMem
         req.prevImagesDir = prevImagesDir
@@ -95,6 +94,16 @@ struct Dump: ParsableCommand {
         req.manageCgroups = try cgroups.mode
         req.external = network.external
         req.networkLock = network.networkLock
+        runtime.apply(to: &req)
+        return req
+    }
+
+    func run() throws {
+        let imagesDir = self.imagesDir ?? StreamPaths.anchor(nil)
+        try log.bootstrap(imagesDir: remote.logBase(log, imagesDir: imagesDir))
+        var req = try request()
+        let store = try remote.store(imagesDir, command: "dump")
+        req.imageStore = store
         do {
             if let s = try stream.store(imagesDir: self.imagesDir) { req.imageStore = s }
             try Dumper(req).run()
@@ -124,12 +133,11 @@ struct Restore: ParsableCommand {
     func validate() throws { try stream.validate(imagesDir: imagesDir) }
     @OptionGroup var cgroups: CgroupOptions
     @OptionGroup var network: NetworkOptions
+    @OptionGroup var runtime: RuntimeRestoreOptions
 
-    func run() throws {
-        let imagesDir = self.imagesDir ?? StreamPaths.anchor(nil)
-        try log.bootstrap(imagesDir: remote.logBase(log, imagesDir: imagesDir))
-        var req = RestoreRequest(imagesDir: imagesDir)
-        req.imageStore = try remote.store(imagesDir)
+    /// What `cryo restore` and a RESTORE over RPC run (the CLI adds a remote or stream store).
+    func request() throws -> RestoreRequest {
+        var req = RestoreRequest(imagesDir: imagesDir ?? StreamPaths.anchor(nil))
         req.detach = detached
         req.pidfile = pidfile
         req.shellJob = shellJob
@@ -138,6 +146,15 @@ struct Restore: ParsableCommand {
         req.manageCgroups = try cgroups.mode
         req.external = network.external
         req.networkLock = network.networkLock
+        runtime.apply(to: &req)
+        return req
+    }
+
+    func run() throws {
+        let imagesDir = self.imagesDir ?? StreamPaths.anchor(nil)
+        try log.bootstrap(imagesDir: remote.logBase(log, imagesDir: imagesDir))
+        var req = try request()
+        req.imageStore = try remote.store(imagesDir)
         let result: (pid: Int32, exitStatus: Int32?)
         do {
             if let s = try stream.store(imagesDir: self.imagesDir) { req.imageStore = s }
@@ -165,15 +182,24 @@ struct PreDump: ParsableCommand {
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
     @OptionGroup var remote: RemoteDumpOptions
+    @OptionGroup var runtime: RuntimeDumpOptions
 
-    func run() throws {
-        try log.bootstrap(imagesDir: remote.logBase(log, imagesDir: imagesDir))
+    /// What `cryo pre-dump` and a PRE_DUMP over RPC run (the CLI adds a remote store).
+    func request() throws -> PreDumpRequest {
         var req = PreDumpRequest(pid: tree, imagesDir: imagesDir)
-        let store = try remote.store(imagesDir, command: "pre-dump")
-        req.imageStore = store
         req.pageServer = pageServer.target
         req.prevImagesDir = prevImagesDir
         req.trackStore = trackStore
+        req.freezeCgroup = runtime.freezeCgroup
+        req.emptyNamespaces = runtime.emptyNamespaces
+        return req
+    }
+
+    func run() throws {
+        try log.bootstrap(imagesDir: remote.logBase(log, imagesDir: imagesDir))
+        var req = try request()
+        let store = try remote.store(imagesDir, command: "pre-dump")
+        req.imageStore = store
         do {
             try PreDumper(req).run()
         } catch {

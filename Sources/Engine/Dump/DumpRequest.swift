@@ -25,6 +25,12 @@ public struct DumpRequest: Sendable {
     public var external: [String] = []
     /// How the tree's own network namespace is kept quiet while frozen (CRIU's --network-lock).
     public var networkLock: NetworkLockMethod = .nftables
+    /// CRIU's action points, for an RPC caller that asked to be notified.
+    public var actionHook: ActionHook?
+    /// The tree's freezer cgroup (CRIU's --freeze-cgroup): every task in it must be in the tree.
+    public var freezeCgroup: String?
+    /// Namespaces whose contents the caller sets up itself (CRIU's --empty-ns, CLONE_NEW* bits).
+    public var emptyNamespaces: Int32 = 0
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 

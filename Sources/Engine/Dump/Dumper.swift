@@ -22,7 +22,9 @@ public struct Dumper {
         let proc = ProcReader()
         let transport = try PageTransports.make(images: images, pageServer: request.pageServer)
         let t0 = Date()
+        try request.actionHook?(.preDump, request.pid)
         let tree = try TreeFreezer.freeze(root: request.pid, proc: proc)
+        let netLocked = request.actionHook != nil && RuntimeChecks.ownNetworkNamespace(request.pid)
         log.info("frozen \(tree.processes.count) process(es) in \(String(format: "%.3f", Date().timeIntervalSince(t0))) s")
         var written: [String] = []
         var tracking: TreeTracking?
@@ -33,6 +35,8 @@ public struct Dumper {
         do {
             try Fault.check(.afterFreeze)
             netns = try TreeNetNamespace.prepare(root: tree.root, pids: tree.processes.map(\.pid), proc: proc, request: request)
+            try RuntimeChecks.dump(request, tree: tree)
+            if netLocked { try request.actionHook?(.networkLock, request.pid) }
             var plans: [Int32: IncrementalPlan] = [:]
             if request.trackMem || request.prevImagesDir != nil {
                 let inc = try Incremental.prepare(pids: tree.processes.filter { !$0.isZombie }.map(\.pid), imagesDir: images,
@@ -42,8 +46,10 @@ public struct Dumper {
             }
             written = try TreeNetNamespace.within(netns) { try write(tree: tree, images: images, proc: proc, files: files, plans: plans, pages: transport, netns: netns) }
             try netns?.dump(images: images, request: request)
+            try request.actionHook?(.postDump, request.pid)
         } catch {
             netns?.release(unlock: true)
+            if netLocked { try? request.actionHook?(.networkUnlock, request.pid) }
             log.error("dump failed, resuming the tree: \(error)")
             transport.abort()
             files.context.finishRepair(connectionsVanish: false)
@@ -70,6 +76,7 @@ public struct Dumper {
         case .running:
             files.context.finishRepair(connectionsVanish: false)
             tree.release()
+            if netLocked { try request.actionHook?(.networkUnlock, request.pid) }
         case .stopped:
             files.context.finishRepair(connectionsVanish: false)
             tree.release(leaveStopped: true)

@@ -14,6 +14,9 @@ public struct PreDumpRequest: Sendable {
     public var pageServer: PageServerTarget?
     /// Write the images here instead of a folder at imagesDir (see DumpRequest.imageStore).
     public var imageStore: ImageStore?
+    /// As DumpRequest's (CRIU's --freeze-cgroup and --empty-ns, which runc sends to a pre-dump too).
+    public var freezeCgroup: String?
+    public var emptyNamespaces: Int32 = 0
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 
@@ -50,6 +53,7 @@ public struct PreDumper {
         var pstree: [Img_PstreeEntry] = []
         do {
             try Fault.check(.afterFreeze)
+            try RuntimeChecks.check(freezeCgroup: request.freezeCgroup, emptyNamespaces: request.emptyNamespaces, tree: tree)
             for p in tree.processes {
                 let st = try proc.stat(pid: p.pid)
                 var e = Img_PstreeEntry()

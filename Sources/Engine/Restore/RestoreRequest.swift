@@ -19,6 +19,10 @@ public struct RestoreRequest: Sendable {
     /// CRIU's --external specs: veth[IFNAME]:OUTSIDE[@BRIDGE] for the restored network namespace.
     public var external: [String] = []
     public var networkLock: NetworkLockMethod = .nftables
+    /// CRIU's action points, for an RPC caller that asked to be notified.
+    public var actionHook: ActionHook?
+    /// The root becomes a child of cryo's parent (CRIU's --restore-sibling): runc waits for it.
+    public var sibling = false
     public init(imagesDir: String) { self.imagesDir = imagesDir }
 }
 

@@ -53,6 +53,7 @@ public struct Restorer {
     /// Restores and returns the root pid (detached) or waits and returns its exit status.
     public func run() throws -> (pid: Int32, exitStatus: Int32?) {
         let images = try request.imageStore.map { ImageDirectory(store: $0) } ?? ImageDirectory(path: request.imagesDir)
+        try request.actionHook?(.preRestore, 0)
         var plans = try load(images)
         let seccomp = try seccompPlan(images, plans: plans)
         let cgroups = try CgroupRestore(images: images, mode: request.manageCgroups)
@@ -88,6 +89,8 @@ public struct Restorer {
             try createRoot(plans[0], built: built, plans: plans)
             transport.childCreated()
             log.debug("root \(root) created")
+            try request.actionHook?(.setupNamespaces, root)
+            try request.actionHook?(.postSetupNamespaces, root)
             // Parents before children: a child is forked from its rebuilt parent, so memory
             // they shared copy-on-write is shared again.
             for p in plans where !p.isZombie {
@@ -113,6 +116,8 @@ public struct Restorer {
             try fills.waitAll()
             fills.close()
             for p in plans where !p.isZombie { try built.spaces[p.pid]!.protect() }
+            try request.actionHook?(.postRestore, root)
+            if request.actionHook != nil && RuntimeChecks.ownNetworkNamespace(root) { try request.actionHook?(.networkUnlock, root) }
             try finishAll(plans, built: built, seccomp: seccomp)
             try netns?.finish()
             lazy?.resumed()
@@ -131,6 +136,7 @@ public struct Restorer {
             try? "\(root)\n".write(toFile: pf, atomically: true, encoding: .utf8)
         }
         log.info("restored \(plans.count) process(es), root pid \(root)")
+        do { try request.actionHook?(.postResume, root) } catch { log.warning("\(error)") }
         if request.detach { return (root, nil) }
         var st: Int32 = 0
         while waitpid(root, &st, 0) < 0 && errno == EINTR {}
@@ -294,7 +300,7 @@ public struct Restorer {
     func create(pid: Int32) throws -> Int32 {
         let deadline = Date().addingTimeInterval(3)
         while true {
-            let r = ck_clone3_stopped_child(pid, 0)
+            let r = ck_clone3_stopped_child(pid, request.sibling ? CloneFlag.parent : 0)
             if r > 0 {
                 do {
                     guard try TreeFreezer.seizeThread(r, log: log) != nil else { throw RestoreError.create(pid: pid, errno: ESRCH) }
@@ -525,11 +531,12 @@ public struct Restorer {
         guard let cwd = plan.files[plan.fs.cwdID], let root = plan.files[plan.fs.rootID] else {
             throw RestoreError.unsupported("fs image without cwd or root")
         }
-        if root.reg.name != "/" {
-            try t.remote.syscall(.chroot, try t.put(string: root.reg.name))
-        }
+        // cwd first: both paths are as cryo sees them, and a chroot leaves cwd where it is.
         do { try t.remote.syscall(.chdir, try t.put(string: cwd.reg.name)) } catch {
             throw RestoreError.fileMissing(path: cwd.reg.name, errno: ENOENT)
+        }
+        if root.reg.name != "/" {
+            try t.remote.syscall(.chroot, try t.put(string: root.reg.name))
         }
         try t.remote.syscall(.umask, UInt64(plan.fs.umask))
     }

@@ -79,4 +79,5 @@ public enum Sys {
 public enum CloneFlag {
     public static let vm: UInt64 = 0x100, fs: UInt64 = 0x200, files: UInt64 = 0x400, sighand: UInt64 = 0x800
     public static let thread: UInt64 = 0x10000, sysvsem: UInt64 = 0x40000
+    public static let parent: UInt64 = 0x8000, newnet: UInt64 = 0x4000_0000
 }

@@ -1,0 +1,34 @@
+import ArgumentParser
+import Engine
+
+/// CRIU's options that container runtimes pass (over RPC or on a command line) and that cryo
+/// honours. Those it cannot honour yet are not declared, so a runtime asking for them gets a
+/// refusal naming the option instead of a checkpoint that lacks it.
+struct RuntimeDumpOptions: ParsableArguments {
+    @Option(name: .customLong("freeze-cgroup"), help: "The tree's freezer cgroup: every task in it must be in the tree (cryo freezes with ptrace).") var freezeCgroup: String?
+    @Option(name: .customLong("empty-ns"), help: "A namespace the caller sets up itself (net): the tree must not have its own yet.") var emptyNs: [String] = []
+    @Flag(name: .customLong("tcp-established"), help: "Allow established TCP connections (cryo always dumps them, in repair mode).") var tcpEstablished = false
+    @Flag(name: .customLong("orphan-pts-master"), help: "Accepted: cryo dumps no ptys (it refuses them), so no master is ever orphaned.") var orphanPtsMaster = false
+
+    func validate() throws {
+        for ns in emptyNs where ns != "net" { throw ValidationError("--empty-ns \(ns): only net") }
+    }
+
+    var emptyNamespaces: Int32 { emptyNs.contains("net") ? Int32(CloneFlag.newnet) : 0 }
+
+    func apply(to req: inout DumpRequest) {
+        req.freezeCgroup = freezeCgroup
+        req.emptyNamespaces |= emptyNamespaces
+    }
+}
+
+struct RuntimeRestoreOptions: ParsableArguments {
+    @Flag(name: .customLong("restore-sibling"), help: "Make the root a child of cryo's parent (the runtime), not of cryo.") var sibling = false
+    @Flag(name: .customLong("tcp-established"), help: "Restore established TCP connections (cryo always does).") var tcpEstablished = false
+    @Flag(name: .customLong("orphan-pts-master"), help: "Accepted: images of cryo hold no ptys.") var orphanPtsMaster = false
+    @Flag(name: .customLong("evasive-devices"), help: "Accepted: cryo opens device files by their dumped path only (stricter).") var evasiveDevices = false
+
+    func apply(to req: inout RestoreRequest) {
+        req.sibling = sibling
+    }
+}

@@ -1,0 +1,158 @@
+import Foundation
+import Glibc
+import XCTest
+import ZDTMCore
+
+/// Debian's runc checkpoints a busybox container with `--criu PATH_TO_CRYO`: runc speaks CRIU's
+/// RPC to `cryo swrk`. The container's shell counts into /count; the count must carry on.
+/// When runc asks for something cryo cannot do yet, the case skips and prints cryo's refusal.
+final class RuncTests: XCTestCase {
+    var h: CRHarness!
+    var runc = ""
+    var bundle = "", state = "", id = ""
+
+    override func setUpWithError() throws {
+        h = try CRHarness.make(name)
+        guard let r = ["/usr/sbin/runc", "/usr/bin/runc"].first(where: FileManager.default.isExecutableFile(atPath:)),
+              let bb = ["/usr/bin/busybox", "/bin/busybox"].first(where: FileManager.default.isExecutableFile(atPath:)) else {
+            print("\(name): skipped, runc or busybox-static is not installed (ci/deps.sh installs them)")
+            throw XCTSkip("no runc")
+        }
+        runc = r
+        id = "cryo-test-\(getpid())-\(Int.random(in: 0..<1_000_000))"
+        bundle = h.dir + "/bundle"
+        state = h.dir + "/runc-state"
+        try makeBundle(busybox: bb)
+    }
+
+    override func tearDown() {
+        if !id.isEmpty, runc != "" { _ = try? runcCmd(["delete", "-f", id]) }
+        h?.remove()
+    }
+
+    /// rootfs: busybox-static and its applets; config.json from `runc spec` with runc's default
+    /// namespaces (pid, network, ipc, uts, mount), no terminal, a writable root, and no CRIU
+    /// configuration file (the org.criu.config annotation set empty, so /etc/criu/runc.conf of
+    /// the host does not change what runc asks).
+    func makeBundle(busybox: String) throws {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: bundle + "/rootfs/bin", withIntermediateDirectories: true)
+        try fm.copyItem(atPath: busybox, toPath: bundle + "/rootfs/bin/busybox")
+        for applet in ["sh", "sleep", "head", "tr", "cat"] { try fm.createSymbolicLink(atPath: bundle + "/rootfs/bin/" + applet, withDestinationPath: "busybox") }
+        let (code, out) = try CRHarness.capture("/bin/sh", ["-c", "cd '\(bundle)' && '\(runc)' spec"])
+        XCTAssertEqual(code, 0, out)
+        let url = URL(fileURLWithPath: bundle + "/config.json")
+        var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        var process = try XCTUnwrap(config["process"] as? [String: Any])
+        process["terminal"] = false
+        // 8 MB held in the shell's memory: a pre-dump copies it, the final dump should not.
+        process["args"] = ["/bin/sh", "-c", "x=$(head -c 8000000 /dev/zero | tr '\\0' a); i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.1; done"]
+        config["process"] = process
+        var root = try XCTUnwrap(config["root"] as? [String: Any])
+        root["readonly"] = false
+        config["root"] = root
+        config["annotations"] = ["org.criu.config": ""]
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted]).write(to: url)
+    }
+
+    func runcCmd(_ args: [String], criu: Bool = false) throws -> (Int32, String) {
+        let full = ["--root", state] + (criu ? ["--criu", h.bin + "/cryo"] : []) + args
+        let log = h.dir + "/runc-\(UUID().uuidString).log"
+        let st = try Subprocess.run(runc, full, cwd: bundle, log: log, timeout: 180)
+        return (Subprocess.exitCode(st), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+    }
+
+    func count() -> Int { Int(((try? String(contentsOfFile: bundle + "/rootfs/count", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 }
+
+    /// Waits until the count passes `n`; the count reached.
+    @discardableResult
+    func waitCount(above n: Int, seconds: Double = 20) -> Int {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            let c = count()
+            if c > n { return c }
+            usleep(50_000)
+        }
+        return count()
+    }
+
+    func start() throws {
+        let (code, out) = try runcCmd(["run", "-d", "--no-new-keyring", id])
+        guard code == 0 else {
+            print("\(name): skipped, runc cannot start the container here: \(out)")
+            throw XCTSkip("runc run failed")
+        }
+        XCTAssertGreaterThan(waitCount(above: 2), 2, "the container counts")
+    }
+
+    /// A failed runc step: a skip naming what cryo lacks, when cryo refused for that reason
+    /// (its log says so); anything else fails the test.
+    func failure(_ step: String, images: String, log: String, runcOut: String) throws -> Never {
+        let text = (try? String(contentsOfFile: images + "/" + log, encoding: .utf8)) ?? ""
+        let markers = ["cannot honour it yet", "cannot be dumped yet", "cannot restore", "which cryo cannot", "cannot dump yet"]
+        if let line = text.split(separator: "\n").first(where: { l in l.contains("Error") && markers.contains { l.contains($0) } }) {
+            print("\(name): skipped, runc \(step) needs what cryo cannot do yet: \(line)")
+            throw XCTSkip("runc \(step): \(line)")
+        }
+        XCTFail("runc \(step) failed: \(runcOut)\n\(text.split(separator: "\n").suffix(15).joined(separator: "\n"))")
+        throw XCTSkip("failed")
+    }
+
+    func checkpoint(_ images: String, _ extra: [String] = []) throws -> Double {
+        let t0 = Date()
+        let (code, out) = try runcCmd(["checkpoint", "--image-path", images] + extra + [id], criu: true)
+        let took = Date().timeIntervalSince(t0)
+        if code != 0 { try failure((["checkpoint"] + extra).joined(separator: " "), images: images, log: "dump.log", runcOut: out) }
+        return took
+    }
+
+    func restore(_ images: String) throws -> Double {
+        let t0 = Date()
+        let (code, out) = try runcCmd(["restore", "-d", "--no-new-keyring", "--image-path", images, id], criu: true)
+        let took = Date().timeIntervalSince(t0)
+        if code != 0 { try failure("restore", images: images, log: "restore.log", runcOut: out) }
+        return took
+    }
+
+    func running() -> Bool { ((try? runcCmd(["state", id]))?.1 ?? "").contains("\"running\"") }
+
+    func testCheckpointThenRestoreCarriesTheCountOn() throws {
+        try start()
+        let images = h.dir + "/ckpt"
+        let tc = try checkpoint(images)
+        XCTAssertFalse(running(), "after a checkpoint the container is gone")
+        let saved = count()
+        usleep(500_000)
+        XCTAssertEqual(count(), saved, "nothing counts while checkpointed")
+        let tr = try restore(images)
+        XCTAssertTrue(running())
+        let after = waitCount(above: saved)
+        XCTAssertGreaterThan(after, saved, "the count carries on from \(saved), not from 1")
+        print("runc with cryo: checkpoint \(String(format: "%.3f", tc)) s, restore \(String(format: "%.3f", tr)) s")
+    }
+
+    func testCheckpointLeaveRunning() throws {
+        try start()
+        let images = h.dir + "/ckpt"
+        _ = try checkpoint(images, ["--leave-running"])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: images + "/inventory.img"))
+        XCTAssertTrue(running())
+        let c = count()
+        XCTAssertGreaterThan(waitCount(above: c), c, "the container counts on")
+    }
+
+    func testPreDumpThenCheckpointWithParent() throws {
+        try start()
+        let pre = h.dir + "/pre", final = h.dir + "/final"
+        _ = try checkpoint(pre, ["--pre-dump"])
+        XCTAssertTrue(running(), "a pre-dump leaves the container running")
+        _ = try checkpoint(final, ["--parent-path", "../pre"])
+        let preBytes = try h.pagesBytes(pre), finalBytes = try h.pagesBytes(final)
+        XCTAssertGreaterThan(preBytes, 8_000_000)
+        XCTAssertLessThan(finalBytes, preBytes / 4, "the final images hold only what changed since the pre-dump")
+        print("runc pre-dump \(preBytes) bytes of pages, final checkpoint \(finalBytes)")
+        let saved = count()
+        _ = try restore(final)
+        XCTAssertGreaterThan(waitCount(above: saved), saved)
+    }
+}
