@@ -74,6 +74,19 @@ extension RestoreErrorsTests {
         }
     }
 
+    /// A task in a uts namespace of its own would come back with cryo's hostname.
+    func testOwnUtsNamespaceIsRefused() throws {
+        let work = dir + "/utsns"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
+        p.arguments = ["-u", "sleep", "30"]
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        usleep(300_000)  // unshare has exec'd sleep
+        try assertDumpFails(p, work: work, saying: ["pid \(p.processIdentifier): its own uts namespace (uts:["])
+    }
+
     func testUnkeptSocketOptionIsRefused() throws {
         let work = dir + "/sockopt"
         let p = try python("""

@@ -34,6 +34,7 @@ public struct Dumper {
         var netns: TreeNetNamespace?
         do {
             try Fault.check(.afterFreeze)
+            try TreeChecks.namespaces(of: tree.processes.filter { !$0.isZombie }.map(\.pid), proc: proc)
             netns = try TreeNetNamespace.prepare(root: tree.root, pids: tree.processes.map(\.pid), proc: proc, request: request)
             try RuntimeChecks.dump(request, tree: tree)
             if netLocked { try request.actionHook?(.networkLock, request.pid) }

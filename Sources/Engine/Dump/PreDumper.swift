@@ -53,6 +53,7 @@ public struct PreDumper {
         var pstree: [Img_PstreeEntry] = []
         do {
             try Fault.check(.afterFreeze)
+            try TreeChecks.namespaces(of: live, proc: proc)
             try RuntimeChecks.check(freezeCgroup: request.freezeCgroup, emptyNamespaces: request.emptyNamespaces, tree: tree)
             for p in tree.processes {
                 let st = try proc.stat(pid: p.pid)
