@@ -54,7 +54,7 @@ final class ImageJSONTests: XCTestCase {
     func testReadsImagesCriu42Wrote() throws {
         let src = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures/images/criu42", withExtension: nil)).path
         for n in try FileManager.default.contentsOfDirectory(atPath: src).sorted() where n.hasSuffix(".img") {
-            if n == "seccomp.img" || n.hasPrefix("timens-") {
+            if n.hasPrefix("timens-") {  // seccomp.img is modelled since the seccomp work
                 XCTAssertThrowsError(try ImageJSON.decode(file: src + "/" + n)) { XCTAssertTrue("\($0)".contains("at offset 4 is no image kind"), "\($0)") }
                 continue
             }

@@ -29,7 +29,8 @@ def criu_name(ours):
 newer = {('TaskCoreEntry', 22): ('membarrier_registration_mask', 13, 1), ('InetSkEntry', 20): ('tcp_opts', 11, 1),
          ('IpOptsEntry', 5): ('pktinfo', 8, 1), ('IpOptsEntry', 6): ('tos', 13, 1), ('IpOptsEntry', 7): ('ttl', 13, 1),
          ('MemfdInodeEntry', 9): ('mode', 13, 1), ('CredsEntry', 18): ('no_new_privs', 13, 1),
-         ('CredsEntry', 19): ('cap_amb', 13, 3), ('NetnsEntry', 10): ('ipv4_sysctl', 11, 3)}
+         ('CredsEntry', 19): ('cap_amb', 13, 3), ('NetnsEntry', 10): ('ipv4_sysctl', 11, 3),
+         ('TaskCoreEntry', 21): ('stop_signo', 13, 1)}
 # Messages of newer CRIU: (field number -> (name, type, label)).
 newer_messages = {'TcpOptsEntry': {1: ('cork', 8, 1), 2: ('nodelay', 8, 1), 3: ('keepcnt', 13, 1), 4: ('keepidle', 13, 1), 5: ('keepintvl', 13, 1)}}
 
