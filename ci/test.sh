@@ -12,7 +12,8 @@ swift test --disable-swift-testing 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)
 total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
-failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+# Test cases, not assertions: one case can fail several of them.
+failed=$(grep -cE "^Test Case .* failed \(" "$log")
 skipped=$(grep -cE "Test Case .* skipped" "$log")
 # CI keeps only the end of the output: say there which assertions failed and why.
 if [ "$rc" -ne 0 ]; then
