@@ -10,7 +10,7 @@ log=$(mktemp /tmp/cryo-test.XXXXXX)
 # The tests are XCTest; Swift Testing would only add a "0 tests" line at the end.
 swift test --disable-swift-testing 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
-summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -1)
+summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with .*failures?" "$log" | tail -1)
 total=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
 # Test cases, not assertions: one case can fail several of them.
 failed=$(grep -cE "^Test Case .* failed \(" "$log")
