@@ -11,9 +11,9 @@ enum TreeChecks {
     static func namespaces(of pids: [Int32], proc: ProcReader) throws {
         let me = getpid()
         for kind in unrestoredNamespaces {
-            guard let mine = try? proc.namespaceInode(pid: me, kind: kind) else { continue }
+            guard let mine = proc.namespaceInode(pid: me, kind) else { continue }
             for p in pids {
-                guard let theirs = try? proc.namespaceInode(pid: p, kind: kind), theirs != mine else { continue }
+                guard let theirs = proc.namespaceInode(pid: p, kind), theirs != mine else { continue }
                 throw DumpError.unsupported(pid: p, what: "its own \(kind) namespace (\(kind):[\(theirs)], not cryo's \(kind):[\(mine)])")
             }
         }

@@ -3,7 +3,7 @@ import Glibc
 extension ProcReader {
     /// The inode of a task's namespace of `kind` ("net", "pid"...), nil once it is gone.
     public func namespaceInode(pid: Int32, _ kind: String) -> UInt64? {
-        inodeOf(path(pid: pid, "ns/\(kind)"))
+        try? namespaceInode(pid: pid, kind: kind)
     }
 
     /// Every process the machine shows now (numbered entries of /proc).
@@ -17,11 +17,4 @@ extension ProcReader {
         }
         return out
     }
-}
-
-/// The inode a path leads to (outside ProcReader, whose `stat` method hides glibc's).
-private func inodeOf(_ path: String) -> UInt64? {
-    var st = stat()
-    guard stat(path, &st) == 0 else { return nil }
-    return UInt64(st.st_ino)
 }
