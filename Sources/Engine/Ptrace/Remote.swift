@@ -81,9 +81,8 @@ public final class Remote {
         regs.rip = syscallIP
         try Ptrace.setRegs(tid, regs)
         defer { try? Ptrace.setRegs(tid, savedRegs) }
-        try Ptrace.singleStep(tid)
         let name = SyscallNumber(rawValue: nr).map { "\($0)" } ?? "syscall \(nr)"
-        let st = try WaitStatus.wait(tid)
+        let st = try step()
         guard case .stopped(let sig, 0) = st, sig == SIGTRAP else {
             throw RemoteError.unexpectedStop(tid: tid, status: st, call: name)
         }
@@ -92,6 +91,28 @@ public final class Remote {
             throw RemoteError.didNotExecute(tid: tid, call: name, rip: after.rip)
         }
         return Int64(bitPattern: after.rax)
+    }
+
+    /// Single-steps the instruction at `syscallIP` and waits. A job-control trap
+    /// (PTRACE_EVENT_STOP) reported before it ran is stepped past again: a thread seized in
+    /// group-stop may still have our interrupt's trap pending, and letting the thread run its
+    /// own code to use that trap up would change a stopped task (see TreeFreezer.passStops).
+    private func step() throws -> WaitStatus {
+        var st = WaitStatus.other(0)
+        for _ in 0..<8 {
+            try Ptrace.singleStep(tid)
+            st = try WaitStatus.wait(tid)
+            guard case .stopped(_, let ev) = st, ev == Ptrace.eventStop,
+                  let rip = (try? Ptrace.getRegs(tid))?.rip else { return st }
+            if rip == syscallIP + 2 {
+                // The trap came after the instruction ran: the step's SIGTRAP is still queued.
+                try Ptrace.cont(tid)
+                return try WaitStatus.wait(tid)
+            }
+            guard rip == syscallIP else { return st }
+            log.debug("tid \(tid): job-control trap before the injected instruction, stepping again")
+        }
+        return st  // still trapping: the caller reports it as unexpected
     }
 
     /// clone3 inside the task: a new process (or thread, with CLONE_THREAD) with exactly
@@ -117,11 +138,10 @@ public final class Remote {
         regs.rip = syscallIP
         try Ptrace.setRegs(tid, regs)
         defer { try? Ptrace.setRegs(tid, savedRegs) }
-        try Ptrace.singleStep(tid)
         var child: Int32 = 0
         // The fork/clone event stop comes first, then the single-step trap after the syscall.
-        for _ in 0..<4 {
-            let st = try WaitStatus.wait(tid)
+        for i in 0..<4 {
+            let st = i == 0 ? try step() : try WaitStatus.wait(tid)
             switch st {
             case .stopped(SIGTRAP, let ev) where ev == 1 || ev == 3:  // PTRACE_EVENT_FORK, _CLONE
                 child = Int32(truncatingIfNeeded: try Ptrace.eventMessage(tid))

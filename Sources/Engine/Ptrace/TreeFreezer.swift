@@ -184,28 +184,32 @@ public enum TreeFreezer {
     }
 
     /// PTRACE_SEIZE leaves group-stop and queued stop signals as they were (as in CRIU's
-    /// skip_sigstop). A thread reported in group-stop still has our interrupt's trap pending,
-    /// and a queued SIGSTOP would stop it later: either would land in the middle of an injected
-    /// syscall. Each is run out now, with the signal itself discarded; the returned signal
-    /// is sent again on release and on restore.
+    /// skip_sigstop). A thread reported in group-stop is stopped by that signal; the
+    /// interrupt's trap it may still have pending is stepped past by Remote, never by letting
+    /// the thread run its own code (that once let a stopped thread finish pthread_create's
+    /// mask restore during a pre-dump). A queued SIGSTOP, which no mask holds back, is taken
+    /// off the queue here: its delivery stop comes before the thread runs anything. A queued
+    /// SIGTSTP stays queued (blocked while we inject) and is dumped as a pending signal. The
+    /// returned signal is sent again on release and on restore.
     static func passStops(_ tid: Int32, reported: Int32, log: Logger) throws -> Int32 {
         let isStop = { (s: Int32) in s == SIGSTOP || s == SIGTSTP }
         guard reported == SIGTRAP || isStop(reported) else {
             // SIGTTIN/SIGTTOU: the group-stop stays as it is; the thread is detached untouched.
             throw FreezeError.unsupportedStop(tid: tid, signal: reported)
         }
-        let st = try ProcReader().status(pid: tid)
-        let bit = { (mask: UInt64, s: Int32) in mask & (UInt64(1) << UInt64(s - 1)) != 0 }
         var stopSig: Int32 = isStop(reported) ? reported : 0
-        var runs = stopSig != 0 ? 1 : 0
-        for mask in [st.sigPnd, st.shdPnd] {
-            if bit(mask, SIGSTOP) { runs += 1; stopSig = SIGSTOP }
-            if bit(mask, SIGTSTP) && !bit(st.sigBlk, SIGTSTP) { runs += 1; if stopSig == 0 { stopSig = SIGTSTP } }
+        let stopBit = UInt64(1) << UInt64(SIGSTOP - 1)
+        let stopQueued = { () throws -> Bool in
+            let st = try ProcReader().status(pid: tid)
+            return (st.sigPnd | st.shdPnd) & stopBit != 0
         }
-        for _ in 0..<runs {
+        var passed = 0
+        while try stopQueued() {
+            guard passed < 8 else { throw FreezeError.unexpectedStop(tid: tid, status: .stopped(signal: SIGSTOP, event: 0)) }
+            passed += 1
             try Ptrace.cont(tid)
-            // The pending trap comes at once; should it not (a stop that took the interrupt's
-            // trap with it), a fresh interrupt stops the thread instead of letting it run on.
+            // Delivery (or the interrupt's pending trap) comes at once. Should neither come
+            // (another thread took a shared SIGSTOP meanwhile), a fresh interrupt stops it.
             var st = WaitStatus.other(0)
             for _ in 0..<200 {
                 st = try WaitStatus.wait(tid, flags: __WALL | WNOHANG)
@@ -213,16 +217,17 @@ public enum TreeFreezer {
                 usleep(500)
             }
             if st == .other(0) {
-                log.debug("tid \(tid): no trap after passing a stop, interrupting again")
+                log.debug("tid \(tid): no stop after passing a queued SIGSTOP, interrupting again")
                 try Ptrace.interrupt(tid)
                 st = try WaitStatus.wait(tid)
             }
             switch st {
+            case .stopped(SIGSTOP, 0): stopSig = SIGSTOP  // taken off the queue, sent again later
             case .stopped: continue
             default: throw FreezeError.unexpectedStop(tid: tid, status: st)
             }
         }
-        if stopSig != 0 { log.debug("tid \(tid): stopped by signal \(stopSig) before the dump (\(runs) stop(s) passed)") }
+        if stopSig != 0 { log.debug("tid \(tid): stopped by signal \(stopSig) before the dump (\(passed) queued SIGSTOP passed)") }
         return stopSig
     }
 

@@ -1,6 +1,7 @@
 // Stopped tasks: a child stopped by SIGSTOP, and a two-threaded child stopped by SIGTSTP.
 // After restore both are still stopped (state T, every thread), and after SIGCONT each one
-// runs on and answers through its pipe.
+// runs on and answers through its pipe. While stopped, no thread may run: every thread counts
+// in a shared page, and the counts must not move across the dump and restore.
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <dirent.h>
@@ -8,6 +9,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -43,20 +45,24 @@ static int all_stopped(pid_t pid) {
 }
 
 static int answer_fd;
+// counts[2*i + t]: how far thread t of child i has run (shared with the parent).
+static volatile unsigned long *counts;
+static volatile unsigned long *my_count;
 static void *spinner(void *arg) {
-    (void)arg;
-    for (;;) pause();
+    volatile unsigned long *c = arg;
+    for (;;) { (*c)++; usleep(1000); }
     return NULL;
 }
 
-static void child(int out, int threaded) {
+static void child(int out, int threaded, int i) {
     answer_fd = out;
+    my_count = &counts[2 * i];
     // Its own group, with the parent outside it in the session: SIGTSTP to an orphaned
     // process group would be discarded.
     setpgid(0, 0);
     if (threaded) {
         pthread_t t;
-        pthread_create(&t, NULL, spinner, NULL);
+        pthread_create(&t, NULL, spinner, (void *)&counts[2 * i + 1]);
     }
     // Stopped only once it is set up (and has closed the launcher's ready pipe).
     char r = 'r';
@@ -64,6 +70,7 @@ static void child(int out, int threaded) {
     // Stopped here by the parent; after SIGCONT the loop goes on and answers.
     for (int i = 0;; i++) {
         usleep(10000);
+        (*my_count)++;
         char c = 'a';
         if (i == 20 && write(answer_fd, &c, 1) != 1) _exit(2);
     }
@@ -71,13 +78,15 @@ static void child(int out, int threaded) {
 
 int main(int argc, char **argv) {
     test_init(argc, argv);
+    counts = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (counts == MAP_FAILED) fail("mmap: %m");
     int p[2][2];
     pid_t c[2];
     const int sigs[2] = { SIGSTOP, SIGTSTP };
     for (int i = 0; i < 2; i++) {
         if (pipe(p[i])) fail("pipe: %m");
         c[i] = test_fork();
-        if (c[i] == 0) { close(p[i][0]); child(p[i][1], i == 1); }
+        if (c[i] == 0) { close(p[i][0]); child(p[i][1], i == 1, i); }
         setpgid(c[i], c[i]);
         close(p[i][1]);
         char r;
@@ -87,8 +96,13 @@ int main(int argc, char **argv) {
         if (waitpid(c[i], &st, WUNTRACED) != c[i] || !WIFSTOPPED(st) || WSTOPSIG(st) != sigs[i])
             fail("child %d did not stop: status %#x", c[i], st);
     }
+    unsigned long before[4];
+    for (int k = 0; k < 4; k++) before[k] = counts[k];
     test_daemon();
     test_waitsig();
+    for (int k = 0; k < 4; k++)
+        if (counts[k] != before[k])
+            fail("thread %d of child %d ran while stopped: count %lu -> %lu", k % 2, k / 2, before[k], counts[k]);
     for (int i = 0; i < 2; i++) {
         int n = all_stopped(c[i]);
         if (n != i + 1) fail("child %d has %d threads, expected %d", c[i], n, i + 1);
@@ -97,6 +111,10 @@ int main(int argc, char **argv) {
         kill(c[i], SIGCONT);
         char b;
         if (read(p[i][0], &b, 1) != 1 || b != 'a') fail("child %d did not run on after SIGCONT", c[i]);
+        if (i == 1) {
+            for (int w = 0; w < 200 && counts[3] == before[3]; w++) usleep(5000);
+            if (counts[3] == before[3]) fail("the second thread of child %d did not run on after SIGCONT", c[i]);
+        }
         kill(c[i], SIGKILL);
         waitpid(c[i], NULL, 0);
     }
