@@ -10,7 +10,7 @@ let workloadNames: [String] = [
     "pipe00", "pipe01", "pipe02", "fifo00", "unix00", "unix01", "unix02", "unix03", "eventfd00", "epoll00", "signalfd00",
     "timerfd00", "inotify00", "memfd00", "udp00", "tcp00", "tcp01", "tcp02",
     "sched00", "sockopt00", "membarrier00", "zombiepg00", "procattr00",
-    "lazy00", "lazy01", "stopped00", "vdso01",
+    "lazy00", "lazy01", "stopped00", "vdso01", "madv00",
     "seccomp00", "seccomp01", "caps00", "cgroup00",
     "netns00",
 ]

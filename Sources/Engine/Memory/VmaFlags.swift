@@ -1,16 +1,36 @@
-/// VMA flags set by madvise, mlock or mseal, which restore does not set again: a mapping
-/// with one is refused at dump, named, rather than coming back without it.
+import Glibc
+
+/// VMA flags set by madvise, mlock or mseal. The madvise ones are carried in the VMA's `madv`
+/// bits (1 << MADV_*, as CRIU writes them) and advised again at restore; the others are
+/// refused at dump, named, rather than coming back without them.
 enum VmaFlags {
     /// smaps VmFlags mnemonic -> what sets it.
     static let unkept: [(flag: String, what: String)] = [
-        ("dc", "MADV_DONTFORK"), ("wf", "MADV_WIPEONFORK"), ("dd", "MADV_DONTDUMP"),
-        ("mg", "MADV_MERGEABLE"),
         ("lo", "mlock"), ("lf", "mlock(MLOCK_ONFAULT)"), ("sl", "mseal"), ("dp", "MAP_DROPPABLE"),
         ("ss", "a shadow stack"),
     ]
 
-    // MADV_(NO)HUGEPAGE (hg, nh) are not refused: glibc puts nh on every thread stack's guard
-    // page, and they change only how memory is backed, not what it holds. Not carried yet.
+    /// smaps VmFlags mnemonic -> the advice that sets it.
+    static let advised: [(flag: String, advice: Int32)] = [
+        ("dc", MADV_DONTFORK), ("wf", 18 /* MADV_WIPEONFORK */), ("dd", MADV_DONTDUMP),
+        ("mg", MADV_MERGEABLE), ("hg", MADV_HUGEPAGE), ("nh", MADV_NOHUGEPAGE),
+    ]
+
+    /// The VMA's `madv` bits, by its start address.
+    static func madvBits(_ smaps: [ProcSmapsEntry]) -> [UInt64: UInt64] {
+        var out: [UInt64: UInt64] = [:]
+        for s in smaps where !s.mapping.path.hasPrefix("[v") {
+            let bits = advised.reduce(UInt64(0)) { s.hasFlag($1.flag) ? $0 | (UInt64(1) << UInt64($1.advice)) : $0 }
+            if bits != 0 { out[s.mapping.start] = bits }
+        }
+        return out
+    }
+
+    /// The advice calls `madv` bits stand for, in a fixed order.
+    static func advice(_ madv: UInt64) -> [Int32] {
+        advised.map(\.advice).filter { madv & (UInt64(1) << UInt64($0)) != 0 }
+    }
+
     static func refuseUnkept(_ smaps: [ProcSmapsEntry], pid: Int32) throws {
         for s in smaps {
             // The kernel's own special mappings ([vvar], [vdso]; pfn and I/O maps) carry

@@ -73,11 +73,19 @@ struct AddressSpace {
         if !runs.isEmpty { try copyFromParent(runs) }
     }
 
-    /// The final protections, once the pages are in.
+    /// The final protections and the VMAs' advice, once the pages are in and every child
+    /// has been cloned (MADV_DONTFORK and MADV_WIPEONFORK must not act on restore's own forks).
     func protect() throws {
         let rw = UInt32(PROT_READ | PROT_WRITE)
         for v in plan.mm.vmas where v.status & (AddressSpace.specialStatus | VmaStatus.fileShared | VmaStatus.anonShared) == 0 && v.prot != rw {
             try remote.syscall(.mprotect, v.start, v.end - v.start, UInt64(v.prot))
+        }
+        for v in plan.mm.vmas where v.madv != 0 && v.status & AddressSpace.specialStatus == 0 {
+            for a in VmaFlags.advice(v.madv) {
+                do { try remote.syscall(.madvise, v.start, v.end - v.start, UInt64(a)) } catch {
+                    throw RestoreError.layout(pid: pid, reason: "madvise(0x\(String(v.start, radix: 16))-0x\(String(v.end, radix: 16)), \(a)) of the dumped VMA: \(error)")
+                }
+            }
         }
     }
 
