@@ -101,4 +101,42 @@ extension RestoreErrorsTests {
         usleep(200_000)  // from writing "ready" into its sleep
         try assertDumpFails(p, work: work, saying: ["fd \(fd) (socket:[", "SO_TIMESTAMP is 1"])
     }
+
+    /// No socket option lists a socket's multicast memberships; each group joined in its
+    /// namespace is asked of the socket. Joined on lo only, dropped when the socket closes.
+    func testMulticastMembershipIsRefused() throws {
+        for (name, join, says) in [
+            ("v4", "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, struct.pack('4s4si', socket.inet_aton('239.255.42.99'), socket.inet_aton('0.0.0.0'), 1))",
+             "joined multicast group 239.255.42.99 on interface 1"),
+            ("v6", "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, socket.inet_pton(socket.AF_INET6, 'ff15::4299') + struct.pack('i', 1))",
+             "joined multicast group ff15::4299 on interface 1"),
+        ] {
+            let work = dir + "/mcast-" + name
+            let p = try python("""
+                import socket, struct, time
+                \(join)
+                open("ready", "w").write(str(s.fileno()))
+                time.sleep(30)
+                """, in: work)
+            defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+            let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+            usleep(200_000)
+            try assertDumpFails(p, work: work, saying: ["fd \(fd) (socket:[", says])
+        }
+    }
+
+    func testIpOptionsAreRefused() throws {
+        let work = dir + "/ipopts"
+        let p = try python("""
+            import socket, time
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_OPTIONS, bytes([7, 7, 4, 0, 0, 0, 0, 0]))  # record route
+            open("ready", "w").write(str(s.fileno()))
+            time.sleep(30)
+            """, in: work)
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+        usleep(200_000)
+        try assertDumpFails(p, work: work, saying: ["fd \(fd) (socket:[", "IP_OPTIONS is set (8 bytes)"])
+    }
 }

@@ -73,6 +73,9 @@ enum InetSocket: FdKind {
         e.fown = FdKinds.noOwner
         e.opts = try SocketOptions.read(c, what: "pid \(f.pid) fd \(f.fd)", refuse: refuse)
         if let ip = try InetOptions.read(c, family: src.family, tcp: false, refuse: refuse).ip { e.ipOpts = ip }
+        if let g = try MulticastMemberships.joined(c, pid: f.pid, family: src.family, proc: ctx.proc).first {
+            throw refuse("joined multicast group \(g), which cryo does not restore")
+        }
         let shut: UInt8
         do { shut = try InetOptions.shutdown(c, family: src.family, proto: Int32(IPPROTO_UDP), ino: e.ino) } catch { throw refuse("shutdown state: \(error)") }
         if shut != 0 { e.shutdown = Img_SkShutdown(rawValue: Int(shut)) ?? .none }

@@ -181,6 +181,14 @@ enum InetOptions {
                 throw refuse("socket option \(u.name) is \(v), which cryo does not restore")
             }
         }
+        if family == AF_INET {
+            // IP_OPTIONS (record route, timestamps...): CRIU's ip_opts has no place for them.
+            var opts = [UInt8](repeating: 0, count: 40)
+            var l = socklen_t(opts.count)
+            if opts.withUnsafeMutableBytes({ getsockopt(s, Int32(IPPROTO_IP), 4 /* IP_OPTIONS */, $0.baseAddress, &l) }) == 0, l > 0 {
+                throw refuse("socket option IP_OPTIONS is set (\(l) bytes), which cryo does not restore")
+            }
+        }
         if family == AF_INET6, let v4 = SocketOptions.int(s, Int32(IPPROTO_IPV6), 26 /* IPV6_V6ONLY */), v4 == 0 {
             // A dual-stack socket also carries IPv4 options; they matter for its v4 traffic.
             for (opt, name, fresh) in [(ipTos, "IP_TOS", Int32(0))] {
