@@ -75,8 +75,10 @@ struct Dump: ParsableCommand {
     @Flag(name: .customLong("lazy-pages"), help: "Not supported (CRIU's post-copy from the frozen tree); see docs/LAZY.md for the alternative.") var lazyPages = false
     @OptionGroup var network: NetworkOptions
     @OptionGroup var runtime: RuntimeDumpOptions
+    @OptionGroup var criuOnly: CriuRefusedOptions
 
     func validate() throws {
+        try criuOnly.check()
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
         if lazyPages { throw ValidationError(DumpLazyPages.refusal) }
         try stream.validate(imagesDir: imagesDir)
@@ -130,7 +132,11 @@ struct Restore: ParsableCommand {
     @Flag(name: .customLong("lazy-pages"), help: "Leave private anonymous memory to `cryo lazy-pages` (post-copy).") var lazyPages = false
     @OptionGroup var remote: RemoteRestoreOptions
 
-    func validate() throws { try stream.validate(imagesDir: imagesDir) }
+    @OptionGroup var criuOnly: CriuRefusedOptions
+    func validate() throws {
+        try criuOnly.check()
+        try stream.validate(imagesDir: imagesDir)
+    }
     @OptionGroup var cgroups: CgroupOptions
     @OptionGroup var network: NetworkOptions
     @OptionGroup var runtime: RuntimeRestoreOptions
@@ -183,6 +189,14 @@ struct PreDump: ParsableCommand {
     @OptionGroup var pageServer: PageServerClientOptions
     @OptionGroup var remote: RemoteDumpOptions
     @OptionGroup var runtime: RuntimeDumpOptions
+    /// Accepted as CRIU's pre-dump accepts it: a pre-dump writes no cgroups either way.
+    @OptionGroup var cgroups: CgroupOptions
+    @OptionGroup var criuOnly: CriuRefusedOptions
+
+    func validate() throws {
+        try criuOnly.check()
+        _ = try cgroups.mode
+    }
 
     /// What `cryo pre-dump` and a PRE_DUMP over RPC run (the CLI adds a remote store).
     func request() throws -> PreDumpRequest {

@@ -41,9 +41,10 @@ final class RPCCommandLineTests: XCTestCase {
         let line = try RPCCommandLine(o, kind: .dump, peer: getpid())
         let real = URL(fileURLWithPath: dir).resolvingSymlinksInPath().path
         XCTAssertEqual(line.arguments, ["-D", real, "-t", "1234", "--tcp-established", "--external", "mnt[/dev/null]:/dev/null",
-                                        "--manage-cgroups", "--empty-ns", "net", "--freeze-cgroup", "/sys/fs/cgroup/freezer/c1", "--orphan-pts-master"])
+                                        "--manage-cgroups=soft", "--empty-ns", "net", "--freeze-cgroup", "/sys/fs/cgroup/freezer/c1", "--orphan-pts-master"])
         XCTAssertEqual(line.imagesDir, real)
         XCTAssertEqual(line.field(namedIn: "Unknown option '--manage-cgroups'"), "manage_cgroups")
+        XCTAssertEqual(line.field(namedIn: "--orphan-pts-master: not supported: why"), "orphan_pts_master")
         XCTAssertEqual(line.field(namedIn: "Unknown option '--external'"), "ext_mnt")
     }
 

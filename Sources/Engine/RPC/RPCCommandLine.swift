@@ -71,7 +71,7 @@ public struct RPCCommandLine: Sendable {
         if !o.execCmd.isEmpty { add("exec_cmd", ["--exec-cmd", "--"] + o.execCmd) }
         for m in o.extMnt { add("ext_mnt", "--external", "mnt[\(m.key)]:\(m.val)") }
         if o.manageCgroups || o.hasManageCgroupsMode {
-            add("manage_cgroups", o.hasManageCgroupsMode ? "--manage-cgroups=\(Self.cgMode(o.manageCgroupsMode))" : "--manage-cgroups")
+            add("manage_cgroups", o.hasManageCgroupsMode ? "--manage-cgroups=\(Self.cgMode(o.manageCgroupsMode))" : "--manage-cgroups=soft")
         }
         for c in o.cgRoot { add("cg_root", "--cgroup-root", c.hasCtrl ? "\(c.ctrl):\(c.path)" : c.path) }
         flag("rst_sibling", o.rstSibling, "--restore-sibling")
@@ -137,7 +137,7 @@ public struct RPCCommandLine: Sendable {
         for w in words.reversed() {
             for a in w.args where a.hasPrefix("-") {
                 let opt = String(a.split(separator: "=", maxSplits: 1)[0])
-                if message.contains("'\(opt)'") || message.contains("\(opt) ") || message.hasSuffix(opt) { return w.field }
+                if message.contains("'\(opt)'") || message.contains("\(opt) ") || message.contains("\(opt):") || message.hasSuffix(opt) { return w.field }
             }
         }
         return nil
