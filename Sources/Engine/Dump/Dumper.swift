@@ -119,6 +119,7 @@ public struct Dumper {
         if let netns { for p in ids.keys { ids[p]!.netNsID = netns.id } }
         let seccomp = SeccompImageBuilder()
         let cgroups = request.manageCgroups == .ignore ? nil : try CgroupCollector(proc: proc)
+        let cores = CoreImages()
         do {
             for (i, p) in tree.processes.enumerated() {
                 if p.isZombie {
@@ -126,7 +127,7 @@ public struct Dumper {
                     continue
                 }
                 let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, pages: pages, incremental: plans[p.pid], seccomp: seccomp,
-                                              cgSet: try cgroups?.add(pid: p.pid, threads: p.threads) ?? 0)
+                                              cgSet: try cgroups?.add(pid: p.pid, threads: p.threads) ?? 0, cores: cores)
                     .dump(pstree: pstree[i])
                 copier.submit(job)
             }
@@ -144,6 +145,7 @@ public struct Dumper {
         if !seccomp.isEmpty { try images.write(.seccomp, entry: seccomp.entry) }
         if let cgroups { try images.write(.cgroup, entry: try cgroups.entry()) }
         try images.write(.pstree, entries: pstree)
+        try cores.writeAll(images: images)
         var inv = Img_InventoryEntry()
         inv.imgVersion = 2
         inv.fdinfoPerID = true

@@ -19,6 +19,8 @@ struct ProcessDumper {
     var seccomp = SeccompImageBuilder()
     /// The process's set in cgroup.img (0: none recorded).
     var cgSet: UInt32 = 0
+    /// Where the threads' cores wait for the end of the dump (nil: written at once).
+    var cores: CoreImages? = nil
     let log = Logger(label: "dump")
 
     var pid: Int32 { process.pid }
@@ -78,7 +80,7 @@ struct ProcessDumper {
             core.threadInfo = info
             core.threadCore = tcore
             if tid == pid { core.tc = tc }
-            try images.write(.core, id: Int(tid), entry: core)
+            if let cores { cores.add(pid: pid, tid: tid, core: core) } else { try images.write(.core, id: Int(tid), entry: core) }
         }
         try images.write(.sigacts, id: Int(pid), entries: sigacts)
         mark("cores")

@@ -1,0 +1,34 @@
+import Foundation
+
+/// Holds each thread's core entry until the end of the dump and writes it then, with the
+/// signal queues read again: a signal sent to the frozen tree while its pages were copied
+/// is queued, and must be in the images when the dump kills the tree, not lost with it.
+/// Only the short stretch between this read and the kill is left uncovered.
+final class CoreImages {
+    private var cores: [(pid: Int32, tid: Int32, core: Img_CoreEntry)] = []
+
+    func add(pid: Int32, tid: Int32, core: Img_CoreEntry) { cores.append((pid, tid, core)) }
+
+    func writeAll(images: ImageDirectory) throws {
+        for (pid, tid, var core) in cores {
+            core.threadCore.signalsP = try Self.queue(tid, shared: false)
+            if !core.threadCore.signalsP.hasAny { core.threadCore.clearSignalsP() }
+            if tid == pid {
+                core.tc.signalsS = try Self.queue(pid, shared: true)
+                if !core.tc.signalsS.hasAny { core.tc.clearSignalsS() }
+            }
+            try images.write(.core, id: Int(tid), entry: core)
+        }
+        cores = []
+    }
+
+    static func queue(_ tid: Int32, shared: Bool) throws -> Img_SignalQueueEntry {
+        var q = Img_SignalQueueEntry()
+        q.signals = try Ptrace.peekSiginfo(tid, shared: shared).map { var e = Img_SiginfoEntry(); e.siginfo = Data($0); return e }
+        return q
+    }
+}
+
+extension Img_SignalQueueEntry {
+    var hasAny: Bool { !signals.isEmpty }
+}
