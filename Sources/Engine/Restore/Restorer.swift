@@ -77,6 +77,7 @@ public struct Restorer {
         // Objects made in cryo for the files, shared by every task the restore rebuilds.
         let shared = RestoredObjects(images: images, files: files)
         if request.shellJob { shared.terminal = try Restorer.callerTerminal() }
+        shared.fileLocks = try loadFileLocks(images, plans: plans)
         defer { shared.closeAll() }
         var netns: RestoredNetNamespace?
         do {
@@ -366,6 +367,7 @@ public struct Restorer {
         mark("memory")
         if !sharesFiles { try restoreFiles(t, plan: plan, transport: transport, shared: shared) }
         try restoreFs(t, plan: plan)
+        try restoreFileLocks(t, pid: pid, locks: shared.fileLocks, files: plan.files, fdinfo: plan.fdinfo)
         mark("files")
         // A child was forked from its rebuilt parent, the root from cryo: their actions now.
         let current: [Int: [UInt64]]
