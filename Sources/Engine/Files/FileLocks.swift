@@ -62,6 +62,8 @@ final class FileLockDumper {
                 key = "posix \(l.pid) \(id) \(type) \(l.start) \(len)"
             case "LEASE":
                 guard l.mode == "ACTIVE" else { throw refuse("a lease being broken, which cryo does not restore") }
+                // Noted already through the taker's fd (parents are dumped first).
+                if seen.contains("lease \(id)") { continue }
                 // F_SETLEASE makes the caller the file's owner for SIGIO: the task that took
                 // it is the one that must take it again.
                 guard l.pid == f.pid else { throw refuse("taken by pid \(l.pid), not by this process") }
