@@ -151,8 +151,8 @@ final class RestoreErrorsTests: XCTestCase {
 
     /// A dump that fails must name what it could not dump, leave the process running, not
     /// stopped nor traced, and remove its partial images.
-    func assertDumpFails(_ p: Process, work: String, saying words: [String]) throws {
-        let (code, out) = try cryo(["dump", "-t", "\(p.processIdentifier)", "-D", work + "/img"])
+    func assertDumpFails(_ p: Process, work: String, saying words: [String], options: [String] = []) throws {
+        let (code, out) = try cryo(["dump", "-t", "\(p.processIdentifier)", "-D", work + "/img"] + options)
         XCTAssertNotEqual(code, 0)
         for w in words { XCTAssertTrue(out.contains(w), "expected '\(w)' in: \(out)") }
         XCTAssertTrue(p.isRunning, "a failed dump must leave the process running")

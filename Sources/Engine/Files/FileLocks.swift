@@ -23,6 +23,8 @@ final class FileLockDumper {
             }
             guard enabled else { throw refuse("which cryo dumps only with --file-locks") }
             guard !l.blocked else { continue }
+            // A writer's open is waiting for it (its type is the one it is breaking to).
+            if l.kind == "LEASE" && l.mode != "ACTIVE" { throw refuse("a lease being broken, which cryo does not restore") }
             let type: UInt32
             switch l.type {
             case "READ": type = 0  // F_RDLCK
@@ -61,7 +63,6 @@ final class FileLockDumper {
                 e.start = l.start; e.len = len
                 key = "posix \(l.pid) \(id) \(type) \(l.start) \(len)"
             case "LEASE":
-                guard l.mode == "ACTIVE" else { throw refuse("a lease being broken, which cryo does not restore") }
                 // Noted already through the taker's fd (parents are dumped first).
                 if seen.contains("lease \(id)") { continue }
                 // F_SETLEASE makes the caller the file's owner for SIGIO: the task that took
