@@ -34,6 +34,10 @@ enum FdChecks {
         if f.pid == getpid(), let lock = f.info.locks.first {
             throw refuse("holds a file lock (\(lock.text)), which cryo does not restore on a file in flight")
         }
+        // Named before the F_SETOWN owner and F_SETSIG signal its break notifies.
+        if ctx.locks.enabled, let l = f.info.locks.first(where: { FileLockDumper.breaking($0) != nil }) {
+            throw refuse("holds a file lock (\(l.text)), \(FileLockDumper.breaking(l)!)")
+        }
         let c = try ctx.copy(of: f)
         // struct f_owner_ex { int type; pid_t pid; }
         var owner: (Int32, Int32) = (0, 0)

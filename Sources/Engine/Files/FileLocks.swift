@@ -23,8 +23,7 @@ final class FileLockDumper {
             }
             guard enabled else { throw refuse("which cryo dumps only with --file-locks") }
             guard !l.blocked else { continue }
-            // A writer's open is waiting for it (its type is the one it is breaking to).
-            if l.kind == "LEASE" && l.mode != "ACTIVE" { throw refuse("a lease being broken, which cryo does not restore") }
+            if let why = FileLockDumper.breaking(l) { throw refuse(why) }
             let type: UInt32
             switch l.type {
             case "READ": type = 0  // F_RDLCK
@@ -75,6 +74,12 @@ final class FileLockDumper {
             }
             if seen.insert(key).inserted { entries.append(e) }
         }
+    }
+
+    /// Why lock `l` is a lease that cannot come back: an open is waiting for it (its type is
+    /// the one it is breaking to), which restore could not start again.
+    static func breaking(_ l: ProcFileLock) -> String? {
+        l.kind == "LEASE" && l.mode != "ACTIVE" ? "a lease being broken, which cryo does not restore" : nil
     }
 
     /// Whether the F_SETOWN owner `pid` (type `ownerType`, F_OWNER_*) of `f` is the one its
