@@ -104,6 +104,7 @@ public struct Restorer {
                 try Fault.check(.restoreTasks)
             }
             try joinGroups(plans, built: built)
+            try restoreDeferredFiles(plans, built: built, transport: transport, shared: shared)
             if lazy != nil {
                 try fills.waitAll()  // no fill may touch memory registered from here on
                 try lazy!.handOff(try lazy!.register(plans, built: built, transport: transport),
@@ -492,7 +493,7 @@ public struct Restorer {
 
     /// Installs every fd: each file id once (kinds that refer to other fds last), then the
     /// other fds of the same description as dups of the first.
-    func restoreFiles(_ t: RestoreTarget, plan: Plan, transport: FdTransport, shared: RestoredObjects) throws {
+    func restoreFiles(_ t: RestoreTarget, plan: Plan, transport: FdTransport, shared: RestoredObjects, stages: ClosedRange<Int> = 0...3) throws {
         let ctx = FileRestoreContext(task: t, transport: transport, shared: shared)
         var ordered: [(Img_FdinfoEntry, Img_FileEntry, any FdKind.Type)] = []
         for fi in plan.fdinfo {
@@ -501,7 +502,7 @@ public struct Restorer {
             }
             ordered.append((fi, f, kind))
         }
-        for stage in 0...3 {
+        for stage in stages {
             for (fi, f, kind) in ordered where kind.restoreStage(f, files: plan.files) == stage {
                 let want = Int32(fi.fd)
                 if let first = ctx.placed[fi.id] {
