@@ -2,7 +2,9 @@ import Glibc
 
 /// pidfd: a handle on a process of the tree (CRIU 4.x's pidfd_entry), made again with
 /// pidfd_open on the restored pid, so signals, waitid(P_PIDFD) and poll reach the same
-/// process. A pidfd of a process outside the tree, or of one already reaped, is refused.
+/// process. A pidfd of a process already reaped (nspid -1) comes back as one of a helper
+/// process cryo makes and reaps, one per dumped inode (pidfs gives a process one inode). A
+/// pidfd of a process outside the tree is refused.
 enum PidFd: FdKind {
     static let name = "pidfd"
     static let type = Img_FdTypes.pidfd
@@ -14,9 +16,8 @@ enum PidFd: FdKind {
     static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
         func refuse(_ r: String) -> DumpError { .fdState(pid: f.pid, fd: f.fd, target: f.target, reason: r) }
         guard let pid = f.info.pidfdPid else { throw refuse("fdinfo shows no Pid: line for this pidfd") }
-        guard pid > 0 else { throw refuse("a pidfd of a process already reaped, which cryo cannot make again") }
         let thread = UInt32(bitPattern: f.info.flags) & UInt32(O_EXCL) != 0
-        guard ctx.treePids.contains(pid) else {
+        guard pid == -1 || ctx.treePids.contains(pid) else {
             throw refuse("a pidfd of \(thread ? "thread" : "pid") \(pid), which is \(thread ? "not a process" : "outside") of the dumped tree")
         }
         var e = Img_PidfdEntry()
@@ -33,8 +34,33 @@ enum PidFd: FdKind {
     static func restoreStage(_ entry: Img_FileEntry, files: [UInt32: Img_FileEntry]) -> Int { deferredStage }
     static let deferredStage = 4
 
+    /// Pidfds of one process that has exited and been reaped: `count` descriptions of a helper
+    /// cryo spawns, opens and reaps (a pidfd opened before the reaping outlives it).
+    static func deadPidfds(count: Int, what: String) throws -> [Int32] {
+        var child: pid_t = 0
+        let argv: [UnsafeMutablePointer<CChar>?] = [strdup("true"), nil]
+        defer { for a in argv { free(a) } }
+        let rc = posix_spawn(&child, "/bin/true", nil, nil, argv, nil)
+        guard rc == 0 else { throw SystemCallError(call: "posix_spawn(/bin/true)", errno: rc, context: what) }
+        var fds: [Int32] = []
+        defer {
+            var st: Int32 = 0
+            kill(child, SIGKILL)
+            while waitpid(child, &st, 0) < 0 && errno == EINTR {}
+        }
+        do {
+            for _ in 0..<count { fds.append(Int32(try Sys.call(.pidfdOpen, Int(child), 0, context: what))) }
+        } catch {
+            for fd in fds { close(fd) }
+            throw error
+        }
+        return fds
+    }
+
     static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
         let e = entry.pidfd
+        // Made with the others of its process by Restorer.restoreDeferredFiles.
+        if e.nspid == -1, let o = ctx.objects[entry.id] { return try ctx.transport.send(o, to: ctx.task, what: "pidfd of a reaped process") }
         let what = "pidfd of pid \(e.nspid)"
         let fd: Int32
         do {
