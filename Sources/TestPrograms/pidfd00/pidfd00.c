@@ -3,6 +3,8 @@
 // child's shared with the first child through fork. After SIGTERM: each fd is still a pidfd
 // of its pid (fdinfo), poll says the children are alive, pidfd_send_signal through it ends
 // the right child, poll then wakes, and waitid(P_PIDFD) collects the status it exited with.
+// Two pidfds (two descriptions) of a child reaped before the dump stay pidfds of one dead
+// process: Pid -1, one inode, readable, and a signal through them finds no one.
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>
@@ -11,6 +13,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -62,8 +65,21 @@ int main(int argc, char **argv) {
         test_waitsig();
         _exit(fdinfoPid(pb) == b ? 0 : 1);
     }
+    pid_t gone = test_fork();
+    if (gone == 0) _exit(0);
+    int d1 = pidfd_open(gone, 0), d2 = pidfd_open(gone, PIDFD_NONBLOCK);
+    if (d1 < 0 || d2 < 0) fail("pidfd_open of an exited child: %m");
+    int st;
+    if (waitpid(gone, &st, 0) != gone) fail("waitpid: %m");
     test_daemon();
     test_waitsig();
+
+    struct stat s1, s2;
+    if (fstat(d1, &s1) || fstat(d2, &s2) || s1.st_ino != s2.st_ino) fail("the two pidfds of the reaped child name different processes");
+    if (fdinfoPid(d1) != -1 || fdinfoPid(d2) != -1) fail("a pidfd of the reaped child names pid %d/%d, not -1", fdinfoPid(d1), fdinfoPid(d2));
+    if (!readable(d1)) fail("poll on the pidfd of the reaped child does not say it exited");
+    if (pidfd_send_signal(d2, 0) == 0 || errno != ESRCH) fail("a signal through the pidfd of the reaped child: %m, not ESRCH");
+    if (!(fcntl(d2, F_GETFL) & O_NONBLOCK)) fail("the PIDFD_NONBLOCK pidfd of the reaped child lost O_NONBLOCK");
 
     if (fdinfoPid(pa) != a) fail("fd %d is a pidfd of %d, expected %d", pa, fdinfoPid(pa), a);
     if (fdinfoPid(pb) != b) fail("fd %d is a pidfd of %d, expected %d", pb, fdinfoPid(pb), b);
@@ -71,7 +87,6 @@ int main(int argc, char **argv) {
     if (fcntl(pa, F_GETFL) & O_NONBLOCK) fail("the blocking pidfd came back O_NONBLOCK");
     if (!(fcntl(pb, F_GETFL) & O_NONBLOCK)) fail("the PIDFD_NONBLOCK pidfd lost O_NONBLOCK");
     if (readable(pa) || readable(pb)) fail("poll says a live child has exited");
-    int st;
     kill(holder, SIGTERM);
     if (waitpid(holder, &st, 0) != holder || !WIFEXITED(st) || WEXITSTATUS(st)) fail("the child sharing the pidfd saw another pid (status %#x)", st);
     int fds[2] = { pa, pb };
