@@ -144,7 +144,8 @@ final class RestoreErrorsTests: XCTestCase {
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
-        for _ in 0..<300 where access(work + "/ready", F_OK) != 0 { usleep(20_000) }
+        // Until written, not only created: the callers read what it says.
+        for _ in 0..<300 where ((try? String(contentsOfFile: work + "/ready", encoding: .utf8)) ?? "").isEmpty { usleep(20_000) }
         XCTAssertEqual(access(work + "/ready", F_OK), 0, "python3 did not get ready")
         return p
     }
