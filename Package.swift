@@ -13,6 +13,7 @@ let workloadNames: [String] = [
     "lazy00", "lazy01", "stopped00", "vdso01", "madv00",
     "seccomp00", "seccomp01", "caps00", "cgroup00",
     "netns00",
+    "lock00", "pidfd00",
 ]
 
 // Per-workload extra libraries, by folder name.

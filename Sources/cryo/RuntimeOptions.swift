@@ -9,6 +9,7 @@ struct RuntimeDumpOptions: ParsableArguments {
     @Option(name: .customLong("empty-ns"), help: "A namespace the caller sets up itself (net): the tree must not have its own yet.") var emptyNs: [String] = []
     @Flag(name: .customLong("tcp-established"), help: "Allow established TCP connections (cryo always dumps them, in repair mode).") var tcpEstablished = false
     @Flag(name: .customLong("orphan-pts-master"), help: "Accepted: cryo dumps no ptys (it refuses them), so no master is ever orphaned.") var orphanPtsMaster = false
+    @Flag(name: .customLong("file-locks"), help: "Dump the file locks the tree holds (flock, POSIX, OFD, leases); without it a held lock refuses the dump.") var fileLocks = false
 
     func validate() throws {
         for ns in emptyNs where ns != "net" { throw ValidationError("--empty-ns \(ns): only net") }
@@ -18,6 +19,7 @@ struct RuntimeDumpOptions: ParsableArguments {
 
     func apply(to req: inout DumpRequest) {
         req.freezeCgroup = freezeCgroup
+        req.fileLocks = fileLocks
         req.emptyNamespaces |= emptyNamespaces
     }
 }
@@ -26,6 +28,7 @@ struct RuntimeRestoreOptions: ParsableArguments {
     @Flag(name: .customLong("restore-sibling"), help: "Make the root a child of cryo's parent (the runtime), not of cryo.") var sibling = false
     @Flag(name: .customLong("tcp-established"), help: "Restore established TCP connections (cryo always does).") var tcpEstablished = false
     @Flag(name: .customLong("orphan-pts-master"), help: "Accepted: images of cryo hold no ptys.") var orphanPtsMaster = false
+    @Flag(name: .customLong("file-locks"), help: "Accepted: cryo always sets the locks its images hold again (CRIU without it drops them).") var fileLocks = false
     @Flag(name: .customLong("evasive-devices"), help: "Accepted: cryo opens device files by their dumped path only (stricter).") var evasiveDevices = false
 
     func apply(to req: inout RestoreRequest) {

@@ -248,7 +248,8 @@ final class ProcTests: XCTestCase {
         XCTAssertEqual(ev.eventfdId, 12)
         XCTAssertEqual(ev.eventfdSemaphore, true)
         XCTAssertEqual(ev.flags, O_NONBLOCK | O_RDWR)
-        XCTAssertEqual(ev.locks, ["1: FLOCK  ADVISORY  WRITE 4242 00:10:2091 0 EOF"])
+        XCTAssertEqual(ev.locks, [ProcFileLock(kind: "FLOCK", mode: "ADVISORY", type: "WRITE", pid: 4242, devMajor: 0, devMinor: 0x10, inode: 2091,
+                                               start: 0, end: nil, text: "1: FLOCK ADVISORY WRITE 4242 00:10:2091 0 EOF")])
         XCTAssertNil(ev.timerfd)
 
         let sig = try ProcFdInfoParser.parse(try fixture("fdinfo-signalfd.sample"), source: "f")

@@ -70,10 +70,10 @@ final class CritCompatTests: XCTestCase {
         }
         var tally = Tally()
         var images = 0
-        for name in ["tree00", "maps01", "pipe00", "unix01", "tcp01", "memfd00", "sparse00", "deleted00", "thread00"] {
+        for name in ["tree00", "maps01", "pipe00", "unix01", "tcp01", "memfd00", "sparse00", "deleted00", "thread00", "lock00"] {
             let pid = try h.start(name)
             let dir = h.dir + "/" + name + "/img"
-            let (code, log) = try h.cryo(["dump", "-t", "\(pid)", "-D", dir, "-R", "-v2"])
+            let (code, log) = try h.cryo(["dump", "-t", "\(pid)", "-D", dir, "-R", "-v2"] + (name == "lock00" ? ["--file-locks"] : []))
             let verdict = try h.stop(pid, name: name)
             XCTAssertEqual(code, 0, "\(name): \(log)")
             XCTAssertTrue(verdict.hasSuffix("PASS"), "\(name) after a --leave-running dump: \(verdict)")

@@ -54,7 +54,7 @@ extension RestoreErrorsTests {
         try assertDumpFails(p, work: work, saying: ["fd \(fd) (pipe:[", "F_SETOWN owner process \(p.processIdentifier)"])
     }
 
-    /// flock, POSIX and OFD locks: each is refused by itself, naming the fd and the lock.
+    /// Without --file-locks, flock, POSIX and OFD locks: each is refused by itself, naming the fd, the lock and the option.
     func testFileLocksAreRefused() throws {
         for (name, take) in [("FLOCK", "fcntl.flock(f, fcntl.LOCK_EX)"),
                              ("POSIX", "fcntl.lockf(f, fcntl.LOCK_EX, 10, 0)"),
@@ -70,8 +70,48 @@ extension RestoreErrorsTests {
             defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
             let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
             usleep(200_000)  // from writing "ready" into its sleep
-            try assertDumpFails(p, work: work, saying: ["fd \(fd) (\(work)/locked)", "holds a file lock", name])
+            try assertDumpFails(p, work: work, saying: ["fd \(fd) (\(work)/locked)", "holds a file lock", name, "--file-locks"])
         }
+    }
+
+    /// With --file-locks, a lease being broken (a writer's open is waiting for it) is still
+    /// refused, named: the break cannot be started again from images.
+    func testLocksThatCannotComeBackAreRefused() throws {
+        let work = dir + "/lease-breaking"
+        let p = try python("""
+            import fcntl, os, signal, time
+            signal.signal(signal.SIGIO, signal.SIG_IGN)
+            os.close(os.open("leased", os.O_RDWR | os.O_CREAT, 0o644))
+            f = os.open("leased", os.O_RDONLY)
+            fcntl.fcntl(f, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+            if os.fork() == 0:
+                try: os.open("leased", os.O_WRONLY | os.O_NONBLOCK)
+                except BlockingIOError: pass
+                os._exit(0)
+            os.wait()
+            open("ready", "w").write(str(f))
+            time.sleep(30)
+            """, in: work)
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+        usleep(200_000)  // from writing "ready" into its sleep
+        try assertDumpFails(p, work: work, saying: ["fd \(fd) (\(work)/leased)", "LEASE BREAKING", "a lease being broken"], options: ["--file-locks"])
+    }
+
+    /// A pidfd of a process outside the tree (here pid 1) would name another process after
+    /// restore: refused, naming the fd and the pid.
+    func testPidfdOutsideTheTreeIsRefused() throws {
+        let work = dir + "/pidfd-outside"
+        let p = try python("""
+            import os, time
+            f = os.pidfd_open(1)
+            open("r", "w").write(str(f)); os.rename("r", "ready")
+            time.sleep(30)
+            """, in: work)
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+        usleep(200_000)  // from writing "ready" into its sleep
+        try assertDumpFails(p, work: work, saying: ["fd \(fd) (anon_inode:[pidfd])", "a pidfd of pid 1, which is outside of the dumped tree"])
     }
 
     /// A task in a uts namespace of its own would come back with cryo's hostname.

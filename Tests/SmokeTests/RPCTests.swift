@@ -130,7 +130,6 @@ final class RPCTests: XCTestCase {
         let d = try images("img")
         let cases: [([String], String)] = [
             (["--set", "ext_unix_sk=true"], "ext_unix_sk"),
-            (["--set", "file_locks=true"], "file_locks"),
             (["--set", "tcp_close=true"], "tcp_close"),
             (["--ext-mnt", "/a:/b"], "ext_mnt"),
             (["--set", "auto_dedup=true"], "auto_dedup"),
@@ -142,6 +141,10 @@ final class RPCTests: XCTestCase {
             XCTAssertTrue(a.error.contains(field), "\(field): \(a.error)")
             XCTAssertTrue(alive(pid), "a refused dump leaves the process running (\(field))")
         }
+        // file_locks is honoured now (CRIU's --file-locks), like the CLI option.
+        let locks = try rpc("dump", ["--images", try images("locks"), "--pid", "\(pid)", "--set", "file_locks=true", "--set", "leave_running=true"])
+        XCTAssertTrue(locks.success, locks.error)
+        XCTAssertTrue(alive(pid))
         let noPid = try rpc("dump", ["--images", d])
         XCTAssertFalse(noPid.success)
         XCTAssertTrue(noPid.error.contains("pid"), noPid.error)

@@ -144,15 +144,16 @@ final class RestoreErrorsTests: XCTestCase {
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
-        for _ in 0..<300 where access(work + "/ready", F_OK) != 0 { usleep(20_000) }
+        // Until written, not only created: the callers read what it says.
+        for _ in 0..<300 where ((try? String(contentsOfFile: work + "/ready", encoding: .utf8)) ?? "").isEmpty { usleep(20_000) }
         XCTAssertEqual(access(work + "/ready", F_OK), 0, "python3 did not get ready")
         return p
     }
 
     /// A dump that fails must name what it could not dump, leave the process running, not
     /// stopped nor traced, and remove its partial images.
-    func assertDumpFails(_ p: Process, work: String, saying words: [String]) throws {
-        let (code, out) = try cryo(["dump", "-t", "\(p.processIdentifier)", "-D", work + "/img"])
+    func assertDumpFails(_ p: Process, work: String, saying words: [String], options: [String] = []) throws {
+        let (code, out) = try cryo(["dump", "-t", "\(p.processIdentifier)", "-D", work + "/img"] + options)
         XCTAssertNotEqual(code, 0)
         for w in words { XCTAssertTrue(out.contains(w), "expected '\(w)' in: \(out)") }
         XCTAssertTrue(p.isRunning, "a failed dump must leave the process running")

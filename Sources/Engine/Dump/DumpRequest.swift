@@ -15,6 +15,8 @@ public struct DumpRequest: Sendable {
     public var pageServer: PageServerTarget?
     /// A job of a shell (CRIU's --shell-job): its terminal is the shell's, opened again at restore.
     public var shellJob = false
+    /// Dump the file locks the tree holds (CRIU's --file-locks); without it a held lock refuses the dump.
+    public var fileLocks = false
     /// Write the images here instead of a folder at imagesDir (which then only anchors a
     /// relative prevImagesDir).
     public var imageStore: ImageStore?

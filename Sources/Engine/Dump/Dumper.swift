@@ -31,6 +31,7 @@ public struct Dumper {
         // Lives until the tree is left as asked: it holds the TCP connections in repair mode.
         let files = FileTable(images: images)
         files.context.shellJob = request.shellJob
+        files.context.locks.enabled = request.fileLocks
         var netns: TreeNetNamespace?
         do {
             try Fault.check(.afterFreeze)

@@ -1,7 +1,7 @@
 import Glibc
 
 /// What no fd kind carries yet, checked for every fd before its kind dumps it: terminals,
-/// file locks and F_SETOWN/F_SETSIG owners. Each is refused, naming the fd, rather than restored without it.
+/// locks on files in flight and F_SETOWN/F_SETSIG owners. Each is refused, naming the fd, rather than restored without it.
 enum FdChecks {
     static func major(_ dev: UInt64) -> UInt64 { ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff) }
     static func minor(_ dev: UInt64) -> UInt64 { (dev & 0xff) | ((dev >> 12) & ~0xff) }
@@ -29,15 +29,19 @@ enum FdChecks {
             if !ctx.shellJob { throw refuse("a terminal, which cryo restores only as a shell job's (dump and restore with --shell-job)") }
         case nil: break
         }
-        // fdinfo lists the locks held through this fd (its description's flock and OFD locks,
-        // the process's POSIX locks on the file, leases).
-        if let lock = f.info.locks.first {
-            throw refuse("holds a file lock (\(lock.split(whereSeparator: \.isWhitespace).joined(separator: " "))), which cryo does not restore yet")
+        // A task's locks are noted fd by fd (FileLockDumper); a file in flight has no task to
+        // take its description's lock again.
+        if f.pid == getpid(), let lock = f.info.locks.first {
+            throw refuse("holds a file lock (\(lock.text)), which cryo does not restore on a file in flight")
+        }
+        // Named before the F_SETOWN owner and F_SETSIG signal its break notifies.
+        if ctx.locks.enabled, let l = f.info.locks.first(where: { FileLockDumper.breaking($0) != nil }) {
+            throw refuse("holds a file lock (\(l.text)), \(FileLockDumper.breaking(l)!)")
         }
         let c = try ctx.copy(of: f)
         // struct f_owner_ex { int type; pid_t pid; }
         var owner: (Int32, Int32) = (0, 0)
-        if fcntl(c, 16 /* F_GETOWN_EX */, &owner) == 0 && owner.1 != 0 {
+        if fcntl(c, 16 /* F_GETOWN_EX */, &owner) == 0 && owner.1 != 0 && !ctx.locks.ownerIsLease(f, ownerType: owner.0, pid: owner.1) {
             let kind = ["thread", "process", "process group"][Int(max(0, min(2, owner.0)))]
             throw refuse("F_SETOWN owner \(kind) \(owner.1), which cryo does not restore yet")
         }

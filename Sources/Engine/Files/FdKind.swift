@@ -22,7 +22,8 @@ protocol FdKind {
     static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32
     /// Files that need others in place first are restored later, stage by stage: 0 first,
     /// then 1 and 2 (unix connections, which need their listener: accepted ones before those
-    /// still waiting), then 3 (epoll, which registers fds by number).
+    /// still waiting), then 3 (epoll, which registers fds by number); 4 (pidfds) once every
+    /// task exists.
     static func restoreStage(_ entry: Img_FileEntry, files: [UInt32: Img_FileEntry]) -> Int
 }
 
@@ -34,6 +35,7 @@ enum FdKinds {
     static let all: [any FdKind.Type] = [
         RegularFile.self, PipeFile.self, FifoFile.self, EventFd.self, SignalFd.self, TimerFd.self,
         EventPoll.self, Inotify.self, MemFd.self, UnixSocket.self, InetSocket.self, TcpSocket.self,
+        PidFd.self,
     ]
 
     static func kind(for type: Img_FdTypes) -> (any FdKind.Type)? { all.first { $0.type == type } }

@@ -51,6 +51,8 @@ final class FileDumpContext {
 
     /// --shell-job: terminals are the shell's, and restore opens the caller's in their place.
     var shellJob = false
+    /// File locks held through the tree's fds (file-lock.img).
+    let locks = FileLockDumper()
     /// Every pid being dumped: a pipe end held outside them cannot be restored.
     var treePids: Set<Int32> = []
     private var pipeHolders: [UInt64: Set<Int32>]?
@@ -208,6 +210,7 @@ final class FileDumpContext {
         if !pipeData.isEmpty { try images.writeWithPayloads(.pipesData, pipeData) }
         if !fifoData.isEmpty { try images.writeWithPayloads(.fifoData, fifoData) }
         if !skQueues.isEmpty { try images.writeWithPayloads(.skQueues, skQueues) }
+        try locks.write(to: images)
         for t in tcpStreams { try images.writeWithPayloads(.tcpStream, id: Int(t.ino), [(t.entry, t.bytes)]) }
         if !memfdInodes.isEmpty {
             try images.write(.memfdInode, entries: memfdInodes)

@@ -26,6 +26,8 @@ final class RestoredObjects {
     var keepers: [Int32] = []
     /// With --shell-job: the caller's terminal, which the tree's terminal fds open instead.
     var terminal: String?
+    /// file-lock.img: every task takes its own again once its fds are in place.
+    var fileLocks: [Img_FileLockEntry] = []
     private var payloadCache: [ImageKind: [(Img_PipeDataEntry, [UInt8])]] = [:]
     private var queueCache: [(Img_SkPacketEntry, [UInt8])]?
 

@@ -87,6 +87,8 @@ final class FileTable: @unchecked Sendable {
                 DumpError.unsupportedFd(pid: pid, fd: fd, kind: kind, target: f.target)
             }
             infos.append(fdinfo(id: id, fd: fd, flags: f.info.flags, type: type))
+            // Every fd, not only a description's first: a POSIX lock shows only in its owner's.
+            try ctx.locks.note(f, id: id, treePids: ctx.treePids) { try Sys.kcmp(pid, $0, type: 2 /* KCMP_FILES */, 0, 0) == 0 }
             try Fault.check(.files)
         }
         try images.write(.fdinfo, id: Int(pid), entries: infos)

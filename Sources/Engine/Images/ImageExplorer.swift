@@ -70,6 +70,7 @@ public struct ImageExplorer {
         case .timerfd: return "timerfd"
         case .inotify: return "inotify"
         case .memfd: return "memfd"
+        case .pidfd: return "pidfd of pid \(f.pidfd.nspid)"
         default: return "\(f.type)"
         }
     }

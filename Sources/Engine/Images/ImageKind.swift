@@ -23,6 +23,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// A network namespace (by its id): links, its sysctls, and iproute2's `ip addr save`,
     /// `ip -4 route save` and `ip -6 route save` streams (raw, as CRIU keeps them).
     case netdev, netns, ifaddr, route, route6
+    /// File locks held by the tree (flock, POSIX, OFD, leases), taken with dump --file-locks.
+    case fileLocks
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -58,6 +60,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .cgroup: return 0x5938_3330
         case .netdev: return 0x5737_3951
         case .netns: return 0x5593_3752
+        case .fileLocks: return 0x5432_3616
         case .ifaddr, .route, .route6: return nil
         }
     }
@@ -104,6 +107,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .ifaddr: return "IFADDR"
         case .route: return "ROUTE"
         case .route6: return "ROUTE6"
+        case .fileLocks: return "FILE_LOCKS"
         }
     }
 
@@ -120,6 +124,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .memfdInode: return "memfd"
         case .tcpStream: return "tcp-stream"
         case .shmemPagemap: return "pagemap-shmem"
+        case .fileLocks: return "file-lock"
         default: return rawValue
         }
     }
@@ -128,7 +133,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     public var hasID: Bool {
         switch self {
         case .inventory, .pstree, .files, .regFiles, .remapFpath, .pipesData, .fifoData, .skQueues, .memfdInode: return false
-        case .seccomp, .cgroup: return false
+        case .seccomp, .cgroup, .fileLocks: return false
         default: return true
         }
     }
@@ -176,6 +181,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .cgroup: return Img_CgroupEntry.self
         case .netdev: return Img_NetDeviceEntry.self
         case .netns: return Img_NetnsEntry.self
+        case .fileLocks: return Img_FileLockEntry.self
         case .ifaddr, .route, .route6: return nil
         }
     }

@@ -57,8 +57,8 @@ public struct ProcFdInfo: Sendable, Equatable {
     /// Signals of a signalfd (hex in the file).
     public var signalfdMask: UInt64?
     public var timerfd: TimerFd?
-    /// "lock:" lines (file locks held through this fd), as the kernel prints them.
-    public var locks: [String] = []
+    /// "lock:" lines: the file locks held through this fd.
+    public var locks: [ProcFileLock] = []
     /// For a pidfd: the pid it refers to (-1 once that process is reaped).
     public var pidfdPid: Int32?
 
@@ -107,7 +107,7 @@ public enum ProcFdInfoParser {
         case "eventfd-id": f.eventfdId = try num(v)
         case "eventfd-semaphore": f.eventfdSemaphore = try num(v, UInt8.self) != 0
         case "sigmask": f.signalfdMask = try num(v, radix: 16)
-        case "lock": f.locks.append(v)
+        case "lock": f.locks.append(try ProcLocksParser.parseLine(Substring(v), source: source, number: line))
         case "Pid": f.pidfdPid = try num(v)
         case "tfd":
             let p = pairs(raw)

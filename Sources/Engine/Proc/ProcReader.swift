@@ -178,6 +178,12 @@ public struct ProcReader: Sendable {
         return try ProcFdInfoParser.parse(try readText(p, pid: pid), source: p)
     }
 
+    /// /proc/locks: every file lock on the machine, and every task waiting for one.
+    public func locks() throws -> [ProcFileLock] {
+        let p = "\(root)/locks"
+        return try ProcLocksParser.parse(try readText(p), source: p)
+    }
+
     public func mountinfo(pid: Int32) throws -> [ProcMount] {
         let p = path(pid: pid, "mountinfo")
         return try ProcMountInfoParser.parse(try readText(p, pid: pid), source: p)

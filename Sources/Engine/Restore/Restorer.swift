@@ -77,6 +77,7 @@ public struct Restorer {
         // Objects made in cryo for the files, shared by every task the restore rebuilds.
         let shared = RestoredObjects(images: images, files: files)
         if request.shellJob { shared.terminal = try Restorer.callerTerminal() }
+        shared.fileLocks = try loadFileLocks(images, plans: plans)
         defer { shared.closeAll() }
         var netns: RestoredNetNamespace?
         do {
@@ -103,6 +104,7 @@ public struct Restorer {
                 try Fault.check(.restoreTasks)
             }
             try joinGroups(plans, built: built)
+            try restoreDeferredFiles(plans, built: built, transport: transport, shared: shared)
             if lazy != nil {
                 try fills.waitAll()  // no fill may touch memory registered from here on
                 try lazy!.handOff(try lazy!.register(plans, built: built, transport: transport),
@@ -366,6 +368,7 @@ public struct Restorer {
         mark("memory")
         if !sharesFiles { try restoreFiles(t, plan: plan, transport: transport, shared: shared) }
         try restoreFs(t, plan: plan)
+        try restoreFileLocks(t, pid: pid, locks: shared.fileLocks, files: plan.files, fdinfo: plan.fdinfo)
         mark("files")
         // A child was forked from its rebuilt parent, the root from cryo: their actions now.
         let current: [Int: [UInt64]]
@@ -490,7 +493,7 @@ public struct Restorer {
 
     /// Installs every fd: each file id once (kinds that refer to other fds last), then the
     /// other fds of the same description as dups of the first.
-    func restoreFiles(_ t: RestoreTarget, plan: Plan, transport: FdTransport, shared: RestoredObjects) throws {
+    func restoreFiles(_ t: RestoreTarget, plan: Plan, transport: FdTransport, shared: RestoredObjects, stages: ClosedRange<Int> = 0...3) throws {
         let ctx = FileRestoreContext(task: t, transport: transport, shared: shared)
         var ordered: [(Img_FdinfoEntry, Img_FileEntry, any FdKind.Type)] = []
         for fi in plan.fdinfo {
@@ -499,7 +502,7 @@ public struct Restorer {
             }
             ordered.append((fi, f, kind))
         }
-        for stage in 0...3 {
+        for stage in stages {
             for (fi, f, kind) in ordered where kind.restoreStage(f, files: plan.files) == stage {
                 let want = Int32(fi.fd)
                 if let first = ctx.placed[fi.id] {

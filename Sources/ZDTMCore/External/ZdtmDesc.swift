@@ -92,6 +92,8 @@ public struct ZdtmDesc: Equatable, Sendable {
 
     /// CRIU's dump/restore options that cryo does by default (or that change nothing here).
     public static let defaultOpts: Set<String> = ["--tcp-established"]
+    /// CRIU's options cryo takes with the same meaning: given to its dump and restore.
+    public static let passedOpts: Set<String> = ["--file-locks"]
     /// CRIU options zdtm.py itself adds for the flavour; harmless here.
     public static let ignoredFlags: Set<String> = ["suid", "reqrst", "nouser", "samens", "nolazy", "nopage", "noremotelazy"]
 
@@ -118,7 +120,7 @@ public struct ZdtmDesc: Equatable, Sendable {
         p.exclusive = f.contains("excl")
         p.crfail = f.contains("crfail")
         p.timeout = timeout
-        let unknownOpts = opts.filter { $0.hasPrefix("-") && !ZdtmDesc.defaultOpts.contains($0) }
+        let unknownOpts = opts.filter { $0.hasPrefix("-") && !ZdtmDesc.defaultOpts.contains($0) && !ZdtmDesc.passedOpts.contains($0) }
         if !unknownOpts.isEmpty { p.skip = ".desc: needs CRIU option(s) \(unknownOpts.joined(separator: " ")), which cryo does not take"; return p }
         if !features.isEmpty { p.note.append("feature \(features.joined(separator: " ")) not checked") }
         return p

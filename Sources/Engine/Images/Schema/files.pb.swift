@@ -48,6 +48,7 @@ public nonisolated enum Img_FdTypes: Int, SwiftProtobuf.Enum, Swift.CaseIterable
   case timerfd = 17
   case memfd = 18
   case bpfmap = 19
+  case pidfd = 20
   case ctlTty = 65534
   case autofsPipe = 65535
 
@@ -415,11 +416,82 @@ public nonisolated struct Img_FileEntry: @unchecked Sendable {
   /// Clears the value of `memfd`. Subsequent reads from it will return its default value.
   public mutating func clearMemfd() {_uniqueStorage()._memfd = nil}
 
+  public var pidfd: Img_PidfdEntry {
+    get {_storage._pidfd ?? Img_PidfdEntry()}
+    set {_uniqueStorage()._pidfd = newValue}
+  }
+  /// Returns true if `pidfd` has been explicitly set.
+  public var hasPidfd: Bool {_storage._pidfd != nil}
+  /// Clears the value of `pidfd`. Subsequent reads from it will return its default value.
+  public mutating func clearPidfd() {_uniqueStorage()._pidfd = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// CRIU 4.x pidfd.proto: a pidfd of a process of the tree, by its pid (nspid).
+public nonisolated struct Img_PidfdEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var ino: UInt32 {
+    get {_ino ?? 0}
+    set {_ino = newValue}
+  }
+  /// Returns true if `ino` has been explicitly set.
+  public var hasIno: Bool {self._ino != nil}
+  /// Clears the value of `ino`. Subsequent reads from it will return its default value.
+  public mutating func clearIno() {self._ino = nil}
+
+  public var flags: UInt32 {
+    get {_flags ?? 0}
+    set {_flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {self._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {self._flags = nil}
+
+  public var nspid: Int32 {
+    get {_nspid ?? 0}
+    set {_nspid = newValue}
+  }
+  /// Returns true if `nspid` has been explicitly set.
+  public var hasNspid: Bool {self._nspid != nil}
+  /// Clears the value of `nspid`. Subsequent reads from it will return its default value.
+  public mutating func clearNspid() {self._nspid = nil}
+
+  public var fown: Img_FownEntry {
+    get {_fown ?? Img_FownEntry()}
+    set {_fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {self._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {self._fown = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _ino: UInt32? = nil
+  fileprivate var _flags: UInt32? = nil
+  fileprivate var _nspid: Int32? = nil
+  fileprivate var _fown: Img_FownEntry? = nil
 }
 
 public nonisolated struct Img_PipeEntry: Sendable {
@@ -2101,7 +2173,7 @@ public nonisolated struct Img_MemfdInodeEntry: Sendable {
 fileprivate nonisolated let _protobuf_package = "img"
 
 nonisolated extension Img_FdTypes: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UND\0\u{1}REG\0\u{1}PIPE\0\u{1}FIFO\0\u{1}INETSK\0\u{1}UNIXSK\0\u{1}EVENTFD\0\u{1}EVENTPOLL\0\u{1}INOTIFY\0\u{1}SIGNALFD\0\u{1}PACKETSK\0\u{1}TTY\0\u{1}FANOTIFY\0\u{1}NETLINKSK\0\u{1}NS\0\u{1}TUNF\0\u{1}EXT\0\u{1}TIMERFD\0\u{1}MEMFD\0\u{1}BPFMAP\0\u{2}k\u{7f}\u{f}CTL_TTY\0\u{1}AUTOFS_PIPE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UND\0\u{1}REG\0\u{1}PIPE\0\u{1}FIFO\0\u{1}INETSK\0\u{1}UNIXSK\0\u{1}EVENTFD\0\u{1}EVENTPOLL\0\u{1}INOTIFY\0\u{1}SIGNALFD\0\u{1}PACKETSK\0\u{1}TTY\0\u{1}FANOTIFY\0\u{1}NETLINKSK\0\u{1}NS\0\u{1}TUNF\0\u{1}EXT\0\u{1}TIMERFD\0\u{1}MEMFD\0\u{1}BPFMAP\0\u{1}PIDFD\0\u{2}j\u{7f}\u{f}CTL_TTY\0\u{1}AUTOFS_PIPE\0")
 }
 
 nonisolated extension Img_SkShutdown: SwiftProtobuf._ProtoNameProviding {
@@ -2319,7 +2391,7 @@ nonisolated extension Img_FdinfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FileEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}id\0\u{1}reg\0\u{1}isk\0\u{2}\u{4}efd\0\u{1}epfd\0\u{1}sgfd\0\u{2}\u{2}tfd\0\u{1}ify\0\u{2}\u{3}usk\0\u{1}fifo\0\u{1}pipe\0\u{2}\u{2}memfd\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}id\0\u{1}reg\0\u{1}isk\0\u{2}\u{4}efd\0\u{1}epfd\0\u{1}sgfd\0\u{2}\u{2}tfd\0\u{1}ify\0\u{2}\u{3}usk\0\u{1}fifo\0\u{1}pipe\0\u{2}\u{2}memfd\0\u{2}\u{2}pidfd\0")
 
   fileprivate class _StorageClass {
     var _type: Img_FdTypes? = nil
@@ -2335,6 +2407,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _fifo: Img_FifoEntry? = nil
     var _pipe: Img_PipeEntry? = nil
     var _memfd: Img_MemfdFileEntry? = nil
+    var _pidfd: Img_PidfdEntry? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2358,6 +2431,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _fifo = source._fifo
       _pipe = source._pipe
       _memfd = source._memfd
+      _pidfd = source._pidfd
     }
   }
 
@@ -2383,6 +2457,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if let v = _storage._fifo, !v.isInitialized {return false}
       if let v = _storage._pipe, !v.isInitialized {return false}
       if let v = _storage._memfd, !v.isInitialized {return false}
+      if let v = _storage._pidfd, !v.isInitialized {return false}
       return true
     }
   }
@@ -2408,6 +2483,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 17: try { try decoder.decodeSingularMessageField(value: &_storage._fifo) }()
         case 18: try { try decoder.decodeSingularMessageField(value: &_storage._pipe) }()
         case 20: try { try decoder.decodeSingularMessageField(value: &_storage._memfd) }()
+        case 22: try { try decoder.decodeSingularMessageField(value: &_storage._pidfd) }()
         default: break
         }
       }
@@ -2459,6 +2535,9 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       try { if let v = _storage._memfd {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
       } }()
+      try { if let v = _storage._pidfd {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2481,10 +2560,75 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._fifo != rhs_storage._fifo {return false}
         if _storage._pipe != rhs_storage._pipe {return false}
         if _storage._memfd != rhs_storage._memfd {return false}
+        if _storage._pidfd != rhs_storage._pidfd {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_PidfdEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PidfdEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}flags\0\u{1}nspid\0\u{1}fown\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._ino == nil {return false}
+    if self._flags == nil {return false}
+    if self._nspid == nil {return false}
+    if self._fown == nil {return false}
+    if let v = self._fown, !v.isInitialized {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._ino) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
+      case 4: try { try decoder.decodeSingularInt32Field(value: &self._nspid) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._fown) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._ino {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._flags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._nspid {
+      try visitor.visitSingularInt32Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._fown {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_PidfdEntry, rhs: Img_PidfdEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._ino != rhs._ino {return false}
+    if lhs._flags != rhs._flags {return false}
+    if lhs._nspid != rhs._nspid {return false}
+    if lhs._fown != rhs._fown {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

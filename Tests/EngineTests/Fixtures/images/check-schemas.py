@@ -30,9 +30,10 @@ newer = {('TaskCoreEntry', 22): ('membarrier_registration_mask', 13, 1), ('InetS
          ('IpOptsEntry', 5): ('pktinfo', 8, 1), ('IpOptsEntry', 6): ('tos', 13, 1), ('IpOptsEntry', 7): ('ttl', 13, 1),
          ('MemfdInodeEntry', 9): ('mode', 13, 1), ('CredsEntry', 18): ('no_new_privs', 13, 1),
          ('CredsEntry', 19): ('cap_amb', 13, 3), ('NetnsEntry', 10): ('ipv4_sysctl', 11, 3),
-         ('TaskCoreEntry', 21): ('stop_signo', 13, 1)}
+         ('TaskCoreEntry', 21): ('stop_signo', 13, 1), ('FileEntry', 22): ('pidfd', 11, 1)}
 # Messages of newer CRIU: (field number -> (name, type, label)).
-newer_messages = {'TcpOptsEntry': {1: ('cork', 8, 1), 2: ('nodelay', 8, 1), 3: ('keepcnt', 13, 1), 4: ('keepidle', 13, 1), 5: ('keepintvl', 13, 1)}}
+newer_messages = {'TcpOptsEntry': {1: ('cork', 8, 1), 2: ('nodelay', 8, 1), 3: ('keepcnt', 13, 1), 4: ('keepidle', 13, 1), 5: ('keepintvl', 13, 1)},
+                  'PidfdEntry': {1: ('id', 13, 2), 2: ('ino', 13, 2), 3: ('flags', 13, 2), 4: ('nspid', 5, 2), 5: ('fown', 11, 2)}}
 
 fds = descriptor_pb2.FileDescriptorSet()
 fds.ParseFromString(open(sys.argv[1], 'rb').read())
