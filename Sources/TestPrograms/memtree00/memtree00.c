@@ -41,6 +41,9 @@ int main(int argc, char **argv) {
         char c = 0;
         if (read(ready[0], &c, 1) != 1 || !c) fail("child %d could not set up", i);
     }
+    // EOF: every child has closed its end too, so the tree holds still from here on.
+    char c;
+    if (read(ready[0], &c, 1) != 0) fail("a child wrote twice on the ready pipe");
     close(ready[0]);
     char *mine = fill(len, 5000);
     if (!mine) fail("mmap: %m");
