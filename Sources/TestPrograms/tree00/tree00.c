@@ -102,8 +102,11 @@ int main(int argc, char **argv) {
         char ch;
         if (read(sync_fd[0], &ch, 1) != 1) fail("a process of the tree did not start");
     }
-    close(sync_fd[0]);
+    // EOF: every process has also closed the pipe, so the tree holds still from here on.
     close(sync_fd[1]);
+    char extra;
+    if (read(sync_fd[0], &extra, 1) != 0) fail("the start pipe did not end");
+    close(sync_fd[0]);
     test_daemon();
     test_waitsig();
 
