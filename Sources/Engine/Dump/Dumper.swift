@@ -116,7 +116,7 @@ public struct Dumper {
         // Each process's pages are copied in the background while the next one is read.
         let copier = PageCopier()
         // To a page server the frozen tasks splice their own pages (no copy on our side).
-        let spliced = SplicedPages.usable(for: pages) ? SplicedPages(proc: proc) : nil
+        let spliced = request.splicePages && SplicedPages.usable(for: pages) ? SplicedPages(proc: proc) : nil
         var ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
         if let netns { for p in ids.keys { ids[p]!.netNsID = netns.id } }
         let seccomp = SeccompImageBuilder()
