@@ -26,7 +26,14 @@ public struct SplicedPages {
     /// Without a pipe in the task (its fd table full, say) the pages are copied as before.
     public func send(_ job: PageJob) throws {
         guard job.batches.contains(where: { $0.readable && !$0.runs.isEmpty }) else { return try PageCopier(bufferSize: 4 << 20).copy([job]) }
-        let remote = try Remote(tid: job.pid, maps: try proc.maps(pid: job.pid))
+        let maps = try proc.maps(pid: job.pid)
+        // Without a vDSO, injecting writes a `syscall` into the task's text until finish():
+        // a page spliced by reference would carry it (a copy is taken after it is put back).
+        guard Remote.findSyscallInstruction(tid: job.pid, maps: maps) != nil else {
+            log.info("pid \(job.pid): no vDSO to inject through: its pages are copied")
+            return try PageCopier(bufferSize: 4 << 20).copy([job])
+        }
+        let remote = try Remote(tid: job.pid, maps: maps)
         defer { try? remote.finish() }
         let iovAt = try remote.scratch(size: SplicedPages.maxIovecs * 16 + 8)
         let fdsAt = iovAt + UInt64(SplicedPages.maxIovecs * 16)
