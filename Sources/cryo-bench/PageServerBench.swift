@@ -2,6 +2,8 @@
 // memory dumped through `cryo page-server` on loopback (the server a separate process,
 // writing into a tmpfs folder).
 //   throughput  raw TCP loopback stream of N MiB / dump wall through the server (goal >= 0.8)
+//   copied      the same dump with its pages copied out (process_vm_readv, send) instead of
+//               spliced by the frozen task, interleaved with it: the gain of splicing
 //   frozen      final dump's frozen time at 1% dirty (two pre-dumps through the server first)
 //               vs a full dump's frozen time through the server, same run
 import CKernel
@@ -80,7 +82,7 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
 
     /// One dump (left running) through a fresh server into root/label; removed afterwards
     /// unless `keep`.
-    func dumpThroughServer(_ label: String, prev: String? = nil, preDump: Bool = false, store: Int32? = nil, keep: Bool = false) throws -> (wall: Double, frozen: Double, bytes: UInt64) {
+    func dumpThroughServer(_ label: String, prev: String? = nil, preDump: Bool = false, store: Int32? = nil, keep: Bool = false, splice: Bool = true) throws -> (wall: Double, frozen: Double, bytes: UInt64) {
         let dir = root + "/" + label
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let (server, port) = try startPageServer(dir, prev: prev)
@@ -100,6 +102,7 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
             req.prevImagesDir = prev
             req.trackStore = store
             req.trackMem = store != nil
+            req.splicePages = splice
             var st = Dumper.Stats()
             let w = try timed { st = try Dumper(req).run() }
             result = (w, st.frozenSeconds, st.pagesBytes)
@@ -112,11 +115,13 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
     // Interleaved, so a busy machine weighs on the limit and on the dumps alike.
     let loadBefore = loadAverage()
     var full: [(wall: Double, frozen: Double, bytes: UInt64)] = []
-    var rawS: [Double] = [], localS: [Double] = [], storedS: [Double] = []
+    var rawS: [Double] = [], localS: [Double] = [], storedS: [Double] = [], copiedS: [Double] = []
     for i in 0..<3 {
         rawS.append(try rawLoopbackStream(bytes: bytes))
         storedS.append(try rawLoopbackStreamStored(bytes: bytes, dir: root))
         full.append(try dumpThroughServer("full\(i)"))
+        // The same dump with the pages copied out (process_vm_readv, send), as before splicing.
+        copiedS.append(try dumpThroughServer("copied\(i)", splice: false).wall)
         var req = DumpRequest(pid: pid, imagesDir: root + "/local\(i)")
         req.leave = .running
         localS.append(try timed { try Dumper(req).run() })
@@ -147,21 +152,23 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
     func f(_ x: Double) -> String { String(format: "%.3f", x) }
     func gbps(_ s: Double) -> String { String(format: "%.2f GB/s", Double(bytes) / s / 1e9) }
     print("scenario page-server-\(mib)m: \(mib) MiB written anonymous memory dumped through cryo page-server on loopback into \(parent); load average \(loadBefore) before, \(loadAverage()) after; workload: \(verdict)")
-    print("spread  raw \(rawS.map(f)), stored \(storedS.map(f)), through the server \(full.map { f($0.wall) }), local \(localS.map(f)) s")
+    print("spread  raw \(rawS.map(f)), stored \(storedS.map(f)), through the server \(full.map { f($0.wall) }), copied through the server \(copiedS.map(f)), local \(localS.map(f)) s")
     print("limit   raw TCP loopback stream \(f(median(rawS))) s (\(gbps(median(rawS))))")
     print("limit   raw stream stored into a file in \(parent) (socket -> pipe -> file, as the server) \(f(median(storedS))) s (\(gbps(median(storedS))))   ratio stored/dump \(f(median(storedS) / dumpWall))")
     print("dump    through the server \(f(dumpWall)) s (\(gbps(dumpWall))), \(full[0].bytes) bytes   ratio raw/dump \(f(throughputRatio))   goal >= 0.8")
+    print("copied  through the server, pages copied out instead of spliced \(f(median(copiedS))) s   ratio raw/dump \(f(median(rawS) / median(copiedS)))")
     print("local   the same dump into \(parent) \(f(median(localS))) s   page-server dump / local dump \(f(dumpWall / median(localS)))")
     print("frozen  full dump \(f(median(full.map(\.frozen)))) s; pre-dumps \(f(pre1.frozen)), \(f(pre2.frozen)) s (\(pre1.bytes), \(pre2.bytes) bytes)")
     print("final   at 1% dirty: frozen \(f(fin.frozen)) s, \(fin.bytes) bytes sent   ratio vs full \(f(frozenRatio))")
     let json: [String: Any] = [
         "scenario": "page-server-\(mib)m", "load_average_before": loadBefore, "bytes": bytes, "workload": verdict,
-        "raw_tcp_loopback_seconds": rawS, "raw_tcp_loopback_stored_seconds": storedS, "dump_wall_seconds": full.map(\.wall), "local_dump_wall_seconds": localS, "dump_frozen_seconds": full.map(\.frozen),
+        "raw_tcp_loopback_seconds": rawS, "raw_tcp_loopback_stored_seconds": storedS, "dump_wall_seconds": full.map(\.wall), "local_dump_wall_seconds": localS, "copied_dump_wall_seconds": copiedS, "dump_frozen_seconds": full.map(\.frozen),
         "dump_pages_bytes": full[0].bytes,
         "pre_dump_frozen_seconds": [pre1.frozen, pre2.frozen], "pre_dump_pages_bytes": [pre1.bytes, pre2.bytes],
         "final_frozen_seconds": fin.frozen, "final_pages_bytes": fin.bytes,
         "ratios": ["throughput_raw_over_dump": throughputRatio, "final_frozen_vs_full": frozenRatio, "server_over_local_dump": dumpWall / median(localS),
-                   "raw_stored_over_dump": median(storedS) / dumpWall],
+                   "raw_stored_over_dump": median(storedS) / dumpWall,
+                   "throughput_raw_over_copied_dump": median(rawS) / median(copiedS)],
         "goals": ["throughput_raw_over_dump": 0.8],
     ]
     try? FileManager.default.createDirectory(atPath: (jsonPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

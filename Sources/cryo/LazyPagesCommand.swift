@@ -39,7 +39,7 @@ struct LazyPages: ParsableCommand {
             print("lazy-pages: \(st.tasks) task(s), all in after \(String(format: "%.3f", st.allInSeconds)) s; \(st.faults) faults (\(st.faultPages) pages, p50 \(String(format: "%.1f", pct(0.5))) us, p99 \(String(format: "%.1f", pct(0.99))) us), \(st.backgroundPages) pages in the background, \(st.zeroPages) zero, \(st.dropped) dropped, \(st.alreadyThere) already written, \(st.forks) fork(s)")
             if let statsFile {
                 let obj: [String: Any] = ["tasks": st.tasks, "faults": st.faults, "fault_pages": st.faultPages, "background_pages": st.backgroundPages,
-                                          "zero_pages": st.zeroPages, "dropped": st.dropped, "already_there": st.alreadyThere, "forks": st.forks,
+                                          "zero_pages": st.zeroPages, "dropped": st.dropped, "already_there": st.alreadyThere, "forks": st.forks, "retried": st.retried,
                                           "all_in_seconds": st.allInSeconds, "fault_latency_us_p50": pct(0.5), "fault_latency_us_p99": pct(0.99)]
                 try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]).write(to: URL(fileURLWithPath: statsFile))
             }

@@ -44,6 +44,26 @@ final class LazyPagesTests: XCTestCase {
         XCTAssertEqual(try h.stop(pid, name: "lazy01"), "PASS")
     }
 
+    /// lazy02 makes one page per MiB read-only every millisecond (mprotect splits its VMA and
+    /// sends no event), then reads it: faults served with the pages after them, and background
+    /// MiBs, cross VMA boundaries the daemon never heard of. They must go in page by page.
+    func testLazyRestoreOfAProcessSplittingItsVMAsWithoutEvents() throws {
+        let pid = try h.start("lazy02", args: ["64"])
+        let images = h.dir + "/img"
+        try dumpAndWait(pid, images)
+        let stats = h.dir + "/stats.json"
+        let (d, dout) = try daemon(["-D", images, "--stats-file", stats])
+        let (code, out) = try h.cryo(["restore", "-D", images, "-d", "--lazy-pages"])
+        XCTAssertEqual(code, 0, out)
+        let st = try XCTUnwrap(try Subprocess.wait(d, timeout: 60), "lazy-pages still running")
+        XCTAssertEqual(Subprocess.exitCode(st), 0, (try? String(contentsOfFile: dout, encoding: .utf8)) ?? "")
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: stats))) as? [String: Any])
+        let served = (json["fault_pages"] as? Int ?? 0) + (json["background_pages"] as? Int ?? 0)
+        XCTAssertGreaterThan(served, 16384, "\(json)")
+        XCTAssertEqual(json["dropped"] as? Int, 0, "\(json)")
+        XCTAssertEqual(try h.stop(pid, name: "lazy02"), "PASS")
+    }
+
     func testMakeLazyStripsAnonymousMemoryAndRestoresWithADaemonOnTheOriginal() throws {
         let pid = try h.start("memhog00", args: ["64"])
         let full = h.dir + "/full", lazy = h.dir + "/lazy"

@@ -244,6 +244,32 @@ final class PageServerTests: XCTestCase {
         XCTAssertEqual(try h.stop(pid, name: "memhog00"), "PASS")
     }
 
+    /// The frozen task splicing its pages and cryo copying them out put the same bytes on the
+    /// server's disk: two dumps of an idle process, one each way, give identical images there.
+    func testSplicedAndCopiedPagesAreTheSame() throws {
+        let pid = try h.start("memhog00", args: ["16"])
+        var dirs: [String] = []
+        for splice in [true, false] {
+            let srv = h.dir + "/srv-\(splice)"
+            let (server, port) = try startServer(srv)
+            var req = DumpRequest(pid: pid, imagesDir: h.dir + "/local-\(splice)")
+            req.leave = .running
+            req.pageServer = PageServerTarget(address: "127.0.0.1", port: port)
+            req.splicePages = splice
+            _ = try Dumper(req).run()
+            XCTAssertEqual(try Subprocess.wait(server, timeout: 30).map(Subprocess.exitCode), 0)
+            dirs.append(srv)
+        }
+        XCTAssertEqual(files(dirs[0]), files(dirs[1]))
+        XCTAssertGreaterThan(try h.pagesBytes(dirs[0]), 16 << 20)
+        for f in files(dirs[0]) {
+            let a = FileManager.default.contents(atPath: dirs[0] + "/" + f), b = FileManager.default.contents(atPath: dirs[1] + "/" + f)
+            XCTAssertTrue(a != nil && a == b, "\(f) differs between the spliced and the copied dump")
+        }
+        XCTAssertEqual(kill(pid, 0), 0, "both dumps left it running")
+        XCTAssertEqual(try h.stop(pid, name: "memhog00"), "PASS")
+    }
+
     func testIncrementalThroughServerSendsOnlyChangedPages() throws {
         let store = try TrackStore.makeSocket()
         defer { close(store) }

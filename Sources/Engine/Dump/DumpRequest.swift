@@ -13,6 +13,9 @@ public struct DumpRequest: Sendable {
     public var trackStore: Int32?
     /// Send pagemaps and pages to this page server instead of writing them into imagesDir.
     public var pageServer: PageServerTarget?
+    /// False: pages bound for a page server are copied out (process_vm_readv, send) instead
+    /// of spliced by the frozen task itself; cryo-bench measures both.
+    public var splicePages = true
     /// A job of a shell (CRIU's --shell-job): its terminal is the shell's, opened again at restore.
     public var shellJob = false
     /// Dump the file locks the tree holds (CRIU's --file-locks); without it a held lock refuses the dump.

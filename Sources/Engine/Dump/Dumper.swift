@@ -116,6 +116,8 @@ public struct Dumper {
             .map { (Int32($0.pid), Int32($0.ppid)) }, proc: proc)
         // Each process's pages are copied in the background while the next one is read.
         let copier = PageCopier()
+        // To a page server the frozen tasks splice their own pages (no copy on our side).
+        let spliced = request.splicePages && SplicedPages.usable(for: pages) ? SplicedPages(proc: proc) : nil
         var ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
         if let netns { for p in ids.keys { ids[p]!.netNsID = netns.id } }
         let seccomp = SeccompImageBuilder()
@@ -130,7 +132,7 @@ public struct Dumper {
                 let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, pages: pages, incremental: plans[p.pid], seccomp: seccomp,
                                               cgSet: try cgroups?.add(pid: p.pid, threads: p.threads) ?? 0, cores: cores)
                     .dump(pstree: pstree[i])
-                copier.submit(job)
+                if let spliced { try spliced.send(job) } else { copier.submit(job) }
             }
             log.info("state of \(tree.processes.count) process(es) written; finishing the copy of their pages")
             try copier.finish()

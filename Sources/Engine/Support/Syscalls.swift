@@ -25,6 +25,7 @@ public enum SyscallNumber: Int {
     case getpriority = 140, setpriority = 141, schedSetscheduler = 144, schedGetscheduler = 145, schedGetparam = 143
     case ioprioSet = 251, ioprioGet = 252, membarrier = 324
     case flock = 73
+    case splice = 275, vmsplice = 278
 }
 
 /// Thin wrappers for the raw syscalls cryo itself makes. Each returns the result or throws

@@ -19,6 +19,9 @@ public final class LazyPagesDaemon {
         /// Pages dropped because the task unmapped, moved away or discarded them.
         public var dropped = 0
         public var forks = 0
+        /// Copies tried again because the task's mappings were changing: EAGAIN (after its
+        /// events are read), or ENOENT (asked again at once).
+        public var retried = 0
         /// Per fault, from reading the fault to its page being in (ns).
         public var faultLatencyNs: [UInt64] = []
         /// From taking the fds to the last page in (s).
@@ -60,6 +63,10 @@ public final class LazyPagesDaemon {
         }
     }
 
+    /// What became of a copy: all in, to be tried again once the task's events are read, or
+    /// the task is gone.
+    enum Placed { case done, later, gone }
+
     let source: any LazyPageSource
     let socketPath: String
     let log = Logger(label: "lazy-pages")
@@ -75,6 +82,8 @@ public final class LazyPagesDaemon {
     /// Set when a missing page can no longer be served; the tree is killed.
     var fatal: String?
     var servedFault = false
+    /// A background copy was put off: wait a little for the event behind it before the next.
+    var backoff = false
     /// The restore's connection, open until its tree resumes: no background fill before.
     var restore: Int32 = -1
 
@@ -121,7 +130,7 @@ public final class LazyPagesDaemon {
         log.info("\(tasks.count) task(s), \(tasks.reduce(0) { $0 + $1.missing }) pages to serve from \(source.name)")
         try serve()
         stats.allInSeconds = Date().timeIntervalSince(start)
-        log.info("all pages in after \(String(format: "%.3f", stats.allInSeconds)) s: \(stats.faults) faults (\(stats.faultPages) pages), \(stats.backgroundPages) in the background, \(stats.zeroPages) zero pages, \(stats.dropped) dropped, \(stats.alreadyThere) already there, \(stats.forks) forks")
+        log.info("all pages in after \(String(format: "%.3f", stats.allInSeconds)) s: \(stats.faults) faults (\(stats.faultPages) pages), \(stats.backgroundPages) in the background, \(stats.zeroPages) zero pages, \(stats.dropped) dropped, \(stats.alreadyThere) already there, \(stats.forks) forks, \(stats.retried) copies tried again (mappings changing)")
         return stats
     }
 
@@ -134,11 +143,12 @@ public final class LazyPagesDaemon {
             if restore >= 0 { pfds.append(pollfd(fd: restore, events: Int16(POLLIN), revents: 0)) }
             // Right after a fault the task usually faults again within microseconds: wait a
             // little for that before starting a background chunk it would have to wait behind.
-            var wait = timespec(tv_sec: 0, tv_nsec: !pendingFaults.isEmpty || restore >= 0 ? 1_000_000 : servedFault ? 200_000 : 0)
+            var wait = timespec(tv_sec: 0, tv_nsec: !pendingFaults.isEmpty || restore >= 0 || backoff ? 1_000_000 : servedFault ? 200_000 : 0)
             let n = pfds.withUnsafeMutableBufferPointer { fp in
                 withUnsafeMutablePointer(to: &wait) { ck_syscall6(271 /* ppoll */, Int(bitPattern: fp.baseAddress), fp.count, Int(bitPattern: $0), 0, 8, 0) }
             }
             servedFault = false
+            backoff = false
             if n < 0 && errno != EINTR { throw LazyPagesError.source("poll: \(String(cString: strerror(errno)))") }
             let snapshot = tasks
             for (i, p) in pfds.enumerated() where p.revents != 0 {
@@ -164,18 +174,27 @@ public final class LazyPagesDaemon {
         }
     }
 
+    /// Reads everything queued on the task's userfaultfd, then applies the events before
+    /// serving the faults: the kernel hands out faults ahead of events, but an event read
+    /// describes a change already made, and a fault must be served against the result (a
+    /// fault at the new place of a moved range would otherwise get a zero page).
     func drainMessages(_ t: Task) throws {
         var msg = [UInt8](repeating: 0, count: 32 * 16)
-        while tasks.contains(where: { $0 === t }) {
+        var faults: [[UInt8]] = []
+        reading: while tasks.contains(where: { $0 === t }) {
             let n = msg.withUnsafeMutableBytes { Glibc.read(t.uffd, $0.baseAddress!, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                if errno == EAGAIN { return }
+                if errno == EAGAIN { break reading }
                 throw LazyPagesError.kernel(pid: t.pid, call: "read(userfaultfd)", errno: errno)
             }
             if n == 0 { gone(t, why: "userfaultfd closed"); return }
-            for k in 0..<(n / 32) { try handle(Array(msg[(k * 32)..<(k * 32 + 32)]), from: t) }
+            for k in 0..<(n / 32) {
+                let m = Array(msg[(k * 32)..<(k * 32 + 32)])
+                if Int32(m[0]) == CK_UFFD_EVENT_PAGEFAULT { faults.append(m) } else { try handle(m, from: t) }
+            }
         }
+        for m in faults where tasks.contains(where: { $0 === t }) { try handle(m, from: t) }
     }
 
     func handle(_ m: [UInt8], from t: Task) throws {
@@ -260,12 +279,12 @@ public final class LazyPagesDaemon {
         let s = max(r.start, t.cursor < r.end ? t.cursor : r.start)
         let e = min(r.end, s + UInt64(source.backgroundPages * imagePageSize))
         t.cursor = e
-        _ = try transfer(r.clipped(s, e)!, for: t, background: true)
+        if try !transfer(r.clipped(s, e)!, for: t, background: true) { backoff = true }
     }
 
     /// Fetches `run`'s bytes once and copies them into `t` and into every other task still
     /// missing the same origin pages (a forked child): each page comes from the source once.
-    /// False if an event is pending (EAGAIN): the caller tries again after reading it.
+    /// False if the copy into `t` must wait for its events (the caller tries again after).
     func transfer(_ run: LazyRun, for t: Task, background: Bool) throws -> Bool {
         do {
             try source.read(pid: run.originPid, vaddr: run.originStart, pages: run.pages, into: buf)
@@ -279,49 +298,85 @@ public final class LazyPagesDaemon {
                 let os = max(r.originStart, oStart), oe = min(r.originStart + UInt64(r.pages * imagePageSize), oEnd)
                 guard os < oe else { continue }
                 let dst = r.start + (os - r.originStart)
-                let ok = copy(into: other, dst: dst, from: buf + Int(os - oStart), bytes: Int(oe - os), background: background && other === t)
-                if other === t && !ok { complete = false }
+                let placed = copy(into: other, dst: dst, from: buf + Int(os - oStart), bytes: Int(oe - os), background: background && other === t)
+                if other === t && placed != .done { complete = false }
+                if placed == .gone { break }
             }
         }
         return complete
     }
 
     /// UFFDIO_COPY of [dst, dst+bytes); the pages that went in (or were there) leave the runs.
-    func copy(into t: Task, dst: UInt64, from src: UnsafeMutableRawPointer, bytes: Int, background: Bool) -> Bool {
+    ///
+    /// Since Linux 6.8 (per-VMA locks) UFFDIO_COPY looks the VMA up before it checks whether
+    /// an munmap/mremap is in flight, so a range the task has just unmapped or moved answers
+    /// ENOENT, not EAGAIN, while the event that says so is still unread. Until that event is
+    /// read every copy answers EAGAIN (checked on entry), so ENOENT is asked again at once:
+    /// EAGAIN means wait for the event; ENOENT twice is no race. Then the range crosses VMAs
+    /// split without an event (mprotect, mlock) and goes page by page, and a single page that
+    /// still fails has no mapping (dropped) or one we cannot fill (fatal).
+    func copy(into t: Task, dst: UInt64, from src: UnsafeMutableRawPointer, bytes: Int, background: Bool) -> Placed {
         var at = 0
+        var askedAgain = false
         defer { if at > 0 { t.drop(dst, dst + UInt64(at)) } }
         while at < bytes {
             var c = ck_uffdio_copy(dst: dst + UInt64(at), src: UInt64(UInt(bitPattern: src + at)), len: UInt64(bytes - at), mode: 0, copy: 0)
             if ck_ioctl(t.uffd, UInt(CK_UFFDIO_COPY), &c) == 0 {
                 count(Int(c.copy) / imagePageSize, background: background)
                 at = bytes
-                return true
+                return .done
             }
             let e = ck_errno()
-            if c.copy > 0 { count(Int(c.copy) / imagePageSize, background: background); at += Int(c.copy) }
+            if c.copy > 0 { count(Int(c.copy) / imagePageSize, background: background); at += Int(c.copy); askedAgain = false }
             switch e {
             case EEXIST:
                 // The task wrote this page itself (or it came meanwhile): keep it.
                 stats.alreadyThere += 1
                 at += imagePageSize
+                askedAgain = false
             case EAGAIN:
-                if c.copy <= 0 { return false }
+                if c.copy <= 0 { stats.retried += 1; return .later }
             case EINTR:
                 continue
             case ESRCH:
-                gone(t, why: "exited"); return false
-            case ENOENT, EFAULT, EINVAL:
-                if !isAlive(t) { gone(t, why: "exited"); return false }
-                // Every change to the task's mappings comes as an event first, so a missing page
-                // that cannot be placed means our view is wrong: never let it run on that.
+                gone(t, why: "exited"); return .gone
+            case ENOENT:
+                if !isAlive(t) { gone(t, why: "exited"); return .gone }
+                if !askedAgain { askedAgain = true; stats.retried += 1; continue }
+                let a = dst + UInt64(at), n = bytes - at
+                if n == imagePageSize { return unplaceable(t, a) }
+                var result = Placed.done
+                for p in stride(from: 0, to: n, by: imagePageSize) {
+                    switch copy(into: t, dst: a + UInt64(p), from: src + at + p, bytes: imagePageSize, background: background) {
+                    case .done: break
+                    case .later: result = .later
+                    case .gone: return .gone
+                    }
+                }
+                return result
+            case EFAULT, EINVAL:
+                if !isAlive(t) { gone(t, why: "exited"); return .gone }
                 fatal = "\(t.label): UFFDIO_COPY of \(bytes - at) bytes at 0x\(String(dst + UInt64(at), radix: 16)) failed (\(String(cString: strerror(e))))"
-                return false
+                return .later
             default:
                 log.warning("\(t.label): UFFDIO_COPY 0x\(String(dst + UInt64(at), radix: 16)): errno \(e)")
-                gone(t, why: "UFFDIO_COPY failed (errno \(e))"); return false
+                gone(t, why: "UFFDIO_COPY failed (errno \(e))"); return .gone
             }
         }
-        return true
+        return .done
+    }
+
+    /// A missing page that cannot be placed twice over, with no event between. With nothing
+    /// mapped there nothing can read it: it is dropped. Mapped, it is memory the task would
+    /// read as zeros, so the tree must not run on it.
+    func unplaceable(_ t: Task, _ a: UInt64) -> Placed {
+        if t.pid > 0, let maps = try? ProcReader().maps(pid: t.pid), !maps.contains(where: { $0.start <= a && a < $0.end }) {
+            stats.dropped += t.drop(a, a + UInt64(imagePageSize))
+            log.debug("\(t.label): nothing mapped at 0x\(String(a, radix: 16)) any more: its page is dropped")
+            return .done
+        }
+        fatal = "\(t.label): UFFDIO_COPY of the page at 0x\(String(a, radix: 16)) failed twice (\(String(cString: strerror(ENOENT)))) with no userfaultfd event to explain it"
+        return .later
     }
 
     func count(_ pages: Int, background: Bool) {

@@ -1,3 +1,4 @@
+import CKernel
 import Foundation
 import Glibc
 import Logging
@@ -94,6 +95,22 @@ public final class PageServerTransport: PageTransport {
         do { try TCP.writeFull(fd, base, b.count) } catch { throw TransportError(peer: peer, "lost the connection: \(error)") }
     }
 
+    /// `n` bytes from `pipe` to the socket with splice: pages the task spliced into the pipe
+    /// go out by reference (the kernel's MSG_SPLICE_PAGES), not copied.
+    func spliceBytes(from pipe: Int32, _ n: Int) throws {
+        try flush()
+        var left = n
+        while left > 0 {
+            let k = ck_syscall6(SyscallNumber.splice.rawValue, Int(pipe), 0, Int(fd), 0, left, 1 | 4 /* SPLICE_F_MOVE | SPLICE_F_MORE */)
+            if k < 0 && ck_errno() == EINTR { continue }
+            guard k > 0 else {
+                throw TransportError(peer: peer, "lost the connection: splice: \(k < 0 ? String(cString: strerror(ck_errno())) : "the pipe ran dry")")
+            }
+            left -= k
+        }
+        bytes += UInt64(n)
+    }
+
     func receive(_ p: UnsafeMutableRawPointer, _ n: Int, what: String) throws {
         try flush()
         let got: Int
@@ -102,7 +119,7 @@ public final class PageServerTransport: PageTransport {
     }
 }
 
-final class PageServerSink: PageSink {
+final class PageServerSink: PipePageSink {
     let transport: PageServerTransport
     let type: PageServerImageType
     let id: UInt64
@@ -153,6 +170,21 @@ final class PageServerSink: PageSink {
             }
             let k = min(partLeft, b.count - off)
             try transport.sendBytes(UnsafeRawBufferPointer(rebasing: b[off..<(off + k)]))
+            off += k
+            partLeft -= k
+        }
+        try Fault.check(.midTransfer)
+    }
+
+    func splice(from pipe: Int32, count: Int) throws {
+        var off = 0
+        while off < count {
+            if partLeft == 0 {
+                guard pagesLeft > 0 else { throw PageTransportError.stream("\(count - off) bytes more than the entry holds") }
+                try sendPart()
+            }
+            let k = min(partLeft, count - off)
+            try transport.spliceBytes(from: pipe, k)
             off += k
             partLeft -= k
         }

@@ -31,6 +31,12 @@ public protocol PageSink: AnyObject {
     func abort()
 }
 
+/// A sink that takes bytes straight from a pipe (splice), so pages the task spliced into
+/// the pipe reach their destination without being copied on the way.
+public protocol PipePageSink: PageSink {
+    func splice(from pipe: Int32, count: Int) throws
+}
+
 /// Where a dump sends its pages to a page server (`--page-server --address --port`).
 public struct PageServerTarget: Sendable {
     public var address: String
@@ -59,6 +65,29 @@ public final class PageStream: @unchecked Sendable {
     public init(sink: PageSink, entries: [Img_PagemapEntry]) { self.sink = sink; self.entries = entries }
 
     public func write(_ p: UnsafeRawPointer, _ n: Int) throws {
+        try feed(n) { off, k in try sink.write(UnsafeRawBufferPointer(start: p + off, count: k)) }
+    }
+
+    /// The next `n` bytes wait in `pipe`; a sink that can take them from there does so.
+    public func splice(from pipe: Int32, _ n: Int) throws {
+        guard let to = sink as? PipePageSink else {
+            let buf = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: imagePageSize)
+            defer { buf.deallocate() }
+            var got = 0
+            while got < n {
+                let r = Glibc.read(pipe, buf + got, n - got)
+                if r < 0 && errno == EINTR { continue }
+                guard r > 0 else { throw PageTransportError.stream("the pages pipe ran dry after \(got) of \(n) bytes") }
+                got += r
+            }
+            return try write(buf, n)
+        }
+        try feed(n) { _, k in try to.splice(from: pipe, count: k) }
+    }
+
+    /// Walks `n` bytes through the entries: the sink gets each entry, then its bytes as
+    /// `part(offset into the n, length)`.
+    private func feed(_ n: Int, _ part: (Int, Int) throws -> Void) throws {
         var off = 0
         while off < n {
             if left == 0 {
@@ -69,7 +98,7 @@ public final class PageStream: @unchecked Sendable {
                 next += 1
             }
             let k = Int(min(UInt64(n - off), left))
-            try sink.write(UnsafeRawBufferPointer(start: p + off, count: k))
+            try part(off, k)
             off += k
             left -= UInt64(k)
         }
