@@ -68,6 +68,7 @@ struct Dump: ParsableCommand {
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
     @Flag(name: [.customShort("j"), .customLong("shell-job")], help: "The tree is a job of a shell: its terminal fds are the shell's, restored with restore --shell-job.") var shellJob = false
+    @Option(name: .customLong("external"), help: "A namespace the tree shares on purpose, KIND[INODE]:KEY (e.g. net[4026532009]:extNet): not dumped.") var external: [String] = []
 
     func validate() throws {
         if leaveRunning && leaveStopped { throw ValidationError("--leave-running and --leave-stopped exclude each other") }
@@ -82,6 +83,7 @@ struct Dump: ParsableCommand {
         req.trackStore = trackStore
         req.pageServer = pageServer.target
         req.shellJob = shellJob
+        req.externals = external
         do {
             try Dumper(req).run()
         } catch {

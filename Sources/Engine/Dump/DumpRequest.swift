@@ -15,6 +15,8 @@ public struct DumpRequest: Sendable {
     public var pageServer: PageServerTarget?
     /// A job of a shell (CRIU's --shell-job): its terminal is the shell's, opened again at restore.
     public var shellJob = false
+    /// CRIU's --external values; namespaces are named KIND[INODE]:KEY (NamespaceSet).
+    public var externals: [String] = []
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 

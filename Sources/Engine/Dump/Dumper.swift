@@ -102,7 +102,11 @@ public struct Dumper {
             .map { (Int32($0.pid), Int32($0.ppid)) }, proc: proc)
         // Each process's pages are copied in the background while the next one is read.
         let copier = PageCopier()
-        let ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
+        var ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
+        let namespaces = try NamespaceSet.collect(root: tree.root, processes: tree.processes.map { ($0.pid, $0.threads) }, proc: proc,
+                                                  externals: try ExternalNamespaces(parsing: request.externals))
+        for pid in ids.keys { namespaces.fill(&ids[pid]!, pid: pid) }
+        try namespaces.dumpContents(images: images, proc: proc)
         do {
             for (i, p) in tree.processes.enumerated() {
                 if p.isZombie {
@@ -131,6 +135,7 @@ public struct Dumper {
         inv.nsPerID = false
         inv.lsmtype = .noLsm
         inv.rootIds = ids[tree.root]!
+        namespaces.fillRoot(&inv.rootIds)
         inv.dumpUptime = UInt64(ProcessInfo.processInfo.systemUptime * 1_000_000)
         // Written last: a directory without inventory.img is not a finished dump.
         try images.write(.inventory, entry: inv)

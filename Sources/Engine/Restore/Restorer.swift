@@ -57,6 +57,7 @@ public struct Restorer {
         var lazy = request.lazyPages ? LazyRegistration() : nil
         try lazy?.split(&plans)
         let root = plans[0].pid
+        let namespaces = try NamespacePlan.load(images: images, tasks: plans.map { ($0.pid, $0.ids, $0.isZombie) })
         try checkFiles(plans[0].files)
         let ghosts = GhostFiles()
         defer { ghosts.removeAll() }
