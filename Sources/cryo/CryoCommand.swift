@@ -137,6 +137,7 @@ struct PreDump: ParsableCommand {
     @Option(name: [.customShort("t"), .customLong("tree")], help: "Pid of the process.") var tree: Int32
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Where to write the images.") var imagesDir: String
     @Option(name: .customLong("prev-images-dir"), help: "The previous pre-dump (relative to -D).") var prevImagesDir: String?
+    @Option(name: .customLong("external"), help: "A namespace the tree shares on purpose, KIND[INODE]:KEY, as for dump.") var external: [String] = []
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
 
@@ -146,6 +147,7 @@ struct PreDump: ParsableCommand {
         req.pageServer = pageServer.target
         req.prevImagesDir = prevImagesDir
         req.trackStore = trackStore
+        req.externals = external
         do {
             try PreDumper(req).run()
         } catch {

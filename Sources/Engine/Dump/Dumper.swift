@@ -31,14 +31,17 @@ public struct Dumper {
         files.context.shellJob = request.shellJob
         do {
             try Fault.check(.afterFreeze)
+            let namespaces = try NamespaceSet.collect(root: tree.root, processes: tree.processes.map { ($0.pid, $0.threads) }, proc: proc,
+                                                      externals: try ExternalNamespaces(parsing: request.externals))
+            let pids = try PidMap.read(processes: tree.processes.map { ($0.pid, $0.threads) }, inNewNamespace: namespaces.newKinds.contains(.pid), proc: proc)
             var plans: [Int32: IncrementalPlan] = [:]
             if request.trackMem || request.prevImagesDir != nil {
                 let inc = try Incremental.prepare(pids: tree.processes.filter { !$0.isZombie }.map(\.pid), imagesDir: images,
-                                                  prev: request.prevImagesDir, storeFd: request.trackStore, proc: proc, pages: transport)
+                                                  prev: request.prevImagesDir, storeFd: request.trackStore, proc: proc, pages: transport, imagePid: pids.image)
                 tracking = inc.tracking
                 plans = inc.plans
             }
-            written = try write(tree: tree, images: images, proc: proc, files: files, plans: plans, pages: transport)
+            written = try write(tree: tree, images: images, proc: proc, files: files, plans: plans, pages: transport, namespaces: namespaces, pids: pids)
         } catch {
             log.error("dump failed, resuming the tree: \(error)")
             transport.abort()
@@ -82,7 +85,8 @@ public struct Dumper {
         for e in ctx.repairErrors { log.error("connection left in repair mode: \(e)") }
     }
 
-    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader, files: FileTable, plans: [Int32: IncrementalPlan] = [:], pages: PageTransport) throws -> [String] {
+    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader, files: FileTable, plans: [Int32: IncrementalPlan] = [:], pages: PageTransport,
+               namespaces: NamespaceSet, pids: PidMap) throws -> [String] {
         files.dumping(tree.processes.map(\.pid))
         var pstree: [Img_PstreeEntry] = []
         for p in tree.processes {
@@ -103,17 +107,15 @@ public struct Dumper {
         // Each process's pages are copied in the background while the next one is read.
         let copier = PageCopier()
         var ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
-        let namespaces = try NamespaceSet.collect(root: tree.root, processes: tree.processes.map { ($0.pid, $0.threads) }, proc: proc,
-                                                  externals: try ExternalNamespaces(parsing: request.externals))
-        for pid in ids.keys { namespaces.fill(&ids[pid]!, pid: pid) }
+        for pid in ids.keys { ids[pid] = pids.image(ids[pid]!); namespaces.fill(&ids[pid]!, pid: pid) }
         try namespaces.dumpContents(images: images, proc: proc)
         do {
             for (i, p) in tree.processes.enumerated() {
                 if p.isZombie {
-                    try writeZombie(p.pid, images: images, proc: proc)
+                    try writeZombie(p.pid, images: images, proc: proc, id: pids.image(p.pid))
                     continue
                 }
-                let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, pages: pages, incremental: plans[p.pid])
+                let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(pids.image(p.pid)), ids: ids[p.pid]!, shmem: shmem, cow: cow, pages: pages, incremental: plans[p.pid], pids: pids)
                     .dump(pstree: pstree[i])
                 copier.submit(job)
             }
@@ -128,7 +130,7 @@ public struct Dumper {
         // The pages are stored (a page server answered CLOSE) before the dump calls itself done.
         try pages.finish()
         try files.write(to: images)
-        try images.write(.pstree, entries: pstree)
+        try images.write(.pstree, entries: pstree.map(pids.image))
         var inv = Img_InventoryEntry()
         inv.imgVersion = 2
         inv.fdinfoPerID = true
@@ -143,7 +145,7 @@ public struct Dumper {
     }
 
     /// A zombie keeps only its pid, place in the tree and exit status (CRIU writes the same).
-    func writeZombie(_ pid: Int32, images: ImageDirectory, proc: ProcReader) throws {
+    func writeZombie(_ pid: Int32, images: ImageDirectory, proc: ProcReader, id: Int32) throws {
         let st = try proc.stat(pid: pid)
         var tc = Img_TaskCoreEntry()
         tc.taskState = TaskState.zombie.rawValue
@@ -155,7 +157,7 @@ public struct Dumper {
         var core = Img_CoreEntry()
         core.mtype = .x8664
         core.tc = tc
-        try images.write(.core, id: Int(pid), entry: core)
+        try images.write(.core, id: Int(id), entry: core)
     }
 
     /// Removes what a failed dump wrote (image files only; the directory may hold other things).

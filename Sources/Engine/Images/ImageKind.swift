@@ -17,6 +17,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// One established TCP connection (named by its socket inode, in hex as CRIU names it):
     /// its repair-mode state, then the bytes of its receive and send queues.
     case tcpStream
+    /// Contents of a namespace of the tree's own, named by CRIU's ns id: hostname and domain.
+    case utsns
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -48,6 +50,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .skQueues: return 0x5626_4026
         case .memfdInode: return 0x4845_3499
         case .tcpStream: return 0x5146_5506
+        case .utsns: return 0x5447_3203
         }
     }
 
@@ -86,6 +89,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .skQueues: return "SK_QUEUES"
         case .memfdInode: return "MEMFD_INODE"
         case .tcpStream: return "TCP_STREAM"
+        case .utsns: return "UTSNS"
         }
     }
 
@@ -153,6 +157,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .skQueues: return Img_SkPacketEntry.self
         case .memfdInode: return Img_MemfdInodeEntry.self
         case .tcpStream: return Img_TcpStreamEntry.self
+        case .utsns: return Img_UtsnsEntry.self
         }
     }
 
@@ -169,7 +174,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// Images that hold exactly one entry.
     public var isSingleEntry: Bool {
         switch self {
-        case .inventory, .core, .ids, .mm, .fs, .creds: return true
+        case .inventory, .core, .ids, .mm, .fs, .creds, .utsns: return true
         default: return false
         }
     }

@@ -34,7 +34,7 @@ struct NamespacePlan {
     }
 
     /// Fills every new namespace, through the root (host pid), before the tree's own state.
-    func restoreContents(root: Int32, images: ImageDirectory) throws {
+    func restoreContents(root: RestoreTarget, images: ImageDirectory) throws {
         for k in kinds { try NamespaceContentsKinds.of(k)!.restore(id: ids.namespaceID(k)!, root: root, images: images) }
     }
 }

@@ -37,13 +37,17 @@ public struct Restorer {
         var targets: [Int32: [RestoreTarget]] = [:]  // per process: leader first, then threads
         var zombies: Set<Int32> = []
         var spaces: [Int32: AddressSpace] = [:]
+        /// Image pid -> pid as cryo sees it (they differ inside a new pid namespace).
+        var host: [Int32: Int32] = [:]
 
-        /// Kills everything made; each process was made by us or is traced by us.
+        /// Kills everything made; each process was made by us or is traced by us. Killing the
+        /// init of a new pid namespace kills the rest of it.
         func killAll() {
             for pid in order.reversed() where !zombies.contains(pid) { kill(pid, SIGKILL) }
+            var st: Int32 = 0
+            let leaders = Set(order)
+            for t in targets.values.flatMap({ $0 }) where !leaders.contains(t.pid) { waitpid(t.pid, &st, __WALL) }
             for pid in order.reversed() {
-                var st: Int32 = 0
-                for t in targets[pid] ?? [] where t.pid != pid { waitpid(t.pid, &st, __WALL) }
                 waitpid(pid, &st, __WALL)  // ours or traced: reaped here, never left as a zombie
             }
         }
@@ -77,7 +81,8 @@ public struct Restorer {
         defer { shared.closeAll() }
         do {
             try shmem.prepare(plans, images: images)
-            try createRoot(plans[0], built: built, plans: plans)
+            try createRoot(plans[0], built: built, plans: plans, namespaces: namespaces)
+            try namespaces.restoreContents(root: built.targets[root]![0], images: images)
             transport.childCreated()
             log.debug("root \(root) created")
             // Parents before children: a child is forked from its rebuilt parent, so memory
@@ -116,14 +121,16 @@ public struct Restorer {
             built.killAll()
             throw error
         }
+        // As cryo sees it (CRIU's --pidfile too): the images' pid inside a new pid namespace differs.
+        let rootPid = built.host[root] ?? root
         if let pf = request.pidfile {
-            try? "\(root)\n".write(toFile: pf, atomically: true, encoding: .utf8)
+            try? "\(rootPid)\n".write(toFile: pf, atomically: true, encoding: .utf8)
         }
-        log.info("restored \(plans.count) process(es), root pid \(root)")
-        if request.detach { return (root, nil) }
+        log.info("restored \(plans.count) process(es), root pid \(rootPid)\(rootPid != root ? " (\(root) in its pid namespace)" : "")")
+        if request.detach { return (rootPid, nil) }
         var st: Int32 = 0
-        while waitpid(root, &st, 0) < 0 && errno == EINTR {}
-        return (root, st)
+        while waitpid(rootPid, &st, 0) < 0 && errno == EINTR {}
+        return (rootPid, st)
     }
 
     /// Every process of the tree, parents before children (the order they are created in).
@@ -204,8 +211,11 @@ public struct Restorer {
 
     /// The root comes from cryo (a C shim child); every other process is forked by clone3
     /// injected into its restored parent, so parenthood is real.
-    func createRoot(_ p: Plan, built: Built, plans: [Plan]) throws {
-        let child = try create(pid: p.pid)
+    func createRoot(_ p: Plan, built: Built, plans: [Plan], namespaces: NamespacePlan) throws {
+        if namespaces.newPid && p.pid != 1 {
+            throw NamespaceError.restore(kind: "pid", reason: "the tree's root is pid \(p.pid) in its pid namespace, not its init (1)")
+        }
+        let child = try create(pid: p.pid, flags: namespaces.cloneFlags)
         built.order.append(child)
         try adopt(p, remote: try Remote(tid: child, maps: try ProcReader().maps(pid: child)), built: built, plans: plans)
     }
@@ -230,7 +240,8 @@ public struct Restorer {
     /// A new task for `p`: zombies exit at once with their status; a session leader makes its
     /// session, everyone else must be in the one it inherited.
     func adopt(_ p: Plan, remote: Remote, built: Built, plans: [Plan]) throws {
-        built.targets[p.pid] = [RestoreTarget(pid: p.pid, remote: remote)]
+        built.targets[p.pid] = [RestoreTarget(pid: remote.tid, remote: remote, vpid: p.pid)]
+        built.host[p.pid] = remote.tid
         if p.isZombie {
             let code = Int32(bitPattern: p.cores[p.pid]!.tc.exitCode)
             let name = try remote.scratch()
@@ -238,7 +249,7 @@ public struct Restorer {
             try remote.syscall(.prctl, 15 /* PR_SET_NAME */, name)
             try placeZombie(p, remote: remote, plans: plans)
             try remote.terminate(exitCode: (code >> 8) & 0xff, signal: code & 0x7f)
-            built.zombies.insert(p.pid)
+            built.zombies.insert(remote.tid)
             return
         }
         if p.pstree.sid == p.pstree.pid {
@@ -278,10 +289,10 @@ public struct Restorer {
 
     /// A child with exactly `pid`, seized and stopped. A zombie still holding the pid (pid 1
     /// reaps late here) is waited for briefly.
-    func create(pid: Int32) throws -> Int32 {
+    func create(pid: Int32, flags: UInt64 = 0) throws -> Int32 {
         let deadline = Date().addingTimeInterval(3)
         while true {
-            let r = ck_clone3_stopped_child(pid, 0)
+            let r = ck_clone3_stopped_child(pid, flags)
             if r > 0 {
                 do {
                     guard try TreeFreezer.seizeThread(r, log: log) != nil else { throw RestoreError.create(pid: pid, errno: ESRCH) }
@@ -320,7 +331,7 @@ public struct Restorer {
 
         // Drop what the task inherited: rseq registration, fds (unless the table is its
         // parent's, already restored), then memory.
-        if let rs = try? Ptrace.rseqConfiguration(pid), rs.pointer != 0 {
+        if let rs = try? Ptrace.rseqConfiguration(t.pid), rs.pointer != 0 {
             try remote.syscall(.rseq, rs.pointer, UInt64(rs.size), 1 /* RSEQ_FLAG_UNREGISTER */, UInt64(rs.signature))
         }
         if sharesFiles {
@@ -330,12 +341,13 @@ public struct Restorer {
             // fds. The task has cryo's fd limit until its own rlimits are restored, which may
             // be too low for its fd numbers (and the parked one above them): raise it for now.
             let transportFd = Int32(plan.fdinfo.map(\.fd).max().map { $0 + 1 } ?? 0)
-            try allowFds(upTo: Int(transportFd) + 2 + plan.fdinfo.count, pid: pid)
+            try allowFds(upTo: Int(transportFd) + 2 + plan.fdinfo.count, pid: t.pid)
             try transport.keep(in: remote, pid: pid, at: transportFd, parent: plan.pid == plans[0].pid ? nil : plan.ppid)
         }
         var space = AddressSpace(target: t, plan: plan, images: images, proc: proc)
         space.shmem = shmem
         space.fillBuffers = fillBuffers
+        space.parentHostPid = built.host[plan.ppid]
         if let parent = plans.first(where: { $0.pid == plan.ppid && !$0.isZombie }), plan.pid != plans[0].pid {
             space.inherited = Restorer.inheritable(plan, from: parent)
         }
@@ -361,12 +373,12 @@ public struct Restorer {
         for tid in plan.pstree.threads.map({ Int32($0) }) where tid != pid {
             let flags = CloneFlag.vm | CloneFlag.fs | CloneFlag.files | CloneFlag.sighand | CloneFlag.thread | CloneFlag.sysvsem
             let got = try remote.cloneTask(flags: flags, exitSignal: 0, setTid: tid)
-            let tt = RestoreTarget(pid: got, remote: try Remote(tid: got, maps: try proc.maps(pid: pid)))
+            let tt = RestoreTarget(pid: got, remote: try Remote(tid: got, maps: try proc.maps(pid: t.pid)), vpid: tid)
             tt.scratch = t.scratch  // one address space, one scratch area
             built.targets[pid]!.append(tt)
         }
         for tt in built.targets[pid]! {
-            try restoreThread(tt, core: plan.cores[tt.pid]!, comm: plan.cores[pid]!.tc.comm)
+            try restoreThread(tt, core: plan.cores[tt.vpid]!, comm: plan.cores[pid]!.tc.comm)
         }
         try restorePosixTimers(t, plan.cores[pid]!.tc.timers.posix)
     }
@@ -402,13 +414,13 @@ public struct Restorer {
             try queueShared(targets[0], core: p.cores[p.pid]!)
             // Threads before the leader: the leader's finish unmaps the shared scratch area.
             for t in targets.dropFirst() + [targets[0]] {
-                let core = p.cores[t.pid]!
+                let core = p.cores[t.vpid]!
                 try Scheduling.apply(tid: t.pid, core.threadCore)
                 try restoreCreds(t, core.threadCore.creds)
                 try queuePrivate(t, core: core)
                 if p.cores[p.pid]!.tc.noNewPrivs { try t.remote.syscall(.prctl, 38, 1, 0, 0, 0) }
                 try restoreXState(t, core.threadInfo.fpregs)
-                let mask = t.pid == p.pid ? core.tc.blkSigset : core.threadCore.blkSigset
+                let mask = t.vpid == p.pid ? core.tc.blkSigset : core.threadCore.blkSigset
                 try t.remote.finish(registers: restartedRegisters(core.threadInfo.gpregs), sigmask: mask)
             }
         }
@@ -659,7 +671,7 @@ public struct Restorer {
         for s in core.tc.signalsS.signals {
             let info = [UInt8](s.siginfo)
             guard info.count == 128 else { continue }
-            try t.remote.syscall(.rtSigqueueinfo, UInt64(t.pid), UInt64(info.u32(at: 0)), try t.put(info))
+            try t.remote.syscall(.rtSigqueueinfo, UInt64(t.vpid), UInt64(info.u32(at: 0)), try t.put(info))
         }
     }
 
@@ -668,7 +680,7 @@ public struct Restorer {
         for s in core.threadCore.signalsP.signals {
             let info = [UInt8](s.siginfo)
             guard info.count == 128 else { continue }
-            try t.remote.syscall(.rtTgsigqueueinfo, UInt64(tgid), UInt64(t.pid), UInt64(info.u32(at: 0)), try t.put(info))
+            try t.remote.syscall(.rtTgsigqueueinfo, UInt64(tgid), UInt64(t.vpid), UInt64(info.u32(at: 0)), try t.put(info))
         }
     }
 
