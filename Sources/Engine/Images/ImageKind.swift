@@ -19,6 +19,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
     case tcpStream
     /// Contents of a namespace of the tree's own, named by CRIU's ns id: hostname and domain.
     case utsns
+    /// A mount namespace's mounts (CRIU's mountpoints-ID.img).
+    case mnts
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -51,6 +53,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .memfdInode: return 0x4845_3499
         case .tcpStream: return 0x5146_5506
         case .utsns: return 0x5447_3203
+        case .mnts: return 0x5556_3928
         }
     }
 
@@ -90,6 +93,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .memfdInode: return "MEMFD_INODE"
         case .tcpStream: return "TCP_STREAM"
         case .utsns: return "UTSNS"
+        case .mnts: return "MNTS"
         }
     }
 
@@ -106,6 +110,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .memfdInode: return "memfd"
         case .tcpStream: return "tcp-stream"
         case .shmemPagemap: return "pagemap-shmem"
+        case .mnts: return "mountpoints"
         default: return rawValue
         }
     }
@@ -158,6 +163,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .memfdInode: return Img_MemfdInodeEntry.self
         case .tcpStream: return Img_TcpStreamEntry.self
         case .utsns: return Img_UtsnsEntry.self
+        case .mnts: return Img_MntEntry.self
         }
     }
 

@@ -18,6 +18,6 @@ protocol NamespaceContents {
 }
 
 enum NamespaceContentsKinds {
-    static let all: [any NamespaceContents.Type] = [PidNamespaceContents.self, UtsNamespace.self]
+    static let all: [any NamespaceContents.Type] = [PidNamespaceContents.self, UtsNamespace.self, IpcNamespace.self, NetNamespace.self, MountNamespace.self]
     static func of(_ k: NamespaceKind) -> (any NamespaceContents.Type)? { all.first { $0.kind == k } }
 }
