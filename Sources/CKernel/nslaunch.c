@@ -48,6 +48,7 @@ pid_t ck_ns_launch(const char *bin, char *const argv[], const char *cwd, const c
     pid_t starter = fork();
     if (starter != 0) return starter < 0 ? -errno : starter;
     // The starter: stays in zdtm's namespaces, reports the init's pid as zdtm sees it.
+    setsid();  // out of zdtm's session: zdtm reaps a case by its session
     // None of zdtm's files may reach the init, which never execs and is dumped with the tree.
     syscall(SYS_close_range, 3, ~0U, 0);
     int p[2];
@@ -56,9 +57,12 @@ pid_t ck_ns_launch(const char *bin, char *const argv[], const char *cwd, const c
     if (init < 0) _exit(121);
     if (init == 0) {
         close(p[0]);
+        setsid();
         if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC) < 0) _exit(122);
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) _exit(123);
         if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) _exit(124);
+        // The host's `ip netns` files come and go with other tests: not the workload's.
+        while (umount2("/run/netns", MNT_DETACH) == 0) {}
         if (loopback_up() < 0) _exit(125);
         if (chdir(cwd) < 0) _exit(126);
         int null = open("/dev/null", O_RDWR), out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);

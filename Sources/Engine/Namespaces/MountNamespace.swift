@@ -3,9 +3,9 @@ import Glibc
 
 /// A mount namespace (CRIU's mountpoints-ID.img, one MntEntry per mount). cryo restores the
 /// tree's mount namespace as a copy of its own (what clone3 CLONE_NEWNS gives), made private,
-/// plus the mounts the tree has that cryo's namespace lacks. Of those it rebuilds proc (mounted
-/// from inside, for the restored pid namespace); any other is refused, naming mount id and
-/// path, as is a mount of cryo's the tree lacks (the copy would add it) and shared or slave
+/// less the mounts of cryo's the tree lacks (unmounted), plus the mounts the tree has that
+/// cryo's namespace lacks. Of those it rebuilds proc (mounted from inside, for the restored pid
+/// namespace); any other is refused, naming mount id and path, as is shared or slave
 /// propagation inside the tree's namespace (the copy is private).
 enum MountNamespace: NamespaceContents {
     static let kind = NamespaceKind.mnt
@@ -50,11 +50,6 @@ enum MountNamespace: NamespaceContents {
     static func dump(id: UInt32, pid: Int32, images: ImageDirectory, proc: ProcReader) throws {
         let theirs = try proc.mountinfo(pid: pid)
         let ours = Set(try proc.mountinfo(pid: getpid()).map(key))
-        let theirKeys = Set(theirs.map(key))
-        for m in try proc.mountinfo(pid: getpid()) where !theirKeys.contains(key(m)) {
-            throw NamespaceError.unsupported(pid: pid, kind: "mnt", inode: try proc.namespaceInode(pid: pid, kind: "mnt"),
-                reason: "mount \(m.mountId) at \(m.mountPoint) (\(m.fsType)) of cryo's namespace is not in the tree's; cryo restores only namespaces that add mounts")
-        }
         var entries: [Img_MntEntry] = []
         for m in theirs {
             if m.sharedGroup != nil || m.masterGroup != nil {
@@ -105,6 +100,12 @@ enum MountNamespace: NamespaceContents {
         let slash = try put("/", at: 0)
         try r.syscall(.mount, 0, slash, 0, 0x4000 /* MS_REC */ | 0x40000 /* MS_PRIVATE */, 0)
         let entries = try images.read(.mnts, id: Int(id), as: Img_MntEntry.self)
+        // Mounts of cryo's the tree did not have (made on the host since, or unmounted by the
+        // tree) go, newest first; one under a mount already gone went with it (EINVAL).
+        let wanted = Set(entries.map(key))
+        for m in try ProcReader().mountinfo(pid: root.pid).sorted(by: { $0.mountId > $1.mountId }) where !wanted.contains(key(m)) {
+            do { try r.syscall(.umount2, try put(m.mountPoint, at: 16), 2 /* MNT_DETACH */) } catch RemoteError.syscallFailed(_, _, let e) where e == EINVAL || e == ENOENT {}
+        }
         for e in entries.sorted(by: { $0.mntID < $1.mntID }) where !ours.contains(key(e)) {
             guard e.fsname == "proc" else {
                 throw NamespaceError.restore(kind: "mnt", reason: "mount \(e.mntID) at \(e.mountpoint) (\(e.fsname)) cannot be made")
