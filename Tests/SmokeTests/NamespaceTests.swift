@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import XCTest
 import Engine
+import ZDTMCore
 
 /// Namespaces through the real CLI (docs/NAMESPACES.md): a tree in its own namespaces comes
 /// back in new ones with its pids and hostname; what cannot be restored is refused by name and
@@ -16,16 +17,24 @@ final class NamespaceTests: XCTestCase {
         return h
     }
 
-    /// An init in new pid, mount, net, uts and ipc namespaces (as the ns flavour makes it).
-    func startInit(_ h: CRHarness, name: String, prefix: String = "") throws -> Int32 {
+    /// Starts `argv` (spawned with none of our fds, so no pipe of ours stays open) and returns
+    /// (its pid, its only child's pid) once the child exists.
+    func startWithChild(_ h: CRHarness, name: String, _ argv: [String]) throws -> (Int32, Int32) {
         let work = h.dir + "/" + name
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let (rc, out) = try sh("""
-            cd \(work); \(prefix) setsid unshare -p -f unshare -m -n -u -i --mount-proc sh -c 'ip link set lo up; hostname nsbox; exec sleep 60' </dev/null >/dev/null 2>&1 &
-            echo $! > outer; for i in $(seq 100); do c=$(cat /proc/$(cat outer)/task/*/children 2>/dev/null | tr -d ' '); [ -n "$c" ] && break; sleep 0.05; done; echo $c
-            """)
-        XCTAssertEqual(rc, 0, out)
-        return try XCTUnwrap(Int32(out.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let outer = try Subprocess.spawn(argv[0], Array(argv.dropFirst()), cwd: work, output: work + "/start.log")
+        for _ in 0..<200 {
+            if let c = try? ProcReader().allChildren(pid: outer), let first = c.first { usleep(100_000); return (outer, first) }
+            usleep(25_000)
+        }
+        XCTFail("\(argv) made no child")
+        return (outer, 0)
+    }
+
+    /// An init in new pid, mount, net, uts and ipc namespaces (as the ns flavour makes it).
+    func startInit(_ h: CRHarness, name: String) throws -> Int32 {
+        try startWithChild(h, name: name, ["/usr/bin/unshare", "-p", "-f", "unshare", "-m", "-n", "-u", "-i", "--mount-proc",
+                                          "sh", "-c", "ip link set lo up; hostname nsbox; exec sleep 60"]).1
     }
 
     func testPidUtsNetMountNamespacesComeBack() throws {
@@ -51,14 +60,7 @@ final class NamespaceTests: XCTestCase {
         let h = try harness()
         // The outer process makes the uts namespace and stays in it: the tree (its child) shares it.
         let work = h.dir + "/shared"
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let (rc, out) = try sh("""
-            cd \(work); setsid unshare -u sh -c 'sleep 60 & wait' </dev/null >/dev/null 2>&1 &
-            echo $! > outer; for i in $(seq 100); do c=$(cat /proc/$(cat outer)/task/*/children 2>/dev/null | tr -d ' '); [ -n "$c" ] && break; sleep 0.05; done; echo $c
-            """)
-        XCTAssertEqual(rc, 0, out)
-        let outer = try XCTUnwrap(Int32((try String(contentsOfFile: work + "/outer", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
-        let child = try XCTUnwrap(Int32(out.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let (outer, child) = try startWithChild(h, name: "shared", ["/usr/bin/unshare", "-u", "sh", "-c", "sleep 60 & wait"])
         defer { kill(child, SIGKILL); kill(outer, SIGKILL); h.waitGone([child, outer]) }
         let ino = try ProcReader().namespaceInode(pid: child, kind: "uts")
         let (code, log) = try h.cryo(["dump", "-t", "\(child)", "-D", work + "/img"])
