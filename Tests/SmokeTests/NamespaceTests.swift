@@ -22,7 +22,7 @@ final class NamespaceTests: XCTestCase {
     func startWithChild(_ h: CRHarness, name: String, _ argv: [String]) throws -> (Int32, Int32) {
         let work = h.dir + "/" + name
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let outer = try Subprocess.spawn(argv[0], Array(argv.dropFirst()), cwd: work, output: work + "/start.log")
+        let outer = try Subprocess.spawn(argv[0], Array(argv.dropFirst()), cwd: work, output: "/dev/null")
         for _ in 0..<200 {
             if let c = try? ProcReader().allChildren(pid: outer), let first = c.first { usleep(100_000); return (outer, first) }
             usleep(25_000)
@@ -81,6 +81,7 @@ final class NamespaceTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: work + "/m", withIntermediateDirectories: true)
         let (rc, out) = try sh("""
             unshare -m --propagation private bash -c '
+              for fd in $(ls /proc/$$/fd); do [ $fd -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null
               cd \(work); mount -t tmpfs cryotest m || exit 9
               setsid unshare -p -f unshare -m -n -u -i --mount-proc sh -c "ip link set lo up; exec sleep 60" </dev/null >/dev/null 2>&1 &
               for i in $(seq 100); do c=$(cat /proc/$!/task/*/children 2>/dev/null | tr -d " "); [ -n "$c" ] && break; sleep 0.05; done
