@@ -81,7 +81,7 @@ final class NamespaceTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: work + "/m", withIntermediateDirectories: true)
         let (rc, out) = try sh("""
             unshare -m --propagation private bash -c '
-              for fd in $(ls /proc/$$/fd); do [ $fd -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null
+              for fd in $(ls /proc/$$/fd); do [ $fd -gt 2 ] && eval "exec $fd>&-"; done
               cd \(work); mount -t tmpfs cryotest m || exit 9
               setsid unshare -p -f unshare -m -n -u -i --mount-proc sh -c "ip link set lo up; exec sleep 60" </dev/null >/dev/null 2>&1 &
               for i in $(seq 100); do c=$(cat /proc/$!/task/*/children 2>/dev/null | tr -d " "); [ -n "$c" ] && break; sleep 0.05; done
