@@ -46,6 +46,14 @@ final class SmokeSuiteTests: XCTestCase {
     /// over a veth), restore --remote from the cache: no image on disk.
     func testSmokeSuiteRemote() throws { try runSmoke(mode: "", iters: 1, args: ["--suite", "smoke", "--remote", "--pre", "2"]) }
 
+    /// The smoke suite in the ns flavour: each workload under an init in new pid, mount, net,
+    /// uts and ipc namespaces (docs/NAMESPACES.md); workloads flagged host-only are left out.
+    func testSmokeSuiteNsPlain() throws {
+        let cat = try Catalogue(directory: packageRoot + "/Suites")
+        let n = try cat.suite("smoke").workloads.filter { cat.workloads[$0]?.allows(flavour: "ns") ?? true }.count
+        try runSmoke(mode: "plain", iters: 1, args: ["--suite", "smoke", "--mode", "plain", "-f", "ns"], cases: n)
+    }
+
     /// Every fault point on three workloads: a failed dump leaves the tree running (then C/R
     /// passes), a failed restore leaves no process (then a second restore passes).
     func testFaultPoints() throws {

@@ -67,7 +67,7 @@ final class FileTable: @unchecked Sendable {
 
     /// Dumps every fd of `pid` into fdinfo-PID.img. An fd no kind claims fails the dump,
     /// naming the fd, its kind and its target.
-    func dumpFds(pid: Int32, proc: ProcReader, images: ImageDirectory) throws {
+    func dumpFds(pid: Int32, proc: ProcReader, images: ImageDirectory, imageID: Int32? = nil) throws {
         var infos: [Img_FdinfoEntry] = []
         var open: [Int32: OpenFd] = [:]
         let fds = try proc.fds(pid: pid)
@@ -89,7 +89,7 @@ final class FileTable: @unchecked Sendable {
             infos.append(fdinfo(id: id, fd: fd, flags: f.info.flags, type: type))
             try Fault.check(.files)
         }
-        try images.write(.fdinfo, id: Int(pid), entries: infos)
+        try images.write(.fdinfo, id: Int(imageID ?? pid), entries: infos)
     }
 
     /// The id of `f`: the one of a dumped fd of the same description, else a new entry made by

@@ -23,6 +23,10 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// A network namespace (by its id): links, its sysctls, and iproute2's `ip addr save`,
     /// `ip -4 route save` and `ip -6 route save` streams (raw, as CRIU keeps them).
     case netdev, netns, ifaddr, route, route6
+    /// Contents of a namespace of the tree's own, named by CRIU's ns id: hostname and domain.
+    case utsns
+    /// A mount namespace's mounts (CRIU's mountpoints-ID.img).
+    case mnts
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -59,6 +63,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .netdev: return 0x5737_3951
         case .netns: return 0x5593_3752
         case .ifaddr, .route, .route6: return nil
+        case .utsns: return 0x5447_3203
+        case .mnts: return 0x5556_3928
         }
     }
 
@@ -104,6 +110,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .ifaddr: return "IFADDR"
         case .route: return "ROUTE"
         case .route6: return "ROUTE6"
+        case .utsns: return "UTSNS"
+        case .mnts: return "MNTS"
         }
     }
 
@@ -120,6 +128,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .memfdInode: return "memfd"
         case .tcpStream: return "tcp-stream"
         case .shmemPagemap: return "pagemap-shmem"
+        case .mnts: return "mountpoints"
         default: return rawValue
         }
     }
@@ -177,6 +186,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .netdev: return Img_NetDeviceEntry.self
         case .netns: return Img_NetnsEntry.self
         case .ifaddr, .route, .route6: return nil
+        case .utsns: return Img_UtsnsEntry.self
+        case .mnts: return Img_MntEntry.self
         }
     }
 
@@ -194,8 +205,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     public var isSingleEntry: Bool {
         switch self {
         case .inventory, .core, .ids, .mm, .fs, .creds: return true
-        case .seccomp, .cgroup: return true
-        case .inventory, .core, .ids, .mm, .fs, .creds, .netns: return true
+        case .seccomp, .cgroup, .netns, .utsns: return true
         default: return false
         }
     }

@@ -24,6 +24,7 @@ public enum SyscallNumber: Int {
     case pipe2 = 293, inotifyInit1 = 294, nameToHandleAt = 303, openByHandleAt = 304, clockGettime = 228
     case getpriority = 140, setpriority = 141, schedSetscheduler = 144, schedGetscheduler = 145, schedGetparam = 143
     case ioprioSet = 251, ioprioGet = 252, membarrier = 324
+    case mount = 165, umount2 = 166
 }
 
 /// Thin wrappers for the raw syscalls cryo itself makes. Each returns the result or throws
