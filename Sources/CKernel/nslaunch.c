@@ -96,6 +96,9 @@ pid_t ck_ns_launch(const char *bin, char *const argv[], const char *cwd, const c
     while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR) {}
     if (n != 1) _exit(130);
     if (c != 0) _exit(c);
+    // EOF once the init has closed its end too: zdtm records the init's fds after this.
+    char more;
+    while ((n = read(p[0], &more, 1)) != 0 && (n > 0 || errno == EINTR)) {}
     char num[16];
     int len = 0;
     char rev[16];

@@ -9,8 +9,8 @@ protocol NamespaceContents {
     /// Writes the images of namespace `id`, read through `pid` (a host pid inside it); throws
     /// NamespaceError to refuse what cannot be restored.
     static func dump(id: UInt32, pid: Int32, images: ImageDirectory, proc: ProcReader, externals: Externals) throws
-    /// Rebuilds namespace `id` from its images; `root` is the restored tree's root, already
-    /// inside the new namespace, stopped and traced, before any of its own state is rebuilt
+    /// Rebuilds namespace `id` from its images; `root` is the restored tree's root, inside the
+    /// new namespace, stopped and traced, once every task is rebuilt and before any resumes
     /// (work that must happen inside, such as mounting proc for its pid namespace, is injected).
     static func restore(id: UInt32, root: RestoreTarget, images: ImageDirectory) throws
     /// Restore, before any task exists: refuses namespace `id` if its images are missing or

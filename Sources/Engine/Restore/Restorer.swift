@@ -94,7 +94,6 @@ public struct Restorer {
             holds = try namespaces.enter(images: images, request: request)
             try createRoot(plans[0], built: built, plans: plans, namespaces: namespaces, entered: holds!)
             rootHost = built.host[root]!
-            try namespaces.restoreContents(root: built.targets[root]![0], images: images)
             transport.childCreated()
             log.debug("root \(root) created")
             try request.actionHook?(.setupNamespaces, rootHost)
@@ -110,6 +109,9 @@ public struct Restorer {
                 }
                 try Fault.check(.restoreTasks)
             }
+            // Once every task is rebuilt: until then the tree's mount namespace keeps cryo's
+            // /proc, where the objects cryo hands over by path (/proc/CRYO/fd/N) are found.
+            try namespaces.restoreContents(root: built.targets[root]![0], images: images)
             try joinGroups(plans, built: built)
             if lazy != nil {
                 try fills.waitAll()  // no fill may touch memory registered from here on
