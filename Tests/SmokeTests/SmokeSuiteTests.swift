@@ -48,10 +48,16 @@ final class SmokeSuiteTests: XCTestCase {
 
     /// The smoke suite in the ns flavour: each workload under an init in new pid, mount, net,
     /// uts and ipc namespaces (docs/NAMESPACES.md); workloads flagged host-only are left out.
-    func testSmokeSuiteNsPlain() throws {
+    func testSmokeSuiteNsPlain() throws { try runSmokeNs(modes: ["plain"]) }
+
+    /// ns after two pre-dumps and as snapshots: dirty tracking and the parent chain of a tree
+    /// in new namespaces (pids inside in every image of the chain).
+    func testSmokeSuiteNsPreSnaps() throws { try runSmokeNs(modes: ["pre", "snaps"]) }
+
+    func runSmokeNs(modes: [String]) throws {
         let cat = try Catalogue(directory: packageRoot + "/Suites")
         let n = try cat.suite("smoke").workloads.filter { cat.workloads[$0]?.allows(flavour: "ns") ?? true }.count
-        try runSmoke(mode: "plain", iters: 1, args: ["--suite", "smoke", "--mode", "plain", "-f", "ns"], cases: n)
+        try runSmoke(mode: "", iters: 1, args: ["--suite", "smoke", "-f", "ns"] + modes.flatMap { ["--mode", $0] }, cases: n * modes.count)
     }
 
     /// Every fault point on three workloads: a failed dump leaves the tree running (then C/R
