@@ -31,10 +31,15 @@ final class NamespaceTests: XCTestCase {
         return (outer, 0)
     }
 
+    /// The host's `ip netns` mounts (other tests make and remove them all the time) are not
+    /// the tree's: its copy drops them, as the ns flavour's init does, or a restore after one
+    /// went away would be refused for the missing mount.
+    let detachNetnsMounts = "while umount -l /run/netns 2>/dev/null; do :; done;"
+
     /// An init in new pid, mount, net, uts and ipc namespaces (as the ns flavour makes it).
     func startInit(_ h: CRHarness, name: String) throws -> Int32 {
         try startWithChild(h, name: name, ["/usr/bin/unshare", "-p", "-f", "unshare", "-m", "-n", "-u", "-i", "--mount-proc",
-                                          "sh", "-c", "ip link set lo up; hostname nsbox; exec sleep 60"]).1
+                                          "sh", "-c", "\(detachNetnsMounts) ip link set lo up; hostname nsbox; exec sleep 60"]).1
     }
 
     func testPidUtsNetMountNamespacesComeBack() throws {
@@ -66,7 +71,7 @@ final class NamespaceTests: XCTestCase {
         let (code, log) = try h.cryo(["dump", "-t", "\(child)", "-D", work + "/img"])
         XCTAssertNotEqual(code, 0)
         XCTAssertTrue(log.contains("pid \(child): uts namespace uts:[\(ino)] is shared with pid \(outer), outside the tree"), log)
-        XCTAssertEqual(try ProcReader().stat(pid: child).state, "S", "left running, not stopped or traced")
+        XCTAssertFalse(["t", "T"].contains(try ProcReader().stat(pid: child).state), "left running, not stopped or traced")
         XCTAssertEqual(((try? FileManager.default.contentsOfDirectory(atPath: work + "/img")) ?? []).filter { $0.hasSuffix(".img") }, [])
         // Named external, the dump goes through.
         let (ok, okLog) = try h.cryo(["dump", "-t", "\(child)", "-D", work + "/img", "-R", "--external", "uts[\(ino)]:hostUts"])
@@ -83,7 +88,7 @@ final class NamespaceTests: XCTestCase {
             unshare -m --propagation private bash -c '
               for fd in $(ls /proc/$$/fd); do [ $fd -gt 2 ] && eval "exec $fd>&-"; done
               cd \(work); mount -t tmpfs cryotest m || exit 9
-              setsid unshare -p -f unshare -m -n -u -i --mount-proc sh -c "ip link set lo up; exec sleep 60" </dev/null >/dev/null 2>&1 &
+              setsid unshare -p -f unshare -m -n -u -i --mount-proc sh -c "\(detachNetnsMounts) ip link set lo up; exec sleep 60" </dev/null >/dev/null 2>&1 &
               for i in $(seq 100); do c=$(cat /proc/$!/task/*/children 2>/dev/null | tr -d " "); [ -n "$c" ] && break; sleep 0.05; done
               \(h.bin)/cryo dump -t $c -D img || exit 2
               umount m
