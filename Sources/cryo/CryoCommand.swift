@@ -185,6 +185,7 @@ struct PreDump: ParsableCommand {
     @Option(name: [.customShort("t"), .customLong("tree")], help: "Pid of the process.") var tree: Int32
     @Option(name: [.customShort("D"), .customLong("images-dir")], help: "Where to write the images.") var imagesDir: String
     @Option(name: .customLong("prev-images-dir"), help: "The previous pre-dump (relative to -D).") var prevImagesDir: String?
+    @OptionGroup var external: ExternalOptions
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
     @OptionGroup var remote: RemoteDumpOptions
@@ -206,6 +207,7 @@ struct PreDump: ParsableCommand {
         req.trackStore = trackStore
         req.freezeCgroup = runtime.freezeCgroup
         req.emptyNamespaces = runtime.emptyNamespaces
+        req.external = external.external
         return req
     }
 

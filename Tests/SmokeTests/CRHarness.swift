@@ -19,10 +19,13 @@ struct CRHarness {
         return CRHarness(dir: try Locations.makeRunDir())
     }
 
-    func start(_ name: String, args: [String] = []) throws -> Int32 {
+    /// `netns`: started in that `ip netns` network namespace (nsenter --net), the rest the host's.
+    func start(_ name: String, args: [String] = [], netns: String? = nil) throws -> Int32 {
         let work = dir + "/" + name
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let starter = try Subprocess.spawn(bin + "/" + name, ["--pidfile=\(work)/pid", "--outfile=\(work)/out"] + args, cwd: work, output: work + "/start.log")
+        let argv = [bin + "/" + name, "--pidfile=\(work)/pid", "--outfile=\(work)/out"] + args
+        let cmd = netns.map { ["/usr/bin/nsenter", "--net=/run/netns/" + $0] + argv } ?? argv
+        let starter = try Subprocess.spawn(cmd[0], Array(cmd.dropFirst()), cwd: work, output: work + "/start.log")
         _ = try Subprocess.wait(starter, timeout: 30)
         return try XCTUnwrap(Int32((try String(contentsOfFile: work + "/pid", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
     }

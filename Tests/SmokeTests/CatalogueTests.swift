@@ -137,7 +137,10 @@ final class CatalogueTests: XCTestCase {
         XCTAssertThrowsError(try Modes.named("nope")) { e in
             XCTAssertTrue("\(e)".contains("available: nocr, plain, pre, snaps, dedup, page-server, lazy, remote-lazy, stream, remote"), "\(e)")
         }
-        XCTAssertThrowsError(try Flavours.named("ns")) { e in XCTAssertTrue("\(e)".contains("available: h"), "\(e)") }
+        XCTAssertEqual(try Flavours.named("ns").name, "ns")
+        XCTAssertThrowsError(try Flavours.named("uns")) { e in
+            XCTAssertTrue("\(e)".contains("available: h, ns") && "\(e)".contains("not implemented yet: uns"), "\(e)")
+        }
     }
 
     func testSelection() throws {

@@ -71,7 +71,9 @@ final class MigrateTests: XCTestCase {
 
     func testMigrateBetweenNamespaces() throws {
         let (recv, port) = try receiver()
-        let pid = try h.start("dirty00")
+        // In the source's network namespace, where cryo migrate runs: a tree in one other than
+        // cryo's would be dumped with it (and the host's is shared with everything else).
+        let pid = try h.start("dirty00", netns: spaces[1])
         let (rc, out) = try migrate(pid, to: "\(dst):\(port)")
         print(out)
         XCTAssertEqual(rc, 0, out + ((try? String(contentsOfFile: h.dir + "/migrate.log", encoding: .utf8)) ?? ""))

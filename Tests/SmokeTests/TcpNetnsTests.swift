@@ -104,8 +104,10 @@ final class TcpNetnsTests: XCTestCase {
             guard code == 0 else { return }
         }
         func python(_ ns: String, _ code: String, _ arg: String) throws -> Int32 {
-            // `ip netns exec` execs python3: the pid is the python process's.
-            try Subprocess.spawn(ipPath, ["netns", "exec", ns, "/usr/bin/python3", "-c", code, arg], cwd: work, output: work + "/stderr-" + ns)
+            // nsenter execs python3: the pid is the python process's. Network namespace only:
+            // `ip netns exec` would give it a mount namespace of its own (a slave copy with
+            // /sys mounted again), which cryo refuses to dump (docs/NAMESPACES.md).
+            try Subprocess.spawn("/usr/bin/nsenter", ["--net=/run/netns/" + ns, "/usr/bin/python3", "-c", code, arg], cwd: work, output: work + "/stderr-" + ns)
         }
         let server = try python(nsA, Self.server, addrA)
         pids.append(server)
@@ -135,11 +137,11 @@ final class TcpNetnsTests: XCTestCase {
         XCTAssertEqual(try ip(["-n", nsA, "link", "set", vA, "down"], ipPath).0, 0)
         let cryo = bin + "/cryo"
         // cryo makes the restored sockets in its own network namespace: run it in the client's.
-        let (dc, dout) = try ip(["netns", "exec", nsB, cryo, "dump", "-t", "\(client)", "-D", work + "/img", "-v4", "-o", work + "/dump.log"], ipPath)
+        let (dc, dout) = try ip(["--net=/run/netns/" + nsB, cryo, "dump", "-t", "\(client)", "-D", work + "/img", "-v4", "-o", work + "/dump.log"], "/usr/bin/nsenter")
         XCTAssertEqual(dc, 0, "dump: \(dout)")
         guard dc == 0 else { return }
         _ = try Subprocess.wait(client, timeout: 10)  // killed by the dump; reaped before its pid is restored
-        let (rc, rout) = try ip(["netns", "exec", nsB, cryo, "restore", "-D", work + "/img", "-d", "-v4", "-o", work + "/restore.log"], ipPath)
+        let (rc, rout) = try ip(["--net=/run/netns/" + nsB, cryo, "restore", "-D", work + "/img", "-d", "-v4", "-o", work + "/restore.log"], "/usr/bin/nsenter")
         XCTAssertEqual(rc, 0, "restore: \(rout)")
         XCTAssertEqual(try ip(["-n", nsA, "link", "set", vA, "up"], ipPath).0, 0)
         guard rc == 0 else { return }

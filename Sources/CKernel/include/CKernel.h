@@ -176,4 +176,11 @@ int ck_try_unshare(int flags);
 int ck_seqpacket_request_as(unsigned int uid, unsigned int gid, const void *addr, unsigned int addrlen,
                             const void *req, unsigned long reqlen);
 
+// zdtm's ns flavour: forks a starter that makes an init in new pid, mount (proc mounted
+// again), network (lo up), UTS and IPC namespaces, which runs `bin argv` (the workload's
+// starter) and then reaps; the starter writes the init's pid to `pidfile` (through `pidtmp`)
+// and exits with the workload starter's status. Returns the starter's pid or -errno.
+pid_t ck_ns_launch(const char *bin, char *const argv[], const char *cwd, const char *log,
+                   const char *pidfile, const char *pidtmp);
+
 #endif

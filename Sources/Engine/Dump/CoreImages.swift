@@ -5,19 +5,20 @@ import Foundation
 /// is queued, and must be in the images when the dump kills the tree, not lost with it.
 /// Only the short stretch between this read and the kill is left uncovered.
 final class CoreImages {
-    private var cores: [(pid: Int32, tid: Int32, core: Img_CoreEntry)] = []
+    /// pid and tid as cryo sees them; imageID as the images name the thread.
+    private var cores: [(pid: Int32, tid: Int32, imageID: Int32, core: Img_CoreEntry)] = []
 
-    func add(pid: Int32, tid: Int32, core: Img_CoreEntry) { cores.append((pid, tid, core)) }
+    func add(pid: Int32, tid: Int32, imageID: Int32, core: Img_CoreEntry) { cores.append((pid, tid, imageID, core)) }
 
     func writeAll(images: ImageDirectory) throws {
-        for (pid, tid, var core) in cores {
+        for (pid, tid, imageID, var core) in cores {
             core.threadCore.signalsP = try Self.queue(tid, shared: false)
             if !core.threadCore.signalsP.hasAny { core.threadCore.clearSignalsP() }
             if tid == pid {
                 core.tc.signalsS = try Self.queue(pid, shared: true)
                 if !core.tc.signalsS.hasAny { core.tc.clearSignalsS() }
             }
-            try images.write(.core, id: Int(tid), entry: core)
+            try images.write(.core, id: Int(imageID), entry: core)
         }
         cores = []
     }

@@ -32,25 +32,28 @@ public struct Dumper {
         let files = FileTable(images: images)
         files.context.shellJob = request.shellJob
         files.context.locks.enabled = request.fileLocks
-        var netns: TreeNetNamespace?
+        var holds: NamespaceHolds?
         do {
             try Fault.check(.afterFreeze)
-            try TreeChecks.namespaces(of: tree.processes.filter { !$0.isZombie }.map(\.pid), proc: proc)
-            netns = try TreeNetNamespace.prepare(root: tree.root, pids: tree.processes.map(\.pid), proc: proc, request: request)
+            let externals = try Externals(parsing: request.external)
+            let namespaces = try NamespaceSet.collect(root: tree.root, processes: tree.processes.map { ($0.pid, $0.threads) }, proc: proc,
+                                                      externals: externals.namespaces)
+            let pids = try PidMap.read(processes: tree.processes.map { ($0.pid, $0.threads) }, inNewNamespace: namespaces.newKinds.contains(.pid), proc: proc)
+            holds = try namespaces.hold(request: request)
             try RuntimeChecks.dump(request, tree: tree)
             if netLocked { try request.actionHook?(.networkLock, request.pid) }
             var plans: [Int32: IncrementalPlan] = [:]
             if request.trackMem || request.prevImagesDir != nil {
                 let inc = try Incremental.prepare(pids: tree.processes.filter { !$0.isZombie }.map(\.pid), imagesDir: images,
-                                                  prev: request.prevImagesDir, storeFd: request.trackStore, proc: proc, pages: transport)
+                                                  prev: request.prevImagesDir, storeFd: request.trackStore, proc: proc, pages: transport, imagePid: pids.image)
                 tracking = inc.tracking
                 plans = inc.plans
             }
-            written = try TreeNetNamespace.within(netns) { try write(tree: tree, images: images, proc: proc, files: files, plans: plans, pages: transport, netns: netns) }
-            try netns?.dump(images: images, request: request)
+            written = try holds!.within { try write(tree: tree, images: images, proc: proc, files: files, plans: plans, pages: transport,
+                                                     namespaces: namespaces, externals: externals, pids: pids) }
             try request.actionHook?(.postDump, request.pid)
         } catch {
-            netns?.release(unlock: true)
+            do { try holds?.release(treeRuns: true) } catch { log.error("\(error)") }
             if netLocked { try? request.actionHook?(.networkUnlock, request.pid) }
             log.error("dump failed, resuming the tree: \(error)")
             transport.abort()
@@ -84,7 +87,7 @@ public struct Dumper {
             tree.release(leaveStopped: true)
         }
         reportRepairErrors(files.context)
-        netns?.release(unlock: request.leave != .killed)
+        do { try holds?.release(treeRuns: request.leave != .killed) } catch { log.error("\(error)") }
         stats.frozenSeconds = Date().timeIntervalSince(t0)
         log.info("dump done: \(stats.pagesBytes) bytes of pages, frozen \(String(format: "%.3f", stats.frozenSeconds)) s")
         return stats
@@ -96,7 +99,8 @@ public struct Dumper {
         for e in ctx.repairErrors { log.error("connection left in repair mode: \(e)") }
     }
 
-    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader, files: FileTable, plans: [Int32: IncrementalPlan] = [:], pages: PageTransport, netns: TreeNetNamespace? = nil) throws -> [String] {
+    func write(tree: FrozenTree, images: ImageDirectory, proc: ProcReader, files: FileTable, plans: [Int32: IncrementalPlan] = [:], pages: PageTransport,
+               namespaces: NamespaceSet, externals: Externals, pids: PidMap) throws -> [String] {
         files.dumping(tree.processes.map(\.pid))
         var pstree: [Img_PstreeEntry] = []
         for p in tree.processes {
@@ -119,18 +123,19 @@ public struct Dumper {
         // To a page server the frozen tasks splice their own pages (no copy on our side).
         let spliced = request.splicePages && SplicedPages.usable(for: pages) ? SplicedPages(proc: proc) : nil
         var ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
-        if let netns { for p in ids.keys { ids[p]!.netNsID = netns.id } }
+        for pid in ids.keys { ids[pid] = pids.image(ids[pid]!); namespaces.fill(&ids[pid]!, pid: pid) }
+        try namespaces.dumpContents(images: images, proc: proc, externals: externals)
         let seccomp = SeccompImageBuilder()
         let cgroups = request.manageCgroups == .ignore ? nil : try CgroupCollector(proc: proc)
         let cores = CoreImages()
         do {
             for (i, p) in tree.processes.enumerated() {
                 if p.isZombie {
-                    try writeZombie(p.pid, images: images, proc: proc)
+                    try writeZombie(p.pid, images: images, proc: proc, id: pids.image(p.pid))
                     continue
                 }
-                let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(p.pid), ids: ids[p.pid]!, shmem: shmem, cow: cow, pages: pages, incremental: plans[p.pid], seccomp: seccomp,
-                                              cgSet: try cgroups?.add(pid: p.pid, threads: p.threads) ?? 0, cores: cores)
+                let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(pids.image(p.pid)), ids: ids[p.pid]!, shmem: shmem, cow: cow, pages: pages, incremental: plans[p.pid], seccomp: seccomp,
+                                            cgSet: try cgroups?.add(pid: p.pid, threads: p.threads) ?? 0, cores: cores, pids: pids)
                     .dump(pstree: pstree[i])
                 if let spliced { try spliced.send(job) } else { copier.submit(job) }
             }
@@ -147,7 +152,7 @@ public struct Dumper {
         try files.write(to: images)
         if !seccomp.isEmpty { try images.write(.seccomp, entry: seccomp.entry) }
         if let cgroups { try images.write(.cgroup, entry: try cgroups.entry()) }
-        try images.write(.pstree, entries: pstree)
+        try images.write(.pstree, entries: pstree.map(pids.image))
         try cores.writeAll(images: images)
         var inv = Img_InventoryEntry()
         inv.imgVersion = 2
@@ -156,6 +161,7 @@ public struct Dumper {
         inv.lsmtype = .noLsm
         inv.rootIds = ids[tree.root]!
         if let cgroups { inv.rootCgSet = cgroups.rootSet }
+        namespaces.fillRoot(&inv.rootIds)
         inv.dumpUptime = UInt64(ProcessInfo.processInfo.systemUptime * 1_000_000)
         // Written last: a directory without inventory.img is not a finished dump.
         try images.write(.inventory, entry: inv)
@@ -164,7 +170,7 @@ public struct Dumper {
     }
 
     /// A zombie keeps only its pid, place in the tree and exit status (CRIU writes the same).
-    func writeZombie(_ pid: Int32, images: ImageDirectory, proc: ProcReader) throws {
+    func writeZombie(_ pid: Int32, images: ImageDirectory, proc: ProcReader, id: Int32) throws {
         let st = try proc.stat(pid: pid)
         var tc = Img_TaskCoreEntry()
         tc.taskState = TaskState.zombie.rawValue
@@ -176,7 +182,7 @@ public struct Dumper {
         var core = Img_CoreEntry()
         core.mtype = .x8664
         core.tc = tc
-        try images.write(.core, id: Int(pid), entry: core)
+        try images.write(.core, id: Int(id), entry: core)
     }
 
     /// Removes what a failed dump wrote (image files only; the directory may hold other things).

@@ -157,7 +157,7 @@ enum Incremental {
     /// there is a previous snapshot, checks its chain, links it as `parent` and works out what
     /// it holds of each process.
     static func prepare(pids: [Int32], imagesDir: ImageDirectory, prev: String?, storeFd: Int32?,
-                        proc: ProcReader, pages: PageTransport) throws -> (tracking: TreeTracking, plans: [Int32: IncrementalPlan]) {
+                        proc: ProcReader, pages: PageTransport, imagePid: (Int32) -> Int32 = { $0 }) throws -> (tracking: TreeTracking, plans: [Int32: IncrementalPlan]) {
         var parent: ImageDirectory?
         if let prev {
             let target = prev.hasPrefix("/") ? prev : imagesDir.path + "/" + prev
@@ -182,7 +182,7 @@ enum Incremental {
                 let scan: DirtyScan
                 do { scan = try tracking.scanAndArm(pid: pid, maps: maps, remote: remote, proc: proc) } catch { try? remote.finish(); throw error }
                 try remote.finish()
-                if let parent { plans[pid] = IncrementalPlan(scan: scan, parentHas: try pages.pagesInParent(pid: pid, parent: parent)) }
+                if let parent { plans[pid] = IncrementalPlan(scan: scan, parentHas: try pages.pagesInParent(pid: imagePid(pid), parent: parent)) }
             }
             if let prev, parent != nil { try imagesDir.setParent(relativePath: prev) }
             return (tracking, plans)

@@ -17,6 +17,8 @@ public struct PreDumpRequest: Sendable {
     /// As DumpRequest's (CRIU's --freeze-cgroup and --empty-ns, which runc sends to a pre-dump too).
     public var freezeCgroup: String?
     public var emptyNamespaces: Int32 = 0
+    /// CRIU's --external specs, as for dump (namespaces the tree shares on purpose).
+    public var external: [String] = []
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 
@@ -51,9 +53,12 @@ public struct PreDumper {
         var layouts: [(pid: Int32, mm: Img_MmEntry, pieces: [MemoryDumper.Piece])] = []
         let live = tree.processes.filter { !$0.isZombie }.map(\.pid)
         var pstree: [Img_PstreeEntry] = []
+        var pids = PidMap()
         do {
             try Fault.check(.afterFreeze)
-            try TreeChecks.namespaces(of: live, proc: proc)
+            let namespaces = try NamespaceSet.collect(root: tree.root, processes: tree.processes.map { ($0.pid, $0.threads) }, proc: proc,
+                                                      externals: try Externals(parsing: request.external).namespaces)
+            pids = try PidMap.read(processes: tree.processes.map { ($0.pid, $0.threads) }, inNewNamespace: namespaces.newKinds.contains(.pid), proc: proc)
             try RuntimeChecks.check(freezeCgroup: request.freezeCgroup, emptyNamespaces: request.emptyNamespaces, tree: tree)
             for p in tree.processes {
                 let st = try proc.stat(pid: p.pid)
@@ -63,7 +68,7 @@ public struct PreDumper {
                 pstree.append(e)
             }
             let inc = try Incremental.prepare(pids: live, imagesDir: images, prev: request.prevImagesDir,
-                                              storeFd: request.trackStore, proc: proc, pages: transport)
+                                              storeFd: request.trackStore, proc: proc, pages: transport, imagePid: pids.image)
             tracking = inc.tracking
             let liveSet = Set(live)
             let cow = try CowMap.build(pairs: pstree.filter { $0.ppid != 0 && liveSet.contains(Int32($0.pid)) && liveSet.contains(Int32($0.ppid)) }
@@ -96,19 +101,19 @@ public struct PreDumper {
 
         do {
             for (pid, mm, pieces) in layouts {
-                let sink = try transport.open(.pagemap, id: Int(pid), pagesID: UInt32(pid))
+                let sink = try transport.open(.pagemap, id: Int(pids.image(pid)), pagesID: UInt32(pids.image(pid)))
                 let (kept, missed) = try TolerantCopier(pid: pid).copy(pieces, to: sink)
                 try sink.finish()
                 stats.missedPages += missed
                 stats.inParentPages += kept.filter(\.inParent).reduce(0) { $0 + $1.run.pageCount }
                 if missed > 0 { log.info("pid \(pid): \(missed) page(s) could not be read while running; the next snapshot takes them") }
-                try images.write(.mm, id: Int(pid), entry: mm)
+                try images.write(.mm, id: Int(pids.image(pid)), entry: mm)
             }
             // The pages are stored (a page server answered CLOSE) before the snapshot is called done.
             try transport.finish()
             stats.pagesBytes = transport.pagesBytes
             try files.write(to: images)
-            try images.write(.pstree, entries: pstree)
+            try images.write(.pstree, entries: pstree.map(pids.image))
             var inv = Img_InventoryEntry()
             inv.imgVersion = 2
             inv.fdinfoPerID = true

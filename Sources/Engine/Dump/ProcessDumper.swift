@@ -21,6 +21,8 @@ struct ProcessDumper {
     var cgSet: UInt32 = 0
     /// Where the threads' cores wait for the end of the dump (nil: written at once).
     var cores: CoreImages? = nil
+    /// Pids as the images name them (inside the tree's pid namespace).
+    var pids = PidMap()
     let log = Logger(label: "dump")
 
     var pid: Int32 { process.pid }
@@ -80,9 +82,9 @@ struct ProcessDumper {
             core.threadInfo = info
             core.threadCore = tcore
             if tid == pid { core.tc = tc }
-            if let cores { cores.add(pid: pid, tid: tid, core: core) } else { try images.write(.core, id: Int(tid), entry: core) }
+            if let cores { cores.add(pid: pid, tid: tid, imageID: pids.image(tid), core: core) } else { try images.write(.core, id: Int(pids.image(tid)), entry: core) }
         }
-        try images.write(.sigacts, id: Int(pid), entries: sigacts)
+        try images.write(.sigacts, id: Int(pids.image(pid)), entries: sigacts)
         mark("cores")
 
         var memory = MemoryDumper(pid: pid, images: images, files: files, proc: proc, shmem: shmem, pages: pages, incremental: incremental)
@@ -90,16 +92,16 @@ struct ProcessDumper {
         var (mm, job) = try memory.dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
         mm.dumpable = Int32(truncatingIfNeeded: dumpable)
         mm.thpDisabled = thpDisabled != 0
-        try images.write(.mm, id: Int(pid), entry: mm)
+        try images.write(.mm, id: Int(pids.image(pid)), entry: mm)
         mark("memory")
 
-        try files.dumpFds(pid: pid, proc: proc, images: images)
+        try files.dumpFds(pid: pid, proc: proc, images: images, imageID: pids.image(pid))
         var fs = Img_FsEntry()
         fs.cwdID = try files.register(path: try proc.cwd(pid: pid), pid: pid, flags: O_RDONLY | O_DIRECTORY)
         fs.rootID = try files.register(path: try proc.root(pid: pid), pid: pid, flags: O_RDONLY | O_DIRECTORY)
         fs.umask = status.umask
-        try images.write(.fs, id: Int(pid), entry: fs)
-        try images.write(.ids, id: Int(pid), entry: ids)
+        try images.write(.fs, id: Int(pids.image(pid)), entry: fs)
+        try images.write(.ids, id: Int(pids.image(pid)), entry: ids)
         return job
     }
 
@@ -135,7 +137,7 @@ struct ProcessDumper {
             e.sivalPtr = t.sivalPtr
             e.overrun = UInt32(truncatingIfNeeded: try leader.syscall(.timerGetoverrun, UInt64(UInt32(bitPattern: t.id))))
             e.isec = v.u64(at: 0); e.insec = v.u64(at: 8); e.vsec = v.u64(at: 16); e.vnsec = v.u64(at: 24)
-            if t.notify & 4 != 0 { e.notifyThreadID = t.notifyTid }
+            if t.notify & 4 != 0 { e.notifyThreadID = pids.image(t.notifyTid) }
             timers.posix.append(e)
         }
         tc.timers = timers

@@ -15,7 +15,7 @@ enum RuntimeChecks {
         }
         if emptyNamespaces & Int32(CloneFlag.newnet) != 0 && ownNetworkNamespace(tree.root) {
             // Left empty means: not dumped, made anew on restore for the runtime to fill.
-            throw DumpError.unsupported(pid: tree.root, what: "its own network namespace with --empty-ns net (cryo makes no network namespace on restore yet)")
+            throw DumpError.unsupported(pid: tree.root, what: "its own network namespace with --empty-ns net (cryo dumps and restores the namespace's contents; leaving it empty for the caller is not done)")
         }
     }
 

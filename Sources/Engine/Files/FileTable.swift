@@ -67,7 +67,7 @@ final class FileTable: @unchecked Sendable {
 
     /// Dumps every fd of `pid` into fdinfo-PID.img. An fd no kind claims fails the dump,
     /// naming the fd, its kind and its target.
-    func dumpFds(pid: Int32, proc: ProcReader, images: ImageDirectory) throws {
+    func dumpFds(pid: Int32, proc: ProcReader, images: ImageDirectory, imageID: Int32? = nil) throws {
         var infos: [Img_FdinfoEntry] = []
         var open: [Int32: OpenFd] = [:]
         let fds = try proc.fds(pid: pid)
@@ -91,7 +91,7 @@ final class FileTable: @unchecked Sendable {
             try ctx.locks.note(f, id: id, treePids: ctx.treePids) { try Sys.kcmp(pid, $0, type: 2 /* KCMP_FILES */, 0, 0) == 0 }
             try Fault.check(.files)
         }
-        try images.write(.fdinfo, id: Int(pid), entries: infos)
+        try images.write(.fdinfo, id: Int(imageID ?? pid), entries: infos)
     }
 
     /// The id of `f`: the one of a dumped fd of the same description, else a new entry made by

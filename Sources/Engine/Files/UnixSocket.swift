@@ -250,7 +250,7 @@ enum UnixSocket: FdKind {
         try FileFlags.set(cs, c.flags, what: what)
         try FileFlags.set(ss, s.flags, what: what)
         let (mine, other, otherID) = entry.id == client.id ? (gotC, gotS, server.id) : (gotS, gotC, client.id)
-        ctx.parked[otherID] = Int32(try r.syscall(.fcntl, UInt64(other), UInt64(F_DUPFD), UInt64(ctx.transport.ends[ctx.task.pid]! + 1)))
+        ctx.parked[otherID] = Int32(try r.syscall(.fcntl, UInt64(other), UInt64(F_DUPFD), UInt64(ctx.transport.ends[ctx.task.vpid]! + 1)))
         try r.syscall(.close, UInt64(other))
         return mine
     }

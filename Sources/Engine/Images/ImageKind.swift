@@ -25,6 +25,10 @@ public enum ImageKind: String, CaseIterable, Sendable {
     case netdev, netns, ifaddr, route, route6
     /// File locks held by the tree (flock, POSIX, OFD, leases), taken with dump --file-locks.
     case fileLocks
+    /// Contents of a namespace of the tree's own, named by CRIU's ns id: hostname and domain.
+    case utsns
+    /// A mount namespace's mounts (CRIU's mountpoints-ID.img).
+    case mnts
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -62,6 +66,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .netns: return 0x5593_3752
         case .fileLocks: return 0x5432_3616
         case .ifaddr, .route, .route6: return nil
+        case .utsns: return 0x5447_3203
+        case .mnts: return 0x5556_3928
         }
     }
 
@@ -108,6 +114,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .route: return "ROUTE"
         case .route6: return "ROUTE6"
         case .fileLocks: return "FILE_LOCKS"
+        case .utsns: return "UTSNS"
+        case .mnts: return "MNTS"
         }
     }
 
@@ -125,6 +133,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .tcpStream: return "tcp-stream"
         case .shmemPagemap: return "pagemap-shmem"
         case .fileLocks: return "file-lock"
+        case .mnts: return "mountpoints"
         default: return rawValue
         }
     }
@@ -183,6 +192,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .netns: return Img_NetnsEntry.self
         case .fileLocks: return Img_FileLockEntry.self
         case .ifaddr, .route, .route6: return nil
+        case .utsns: return Img_UtsnsEntry.self
+        case .mnts: return Img_MntEntry.self
         }
     }
 
@@ -200,8 +211,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     public var isSingleEntry: Bool {
         switch self {
         case .inventory, .core, .ids, .mm, .fs, .creds: return true
-        case .seccomp, .cgroup: return true
-        case .inventory, .core, .ids, .mm, .fs, .creds, .netns: return true
+        case .seccomp, .cgroup, .netns, .utsns: return true
         default: return false
         }
     }

@@ -57,7 +57,8 @@ struct MemoryDumper {
                 batches.append(([p.run], p.readable))
             }
         }
-        let sink = try pages.open(.pagemap, id: Int(pid), pagesID: UInt32(pagesID))
+        // pagemap-N.img: N is the pid in the images (the pages id; inside the tree's pid ns).
+        let sink = try pages.open(.pagemap, id: pagesID, pagesID: UInt32(pagesID))
         return (mm, PageJob(pid: pid, stream: PageStream(sink: sink, entries: MemoryDumper.pagemap(pieces)), batches: batches))
     }
 

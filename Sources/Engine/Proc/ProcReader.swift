@@ -271,8 +271,16 @@ public struct ProcReader: Sendable {
 
     /// Inode of /proc/PID/ns/KIND ("pid", "mnt", "net", ...): "pid:[4026531836]" -> 4026531836.
     public func namespaceInode(pid: Int32, kind: String) throws -> UInt64 {
-        let p = path(pid: pid, "ns/\(kind)")
-        let t = try readLink(p, pid: pid)
+        try namespaceLink(path(pid: pid, "ns/\(kind)"), pid: pid, tid: nil)
+    }
+
+    /// Inode of /proc/PID/task/TID/ns/KIND: namespaces are per thread (setns, unshare).
+    public func namespaceInode(pid: Int32, tid: Int32, kind: String) throws -> UInt64 {
+        try namespaceLink(path(pid: pid, tid: tid, "ns/\(kind)"), pid: pid, tid: tid)
+    }
+
+    func namespaceLink(_ p: String, pid: Int32, tid: Int32?) throws -> UInt64 {
+        let t = try readLink(p, pid: pid, tid: tid)
         guard let o = t.firstIndex(of: "["), let c = t.lastIndex(of: "]"), o < c,
               let v = UInt64(t[t.index(after: o)..<c]) else {
             throw ProcError.malformed(path: p, line: 1, reason: "unexpected link \"\(t)\"")

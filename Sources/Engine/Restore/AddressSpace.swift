@@ -17,6 +17,8 @@ struct AddressSpace {
     static let specialStatus = VmaStatus.vdso | VmaStatus.vvar | VmaStatus.vsyscall
 
     var pid: Int32 { target.pid }
+    /// The restored parent as cryo sees it (its pid differs from the images' in a pid namespace).
+    var parentHostPid: Int32?
     var remote: Remote { target.remote }
 
     /// VMAs the task got from its parent by fork exactly as its image has them: they stay, with
@@ -161,7 +163,7 @@ struct AddressSpace {
     /// Pages the process shared copy-on-write with its parent when dumped: the parent is
     /// restored first, so its memory at the same address holds them.
     func copyFromParent(_ runs: [PageRun]) throws {
-        let parent = plan.ppid
+        let parent = parentHostPid ?? plan.ppid
         guard parent != 0 else {
             throw RestoreError.layout(pid: pid, reason: "pages marked as the parent's, but the process has no parent in the tree")
         }

@@ -66,7 +66,7 @@ final class FdTransport {
     /// Installs cryo's `fd` into the target; returns the fd number it got there (the lowest
     /// free one). cryo's `fd` stays open: the same object may go to several tasks.
     func send(_ fd: Int32, to t: RestoreTarget, what: String) throws -> Int32 {
-        guard let targetFd = ends[t.pid] else { preconditionFailure("FdTransport.send before keep") }
+        guard let targetFd = ends[t.vpid] else { preconditionFailure("FdTransport.send before keep") }
         var fds = [fd]
         let rc = ck_send_fds(local, &fds, 1)
         if rc < 0 { throw RestoreError.transport(pid: t.pid, what: what, call: "sendmsg", errno: -rc) }

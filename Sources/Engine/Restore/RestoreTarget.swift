@@ -3,12 +3,15 @@ import Glibc
 /// A task being rebuilt from images: the injection channel plus the helpers every restore
 /// step needs (strings and structs travel through the scratch page).
 final class RestoreTarget {
+    /// The task as cryo sees it (ptrace, /proc).
     let pid: Int32
+    /// Its pid in the images: inside the tree's pid namespace (the same on the host).
+    let vpid: Int32
     let remote: Remote
     var scratch: UInt64 = 0
     static let scratchSize = 16 * 1024
 
-    init(pid: Int32, remote: Remote) { self.pid = pid; self.remote = remote }
+    init(pid: Int32, remote: Remote, vpid: Int32? = nil) { self.pid = pid; self.remote = remote; self.vpid = vpid ?? pid }
 
     /// Copies `bytes` into the scratch area at `offset` and returns their address there.
     func put(_ bytes: [UInt8], offset: Int = 0) throws -> UInt64 {

@@ -38,13 +38,17 @@ public struct Restorer {
         var zombies: Set<Int32> = []
         var spaces: [Int32: AddressSpace] = [:]
         var cgroups: CgroupRestore?
+        /// Image pid -> pid as cryo sees it (they differ inside a new pid namespace).
+        var host: [Int32: Int32] = [:]
 
-        /// Kills everything made; each process was made by us or is traced by us.
+        /// Kills everything made; each process was made by us or is traced by us. Killing the
+        /// init of a new pid namespace kills the rest of it.
         func killAll() {
             for pid in order.reversed() where !zombies.contains(pid) { kill(pid, SIGKILL) }
+            var st: Int32 = 0
+            let leaders = Set(order)
+            for t in targets.values.flatMap({ $0 }) where !leaders.contains(t.pid) { waitpid(t.pid, &st, __WALL) }
             for pid in order.reversed() {
-                var st: Int32 = 0
-                for t in targets[pid] ?? [] where t.pid != pid { waitpid(t.pid, &st, __WALL) }
                 waitpid(pid, &st, __WALL)  // ours or traced: reaped here, never left as a zombie
             }
         }
@@ -61,6 +65,7 @@ public struct Restorer {
         var lazy = request.lazyPages ? LazyRegistration() : nil
         try lazy?.split(&plans)
         let root = plans[0].pid
+        let namespaces = try NamespacePlan.load(images: images, tasks: plans.map { ($0.pid, $0.ids, $0.isZombie) }, externals: try Externals(parsing: request.external))
         try checkFiles(plans[0].files)
         let ghosts = GhostFiles()
         defer { ghosts.removeAll() }
@@ -79,19 +84,21 @@ public struct Restorer {
         if request.shellJob { shared.terminal = try Restorer.callerTerminal() }
         shared.fileLocks = try loadFileLocks(images, plans: plans)
         defer { shared.closeAll() }
-        var netns: RestoredNetNamespace?
+        var holds: NamespaceHolds?
+        var rootHost = root
         do {
             try shmem.prepare(plans, images: images)
             try cgroups?.prepare()
             built.cgroups = cgroups
-            // This thread stays in the tree's new namespace until the tree runs: the tasks it
-            // creates and the sockets it makes for them are in it.
-            netns = try RestoredNetNamespace.begin(images: images, ids: plans[0].ids, request: request)
-            try createRoot(plans[0], built: built, plans: plans)
+            // cryo's thread stays in the namespaces it makes itself (net) until the tree runs:
+            // the root is born in them, and the sockets cryo makes for the tree are in them.
+            holds = try namespaces.enter(images: images, request: request)
+            try createRoot(plans[0], built: built, plans: plans, namespaces: namespaces, entered: holds!)
+            rootHost = built.host[root]!
             transport.childCreated()
             log.debug("root \(root) created")
-            try request.actionHook?(.setupNamespaces, root)
-            try request.actionHook?(.postSetupNamespaces, root)
+            try request.actionHook?(.setupNamespaces, rootHost)
+            try request.actionHook?(.postSetupNamespaces, rootHost)
             // Parents before children: a child is forked from its rebuilt parent, so memory
             // they shared copy-on-write is shared again.
             for p in plans where !p.isZombie {
@@ -103,6 +110,9 @@ public struct Restorer {
                 }
                 try Fault.check(.restoreTasks)
             }
+            // Once every task is rebuilt: until then the tree's mount namespace keeps cryo's
+            // /proc, where the objects cryo hands over by path (/proc/CRYO/fd/N) are found.
+            try namespaces.restoreContents(root: built.targets[root]![0], images: images)
             try joinGroups(plans, built: built)
             try restoreDeferredFiles(plans, built: built, transport: transport, shared: shared)
             if lazy != nil {
@@ -118,10 +128,10 @@ public struct Restorer {
             try fills.waitAll()
             fills.close()
             for p in plans where !p.isZombie { try built.spaces[p.pid]!.protect() }
-            try request.actionHook?(.postRestore, root)
-            if request.actionHook != nil && RuntimeChecks.ownNetworkNamespace(root) { try request.actionHook?(.networkUnlock, root) }
+            try request.actionHook?(.postRestore, rootHost)
+            if request.actionHook != nil && holds!.has(.net) { try request.actionHook?(.networkUnlock, rootHost) }
             try finishAll(plans, built: built, seccomp: seccomp)
-            try netns?.finish()
+            try holds!.release(treeRuns: true)
             lazy?.resumed()
             // Now, not when run returns (after the root exits, unless detached): a file only
             // in flight must not stay open in cryo, a reader would wait for its pipe's EOF.
@@ -131,18 +141,20 @@ public struct Restorer {
             lazy?.resumed()
             built.killAll()
             cgroups?.undo()
-            netns?.abort()
+            try? holds?.release(treeRuns: false)
             throw error
         }
+        // As cryo sees it (CRIU's --pidfile too): the images' pid inside a new pid namespace differs.
+        let rootPid = built.host[root] ?? root
         if let pf = request.pidfile {
-            try? "\(root)\n".write(toFile: pf, atomically: true, encoding: .utf8)
+            try? "\(rootPid)\n".write(toFile: pf, atomically: true, encoding: .utf8)
         }
-        log.info("restored \(plans.count) process(es), root pid \(root)")
-        do { try request.actionHook?(.postResume, root) } catch { log.warning("\(error)") }
-        if request.detach { return (root, nil) }
+        log.info("restored \(plans.count) process(es), root pid \(rootPid)\(rootPid != root ? " (\(root) in its pid namespace)" : "")")
+        do { try request.actionHook?(.postResume, rootPid) } catch { log.warning("\(error)") }
+        if request.detach { return (rootPid, nil) }
         var st: Int32 = 0
-        while waitpid(root, &st, 0) < 0 && errno == EINTR {}
-        return (root, st)
+        while waitpid(rootPid, &st, 0) < 0 && errno == EINTR {}
+        return (rootPid, st)
     }
 
     /// Every process of the tree, parents before children (the order they are created in).
@@ -223,8 +235,11 @@ public struct Restorer {
 
     /// The root comes from cryo (a C shim child); every other process is forked by clone3
     /// injected into its restored parent, so parenthood is real.
-    func createRoot(_ p: Plan, built: Built, plans: [Plan]) throws {
-        let child = try create(pid: p.pid)
+    func createRoot(_ p: Plan, built: Built, plans: [Plan], namespaces: NamespacePlan, entered: NamespaceHolds) throws {
+        if namespaces.newPid && p.pid != 1 {
+            throw NamespaceError.restore(kind: "pid", reason: "the tree's root is pid \(p.pid) in its pid namespace, not its init (1)")
+        }
+        let child = try create(pid: p.pid, flags: namespaces.cloneFlags(entered: entered))
         built.order.append(child)
         try adopt(p, remote: try Remote(tid: child, maps: try ProcReader().maps(pid: child)), built: built, plans: plans)
     }
@@ -249,9 +264,10 @@ public struct Restorer {
     /// A new task for `p`: zombies exit at once with their status; a session leader makes its
     /// session, everyone else must be in the one it inherited.
     func adopt(_ p: Plan, remote: Remote, built: Built, plans: [Plan]) throws {
-        built.targets[p.pid] = [RestoreTarget(pid: p.pid, remote: remote)]
+        built.targets[p.pid] = [RestoreTarget(pid: remote.tid, remote: remote, vpid: p.pid)]
+        built.host[p.pid] = remote.tid
         // Before its memory is made, so the pages are charged to its own memory cgroup.
-        try built.cgroups?.place(pid: p.pid, set: p.cores[p.pid]!.tc.cgSet)
+        try built.cgroups?.place(pid: remote.tid, set: p.cores[p.pid]!.tc.cgSet)
         if p.isZombie {
             let code = Int32(bitPattern: p.cores[p.pid]!.tc.exitCode)
             let name = try remote.scratch()
@@ -259,7 +275,7 @@ public struct Restorer {
             try remote.syscall(.prctl, 15 /* PR_SET_NAME */, name)
             try placeZombie(p, remote: remote, plans: plans)
             try remote.terminate(exitCode: (code >> 8) & 0xff, signal: code & 0x7f)
-            built.zombies.insert(p.pid)
+            built.zombies.insert(remote.tid)
             return
         }
         if p.pstree.sid == p.pstree.pid {
@@ -299,10 +315,10 @@ public struct Restorer {
 
     /// A child with exactly `pid`, seized and stopped. A zombie still holding the pid (pid 1
     /// reaps late here) is waited for briefly.
-    func create(pid: Int32) throws -> Int32 {
+    func create(pid: Int32, flags: UInt64 = 0) throws -> Int32 {
         let deadline = Date().addingTimeInterval(3)
         while true {
-            let r = ck_clone3_stopped_child(pid, request.sibling ? CloneFlag.parent : 0)
+            let r = ck_clone3_stopped_child(pid, flags | (request.sibling ? CloneFlag.parent : 0))
             if r > 0 {
                 do {
                     guard try TreeFreezer.seizeThread(r, log: log) != nil else { throw RestoreError.create(pid: pid, errno: ESRCH) }
@@ -341,7 +357,7 @@ public struct Restorer {
 
         // Drop what the task inherited: rseq registration, fds (unless the table is its
         // parent's, already restored), then memory.
-        if let rs = try? Ptrace.rseqConfiguration(pid), rs.pointer != 0 {
+        if let rs = try? Ptrace.rseqConfiguration(t.pid), rs.pointer != 0 {
             try remote.syscall(.rseq, rs.pointer, UInt64(rs.size), 1 /* RSEQ_FLAG_UNREGISTER */, UInt64(rs.signature))
         }
         if sharesFiles {
@@ -351,12 +367,13 @@ public struct Restorer {
             // fds. The task has cryo's fd limit until its own rlimits are restored, which may
             // be too low for its fd numbers (and the parked one above them): raise it for now.
             let transportFd = Int32(plan.fdinfo.map(\.fd).max().map { $0 + 1 } ?? 0)
-            try allowFds(upTo: Int(transportFd) + 2 + plan.fdinfo.count, pid: pid)
+            try allowFds(upTo: Int(transportFd) + 2 + plan.fdinfo.count, pid: t.pid)
             try transport.keep(in: remote, pid: pid, at: transportFd, parent: plan.pid == plans[0].pid ? nil : plan.ppid)
         }
         var space = AddressSpace(target: t, plan: plan, images: images, proc: proc)
         space.shmem = shmem
         space.fillBuffers = fillBuffers
+        space.parentHostPid = built.host[plan.ppid]
         if let parent = plans.first(where: { $0.pid == plan.ppid && !$0.isZombie }), plan.pid != plans[0].pid {
             space.inherited = Restorer.inheritable(plan, from: parent)
         }
@@ -383,12 +400,12 @@ public struct Restorer {
         for tid in plan.pstree.threads.map({ Int32($0) }) where tid != pid {
             let flags = CloneFlag.vm | CloneFlag.fs | CloneFlag.files | CloneFlag.sighand | CloneFlag.thread | CloneFlag.sysvsem
             let got = try remote.cloneTask(flags: flags, exitSignal: 0, setTid: tid)
-            let tt = RestoreTarget(pid: got, remote: try Remote(tid: got, maps: try proc.maps(pid: pid)))
+            let tt = RestoreTarget(pid: got, remote: try Remote(tid: got, maps: try proc.maps(pid: t.pid)), vpid: tid)
             tt.scratch = t.scratch  // one address space, one scratch area
             built.targets[pid]!.append(tt)
         }
         for tt in built.targets[pid]! {
-            try restoreThread(tt, core: plan.cores[tt.pid]!, comm: plan.cores[pid]!.tc.comm)
+            try restoreThread(tt, core: plan.cores[tt.vpid]!, comm: plan.cores[pid]!.tc.comm)
         }
         try restorePosixTimers(t, plan.cores[pid]!.tc.timers.posix)
     }
@@ -424,22 +441,22 @@ public struct Restorer {
             try queueShared(targets[0], core: p.cores[p.pid]!)
             // Threads before the leader: the leader's finish unmaps the shared scratch area.
             for t in targets.dropFirst() + [targets[0]] {
-                let core = p.cores[t.pid]!
+                let core = p.cores[t.vpid]!
                 try Scheduling.apply(tid: t.pid, core.threadCore)
-                try restoreCreds(t, core.threadCore.creds, seccomp: seccomp[t.pid] ?? .none, noNewPrivs: noNewPrivs(p, tid: t.pid))
+                try restoreCreds(t, core.threadCore.creds, seccomp: seccomp[t.vpid] ?? .none, noNewPrivs: noNewPrivs(p, tid: t.vpid))
                 try queuePrivate(t, core: core)
                 try restoreXState(t, core.threadInfo.fpregs)
-                let mask = t.pid == p.pid ? core.tc.blkSigset : core.threadCore.blkSigset
+                let mask = t.vpid == p.pid ? core.tc.blkSigset : core.threadCore.blkSigset
                 try t.remote.finish(registers: restartedRegisters(core.threadInfo.gpregs), sigmask: mask)
             }
             for t in targets {
-                try verifySecurity(pid: p.pid, tid: t.pid, core: p.cores[t.pid]!, seccomp: seccomp[t.pid] ?? .none, noNewPrivs: noNewPrivs(p, tid: t.pid))
+                try verifySecurity(pid: targets[0].pid, tid: t.pid, core: p.cores[t.vpid]!, seccomp: seccomp[t.vpid] ?? .none, noNewPrivs: noNewPrivs(p, tid: t.vpid))
             }
         }
         for p in plans where !p.isZombie {
             // Queued while still traced, the stop is taken before the task runs a user instruction.
             let tc = p.cores[p.pid]!.tc
-            if tc.taskState == TaskState.stopped.rawValue { kill(p.pid, tc.hasStopSigno ? Int32(tc.stopSigno) : SIGSTOP) }
+            if tc.taskState == TaskState.stopped.rawValue { kill(built.host[p.pid]!, tc.hasStopSigno ? Int32(tc.stopSigno) : SIGSTOP) }
             for t in built.targets[p.pid]! { try Ptrace.detach(t.pid) }
         }
     }
@@ -652,7 +669,7 @@ public struct Restorer {
         for s in core.tc.signalsS.signals {
             let info = [UInt8](s.siginfo)
             guard info.count == 128 else { continue }
-            try t.remote.syscall(.rtSigqueueinfo, UInt64(t.pid), UInt64(info.u32(at: 0)), try t.put(info))
+            try t.remote.syscall(.rtSigqueueinfo, UInt64(t.vpid), UInt64(info.u32(at: 0)), try t.put(info))
         }
     }
 
@@ -661,7 +678,7 @@ public struct Restorer {
         for s in core.threadCore.signalsP.signals {
             let info = [UInt8](s.siginfo)
             guard info.count == 128 else { continue }
-            try t.remote.syscall(.rtTgsigqueueinfo, UInt64(tgid), UInt64(t.pid), UInt64(info.u32(at: 0)), try t.put(info))
+            try t.remote.syscall(.rtTgsigqueueinfo, UInt64(tgid), UInt64(t.vpid), UInt64(info.u32(at: 0)), try t.put(info))
         }
     }
 

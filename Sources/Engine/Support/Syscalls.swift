@@ -26,6 +26,7 @@ public enum SyscallNumber: Int {
     case ioprioSet = 251, ioprioGet = 252, membarrier = 324
     case flock = 73
     case splice = 275, vmsplice = 278
+    case mount = 165, umount2 = 166
 }
 
 /// Thin wrappers for the raw syscalls cryo itself makes. Each returns the result or throws

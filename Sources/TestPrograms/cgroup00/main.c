@@ -1,4 +1,4 @@
-// Cgroup membership and limits come back. The workload makes cryo-test-cg00-PID under its
+// Cgroup membership and limits come back. The workload makes cryo-test-cg00-PID-N under its
 // own cgroup in each hierarchy with cpu, memory or pids (cgroup v1), and in the v2
 // hierarchy (limits there only where its controllers are enabled), lists each directory in
 // the case folder's `cgroups` file (zdtm removes them after the case, even a failed one),
@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char list_path[4096];
@@ -52,8 +53,15 @@ static void limit(const char *dir, const char *name, const char *value, int requ
 }
 
 static void make(const char *mount, const char *path, const char *ctrls) {
+    // The pid alone repeats in new pid namespaces (every ns case's workload is pid 3 or so).
+    static char tag[48];
+    if (!tag[0]) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        snprintf(tag, sizeof(tag), "%d-%ld", getpid(), (long)ts.tv_nsec);
+    }
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s%s/cryo-test-cg00-%d", mount, strcmp(path, "/") ? path : "", getpid());
+    snprintf(dir, sizeof(dir), "%s%s/cryo-test-cg00-%s", mount, strcmp(path, "/") ? path : "", tag);
     FILE *l = fopen(list_path, "a");
     if (!l) { fail("%s: %m", list_path); return; }
     fprintf(l, "%s\n", dir);

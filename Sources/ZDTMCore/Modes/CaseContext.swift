@@ -99,7 +99,11 @@ public final class CaseContext: @unchecked Sendable {
         // A tree that forks all the time has tasks the walk above never saw; the dump's own
         // list has every one, and their zombies (ours to reap) would hold the group's pid.
         let path = images.hasPrefix("/") ? images : dir + "/" + images
-        if let d = try? ImageDirectory(path: path), let ps = try? d.read(.pstree, as: Img_PstreeEntry.self) {
+        // Pids inside a new pid namespace are not zdtm's: such a tree is its init's, walked above.
+        if let d = try? ImageDirectory(path: path), let ps = try? d.read(.pstree, as: Img_PstreeEntry.self),
+           let inv = try? d.readOne(.inventory, as: Img_InventoryEntry.self), let root = ps.first,
+           let ids = try? d.readOne(.ids, id: Int(root.pid), as: Img_TaskKobjIdsEntry.self),
+           !ids.newNamespaces(comparedTo: inv.rootIds).contains(.pid) {
             let seen = Set(dumpedTree)
             dumpedTree += ps.map { Int32(bitPattern: $0.pid) }.filter { !seen.contains($0) }
         }
@@ -113,7 +117,11 @@ public final class CaseContext: @unchecked Sendable {
               let p = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw ModeError.check("restore wrote no pid to \(pidfile)")
         }
-        if p != pid { throw ModeError.check("restored pid \(p), expected \(pid)") }
+        // In a new pid namespace the pid zdtm sees is new; the one inside must be the images'.
+        let inner = (try? ProcReader().status(pid: p))?.nsPid ?? []
+        let imagesRoot = (try? ImageDirectory(path: images.hasPrefix("/") ? images : dir + "/" + images).read(.pstree, as: Img_PstreeEntry.self))?.first?.pid
+        let sameInside = inner.count > 1 && imagesRoot.map { Int32(bitPattern: $0) } == inner.last
+        if p != pid && !sameInside { throw ModeError.check("restored pid \(p), expected \(pid)") }
         pid = p
     }
 }

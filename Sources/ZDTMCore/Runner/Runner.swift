@@ -149,8 +149,8 @@ public final class Runner: @unchecked Sendable {
         } catch ProcError.gone {
             return finish(.fail, "workload \(pid) exited right after set-up" + outputs(outfile))
         } catch { return finish(.fail, "cannot record state: \(error)") }
-        tree = before.pids
-        sid = before.processes.first { $0.pid == pid }?.sid ?? pid
+        tree = before.hostPids
+        sid = before.processes.first { $0.hostPid == pid }?.hostSid ?? pid
         var current = pid
         for i in 1...max(1, spec.iterations) {
             let ctx = CaseContext(workload: w, flavour: spec.flavour.name, dir: dir, cryo: options.cryo, pid: current, iteration: i)
@@ -165,7 +165,7 @@ public final class Runner: @unchecked Sendable {
             do { after = try StateRecorder.record(root: current, proc: proc) } catch {
                 return finish(.fail, "iteration \(i): state after \(spec.mode.name): \(error)" + outputs(outfile))
             }
-            tree = Array(Set(tree).union(after.pids)).sorted()
+            tree = Array(Set(tree).union(after.hostPids)).sorted()
             let diffs = StateDiff.compare(before, after, ignore: w.ignore)
             if !diffs.isEmpty {
                 for d in diffs { log.warning("\(spec.id): \(d)") }

@@ -28,7 +28,35 @@ public enum StateRecorder {
                 continue
             }
         }
-        return VisibleState(root: root, processes: out.sorted { $0.pid < $1.pid })
+        return inner(VisibleState(root: root, processes: out.sorted { $0.pid < $1.pid }), proc: proc)
+    }
+
+    /// Pids as the tree sees them inside its pid namespace (NSpid), which a restore keeps while
+    /// the pids zdtm sees change; one outside the namespace is 0 there. On the host, the same.
+    static func inner(_ s: VisibleState, proc: ProcReader) -> VisibleState {
+        var map: [Int32: Int32] = [:]
+        var nested = false
+        for p in s.processes {
+            guard let ns = (try? proc.status(pid: p.pid))?.nsPid, let last = ns.last else { continue }
+            map[p.pid] = last
+            if p.pid == s.root { nested = ns.count > 1 }
+        }
+        guard nested else { return s }
+        func t(_ v: Int32) -> Int32 { map[v] ?? 0 }
+        var out = s
+        out.root = t(s.root)
+        out.processes = s.processes.map { p in
+            var q = p
+            q.hostPid = p.pid; q.hostSid = p.sid
+            q.pid = t(p.pid); q.ppid = t(p.ppid); q.pgid = t(p.pgid); q.sid = t(p.sid)
+            q.threads = p.threads.map { th in
+                var u = th
+                u.tid = (try? proc.taskStatus(pid: p.pid, tid: th.tid))?.nsPid.last ?? 0
+                return u
+            }
+            return q
+        }.sorted { $0.pid < $1.pid }
+        return out
     }
 
     /// One process, read between two looks at its stat. The reads are kept only if, at the

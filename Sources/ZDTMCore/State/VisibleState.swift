@@ -45,12 +45,17 @@ public struct VisibleState: Equatable, Sendable {
         public var sigCgt: UInt64
         /// Dead, not yet reaped: only its place in the tree is left to compare.
         public var isZombie: Bool
+        /// pid and sid as zdtm sees them (to reap); pid, ppid, pgid, sid and tids above are
+        /// the ones inside the tree's pid namespace, which a restore keeps.
+        public var hostPid: Int32 = 0
+        public var hostSid: Int32 = 0
         public init(pid: Int32, ppid: Int32, pgid: Int32, sid: Int32, comm: String, threads: [Thread] = [],
                     maps: [Map] = [], fds: [Fd] = [], cwd: String = "/", sigIgn: UInt64 = 0, sigCgt: UInt64 = 0,
                     isZombie: Bool = false) {
             self.pid = pid; self.ppid = ppid; self.pgid = pgid; self.sid = sid; self.comm = comm
             self.threads = threads; self.maps = maps; self.fds = fds; self.cwd = cwd; self.sigIgn = sigIgn; self.sigCgt = sigCgt
             self.isZombie = isZombie
+            self.hostPid = pid; self.hostSid = sid
         }
     }
     /// Sorted by pid; the first recorded root is `root`.
@@ -59,6 +64,7 @@ public struct VisibleState: Equatable, Sendable {
     public init(root: Int32, processes: [Process]) { self.root = root; self.processes = processes }
 
     public var pids: [Int32] { processes.map(\.pid) }
+    public var hostPids: [Int32] { processes.map(\.hostPid) }
 }
 
 /// Parts of the state a workload may ask not to compare (catalogue `ignore:`).

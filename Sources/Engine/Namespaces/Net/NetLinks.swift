@@ -7,6 +7,8 @@ public struct VethExternals: Sendable, Equatable {
     public struct Peer: Sendable, Equatable { public var outside: String; public var bridge: String? }
     public var peers: [String: Peer] = [:]
 
+    public init() {}
+
     public init(parsing specs: [String]) throws {
         for s in specs where s.hasPrefix("veth[") {
             guard let close = s.firstIndex(of: "]"), s[s.index(after: close)...].hasPrefix(":") else {

@@ -1,91 +1,54 @@
 import Glibc
 import Logging
 
-/// The dump's side: a tree that owns its network namespace (it is in one that is not cryo's,
-/// and no process outside the tree is in it) gets that namespace locked while frozen, its
-/// sockets read from inside it, and its contents written. A tree in a namespace shared with
-/// others is left to the namespace checks (issue 12 §1), and its TCP sockets are refused.
-public final class TreeNetNamespace {
+/// The dump's hold on a tree's own network namespace (one no process outside the tree is in;
+/// NamespaceSet decides): locked while frozen, and the sockets read from inside it.
+final class TreeNetNamespace: NamespaceHold {
     static let log = Logger(label: "netns")
-    public let nsFD: Int32
-    public let id: UInt32
+    let nsFD: Int32
     let lock: NetworkLock?
     var released = false
 
-    init(nsFD: Int32, id: UInt32, lock: NetworkLock?) { self.nsFD = nsFD; self.id = id; self.lock = lock }
+    init(nsFD: Int32, lock: NetworkLock?) { self.nsFD = nsFD; self.lock = lock }
 
-    /// nil when the tree shares cryo's network namespace, or one with processes outside it.
-    public static func prepare(root: Int32, pids: [Int32], proc: ProcReader, request: DumpRequest) throws -> TreeNetNamespace? {
-        guard let rootNs = proc.namespaceInode(pid: root, "net") else { throw DumpError.unsupported(pid: root, what: "a network namespace that cannot be read") }
-        let mine = try NetNs.current()
-        let cryoNs = NetNs.inode(mine)
-        close(mine)
-        if rootNs == cryoNs { return nil }
-        let tree = Set(pids)
-        if let other = proc.allPids().first(where: { !tree.contains($0) && proc.namespaceInode(pid: $0, "net") == rootNs }) {
-            log.info("network namespace net:[\(rootNs)] of the tree is shared with pid \(other) outside it: its contents are not dumped")
-            return nil
-        }
-        for p in pids where proc.namespaceInode(pid: p, "net") != rootNs {
-            throw DumpError.unsupported(pid: p, what: "a network namespace other than the root's net:[\(rootNs)]")
-        }
-        let externals = try VethExternals(parsing: request.external)
-        _ = externals
+    static func prepare(root: Int32, request: DumpRequest) throws -> TreeNetNamespace {
         let fd = try NetNs.of(pid: root)
-        guard NetNs.inode(fd) == rootNs else { close(fd); throw DumpError.unsupported(pid: root, what: "a network namespace that changed while frozen") }
-        let name = "cryo-\(root)"
         do {
             let foreign = try NetworkLock.foreignTables(nsFD: fd, ours: nil)
             if !foreign.isEmpty {
-                throw NetNamespaceError.unsupported(ns: rootNs, what: "nftables rules (\(foreign.joined(separator: ", "))), which cryo cannot dump yet")
+                throw NetNamespaceError.unsupported(ns: NetNs.inode(fd), what: "nftables rules (\(foreign.joined(separator: ", "))), which cryo cannot dump yet")
             }
-            let lock = try NetworkLock.lock(nsFD: fd, method: request.networkLock, name: name)
-            // CRIU numbers namespaces itself; the inode is unique while the tree holds it.
-            return TreeNetNamespace(nsFD: fd, id: UInt32(truncatingIfNeeded: rootNs), lock: lock)
+            return TreeNetNamespace(nsFD: fd, lock: try NetworkLock.lock(nsFD: fd, method: request.networkLock, name: "cryo-\(root)"))
         } catch {
             close(fd)
             throw error
         }
     }
 
-    /// Runs `body` with this thread inside the tree's namespace (when there is one): socket
-    /// diagnostics and repair then see the tree's sockets.
-    public static func within<T>(_ n: TreeNetNamespace?, _ body: () throws -> T) throws -> T {
-        guard let n else { return try body() }
-        return try NetNs.within(n.nsFD, body)
-    }
+    /// Socket diagnostics and repair see the tree's sockets from inside.
+    func within<T>(_ body: () throws -> T) throws -> T { try NetNs.within(nsFD, body) }
 
-    public func dump(images: ImageDirectory, request: DumpRequest) throws {
-        try NetNamespaceImages.dump(nsFD: nsFD, id: id, images: images, externals: VethExternals(parsing: request.external))
-    }
-
-    /// Ends the dump's hold: `unlock` after a failed dump or one that leaves the tree alive;
-    /// a killed tree's namespace stays locked and goes with it.
-    public func release(unlock: Bool) {
+    /// A killed tree's namespace stays locked and goes with it.
+    func release(treeRuns: Bool) throws {
         guard !released else { return }
         released = true
-        if unlock, let lock {
-            do { try lock.unlock() } catch { Self.log.error("\(error)") }
-        }
-        close(nsFD)
+        defer { close(nsFD) }
+        if treeRuns, let lock { try lock.unlock() }
     }
 }
 
 /// The restore's side: a new network namespace for a tree whose images hold one, entered by
 /// the calling thread so that the tasks it creates and the sockets it makes are in it.
-public final class RestoredNetNamespace {
+final class RestoredNetNamespace: NamespaceHold {
     static let log = Logger(label: "netns")
-    public let nsFD: Int32
+    let nsFD: Int32
     let outsideFD: Int32
     var lock: NetworkLock?
     var left = false
 
     init(nsFD: Int32, outsideFD: Int32) { self.nsFD = nsFD; self.outsideFD = outsideFD }
 
-    /// nil when the images hold no network namespace (the tree shared cryo's).
-    public static func begin(images: ImageDirectory, ids: Img_TaskKobjIdsEntry, request: RestoreRequest) throws -> RestoredNetNamespace? {
-        guard ids.hasNetNsID, images.exists(.netdev, Int(ids.netNsID)) else { return nil }
-        let externals = try VethExternals(parsing: request.external)
+    static func begin(id: UInt32, images: ImageDirectory, request: RestoreRequest, externals: VethExternals) throws -> RestoredNetNamespace {
         let outside = try NetNs.current()
         guard NetNs.unshare(NetNs.cloneNewNet) == 0 else {
             let e = errno
@@ -102,22 +65,25 @@ public final class RestoredNetNamespace {
         do {
             // Locked before any link is up: nothing answers for sockets not yet rebuilt.
             n.lock = try NetworkLock.lock(nsFD: ns, method: request.networkLock, name: "cryo-restore")
-            try NetNamespaceImages.restore(nsFD: ns, outsideFD: outside, id: ids.netNsID, images: images, externals: externals)
+            try NetNamespaceImages.restore(nsFD: ns, outsideFD: outside, id: id, images: images, externals: externals)
         } catch {
-            n.abort()
+            n.leave()
             throw error
         }
         return n
     }
 
-    /// The tree runs: lift the lock and take this thread back to cryo's namespace.
-    public func finish() throws {
-        defer { abort() }
-        try lock?.unlock()
+    /// This thread is inside already, until release.
+    func within<T>(_ body: () throws -> T) throws -> T { try body() }
+
+    /// The tree runs: lift the lock. Either way this thread goes back to cryo's namespace and
+    /// leaves the new one to its tasks (it goes when they do, with its veth peers).
+    func release(treeRuns: Bool) throws {
+        defer { leave() }
+        if treeRuns { try lock?.unlock() }
     }
 
-    /// Leaves the namespace to its tasks (it goes when they do, with its veth peers).
-    public func abort() {
+    func leave() {
         guard !left else { return }
         left = true
         let rc = NetNs.setns(outsideFD, NetNs.cloneNewNet)

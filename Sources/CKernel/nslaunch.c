@@ -1,0 +1,113 @@
+// zdtm's ns flavour: starts a workload as the child of an init in new pid, mount, network,
+// UTS and IPC namespaces (zdtm.py's ns flavour). Runs in a child forked from a multithreaded
+// Swift process, so only syscalls and async-signal-safe calls are made.
+#define _GNU_SOURCE
+#include "CKernel.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void ns_init_term(int sig) {
+    (void)sig;
+    kill(-1, SIGTERM);  // every other process of the namespace: the workload ends and reports
+}
+
+static int write_all(int fd, const char *s, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0) { if (errno == EINTR) continue; return -1; }
+        s += w; n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int loopback_up(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    struct ifreq r;
+    memset(&r, 0, sizeof(r));
+    strcpy(r.ifr_name, "lo");
+    int rc = ioctl(s, SIOCGIFFLAGS, &r);
+    if (rc == 0) { r.ifr_flags |= IFF_UP; rc = ioctl(s, SIOCSIFFLAGS, &r); }
+    close(s);
+    return rc;
+}
+
+pid_t ck_ns_launch(const char *bin, char *const argv[], const char *cwd, const char *log,
+                   const char *pidfile, const char *pidtmp) {
+    pid_t starter = fork();
+    if (starter != 0) return starter < 0 ? -errno : starter;
+    // The starter: stays in zdtm's namespaces, reports the init's pid as zdtm sees it.
+    setsid();  // out of zdtm's session: zdtm reaps a case by its session
+    // None of zdtm's files may reach the init, which never execs and is dumped with the tree.
+    syscall(SYS_close_range, 3, ~0U, 0);
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0 || unshare(CLONE_NEWPID) < 0) _exit(120);
+    pid_t init = fork();
+    if (init < 0) _exit(121);
+    if (init == 0) {
+        close(p[0]);
+        setsid();
+        if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC) < 0) _exit(122);
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) _exit(123);
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) _exit(124);
+        // The host's `ip netns` files come and go with other tests: not the workload's.
+        while (umount2("/run/netns", MNT_DETACH) == 0) {}
+        if (loopback_up() < 0) _exit(125);
+        if (chdir(cwd) < 0) _exit(126);
+        int null = open("/dev/null", O_RDWR), out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (null < 0 || out < 0) _exit(128);
+        dup2(null, 0); dup2(out, 1); dup2(out, 2);
+        if (null > 2) close(null);
+        if (out > 2) close(out);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = ns_init_term;
+        sigaction(SIGTERM, &sa, NULL);
+        pid_t w = fork();
+        if (w < 0) _exit(127);
+        if (w == 0) {
+            execv(bin, argv);
+            _exit(129);
+        }
+        int st = 0;
+        while (waitpid(w, &st, 0) < 0 && errno == EINTR) {}
+        char c = (char)(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+        write_all(p[1], &c, 1);
+        close(p[1]);
+        // init: reap whatever re-parents here until the namespace is empty.
+        for (;;) {
+            if (wait(NULL) < 0 && errno == ECHILD) _exit(0);
+        }
+    }
+    close(p[1]);
+    char c = 0;
+    ssize_t n;
+    while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR) {}
+    if (n != 1) _exit(130);
+    if (c != 0) _exit(c);
+    // EOF once the init has closed its end too: zdtm records the init's fds after this.
+    char more;
+    while ((n = read(p[0], &more, 1)) != 0 && (n > 0 || errno == EINTR)) {}
+    char num[16];
+    int len = 0;
+    char rev[16];
+    for (pid_t v = init; v > 0; v /= 10) rev[len++] = (char)('0' + v % 10);
+    for (int i = 0; i < len; i++) num[i] = rev[len - 1 - i];
+    num[len++] = '\n';
+    int fd = open(pidtmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || write_all(fd, num, (size_t)len) < 0) _exit(131);
+    close(fd);
+    if (rename(pidtmp, pidfile) < 0) _exit(132);
+    _exit(0);
+}
