@@ -39,6 +39,7 @@ public struct Dumper {
             let namespaces = try NamespaceSet.collect(root: tree.root, processes: tree.processes.map { ($0.pid, $0.threads) }, proc: proc,
                                                       externals: externals.namespaces)
             let pids = try PidMap.read(processes: tree.processes.map { ($0.pid, $0.threads) }, inNewNamespace: namespaces.newKinds.contains(.pid), proc: proc)
+            files.context.pids = pids
             holds = try namespaces.hold(request: request)
             try RuntimeChecks.dump(request, tree: tree)
             if netLocked { try request.actionHook?(.networkLock, request.pid) }

@@ -53,6 +53,8 @@ final class FileDumpContext {
     var shellJob = false
     /// File locks held through the tree's fds (file-lock.img).
     let locks = FileLockDumper()
+    /// Pids as the images name them (the tree's pid namespace).
+    var pids = PidMap() { didSet { locks.pids = pids } }
     /// Every pid being dumped: a pipe end held outside them cannot be restored.
     var treePids: Set<Int32> = []
     private var pipeHolders: [UInt64: Set<Int32>]?

@@ -10,6 +10,8 @@ final class FileLockDumper {
 
     /// --file-locks: without it a held lock refuses the dump, as CRIU's does.
     var enabled = false
+    /// Pids as the images name them (the tree's pid namespace); entries hold cryo's.
+    var pids = PidMap()
     private(set) var entries: [Img_FileLockEntry] = []
     /// One entry per lock: an fd dup'ed, or a description shared by tasks, shows it again.
     private var seen: Set<String> = []
@@ -89,6 +91,8 @@ final class FileLockDumper {
     }
 
     func write(to images: ImageDirectory) throws {
-        if !entries.isEmpty { try images.write(.fileLocks, entries: entries) }
+        if !entries.isEmpty {
+            try images.write(.fileLocks, entries: entries.map { var e = $0; e.pid = pids.image(e.pid); return e })
+        }
     }
 }

@@ -24,7 +24,12 @@ enum PidFd: FdKind {
         e.id = id
         e.ino = UInt32(truncatingIfNeeded: f.stat.st_ino)
         e.flags = UInt32(bitPattern: f.info.flags & ~O_CLOEXEC)
-        e.nspid = pid
+        if pid == -1 && ctx.pids.nested {
+            // cryo remakes it on a helper it reaps, which lives outside the tree's pid
+            // namespace: signals through it would say EINVAL there, not ESRCH.
+            throw refuse("a pidfd of a reaped process in a tree with its own pid namespace, which cryo cannot make again inside it")
+        }
+        e.nspid = pid == -1 ? -1 : ctx.pids.image(pid)
         e.fown = FdKinds.noOwner
         entry.pidfd = e
     }
@@ -60,16 +65,24 @@ enum PidFd: FdKind {
     static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
         let e = entry.pidfd
         // Made with the others of its process by Restorer.restoreDeferredFiles.
-        if e.nspid == -1, let o = ctx.objects[entry.id] { return try ctx.transport.send(o, to: ctx.task, what: "pidfd of a reaped process") }
-        let what = "pidfd of pid \(e.nspid)"
+        // Opened beforehand by Restorer.restoreDeferredFiles, by the pid cryo sees.
+        guard let o = ctx.objects[entry.id] else {
+            throw RestoreError.file(pid: ctx.task.pid, id: entry.id, what: "pidfd of pid \(e.nspid)", reason: "not opened before its task's deferred fds")
+        }
+        return try ctx.transport.send(o, to: ctx.task, what: e.nspid == -1 ? "pidfd of a reaped process" : "pidfd of pid \(e.nspid)")
+    }
+
+    /// A pidfd of `host` (the pid as cryo sees it) with the entry's flags.
+    static func open(host: Int32, entry: Img_FileEntry, what: String) throws -> Int32 {
+        let e = entry.pidfd
         let fd: Int32
         do {
-            fd = Int32(try Sys.call(.pidfdOpen, Int(e.nspid), Int(e.flags & openFlags), context: what))
+            fd = Int32(try Sys.call(.pidfdOpen, Int(host), Int(e.flags & openFlags), context: what))
         } catch let err as SystemCallError {
-            throw RestoreError.file(pid: ctx.task.pid, id: entry.id, what: what, reason: "pidfd_open: \(String(cString: strerror(err.errno)))")
+            throw RestoreError.file(pid: host, id: entry.id, what: what, reason: "pidfd_open: \(String(cString: strerror(err.errno)))")
         }
         if fcntl(fd, F_SETFD, FD_CLOEXEC) != 0 { close(fd); throw SystemCallError(call: "fcntl(F_SETFD)", errno: errno, context: what) }
         do { try FileFlags.set(fd, e.flags, what: what) } catch { close(fd); throw error }
-        return try ctx.install(fd, id: entry.id, what: what)
+        return fd
     }
 }

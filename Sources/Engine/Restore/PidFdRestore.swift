@@ -19,6 +19,9 @@ extension Restorer {
                 try FileFlags.set(fd, f.pidfd.flags, what: "pidfd id \(f.id) of a reaped process")
             }
         }
+        // The images name pids inside the tree's pid namespace; cryo opens by the pid it sees.
+        var host: [Int32: Int32] = [:]
+        for ts in built.targets.values { for t in ts { host[t.vpid] = t.pid } }
         for p in plans where !p.isZombie && !sharesFiles(p) {
             for fi in p.fdinfo {
                 guard let f = p.files[fi.id], f.type == .pidfd else { continue }
@@ -26,6 +29,11 @@ extension Restorer {
                     throw RestoreError.file(pid: p.pid, id: fi.id, what: "pidfd at fd \(fi.fd)",
                                             reason: "its pid \(f.pidfd.nspid) is not a task of the restored tree")
                 }
+                guard f.pidfd.nspid != -1, shared.objects[f.id] == nil else { continue }
+                guard let h = host[f.pidfd.nspid] else {
+                    throw RestoreError.file(pid: p.pid, id: fi.id, what: "pidfd at fd \(fi.fd)", reason: "pid \(f.pidfd.nspid) was not made")
+                }
+                shared.objects[f.id] = try PidFd.open(host: h, entry: f, what: "pidfd of pid \(f.pidfd.nspid) (\(h) seen from cryo)")
             }
             try restoreFiles(built.targets[p.pid]![0], plan: p, transport: transport, shared: shared, stages: PidFd.deferredStage...PidFd.deferredStage)
         }
