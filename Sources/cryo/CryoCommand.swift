@@ -70,6 +70,7 @@ struct Dump: ParsableCommand {
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
     @Flag(name: [.customShort("j"), .customLong("shell-job")], help: "The tree is a job of a shell: its terminal fds are the shell's, restored with restore --shell-job.") var shellJob = false
+    @Flag(name: .customLong("splice-pages"), help: "To a page server: the frozen tasks splice their pages into the socket (faster, no copy), but a cryo killed mid-transfer leaves a task to crash.") var splicePages = false
     @OptionGroup var remote: RemoteDumpOptions
     @OptionGroup var cgroups: CgroupOptions
     @Flag(name: .customLong("lazy-pages"), help: "Not supported (CRIU's post-copy from the frozen tree); see docs/LAZY.md for the alternative.") var lazyPages = false
@@ -93,6 +94,7 @@ struct Dump: ParsableCommand {
         req.trackStore = trackStore
         req.pageServer = pageServer.target
         req.shellJob = shellJob
+        req.splicePages = splicePages
         req.manageCgroups = try cgroups.mode
         req.external = network.external
         req.networkLock = network.networkLock
