@@ -12,24 +12,17 @@ final class CoreImages {
 
     func writeAll(images: ImageDirectory) throws {
         for (pid, tid, imageID, var core) in cores {
-            core.threadCore.signalsP = try Self.queue(tid, shared: false)
-            if !core.threadCore.signalsP.hasAny { core.threadCore.clearSignalsP() }
-            if tid == pid {
-                core.tc.signalsS = try Self.queue(pid, shared: true)
-                if !core.tc.signalsS.hasAny { core.tc.clearSignalsS() }
-            }
+            if let q = try Self.queue(tid, shared: false) { core.threadCore.signalsP = q }
+            if tid == pid, let q = try Self.queue(pid, shared: true) { core.tc.signalsS = q }
             try images.write(.core, id: Int(imageID), entry: core)
         }
         cores = []
     }
 
-    static func queue(_ tid: Int32, shared: Bool) throws -> Img_SignalQueueEntry {
+    /// The queue, or nil when it is empty (the image then has no entry, as CRIU writes it).
+    static func queue(_ tid: Int32, shared: Bool) throws -> Img_SignalQueueEntry? {
         var q = Img_SignalQueueEntry()
         q.signals = try Ptrace.peekSiginfo(tid, shared: shared).map { var e = Img_SiginfoEntry(); e.siginfo = Data($0); return e }
-        return q
+        return q.signals.isEmpty ? nil : q
     }
-}
-
-extension Img_SignalQueueEntry {
-    var hasAny: Bool { !signals.isEmpty }
 }

@@ -19,8 +19,8 @@ struct ProcessDumper {
     var seccomp = SeccompImageBuilder()
     /// The process's set in cgroup.img (0: none recorded).
     var cgSet: UInt32 = 0
-    /// Where the threads' cores wait for the end of the dump (nil: written at once).
-    var cores: CoreImages? = nil
+    /// Where the threads' cores wait for the end of the dump (signal queues are read then).
+    let cores: CoreImages
     /// Pids as the images name them (inside the tree's pid namespace).
     var pids = PidMap()
     let log = Logger(label: "dump")
@@ -82,7 +82,7 @@ struct ProcessDumper {
             core.threadInfo = info
             core.threadCore = tcore
             if tid == pid { core.tc = tc }
-            if let cores { cores.add(pid: pid, tid: tid, imageID: pids.image(tid), core: core) } else { try images.write(.core, id: Int(pids.image(tid)), entry: core) }
+            cores.add(pid: pid, tid: tid, imageID: pids.image(tid), core: core)
         }
         try images.write(.sigacts, id: Int(pids.image(pid)), entries: sigacts)
         mark("cores")
@@ -175,9 +175,7 @@ struct ProcessDumper {
             tc.sigactions.append(e)
         }
 
-        var q = Img_SignalQueueEntry()
-        q.signals = try Ptrace.peekSiginfo(pid, shared: true).map { var e = Img_SiginfoEntry(); e.siginfo = Data($0); return e }
-        if !q.signals.isEmpty { tc.signalsS = q }
+        // The shared signal queue is read last of all, by CoreImages.
         try leader.syscall(.prctl, 37, scratch)
         tc.childSubreaper = try leader.readU64(scratch) & 0xffff_ffff != 0
         tc.loginuid = (try? proc.loginuid(pid: pid)) ?? UInt32.max

@@ -43,9 +43,7 @@ enum ThreadDumper {
         try remote.syscall(.prctl, 2, scratch)
         core.pdeathSig = UInt32(truncatingIfNeeded: try remote.readU64(scratch) & 0xffff_ffff)
 
-        var q = Img_SignalQueueEntry()
-        q.signals = try Ptrace.peekSiginfo(tid, shared: false).map { var e = Img_SiginfoEntry(); e.siginfo = Data($0); return e }
-        if !q.signals.isEmpty { core.signalsP = q }
+        // The signal queue is read last of all, by CoreImages.
 
         let rs = try Ptrace.rseqConfiguration(tid)
         var r = Img_RseqEntry()

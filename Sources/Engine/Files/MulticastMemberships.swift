@@ -15,7 +15,7 @@ enum MulticastMemberships {
             ? [(true, Int32(IPPROTO_IPV6)), (false, Int32(IPPROTO_IP))] : [(false, Int32(IPPROTO_IP))]
         for k in kinds {
             for g in try proc.multicastGroups(pid: pid, ipv6: k.v6) where isMember(s, level: k.level, group: g) {
-                out.append("\(text(g.group)) on interface \(g.ifindex)")
+                out.append("\(NetFormat.ip(g.group.count == 4 ? AF_INET : AF_INET6, g.group)) on interface \(g.ifindex)")
             }
         }
         return out
@@ -35,12 +35,5 @@ enum MulticastMemberships {
         }
         var len = socklen_t(buf.count)
         return buf.withUnsafeMutableBytes { getsockopt(s, level, mcastMsfilter, $0.baseAddress, &len) } == 0
-    }
-
-    static func text(_ a: [UInt8]) -> String {
-        var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        let family = a.count == 4 ? AF_INET : AF_INET6
-        _ = a.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &buf, socklen_t(buf.count)) }
-        return String(cString: buf)
     }
 }
