@@ -77,7 +77,7 @@ enum InetSocket: FdKind {
             throw refuse("joined multicast group \(g), which cryo does not restore")
         }
         let shut: UInt8
-        do { shut = try InetOptions.shutdown(c, family: src.family, proto: Int32(IPPROTO_UDP), ino: e.ino) } catch { throw refuse("shutdown state: \(error)") }
+        do { shut = try InetOptions.shutdown(c, family: src.family, proto: Int32(IPPROTO_UDP), ino: e.ino, port: Int(src.port)) } catch { throw refuse("shutdown state: \(error)") }
         if shut != 0 { e.shutdown = Img_SkShutdown(rawValue: Int(shut)) ?? .none }
         if src.family == AF_INET6 {
             var v: Int32 = 0

@@ -247,13 +247,79 @@ enum InetOptions {
     /// sk_shutdown (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2) of cryo's copy `c`: inet_diag shows it
     /// for the sockets in the kernel's tables. An unbound one is in none; poll tells its
     /// receive side (EPOLLRDHUP) and both (EPOLLHUP, a datagram socket only, a closed TCP
-    /// one always says it), not a send side shut alone: that case stays unseen.
-    static func shutdown(_ c: Int32, family: Int32, proto: Int32, ino: UInt32) throws -> UInt8 {
+    /// one always says it), not a send side shut alone: an unbound UDP socket's send side is
+    /// probed (`udpSendShut`).
+    static func shutdown(_ c: Int32, family: Int32, proto: Int32, ino: UInt32, port: Int) throws -> UInt8 {
         if let d = try SockDiag.inet(family: family, proto: proto, ino: ino) { return d.shutdown & 3 }
         var p = pollfd(fd: c, events: Int16(0x2000) /* POLLRDHUP */, revents: 0)
         guard poll(&p, 1, 0) >= 0 else { throw SystemCallError(call: "poll", errno: errno, context: "socket inode \(ino)") }
         if p.revents & Int16(POLLHUP) != 0 && proto == Int32(IPPROTO_UDP) { return 3 }
-        return p.revents & Int16(0x2000) /* POLLRDHUP */ != 0 ? 1 : 0
+        let rd: UInt8 = p.revents & Int16(0x2000) /* POLLRDHUP */ != 0 ? 1 : 0
+        guard proto == Int32(IPPROTO_UDP) else { return rd }
+        // A port with no table entry would be a socket of another namespace: a probe would go astray.
+        guard port == 0 else { throw SystemCallError(call: "inet_diag (a bound UDP socket it does not list)", errno: ENOENT, context: "socket inode \(ino), port \(port)") }
+        return try udpSendShut(c, family: family, ino: ino) ? rd | 2 : rd
+    }
+
+    /// Whether an unbound UDP socket's send side is shut. No interface shows it, so it is asked
+    /// the way a program would: an empty datagram to a sink of cryo's on loopback, corked
+    /// (MSG_MORE) so the answer comes from allocating it (EPIPE from sock_alloc_send_skb when
+    /// shut) before any firewall, such as the network lock, sees it. Uncorking sends it to the
+    /// sink. The send autobinds the socket; connect(AF_UNSPEC) unbinds it again (no
+    /// SOCK_BINDPORT_LOCK), and the device binding it clears is put back. Any other answer
+    /// refuses: the state stays unknown.
+    static func udpSendShut(_ c: Int32, family: Int32, ino: UInt32) throws -> Bool {
+        let what = "unbound UDP socket inode \(ino)"
+        func fail(_ call: String, _ e: Int32 = errno) -> Error { SystemCallError(call: call, errno: e, context: what) }
+        let dev = SocketOptions.int(c, SOL_SOCKET, 62 /* SO_BINDTOIFINDEX */) ?? 0
+        let sink = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard sink >= 0 else { throw fail("socket (the probe's sink)") }
+        defer { close(sink) }
+        var ss = sockaddr_storage()
+        var len: socklen_t
+        if family == AF_INET6 {
+            len = socklen_t(MemoryLayout<sockaddr_in6>.size)
+            withUnsafeMutableBytes(of: &ss) { b in
+                let a = b.baseAddress!.assumingMemoryBound(to: sockaddr_in6.self)
+                a.pointee.sin6_family = sa_family_t(AF_INET6)
+                a.pointee.sin6_addr = in6addr_loopback
+            }
+        } else {
+            len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            withUnsafeMutableBytes(of: &ss) { b in
+                let a = b.baseAddress!.assumingMemoryBound(to: sockaddr_in.self)
+                a.pointee.sin_family = sa_family_t(AF_INET)
+                a.pointee.sin_addr.s_addr = in_addr_t(0x7f00_0001).bigEndian
+            }
+        }
+        let bound = withUnsafePointer(to: &ss) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(sink, $0, len) } }
+        guard bound == 0 else { throw fail("bind (the probe's sink on loopback)") }
+        len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        guard withUnsafeMutablePointer(to: &ss, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(sink, $0, &len) } }) == 0 else {
+            throw fail("getsockname (the probe's sink)")
+        }
+        let cork = SocketOptions.int(c, Int32(IPPROTO_UDP), 1 /* UDP_CORK */) ?? 0
+        let sent = withUnsafePointer(to: &ss) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(c, nil, 0, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT) | Int32(MSG_MORE), $0, len) }
+        }
+        let sendErrno = errno
+        if sent == 0 {
+            var off: Int32 = 0, on = cork
+            guard setsockopt(c, Int32(IPPROTO_UDP), 1 /* UDP_CORK */, &off, 4) == 0 else { throw fail("setsockopt(UDP_CORK 0) to flush the probe") }
+            if cork != 0 && setsockopt(c, Int32(IPPROTO_UDP), 1, &on, 4) != 0 { throw fail("setsockopt(UDP_CORK \(cork)) after the probe") }
+        }
+        var unspec = sockaddr_storage()
+        let undone = withUnsafePointer(to: &unspec) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+        }
+        guard undone == 0 else { throw fail("connect(AF_UNSPEC) after the probe left the socket bound") }
+        if dev != 0 {
+            var d = dev
+            guard setsockopt(c, SOL_SOCKET, 62 /* SO_BINDTOIFINDEX */, &d, 4) == 0 else { throw fail("setsockopt(SO_BINDTOIFINDEX \(dev)) after the probe") }
+        }
+        if sent == 0 { return false }
+        guard sendErrno == EPIPE else { throw fail("sendto (probing whether its send side is shut)", sendErrno) }
+        return true
     }
 
     /// sk_shutdown as inet_diag shows it (RCV_SHUTDOWN 1, SEND_SHUTDOWN 2).

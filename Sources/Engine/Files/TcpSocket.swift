@@ -58,7 +58,7 @@ enum TcpSocket: FdKind {
         if let ip { e.ipOpts = ip }
         if let tcpOpts { e.tcpOpts = tcpOpts }
         let shut: UInt8
-        do { shut = try InetOptions.shutdown(c, family: src.family, proto: Int32(IPPROTO_TCP), ino: e.ino) } catch { throw refuse("shutdown state: \(error)") }
+        do { shut = try InetOptions.shutdown(c, family: src.family, proto: Int32(IPPROTO_TCP), ino: e.ino, port: Int(src.port)) } catch { throw refuse("shutdown state: \(error)") }
         if shut != 0 {
             // Only an established connection shut for reading stays established.
             if state == TcpState.established && shut & 2 != 0 { throw refuse("an established connection shut down for writing, which cryo cannot restore") }

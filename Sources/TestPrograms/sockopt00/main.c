@@ -129,6 +129,13 @@ int main(int argc, char **argv) {
     if (bind(u3, (void *)&lo, sizeof(lo))) fail("bind: %m");
     shutdown(u3, SHUT_WR);
     int u3i = add(u3, "UDP socket shut for writing");
+    // Unbound and shut for writing only (no table and no poll bit shows it), one bound to lo
+    // (cryo's probe clears the binding and must put it back); unbound and open.
+    int u4 = socket(AF_INET, SOCK_DGRAM, 0), u5 = socket(AF_INET6, SOCK_DGRAM, 0), u6 = socket(AF_INET, SOCK_DGRAM, 0);
+    if (setsockopt(u4, SOL_SOCKET, SO_BINDTODEVICE, "lo", 3)) fail("SO_BINDTODEVICE lo: %m");
+    shutdown(u4, SHUT_WR);
+    shutdown(u5, SHUT_WR);
+    int loidx = get(u4, SOL_SOCKET, SO_BINDTOIFINDEX);
 
     // TCP: a listener with keepalive knobs, a connection (flags without O_NONBLOCK, shut
     // for reading on the accepted side, SO_REUSEADDR set on it, TCP_NODELAY).
@@ -210,6 +217,17 @@ int main(int argc, char **argv) {
     if (r1 != 5 || r2 != 5 || r3 != -1) fail("filtered UDP socket received %zd, %zd, %zd bytes: expected 5, 5, none", r1, r2, r3);
     // Shut for writing: sends fail.
     if (sendto(u3, "x", 1, MSG_NOSIGNAL, (void *)&ua, sizeof(ua)) != -1 || errno != EPIPE) fail("UDP socket shut for writing could send (%m)");
-    (void)u2i; (void)ui;
+    int unb[3] = { u4, u5, u6 };
+    for (int i = 0; i < 3; i++) {
+        struct sockaddr_in6 sa;
+        len = sizeof(sa);
+        if (getsockname(unb[i], (void *)&sa, &len) || sa.sin6_port != 0) fail("unbound UDP socket %d came back bound (port %d)", i, ntohs(sa.sin6_port));
+    }
+    if (get(u4, SOL_SOCKET, SO_BINDTOIFINDEX) != loidx) fail("unbound UDP socket lost SO_BINDTODEVICE lo (%d, was %d)", get(u4, SOL_SOCKET, SO_BINDTOIFINDEX), loidx);
+    if (sendto(u4, "x", 1, MSG_NOSIGNAL, (void *)&ua, sizeof(ua)) != -1 || errno != EPIPE) fail("unbound UDP socket shut for writing could send");
+    struct sockaddr_in6 lo6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT, .sin6_port = htons(9) };
+    if (sendto(u5, "x", 1, MSG_NOSIGNAL, (void *)&lo6, sizeof(lo6)) != -1 || errno != EPIPE) fail("unbound UDP6 socket shut for writing could send");
+    if (sendto(u6, "12345", 5, MSG_NOSIGNAL, (void *)&ua, sizeof(ua)) != 5) fail("unbound UDP socket cannot send: %m");
+    (void)u2i; (void)ui; (void)u3i;
     return test_report();
 }
