@@ -15,6 +15,8 @@ final class RestoredObjects {
     var fifos: [UInt32: Int32] = [:]
     /// memfd inodes by shmid: cryo's fd of the memfd, reopened for each description.
     var memfds: [UInt32: Int32] = [:]
+    /// The shared anonymous memory the tree maps, which an fd of it must be.
+    var sharedMemory: SharedMemoryObjects?
     /// The second end of a unix socketpair made for the first one, by its inode, waiting for
     /// its own fd entry.
     var unixPairs: [UInt32: Int32] = [:]
@@ -134,6 +136,7 @@ final class FileRestoreContext {
     var pipes: [UInt32: (read: Int32, write: Int32)] { get { shared.pipes } set { shared.pipes = newValue } }
     var fifos: [UInt32: Int32] { get { shared.fifos } set { shared.fifos = newValue } }
     var memfds: [UInt32: Int32] { get { shared.memfds } set { shared.memfds = newValue } }
+    var sharedMemory: SharedMemoryObjects? { shared.sharedMemory }
     var unixPairs: [UInt32: Int32] { get { shared.unixPairs } set { shared.unixPairs = newValue } }
     var keepers: [Int32] { get { shared.keepers } set { shared.keepers = newValue } }
     func pipeData(_ kind: ImageKind, pipeID: UInt32) throws -> (Img_PipeDataEntry, [UInt8])? { try shared.pipeData(kind, pipeID: pipeID) }

@@ -17,7 +17,7 @@ final class FileTable: @unchecked Sendable {
     func register(path: String, pid: Int32, flags: Int32, mapping: ProcMapping? = nil, source: String? = nil) throws -> UInt32 {
         if let id = byPath[path] { return id }
         if path.hasPrefix("/memfd:") {
-            throw DumpError.unsupported(pid: pid, what: "a mapping of memfd \(path)")
+            throw DumpError.unsupported(pid: pid, what: "memfd \(path) known by path only")
         }
         if path.hasSuffix(" (deleted)") {
             let src = source ?? mapping.map { "/proc/\(pid)/map_files/\(String($0.start, radix: 16))-\(String($0.end, radix: 16))" }
@@ -43,6 +43,35 @@ final class FileTable: @unchecked Sendable {
                                      size: st.st_mode & S_IFMT == S_IFREG ? UInt64(st.st_size) : nil, mode: st.st_mode)
         entries.append(e)
         byPath[path] = id
+        return id
+    }
+
+    /// A mapping of a shmem inode that is not shared anonymous memory (a memfd, or a private
+    /// mapping of shared anonymous memory): a memfd file entry, one per inode, whose object the
+    /// restore makes once for every fd and mapping of it. Nil when `m` is not on shmem.
+    func registerShmemMapping(_ m: ProcMapping, pid: Int32) throws -> UInt32? {
+        let src = "/proc/\(pid)/map_files/\(String(m.start, radix: 16))-\(String(m.end, radix: 16))"
+        let c = open(src, O_RDONLY | O_CLOEXEC)
+        guard c >= 0 else { throw DumpError.unsupported(pid: pid, what: "mapping \(m.path) at 0x\(String(m.start, radix: 16)): cannot open \(src) (\(String(cString: strerror(errno))))") }
+        defer { close(c) }
+        var st = stat()
+        guard fstat(c, &st) == 0, st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_dev) == MemFd.shmemDev else { return nil }
+        let key = "shmem:\(st.st_ino)"
+        if let id = byPath[key] { return id }
+        let shmid = try MemFd.inode(c, target: m.path, stat: st, ctx: context) { reason in
+            DumpError.unsupported(pid: pid, what: "mapping \(m.path) at 0x\(String(m.start, radix: 16)): \(reason)")
+        }
+        let id = nextID; nextID += 1
+        var e = Img_FileEntry()
+        e.type = .memfd
+        e.id = id
+        e.memfd.id = id
+        e.memfd.flags = UInt32(bitPattern: m.shared && m.writable ? O_RDWR : O_RDONLY)
+        e.memfd.pos = 0
+        e.memfd.fown = FdKinds.noOwner
+        e.memfd.inodeID = shmid
+        entries.append(e)
+        byPath[key] = id
         return id
     }
 

@@ -123,17 +123,23 @@ struct MemoryDumper {
                     mm.vmas.append(v)
                     continue
                 }
-                if SharedMemoryDumper.isSharedAnonymous(m) {
+                // memfds, and private mappings of shared anonymous memory: the shmem object is
+                // a memfd file entry; a private one keeps its own (copied) pages too.
+                if m.path.hasPrefix("/memfd:") || (m.path == MemFd.sharedAnonName && !m.shared && m.inode != 0),
+                   let id = try files.registerShmemMapping(m, pid: pid) {
+                    v.status = VmaStatus.regular | VmaStatus.memfd | (m.shared ? VmaStatus.fileShared : VmaStatus.filePrivate)
+                    v.shmid = UInt64(id)
+                    if m.shared { mm.vmas.append(v); continue }
+                    anonymousOnly = true
+                } else if SharedMemoryDumper.isSharedAnonymous(m) {
                     v.status = VmaStatus.regular | VmaStatus.anonShared
                     v.flags |= UInt32(MAP_ANONYMOUS)
                     v.shmid = shmem.register(m, pid: pid)
                     mm.vmas.append(v)
                     continue
-                }
-                if m.shared {
+                } else if m.shared {
                     throw DumpError.unsupported(pid: pid, what: "shared mapping \(m.permString) \(m.path.isEmpty ? "(anonymous)" : m.path) at 0x\(String(m.start, radix: 16))")
-                }
-                if m.isAnonymous || m.path.hasPrefix("[anon:") {
+                } else if m.isAnonymous || m.path.hasPrefix("[anon:") {
                     v.status = VmaStatus.regular | VmaStatus.anonPrivate
                     v.flags |= UInt32(MAP_ANONYMOUS)
                 } else if m.path.hasPrefix("/") {

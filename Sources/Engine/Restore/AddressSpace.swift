@@ -11,6 +11,8 @@ struct AddressSpace {
     let images: ImageDirectory
     let proc: ProcReader
     var shmem: SharedMemoryObjects? = nil
+    /// The restore's objects, where memfds a VMA maps are made (once, for fds and mappings).
+    var objects: RestoredObjects? = nil
     let log = Logger(label: "restore")
 
     static let taskSize: UInt64 = 0x7fff_ffff_f000
@@ -196,7 +198,7 @@ struct AddressSpace {
             guard let f = plan.files[UInt32(truncatingIfNeeded: v.shmid)] else {
                 throw RestoreError.layout(pid: pid, reason: "mapping at 0x\(String(v.start, radix: 16)) has no file")
             }
-            let fd = try target.openFile(f.reg.name, flags: O_RDONLY)
+            let fd = try target.openFile(try mappedPath(f, v), flags: O_RDONLY)
             defer { _ = try? remote.syscall(.close, UInt64(fd)) }
             try remote.syscall(.mmap, v.start, len, prot, flags, UInt64(fd), v.pgoff)
         } else if v.status & VmaStatus.fileShared != 0 {
@@ -205,7 +207,7 @@ struct AddressSpace {
                 throw RestoreError.layout(pid: pid, reason: "mapping at 0x\(String(v.start, radix: 16)) has no file")
             }
             let writable = v.prot & UInt32(PROT_WRITE) != 0
-            let fd = try target.openFile(f.reg.name, flags: writable ? O_RDWR : O_RDONLY)
+            let fd = try target.openFile(try mappedPath(f, v), flags: writable ? O_RDWR : O_RDONLY)
             defer { _ = try? remote.syscall(.close, UInt64(fd)) }
             let sflags = UInt64(MAP_SHARED | MAP_FIXED)
             try remote.syscall(.mmap, v.start, len, UInt64(v.prot), sflags, UInt64(fd), v.pgoff)
@@ -231,6 +233,16 @@ struct AddressSpace {
         } else {
             throw RestoreError.unsupported("mapping at 0x\(String(v.start, radix: 16)) with status 0x\(String(v.status, radix: 16))")
         }
+    }
+
+    /// The path the task opens to map `f`: a file's own, or cryo's fd of a memfd.
+    private func mappedPath(_ f: Img_FileEntry, _ v: Img_VmaEntry) throws -> String {
+        guard v.status & VmaStatus.memfd != 0 else { return f.reg.name }
+        guard f.type == .memfd, let objects else {
+            throw RestoreError.layout(pid: pid, reason: "memfd mapping at 0x\(String(v.start, radix: 16)): file \(f.id) is not a memfd")
+        }
+        let fd = try MemFd.object(f.memfd.inodeID, objects: objects, what: "memfd mapped at 0x\(String(v.start, radix: 16))")
+        return "/proc/\(getpid())/fd/\(fd)"
     }
 
     /// PR_SET_MM_MAP: code/data/brk/stack/arg/env bounds, auxv and the exe link, in one call.

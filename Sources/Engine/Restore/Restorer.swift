@@ -82,6 +82,7 @@ public struct Restorer {
         // Objects made in cryo for the files, shared by every task the restore rebuilds.
         let shared = RestoredObjects(images: images, files: files)
         if request.shellJob { shared.terminal = try Restorer.callerTerminal() }
+        shared.sharedMemory = shmem
         shared.fileLocks = try loadFileLocks(images, plans: plans)
         defer { shared.closeAll() }
         var holds: NamespaceHolds?
@@ -372,6 +373,7 @@ public struct Restorer {
         }
         var space = AddressSpace(target: t, plan: plan, images: images, proc: proc)
         space.shmem = shmem
+        space.objects = shared
         space.fillBuffers = fillBuffers
         space.parentHostPid = built.host[plan.ppid]
         if let parent = plans.first(where: { $0.pid == plan.ppid && !$0.isZombie }), plan.pid != plans[0].pid {

@@ -15,17 +15,30 @@ final class SharedMemoryObjects {
             }
         }
         for (id, size) in extent.sorted(by: { $0.key < $1.key }) {
-            let addr = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
-            guard let addr, addr != MAP_FAILED else { throw RestoreError.layout(pid: getpid(), reason: "shared memory \(id) of \(size) bytes: mmap errno \(errno)") }
-            let start = UInt(bitPattern: addr)
-            let path = "/proc/self/map_files/\(String(start, radix: 16))-\(String(start + UInt(size), radix: 16))"
-            let fd = open(path, O_RDWR | O_CLOEXEC)
-            let e = errno
-            munmap(addr, Int(size))
-            guard fd >= 0 else { throw RestoreError.fileMissing(path: path, errno: e) }
+            let fd = try Self.make(size: size, what: "shared memory \(id)")
             fds[id] = fd
             try fill(id: id, fd: fd, images: images)
         }
+    }
+
+    /// A new shmem object of `size` bytes (i_size exactly, though the mapping that makes it
+    /// needs a page at least), as cryo's fd.
+    static func make(size: UInt64, what: String) throws -> Int32 {
+        let span = Int(max(size, 4096) + 4095) & ~4095
+        let addr = mmap(nil, span, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0)
+        guard let addr, addr != MAP_FAILED else { throw RestoreError.layout(pid: getpid(), reason: "\(what) of \(size) bytes: mmap errno \(errno)") }
+        let start = UInt(bitPattern: addr)
+        let path = "/proc/self/map_files/\(String(start, radix: 16))-\(String(start + UInt(span), radix: 16))"
+        let fd = open(path, O_RDWR | O_CLOEXEC)
+        let e = errno
+        munmap(addr, span)
+        guard fd >= 0 else { throw RestoreError.fileMissing(path: path, errno: e) }
+        if UInt64(span) != size && ftruncate(fd, off_t(size)) != 0 {
+            let e = errno
+            close(fd)
+            throw SystemCallError(call: "ftruncate(\(size))", errno: e, context: what)
+        }
+        return fd
     }
 
     private func fill(id: UInt64, fd: Int32, images: ImageDirectory) throws {
