@@ -242,11 +242,8 @@ enum TcpRepair {
     static func describe(_ a: (family: Int32, addr: [UInt32], port: UInt16)) -> String { describe(a.family, a.addr, UInt32(a.port)) }
 
     static func describe(_ family: Int32, _ addr: [UInt32], _ port: UInt32) -> String {
-        var buf = [CChar](repeating: 0, count: 64)
-        var raw = addr
-        let ok = raw.withUnsafeMutableBytes { a in buf.withUnsafeMutableBufferPointer { inet_ntop(family, a.baseAddress, $0.baseAddress, 64) } } != nil
-        let host = ok ? String(cString: buf) : "?"
-        return family == AF_INET6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+        let bytes = addr.withUnsafeBytes { Array($0.prefix(family == AF_INET6 ? 16 : 4)) }
+        return NetFormat.endpoint(family, bytes, port: port)
     }
 
     /// Reads an established connection already in repair mode: sequence numbers, both

@@ -80,15 +80,10 @@ public enum TCP {
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let r = withUnsafeMutablePointer(to: &ss) { $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) { getpeername(fd, $0, &len) } }
         guard r == 0 else { return "fd \(fd)" }
-        var buf = [CChar](repeating: 0, count: 64)
         return withUnsafeBytes(of: ss) { b -> String in
-            let port = UInt16(b[2]) << 8 | UInt16(b[3])
-            if ss.ss_family == sa_family_t(AF_INET) {
-                _ = inet_ntop(AF_INET, b.baseAddress! + 4, &buf, 64)
-                return "\(String(cString: buf)):\(port)"
-            }
-            _ = inet_ntop(AF_INET6, b.baseAddress! + 8, &buf, 64)
-            return "[\(String(cString: buf))]:\(port)"
+            let port = UInt32(b[2]) << 8 | UInt32(b[3])
+            if ss.ss_family == sa_family_t(AF_INET) { return NetFormat.endpoint(AF_INET, Array(b[4..<8]), port: port) }
+            return NetFormat.endpoint(AF_INET6, Array(b[8..<24]), port: port)
         }
     }
 

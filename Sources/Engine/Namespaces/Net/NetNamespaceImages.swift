@@ -319,12 +319,3 @@ struct Route: CustomStringConvertible {
         return s
     }
 }
-
-enum NetFormat {
-    static func ip(_ family: Int32, _ b: [UInt8]) -> String {
-        guard b.count == (family == AF_INET6 ? 16 : 4) else { return b.map { String($0) }.joined(separator: ".") }
-        var buf = [CChar](repeating: 0, count: 64)
-        let ok = b.withUnsafeBytes { a in buf.withUnsafeMutableBufferPointer { inet_ntop(family, a.baseAddress, $0.baseAddress, 64) } } != nil
-        return ok ? String(cString: buf) : "?"
-    }
-}
