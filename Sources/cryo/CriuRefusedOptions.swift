@@ -5,7 +5,6 @@ import ArgumentParser
 /// unknown option. Shared by dump, pre-dump and restore.
 struct CriuRefusedOptions: ParsableArguments {
     @Flag(name: .customLong("ext-unix-sk"), help: .hidden) var extUnixSk = false
-    @Option(name: .customLong("inherit-fd"), help: .hidden) var inheritFd: [String] = []
     @Flag(name: .customLong("auto-dedup"), help: .hidden) var autoDedup = false
     @Flag(name: .customLong("link-remap"), help: .hidden) var linkRemap = false
     @Option(name: .customLong("ghost-limit"), help: .hidden) var ghostLimit: String?
@@ -45,7 +44,6 @@ struct CriuRefusedOptions: ParsableArguments {
         let cgroups = "cryo puts the tree back in its dumped cgroup paths (--manage-cgroups); it takes no other root, properties or controllers"
         let all: [(Bool, String, String)] = [
             (extUnixSk, "--ext-unix-sk", "a unix socket connected to a process outside the tree is refused at dump, by fd; cryo cannot yet keep it external"),
-            (!inheritFd.isEmpty, "--inherit-fd", "cryo cannot plug a caller's fd into the restored tree yet; a pipe or socket shared with a process outside the tree is refused at dump"),
             (autoDedup, "--auto-dedup", "run `cryo dedup -D DIR` after the snapshot instead"),
             (linkRemap, "--link-remap", "cryo always copies a deleted file's contents into the images (a ghost file, up to 256 MiB); it never links files on the dumped filesystem"),
             (ghostLimit != nil, "--ghost-limit", "cryo's ghost file limit is fixed at 256 MiB; a larger deleted file is refused at dump, by name"),

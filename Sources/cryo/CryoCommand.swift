@@ -154,7 +154,7 @@ struct Restore: ParsableCommand {
         req.manageCgroups = try cgroups.mode
         req.external = network.external
         req.networkLock = network.networkLock
-        runtime.apply(to: &req)
+        try runtime.apply(to: &req)
         return req
     }
 

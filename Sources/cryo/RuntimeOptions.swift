@@ -30,8 +30,15 @@ struct RuntimeRestoreOptions: ParsableArguments {
     @Flag(name: .customLong("orphan-pts-master"), help: "Accepted: images of cryo hold no ptys.") var orphanPtsMaster = false
     @Flag(name: .customLong("file-locks"), help: "Accepted: cryo always sets the locks its images hold again (CRIU without it drops them).") var fileLocks = false
     @Flag(name: .customLong("evasive-devices"), help: "Accepted: cryo opens device files by their dumped path only (stricter).") var evasiveDevices = false
+    @Option(name: .customLong("inherit-fd"), help: ArgumentHelp("fd[N]:pipe:[INODE]: the tree's pipe that a process outside it shared is cryo's fd N (as CRIU).", valueName: "fd[N]:KEY"))
+    var inheritFd: [String] = []
 
-    func apply(to req: inout RestoreRequest) {
+    func validate() throws {
+        do { _ = try InheritedFds(parsing: inheritFd) } catch { throw ValidationError("\(error)") }
+    }
+
+    func apply(to req: inout RestoreRequest) throws {
         req.sibling = sibling
+        req.inheritedFds = try InheritedFds(parsing: inheritFd)
     }
 }

@@ -82,6 +82,19 @@ final class FileDumpContext {
         return pipeHolders?[ino] ?? []
     }
 
+    /// The access modes (O_RDONLY, O_WRONLY) of the tree's fds of the pipe with inode `ino`.
+    func treeEnds(ofPipe ino: UInt64) -> Set<Int32> {
+        var ends: Set<Int32> = []
+        for p in treePids {
+            for fd in (try? proc.fds(pid: p)) ?? [] {
+                guard let t = try? proc.fdTarget(pid: p, fd: fd), t == "pipe:[\(ino)]",
+                      let info = try? proc.fdinfo(pid: p, fd: fd) else { continue }
+                ends.insert(info.flags & O_ACCMODE)
+            }
+        }
+        return ends
+    }
+
     deinit {
         endTask()
         closeInFlight()

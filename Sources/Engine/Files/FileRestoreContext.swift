@@ -17,6 +17,8 @@ final class RestoredObjects {
     var memfds: [UInt32: Int32] = [:]
     /// The shared anonymous memory the tree maps, which an fd of it must be.
     var sharedMemory: SharedMemoryObjects?
+    /// --inherit-fd: the caller's fds for objects the tree shared with the outside.
+    var inherited = InheritedFds()
     /// The second end of a unix socketpair made for the first one, by its inode, waiting for
     /// its own fd entry.
     var unixPairs: [UInt32: Int32] = [:]
@@ -137,6 +139,7 @@ final class FileRestoreContext {
     var fifos: [UInt32: Int32] { get { shared.fifos } set { shared.fifos = newValue } }
     var memfds: [UInt32: Int32] { get { shared.memfds } set { shared.memfds = newValue } }
     var sharedMemory: SharedMemoryObjects? { shared.sharedMemory }
+    var inherited: InheritedFds { shared.inherited }
     var unixPairs: [UInt32: Int32] { get { shared.unixPairs } set { shared.unixPairs = newValue } }
     var keepers: [Int32] { get { shared.keepers } set { shared.keepers = newValue } }
     func pipeData(_ kind: ImageKind, pipeID: UInt32) throws -> (Img_PipeDataEntry, [UInt8])? { try shared.pipeData(kind, pipeID: pipeID) }

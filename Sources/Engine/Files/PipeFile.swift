@@ -89,18 +89,26 @@ enum PipeFile: FdKind {
     static func claims(_ f: OpenFd) -> Bool { f.target.hasPrefix("pipe:[") }
 
     static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
-        // A pipe to a process outside the dump (a shell's pipeline, a parent reading our
-        // output) would come back with nobody at the other end.
-        let outside = ctx.holders(ofPipe: UInt64(f.stat.st_ino)).subtracting(ctx.treePids)
-        if !outside.isEmpty {
-            throw DumpError.fdState(pid: f.pid, fd: f.fd, target: f.target,
-                                    reason: "the pipe is shared with pid \(outside.sorted().map(String.init).joined(separator: ", ")), outside the dumped tree")
-        }
         var e = Img_PipeEntry()
         e.id = id
         e.pipeID = UInt32(truncatingIfNeeded: f.stat.st_ino)
         e.flags = UInt32(bitPattern: f.info.flags & ~O_CLOEXEC)
         e.fown = FdKinds.noOwner
+        // A pipe shared with a process outside the dump (a shell's pipeline, a supervisor
+        // reading our output) is the caller's to give back at restore (--inherit-fd), as CRIU
+        // does; its bytes in flight stay in it for that process. The tree may hold one end
+        // only: one inherited fd cannot stand for both.
+        let outside = ctx.holders(ofPipe: UInt64(f.stat.st_ino)).subtracting(ctx.treePids)
+        if !outside.isEmpty {
+            let mine = f.info.flags & O_ACCMODE
+            if let other = ctx.treeEnds(ofPipe: UInt64(f.stat.st_ino)).first(where: { $0 != mine }) {
+                throw DumpError.fdState(pid: f.pid, fd: f.fd, target: f.target,
+                                        reason: "the pipe is shared with pid \(outside.sorted().map(String.init).joined(separator: ", ")) outside the dumped tree, and the tree holds both its ends (\(mine == O_WRONLY ? "write" : "read") and \(other == O_WRONLY ? "write" : "read")): one --inherit-fd cannot stand for both")
+            }
+            e.external = true
+            entry.pipe = e
+            return
+        }
         entry.pipe = e
         try PipeData.record(f, pipeID: e.pipeID, into: &ctx.pipeData, ctx: ctx)
     }
@@ -108,6 +116,19 @@ enum PipeFile: FdKind {
     static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
         let e = entry.pipe
         let what = "pipe id \(entry.id) (pipe \(e.pipeID))"
+        if e.external {
+            let key = InheritedFds.pipeKey(e.pipeID)
+            guard let given = ctx.inherited.byKey[key] else {
+                throw RestoreError.file(pid: ctx.task.pid, id: entry.id, what: what,
+                                        reason: "the pipe was shared with a process outside the tree; give the fd that stands for it: --inherit-fd fd[N]:\(key)")
+            }
+            // A description of the caller's: the tree's flags go on it, as the tree had them.
+            let fd = fcntl(given, F_DUPFD_CLOEXEC, 0)
+            guard fd >= 0 else { throw SystemCallError(call: "fcntl(F_DUPFD_CLOEXEC) of --inherit-fd fd \(given)", errno: errno, context: what) }
+            ctx.keepers.append(fd)
+            try FileFlags.set(fd, e.flags, what: what)
+            return try ctx.install(fd, id: entry.id, what: what)
+        }
         if ctx.pipes[e.pipeID] == nil {
             var p: [Int32] = [-1, -1]
             try p.withUnsafeMutableBufferPointer { _ = try Sys.call(.pipe2, Int(bitPattern: $0.baseAddress!), Int(O_CLOEXEC), context: what) }

@@ -18,6 +18,8 @@ public struct RestoreRequest: Sendable {
     public var manageCgroups: CgroupMode = .soft
     /// CRIU's --external specs: veth[IFNAME]:OUTSIDE[@BRIDGE] for the restored network namespace.
     public var external: [String] = []
+    /// --inherit-fd: the caller's fds that stand for objects shared outside the tree.
+    public var inheritedFds = InheritedFds()
     public var networkLock: NetworkLockMethod = .nftables
     /// CRIU's action points, for an RPC caller that asked to be notified.
     public var actionHook: ActionHook?

@@ -83,6 +83,7 @@ public struct Restorer {
         let shared = RestoredObjects(images: images, files: files)
         if request.shellJob { shared.terminal = try Restorer.callerTerminal() }
         shared.sharedMemory = shmem
+        shared.inherited = request.inheritedFds
         shared.fileLocks = try loadFileLocks(images, plans: plans)
         defer { shared.closeAll() }
         var holds: NamespaceHolds?

@@ -536,6 +536,17 @@ public nonisolated struct Img_PipeEntry: Sendable {
   /// Clears the value of `fown`. Subsequent reads from it will return its default value.
   public mutating func clearFown() {self._fown = nil}
 
+  /// cryo: the pipe was shared with a process outside the tree; the restore takes the caller's
+  /// fd for it (--inherit-fd fd[N]:pipe:[pipe_id]) and fails without one.
+  public var external: Bool {
+    get {_external ?? false}
+    set {_external = newValue}
+  }
+  /// Returns true if `external` has been explicitly set.
+  public var hasExternal: Bool {self._external != nil}
+  /// Clears the value of `external`. Subsequent reads from it will return its default value.
+  public mutating func clearExternal() {self._external = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -544,6 +555,7 @@ public nonisolated struct Img_PipeEntry: Sendable {
   fileprivate var _pipeID: UInt32? = nil
   fileprivate var _flags: UInt32? = nil
   fileprivate var _fown: Img_FownEntry? = nil
+  fileprivate var _external: Bool? = nil
 }
 
 /// pipes-data.img and fifo-data.img: this entry, then `bytes` raw bytes of data in flight.
@@ -2636,7 +2648,7 @@ nonisolated extension Img_PidfdEntry: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Img_PipeEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PipeEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}pipe_id\0\u{1}flags\0\u{1}fown\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}pipe_id\0\u{1}flags\0\u{1}fown\0\u{2}d\u{f}external\0")
 
   public var isInitialized: Bool {
     if self._id == nil {return false}
@@ -2657,6 +2669,7 @@ nonisolated extension Img_PipeEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self._pipeID) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._fown) }()
+      case 1000: try { try decoder.decodeSingularBoolField(value: &self._external) }()
       default: break
       }
     }
@@ -2679,6 +2692,9 @@ nonisolated extension Img_PipeEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
     try { if let v = self._fown {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
+    try { if let v = self._external {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 1000)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2687,6 +2703,7 @@ nonisolated extension Img_PipeEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
     if lhs._pipeID != rhs._pipeID {return false}
     if lhs._flags != rhs._flags {return false}
     if lhs._fown != rhs._fown {return false}
+    if lhs._external != rhs._external {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
