@@ -245,21 +245,22 @@ final class RestoreErrorsTests: XCTestCase {
         if again >= 0 { close(again) }
     }
 
-    func testPipeToAProcessOutsideIsRefused() throws {
-        // sleep's stdin is a pipe whose write end this test holds: restored alone, it would
-        // face a pipe with nobody at the other end.
+    func testBothEndsOfAPipeSharedOutsideAreRefused() throws {
+        // sleep's stdin and stdout are the two ends of one pipe that this test holds too: a
+        // pipe shared outside comes back as the caller's fd (--inherit-fd, InheritFdTests),
+        // and one fd cannot stand for both ends.
         let work = dir + "/pipe"
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sleep")
         p.arguments = ["30"]
-        let stdin = Pipe()
-        p.standardInput = stdin
-        p.standardOutput = FileHandle.nullDevice
+        let pipe = Pipe()
+        p.standardInput = pipe.fileHandleForReading
+        p.standardOutput = pipe.fileHandleForWriting
         p.standardError = FileHandle.nullDevice
         try p.run()
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
-        try assertDumpFails(p, work: work, saying: ["fd 0 (pipe:[", "shared with pid \(getpid())"])
+        try assertDumpFails(p, work: work, saying: ["fd 0 (pipe:[", "shared with pid \(getpid())", "holds both its ends"])
     }
 
     func testUnsupportedFdsInFlightAreRefusedAndLeftQueued() throws {
