@@ -108,18 +108,27 @@ enum InetSocket: FdKind {
                 var v: Int32 = e.v6Only ? 1 : 0
                 setsockopt(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v, 4)
             }
+            // IP_FREEBIND and the like change what bind() takes.
+            try InetOptions.apply(e, to: s, what: what)
             // An unbound socket (port 0) is left unbound: the kernel picks on first use.
             if e.srcPort != 0 || e.srcAddr.contains(where: { $0 != 0 }) {
+                // Sockets sharing a port through SO_REUSEPORT, some of which turned it off after
+                // binding: each binds with it on, then gets its own value back (as CRIU does).
+                // Likewise IP_FREEBIND: the address took it when bound, and may be gone here.
+                var on: Int32 = 1, off: Int32 = 0, freebind: Int32 = e.ipOpts.freebind ? 1 : 0
+                if !e.opts.soReuseport && setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &on, 4) != 0 { throw SystemCallError(call: "setsockopt(SO_REUSEPORT 1)", errno: errno, context: what) }
+                if setsockopt(s, Int32(IPPROTO_IP), InetOptions.ipFreebind, &on, 4) != 0 { throw SystemCallError(call: "setsockopt(IP_FREEBIND 1)", errno: errno, context: what) }
                 let a = sockaddrBytes(family: fam, addr: e.srcAddr, port: e.srcPort)
                 let rc = a.withUnsafeBytes { bind(s, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
                 guard rc == 0 else { throw SystemCallError(call: "bind(port \(e.srcPort))", errno: errno, context: what) }
+                if !e.opts.soReuseport && setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &off, 4) != 0 { throw SystemCallError(call: "setsockopt(SO_REUSEPORT 0)", errno: errno, context: what) }
+                if setsockopt(s, Int32(IPPROTO_IP), InetOptions.ipFreebind, &freebind, 4) != 0 { throw SystemCallError(call: "setsockopt(IP_FREEBIND \(freebind))", errno: errno, context: what) }
             }
             if e.state == 1 {
                 let a = sockaddrBytes(family: fam, addr: e.dstAddr, port: e.dstPort)
                 let rc = a.withUnsafeBytes { connect(s, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
                 guard rc == 0 else { throw SystemCallError(call: "connect(port \(e.dstPort))", errno: errno, context: what) }
             }
-            try InetOptions.apply(e, to: s, what: what)
             // An unconnected socket says ENOTCONN but is shut down all the same (inet_shutdown).
             if let how = InetOptions.shutdownHow(e.shutdown), Glibc.shutdown(s, how) != 0 && errno != ENOTCONN {
                 throw SystemCallError(call: "shutdown(\(how))", errno: errno, context: what)

@@ -204,6 +204,11 @@ enum InetOptions {
             o.pktinfo = (SocketOptions.int(s, level, ipPktinfo) ?? 0) != 0
             o.freebind = (SocketOptions.int(s, level, ipFreebind) ?? 0) != 0
             ip = o
+        } else if family == AF_INET6 {
+            // IPV6_FREEBIND is the same flag; the rest of ip_opts is IPv4's.
+            var o = Img_IpOptsEntry()
+            o.freebind = (SocketOptions.int(s, Int32(IPPROTO_IP), ipFreebind) ?? 0) != 0
+            ip = o
         }
         var t: Img_TcpOptsEntry?
         if tcp {

@@ -131,7 +131,13 @@ enum TcpSocket: FdKind {
             if stream != nil {
                 guard TcpRepair.set(s, TcpRepair.repair, 1) == 0 else { throw SystemCallError(call: "setsockopt(TCP_REPAIR)", errno: errno, context: what) }
             }
-            if e.srcPort != 0 || e.srcAddr.contains(where: { $0 != 0 }) {
+            let binds = e.srcPort != 0 || e.srcAddr.contains(where: { $0 != 0 })
+            // Sockets sharing a port through SO_REUSEPORT, some of which turned it off after
+            // binding: each binds with it on, then gets its own value back (as CRIU does).
+            if binds && stream == nil && !e.opts.soReuseport { try TcpRepair.setChecked(s, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT", what) }
+            // Likewise IP_FREEBIND (the dumped value goes back with ip_opts below).
+            if binds { try TcpRepair.setChecked(s, Int32(IPPROTO_IP), InetOptions.ipFreebind, 1, "IP_FREEBIND", what) }
+            if binds {
                 let a = InetSocket.sockaddrBytes(family: fam, addr: e.srcAddr, port: e.srcPort)
                 let rc = a.withUnsafeBytes { bind(s, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
                 guard rc == 0 else { throw SystemCallError(call: "bind(\(TcpRepair.describe(fam, e.srcAddr, e.srcPort)))", errno: errno, context: what) }
@@ -139,6 +145,7 @@ enum TcpSocket: FdKind {
             if state == TcpState.listen {
                 guard listen(s, Int32(bitPattern: e.backlog)) == 0 else { throw SystemCallError(call: "listen", errno: errno, context: what) }
             }
+            if binds && stream == nil && !e.opts.soReuseport { try TcpRepair.setChecked(s, SOL_SOCKET, SO_REUSEPORT, 0, "SO_REUSEPORT", what) }
             if let (st, bytes) = stream {
                 // The queued bytes cost the kernel more than their length (buffer overhead):
                 // refilled at the dumped sizes they may not fit, so the buffers are grown

@@ -136,6 +136,24 @@ int main(int argc, char **argv) {
     shutdown(u4, SHUT_WR);
     shutdown(u5, SHUT_WR);
     int loidx = get(u4, SOL_SOCKET, SO_BINDTOIFINDEX);
+    // IPv6 UDP bound to an address no interface has (IP_FREEBIND; fb turns it off after bind);
+    // two TCP listeners share a port through SO_REUSEPORT, rp1 turning it off after listening.
+    struct sockaddr_in6 doc = { .sin6_family = AF_INET6 };
+    inet_pton(AF_INET6, "2001:db8::42", &doc.sin6_addr);
+    int fb = socket(AF_INET6, SOCK_DGRAM, 0), fb2 = socket(AF_INET6, SOCK_DGRAM, 0);
+    set(fb, IPPROTO_IP, IP_FREEBIND, 1, "IP_FREEBIND");
+    set(fb2, IPPROTO_IP, IP_FREEBIND, 1, "IP_FREEBIND");
+    if (bind(fb, (void *)&doc, sizeof(doc)) || bind(fb2, (void *)&doc, sizeof(doc))) fail("bind to 2001:db8::42 with IP_FREEBIND: %m");
+    set(fb, IPPROTO_IP, IP_FREEBIND, 0, "IP_FREEBIND");
+    int rp1 = socket(AF_INET, SOCK_STREAM, 0), rp2 = socket(AF_INET, SOCK_STREAM, 0);
+    set(rp1, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
+    set(rp2, SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
+    struct sockaddr_in ra;
+    if (bind(rp1, (void *)&lo, sizeof(lo)) || listen(rp1, 4)) fail("reuseport listener: %m");
+    len = sizeof(ra);
+    getsockname(rp1, (void *)&ra, &len);
+    if (bind(rp2, (void *)&ra, sizeof(ra)) || listen(rp2, 4)) fail("second reuseport listener: %m");
+    set(rp1, SOL_SOCKET, SO_REUSEPORT, 0, "SO_REUSEPORT");
 
     // TCP: a listener with keepalive knobs, a connection (flags without O_NONBLOCK, shut
     // for reading on the accepted side, SO_REUSEADDR set on it, TCP_NODELAY).
@@ -217,6 +235,18 @@ int main(int argc, char **argv) {
     if (r1 != 5 || r2 != 5 || r3 != -1) fail("filtered UDP socket received %zd, %zd, %zd bytes: expected 5, 5, none", r1, r2, r3);
     // Shut for writing: sends fail.
     if (sendto(u3, "x", 1, MSG_NOSIGNAL, (void *)&ua, sizeof(ua)) != -1 || errno != EPIPE) fail("UDP socket shut for writing could send (%m)");
+    if (get(fb, IPPROTO_IP, IP_FREEBIND) != 0 || get(fb2, IPPROTO_IP, IP_FREEBIND) != 1)
+        fail("IP_FREEBIND is %d and %d, was 0 and 1", get(fb, IPPROTO_IP, IP_FREEBIND), get(fb2, IPPROTO_IP, IP_FREEBIND));
+    struct sockaddr_in6 got6;
+    len = sizeof(got6);
+    if (getsockname(fb, (void *)&got6, &len) || memcmp(&got6.sin6_addr, &doc.sin6_addr, 16)) fail("free-bound UDP socket lost its address");
+    if (get(rp1, SOL_SOCKET, SO_REUSEPORT) != 0 || get(rp2, SOL_SOCKET, SO_REUSEPORT) != 1)
+        fail("SO_REUSEPORT is %d and %d, was 0 and 1", get(rp1, SOL_SOCKET, SO_REUSEPORT), get(rp2, SOL_SOCKET, SO_REUSEPORT));
+    struct sockaddr_in rb;
+    len = sizeof(rb);
+    if (getsockname(rp2, (void *)&rb, &len) || rb.sin_port != ra.sin_port) fail("reuseport listeners no longer share port %d", ntohs(ra.sin_port));
+    int rc = socket(AF_INET, SOCK_STREAM, 0);
+    if (connect(rc, (void *)&ra, sizeof(ra))) fail("connect to the reuseport listeners: %m");
     int unb[3] = { u4, u5, u6 };
     for (int i = 0; i < 3; i++) {
         struct sockaddr_in6 sa;
