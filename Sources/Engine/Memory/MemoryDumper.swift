@@ -93,6 +93,7 @@ struct MemoryDumper {
         let growsDown = Set(smaps.filter { $0.vmFlags.contains("gd") }.map(\.mapping.start))
         // A MAP_NORESERVE mapping may be far larger than memory (sparse reservations).
         let noReserve = Set(smaps.filter { $0.vmFlags.contains("nr") }.map(\.mapping.start))
+        let locked = Set(smaps.filter { $0.vmFlags.contains("lo") }.map(\.mapping.start))
         let madv = VmaFlags.madvBits(smaps)
         let scanner = try PageScanner(pid: pid)
         defer { scanner.close() }
@@ -105,6 +106,7 @@ struct MemoryDumper {
             v.flags = UInt32(m.shared ? MAP_SHARED : MAP_PRIVATE)
             if growsDown.contains(m.start) { v.flags |= UInt32(MAP_GROWSDOWN) }
             if noReserve.contains(m.start) { v.flags |= UInt32(MAP_NORESERVE) }
+            if locked.contains(m.start) { v.flags |= UInt32(MAP_LOCKED) }
             if let bits = madv[m.start] { v.madv = bits }
             var anonymousOnly = false
             switch m.path {

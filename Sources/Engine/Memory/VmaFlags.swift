@@ -1,12 +1,13 @@
 import Glibc
 
 /// VMA flags set by madvise, mlock or mseal. The madvise ones are carried in the VMA's `madv`
-/// bits (1 << MADV_*, as CRIU writes them) and advised again at restore; the others are
+/// bits (1 << MADV_*, as CRIU writes them) and advised again at restore; mlock (VmFlags lo) is
+/// MAP_LOCKED in the VMA's flags, as CRIU has it, and locked again at restore; the others are
 /// refused at dump, named, rather than coming back without them.
 enum VmaFlags {
     /// smaps VmFlags mnemonic -> what sets it.
     static let unkept: [(flag: String, what: String)] = [
-        ("lo", "mlock"), ("lf", "mlock(MLOCK_ONFAULT)"), ("sl", "mseal"), ("dp", "MAP_DROPPABLE"),
+        ("lf", "mlock(MLOCK_ONFAULT)"), ("sl", "mseal"), ("dp", "MAP_DROPPABLE"),
         ("ss", "a shadow stack"),
     ]
 

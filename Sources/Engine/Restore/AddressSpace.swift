@@ -91,6 +91,13 @@ struct AddressSpace {
                 }
             }
         }
+        // Locked last, with every page in (the task is still root: its own memlock limit
+        // and uid come back later, as they had been when it locked).
+        for v in plan.mm.vmas where v.flags & UInt32(MAP_LOCKED) != 0 && v.status & AddressSpace.specialStatus == 0 {
+            do { try remote.syscall(.mlock, v.start, v.end - v.start) } catch {
+                throw RestoreError.layout(pid: pid, reason: "mlock(0x\(String(v.start, radix: 16))-0x\(String(v.end, radix: 16))) of the dumped VMA: \(error)")
+            }
+        }
     }
 
     /// Moves [vvar], [vvar_vclock] and [vdso] by one offset, keeping their layout, so the

@@ -5,7 +5,7 @@ import Glibc
 /// and the numbers cryo injects into tasks. The one table of them in cryo.
 public enum SyscallNumber: Int {
     case read = 0, write = 1, open = 2, close = 3, lseek = 8, mmap = 9, mprotect = 10, munmap = 11, brk = 12
-    case rtSigaction = 13, rtSigprocmask = 14, ioctl = 16, mremap = 25, madvise = 28
+    case rtSigaction = 13, rtSigprocmask = 14, ioctl = 16, mremap = 25, madvise = 28, mlock = 149
     case dup2 = 33, pause = 34, nanosleep = 35, getitimer = 36, setitimer = 38, getpid = 39
     case sendmsg = 46, recvmsg = 47, clone = 56, fork = 57, exit = 60, wait4 = 61, kill = 62
     case fcntl = 72, chdir = 80, fchdir = 81, umask = 95, getrlimit = 97, getuid = 102, getgid = 104

@@ -1,4 +1,4 @@
-// madvise flags of mappings (VmFlags dc, wf, dd, hg, nh, mg) come back, and act: after restore
+// madvise flags of mappings (VmFlags dc, wf, dd, hg, nh, mg) and mlock (lo) come back, and act: after restore
 // a forked child lacks the MADV_DONTFORK mapping and reads zeros from the MADV_WIPEONFORK one,
 // while every mapping still holds its data in the restored process itself.
 #define _GNU_SOURCE
@@ -23,6 +23,7 @@ static struct region regions[] = {
     { "MADV_HUGEPAGE", MADV_HUGEPAGE, "hg" },
     { "MADV_NOHUGEPAGE", MADV_NOHUGEPAGE, "nh" },
     { "MADV_MERGEABLE", MADV_MERGEABLE, "mg" },
+    { "mlock", -1, "lo" },
 };
 #define NR (int)(sizeof(regions) / sizeof(regions[0]))
 
@@ -67,7 +68,8 @@ int main(int argc, char **argv) {
         r->addr = mmap(base + i * step, PAGES * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
         if (r->addr == MAP_FAILED) fail("mmap %s: %m", r->name);
         datagen(r->addr, PAGES * 4096, 100 + i);
-        if (madvise(r->addr, PAGES * 4096, r->advice) == 0) r->set = 1;
+        if (r->advice == -1) { if (mlock(r->addr, PAGES * 4096)) fail("mlock: %m"); else r->set = 1; }
+        else if (madvise(r->addr, PAGES * 4096, r->advice) == 0) r->set = 1;
         else if (errno == EINVAL && r->advice == MADV_MERGEABLE) test_msg("no KSM here: %s left out\n", r->name);
         else fail("madvise %s: %m", r->name);
         char fl[256];

@@ -95,7 +95,7 @@ public struct ZdtmDesc: Equatable, Sendable {
     /// CRIU's options cryo takes with the same meaning: given to its dump and restore.
     public static let passedOpts: Set<String> = ["--file-locks"]
     /// CRIU options zdtm.py itself adds for the flavour; harmless here.
-    public static let ignoredFlags: Set<String> = ["suid", "reqrst", "nouser", "samens", "nolazy", "nopage", "noremotelazy"]
+    public static let ignoredFlags: Set<String> = ["reqrst", "nouser", "samens", "nolazy", "nopage", "noremotelazy"]
 
     /// How zdtm runs the program in the host flavour on x86_64: skipped (with the reason), or
     /// run, with `exclusive` and an expected failure for crfail.

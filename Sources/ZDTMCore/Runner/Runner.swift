@@ -108,6 +108,14 @@ public final class Runner: @unchecked Sendable {
         do {
             try? FileManager.default.removeItem(atPath: dir)
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            // A program that changes its uid (.desc flag suid) still renames its outfile into
+            // place at exit, as another user: its folder is everyone's, the run folder passable.
+            if w.desc?.flags.contains("suid") == true {
+                chmod(dir, 0o777)
+                let parent = (dir as NSString).deletingLastPathComponent
+                var st = stat()
+                if stat(parent, &st) == 0 { chmod(parent, (st.st_mode & 0o7777) | 0o011) }
+            }
         } catch { return finish(.fail, "cannot create \(dir): \(error.localizedDescription)") }
 
         let binary = w.externalPath ?? (options.binDir + "/" + w.name)
