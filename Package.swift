@@ -11,7 +11,7 @@ let workloadNames: [String] = [
     "timerfd00", "inotify00", "memfd00", "udp00", "tcp00", "tcp01", "tcp02",
     "sched00", "sockopt00", "membarrier00", "zombiepg00", "procattr00",
     "lazy00", "lazy01", "stopped00", "vdso01", "madv00",
-    "lazy02", "shmemfd00", "memfdmap00",
+    "lazy02", "shmemfd00", "memfdmap00", "tmpfile00", "procfd00",
     "seccomp00", "seccomp01", "caps00", "cgroup00",
     "netns00",
     "lock00", "pidfd00",

@@ -19,6 +19,8 @@ final class RestoredObjects {
     var sharedMemory: SharedMemoryObjects?
     /// --inherit-fd: the caller's fds for objects the tree shared with the outside.
     var inherited = InheritedFds()
+    /// Ghost files; O_TMPFILE ones are made when a task first needs them.
+    var ghosts: GhostFiles?
     /// The second end of a unix socketpair made for the first one, by its inode, waiting for
     /// its own fd entry.
     var unixPairs: [UInt32: Int32] = [:]

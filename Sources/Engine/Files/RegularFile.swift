@@ -34,6 +34,22 @@ enum RegularFile: FdKind {
         return r
     }
 
+    /// "/proc/PID/REST" -> (PID, "/REST"): a file of one task's /proc.
+    static func procPid(_ path: String) -> (Int32, String)? {
+        guard path.hasPrefix("/proc/") else { return nil }
+        let tail = path.dropFirst(6)
+        let digits = tail.prefix(while: \.isNumber)
+        guard !digits.isEmpty, let pid = Int32(digits) else { return nil }
+        let rest = tail.dropFirst(digits.count)
+        guard rest.isEmpty || rest.hasPrefix("/") else { return nil }
+        return (pid, String(rest))
+    }
+
+    /// Files of a task's /proc wait until every task exists (a parent's fd of its child's).
+    static func restoreStage(_ entry: Img_FileEntry, files: [UInt32: Img_FileEntry]) -> Int {
+        entry.hasReg && procPid(entry.reg.name) != nil ? PidFd.deferredStage : 0
+    }
+
     /// A terminal (pty slave or tty device), which a shell job gets back as the caller's.
     static func isTerminal(_ r: Img_RegFileEntry) -> Bool {
         r.mode & S_IFMT == S_IFCHR && (r.name.hasPrefix("/dev/pts/") || r.name.hasPrefix("/dev/tty") || r.name.hasPrefix("/dev/console"))
@@ -43,7 +59,8 @@ enum RegularFile: FdKind {
         let task = ctx.task
         var r = entry.reg
         if let t = ctx.shared.terminal, isTerminal(r) { r.name = t }
-        if r.hasSize {
+        let tmpfile = r.deleted && ctx.shared.ghosts?.tmpfileGhosts[r.name] != nil
+        if r.hasSize && !tmpfile {
             var st = stat()
             guard stat(r.name, &st) == 0 else { throw RestoreError.fileMissing(path: r.name, errno: errno) }
             guard UInt64(st.st_size) == r.size else {
@@ -51,10 +68,29 @@ enum RegularFile: FdKind {
             }
         }
         // O_CREAT/O_TRUNC/O_EXCL were for the original open, never for a restore.
-        let flags = Int32(bitPattern: r.flags) & ~(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC)
+        var flags = Int32(bitPattern: r.flags) & ~(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC)
+        // A file of a task's /proc (/proc/PID/stat...), opened through the task's root, so it
+        // is of the tree's own /proc (its pid namespace's), as it was.
+        if procPid(r.name) != nil { r.name = "/proc/\(task.pid)/root" + r.name }
+        var fd: Int32
+        if tmpfile, let ghosts = ctx.shared.ghosts {
+            if ghosts.tmpfiles[r.name] == nil {
+                // An O_TMPFILE file, made now in the task's own root: its first description
+                // keeps O_TMPFILE in its flags (and lets linkat(AT_EMPTY_PATH) name it later).
+                let made = try ghosts.makeTmpfile(r.name, root: "/proc/\(task.pid)/root", flags: flags)
+                fd = fcntl(made, F_DUPFD_CLOEXEC, 0)
+                guard fd >= 0 else { throw SystemCallError(call: "fcntl(F_DUPFD_CLOEXEC)", errno: errno, context: r.name) }
+                try FileFlags.set(fd, UInt32(bitPattern: flags), what: r.name)
+                guard lseek(fd, off_t(r.pos), SEEK_SET) >= 0 else { throw SystemCallError(call: "lseek(\(r.pos))", errno: errno, context: r.name) }
+                return try ctx.install(fd, id: entry.id, what: r.name)
+            }
+            // A further description of it is a reopen, which O_TMPFILE is not part of.
+            r.name = "/proc/self/fd/\(ghosts.tmpfiles[r.name]!)"
+            flags &= ~(GhostFiles.tmpfileBit | O_DIRECTORY)
+        }
         // Opened in cryo and handed over, so that every task holding this description (a file
         // opened before fork) gets the same one and their offsets move together.
-        let fd = open(r.name, flags | O_CLOEXEC | O_NOCTTY)
+        fd = open(r.name, flags | O_CLOEXEC | O_NOCTTY)
         guard fd >= 0 else { throw RestoreError.fileMissing(path: r.name, errno: errno) }
         if r.pos != 0 && (r.mode & S_IFMT == S_IFREG || r.mode == 0) {
             guard lseek(fd, off_t(r.pos), SEEK_SET) >= 0 else {

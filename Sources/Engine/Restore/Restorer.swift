@@ -84,6 +84,7 @@ public struct Restorer {
         if request.shellJob { shared.terminal = try Restorer.callerTerminal() }
         shared.sharedMemory = shmem
         shared.inherited = request.inheritedFds
+        shared.ghosts = ghosts
         shared.fileLocks = try loadFileLocks(images, plans: plans)
         defer { shared.closeAll() }
         var holds: NamespaceHolds?
@@ -226,7 +227,8 @@ public struct Restorer {
 
     /// Every file the images name must be there, with the size it had (ghosts are made later).
     func checkFiles(_ files: [UInt32: Img_FileEntry]) throws {
-        for f in files.values where f.hasReg && !f.reg.deleted && !(request.shellJob && RegularFile.isTerminal(f.reg)) {
+        for f in files.values where f.hasReg && !f.reg.deleted && !(request.shellJob && RegularFile.isTerminal(f.reg))
+            && RegularFile.procPid(f.reg.name) == nil {  // /proc/PID/...: opened once the tree exists
             var st = stat()
             guard stat(f.reg.name, &st) == 0 else { throw RestoreError.fileMissing(path: f.reg.name, errno: errno) }
             if f.reg.hasSize && st.st_mode & S_IFMT == S_IFREG && UInt64(st.st_size) != f.reg.size {

@@ -90,11 +90,17 @@ public enum StateDiff {
         return d
     }
 
-    /// "pipe:[123]" -> ("pipe", "123"); nil for targets that name a path or a fixed object.
+    /// "pipe:[123]" -> ("pipe", "123"); an O_TMPFILE file, "/tmp/#123 (deleted)" (named by its
+    /// inode, new after a restore) -> ("/tmp/#", "123"); nil for targets that name a path or a
+    /// fixed object.
     static func anonymousInode(_ target: String) -> (String, String)? {
         for kind in ["pipe", "socket"] where target.hasPrefix(kind + ":[") && target.hasSuffix("]") {
             let n = target.dropFirst(kind.count + 2).dropLast()
             if !n.isEmpty && n.allSatisfy(\.isNumber) { return (kind, String(n)) }
+        }
+        if target.hasSuffix(" (deleted)"), let hash = target.lastIndex(of: "#"), target[..<hash].hasSuffix("/") {
+            let n = target[target.index(after: hash)...].dropLast(" (deleted)".count)
+            if !n.isEmpty && n.allSatisfy(\.isNumber) { return (String(target[...hash]), String(n)) }
         }
         return nil
     }
