@@ -157,7 +157,9 @@ final class RestoreErrorsTests: XCTestCase {
         XCTAssertNotEqual(code, 0)
         for w in words { XCTAssertTrue(out.contains(w), "expected '\(w)' in: \(out)") }
         XCTAssertTrue(p.isRunning, "a failed dump must leave the process running")
-        XCTAssertEqual(try ProcReader().stat(pid: p.processIdentifier).state, "S", "not stopped or traced")
+        // Sleeping, or running for a moment on a loaded machine: anything but stopped or traced.
+        let state = try ProcReader().stat(pid: p.processIdentifier).state
+        XCTAssertTrue(state == "S" || state == "R", "not stopped or traced (state \(state))")
         let left = (try? FileManager.default.contentsOfDirectory(atPath: work + "/img")) ?? []
         XCTAssertEqual(left.filter { $0.hasSuffix(".img") }, [], "a failed dump removes its partial images")
     }
