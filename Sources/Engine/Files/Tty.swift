@@ -56,6 +56,14 @@ enum Tty: FdKind {
         }
         var info = try readInfo(c, master: master, slavePath: slavePath, refuse: refuse)
         info.id = ctx.ttys.nextInfoID()
+        // The slave's inode: its owner and mode (grantpt's, or a chown's) come back too.
+        var node = f.stat
+        if master && stat("/proc/\(f.pid)/root" + TtyDumpState.devptsDir(ofMaster: f.target) + "/\(key.index)", &node) != 0 {
+            throw refuse("\(slavePath): \(String(cString: strerror(errno)))")
+        }
+        info.uid = node.st_uid
+        info.gid = node.st_gid
+        info.mode = node.st_mode & 0o7777
         info.rdev = TtyDumpState.encode(UInt64(f.stat.st_rdev))
         var pty = Img_TtyPtyEntry()
         pty.index = key.index
@@ -361,6 +369,12 @@ final class RestoredPtys {
         let keeper = open(slavePath, O_RDWR | O_NOCTTY | O_CLOEXEC)
         guard keeper >= 0 else { throw fail("open \(slavePath): \(String(cString: strerror(errno)))") }
         ctx.keepers.append(keeper)
+        if mi.hasUid || mi.hasGid {
+            guard fchown(keeper, mi.uid, mi.gid) == 0 else { throw fail("chown \(slavePath) \(mi.uid):\(mi.gid): \(String(cString: strerror(errno)))") }
+        }
+        if mi.hasMode {
+            guard fchmod(keeper, mode_t(mi.mode)) == 0 else { throw fail("chmod \(slavePath) \(String(mi.mode, radix: 8)): \(String(cString: strerror(errno)))") }
+        }
         // termios and winsize through the master reach the slave's (the pty's own).
         var tb = Tty.termiosBytes(mi.termios)
         guard ck_ioctl(master, TtyIoctl.setTermios2, &tb) == 0 else { throw fail("TCSETS2: \(String(cString: strerror(errno)))") }

@@ -348,6 +348,16 @@ public nonisolated struct Img_TtyInfoEntry: @unchecked Sendable {
   /// Clears the value of `slaveClosed`. Subsequent reads from it will return its default value.
   public mutating func clearSlaveClosed() {_uniqueStorage()._slaveClosed = nil}
 
+  /// cryo: the permission bits of /dev/pts/N (uid and gid are CRIU's 14 and 15).
+  public var mode: UInt32 {
+    get {_storage._mode ?? 0}
+    set {_uniqueStorage()._mode = newValue}
+  }
+  /// Returns true if `mode` has been explicitly set.
+  public var hasMode: Bool {_storage._mode != nil}
+  /// Clears the value of `mode`. Subsequent reads from it will return its default value.
+  public mutating func clearMode() {_uniqueStorage()._mode = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -541,7 +551,7 @@ nonisolated extension Img_TtyPtyEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_TtyInfoEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TtyInfoEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}type\0\u{1}locked\0\u{1}exclusive\0\u{3}packet_mode\0\u{1}sid\0\u{1}pgrp\0\u{1}rdev\0\u{1}termios\0\u{3}termios_locked\0\u{1}winsize\0\u{1}pty\0\u{1}dev\0\u{1}uid\0\u{1}gid\0\u{4}Y\u{f}slave_closed\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}type\0\u{1}locked\0\u{1}exclusive\0\u{3}packet_mode\0\u{1}sid\0\u{1}pgrp\0\u{1}rdev\0\u{1}termios\0\u{3}termios_locked\0\u{1}winsize\0\u{1}pty\0\u{1}dev\0\u{1}uid\0\u{1}gid\0\u{4}Y\u{f}slave_closed\0\u{1}mode\0")
 
   fileprivate class _StorageClass {
     var _id: UInt32? = nil
@@ -560,6 +570,7 @@ nonisolated extension Img_TtyInfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _uid: UInt32? = nil
     var _gid: UInt32? = nil
     var _slaveClosed: Bool? = nil
+    var _mode: UInt32? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -586,6 +597,7 @@ nonisolated extension Img_TtyInfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Me
       _uid = source._uid
       _gid = source._gid
       _slaveClosed = source._slaveClosed
+      _mode = source._mode
     }
   }
 
@@ -638,6 +650,7 @@ nonisolated extension Img_TtyInfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._uid) }()
         case 15: try { try decoder.decodeSingularUInt32Field(value: &_storage._gid) }()
         case 1000: try { try decoder.decodeSingularBoolField(value: &_storage._slaveClosed) }()
+        case 1001: try { try decoder.decodeSingularUInt32Field(value: &_storage._mode) }()
         default: break
         }
       }
@@ -698,6 +711,9 @@ nonisolated extension Img_TtyInfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Me
       try { if let v = _storage._slaveClosed {
         try visitor.visitSingularBoolField(value: v, fieldNumber: 1000)
       } }()
+      try { if let v = _storage._mode {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1001)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -723,6 +739,7 @@ nonisolated extension Img_TtyInfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._uid != rhs_storage._uid {return false}
         if _storage._gid != rhs_storage._gid {return false}
         if _storage._slaveClosed != rhs_storage._slaveClosed {return false}
+        if _storage._mode != rhs_storage._mode {return false}
         return true
       }
       if !storagesAreEqual {return false}
