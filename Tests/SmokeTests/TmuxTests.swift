@@ -18,6 +18,12 @@ final class TmuxTests: XCTestCase {
         try tmux(h, sock, ["capture-pane", "-p", "-t", "%0"]).1.split(whereSeparator: \.isNewline).compactMap { $0.hasPrefix("n") ? Int($0.dropFirst()) : nil }.max()
     }
 
+    /// `pid` and its descendants: after the dump kills them, we (their subreaper) reap them all.
+    func tree(_ pid: Int32) -> [Int32] {
+        let kids = ((try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? "").split(separator: " ").compactMap { Int32($0) }
+        return [pid] + kids.flatMap { tree($0) }
+    }
+
     func waitFor(_ what: () throws -> Bool) rethrows -> Bool {
         for _ in 0..<250 { if try what() { return true }; usleep(20_000) }
         return false
@@ -39,6 +45,7 @@ final class TmuxTests: XCTestCase {
         XCTAssertTrue(try waitFor { (try counter(h, sock) ?? 0) > 5 }, "the pane's counter never ran")
 
         let images = h.dir + "/img"
+        let dumped = tree(server)
         // The panes run with the server frozen: output not yet read by tmux at that moment is
         // refused (data in flight), and a refused dump leaves the server running: try again.
         var (dc, dout) = try h.cryo(["dump", "-t", "\(server)", "-D", images, "-v4", "-o", h.dir + "/dump.log"])
@@ -47,7 +54,11 @@ final class TmuxTests: XCTestCase {
             (dc, dout) = try h.cryo(["dump", "-t", "\(server)", "-D", images, "-v4", "-o", h.dir + "/dump.log"])
         }
         guard dc == 0 else { kill(server, SIGKILL); return XCTFail("dump exited \(dc): \(dout.suffix(800))") }
-        h.waitGone([server])
+        h.waitGone(dumped)
+        // The counter's `sleep` of the moment may have started after `dumped` was read: every
+        // zombie of ours goes, or restore meets its pid.
+        var st: Int32 = 0
+        for _ in 0..<50 { while waitpid(-1, &st, WNOHANG) > 0 {}; usleep(10_000) }
         XCTAssertNil(try counter(h, sock), "tmux still answers after the dump killed its server")
         XCTAssertTrue(FileManager.default.fileExists(atPath: images + "/tty-info.img"))
 
@@ -63,7 +74,8 @@ final class TmuxTests: XCTestCase {
             // Echoed by the pty, then written back by cat: twice.
             try tmux(h, sock, ["capture-pane", "-p", "-t", "%1"]).1.components(separatedBy: "typed-after-restore").count - 1 >= 2
         }, "keys sent after the restore did not come back through cat: \((try? tmux(h, sock, ["capture-pane", "-p", "-t", "%1"]).1) ?? "")")
+        let restored = tree(server)
         XCTAssertEqual(try tmux(h, sock, ["kill-server"]).0, 0)
-        h.waitGone([server])
+        h.waitGone(restored)
     }
 }
