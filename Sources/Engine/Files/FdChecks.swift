@@ -24,6 +24,8 @@ enum FdChecks {
         switch terminal(f.stat) {
         case .ptyMaster, .ptySlave:
             break  // Tty checks both ends itself.
+        case .other where Tty.isCttyAlias(f.stat):
+            break  // /dev/tty: Tty's too.
         case .other:
             // With --shell-job restore opens the caller's terminal in its place.
             if !ctx.shellJob { throw refuse("a terminal, which cryo restores only as a shell job's (dump and restore with --shell-job)") }

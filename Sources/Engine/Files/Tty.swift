@@ -17,10 +17,69 @@ enum Tty: FdKind {
 
     static func claims(_ f: OpenFd) -> Bool {
         let t = FdChecks.terminal(f.stat)
-        return t == .ptyMaster || t == .ptySlave
+        return t == .ptyMaster || t == .ptySlave || isCttyAlias(f.stat)
+    }
+
+    /// /dev/tty (5:0): whatever the opener's controlling terminal was.
+    static func isCttyAlias(_ st: stat) -> Bool {
+        st.st_mode & S_IFMT == S_IFCHR && FdChecks.major(UInt64(st.st_rdev)) == 5 && FdChecks.minor(UInt64(st.st_rdev)) == 0
+    }
+
+    /// /dev/tty opened on a pty of the tree that is still the holder's controlling terminal:
+    /// restore opens /dev/tty in the task once that terminal is its session's again (stage 4).
+    static func dumpCttyAlias(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
+        func refuse(_ r: String) -> DumpError { .fdState(pid: f.pid, fd: f.fd, target: f.target, reason: r) }
+        let c = try ctx.copy(of: f)
+        var dev: UInt32 = 0
+        guard ck_ioctl(c, TtyIoctl.getDev, &dev) == 0 else { throw refuse("TIOCGDEV: \(String(cString: strerror(errno)))") }
+        var st = stat()
+        st.st_mode = S_IFCHR
+        st.st_rdev = UInt(dev)
+        let holders = try ctx.ttys.holders(proc: ctx.proc)
+        let index = FdChecks.terminal(st) == .ptySlave ? TtyDumpState.index(ofSlave: st) : nil
+        let ours = index.map { i in holders.masters.contains { $0.key.index == i && !$0.value.isDisjoint(with: ctx.treePids) } } ?? false
+        if !ours {
+            if ctx.shellJob {
+                entry.type = .reg
+                entry.reg = RegularFile.entryFor(path: f.target, id: id, flags: UInt32(bitPattern: f.info.flags), pos: 0, size: nil, mode: f.stat.st_mode)
+                return
+            }
+            throw refuse("/dev/tty on a terminal (\(FdChecks.major(UInt64(dev))):\(FdChecks.minor(UInt64(dev)))) that is not a pty of the tree; dump with --shell-job if it is the shell's")
+        }
+        guard let nr = try? ctx.proc.stat(pid: f.pid).ttyNr, UInt32(bitPattern: nr) == dev else {
+            throw refuse("/dev/tty opened on /dev/pts/\(index!), which is no longer its controlling terminal")
+        }
+        var info = Img_TtyInfoEntry()
+        info.id = ctx.ttys.nextInfoID()
+        info.type = .ctty
+        info.locked = false; info.exclusive = false; info.packetMode = false
+        info.sid = 0; info.pgrp = 0
+        info.rdev = TtyDumpState.encode(UInt64(f.stat.st_rdev))
+        var pty = Img_TtyPtyEntry()
+        pty.index = index!
+        info.pty = pty
+        ctx.ttys.infos.append(info)
+        var reg = Img_FileEntry()
+        reg.type = .reg
+        reg.id = ctx.extraID()
+        reg.reg = RegularFile.entryFor(path: "/dev/tty", id: reg.id, flags: UInt32(O_RDWR), pos: 0, size: nil, mode: f.stat.st_mode)
+        ctx.extraEntries.append(reg)
+        var e = Img_TtyFileEntry()
+        e.id = id
+        e.ttyInfoID = info.id
+        e.flags = UInt32(bitPattern: f.info.flags & ~O_CLOEXEC)
+        e.fown = FdKinds.noOwner
+        e.regfID = reg.id
+        entry.tty = e
+    }
+
+    /// /dev/tty needs its task's controlling terminal, set once every task has its groups.
+    static func restoreStage(_ entry: Img_FileEntry, files: [UInt32: Img_FileEntry]) -> Int {
+        entry.hasTty && entry.tty.hasRegfID && files[entry.tty.regfID]?.reg.name == "/dev/tty" ? PidFd.deferredStage : 0
     }
 
     static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
+        if isCttyAlias(f.stat) { return try dumpCttyAlias(f, id: id, into: &entry, ctx: ctx) }
         let master = FdChecks.terminal(f.stat) == .ptyMaster
         func refuse(_ r: String) -> DumpError { .fdState(pid: f.pid, fd: f.fd, target: f.target, reason: r) }
         let holders = try ctx.ttys.holders(proc: ctx.proc)
@@ -187,9 +246,10 @@ enum Tty: FdKind {
         let t = entry.tty
         func fail(_ r: String) -> RestoreError { .file(pid: ctx.task.pid, id: entry.id, what: name, reason: r) }
         let infos = try ctx.shared.ptys.infos(ctx.images)
-        guard let info = infos[t.ttyInfoID], info.type == .pty, info.hasPty else {
+        guard let info = infos[t.ttyInfoID], info.type == .pty || info.type == .ctty, info.hasPty else {
             throw fail("tty info \(t.ttyInfoID) is not a pty's in tty-info.img")
         }
+        if info.type == .ctty { return try openCttyAlias(entry, ctx: ctx) }
         let pty = try ctx.shared.ptys.pty(index: info.pty.index, ctx: ctx)
         if TtyDumpState.isMaster(rdev: info.rdev) {
             return try ctx.install(pty.master, id: entry.id, what: "pty master of \(pty.slavePath)")
@@ -198,6 +258,27 @@ enum Tty: FdKind {
         guard fd >= 0 else { throw fail("open \(pty.slavePath): \(String(cString: strerror(errno)))") }
         do { try FileFlags.set(fd, t.flags, what: pty.slavePath) } catch { close(fd); throw error }
         return try ctx.install(fd, id: entry.id, what: pty.slavePath)
+    }
+}
+
+extension Tty {
+    /// /dev/tty, opened by the task itself (it names the opener's controlling terminal), then
+    /// taken into cryo so that other tasks holding this description get the same one.
+    static func openCttyAlias(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
+        let t = ctx.task
+        let flags = Int32(bitPattern: entry.tty.flags) & O_ACCMODE | O_NOCTTY
+        let got: Int32
+        do {
+            got = Int32(truncatingIfNeeded: try t.remote.syscall(.open, try t.put(string: "/dev/tty"), UInt64(flags)))
+        } catch {
+            throw RestoreError.file(pid: t.pid, id: entry.id, what: "/dev/tty", reason: "open in the task: \(error)")
+        }
+        let pidfd = try Sys.pidfdOpen(t.pid)
+        defer { close(pidfd) }
+        let mine = try Sys.pidfdGetfd(pidfd: pidfd, fd: got, context: "pid \(t.pid) fd \(got) (/dev/tty)")
+        ctx.objects[entry.id] = mine
+        try FileFlags.set(mine, entry.tty.flags, what: "/dev/tty")
+        return got
     }
 }
 
@@ -210,7 +291,7 @@ enum TtyIoctl {
     static let getPkt: UInt = 0x8004_5438, setPkt: UInt = 0x5420
     static let getExcl: UInt = 0x8004_5440, setExcl: UInt = 0x540c
     static let getSid: UInt = 0x5429, getPgrp: UInt = 0x540f, setPgrp: UInt = 0x5410
-    static let setCtty: UInt = 0x540e, getd: UInt = 0x5424, fionread: UInt = 0x541b
+    static let setCtty: UInt = 0x540e, getd: UInt = 0x5424, fionread: UInt = 0x541b, getDev: UInt = 0x8004_5432
 }
 
 /// A pty: the devpts it lives in (its superblock's device) and its index there.

@@ -1,9 +1,10 @@
 // A pty whose master and slave are both in the tree: the daemon is a session leader with the
 // slave as its controlling terminal, a child's process group is the foreground one, the
 // master is in packet mode and non-blocking, the slave exclusive, with custom termios (raw-ish,
-// 9600 baud, VINTR ^A) and window size. After SIGTERM: same index and slave path, each setting
-// as it was, the session and foreground group, and data written after the restore flows both
-// ways (master -> slave, slave -> master with packet mode's leading TIOCPKT_DATA byte).
+// 9600 baud, VINTR ^A) and window size, and /dev/tty is open. After SIGTERM: same index and
+// slave path, each setting as it was, the session and foreground group, and data written after
+// the restore flows both ways (master -> slave, slave -> master with packet mode's leading
+// TIOCPKT_DATA byte, /dev/tty -> master).
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -78,6 +80,9 @@ int main(int argc, char **argv) {
     if (s < 0) fail("open %s: %m", path);
     if (ioctl(s, TIOCSCTTY, 0)) fail("TIOCSCTTY: %m");
     set_termios(s);
+    // The controlling-terminal alias, which names this pty now.
+    int tty = open("/dev/tty", O_RDWR);
+    if (tty < 0) fail("open /dev/tty: %m");
     if (ioctl(m, TIOCSWINSZ, &want_ws)) fail("TIOCSWINSZ: %m");
     int one = 1;
     if (ioctl(m, TIOCPKT, &one)) fail("TIOCPKT: %m");
@@ -137,6 +142,10 @@ int main(int argc, char **argv) {
     if (write(s, "pong", 4) != 4) fail("write slave: %m");
     memset(buf, 0, sizeof(buf));
     if (read_all(m, buf, 5) != 5 || buf[0] != TIOCPKT_DATA || memcmp(buf + 1, "pong", 4)) fail("master read %02x \"%.4s\", not 00 pong", buf[0], buf + 1);
+    if (fstat(tty, &st) || st.st_rdev != makedev(5, 0)) fail("the /dev/tty fd is another device");
+    if (write(tty, "tty!", 4) != 4) fail("write /dev/tty: %m");
+    memset(buf, 0, sizeof(buf));
+    if (read_all(m, buf, 5) != 5 || buf[0] != TIOCPKT_DATA || memcmp(buf + 1, "tty!", 4)) fail("master read %02x \"%.4s\" for /dev/tty, not 00 tty!", buf[0], buf + 1);
     kill(fg, SIGKILL);
     waitpid(fg, NULL, 0);
     return test_report();
