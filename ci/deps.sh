@@ -11,7 +11,8 @@ need=()
 # iproute2: veth/netns for network tests; nftables: the network lock (nft); python3-protobuf comes with criu.
 # libzstd-dev: compression of checkpoint streams (cryo dump --stream-to --compress).
 # runc and busybox-static: the runc test (a container checkpointed with `runc --criu cryo`).
-for pkg in libcap-dev libseccomp-dev criu iproute2 libzstd-dev nftables runc busybox-static; do
+# tmux: TmuxTests (a tmux server and its panes across a dump and restore, on a private socket).
+for pkg in libcap-dev libseccomp-dev criu iproute2 libzstd-dev nftables runc busybox-static tmux; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -5,19 +5,26 @@ import CKernel
 
 /// State cryo cannot restore yet is refused at dump, naming the fd, and the process runs on.
 extension RestoreErrorsTests {
-    func testPtyMasterIsRefused() throws {
-        // A tmux-like server: it holds a pty master, its pane's terminal.
-        let work = dir + "/pty"
-        let p = try python("""
-            import os, time
-            m, s = os.openpty(); os.close(s)
-            open("ready", "w").write(str(m))
-            time.sleep(30)
-            """, in: work)
-        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
-        let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
-        usleep(200_000)  // from writing "ready" into its sleep
-        try assertDumpFails(p, work: work, saying: ["fd \(fd) (/dev/ptmx)", "pty master"])
+    /// Bytes queued in a pty, either way, are refused: naming the pty, the direction and the
+    /// count (a tty's queues cannot be read without consuming them).
+    func testPtyDataInFlightIsRefused() throws {
+        for (name, write, words) in [("to-master", "os.write(s, b'abc')", ["3 bytes written by its slave", "not read from its master"]),
+                                     ("to-slave", "os.write(m, b'hello\\n')", ["6 bytes written to its master", "not read from the slave"])] {
+            let work = dir + "/pty-" + name
+            let p = try python("""
+                import os, termios, time
+                os.closerange(3, 65536)
+                m, s = os.openpty()
+                t = termios.tcgetattr(s); t[3] &= ~termios.ECHO; termios.tcsetattr(s, termios.TCSANOW, t)
+                \(write)
+                open("ready", "w").write(os.ttyname(s))
+                time.sleep(30)
+                """, in: work)
+            defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+            let slave = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+            usleep(200_000)  // from writing "ready" into its sleep
+            try assertDumpFails(p, work: work, saying: ["pty \(slave):", "data in flight"] + words)
+        }
     }
 
     func testPtySlaveIsRefusedWithoutShellJob() throws {

@@ -1,6 +1,6 @@
 import Glibc
 
-/// What no fd kind carries yet, checked for every fd before its kind dumps it: terminals,
+/// What no fd kind carries yet, checked for every fd before its kind dumps it: terminals other than ptys,
 /// locks on files in flight and F_SETOWN/F_SETSIG owners. Each is refused, naming the fd, rather than restored without it.
 enum FdChecks {
     static func major(_ dev: UInt64) -> UInt64 { ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff) }
@@ -22,9 +22,11 @@ enum FdChecks {
     static func check(_ f: OpenFd, ctx: FileDumpContext) throws {
         func refuse(_ r: String) -> DumpError { .fdState(pid: f.pid, fd: f.fd, target: f.target, reason: r) }
         switch terminal(f.stat) {
-        case .ptyMaster:
-            throw refuse("a pty master (ptmx), which cryo cannot restore yet")
-        case .ptySlave, .other:
+        case .ptyMaster, .ptySlave:
+            break  // Tty checks both ends itself.
+        case .other where Tty.isCttyAlias(f.stat):
+            break  // /dev/tty: Tty's too.
+        case .other:
             // With --shell-job restore opens the caller's terminal in its place.
             if !ctx.shellJob { throw refuse("a terminal, which cryo restores only as a shell job's (dump and restore with --shell-job)") }
         case nil: break

@@ -53,6 +53,8 @@ final class FileDumpContext {
     var shellJob = false
     /// File locks held through the tree's fds (file-lock.img).
     let locks = FileLockDumper()
+    /// The tree's ptys (tty-info.img), and who holds each end.
+    let ttys = TtyDumpState()
     /// Pids as the images name them (the tree's pid namespace).
     var pids = PidMap() { didSet { locks.pids = pids } }
     /// Every pid being dumped: a pipe end held outside them cannot be restored.
@@ -226,6 +228,7 @@ final class FileDumpContext {
         if !fifoData.isEmpty { try images.writeWithPayloads(.fifoData, fifoData) }
         if !skQueues.isEmpty { try images.writeWithPayloads(.skQueues, skQueues) }
         try locks.write(to: images)
+        try ttys.write(to: images, ctx: self)
         for t in tcpStreams { try images.writeWithPayloads(.tcpStream, id: Int(t.ino), [(t.entry, t.bytes)]) }
         if !memfdInodes.isEmpty {
             try images.write(.memfdInode, entries: memfdInodes)

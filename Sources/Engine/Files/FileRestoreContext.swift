@@ -34,6 +34,8 @@ final class RestoredObjects {
     var terminal: String?
     /// file-lock.img: every task takes its own again once its fds are in place.
     var fileLocks: [Img_FileLockEntry] = []
+    /// The ptys made so far (their fds are in `objects` and `keepers`).
+    let ptys = RestoredPtys()
     private var payloadCache: [ImageKind: [(Img_PipeDataEntry, [UInt8])]] = [:]
     private var queueCache: [(Img_SkPacketEntry, [UInt8])]?
 

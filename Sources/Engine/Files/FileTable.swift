@@ -132,7 +132,8 @@ final class FileTable: @unchecked Sendable {
         guard claimed != nil || ghost else { throw refuse(FdKinds.describe(f)) }
         if let k = claimed, !kinds.contains(where: { ObjectIdentifier($0) == ObjectIdentifier(k) }) { throw refuse(k.name) }
         let type = claimed?.type ?? .reg
-        if let same = try sameDescription(f) { return (same, type) }
+        // A kind may write another type than it claims (a shell job's pty slave is a path).
+        if let same = try sameDescription(f) { return (same, entries.first { $0.id == same }?.type ?? type) }
         try FdChecks.check(f, ctx: context)
         let id = nextID; nextID += 1
         var e = Img_FileEntry()
@@ -148,7 +149,7 @@ final class FileTable: @unchecked Sendable {
         }
         entries.append(e)
         described.append((f.pid, f.fd, UInt64(f.stat.st_dev), UInt64(f.stat.st_ino), id))
-        return (id, type)
+        return (id, e.type)
     }
 
     /// The id of a file in flight in the queue of `carrier` (cryo's `fd`, from a peek): the

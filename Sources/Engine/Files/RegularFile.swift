@@ -10,7 +10,9 @@ enum RegularFile: FdKind {
     static func claims(_ f: OpenFd) -> Bool {
         guard f.target.hasPrefix("/") else { return false }
         switch f.stat.st_mode & S_IFMT {
-        case S_IFREG, S_IFDIR, S_IFCHR: return !f.target.hasSuffix(" (deleted)")
+        case S_IFREG, S_IFDIR: return !f.target.hasSuffix(" (deleted)")
+        // Pty ends are Tty's.
+        case S_IFCHR: return !f.target.hasSuffix(" (deleted)") && !Tty.claims(f)
         default: return false
         }
     }

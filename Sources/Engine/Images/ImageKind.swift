@@ -29,6 +29,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
     case utsns
     /// A mount namespace's mounts (CRIU's mountpoints-ID.img).
     case mnts
+    /// Ptys: one entry per end, its termios, window size, index and session (tty-info.img).
+    case ttyInfo
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -68,6 +70,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .ifaddr, .route, .route6: return nil
         case .utsns: return 0x5447_3203
         case .mnts: return 0x5556_3928
+        case .ttyInfo: return 0x5945_3036
         }
     }
 
@@ -116,6 +119,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fileLocks: return "FILE_LOCKS"
         case .utsns: return "UTSNS"
         case .mnts: return "MNTS"
+        case .ttyInfo: return "TTY_INFO"
         }
     }
 
@@ -134,6 +138,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .shmemPagemap: return "pagemap-shmem"
         case .fileLocks: return "file-lock"
         case .mnts: return "mountpoints"
+        case .ttyInfo: return "tty-info"
         default: return rawValue
         }
     }
@@ -142,7 +147,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     public var hasID: Bool {
         switch self {
         case .inventory, .pstree, .files, .regFiles, .remapFpath, .pipesData, .fifoData, .skQueues, .memfdInode: return false
-        case .seccomp, .cgroup, .fileLocks: return false
+        case .seccomp, .cgroup, .fileLocks, .ttyInfo: return false
         default: return true
         }
     }
@@ -194,6 +199,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .ifaddr, .route, .route6: return nil
         case .utsns: return Img_UtsnsEntry.self
         case .mnts: return Img_MntEntry.self
+        case .ttyInfo: return Img_TtyInfoEntry.self
         }
     }
 

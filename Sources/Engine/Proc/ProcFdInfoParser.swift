@@ -61,6 +61,8 @@ public struct ProcFdInfo: Sendable, Equatable {
     public var locks: [ProcFileLock] = []
     /// For a pidfd: the pid it refers to (-1 once that process is reaped).
     public var pidfdPid: Int32?
+    /// For a pty master: the index of its pty (its slave is /dev/pts/INDEX).
+    public var ttyIndex: UInt32?
 
     public init() {}
 
@@ -109,6 +111,7 @@ public enum ProcFdInfoParser {
         case "sigmask": f.signalfdMask = try num(v, radix: 16)
         case "lock": f.locks.append(try ProcLocksParser.parseLine(Substring(v), source: source, number: line))
         case "Pid": f.pidfdPid = try num(v)
+        case "tty-index": f.ttyIndex = try num(v)
         case "tfd":
             let p = pairs(raw)
             f.epollTargets.append(.init(tfd: try num(p["tfd"]), events: try num(p["events"], radix: 16),

@@ -117,6 +117,7 @@ public struct Restorer {
             // /proc, where the objects cryo hands over by path (/proc/CRYO/fd/N) are found.
             try namespaces.restoreContents(root: built.targets[root]![0], images: images)
             try joinGroups(plans, built: built)
+            try restoreTerminals(plans, built: built, transport: transport, shared: shared)
             try restoreDeferredFiles(plans, built: built, transport: transport, shared: shared)
             if lazy != nil {
                 try fills.waitAll()  // no fill may touch memory registered from here on

@@ -407,6 +407,15 @@ public nonisolated struct Img_FileEntry: @unchecked Sendable {
   /// Clears the value of `pipe`. Subsequent reads from it will return its default value.
   public mutating func clearPipe() {_uniqueStorage()._pipe = nil}
 
+  public var tty: Img_TtyFileEntry {
+    get {_storage._tty ?? Img_TtyFileEntry()}
+    set {_uniqueStorage()._tty = newValue}
+  }
+  /// Returns true if `tty` has been explicitly set.
+  public var hasTty: Bool {_storage._tty != nil}
+  /// Clears the value of `tty`. Subsequent reads from it will return its default value.
+  public mutating func clearTty() {_uniqueStorage()._tty = nil}
+
   public var memfd: Img_MemfdFileEntry {
     get {_storage._memfd ?? Img_MemfdFileEntry()}
     set {_uniqueStorage()._memfd = newValue}
@@ -430,6 +439,70 @@ public nonisolated struct Img_FileEntry: @unchecked Sendable {
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// CRIU's tty.proto tty_file_entry (the rest of tty.proto is in tty.proto): one open pty
+/// description; tty_info_id names its TtyInfoEntry in tty-info.img, regf_id a RegFileEntry
+/// holding the path it was opened by.
+public nonisolated struct Img_TtyFileEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var ttyInfoID: UInt32 {
+    get {_ttyInfoID ?? 0}
+    set {_ttyInfoID = newValue}
+  }
+  /// Returns true if `ttyInfoID` has been explicitly set.
+  public var hasTtyInfoID: Bool {self._ttyInfoID != nil}
+  /// Clears the value of `ttyInfoID`. Subsequent reads from it will return its default value.
+  public mutating func clearTtyInfoID() {self._ttyInfoID = nil}
+
+  public var flags: UInt32 {
+    get {_flags ?? 0}
+    set {_flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {self._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {self._flags = nil}
+
+  public var fown: Img_FownEntry {
+    get {_fown ?? Img_FownEntry()}
+    set {_fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {self._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {self._fown = nil}
+
+  public var regfID: UInt32 {
+    get {_regfID ?? 0}
+    set {_regfID = newValue}
+  }
+  /// Returns true if `regfID` has been explicitly set.
+  public var hasRegfID: Bool {self._regfID != nil}
+  /// Clears the value of `regfID`. Subsequent reads from it will return its default value.
+  public mutating func clearRegfID() {self._regfID = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _ttyInfoID: UInt32? = nil
+  fileprivate var _flags: UInt32? = nil
+  fileprivate var _fown: Img_FownEntry? = nil
+  fileprivate var _regfID: UInt32? = nil
 }
 
 /// CRIU 4.x pidfd.proto: a pidfd of a process of the tree, by its pid (nspid).
@@ -2403,7 +2476,7 @@ nonisolated extension Img_FdinfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FileEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}id\0\u{1}reg\0\u{1}isk\0\u{2}\u{4}efd\0\u{1}epfd\0\u{1}sgfd\0\u{2}\u{2}tfd\0\u{1}ify\0\u{2}\u{3}usk\0\u{1}fifo\0\u{1}pipe\0\u{2}\u{2}memfd\0\u{2}\u{2}pidfd\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}id\0\u{1}reg\0\u{1}isk\0\u{2}\u{4}efd\0\u{1}epfd\0\u{1}sgfd\0\u{2}\u{2}tfd\0\u{1}ify\0\u{2}\u{3}usk\0\u{1}fifo\0\u{1}pipe\0\u{1}tty\0\u{1}memfd\0\u{2}\u{2}pidfd\0")
 
   fileprivate class _StorageClass {
     var _type: Img_FdTypes? = nil
@@ -2418,6 +2491,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _usk: Img_UnixSkEntry? = nil
     var _fifo: Img_FifoEntry? = nil
     var _pipe: Img_PipeEntry? = nil
+    var _tty: Img_TtyFileEntry? = nil
     var _memfd: Img_MemfdFileEntry? = nil
     var _pidfd: Img_PidfdEntry? = nil
 
@@ -2442,6 +2516,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _usk = source._usk
       _fifo = source._fifo
       _pipe = source._pipe
+      _tty = source._tty
       _memfd = source._memfd
       _pidfd = source._pidfd
     }
@@ -2468,6 +2543,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if let v = _storage._usk, !v.isInitialized {return false}
       if let v = _storage._fifo, !v.isInitialized {return false}
       if let v = _storage._pipe, !v.isInitialized {return false}
+      if let v = _storage._tty, !v.isInitialized {return false}
       if let v = _storage._memfd, !v.isInitialized {return false}
       if let v = _storage._pidfd, !v.isInitialized {return false}
       return true
@@ -2494,6 +2570,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._usk) }()
         case 17: try { try decoder.decodeSingularMessageField(value: &_storage._fifo) }()
         case 18: try { try decoder.decodeSingularMessageField(value: &_storage._pipe) }()
+        case 19: try { try decoder.decodeSingularMessageField(value: &_storage._tty) }()
         case 20: try { try decoder.decodeSingularMessageField(value: &_storage._memfd) }()
         case 22: try { try decoder.decodeSingularMessageField(value: &_storage._pidfd) }()
         default: break
@@ -2544,6 +2621,9 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       try { if let v = _storage._pipe {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
       } }()
+      try { if let v = _storage._tty {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      } }()
       try { if let v = _storage._memfd {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
       } }()
@@ -2571,12 +2651,76 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._usk != rhs_storage._usk {return false}
         if _storage._fifo != rhs_storage._fifo {return false}
         if _storage._pipe != rhs_storage._pipe {return false}
+        if _storage._tty != rhs_storage._tty {return false}
         if _storage._memfd != rhs_storage._memfd {return false}
         if _storage._pidfd != rhs_storage._pidfd {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_TtyFileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TtyFileEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}tty_info_id\0\u{1}flags\0\u{1}fown\0\u{4}\u{2}regf_id\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._ttyInfoID == nil {return false}
+    if self._flags == nil {return false}
+    if self._fown == nil {return false}
+    if let v = self._fown, !v.isInitialized {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._ttyInfoID) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._fown) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self._regfID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._ttyInfoID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._flags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._fown {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._regfID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_TtyFileEntry, rhs: Img_TtyFileEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._ttyInfoID != rhs._ttyInfoID {return false}
+    if lhs._flags != rhs._flags {return false}
+    if lhs._fown != rhs._fown {return false}
+    if lhs._regfID != rhs._regfID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

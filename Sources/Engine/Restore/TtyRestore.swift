@@ -1,0 +1,42 @@
+import CKernel
+import Glibc
+
+extension Restorer {
+    /// Once every task has its fds and groups: each pty becomes its session's controlling
+    /// terminal again (TIOCSCTTY, injected into the session leader: only it may take one),
+    /// with its foreground group (set by the leader too);
+    /// then a locked pty is locked again, after the tree's slaves were opened.
+    func restoreTerminals(_ plans: [Plan], built: Built, transport: FdTransport, shared: RestoredObjects) throws {
+        for (_, p) in shared.ptys.made.sorted(by: { $0.key < $1.key }) {
+            let info = p.info
+            func fail(_ r: String) -> RestoreError { .file(pid: 0, id: 0, what: "pty \(p.slavePath)", reason: r) }
+            if info.sid != 0 {
+                let sid = Int32(bitPattern: info.sid)
+                guard let plan = plans.first(where: { $0.pid == sid }), !plan.isZombie, let leader = built.targets[sid]?.first else {
+                    throw fail("it is the controlling terminal of session \(sid), whose leader is not a live process of the tree")
+                }
+                let fd = try transport.send(p.keeper, to: leader, what: p.slavePath)
+                do {
+                    try leader.remote.syscall(.ioctl, UInt64(fd), UInt64(TtyIoctl.setCtty), 0)
+                } catch {
+                    throw fail("TIOCSCTTY in session leader \(sid): \(error)")
+                }
+                // Only a process of the session may set its foreground group; pids as it sees them.
+                if info.pgrp != 0 {
+                    var b: [UInt8] = []
+                    b.putU32(info.pgrp)
+                    do {
+                        try leader.remote.syscall(.ioctl, UInt64(fd), UInt64(TtyIoctl.setPgrp), try leader.put(b))
+                    } catch {
+                        throw fail("TIOCSPGRP \(info.pgrp) (foreground group) in session leader \(sid): \(error)")
+                    }
+                }
+                try leader.remote.syscall(.close, UInt64(fd))
+            }
+            if info.locked {
+                var one: Int32 = 1
+                guard ck_ioctl(p.master, TtyIoctl.setPtlck, &one) == 0 else { throw fail("TIOCSPTLCK: \(String(cString: strerror(errno)))") }
+            }
+        }
+    }
+}
