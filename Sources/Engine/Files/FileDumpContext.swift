@@ -20,7 +20,7 @@ final class FileDumpContext {
     var memfdByInode: [UInt64: UInt32] = [:]
     /// tcp-stream images: one established connection each, by socket inode, with cryo's
     /// repair-mode copy it was read through (see settleTcp).
-    var tcpStreams: [(ino: UInt32, entry: Img_TcpStreamEntry, bytes: [UInt8], fd: Int32, what: String)] = []
+    var tcpStreams: [(ino: UInt32, entry: Img_TcpStreamEntry, bytes: [UInt8], fd: Int32, what: String, state: Int32)] = []
     /// cryo's copies of the TCP sockets it put in repair mode, kept until the dump ends: see
     /// finishRepair. Not among `copies`, which close with each task.
     var repaired: [(fd: Int32, what: String, reuseaddr: Bool)] = []
@@ -141,7 +141,7 @@ final class FileDumpContext {
             var moved: [String] = []
             for i in tcpStreams.indices {
                 let t = tcpStreams[i]
-                let (entry, bytes) = try TcpRepair.take(t.fd, what: t.what) {
+                let (entry, bytes) = try TcpRepair.take(t.fd, state: t.state, what: t.what) {
                     .fdState(pid: 0, fd: t.fd, target: t.what, reason: $0)
                 }
                 if !TcpRepair.sameCut(entry, t.entry) {

@@ -27,7 +27,7 @@ final class RestoredObjects {
     /// Established TCP connections rebuilt in repair mode, with the bytes of their send queue
     /// never sent. They stay in repair mode until every task has its files (finishTcp):
     /// a live connection whose peer is not rebuilt yet would be reset by the first segment.
-    var tcpInRepair: [(fd: Int32, unsent: [UInt8], sndbuf: UInt32, opts: Img_SkOptsEntry, what: String)] = []
+    var tcpInRepair: [(fd: Int32, unsent: [UInt8], sndbuf: UInt32, opts: Img_SkOptsEntry, what: String, fins: TcpFins?)] = []
     /// Descriptors cryo opened only to build state (a FIFO kept open so it does not block).
     var keepers: [Int32] = []
     /// With --shell-job: the caller's terminal, which the tree's terminal fds open instead.
@@ -58,6 +58,9 @@ final class RestoredObjects {
     /// Turns the rebuilt connections live: repair off (the kernel sends a window probe), then
     /// the never-sent part of each send queue through a plain send, as the process would have.
     func finishTcp() throws {
+        // The FINs of half-closed connections first, every connection still in repair mode
+        // (the peers' too, so an answer finds its socket).
+        for t in tcpInRepair { if let f = t.fins { try f.restore(t.fd, what: t.what) } }
         for t in tcpInRepair {
             var off: Int32 = 0
             guard setsockopt(t.fd, Int32(IPPROTO_TCP), TcpRepair.repair, &off, 4) == 0 else {

@@ -5,8 +5,8 @@ import Glibc
 /// and established connections through TCP_REPAIR. An established connection is put in repair
 /// mode while dumped and left there until the dump ends (see FileDumpContext.finishRepair):
 /// a killed tree's connections then vanish without a FIN or RST, and a tree left running gets
-/// them back live. Other states (SYN_SENT, FIN_WAIT*, CLOSE_WAIT...) and listeners with
-/// connections not yet accepted are refused.
+/// them back live. Half-closed connections go the same way, their FINs put back by TcpFins.
+/// SYN_SENT, SYN_RECV, TIME_WAIT and listeners with connections not yet accepted are refused.
 enum TcpSocket: FdKind {
     static let name = "TCP socket"
     static let type = Img_FdTypes.inetsk
@@ -32,9 +32,8 @@ enum TcpSocket: FdKind {
         let c = try ctx.copy(of: f)
         guard let info = TcpRepair.info(c) else { throw refuse("TCP_INFO: \(String(cString: strerror(errno)))") }
         let state = info.state
-        switch state {
-        case TcpState.established, TcpState.listen, TcpState.close: break
-        default: throw refuse("TCP state \(TcpState.name(state)), which cryo cannot dump (only unconnected, listening and established sockets)")
+        guard TcpState.connected.contains(state) || state == TcpState.listen || state == TcpState.close else {
+            throw refuse("TCP state \(TcpState.name(state)), which cryo cannot dump (only unconnected, listening, established and half-closed sockets)")
         }
         if state == TcpState.listen && info.listenQueued > 0 {
             throw refuse("listening socket with \(info.listenQueued) connection(s) not yet accepted, which cryo cannot dump")
@@ -69,7 +68,7 @@ enum TcpSocket: FdKind {
             var l = socklen_t(4)
             if getsockopt(c, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v, &l) == 0 { e.v6Only = v != 0 }
         }
-        if state == TcpState.established {
+        if TcpState.connected.contains(state) {
             guard let dst = InetSocket.address(c, peer: true) else { throw refuse("getpeername: \(String(cString: strerror(errno)))") }
             e.dstPort = UInt32(dst.port)
             e.dstAddr = dst.addr
@@ -84,8 +83,8 @@ enum TcpSocket: FdKind {
             }
             let conn = "\(what) \(TcpRepair.describe(src)) -> \(TcpRepair.describe(dst))"
             ctx.repaired.append((fd: r, what: conn, reuseaddr: e.opts.reuseaddr))
-            let (stream, bytes) = try TcpRepair.take(r, what: what, refuse: refuse)
-            ctx.tcpStreams.append((ino: e.ino, entry: stream, bytes: bytes, fd: r, what: conn))
+            let (stream, bytes) = try TcpRepair.take(r, state: state, what: what, refuse: refuse)
+            ctx.tcpStreams.append((ino: e.ino, entry: stream, bytes: bytes, fd: r, what: conn, state: state))
         }
         entry.isk = e
     }
@@ -101,11 +100,11 @@ enum TcpSocket: FdKind {
             throw bad("family \(e.family) type \(e.type) is not TCP")
         }
         let state = Int32(e.state)
-        guard state == TcpState.established || state == TcpState.listen || state == TcpState.close else {
+        guard TcpState.connected.contains(state) || state == TcpState.listen || state == TcpState.close else {
             throw bad("state \(e.state) cannot be restored")
         }
         var stream: (Img_TcpStreamEntry, [UInt8])?
-        if state == TcpState.established {
+        if TcpState.connected.contains(state) {
             let all = try ctx.images.readWithPayloads(.tcpStream, id: Int(e.ino), as: Img_TcpStreamEntry.self) { Int($0.inqLen) + Int($0.outqLen) }
             guard all.count == 1 else { throw bad("\(ctx.images.filePath(.tcpStream, Int(e.ino))) holds \(all.count) entries, not one") }
             guard all[0].0.unsqLen <= all[0].0.outqLen else { throw bad("unsent length \(all[0].0.unsqLen) exceeds send queue \(all[0].0.outqLen)") }
@@ -154,14 +153,21 @@ enum TcpSocket: FdKind {
                 let grow = { (q: UInt32, dumped: UInt32) in Int32(clamping: max(UInt64(dumped / 2), UInt64(q) * 2 + 65536)) }
                 try TcpRepair.setChecked(s, SOL_SOCKET, 32 /* SO_SNDBUFFORCE */, grow(st.outqLen, e.opts.soSndbuf), "SO_SNDBUFFORCE", what)
                 try TcpRepair.setChecked(s, SOL_SOCKET, 33 /* SO_RCVBUFFORCE */, grow(st.inqLen, e.opts.soRcvbuf), "SO_RCVBUFFORCE", what)
-                unsent = try TcpRepair.rebuild(s, st, bytes, family: fam, dstAddr: e.dstAddr, dstPort: e.dstPort, what: what)
+                unsent = try TcpRepair.rebuild(s, st, bytes, state: state, family: fam, dstAddr: e.dstAddr, dstPort: e.dstPort, what: what)
                 if e.opts.soRcvbuf > 0 { try TcpRepair.setChecked(s, SOL_SOCKET, 33 /* SO_RCVBUFFORCE */, Int32(bitPattern: e.opts.soRcvbuf / 2), "SO_RCVBUFFORCE", what) }
             }
             if !e.opts.reuseaddr { try TcpRepair.setChecked(s, SOL_SOCKET, SO_REUSEADDR, 0, "SO_REUSEADDR", what) }
             if e.opts.hasSoBufLock { try TcpRepair.setChecked(s, SOL_SOCKET, SocketOptions.soBufLock, Int32(bitPattern: e.opts.soBufLock), "SO_BUF_LOCK", what) }
             try InetOptions.apply(e, to: s, what: what)
             // Receive side only (checked at dump): a flag, no FIN, so repair mode does not matter.
-            if let how = InetOptions.shutdownHow(e.shutdown), Glibc.shutdown(s, how) != 0 && errno != ENOTCONN {
+            // The FINs of a half-closed connection come back in finishTcp, with the shutdown
+            // they made; only a receive side shut by the program itself is set here.
+            var shut = e.shutdown
+            if state != TcpState.established && TcpState.connected.contains(state) {
+                let rd = shut == .read || shut == .both
+                shut = rd && !TcpState.receivedFin.contains(state) ? .read : .none
+            }
+            if let how = InetOptions.shutdownHow(shut), Glibc.shutdown(s, how) != 0 && errno != ENOTCONN {
                 throw SystemCallError(call: "shutdown(\(how))", errno: errno, context: what)
             }
             try FileFlags.set(s, e.flags, what: what)
@@ -170,7 +176,10 @@ enum TcpSocket: FdKind {
             close(s)
             throw error
         }
-        if stream != nil { ctx.shared.tcpInRepair.append((fd: s, unsent: unsent, sndbuf: e.opts.soSndbuf, opts: e.opts, what: what)) }
+        if let (st, _) = stream {
+            let fin = state == TcpState.established ? nil : TcpFins(state: state, family: fam, local: (e.srcAddr, e.srcPort), peer: (e.dstAddr, e.dstPort), stream: st)
+            ctx.shared.tcpInRepair.append((fd: s, unsent: unsent, sndbuf: e.opts.soSndbuf, opts: e.opts, what: what, fins: fin))
+        }
         return try ctx.install(s, id: entry.id, what: what)
     }
 }
@@ -178,6 +187,16 @@ enum TcpSocket: FdKind {
 /// TCP states as the kernel numbers them (include/net/tcp_states.h).
 enum TcpState {
     static let established: Int32 = 1, close: Int32 = 7, listen: Int32 = 10
+    static let finWait1: Int32 = 4, finWait2: Int32 = 5, closeWait: Int32 = 8, lastAck: Int32 = 9, closing: Int32 = 11
+    /// A connection cryo carries: established, or half or fully closed with its FINs in flight.
+    static let connected: Set<Int32> = [established, finWait1, finWait2, closeWait, lastAck, closing]
+    // Where the FINs are (CRIU's soccr): ours sent first, ours sent after the peer's, ours
+    // acked, the peer's received.
+    static let sentFinFirst: Set<Int32> = [finWait1, finWait2, closing]
+    static let sentFinSecond: Set<Int32> = [lastAck]
+    static let sentFinAcked: Set<Int32> = [finWait2]
+    static let receivedFin: Set<Int32> = [closeWait, lastAck, closing]
+    static func sentFin(_ s: Int32) -> Bool { sentFinFirst.contains(s) || sentFinSecond.contains(s) }
     static let names = ["", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
                         "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"]
     static func name(_ s: Int32) -> String { s > 0 && Int(s) < names.count ? names[Int(s)] : "state \(s)" }
@@ -255,10 +274,12 @@ enum TcpRepair {
 
     /// Reads an established connection already in repair mode: sequence numbers, both
     /// queues (peeked, nothing consumed), negotiated options, window and timestamp.
-    static func take(_ s: Int32, what: String, refuse: (String) -> DumpError) throws -> (Img_TcpStreamEntry, [UInt8]) {
+    static func take(_ s: Int32, state: Int32, what: String, refuse: (String) -> DumpError) throws -> (Img_TcpStreamEntry, [UInt8]) {
         // The peer may have moved it on between the first look and repair mode.
         guard let ti = info(s) else { throw SystemCallError(call: "getsockopt(TCP_INFO)", errno: errno, context: what) }
-        guard ti.state == TcpState.established else { throw refuse("TCP state became \(TcpState.name(ti.state)) while dumped") }
+        guard ti.state == state else { throw refuse("TCP state became \(TcpState.name(ti.state)) while dumped") }
+        // Our FIN, while unacked, counts in both send-queue lengths but holds no byte (soccr).
+        let fin: UInt32 = TcpState.sentFin(state) ? 1 : 0
         func ioc(_ req: UInt, _ name: String) throws -> UInt32 {
             var v: Int32 = 0
             guard ck_ioctl(s, req, &v) == 0 else { throw SystemCallError(call: "ioctl(\(name))", errno: errno, context: what) }
@@ -277,10 +298,14 @@ enum TcpRepair {
         var stable = false
         for attempt in 0..<200 {
             if attempt > 0 { usleep(2000) }
-            let before = (try ioc(siocinq, "SIOCINQ"), try ioc(siocoutq, "SIOCOUTQ"), try ioc(siocoutqnsd, "SIOCOUTQNSD"), try seqOf(recvQueue), try seqOf(sendQueue))
+            func lengths() throws -> (UInt32, UInt32, UInt32, UInt32, UInt32) {
+                let (i, o, u) = (try ioc(siocinq, "SIOCINQ"), try ioc(siocoutq, "SIOCOUTQ"), try ioc(siocoutqnsd, "SIOCOUTQNSD"))
+                return (i, o >= fin ? o - fin : 0, u >= fin ? u - fin : 0, try seqOf(recvQueue), try seqOf(sendQueue))
+            }
+            let before = try lengths()
             inq = try peek(s, Int(before.0), what: what + " receive queue", queue: recvQueue)
             outq = try peek(s, Int(before.1), what: what + " send queue", queue: sendQueue)
-            let after = (try ioc(siocinq, "SIOCINQ"), try ioc(siocoutq, "SIOCOUTQ"), try ioc(siocoutqnsd, "SIOCOUTQNSD"), try seqOf(recvQueue), try seqOf(sendQueue))
+            let after = try lengths()
             if before == after && inq.count == Int(before.0) && outq.count == Int(before.1) {
                 (e.inqLen, e.outqLen, e.unsqLen, e.inqSeq, e.outqSeq) = before
                 stable = true
@@ -291,6 +316,9 @@ enum TcpRepair {
         // as sent without sending it whenever an ACK opened the window.
         _ = set(s, repairQueue, 0 /* TCP_NO_QUEUE */)
         guard stable else { throw refuse("the connection kept changing for 400 ms while dumped (data or ACKs still arriving)") }
+        if TcpState.sentFin(state) && e.unsqLen > 0 {
+            throw refuse("\(TcpState.name(state)) with \(e.unsqLen) bytes never sent ahead of its FIN, which cryo cannot restore")
+        }
         // In repair mode TCP_MAXSEG reports the clamp negotiated at handshake.
         e.mssClamp = try get(s, maxseg, "TCP_MAXSEG", what)
         e.optMask = UInt32(ti.options)
@@ -331,7 +359,7 @@ enum TcpRepair {
     /// sends nothing, options, window, timestamp, the receive queue and the part of the send
     /// queue already sent. Returns the bytes never sent: they go out with a plain send once
     /// repair is off (the peer must know nothing of them yet).
-    static func rebuild(_ s: Int32, _ e: Img_TcpStreamEntry, _ bytes: [UInt8], family: Int32, dstAddr: [UInt32], dstPort: UInt32, what: String) throws -> [UInt8] {
+    static func rebuild(_ s: Int32, _ e: Img_TcpStreamEntry, _ bytes: [UInt8], state: Int32, family: Int32, dstAddr: [UInt32], dstPort: UInt32, what: String) throws -> [UInt8] {
         guard bytes.count == Int(e.inqLen) + Int(e.outqLen) else {
             throw SystemCallError(call: "tcp-stream image has \(bytes.count) bytes, not \(e.inqLen)+\(e.outqLen)", errno: EINVAL, context: what)
         }
@@ -339,9 +367,12 @@ enum TcpRepair {
             guard set(s, repairQueue, q) == 0 else { throw SystemCallError(call: "setsockopt(TCP_REPAIR_QUEUE \(name))", errno: errno, context: what) }
             guard set(s, queueSeq, Int32(bitPattern: v)) == 0 else { throw SystemCallError(call: "setsockopt(TCP_QUEUE_SEQ \(name))", errno: errno, context: what) }
         }
-        // The queues are refilled below, each advancing its sequence by its length.
-        try seq(recvQueue, e.inqSeq &- e.inqLen, "recv")
-        try seq(sendQueue, e.outqSeq &- e.outqLen, "send")
+        // The queues are refilled below, each advancing its sequence by its length. The FINs
+        // of a half-closed connection took a sequence number each; they come back in finishTcp.
+        let inqSeq = TcpState.receivedFin.contains(state) ? e.inqSeq &- 1 : e.inqSeq
+        let outqSeq = TcpState.sentFin(state) ? e.outqSeq &- 1 : e.outqSeq
+        try seq(recvQueue, inqSeq &- e.inqLen, "recv")
+        try seq(sendQueue, outqSeq &- e.outqLen, "send")
         let a = InetSocket.sockaddrBytes(family: family, addr: dstAddr, port: dstPort)
         let rc = a.withUnsafeBytes { connect(s, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
         guard rc == 0 else { throw SystemCallError(call: "connect(\(describe(family, dstAddr, dstPort))) in repair mode", errno: errno, context: what) }
@@ -365,7 +396,9 @@ enum TcpRepair {
         // After the receive queue: the kernel checks rcv_wup against rcv_nxt, which only
         // the refill brings back to where it was.
         if e.hasSndWnd {
-            let w: [UInt32] = [e.sndWl1, e.sndWnd, e.maxWindow, e.rcvWnd, e.rcvWup]
+            // rcv_wup as it stood before the peer's FIN, which finishTcp delivers again.
+            let fin: UInt32 = TcpState.receivedFin.contains(state) ? 1 : 0
+            let w: [UInt32] = [e.sndWl1, e.sndWnd, e.maxWindow, e.rcvWnd &+ fin, e.rcvWup &- fin]
             guard w.withUnsafeBytes({ setsockopt(s, tcpLevel, repairWindow, $0.baseAddress, 20) }) == 0 else {
                 throw SystemCallError(call: "setsockopt(TCP_REPAIR_WINDOW)", errno: errno, context: what)
             }
