@@ -30,8 +30,16 @@ struct RuntimeRestoreOptions: ParsableArguments {
     @Flag(name: .customLong("orphan-pts-master"), help: "Accepted: images of cryo hold no ptys.") var orphanPtsMaster = false
     @Flag(name: .customLong("file-locks"), help: "Accepted: cryo always sets the locks its images hold again (CRIU without it drops them).") var fileLocks = false
     @Flag(name: .customLong("evasive-devices"), help: "Accepted: cryo opens device files by their dumped path only (stricter).") var evasiveDevices = false
+    @Option(name: .customLong("root"), help: "The filesystem a tree that pivoted into a root of its own (a container) comes back on.") var root: String?
+    @Option(name: .customLong("empty-ns"), help: "A namespace the caller sets up itself (net): made empty, with lo up.") var emptyNs: [String] = []
+
+    func validate() throws {
+        for ns in emptyNs where ns != "net" { throw ValidationError("--empty-ns \(ns): only net") }
+    }
 
     func apply(to req: inout RestoreRequest) {
         req.sibling = sibling
+        req.root = root
+        req.emptyNamespaces = emptyNs.contains("net") ? Int32(CloneFlag.newnet) : 0
     }
 }

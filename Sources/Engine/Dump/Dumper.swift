@@ -35,7 +35,8 @@ public struct Dumper {
         var holds: NamespaceHolds?
         do {
             try Fault.check(.afterFreeze)
-            let externals = try Externals(parsing: request.external)
+            var externals = try Externals(parsing: request.external)
+            externals.emptyNamespaces = request.emptyNamespaces
             let namespaces = try NamespaceSet.collect(root: tree.root, processes: tree.processes.map { ($0.pid, $0.threads) }, proc: proc,
                                                       externals: externals.namespaces)
             let pids = try PidMap.read(processes: tree.processes.map { ($0.pid, $0.threads) }, inNewNamespace: namespaces.newKinds.contains(.pid), proc: proc)

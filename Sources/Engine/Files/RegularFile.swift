@@ -42,7 +42,7 @@ enum RegularFile: FdKind {
     static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
         let task = ctx.task
         var r = entry.reg
-        if let t = ctx.shared.terminal, isTerminal(r) { r.name = t }
+        if let t = ctx.shared.terminal, isTerminal(r) { r.name = t } else { r.name = ctx.shared.root + r.name }
         if r.hasSize {
             var st = stat()
             guard stat(r.name, &st) == 0 else { throw RestoreError.fileMissing(path: r.name, errno: errno) }

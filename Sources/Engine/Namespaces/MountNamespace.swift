@@ -1,12 +1,13 @@
 import Foundation
 import Glibc
 
-/// A mount namespace (CRIU's mountpoints-ID.img, one MntEntry per mount). cryo restores the
-/// tree's mount namespace as a copy of its own (what clone3 CLONE_NEWNS gives), made private,
-/// less the mounts of cryo's the tree lacks (unmounted), plus the mounts the tree has that
-/// cryo's namespace lacks. Of those it rebuilds proc (mounted from inside, for the restored pid
-/// namespace); any other is refused, naming mount id and path, as is shared or slave
-/// propagation inside the tree's namespace (the copy is private).
+/// A mount namespace (CRIU's mountpoints-ID.img, one MntEntry per mount). Two shapes:
+/// - the tree's root mount is cryo's (zdtm's ns flavour: a private copy of the host's): the
+///   namespace comes back as a copy of cryo's, made private, less the mounts of cryo's the tree
+///   lacks, plus the proc mounts it added (mounted from inside, for the restored pid
+///   namespace); any other added mount, and shared or slave propagation, is refused by name;
+/// - the tree pivoted into a root of its own (a container): every mount is dumped and rebuilt
+///   under `--root`, then pivoted into (MountTree).
 enum MountNamespace: NamespaceContents {
     static let kind = NamespaceKind.mnt
 
@@ -41,15 +42,50 @@ enum MountNamespace: NamespaceContents {
             case "noatime": f |= 1024
             case "nodiratime": f |= 2048
             case "relatime": f |= 1 << 21
+            case "strictatime": f |= 1 << 24
             default: break
             }
         }
         return f
     }
 
+    /// The root mount of a mountinfo: the one whose parent is not listed.
+    static func rootMount(_ ms: [ProcMount]) -> ProcMount? {
+        let ids = Set(ms.map(\.mountId))
+        return ms.first { !ids.contains($0.parentId) }
+    }
+
+    /// Images of a tree that pivoted into a root of its own (rebuilt by MountTree), not a copy
+    /// of cryo's namespace.
+    static func isOwnTree(id: UInt32, images: ImageDirectory) throws -> Bool {
+        let entries = try images.read(.mnts, id: Int(id), as: Img_MntEntry.self)
+        let ids = Set(entries.map(\.mntID))
+        guard let top = entries.first(where: { !ids.contains($0.parentMntID) }) else { return false }
+        return !Set(try ProcReader().mountinfo(pid: getpid()).map(key)).contains(key(top))
+    }
+
+    static func entry(_ m: ProcMount) -> Img_MntEntry {
+        var e = Img_MntEntry()
+        e.fstype = fstypes[m.fsType] ?? 0
+        e.fsname = m.fsType
+        e.mntID = UInt32(bitPattern: m.mountId)
+        e.parentMntID = UInt32(bitPattern: m.parentId)
+        e.rootDev = dev(m)
+        e.flags = flags(m)
+        e.root = m.root
+        e.mountpoint = m.mountPoint
+        e.source = m.source
+        e.options = m.superOptions
+        return e
+    }
+
     static func dump(id: UInt32, pid: Int32, images: ImageDirectory, proc: ProcReader, externals: Externals) throws {
         let theirs = try proc.mountinfo(pid: pid)
         let ours = Set(try proc.mountinfo(pid: getpid()).map(key))
+        if let top = rootMount(theirs), !ours.contains(key(top)) {
+            try images.write(.mnts, id: Int(id), entries: try MountTree.dump(theirs, pid: pid, images: images, proc: proc, externals: externals))
+            return
+        }
         var entries: [Img_MntEntry] = []
         for m in theirs {
             if m.sharedGroup != nil || m.masterGroup != nil {
@@ -60,18 +96,7 @@ enum MountNamespace: NamespaceContents {
                 throw NamespaceError.unsupported(pid: pid, kind: "mnt", inode: try proc.namespaceInode(pid: pid, kind: "mnt"),
                     reason: "mount \(m.mountId) at \(m.mountPoint) (\(m.fsType) from \(m.source)) cannot be restored yet (only proc is mounted again)")
             }
-            var e = Img_MntEntry()
-            e.fstype = fstypes[m.fsType] ?? 0
-            e.fsname = m.fsType
-            e.mntID = UInt32(bitPattern: m.mountId)
-            e.parentMntID = UInt32(bitPattern: m.parentId)
-            e.rootDev = dev(m)
-            e.flags = flags(m)
-            e.root = m.root
-            e.mountpoint = m.mountPoint
-            e.source = m.source
-            e.options = m.superOptions
-            entries.append(e)
+            entries.append(entry(m))
         }
         try images.write(.mnts, id: Int(id), entries: entries)
     }
@@ -80,6 +105,7 @@ enum MountNamespace: NamespaceContents {
         guard images.exists(.mnts, Int(id)) else {
             throw NamespaceError.restore(kind: "mnt", reason: "no \(ImageKind.mnts.fileName(Int(id)))")
         }
+        if try isOwnTree(id: id, images: images) { return }  // checked as it is built
         let ours = Set(try ProcReader().mountinfo(pid: getpid()).map(key))
         for e in try images.read(.mnts, id: Int(id), as: Img_MntEntry.self) where !ours.contains(key(e)) && e.fsname != "proc" {
             throw NamespaceError.restore(kind: "mnt", reason: "mount \(e.mntID) at \(e.mountpoint) (\(e.fsname) from \(e.source)) is not in cryo's namespace here and cannot be made")
@@ -89,6 +115,7 @@ enum MountNamespace: NamespaceContents {
     /// Injected into the root (in the new mount and pid namespaces): everything private first,
     /// so nothing mounted here reaches cryo's namespace, then each missing mount, parents first.
     static func restore(id: UInt32, root: RestoreTarget, images: ImageDirectory) throws {
+        if try isOwnTree(id: id, images: images) { return }  // built before the tasks
         let r = root.remote
         let ours = Set(try ProcReader().mountinfo(pid: getpid()).map(key))
         let page = try r.syscall(.mmap, 0, 4096, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64(bitPattern: -1), 0)
@@ -116,5 +143,15 @@ enum MountNamespace: NamespaceContents {
                 throw NamespaceError.restore(kind: "mnt", reason: "mount \(e.mntID): proc at \(e.mountpoint): \(error)")
             }
         }
+    }
+}
+
+extension MountNamespace {
+    /// A tree of its own is built right after the root exists, before any file is opened;
+    /// cryo then reaches the tree's files through the root's /proc/PID/root.
+    static func build(id: UInt32, root: RestoreTarget, images: ImageDirectory, request: RestoreRequest) throws -> String? {
+        guard try isOwnTree(id: id, images: images) else { return nil }
+        return try MountTree.build(try images.read(.mnts, id: Int(id), as: Img_MntEntry.self), root: root, images: images,
+                                   rootPath: request.root, externals: try Externals(parsing: request.external).mounts)
     }
 }
