@@ -20,7 +20,6 @@ struct CriuRefusedOptions: ParsableArguments {
     @Option(name: .customLong("lsm-profile"), help: .hidden) var lsmProfile: String?
     @Option(name: .customLong("lsm-mount-context"), help: .hidden) var lsmMountContext: String?
     @Flag(name: .customLong("tls"), help: .hidden) var tls = false
-    @Option(name: .customLong("cgroup-root"), help: .hidden) var cgroupRoot: [String] = []
     @Option(name: .customLong("cgroup-props"), help: .hidden) var cgroupProps: String?
     @Option(name: .customLong("cgroup-props-file"), help: .hidden) var cgroupPropsFile: String?
     @Option(name: .customLong("cgroup-dump-controller"), help: .hidden) var cgroupDumpController: [String] = []
@@ -57,8 +56,8 @@ struct CriuRefusedOptions: ParsableArguments {
             (weakSysctls, "--weak-sysctls", "a sysctl of the tree's network namespace that cannot be set fails the restore, by name"),
             (lsmProfile != nil || lsmMountContext != nil, "--lsm-profile/--lsm-mount-context", "cryo does not restore LSM (AppArmor, SELinux) labels"),
             (tls, "--tls", "cryo's page server, image proxy and cache speak plain TCP on loopback by default; tunnel them (ssh, stunnel) across machines"),
-            (!cgroupRoot.isEmpty || cgroupProps != nil || cgroupPropsFile != nil || !cgroupDumpController.isEmpty || cgroupYard != nil,
-             "--cgroup-root/--cgroup-props/--cgroup-props-file/--cgroup-dump-controller/--cgroup-yard", cgroups),
+            (cgroupProps != nil || cgroupPropsFile != nil || !cgroupDumpController.isEmpty || cgroupYard != nil,
+             "--cgroup-props/--cgroup-props-file/--cgroup-dump-controller/--cgroup-yard", cgroups),
             (!extMountMap.isEmpty || extSharing || extMasters || !skipMnt.isEmpty || !enableFs.isEmpty || mntnsCompat,
              "--ext-mount-map/--enable-external-sharing/--enable-external-masters/--skip-mnt/--enable-fs/--mntns-compat-mode", mounts),
             (!joinNs.isEmpty, "--join-ns", "cryo restores the tree's own namespaces or refuses them at dump; it joins none"),

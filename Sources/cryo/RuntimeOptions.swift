@@ -32,6 +32,7 @@ struct RuntimeRestoreOptions: ParsableArguments {
     @Flag(name: .customLong("evasive-devices"), help: "Accepted: cryo opens device files by their dumped path only (stricter).") var evasiveDevices = false
     @Option(name: .customLong("root"), help: "The filesystem a tree that pivoted into a root of its own (a container) comes back on.") var root: String?
     @Option(name: .customLong("empty-ns"), help: "A namespace the caller sets up itself (net): made empty, with lo up.") var emptyNs: [String] = []
+    @Option(name: .customLong("cgroup-root"), help: "[CONTROLLER:]PATH: taken when the tree's dumped cgroups are at or below PATH (cryo moves no tree to another root).") var cgroupRoot: [String] = []
 
     func validate() throws {
         for ns in emptyNs where ns != "net" { throw ValidationError("--empty-ns \(ns): only net") }
@@ -40,6 +41,7 @@ struct RuntimeRestoreOptions: ParsableArguments {
     func apply(to req: inout RestoreRequest) {
         req.sibling = sibling
         req.root = root
+        req.cgroupRoots = cgroupRoot
         req.emptyNamespaces = emptyNs.contains("net") ? Int32(CloneFlag.newnet) : 0
     }
 }

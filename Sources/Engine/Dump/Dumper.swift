@@ -79,6 +79,7 @@ public struct Dumper {
         switch request.leave {
         case .killed:
             tree.release(killing: true)
+            tree.awaitDeath()
             files.context.finishRepair(connectionsVanish: true)
         case .running:
             files.context.finishRepair(connectionsVanish: false)

@@ -158,6 +158,19 @@ enum MountTree {
 
     // MARK: restore
 
+    /// The path an external mount is bound from. When `path` lies on the mount's own
+    /// filesystem (same device) above the mount's root, the root is kept below it: runc names
+    /// a cgroup v1 hierarchy by its mountpoint, and the container's mount was its own cgroup.
+    static func externalSource(_ e: Img_MntEntry, path: String, host: [ProcMount]) -> String {
+        guard let h = host.filter({ isUnder(path, $0.mountPoint) }).max(by: { $0.mountPoint.count < $1.mountPoint.count }),
+              MountNamespace.dev(h) == e.rootDev else { return path }
+        let rest = sub(path, below: h.mountPoint)
+        let fsPath = h.root == "/" ? (rest.isEmpty ? "/" : rest) : h.root + (rest == "/" ? "" : rest)
+        guard isUnder(e.root, fsPath) else { return path }
+        let below = sub(e.root, below: fsPath)
+        return below == "/" || below.isEmpty ? path : path + below
+    }
+
     /// Builds the tree in `root`'s new mount namespace (a private copy of cryo's, where host
     /// paths still resolve), then pivots into it. Returns how cryo reaches the tree's files.
     static func build(_ entries: [Img_MntEntry], root: RestoreTarget, images: ImageDirectory, rootPath: String?, externals: [String: String]) throws -> String {
@@ -198,7 +211,7 @@ enum MountTree {
             } else if e.extMount {
                 guard let path = externals[e.extKey] else { throw fail(e, "external mount with key \(e.extKey): restore needs --external mnt[\(e.extKey)]:PATH") }
                 guard access(path, F_OK) == 0 else { throw fail(e, "external mount \(e.extKey) maps to \(path), which does not exist") }
-                bind = path
+                bind = externalSource(e, path: path, host: host)
             } else if let src = order.prefix(i).filter({ $0.rootDev == e.rootDev && isUnder(e.root, $0.root) && $0.mntID != top.mntID }).min(by: { $0.root.count < $1.root.count }) {
                 guard let at = placed[src.mntID] else { throw fail(e, "its source mount \(src.mntID) is not made yet") }
                 bind = at + (sub(e.root, below: src.root) == "/" ? "" : sub(e.root, below: src.root))
@@ -216,11 +229,14 @@ enum MountTree {
             } else {
                 let data = e.options.split(separator: ",").filter { $0 != "rw" && $0 != "ro" }.joined(separator: ",")
                 let src = e.source.isEmpty ? e.fsname : e.source
-                try mount(e, src: src, at: target, type: e.fsname, flags: flags, data: data.isEmpty ? nil : data)
-                if e.fsname == "tmpfs", images.store.exists(tmpfsImage(e.rootDev)) {
+                let filled = e.fsname == "tmpfs" && images.store.exists(tmpfsImage(e.rootDev))
+                // A read-only tmpfs is filled first, then made read-only.
+                try mount(e, src: src, at: target, type: e.fsname, flags: filled ? flags & ~1 : flags, data: data.isEmpty ? nil : data)
+                if filled {
                     let tar = try images.store.read(tmpfsImage(e.rootDev))
                     _ = try Tar.run(["--extract", "--gzip", "--numeric-owner", "--preserve-permissions", "--xattrs", "--acls", "--directory", "/proc/\(root.pid)/root" + target, "--file", "-"],
                                     input: tar, what: "tmpfs \(e.mountpoint) (\(tmpfsImage(e.rootDev)))")
+                    if flags & 1 != 0 { try mount(e, src: nil, at: target, type: nil, flags: 0x20 /* MS_REMOUNT */ | flags, data: data.isEmpty ? nil : data) }
                 }
             }
             if e.hasSharedID && (e.sharedID != 0) {

@@ -65,6 +65,16 @@ public final class FrozenTree: @unchecked Sendable {
         seized.removeAll()
     }
 
+    /// After release(killing:): until every process is dead or a zombie (a runtime checks
+    /// right after the dump that its container is gone), for at most `seconds`.
+    public func awaitDeath(seconds: Double = 5) {
+        var left = Int(seconds * 500)
+        let proc = ProcReader()
+        for p in processes where !p.isZombie {
+            while left > 0, let st = try? proc.stat(pid: p.pid), !st.isZombie { usleep(2_000); left -= 1 }
+        }
+    }
+
     deinit { release() }
 
     fileprivate func add(_ p: FrozenProcess) { processes.append(p) }

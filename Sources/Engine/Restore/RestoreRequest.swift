@@ -28,6 +28,8 @@ public struct RestoreRequest: Sendable {
     public var root: String?
     /// CRIU's --empty-ns: namespaces (CLONE_NEWNET) made empty, for the caller to fill.
     public var emptyNamespaces: Int32 = 0
+    /// CRIU's --cgroup-root [CONTROLLER:]PATH, checked against cgroup.img (CgroupRestore).
+    public var cgroupRoots: [String] = []
     public init(imagesDir: String) { self.imagesDir = imagesDir }
 }
 

@@ -61,6 +61,7 @@ public struct Restorer {
         var plans = try load(images)
         let seccomp = try seccompPlan(images, plans: plans)
         let cgroups = try CgroupRestore(images: images, mode: request.manageCgroups)
+        try cgroups?.checkRoots(request.cgroupRoots, sets: Set(plans.compactMap { $0.cores[$0.pid]?.tc.cgSet }))
         log.debug("images of \(plans.count) process(es) loaded and checked")
         var lazy = request.lazyPages ? LazyRegistration() : nil
         try lazy?.split(&plans)
