@@ -31,7 +31,9 @@ final class RuncTests: XCTestCase {
     }
 
     /// rootfs: busybox-static and its applets; config.json from `runc spec` with runc's default
-    /// namespaces (pid, network, ipc, uts, mount), no terminal, a writable root, and no CRIU
+    /// namespaces (pid, network, ipc, uts, mount), no terminal, a writable root, a shell whose
+    /// stdio is the container's /dev/null (runc hands the container its own stdio, here the
+    /// test's log file, which is outside the container's mounts), and no CRIU
     /// configuration file (the org.criu.config annotation set empty, so /etc/criu/runc.conf of
     /// the host does not change what runc asks).
     func makeBundle(busybox: String) throws {
@@ -46,7 +48,7 @@ final class RuncTests: XCTestCase {
         var process = try XCTUnwrap(config["process"] as? [String: Any])
         process["terminal"] = false
         // 8 MB held in the shell's memory: a pre-dump copies it, the final dump should not.
-        process["args"] = ["/bin/sh", "-c", "x=$(head -c 8000000 /dev/zero | tr '\\0' a); i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.1; done"]
+        process["args"] = ["/bin/sh", "-c", "exec </dev/null >/dev/null 2>&1; x=$(head -c 8000000 /dev/zero | tr '\\0' a); i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.1; done"]
         config["process"] = process
         var root = try XCTUnwrap(config["root"] as? [String: Any])
         root["readonly"] = false
@@ -108,7 +110,7 @@ final class RuncTests: XCTestCase {
 
     func restore(_ images: String) throws -> Double {
         let t0 = Date()
-        let (code, out) = try runcCmd(["restore", "-d", "--no-new-keyring", "--image-path", images, id], criu: true)
+        let (code, out) = try runcCmd(["restore", "-d", "--image-path", images, id], criu: true)
         let took = Date().timeIntervalSince(t0)
         if code != 0 { try failure("restore", images: images, log: "restore.log", runcOut: out) }
         return took

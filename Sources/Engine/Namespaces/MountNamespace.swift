@@ -42,10 +42,11 @@ enum MountNamespace: NamespaceContents {
             case "noatime": f |= 1024
             case "nodiratime": f |= 2048
             case "relatime": f |= 1 << 21
-            case "strictatime": f |= 1 << 24
             default: break
             }
         }
+        // mountinfo names relatime and noatime; neither means strictatime.
+        if f & (1024 | (1 << 21)) == 0 { f |= 1 << 24 }
         return f
     }
 
