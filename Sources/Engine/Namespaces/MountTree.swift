@@ -171,59 +171,66 @@ enum MountTree {
         return below == "/" || below.isEmpty ? path : path + below
     }
 
-    /// Builds the tree in `root`'s new mount namespace (a private copy of cryo's, where host
-    /// paths still resolve), then pivots into it. Returns how cryo reaches the tree's files.
-    static func build(_ entries: [Img_MntEntry], root: RestoreTarget, images: ImageDirectory, rootPath: String?, externals: [String: String]) throws -> String {
-        func fail(_ e: Img_MntEntry, _ why: String) -> NamespaceError {
-            NamespaceError.restore(kind: "mnt", reason: "mount \(e.mntID) at \(e.mountpoint) (\(e.fsname) from \(e.source)): \(why)")
+    /// Where a mount comes back from, checked before anything is made: nil for a fresh
+    /// filesystem, else the path bound (in the root's namespace). `earlier`: the entries made
+    /// before it, with the path each is at.
+    static func source(_ e: Img_MntEntry, earlier: [(entry: Img_MntEntry, at: String)], host: [ProcMount], images: ImageDirectory,
+                       externals: [String: String]) throws -> String? {
+        func fail(_ why: String) -> NamespaceError {
+            NamespaceError.restore(kind: "mnt", reason: "mount \(e.mntID) at \(e.mountpoint) (\(e.fsname) from \(e.source)) \(why)")
         }
-        let order = ordered(entries, id: { Int32(bitPattern: $0.mntID) }, parent: { Int32(bitPattern: $0.parentMntID) })
-        guard let top = order.first else { throw NamespaceError.restore(kind: "mnt", reason: "no mounts in the images") }
-        guard let rootPath else {
-            throw fail(top, "the tree's root is not cryo's; give its filesystem with --root PATH (CRIU's)")
+        if e.extMount {
+            guard let path = externals[e.extKey] else { throw fail("is external with key \(e.extKey): restore needs --external mnt[\(e.extKey)]:PATH") }
+            guard access(path, F_OK) == 0 else { throw fail("is external \(e.extKey), mapped to \(path), which does not exist") }
+            return externalSource(e, path: path, host: host)
         }
-        let host = try ProcReader().mountinfo(pid: getpid())
-        let r = root.remote
-        let page = try r.syscall(.mmap, 0, 8192, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64(bitPattern: -1), 0)
-        defer { _ = try? r.syscall(.munmap, page, 8192) }
+        if let src = earlier.filter({ $0.entry.rootDev == e.rootDev && isUnder(e.root, $0.entry.root) }).min(by: { $0.entry.root.count < $1.entry.root.count }) {
+            let below = sub(e.root, below: src.entry.root)
+            return src.at + (below == "/" ? "" : below)
+        }
+        // A tmpfs comes back with its contents only: without them it was not the tree's own.
+        if fresh.contains(e.fsname) && e.root == "/" && (e.fsname != "tmpfs" || images.store.exists(tmpfsImage(e.rootDev))) { return nil }
+        if let h = host.filter({ MountNamespace.dev($0) == e.rootDev && isUnder(e.root, $0.root) }).min(by: { $0.root.count < $1.root.count }) {
+            let below = sub(e.root, below: h.root)
+            return (h.mountPoint == "/" ? "" : h.mountPoint) + (below == "/" ? "" : below)
+        }
+        throw fail("is not in cryo's namespace here and cannot be made")
+    }
+
+    /// Mounts made by syscalls injected into the restored root, inside its mount namespace.
+    final class Maker {
+        let root: RestoreTarget
+        let page: UInt64
+        let images: ImageDirectory
+
+        init(root: RestoreTarget, images: ImageDirectory) throws {
+            self.root = root
+            self.images = images
+            page = try root.remote.syscall(.mmap, 0, 8192, UInt64(PROT_READ | PROT_WRITE), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64(bitPattern: -1), 0)
+        }
+
+        func close() { _ = try? root.remote.syscall(.munmap, page, 8192) }
+
         func put(_ s: String, _ slot: UInt64) throws -> UInt64 {
             guard s.utf8.count < 2000 else { throw NamespaceError.restore(kind: "mnt", reason: "path too long: \(s.prefix(64))...") }
-            try r.writeMemory(Array(s.utf8) + [0], at: page + slot * 2048)
+            try root.remote.writeMemory(Array(s.utf8) + [0], at: page + slot * 2048)
             return page + slot * 2048
         }
+
         func mount(_ e: Img_MntEntry, src: String?, at target: String, type: String?, flags: UInt64, data: String?) throws {
             let s = try src.map { try put($0, 0) } ?? 0, t = try put(target, 1), ty = try type.map { try put($0, 2) } ?? 0
             let d = try data.map { try put($0, 3) } ?? 0
-            do { try r.syscall(.mount, s, t, ty, flags, d) } catch {
-                throw fail(e, "mount(\(src ?? "none"), \(target), \(type ?? "-"), 0x\(String(flags, radix: 16)), \(data ?? "")): \(error)")
+            do { try root.remote.syscall(.mount, s, t, ty, flags, d) } catch {
+                throw NamespaceError.restore(kind: "mnt", reason: "mount \(e.mntID) at \(e.mountpoint) (\(e.fsname) from \(e.source)): mount(\(src ?? "none"), \(target), \(type ?? "-"), 0x\(String(flags, radix: 16)), \(data ?? "")): \(error)")
             }
         }
-        // Nothing made here may reach cryo's namespace.
-        try mount(top, src: nil, at: "/", type: nil, flags: 0x4000 | 0x40000 /* MS_REC|MS_PRIVATE */, data: nil)
-        let base = rootPath.hasSuffix("/") && rootPath != "/" ? String(rootPath.dropLast()) : rootPath
-        var placed: [UInt32: String] = [:]
-        for (i, e) in order.enumerated() {
-            let target = i == 0 ? base : base + (e.mountpoint == "/" ? "" : e.mountpoint)
+
+        /// One mount at `target`: bound from `source`, or made afresh (a tmpfs refilled),
+        /// then its flags and propagation.
+        func make(_ e: Img_MntEntry, at target: String, source: String?) throws {
             let flags = UInt64(e.flags & perMountFlags)
-            let bind: String?
-            if i == 0 {
-                bind = base
-            } else if e.extMount {
-                guard let path = externals[e.extKey] else { throw fail(e, "external mount with key \(e.extKey): restore needs --external mnt[\(e.extKey)]:PATH") }
-                guard access(path, F_OK) == 0 else { throw fail(e, "external mount \(e.extKey) maps to \(path), which does not exist") }
-                bind = externalSource(e, path: path, host: host)
-            } else if let src = order.prefix(i).filter({ $0.rootDev == e.rootDev && isUnder(e.root, $0.root) && $0.mntID != top.mntID }).min(by: { $0.root.count < $1.root.count }) {
-                guard let at = placed[src.mntID] else { throw fail(e, "its source mount \(src.mntID) is not made yet") }
-                bind = at + (sub(e.root, below: src.root) == "/" ? "" : sub(e.root, below: src.root))
-            } else if fresh.contains(e.fsname) && e.root == "/" {
-                bind = nil
-            } else if let h = host.filter({ MountNamespace.dev($0) == e.rootDev && isUnder(e.root, $0.root) }).min(by: { $0.root.count < $1.root.count }) {
-                bind = (h.mountPoint == "/" ? "" : h.mountPoint) + (sub(e.root, below: h.root) == "/" ? "" : sub(e.root, below: h.root))
-            } else {
-                throw fail(e, "its filesystem (device \(e.rootDev >> 20):\(e.rootDev & 0xfffff), root \(e.root)) is not in cryo's namespace here")
-            }
-            if let bind {
-                try mount(e, src: bind, at: target, type: nil, flags: 0x1000 /* MS_BIND */, data: nil)
+            if let source {
+                try mount(e, src: source, at: target, type: nil, flags: 0x1000 /* MS_BIND */, data: nil)
                 // A bind takes its source's flags; the dumped ones are set again.
                 try mount(e, src: nil, at: target, type: nil, flags: 0x1000 | 0x20 /* MS_BIND|MS_REMOUNT */ | flags, data: nil)
             } else {
@@ -239,22 +246,45 @@ enum MountTree {
                     if flags & 1 != 0 { try mount(e, src: nil, at: target, type: nil, flags: 0x20 /* MS_REMOUNT */ | flags, data: data.isEmpty ? nil : data) }
                 }
             }
-            if e.hasSharedID && (e.sharedID != 0) {
+            if e.hasSharedID && e.sharedID != 0 {
                 try mount(e, src: nil, at: target, type: nil, flags: 0x100000 /* MS_SHARED */, data: nil)
             }
             if e.hasMasterID && e.masterID != 0 {
                 try mount(e, src: nil, at: target, type: nil, flags: 0x80000 /* MS_SLAVE */, data: nil)
                 if e.hasSharedID && e.sharedID != 0 { try mount(e, src: nil, at: target, type: nil, flags: 0x100000, data: nil) }
             }
-            placed[e.mntID] = target
+        }
+    }
+
+    /// Builds the tree in `root`'s new mount namespace (a private copy of cryo's, where host
+    /// paths still resolve), then pivots into it. Returns how cryo reaches the tree's files.
+    static func build(_ entries: [Img_MntEntry], root: RestoreTarget, images: ImageDirectory, rootPath: String?, externals: [String: String]) throws -> String {
+        let order = ordered(entries, id: { Int32(bitPattern: $0.mntID) }, parent: { Int32(bitPattern: $0.parentMntID) })
+        guard let top = order.first else { throw NamespaceError.restore(kind: "mnt", reason: "no mounts in the images") }
+        guard let rootPath else {
+            throw NamespaceError.restore(kind: "mnt", reason: "the tree's root mount \(top.mntID) (\(top.fsname) from \(top.source), root \(top.root)) is not cryo's; give its filesystem with --root PATH (CRIU's)")
+        }
+        let host = try ProcReader().mountinfo(pid: getpid())
+        let maker = try Maker(root: root, images: images)
+        defer { maker.close() }
+        // Nothing made here may reach cryo's namespace.
+        try maker.mount(top, src: nil, at: "/", type: nil, flags: 0x4000 | 0x40000 /* MS_REC|MS_PRIVATE */, data: nil)
+        let base = rootPath.hasSuffix("/") && rootPath != "/" ? String(rootPath.dropLast()) : rootPath
+        try maker.make(top, at: base, source: base)
+        var earlier: [(entry: Img_MntEntry, at: String)] = []
+        for e in order.dropFirst() {
+            let target = base + e.mountpoint
+            try maker.make(e, at: target, source: try source(e, earlier: earlier, host: host, images: images, externals: externals))
+            earlier.append((e, target))
         }
         // pivot_root(".", "."): the old root stacks on the new one and is detached.
         do {
-            try r.syscall(.chdir, try put(base, 0))
-            let dot = try put(".", 1)
+            let r = root.remote
+            try r.syscall(.chdir, try maker.put(base, 0))
+            let dot = try maker.put(".", 1)
             try r.syscall(.pivotRoot, dot, dot)
             try r.syscall(.umount2, dot, 2 /* MNT_DETACH */)
-            try r.syscall(.chdir, try put("/", 0))
+            try r.syscall(.chdir, try maker.put("/", 0))
         } catch {
             throw NamespaceError.restore(kind: "mnt", reason: "pivot_root into \(base): \(error)")
         }
