@@ -133,6 +133,22 @@ final class RuncTests: XCTestCase {
         print("runc with cryo: checkpoint \(String(format: "%.3f", tc)) s, restore \(String(format: "%.3f", tr)) s")
     }
 
+    /// cryo's own restore of runc's images, without the external mounts runc would map: refused
+    /// naming the mount and its key, and nothing of the container runs.
+    func testRestoreWithoutTheExternalMountsIsRefused() throws {
+        try start()
+        let images = h.dir + "/ckpt"
+        _ = try checkpoint(images)
+        let saved = count()
+        let (code, out) = try CRHarness.capture(h.bin + "/cryo", ["restore", "-D", images, "-d", "--root", bundle + "/rootfs", "--empty-ns", "net",
+                                                                   "--manage-cgroups=ignore", "-o", h.dir + "/refused.log", "-v4"])
+        let log = (try? String(contentsOfFile: h.dir + "/refused.log", encoding: .utf8)) ?? ""
+        XCTAssertNotEqual(code, 0, out)
+        XCTAssertTrue((out + log).contains("restore needs --external mnt[/sys/fs/cgroup/") || (out + log).contains("restore needs --external mnt["), out + log)
+        usleep(500_000)
+        XCTAssertEqual(count(), saved, "nothing of the refused restore counts on")
+    }
+
     func testCheckpointLeaveRunning() throws {
         try start()
         let images = h.dir + "/ckpt"
