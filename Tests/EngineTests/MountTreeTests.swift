@@ -40,7 +40,7 @@ final class MountTreeTests: XCTestCase {
     }
 
     func testUnknownMountIsRefusedByName() throws {
-        let ms = try ProcMountInfoParser.parse(container, source: "test")
+        let ms = try ProcMountInfoParser.parse(container, source: "test").filter { $0.mountId != 110 }
         XCTAssertThrowsError(try MountTree.classify(ms, host: [], externals: [:], pid: 7, inode: 9)) {
             XCTAssertTrue("\($0)".contains("mount 109 at /sys/fs/cgroup/cpu (cgroup from cgroup, root /t1)"), "\($0)")
             XCTAssertTrue("\($0)".contains("--external mnt[/sys/fs/cgroup/cpu]:KEY"), "\($0)")
