@@ -299,45 +299,9 @@ enum Tar {
         guard let path = candidates.first(where: { p in access(p, X_OK) == 0 }) else {
             throw NamespaceError.restore(kind: "mnt", reason: "\(what): no tar installed")
         }
-        var inName = Array("/tmp/cryo-tar-in-XXXXXX".utf8CString), outName = Array("/tmp/cryo-tar-out-XXXXXX".utf8CString)
-        let inFd = mkstemp(&inName), outFd = mkstemp(&outName)
-        defer {
-            if inFd >= 0 { close(inFd); unlink(String(cString: inName)) }
-            if outFd >= 0 { close(outFd); unlink(String(cString: outName)) }
-        }
-        guard inFd >= 0, outFd >= 0 else { throw SystemCallError(call: "mkstemp", errno: errno, context: what) }
-        if let input {
-            var off = 0
-            while off < input.count {
-                let n = input.withUnsafeBytes { write(inFd, $0.baseAddress! + off, $0.count - off) }
-                guard n > 0 else { throw SystemCallError(call: "write", errno: errno, context: what) }
-                off += n
-            }
-            lseek(inFd, 0, SEEK_SET)
-        }
-        var fa = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&fa)
-        defer { posix_spawn_file_actions_destroy(&fa) }
-        posix_spawn_file_actions_adddup2(&fa, inFd, 0)
-        posix_spawn_file_actions_adddup2(&fa, input == nil ? outFd : 2, 1)
-        ck_spawn_addclosefrom(&fa, 3)
-        let argv = ([path] + args).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &fa, nil, argv, environ)
-        guard rc == 0 else { throw SystemCallError(call: "posix_spawn(tar)", errno: rc, context: what) }
-        var st: Int32 = 0
-        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+        // tar's complaints go to cryo's stderr; its output (an archive on --create) is kept.
+        let (st, out) = try Spawn.run(path, args, input: input ?? [], mergeStderr: false)
         guard st == 0 else { throw NamespaceError.restore(kind: "mnt", reason: "\(what): tar \(args.first ?? "") exited with status \(st)") }
-        guard input == nil else { return [] }
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        lseek(outFd, 0, SEEK_SET)
-        while true {
-            let n = read(outFd, &buf, buf.count)
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
         return out
     }
 }
