@@ -41,6 +41,7 @@ public struct Dumper {
                                                       externals: externals.namespaces)
             let pids = try PidMap.read(processes: tree.processes.map { ($0.pid, $0.threads) }, inNewNamespace: namespaces.newKinds.contains(.pid), proc: proc)
             files.context.pids = pids
+            if namespaces.newKinds.contains(.mnt) { files.context.mountIDs = try MountNamespace.ownTreeMountIDs(pid: tree.root, proc: proc) }
             holds = try namespaces.hold(request: request)
             try RuntimeChecks.dump(request, tree: tree)
             if netLocked { try request.actionHook?(.networkLock, request.pid) }

@@ -65,6 +65,13 @@ enum MountNamespace: NamespaceContents {
         return !Set(try ProcReader().mountinfo(pid: getpid()).map(key)).contains(key(top))
     }
 
+    /// The mount ids of `pid`'s namespace when its root mount is not cryo's (MountTree), else nil.
+    static func ownTreeMountIDs(pid: Int32, proc: ProcReader) throws -> Set<Int32>? {
+        let theirs = try proc.mountinfo(pid: pid)
+        guard let top = rootMount(theirs), !Set(try proc.mountinfo(pid: getpid()).map(key)).contains(key(top)) else { return nil }
+        return Set(theirs.map(\.mountId))
+    }
+
     static func entry(_ m: ProcMount) -> Img_MntEntry {
         var e = Img_MntEntry()
         e.fstype = fstypes[m.fsType] ?? 0
