@@ -149,6 +149,26 @@ final class RuncTests: XCTestCase {
         XCTAssertEqual(count(), saved, "nothing of the refused restore counts on")
     }
 
+    /// The shell keeps runc's stdio (the test's log file, on a mount outside the container):
+    /// refused at dump naming the fd, and the container runs on.
+    func testFileOutsideTheContainerIsRefused() throws {
+        let url = URL(fileURLWithPath: bundle + "/config.json")
+        var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        var process = try XCTUnwrap(config["process"] as? [String: Any])
+        process["args"] = ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.1; done"]
+        config["process"] = process
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted]).write(to: url)
+        try start()
+        let images = h.dir + "/ckpt"
+        let (code, _) = try runcCmd(["checkpoint", "--image-path", images, id], criu: true)
+        XCTAssertNotEqual(code, 0)
+        let log = (try? String(contentsOfFile: images + "/dump.log", encoding: .utf8)) ?? ""
+        XCTAssertTrue(log.contains("fd 1 (") && log.contains("which is not in the tree's own mount tree"), log)
+        XCTAssertTrue(running(), "a refused checkpoint leaves the container running")
+        let c = count()
+        XCTAssertGreaterThan(waitCount(above: c), c, "the container counts on")
+    }
+
     func testCheckpointLeaveRunning() throws {
         try start()
         let images = h.dir + "/ckpt"
