@@ -6,7 +6,7 @@ import Engine
 /// refusal naming the option instead of a checkpoint that lacks it.
 struct RuntimeDumpOptions: ParsableArguments {
     @Option(name: .customLong("freeze-cgroup"), help: "The tree's freezer cgroup: every task in it must be in the tree (cryo freezes with ptrace).") var freezeCgroup: String?
-    @Option(name: .customLong("empty-ns"), help: "A namespace the caller sets up itself (net): the tree must not have its own yet.") var emptyNs: [String] = []
+    @Option(name: .customLong("empty-ns"), help: "A namespace the caller sets up itself (net): its contents are not dumped (restore with --empty-ns net makes it with lo up).") var emptyNs: [String] = []
     @Flag(name: .customLong("tcp-established"), help: "Allow established TCP connections (cryo always dumps them, in repair mode).") var tcpEstablished = false
     @Flag(name: .customLong("orphan-pts-master"), help: "Accepted: cryo dumps no ptys (it refuses them), so no master is ever orphaned.") var orphanPtsMaster = false
     @Flag(name: .customLong("file-locks"), help: "Dump the file locks the tree holds (flock, POSIX, OFD, leases); without it a held lock refuses the dump.") var fileLocks = false
