@@ -15,7 +15,7 @@ let workloadNames: [String] = [
     "seccomp00", "seccomp01", "caps00", "cgroup00",
     "netns00",
     "lock00", "pidfd00",
-    "pty00", "tcp03",
+    "pty00", "tcp03", "mnt00",
 ]
 
 // Per-workload extra libraries, by folder name.

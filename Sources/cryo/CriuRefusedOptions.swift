@@ -19,12 +19,10 @@ struct CriuRefusedOptions: ParsableArguments {
     @Option(name: .customLong("lsm-profile"), help: .hidden) var lsmProfile: String?
     @Option(name: .customLong("lsm-mount-context"), help: .hidden) var lsmMountContext: String?
     @Flag(name: .customLong("tls"), help: .hidden) var tls = false
-    @Option(name: .customLong("cgroup-root"), help: .hidden) var cgroupRoot: [String] = []
     @Option(name: .customLong("cgroup-props"), help: .hidden) var cgroupProps: String?
     @Option(name: .customLong("cgroup-props-file"), help: .hidden) var cgroupPropsFile: String?
     @Option(name: .customLong("cgroup-dump-controller"), help: .hidden) var cgroupDumpController: [String] = []
     @Option(name: .customLong("cgroup-yard"), help: .hidden) var cgroupYard: String?
-    @Option(name: .customLong("root"), help: .hidden) var root: String?
     @Option(name: .customLong("ext-mount-map"), help: .hidden) var extMountMap: [String] = []
     @Flag(name: .customLong("enable-external-sharing"), help: .hidden) var extSharing = false
     @Flag(name: .customLong("enable-external-masters"), help: .hidden) var extMasters = false
@@ -40,7 +38,7 @@ struct CriuRefusedOptions: ParsableArguments {
 
     /// Each CRIU option given, with why cryo refuses it.
     var refusals: [(option: String, reason: String)] {
-        let mounts = "cryo does not restore mount namespaces yet (docs/FIDELITY.md); a tree in one is refused at dump"
+        let mounts = "cryo rebuilds a mount tree from its mounts, their --external mnt[...] names and --root (docs/NAMESPACES.md); it takes no other mount options"
         let cgroups = "cryo puts the tree back in its dumped cgroup paths (--manage-cgroups); it takes no other root, properties or controllers"
         let all: [(Bool, String, String)] = [
             (extUnixSk, "--ext-unix-sk", "a unix socket connected to a process outside the tree is refused at dump, by fd; cryo cannot yet keep it external"),
@@ -56,9 +54,8 @@ struct CriuRefusedOptions: ParsableArguments {
             (weakSysctls, "--weak-sysctls", "a sysctl of the tree's network namespace that cannot be set fails the restore, by name"),
             (lsmProfile != nil || lsmMountContext != nil, "--lsm-profile/--lsm-mount-context", "cryo does not restore LSM (AppArmor, SELinux) labels"),
             (tls, "--tls", "cryo's page server, image proxy and cache speak plain TCP on loopback by default; tunnel them (ssh, stunnel) across machines"),
-            (!cgroupRoot.isEmpty || cgroupProps != nil || cgroupPropsFile != nil || !cgroupDumpController.isEmpty || cgroupYard != nil,
-             "--cgroup-root/--cgroup-props/--cgroup-props-file/--cgroup-dump-controller/--cgroup-yard", cgroups),
-            (root != nil, "--root", mounts),
+            (cgroupProps != nil || cgroupPropsFile != nil || !cgroupDumpController.isEmpty || cgroupYard != nil,
+             "--cgroup-props/--cgroup-props-file/--cgroup-dump-controller/--cgroup-yard", cgroups),
             (!extMountMap.isEmpty || extSharing || extMasters || !skipMnt.isEmpty || !enableFs.isEmpty || mntnsCompat,
              "--ext-mount-map/--enable-external-sharing/--enable-external-masters/--skip-mnt/--enable-fs/--mntns-compat-mode", mounts),
             (!joinNs.isEmpty, "--join-ns", "cryo restores the tree's own namespaces or refuses them at dump; it joins none"),

@@ -6,7 +6,7 @@ import Engine
 /// refusal naming the option instead of a checkpoint that lacks it.
 struct RuntimeDumpOptions: ParsableArguments {
     @Option(name: .customLong("freeze-cgroup"), help: "The tree's freezer cgroup: every task in it must be in the tree (cryo freezes with ptrace).") var freezeCgroup: String?
-    @Option(name: .customLong("empty-ns"), help: "A namespace the caller sets up itself (net): the tree must not have its own yet.") var emptyNs: [String] = []
+    @Option(name: .customLong("empty-ns"), help: "A namespace the caller sets up itself (net): its contents are not dumped (restore with --empty-ns net makes it with lo up).") var emptyNs: [String] = []
     @Flag(name: .customLong("tcp-established"), help: "Allow established TCP connections (cryo always dumps them, in repair mode).") var tcpEstablished = false
     @Flag(name: .customLong("orphan-pts-master"), help: "Accepted: cryo dumps no ptys (it refuses them), so no master is ever orphaned.") var orphanPtsMaster = false
     @Flag(name: .customLong("file-locks"), help: "Dump the file locks the tree holds (flock, POSIX, OFD, leases); without it a held lock refuses the dump.") var fileLocks = false
@@ -32,13 +32,20 @@ struct RuntimeRestoreOptions: ParsableArguments {
     @Flag(name: .customLong("evasive-devices"), help: "Accepted: cryo opens device files by their dumped path only (stricter).") var evasiveDevices = false
     @Option(name: .customLong("inherit-fd"), help: ArgumentHelp("fd[N]:pipe:[INODE]: the tree's pipe that a process outside it shared is cryo's fd N (as CRIU).", valueName: "fd[N]:KEY"))
     var inheritFd: [String] = []
+    @Option(name: .customLong("root"), help: "The filesystem a tree that pivoted into a root of its own (a container) comes back on.") var root: String?
+    @Option(name: .customLong("empty-ns"), help: "A namespace the caller sets up itself (net): made empty, with lo up.") var emptyNs: [String] = []
+    @Option(name: .customLong("cgroup-root"), help: "[CONTROLLER:]PATH: taken when the tree's dumped cgroups are at or below PATH (cryo moves no tree to another root).") var cgroupRoot: [String] = []
 
     func validate() throws {
         do { _ = try InheritedFds(parsing: inheritFd) } catch { throw ValidationError("\(error)") }
+        for ns in emptyNs where ns != "net" { throw ValidationError("--empty-ns \(ns): only net") }
     }
 
     func apply(to req: inout RestoreRequest) throws {
         req.sibling = sibling
         req.inheritedFds = try InheritedFds(parsing: inheritFd)
+        req.root = root
+        req.cgroupRoots = cgroupRoot
+        req.emptyNamespaces = emptyNs.contains("net") ? Int32(CloneFlag.newnet) : 0
     }
 }

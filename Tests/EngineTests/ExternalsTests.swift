@@ -12,11 +12,18 @@ final class ExternalsTests: XCTestCase {
     }
 
     func testOtherKindsAreRefusedByName() {
-        for bad in ["mnt[/x]:/y", "dev[8:1]:/dev/sda1", "unix[12345]", "file[/etc/hosts]:x", "eth0"] {
+        for bad in ["mnt[/x]", "mnt[]:/y", "dev[8:1]:/dev/sda1", "unix[12345]", "file[/etc/hosts]:x", "eth0"] {
             XCTAssertThrowsError(try Externals(parsing: [bad]), bad) {
                 XCTAssertTrue("\($0)".hasPrefix("--external \(bad): cryo knows veth["), "\($0)")
             }
         }
+    }
+
+    /// CRIU's ext_mnt: mountpoint -> key at dump, key -> path at restore; the same words.
+    func testMountsMapOneNameToAnother() throws {
+        let e = try Externals(parsing: ["mnt[/sys/fs/cgroup/cpu]:/sys/fs/cgroup/cpu", "mnt[/proc/keys]:/dev/null", "uts[4026532179]:hostUts"])
+        XCTAssertEqual(e.mounts, ["/sys/fs/cgroup/cpu": "/sys/fs/cgroup/cpu", "/proc/keys": "/dev/null"])
+        XCTAssertEqual(e.namespaces.key(.uts, 4026532179), "hostUts")
     }
 
     func testMisspelledNamespacesAreRefused() {

@@ -131,7 +131,6 @@ final class RPCTests: XCTestCase {
         let cases: [([String], String)] = [
             (["--set", "ext_unix_sk=true"], "ext_unix_sk"),
             (["--set", "tcp_close=true"], "tcp_close"),
-            (["--ext-mnt", "/a:/b"], "ext_mnt"),
             (["--set", "auto_dedup=true"], "auto_dedup"),
             (["--unknown-field", "99"], "field 99"),
         ]

@@ -31,7 +31,9 @@ final class RuncTests: XCTestCase {
     }
 
     /// rootfs: busybox-static and its applets; config.json from `runc spec` with runc's default
-    /// namespaces (pid, network, ipc, uts, mount), no terminal, a writable root, and no CRIU
+    /// namespaces (pid, network, ipc, uts, mount), no terminal, a writable root, a shell whose
+    /// stdio is the container's /dev/null (runc hands the container its own stdio, here the
+    /// test's log file, which is outside the container's mounts), and no CRIU
     /// configuration file (the org.criu.config annotation set empty, so /etc/criu/runc.conf of
     /// the host does not change what runc asks).
     func makeBundle(busybox: String) throws {
@@ -46,7 +48,7 @@ final class RuncTests: XCTestCase {
         var process = try XCTUnwrap(config["process"] as? [String: Any])
         process["terminal"] = false
         // 8 MB held in the shell's memory: a pre-dump copies it, the final dump should not.
-        process["args"] = ["/bin/sh", "-c", "x=$(head -c 8000000 /dev/zero | tr '\\0' a); i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.1; done"]
+        process["args"] = ["/bin/sh", "-c", "exec </dev/null >/dev/null 2>&1; x=$(head -c 8000000 /dev/zero | tr '\\0' a); i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.1; done"]
         config["process"] = process
         var root = try XCTUnwrap(config["root"] as? [String: Any])
         root["readonly"] = false
@@ -108,7 +110,7 @@ final class RuncTests: XCTestCase {
 
     func restore(_ images: String) throws -> Double {
         let t0 = Date()
-        let (code, out) = try runcCmd(["restore", "-d", "--no-new-keyring", "--image-path", images, id], criu: true)
+        let (code, out) = try runcCmd(["restore", "-d", "--image-path", images, id], criu: true)
         let took = Date().timeIntervalSince(t0)
         if code != 0 { try failure("restore", images: images, log: "restore.log", runcOut: out) }
         return took
@@ -129,6 +131,42 @@ final class RuncTests: XCTestCase {
         let after = waitCount(above: saved)
         XCTAssertGreaterThan(after, saved, "the count carries on from \(saved), not from 1")
         print("runc with cryo: checkpoint \(String(format: "%.3f", tc)) s, restore \(String(format: "%.3f", tr)) s")
+    }
+
+    /// cryo's own restore of runc's images, without the external mounts runc would map: refused
+    /// naming the mount and its key, and nothing of the container runs.
+    func testRestoreWithoutTheExternalMountsIsRefused() throws {
+        try start()
+        let images = h.dir + "/ckpt"
+        _ = try checkpoint(images)
+        let saved = count()
+        let (code, out) = try CRHarness.capture(h.bin + "/cryo", ["restore", "-D", images, "-d", "--root", bundle + "/rootfs", "--empty-ns", "net",
+                                                                   "--manage-cgroups=ignore", "-o", h.dir + "/refused.log", "-v4"])
+        let log = (try? String(contentsOfFile: h.dir + "/refused.log", encoding: .utf8)) ?? ""
+        XCTAssertNotEqual(code, 0, out)
+        XCTAssertTrue((out + log).contains("restore needs --external mnt[/sys/fs/cgroup/") || (out + log).contains("restore needs --external mnt["), out + log)
+        usleep(500_000)
+        XCTAssertEqual(count(), saved, "nothing of the refused restore counts on")
+    }
+
+    /// The shell keeps runc's stdio (the test's log file, on a mount outside the container):
+    /// refused at dump naming the fd, and the container runs on.
+    func testFileOutsideTheContainerIsRefused() throws {
+        let url = URL(fileURLWithPath: bundle + "/config.json")
+        var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        var process = try XCTUnwrap(config["process"] as? [String: Any])
+        process["args"] = ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.1; done"]
+        config["process"] = process
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted]).write(to: url)
+        try start()
+        let images = h.dir + "/ckpt"
+        let (code, _) = try runcCmd(["checkpoint", "--image-path", images, id], criu: true)
+        XCTAssertNotEqual(code, 0)
+        let log = (try? String(contentsOfFile: images + "/dump.log", encoding: .utf8)) ?? ""
+        XCTAssertTrue(log.contains("fd 1 (") && log.contains("which is not in the tree's own mount tree"), log)
+        XCTAssertTrue(running(), "a refused checkpoint leaves the container running")
+        let c = count()
+        XCTAssertGreaterThan(waitCount(above: c), c, "the container counts on")
     }
 
     func testCheckpointLeaveRunning() throws {

@@ -122,6 +122,26 @@ public final class CgroupRestore: @unchecked Sendable {
         }
     }
 
+    /// CRIU's --cgroup-root [CONTROLLER:]PATH (runc sends the container's own paths): taken
+    /// when the images' tree already lives at or below PATH for that controller (no controller:
+    /// every one not named); moving a tree to another root is refused, naming the controller.
+    public func checkRoots(_ roots: [String], sets used: Set<UInt32>) throws {
+        var byCtl: [String: String] = [:]
+        for r in roots {
+            guard let colon = r.firstIndex(of: ":") else { byCtl[""] = r; continue }
+            byCtl[String(r[..<colon])] = String(r[r.index(after: colon)...])
+        }
+        for s in entry.sets where used.contains(s.id) {
+            for m in s.ctls {
+                let names = m.name.split(separator: ",").map(String.init)
+                guard let root = names.compactMap({ byCtl[$0] }).first ?? byCtl[m.name] ?? byCtl[""] else { continue }
+                guard root == "/" || m.path == root || m.path.hasPrefix(root + "/") else {
+                    throw SecurityError.cgroup(pid: nil, what: "\(m.name):\(m.path)", reason: "--cgroup-root \(root) would move the tree to another cgroup root, which cryo does not do")
+                }
+            }
+        }
+    }
+
     /// After a failed restore: the directories this restore made go again (their tasks were
     /// killed; a dying task may hold one for a moment).
     public func undo() {

@@ -35,11 +35,13 @@ public struct Dumper {
         var holds: NamespaceHolds?
         do {
             try Fault.check(.afterFreeze)
-            let externals = try Externals(parsing: request.external)
+            var externals = try Externals(parsing: request.external)
+            externals.emptyNamespaces = request.emptyNamespaces
             let namespaces = try NamespaceSet.collect(root: tree.root, processes: tree.processes.map { ($0.pid, $0.threads) }, proc: proc,
                                                       externals: externals.namespaces)
             let pids = try PidMap.read(processes: tree.processes.map { ($0.pid, $0.threads) }, inNewNamespace: namespaces.newKinds.contains(.pid), proc: proc)
             files.context.pids = pids
+            if namespaces.newKinds.contains(.mnt) { files.context.mountIDs = try MountNamespace.ownTreeMountIDs(pid: tree.root, proc: proc) }
             holds = try namespaces.hold(request: request)
             try RuntimeChecks.dump(request, tree: tree)
             if netLocked { try request.actionHook?(.networkLock, request.pid) }
@@ -78,6 +80,7 @@ public struct Dumper {
         switch request.leave {
         case .killed:
             tree.release(killing: true)
+            tree.awaitDeath()
             files.context.finishRepair(connectionsVanish: true)
         case .running:
             files.context.finishRepair(connectionsVanish: false)

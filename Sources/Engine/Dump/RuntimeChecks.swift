@@ -13,10 +13,6 @@ enum RuntimeChecks {
         if emptyNamespaces & ~Int32(CloneFlag.newnet) != 0 {
             throw DumpError.unsupported(pid: tree.root, what: "--empty-ns for namespaces other than net (mask \(String(emptyNamespaces, radix: 16)))")
         }
-        if emptyNamespaces & Int32(CloneFlag.newnet) != 0 && ownNetworkNamespace(tree.root) {
-            // Left empty means: not dumped, made anew on restore for the runtime to fill.
-            throw DumpError.unsupported(pid: tree.root, what: "its own network namespace with --empty-ns net (cryo dumps and restores the namespace's contents; leaving it empty for the caller is not done)")
-        }
     }
 
     /// cryo freezes with ptrace, not with the cgroup freezer, so a task of the cgroup outside

@@ -21,6 +21,10 @@ enum FdChecks {
 
     static func check(_ f: OpenFd, ctx: FileDumpContext) throws {
         func refuse(_ r: String) -> DumpError { .fdState(pid: f.pid, fd: f.fd, target: f.target, reason: r) }
+        // Reopened by path inside the restored tree: the same path elsewhere is another file.
+        if let ids = ctx.mountIDs, f.target.hasPrefix("/"), !f.target.hasPrefix("/memfd:"), !ids.contains(f.info.mntId) {
+            throw refuse("on mount \(f.info.mntId), which is not in the tree's own mount tree (restore would open whatever has that path inside)")
+        }
         switch terminal(f.stat) {
         case .ptyMaster, .ptySlave:
             break  // Tty checks both ends itself.

@@ -51,6 +51,9 @@ final class FileDumpContext {
 
     /// --shell-job: terminals are the shell's, and restore opens the caller's in their place.
     var shellJob = false
+    /// The mount ids of a tree that pivoted into a mount tree of its own: a file on another
+    /// mount is refused. nil: the tree sees cryo's mounts.
+    var mountIDs: Set<Int32>?
     /// File locks held through the tree's fds (file-lock.img).
     let locks = FileLockDumper()
     /// The tree's ptys (tty-info.img), and who holds each end.

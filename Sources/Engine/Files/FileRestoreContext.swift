@@ -9,6 +9,9 @@ final class RestoredObjects {
     /// File id -> cryo's own fd of the object: installing the same file into another task is
     /// sending this fd again.
     var objects: [UInt32: Int32] = [:]
+    /// Where cryo finds the tree's files: "" (its own root) or the root's /proc/PID/root when
+    /// the tree has a mount tree of its own.
+    var root = ""
     /// Pipes by pipe_id: both ends made by one pipe2, one end per file id.
     var pipes: [UInt32: (read: Int32, write: Int32)] = [:]
     /// FIFOs by pipe_id: cryo's read-write fd that keeps each one open while it is rebuilt.

@@ -60,8 +60,14 @@ enum RegularFile: FdKind {
     static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {
         let task = ctx.task
         var r = entry.reg
-        if let t = ctx.shared.terminal, isTerminal(r) { r.name = t }
+        let terminal = ctx.shared.terminal != nil && isTerminal(r)
+        if let t = ctx.shared.terminal, terminal { r.name = t }
         let tmpfile = r.deleted && ctx.shared.ghosts?.tmpfileGhosts[r.name] != nil
+        // A file of a task's /proc (/proc/PID/stat...) is opened through the task's own root,
+        // so it is of the tree's /proc (its pid namespace's), as it was; in a container
+        // every other file through the tree's root.
+        if procPid(r.name) != nil { r.name = "/proc/\(task.pid)/root" + r.name }
+        else if !terminal && !tmpfile { r.name = ctx.shared.root + r.name }
         if r.hasSize && !tmpfile {
             var st = stat()
             guard stat(r.name, &st) == 0 else { throw RestoreError.fileMissing(path: r.name, errno: errno) }
@@ -71,9 +77,6 @@ enum RegularFile: FdKind {
         }
         // O_CREAT/O_TRUNC/O_EXCL were for the original open, never for a restore.
         var flags = Int32(bitPattern: r.flags) & ~(O_CREAT | O_TRUNC | O_EXCL | O_CLOEXEC)
-        // A file of a task's /proc (/proc/PID/stat...), opened through the task's root, so it
-        // is of the tree's own /proc (its pid namespace's), as it was.
-        if procPid(r.name) != nil { r.name = "/proc/\(task.pid)/root" + r.name }
         var fd: Int32
         if tmpfile, let ghosts = ctx.shared.ghosts {
             if ghosts.tmpfiles[r.name] == nil {

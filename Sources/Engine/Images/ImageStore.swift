@@ -135,6 +135,7 @@ public final class LocalImageStore: ImageStore {
     /// Image files only: the folder may hold other things (logs).
     public func discard() {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: location)) ?? []
-        for n in names where n.hasSuffix(".img") || n.hasSuffix(".img.tmp") { unlink(file(n)) }
+        // tmpfs-dev-N.tar.gz: a mount's contents (MountTree), CRIU's name.
+        for n in names where n.hasSuffix(".img") || n.hasSuffix(".img.tmp") || (n.hasPrefix("tmpfs-dev-") && n.hasSuffix(".tar.gz")) { unlink(file(n)) }
     }
 }

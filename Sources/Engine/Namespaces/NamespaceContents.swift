@@ -23,11 +23,16 @@ protocol NamespaceContents {
     /// enters itself (so the objects it makes for the tree, sockets, are inside) builds it here
     /// and returns the hold; the root is then born in it, not cloned into a new one.
     static func enter(id: UInt32, images: ImageDirectory, request: RestoreRequest) throws -> (any NamespaceHold)?
+    /// Restore, right after the root exists and before any task is rebuilt: what must be in
+    /// place before files are opened (a mount tree of the tree's own); returns the path through
+    /// which cryo reaches the tree's files (its root), or nil.
+    static func build(id: UInt32, root: RestoreTarget, images: ImageDirectory, request: RestoreRequest) throws -> String?
 }
 
 extension NamespaceContents {
     static func hold(id: UInt32, pid: Int32, request: DumpRequest) throws -> (any NamespaceHold)? { nil }
     static func enter(id: UInt32, images: ImageDirectory, request: RestoreRequest) throws -> (any NamespaceHold)? { nil }
+    static func build(id: UInt32, root: RestoreTarget, images: ImageDirectory, request: RestoreRequest) throws -> String? { nil }
 }
 
 /// What a kind holds while its tree is dumped or rebuilt.

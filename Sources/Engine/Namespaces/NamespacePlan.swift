@@ -55,6 +55,22 @@ struct NamespacePlan {
         return holds
     }
 
+    /// Right after the root exists: the kinds built before the tasks (a mount tree of the
+    /// tree's own). The path through which cryo reaches the tree's files, or nil (its own).
+    func build(root: RestoreTarget, images: ImageDirectory, request: RestoreRequest) throws -> String? {
+        var prefix: String?
+        for k in kinds {
+            if let p = try NamespaceContentsKinds.of(k)!.build(id: ids.namespaceID(k)!, root: root, images: images, request: request) { prefix = p }
+        }
+        return prefix
+    }
+
+    /// The tree's files are not where cryo sees them: a mount tree of its own is rebuilt.
+    func ownMountTree(images: ImageDirectory) throws -> Bool {
+        guard kinds.contains(.mnt), let id = ids.namespaceID(.mnt) else { return false }
+        return try MountNamespace.isOwnTree(id: id, images: images)
+    }
+
     /// Fills every new namespace, through the root (host pid), before the tree's own state.
     func restoreContents(root: RestoreTarget, images: ImageDirectory) throws {
         for k in kinds { try NamespaceContentsKinds.of(k)!.restore(id: ids.namespaceID(k)!, root: root, images: images) }

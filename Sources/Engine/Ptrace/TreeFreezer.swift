@@ -65,6 +65,23 @@ public final class FrozenTree: @unchecked Sendable {
         seized.removeAll()
     }
 
+    /// After release(killing:): until every process is dead or a zombie (a runtime checks
+    /// right after the dump that its container is gone), for at most `seconds`. A thread that
+    /// died before its detach is still traced by cryo: waited for here, it goes to its parent
+    /// (the init of a pid namespace waits for every task of it before it dies itself).
+    public func awaitDeath(seconds: Double = 5) {
+        var left = Int(seconds * 500)
+        let proc = ProcReader()
+        let tids = processes.filter { !$0.isZombie }.flatMap { [$0.pid] + $0.threads }
+        func reap() {
+            var st: Int32 = 0
+            for t in tids { _ = waitpid(t, &st, __WALL | WNOHANG) }
+        }
+        for p in processes where !p.isZombie {
+            while left > 0, let st = try? proc.stat(pid: p.pid), !st.isZombie { reap(); usleep(2_000); left -= 1 }
+        }
+    }
+
     deinit { release() }
 
     fileprivate func add(_ p: FrozenProcess) { processes.append(p) }

@@ -25,6 +25,13 @@ public struct RestoreRequest: Sendable {
     public var actionHook: ActionHook?
     /// The root becomes a child of cryo's parent (CRIU's --restore-sibling): runc waits for it.
     public var sibling = false
+    /// CRIU's --root: the filesystem the tree's root mount comes back from (a tree that
+    /// pivoted into a root of its own, a container).
+    public var root: String?
+    /// CRIU's --empty-ns: namespaces (CLONE_NEWNET) made empty, for the caller to fill.
+    public var emptyNamespaces: Int32 = 0
+    /// CRIU's --cgroup-root [CONTROLLER:]PATH, checked against cgroup.img (CgroupRestore).
+    public var cgroupRoots: [String] = []
     public init(imagesDir: String) { self.imagesDir = imagesDir }
 }
 

@@ -61,12 +61,18 @@ public struct Restorer {
         var plans = try load(images)
         let seccomp = try seccompPlan(images, plans: plans)
         let cgroups = try CgroupRestore(images: images, mode: request.manageCgroups)
+        try cgroups?.checkRoots(request.cgroupRoots, sets: Set(plans.compactMap { $0.cores[$0.pid]?.tc.cgSet }))
         log.debug("images of \(plans.count) process(es) loaded and checked")
         var lazy = request.lazyPages ? LazyRegistration() : nil
         try lazy?.split(&plans)
         let root = plans[0].pid
         let namespaces = try NamespacePlan.load(images: images, tasks: plans.map { ($0.pid, $0.ids, $0.isZombie) }, externals: try Externals(parsing: request.external))
-        try checkFiles(plans[0].files)
+        // A tree with a mount tree of its own: its files are checked as they are opened, in it.
+        let ownMounts = try namespaces.ownMountTree(images: images)
+        if !ownMounts { try checkFiles(plans[0].files) }
+        if ownMounts, let g = plans[0].files.values.first(where: { $0.hasReg && $0.reg.deleted }) {
+            throw RestoreError.unsupported("the deleted file \(g.reg.name) of a tree with a mount tree of its own")
+        }
         let ghosts = GhostFiles()
         defer { ghosts.removeAll() }
         var files = plans[0].files
@@ -98,6 +104,7 @@ public struct Restorer {
             holds = try namespaces.enter(images: images, request: request)
             try createRoot(plans[0], built: built, plans: plans, namespaces: namespaces, entered: holds!)
             rootHost = built.host[root]!
+            if let r = try namespaces.build(root: built.targets[root]![0], images: images, request: request) { shared.root = r }
             transport.childCreated()
             log.debug("root \(root) created")
             try request.actionHook?(.setupNamespaces, rootHost)

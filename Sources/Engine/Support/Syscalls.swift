@@ -26,7 +26,7 @@ public enum SyscallNumber: Int {
     case ioprioSet = 251, ioprioGet = 252, membarrier = 324
     case flock = 73
     case splice = 275, vmsplice = 278
-    case mount = 165, umount2 = 166
+    case mount = 165, umount2 = 166, pivotRoot = 155
 }
 
 /// Thin wrappers for the raw syscalls cryo itself makes. Each returns the result or throws

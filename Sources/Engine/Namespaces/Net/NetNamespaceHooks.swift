@@ -65,7 +65,13 @@ final class RestoredNetNamespace: NamespaceHold {
         do {
             // Locked before any link is up: nothing answers for sockets not yet rebuilt.
             n.lock = try NetworkLock.lock(nsFD: ns, method: request.networkLock, name: "cryo-restore")
-            try NetNamespaceImages.restore(nsFD: ns, outsideFD: outside, id: id, images: images, externals: externals)
+            if images.exists(.netdev, Int(id)) {
+                try NetNamespaceImages.restore(nsFD: ns, outsideFD: outside, id: id, images: images, externals: externals)
+            } else if request.emptyNamespaces & Int32(CloneFlag.newnet) != 0 {
+                try NetNamespaceImages.restoreEmpty(nsFD: ns)
+            } else {
+                throw NamespaceError.restore(kind: "net", reason: "no \(ImageKind.netdev.fileName(Int(id))): the namespace was dumped with --empty-ns net (restore it with --empty-ns net) or as external")
+            }
         } catch {
             n.leave()
             throw error

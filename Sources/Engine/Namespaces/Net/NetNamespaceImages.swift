@@ -125,6 +125,18 @@ public enum NetNamespaceImages {
 
     /// Rebuilds the namespace `id` of `images` inside `nsFD`, a new namespace holding only lo.
     /// veth peers are made in `outsideFD` (cryo's own namespace), named as `externals` says.
+    /// CRIU's --empty-ns net: nothing of the namespace was dumped; it is made with lo up, for
+    /// the caller (a runtime) to set up the rest.
+    static func restoreEmpty(nsFD: Int32) throws {
+        try NetNs.within(nsFD) {
+            let rt = try RtNetlink()
+            guard let lo = try NetLink.all(rt).first(where: { $0.arphrd == NetLink.arphrdLoopback }) else {
+                throw NetNamespaceError.mismatch(what: "the new namespace has no loopback")
+            }
+            try NetLink.set(rt, index: lo.index, name: lo.name, mtu: nil, address: nil, flags: 0x1, change: 0x1)
+        }
+    }
+
     public static func restore(nsFD: Int32, outsideFD: Int32, id: UInt32, images: ImageDirectory, externals: VethExternals) throws {
         let n = Int(id)
         let devices = try images.read(.netdev, id: n, as: Img_NetDeviceEntry.self)

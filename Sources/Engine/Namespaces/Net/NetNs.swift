@@ -53,38 +53,7 @@ public enum NetNs {
     /// Runs `path args` inside the namespace of `nsFD` (spawned from this thread while it is
     /// there) with `input` on its stdin; returns its exit status and what it printed.
     static func run(_ path: String, _ args: [String], input: String = "", in nsFD: Int32) throws -> (status: Int32, output: String) {
-        var inName = Array("/tmp/cryo-netns-in-XXXXXX".utf8CString), outName = Array("/tmp/cryo-netns-out-XXXXXX".utf8CString)
-        let inFd = mkstemp(&inName), outFd = mkstemp(&outName)
-        defer {
-            if inFd >= 0 { close(inFd); unlink(String(cString: inName)) }
-            if outFd >= 0 { close(outFd); unlink(String(cString: outName)) }
-        }
-        guard inFd >= 0, outFd >= 0 else { throw SystemCallError(call: "mkstemp", errno: errno, context: path) }
-        let bytes = Array(input.utf8)
-        guard bytes.withUnsafeBytes({ write(inFd, $0.baseAddress, $0.count) }) == bytes.count else { throw SystemCallError(call: "write", errno: errno, context: path) }
-        lseek(inFd, 0, SEEK_SET)
-        var fa = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&fa)
-        defer { posix_spawn_file_actions_destroy(&fa) }
-        posix_spawn_file_actions_adddup2(&fa, inFd, 0)
-        posix_spawn_file_actions_adddup2(&fa, outFd, 1)
-        posix_spawn_file_actions_adddup2(&fa, outFd, 2)
-        ck_spawn_addclosefrom(&fa, 3)
-        let argv = ([path] + args).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let r = try within(nsFD) { posix_spawn(&pid, path, &fa, nil, argv, environ) }
-        guard r == 0 else { throw SystemCallError(call: "posix_spawn(\(path))", errno: r) }
-        var st: Int32 = 0
-        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
-        lseek(outFd, 0, SEEK_SET)
-        var out: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(outFd, &buf, buf.count)
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
+        let (st, out) = try Spawn.run(path, args, input: Array(input.utf8)) { spawn in try within(nsFD) { spawn() } }
         return (st, String(decoding: out, as: UTF8.self))
     }
 }
