@@ -216,6 +216,9 @@ public struct ImageDirectory: Sendable {
         try store.open(ImageKind.pages.fileName(id))
     }
 
+    /// A pages file already in memory (ImageStore.mapped), or nil.
+    public func mappedPages(id: Int) -> UnsafeRawBufferPointer? { store.mapped(ImageKind.pages.fileName(id)) }
+
     // MARK: parent chain
 
     /// The previous snapshot, through the `parent` symlink, or nil if there is none.
