@@ -20,7 +20,7 @@ final class MemoryImageStoreTests: XCTestCase {
         let big = pattern(12 << 20 + 777)
         let w = try s.writer("pages-1.img")
         var off = 0
-        // Uneven pieces, through both ways of writing: several mremaps, past the huge-page size.
+        // Uneven pieces, through both ways of writing: several mremaps.
         for (i, n) in [1, 4095, 1 << 20, 3 << 19, 5 << 20, big.count].enumerated() where off < big.count {
             let k = min(n, big.count - off)
             if i % 2 == 0 {

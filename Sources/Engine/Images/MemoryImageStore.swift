@@ -5,9 +5,9 @@ import Glibc
 /// Images held in this process's anonymous memory (the restore side of a stream): nothing
 /// lands on a disk, a stream's reader writes each frame straight into place, and the restore
 /// fills a task's memory from the bytes where they are (`mapped`) instead of reading them back
-/// from a file. Huge pages where the kernel allows them: staging 1 GiB costs 512 faults, not
-/// 262144 (a memfd took as long as writing a tmpfs file). A parent link resolves against
-/// `location`, to a folder.
+/// from a file. (Huge pages were tried: no less CPU than 4 KiB pages for a 1 GiB stream on
+/// this kernel, each 2 MiB page is zeroed before the copy overwrites it.) A parent link
+/// resolves against `location`, to a folder.
 public final class MemoryImageStore: ImageStore, @unchecked Sendable {
     public let location: String
     private let lock = NSLock()
@@ -89,7 +89,6 @@ public final class MemoryImageStore: ImageStore, @unchecked Sendable {
         var base: UnsafeMutableRawPointer?
         var capacity = 0
         var size = 0
-        static let huge = 2 << 20
 
         deinit { if let base { munmap(base, capacity) } }
 
@@ -108,9 +107,6 @@ public final class MemoryImageStore: ImageStore, @unchecked Sendable {
                 guard p != -1 else { throw ImageError.io(file: file, errno: errno, what: "map \(want) bytes of memory for an image") }
                 base = UnsafeMutableRawPointer(bitPattern: p)
                 capacity = want
-                // Small images stay on small pages (a huge one would be mostly empty). Best
-                // effort: transparent_hugepage may be "never".
-                if capacity >= 2 * Region.huge { _ = madvise(base, capacity, 14 /* MADV_HUGEPAGE */) }
             }
             return base! + size
         }
