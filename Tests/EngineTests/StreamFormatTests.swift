@@ -61,7 +61,10 @@ final class StreamFormatTests: XCTestCase {
             want["core-1.img"] = try r.store.read("core-1.img")
             XCTAssertEqual(want["core-1.img"]!.count, 5)
             XCTAssertEqual(Set(try r.store.names()), Set(want.keys))
-            for (n, b) in want { XCTAssertEqual(try r.store.read(n), b, n) }
+            for (n, b) in want {
+                XCTAssertEqual(try r.store.read(n), b, n)
+                XCTAssertEqual(r.store.mapped(n).map { Array($0) }, b, n)
+            }
             let (fd, size) = try r.store.open("pages-1.img")
             close(fd)
             XCTAssertEqual(size, want["pages-1.img"]!.count)

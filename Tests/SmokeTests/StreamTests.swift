@@ -67,6 +67,37 @@ final class StreamTests: XCTestCase {
         XCTAssertEqual(kill(pid, 0), 0)
     }
 
+    /// Cut inside a payload of the pages image, halfway through its frames: refused naming the
+    /// image, nothing restored (the restore creates processes only after the commit frame).
+    func testStreamCutInsideThePages() throws {
+        let pid = try h.start("bigheap00")
+        defer { _ = try? h.stop(pid, name: "bigheap00") }
+        let good = h.dir + "/good.cryo"
+        let (code, out) = try h.cryo(["dump", "-t", "\(pid)", "-R", "--stream-to", good])
+        XCTAssertEqual(code, 0, out)
+        let b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: good)))
+        var at = StreamFormat.streamHeaderSize
+        var pageFrames: [(at: Int, name: String, stored: Int)] = []
+        while at + StreamFormat.frameHeaderSize <= b.count {
+            let nameLen = Int(b[at + 4]) | Int(b[at + 5]) << 8
+            let stored = Int(b[at + 8]) | Int(b[at + 9]) << 8 | Int(b[at + 10]) << 16 | Int(b[at + 11]) << 24
+            let name = String(decoding: b[(at + StreamFormat.frameHeaderSize)..<(at + StreamFormat.frameHeaderSize + nameLen)], as: UTF8.self)
+            if b[at + 2] == StreamFormat.FrameType.data.rawValue && name.hasPrefix("pages-") { pageFrames.append((at, name, stored)) }
+            at += StreamFormat.frameHeaderSize + nameLen + stored
+        }
+        XCTAssertGreaterThan(pageFrames.count, 2, "bigheap00's pages should span several frames")
+        let mid = pageFrames[pageFrames.count / 2]
+        let cut = mid.at + StreamFormat.frameHeaderSize + mid.name.utf8.count + mid.stored / 2
+        let bad = h.dir + "/cut.cryo"
+        FileManager.default.createFile(atPath: bad, contents: Data(b[0..<cut]))
+        let (rc, rout) = try h.cryo(["restore", "--stream-from", bad, "-D", h.dir, "-d", "--pidfile", h.dir + "/restored.pid"])
+        XCTAssertEqual(rc, 1, rout)
+        XCTAssertTrue(rout.contains("stream truncated at byte"), rout)
+        XCTAssertTrue(rout.contains("(image \(mid.name))"), rout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.dir + "/restored.pid"))
+        XCTAssertEqual(kill(pid, 0), 0)
+    }
+
     func testTruncatedStream() throws {
         try damagedStream({ Array($0.prefix($0.count * 2 / 3)) }, expect: "stream truncated at byte")
     }

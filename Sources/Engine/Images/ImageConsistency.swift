@@ -59,11 +59,11 @@ extension ImageDirectory {
             if needsParent == nil, let e = map.entries.first(where: { $0.flags.contains(.parent) }) {
                 needsParent = (map.file, e.frameOffset)
             }
-            let pages = try pagesReader(id: map.pagesID)
-            pages.close()
-            guard pages.size == map.dataBytes else {
-                throw ImageError.inconsistent(file: pages.file, offset: min(pages.size, map.dataBytes),
-                                              reason: "\(map.file) lists \(map.dataBytes / imagePageSize) pages (\(map.dataBytes) bytes), the file has \(pages.size)")
+            let pagesSize = try self.pagesSize(id: map.pagesID)
+            guard pagesSize == map.dataBytes else {
+                let file = filePath(.pages, Int(map.pagesID))
+                throw ImageError.inconsistent(file: file, offset: min(pagesSize, map.dataBytes),
+                                              reason: "\(map.file) lists \(map.dataBytes / imagePageSize) pages (\(map.dataBytes) bytes), the file has \(pagesSize)")
             }
 
             if exists(.ids, pid) {

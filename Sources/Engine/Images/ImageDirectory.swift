@@ -216,6 +216,17 @@ public struct ImageDirectory: Sendable {
         try store.open(ImageKind.pages.fileName(id))
     }
 
+    /// The size of pages-`id`.img, without copying an image held in memory.
+    public func pagesSize(id: UInt32) throws -> Int {
+        if let m = mappedPages(id: Int(id)) { return m.count }
+        let (fd, size) = try openPagesFile(id: Int(id))
+        close(fd)
+        return size
+    }
+
+    /// A pages file already in memory (ImageStore.mapped), or nil.
+    public func mappedPages(id: Int) -> UnsafeRawBufferPointer? { store.mapped(ImageKind.pages.fileName(id)) }
+
     // MARK: parent chain
 
     /// The previous snapshot, through the `parent` symlink, or nil if there is none.

@@ -26,6 +26,9 @@ public protocol ImageStore: AnyObject, Sendable {
     /// An image for random reads (pages, ghost files): a file descriptor the caller closes,
     /// and the image's size. A store without files may hand out a memfd.
     func open(_ name: String) throws -> (fd: Int32, size: Int)
+    /// The image's bytes where they already are in this process's memory (a stream staged
+    /// them there), for readers that can use them in place; nil when the store has files.
+    func mapped(_ name: String) -> UnsafeRawBufferPointer?
     /// A new image, written front to back; it appears under `name` when the writer finishes.
     func create(_ name: String) throws -> ImageWriter
     /// The previous snapshot of an incremental chain, or nil when there is none.
@@ -51,6 +54,8 @@ extension ImageWriter {
 }
 
 extension ImageStore {
+    public func mapped(_ name: String) -> UnsafeRawBufferPointer? { nil }
+
     /// A whole image in one go.
     public func write(_ name: String, _ bytes: [UInt8]) throws {
         let w = try create(name)

@@ -28,19 +28,22 @@ struct PageFiller {
     /// Each segment's bytes come from the newest snapshot holding them. Segments are in
     /// address order; every file is read sequentially within itself.
     func fill(from sources: PageSources) throws {
+        if let direct = inMemory(sources) { return try writeDirect(direct) }
         // Chunks of at most one buffer: (target runs, file reads).
-        struct Read { var fd: Int32; var file: String; var offset: Int; var bytes: Int }
+        struct Read { var fd: Int32; var file: String; var offset: Int; var bytes: Int; var mem: UnsafeRawPointer? }
         var chunks: [(runs: [PageRun], reads: [Read], bytes: Int)] = []
         var cur: (runs: [PageRun], reads: [Read], bytes: Int) = ([], [], 0)
         for s in sources.segments {
-            guard let (fd, file) = sources.fd(for: s), let src = s.source else { continue }
+            // A stream's final dump on folders of pre-dumps: some files, some memory.
+            let mem = sources.bytes(for: s)
+            guard let src = s.source, let (fd, file) = sources.fd(for: s) ?? mem.map({ _ in (-1, src.directory.filePath(.pages, Int(src.pagesID))) }) else { continue }
             var start = s.vaddr
             var fileOffset = src.offset
             var left = s.byteCount
             while left > 0 {
                 let take = min(buffers.size - cur.bytes, left)
                 cur.runs.append(PageRun(start: start, end: start + UInt64(take)))
-                cur.reads.append(Read(fd: fd, file: file, offset: fileOffset, bytes: take))
+                cur.reads.append(Read(fd: fd, file: file, offset: fileOffset, bytes: take, mem: mem.map { $0 + (fileOffset - src.offset) }))
                 cur.bytes += take
                 start += UInt64(take); fileOffset += take; left -= take
                 if cur.bytes == buffers.size { chunks.append(cur); cur = ([], [], 0) }
@@ -71,6 +74,7 @@ struct PageFiller {
                 var at = 0
                 do {
                     for r in c.reads {
+                        if let m = r.mem { memcpy(bufs[i % 2] + at, m, r.bytes); at += r.bytes; continue }
                         var done = 0
                         while done < r.bytes {
                             let n = pread(r.fd, bufs[i % 2] + at + done, r.bytes - done, off_t(r.offset + done))
@@ -87,6 +91,45 @@ struct PageFiller {
         st.free.wait(); st.free.wait()  // the writer has finished both buffers
         st.free.signal(); st.free.signal()  // libdispatch traps on freeing a semaphore below its start value
         if let e = readError ?? st.error { throw e }
+    }
+
+    /// Every page in this process's memory already (a stream's images): (where, target run)
+    /// pairs, or nil when some come from files.
+    func inMemory(_ sources: PageSources) -> [(UnsafeRawPointer, PageRun)]? {
+        var out: [(UnsafeRawPointer, PageRun)] = []
+        for s in sources.segments where s.source != nil {
+            if let b = sources.bytes(for: s) {
+                // Pieces of at most 256 MiB, so a call stays below MAX_RW_COUNT (2 GiB - 4 KiB).
+                var off = 0
+                while off < s.byteCount {
+                    let k = min(256 << 20, s.byteCount - off)
+                    out.append((b + off, PageRun(start: s.vaddr + UInt64(off), end: s.vaddr + UInt64(off + k))))
+                    off += k
+                }
+            } else if sources.fd(for: s) != nil {
+                return nil
+            }
+        }
+        return out
+    }
+
+    /// process_vm_writev straight from where the pages are: no buffer, no second copy.
+    func writeDirect(_ pairs: [(UnsafeRawPointer, PageRun)]) throws {
+        var idx = 0
+        while idx < pairs.count {
+            var n = 0, want = 0
+            while idx + n < pairs.count && n < 1024 && want < (1 << 30) { want += Int(pairs[idx + n].1.length); n += 1 }
+            let local = pairs[idx..<(idx + n)].map { iovec(iov_base: UnsafeMutableRawPointer(mutating: $0.0), iov_len: Int($0.1.length)) }
+            let remote = pairs[idx..<(idx + n)].map { iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt($0.1.start)), iov_len: Int($0.1.length)) }
+            let got = local.withUnsafeBufferPointer { lp in remote.withUnsafeBufferPointer { rp in
+                ck_syscall6(SyscallNumber.processVmWritev.rawValue, Int(pid), Int(bitPattern: lp.baseAddress!), n,
+                            Int(bitPattern: rp.baseAddress!), n, 0)
+            } }
+            guard got == want else {
+                throw RestoreError.layout(pid: pid, reason: "filling memory near 0x\(String(pairs[idx].1.start, radix: 16)): wrote \(got) of \(want) bytes (errno \(ck_errno()))")
+            }
+            idx += n
+        }
     }
 
     /// process_vm_writev of `runs` (in order) from `buf`, up to IOV_MAX ranges per call.

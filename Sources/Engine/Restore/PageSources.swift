@@ -10,6 +10,8 @@ final class PageSources {
     var segments: [PageSegment]
     /// pages file path -> open fd
     private var fds: [String: Int32] = [:]
+    /// pages file path -> its bytes, when the store holds them in memory (a stream)
+    private var memory: [String: UnsafeRawPointer] = [:]
 
     init(images: ImageDirectory, pid: Int, lazy: Bool = false) throws {
         let segments = try images.resolvePages(pid: pid)
@@ -29,10 +31,15 @@ final class PageSources {
                     throw RestoreError.unsupported("lazy pages at 0x\(String(s.vaddr, radix: 16)) (no lazy-pages server)")
                 }
                 let file = src.directory.filePath(.pages, Int(src.pagesID))
-                if fds[file] == nil {
-                    let (fd, size) = try src.directory.openPagesFile(id: Int(src.pagesID))
-                    fds[file] = fd
-                    sizes[file] = size
+                if sizes[file] == nil {
+                    if let m = src.directory.mappedPages(id: Int(src.pagesID)) {
+                        if let b = m.baseAddress { memory[file] = b }
+                        sizes[file] = m.count
+                    } else {
+                        let (fd, size) = try src.directory.openPagesFile(id: Int(src.pagesID))
+                        fds[file] = fd
+                        sizes[file] = size
+                    }
                 }
                 let (end, overflow) = src.offset.addingReportingOverflow(s.byteCount)
                 guard !overflow, end <= sizes[file]! else {
@@ -50,6 +57,12 @@ final class PageSources {
         guard let src = s.source else { return nil }
         let file = src.directory.filePath(.pages, Int(src.pagesID))
         return fds[file].map { ($0, file) }
+    }
+
+    /// Where the segment's bytes are when its pages file is in memory.
+    func bytes(for s: PageSegment) -> UnsafeRawPointer? {
+        guard let src = s.source, let b = memory[src.directory.filePath(.pages, Int(src.pagesID))] else { return nil }
+        return b + src.offset
     }
 
     var bytes: Int { segments.reduce(0) { $0 + $1.byteCount } }

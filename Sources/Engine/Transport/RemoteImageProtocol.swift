@@ -112,6 +112,12 @@ public struct RemoteFrame: Equatable, Sendable {
         return (try body(h, Array(b[headerSize..<headerSize + h.rest])), headerSize + h.rest)
     }
 
+    static func body(_ h: Header, ids: [UInt8], payload: [UInt8]) throws -> RemoteFrame {
+        let snap = try checkID(ids[0..<h.snapshotLength], what: "snapshot id")
+        let name = h.nameLength == 0 ? "" : try checkID(ids[h.snapshotLength..<h.snapshotLength + h.nameLength], what: h.kind == .begin ? "parent snapshot id" : "image name")
+        return RemoteFrame(h.kind, snapshot: snap, name: name, payload: payload)
+    }
+
     static func body(_ h: Header, _ rest: [UInt8]) throws -> RemoteFrame {
         let snap = try checkID(rest[0..<h.snapshotLength], what: "snapshot id")
         let name = h.nameLength == 0 ? "" : try checkID(rest[h.snapshotLength..<h.snapshotLength + h.nameLength], what: h.kind == .begin ? "parent snapshot id" : "image name")
@@ -157,12 +163,21 @@ public struct RemoteConnection {
         guard got == head.count else { throw TransportError(peer: peer, "connection closed inside a frame header") }
         let h: RemoteFrame.Header
         do { h = try RemoteFrame.parse(header: head) } catch { throw TransportError(peer: peer, "\(error)") }
-        var rest = [UInt8](repeating: 0, count: h.rest)
-        if h.rest > 0 {
-            let n = try rest.withUnsafeMutableBytes { try TCP.readFull(fd, $0.baseAddress!, $0.count) }
-            guard n == h.rest else { throw TransportError(peer: peer, "connection closed inside a \(h.kind) frame (\(n) of \(h.rest) bytes)") }
+        // Ids first, then the payload straight into its own array: a data frame is copied once
+        // from the socket, never zero-filled or sliced again (each hop moves 4 MiB frames).
+        var ids = [UInt8](repeating: 0, count: h.snapshotLength + h.nameLength)
+        let n = try ids.withUnsafeMutableBytes { try TCP.readFull(fd, $0.baseAddress!, $0.count) }
+        guard n == ids.count else { throw TransportError(peer: peer, "connection closed inside a \(h.kind) frame (\(n) of \(h.rest) bytes)") }
+        var short = -1
+        let payload = try [UInt8](unsafeUninitializedCapacity: h.length) { buf, count in
+            count = 0
+            guard h.length > 0 else { return }
+            let got = try TCP.readFull(fd, buf.baseAddress!, h.length)
+            if got != h.length { short = got; return }
+            count = h.length
         }
-        do { return try RemoteFrame.body(h, rest) } catch { throw TransportError(peer: peer, "\(error)") }
+        guard short < 0 else { throw TransportError(peer: peer, "connection closed inside a \(h.kind) frame (\(ids.count + short) of \(h.rest) bytes)") }
+        do { return try RemoteFrame.body(h, ids: ids, payload: payload) } catch { throw TransportError(peer: peer, "\(error)") }
     }
 
     /// The next frame, which the peer must send.
@@ -171,13 +186,16 @@ public struct RemoteConnection {
         return f
     }
 
-    public func write(_ f: RemoteFrame) throws { try TCP.writeFull(fd, f.encode()) }
+    /// A data frame goes out from its payload as it is (no copy into one buffer).
+    public func write(_ f: RemoteFrame) throws {
+        guard f.kind == .data, !f.payload.isEmpty else { return try TCP.writeFull(fd, f.encode()) }
+        try f.payload.withUnsafeBytes { try writeData(snapshot: f.snapshot, name: f.name, $0) }
+    }
 
     /// A data frame straight from the caller's buffer (at most maxChunk bytes).
     public func writeData(snapshot: String, name: String, _ bytes: UnsafeRawBufferPointer) throws {
         let head = RemoteFrame.encodeHead(.data, snapshot: snapshot, name: name, length: bytes.count)
-        try TCP.writeFull(fd, head)
-        try TCP.writeFull(fd, bytes.baseAddress!, bytes.count)
+        try head.withUnsafeBytes { try TCP.writeFull(fd, $0, bytes) }
     }
 
     /// Sends `f` and returns the answer; an error frame becomes a thrown error.

@@ -43,6 +43,29 @@ public final class RemoteSnapshotStore: ImageStore, @unchecked Sendable {
     let source: RemoteImageSource
     let images: Set<String>
     public var location: String { "remote:" + snapshot }
+    private let lock = NSLock()
+    /// Pages images mapped from the cache's memfds, for the restore to fill from in place.
+    private var maps: [String: UnsafeRawBufferPointer] = [:]
+
+    deinit { for m in maps.values where m.count > 0 { munmap(UnsafeMutableRawPointer(mutating: m.baseAddress), m.count) } }
+
+    /// A pages image, read-only from the cache's sealed memfd (no copy); nil for other
+    /// images or when it cannot be mapped (the restore then reads it through `open`).
+    public func mapped(_ name: String) -> UnsafeRawBufferPointer? {
+        guard name.hasPrefix("pages-"), images.contains(name) else { return nil }
+        lock.lock(); defer { lock.unlock() }
+        if let m = maps[name] { return m }
+        guard let (fd, size) = try? source.open(snapshot, name) else { return nil }
+        defer { close(fd) }
+        var m = UnsafeRawBufferPointer(start: nil, count: 0)
+        if size > 0 {
+            let p = mmap(nil, size, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0)
+            guard p != MAP_FAILED, let p else { return nil }
+            m = UnsafeRawBufferPointer(start: p, count: size)
+        }
+        maps[name] = m
+        return m
+    }
 
     /// Waits until `snapshot` is complete (an error if its dump failed).
     public init(snapshot: String, source: RemoteImageSource) throws {

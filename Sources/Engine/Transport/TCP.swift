@@ -114,6 +114,33 @@ public enum TCP {
         }
     }
 
+    /// `a` then `b` in one sendmsg where the socket takes them (a frame header and its payload).
+    public static func writeFull(_ fd: Int32, _ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) throws {
+        var iov = [iovec(iov_base: UnsafeMutableRawPointer(mutating: a.baseAddress), iov_len: a.count),
+                   iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count)]
+        var left = a.count + b.count
+        while left > 0 {
+            let n = iov.withUnsafeMutableBufferPointer { v -> Int in
+                var m = msghdr()
+                m.msg_iov = v.baseAddress
+                m.msg_iovlen = 2
+                return sendmsg(fd, &m, Int32(MSG_NOSIGNAL))
+            }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemCallError(call: "send", errno: errno, context: peerName(fd))
+            }
+            left -= n
+            var k = n
+            for i in 0..<2 {
+                let t = min(k, iov[i].iov_len)
+                iov[i].iov_len -= t
+                if let p = iov[i].iov_base { iov[i].iov_base = p + t }
+                k -= t
+            }
+        }
+    }
+
     public static func writeFull(_ fd: Int32, _ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { try writeFull(fd, $0.baseAddress!, $0.count) }
     }

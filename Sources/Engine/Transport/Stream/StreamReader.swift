@@ -2,9 +2,9 @@ import Foundation
 import Glibc
 
 /// The restore side of a checkpoint stream: reads frames from `fd` into a MemoryImageStore
-/// until the commit frame and the end of the stream. Every header is checked before its
-/// payload is used; the first problem is thrown with the byte offset and the image it
-/// concerns, and nothing is kept.
+/// (each payload straight into its image's memory) until the commit frame and the end of
+/// the stream. Every header is checked before its payload is used; the first problem is
+/// thrown with the byte offset and the image it concerns, and nothing is kept.
 public struct StreamReader {
     public let fd: Int32
     /// Where a relative parent link of the stream resolves (the restore's -D, or the cwd).
@@ -51,11 +51,10 @@ public struct StreamReader {
         let store = MemoryImageStore(location: location)
         var offset = 0
         /// Images begun and not ended, with their writers.
-        var open: [String: (writer: ImageWriter, size: Int)] = [:]
+        var open: [String: (writer: MemoryImageStore.Writer, size: Int)] = [:]
         var done: Set<String> = []
         var bytes: UInt64 = 0
         var payload = [UInt8](repeating: 0, count: StreamFormat.maxStored)
-        var raw = [UInt8](repeating: 0, count: StreamFormat.maxChunk)
         var sawParent = false
         func unfinished() -> String {
             open.isEmpty ? "" : "; unfinished: " + open.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value.size) bytes)" }.joined(separator: ", ")
@@ -99,8 +98,20 @@ public struct StreamReader {
                     }
                     name = n
                 }
-                try payload.withUnsafeMutableBytes { try fill($0.baseAddress!, h.stored, what: "a \(h.type) payload", image: name) }
-                let crc = payload.withUnsafeBytes { StreamFormat.crc(header: fixed, name: nameBytes, payload: UnsafeRawBufferPointer(rebasing: $0[0..<h.stored])) }
+                // An uncompressed DATA payload is read straight into its image's place, checked
+                // there, and only then counted in: one copy from the stream to the restore.
+                var inPlace: UnsafeMutableRawPointer?
+                if h.type == .data && h.flags & StreamFormat.frameZstd == 0 {
+                    let n = name!
+                    guard !done.contains(n) else { throw StreamError.corrupt(offset: at, image: n, reason: "data for an image already complete") }
+                    if open[n] == nil { open[n] = (try store.writer(n), 0) }
+                    inPlace = try open[n]!.writer.reserve(h.stored)
+                    try fill(inPlace!, h.stored, what: "a \(h.type) payload", image: name)
+                } else {
+                    try payload.withUnsafeMutableBytes { try fill($0.baseAddress!, h.stored, what: "a \(h.type) payload", image: name) }
+                }
+                let crc = inPlace.map { StreamFormat.crc(header: fixed, name: nameBytes, payload: UnsafeRawBufferPointer(start: $0, count: h.stored)) }
+                    ?? payload.withUnsafeBytes { StreamFormat.crc(header: fixed, name: nameBytes, payload: UnsafeRawBufferPointer(rebasing: $0[0..<h.stored])) }
                 guard crc == h.crc else {
                     throw StreamError.corrupt(offset: at, image: name, reason: "checksum mismatch in a \(h.type) frame (stored 0x\(String(h.crc, radix: 16)), computed 0x\(String(crc, radix: 16)))")
                 }
@@ -108,19 +119,20 @@ public struct StreamReader {
                 case .data:
                     let n = name!
                     guard !done.contains(n) else { throw StreamError.corrupt(offset: at, image: n, reason: "data for an image already complete") }
-                    if open[n] == nil { open[n] = (try store.create(n), 0) }
+                    if open[n] == nil { open[n] = (try store.writer(n), 0) }
                     let w = open[n]!.writer
-                    if h.flags & StreamFormat.frameZstd != 0 {
+                    if inPlace != nil {
+                        w.advance(h.raw)
+                    } else {
                         guard streamFlags & StreamFormat.flagZstd != 0 else {
                             throw StreamError.corrupt(offset: at, image: n, reason: "compressed frame in a stream whose header says uncompressed")
                         }
-                        let ok = payload.withUnsafeBytes { src in raw.withUnsafeMutableBytes { dst in
-                            StreamFormat.decompress(UnsafeRawBufferPointer(rebasing: src[0..<h.stored]), into: UnsafeMutableRawBufferPointer(rebasing: dst[0..<h.raw]))
-                        } }
+                        let dst = try w.reserve(h.raw)
+                        let ok = payload.withUnsafeBytes { src in
+                            StreamFormat.decompress(UnsafeRawBufferPointer(rebasing: src[0..<h.stored]), into: UnsafeMutableRawBufferPointer(start: dst, count: h.raw))
+                        }
                         guard ok else { throw StreamError.corrupt(offset: at, image: n, reason: "compressed payload does not decompress to \(h.raw) bytes") }
-                        try raw.withUnsafeBytes { try w.write(UnsafeRawBufferPointer(rebasing: $0[0..<h.raw])) }
-                    } else {
-                        try payload.withUnsafeBytes { try w.write(UnsafeRawBufferPointer(rebasing: $0[0..<h.raw])) }
+                        w.advance(h.raw)
                     }
                     open[n]!.size += h.raw
                 case .end:
@@ -129,7 +141,7 @@ public struct StreamReader {
                     let size = Int(StreamFormat.get(payload, 0, UInt64.self))
                     let have = open[n]?.size ?? 0
                     guard size == have else { throw StreamError.corrupt(offset: at, image: n, reason: "end frame says \(size) bytes, the stream carried \(have)") }
-                    let w = try open[n]?.writer ?? store.create(n)
+                    let w = try open[n]?.writer ?? store.writer(n)
                     try w.finish()
                     open[n] = nil
                     done.insert(n)
