@@ -112,10 +112,10 @@ final class TcpTests: XCTestCase {
         XCTAssertEqual(TcpRepair.set(r, TcpRepair.repair, 1), 0)
         ctx.repaired.append((fd: r, what: "server end", reuseaddr: false))
         let refuse = { (why: String) in DumpError.fdState(pid: 0, fd: r, target: "server end", reason: why) }
-        let (first, firstBytes) = try TcpRepair.take(r, what: "server end", refuse: refuse)
+        let (first, firstBytes) = try TcpRepair.take(r, state: TcpState.established, what: "server end", refuse: refuse)
         XCTAssertEqual(first.inqLen, 0)
         XCTAssertEqual(firstBytes, [])
-        ctx.tcpStreams.append((ino: 1, entry: first, bytes: firstBytes, fd: r, what: "server end"))
+        ctx.tcpStreams.append((ino: 1, entry: first, bytes: firstBytes, fd: r, what: "server end", state: TcpState.established))
 
         // The peer, not in repair mode, sends after the reading.
         let data = (0..<1000).map { UInt8(truncatingIfNeeded: $0 * 7) }
@@ -126,7 +126,7 @@ final class TcpTests: XCTestCase {
             XCTAssertEqual(ck_ioctl(r, TcpRepair.siocinq, &inq), 0)
         }
         XCTAssertEqual(inq, 1000, "a socket in repair mode receives what its peer sends")
-        XCTAssertFalse(TcpRepair.sameCut(try TcpRepair.take(r, what: "server end", refuse: refuse).0, first))
+        XCTAssertFalse(TcpRepair.sameCut(try TcpRepair.take(r, state: TcpState.established, what: "server end", refuse: refuse).0, first))
 
         try ctx.settleTcp()
         let settled = try XCTUnwrap(ctx.tcpStreams.first)
@@ -134,5 +134,11 @@ final class TcpTests: XCTestCase {
         XCTAssertEqual(settled.entry.inqSeq, first.inqSeq &+ 1000)
         XCTAssertEqual(settled.bytes, data)
         ctx.finishRepair(connectionsVanish: false)
+    }
+
+    /// RFC 1071's worked example (sum 0xddf2), and an odd length padded with a zero byte.
+    func testSegmentChecksum() {
+        XCTAssertEqual(TcpFins.checksum([0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7]), 0x220d)
+        XCTAssertEqual(TcpFins.checksum([0x00, 0x01, 0xf2]), ~UInt16(0xf201))
     }
 }
