@@ -49,21 +49,18 @@ public struct SplicedPages {
         }
         let fds = try remote.readMemory(at: fdsAt, count: 8)
         let readInTask = fds.u32(at: 0), writeInTask = fds.u32(at: 4)
-        defer { _ = try? remote.syscall(.close, UInt64(writeInTask)) }
+        var endsOpen = true  // until the trampoline takes them over
+        defer { if endsOpen { _ = try? remote.syscall(.close, UInt64(writeInTask)); _ = try? remote.syscall(.close, UInt64(readInTask)) } }
         let pidfd = try Sys.pidfdOpen(job.pid)
         defer { close(pidfd) }
-        let pipe: Int32
-        do {
-            pipe = try Sys.pidfdGetfd(pidfd: pidfd, fd: Int32(bitPattern: readInTask), context: "pid \(job.pid) pages pipe")
-        } catch {
-            _ = try? remote.syscall(.close, UInt64(readInTask))
-            throw error
-        }
+        let pipe = try Sys.pidfdGetfd(pidfd: pidfd, fd: Int32(bitPattern: readInTask), context: "pid \(job.pid) pages pipe")
         defer { close(pipe) }
-        try remote.syscall(.close, UInt64(readInTask))
         // From here the task waits only at the trampoline, from which a cryo that dies sends it home.
         guard let lent = remote.scratchRange else { throw RemoteError.didNotExecute(tid: job.pid, call: "scratch", rip: 0) }
-        let trampoline = try ReturnTrampoline(remote: remote, fd: writeInTask, scratch: lent)
+        // The task keeps the read end too: a vmsplice it runs after cryo died (and with it
+        // cryo's read end) would otherwise raise SIGPIPE.
+        let trampoline = try ReturnTrampoline(remote: remote, fds: [writeInTask, readInTask], scratch: lent)
+        endsOpen = false
         defer { try? trampoline.close() }
         let got = ck_fcntl_int(pipe, 1031 /* F_SETPIPE_SZ */, Int32(SplicedPages.pipeBytes))
         let capacity = got > 0 ? Int(got) : 65536
@@ -93,6 +90,9 @@ public struct SplicedPages {
                 }
             }
         }
+        // The task home and parked before the stream waits on the server.
+        try trampoline.close()
+        try remote.finish()
         try job.stream.finish()
     }
 

@@ -255,6 +255,9 @@ public final class Remote {
         return got
     }
 
+    /// The scratch page was unmapped by other means (ReturnTrampoline's way home).
+    public func forgetScratch() { scratchPage = nil }
+
     public func dropScratch() throws {
         if let s = scratchPage { try syscall(.munmap, s.addr, UInt64(s.size)); scratchPage = nil }
     }

@@ -10,7 +10,7 @@ import Logging
 /// and cryo's registers. Here the task runs a few instructions of ours instead:
 ///
 ///     syscall                      ; the injected call; cryo takes its result at the exit stop
-///     close(fd); munmap(scratch)   ; only reached if cryo is gone: drop what we lent the task
+///     close(fds); munmap(scratch)  ; only reached if cryo is gone: drop what we lent the task
 ///     rt_sigreturn                 ; back into the task's own context
 ///
 /// and cryo resumes it with PTRACE_SYSCALL (entry and exit stops, never a signal: with
@@ -25,6 +25,8 @@ public final class ReturnTrampoline {
     let remote: Remote
     let code: UInt64
     let frame: UInt64
+    /// Syscall stops on the way home: entry and exit of each close, the munmap, rt_sigreturn.
+    let homeStops: Int
     private var options: Ptrace.Options
     private var closed = false
     private let log = Logger(label: "remote")
@@ -38,9 +40,10 @@ public final class ReturnTrampoline {
         return !(st.fields["x86_Thread_features"] ?? "").contains("shstk")
     }
 
-    /// `fd` and `scratch` are what the task holds for the caller: the way back closes and
+    /// `fds` and `scratch` are what the task holds for the caller: the way back closes and
     /// unmaps them.
-    public init(remote: Remote, fd: UInt32, scratch: (addr: UInt64, size: Int)) throws {
+    public init(remote: Remote, fds: [UInt32], scratch: (addr: UInt64, size: Int)) throws {
+        self.homeStops = 2 * (fds.count + 2)
         self.remote = remote
         let tid = remote.tid
         try remote.syscall(.sigaltstack, 0, scratch.addr)
@@ -86,9 +89,11 @@ public final class ReturnTrampoline {
 
         code = try remote.syscall(.mmap, 0, 4096, UInt64(PROT_READ | PROT_EXEC), UInt64(MAP_PRIVATE | MAP_ANONYMOUS), UInt64(bitPattern: -1), 0)
         var c: [UInt8] = [0x0f, 0x05]
-        c += [0xb8]; c.putU32(UInt32(SyscallNumber.close.rawValue))
-        c += [0xbf]; c.putU32(fd)
-        c += [0x0f, 0x05]
+        for fd in fds {
+            c += [0xb8]; c.putU32(UInt32(SyscallNumber.close.rawValue))
+            c += [0xbf]; c.putU32(fd)
+            c += [0x0f, 0x05]
+        }
         c += [0xb8]; c.putU32(UInt32(SyscallNumber.munmap.rawValue))
         c += [0x48, 0xbf]; c.putU64(scratch.addr)
         c += [0x48, 0xbe]; c.putU64(UInt64(scratch.size))
@@ -143,13 +148,51 @@ public final class ReturnTrampoline {
         return Int64(bitPattern: after.rax)
     }
 
-    /// The task's own registers back, then the code page gone (in that order: until the first
-    /// step the task may still need the way back).
+    /// Sends the task home the way a dying cryo would (close, munmap, rt_sigreturn, each
+    /// stopped at), so no instant of it is unsafe; then its exact registers, and the code page
+    /// unmapped by one ordinary injected call.
     public func close() throws {
         guard !closed else { return }
         closed = true
-        try Ptrace.setRegs(remote.tid, remote.savedRegs)
-        try? Ptrace.setOptions(remote.tid, options.subtracting(.traceSysGood))
+        let tid = remote.tid
+        defer { try? Ptrace.setOptions(tid, options.subtracting(.traceSysGood)) }
+        do {
+            var regs = remote.savedRegs
+            regs.orig_rax = UInt64(bitPattern: -1)
+            regs.rip = code + 2
+            regs.rsp = frame
+            try Ptrace.setRegs(tid, regs)
+            var stops = 0
+            for _ in 0..<(homeStops + 6) where stops < homeStops {
+                try Ptrace.resumeToSyscall(tid)
+                let st = try WaitStatus.wait(tid)
+                switch st {
+                case .stopped(0x85, 0): stops += 1
+                case .stopped(_, Ptrace.eventStop): continue
+                default: throw RemoteError.unexpectedStop(tid: tid, status: st, call: "rt_sigreturn")
+                }
+            }
+            guard stops == homeStops, try Ptrace.getRegs(tid).rsp == remote.savedRegs.rsp else {
+                throw RemoteError.didNotExecute(tid: tid, call: "rt_sigreturn", rip: try Ptrace.getRegs(tid).rip)
+            }
+            remote.forgetScratch()
+            // The interrupt first: from here a released task goes through the signal path, whose
+            // restart logic needs the registers exactly as they were.
+            try Ptrace.interrupt(tid)
+            try Ptrace.setRegs(tid, remote.savedRegs)
+            try Ptrace.cont(tid)
+            var parked = false
+            for _ in 0..<4 where !parked {
+                let st = try WaitStatus.wait(tid)
+                if case .stopped(_, Ptrace.eventStop) = st { parked = true; break }
+                throw RemoteError.unexpectedStop(tid: tid, status: st, call: "park")
+            }
+        } catch {
+            log.error("tid \(tid): the way back through the trampoline failed (\(error)); putting the registers back")
+            try Ptrace.setRegs(tid, remote.savedRegs)
+            try remote.syscall(.munmap, code, 4096)
+            throw error
+        }
         try remote.syscall(.munmap, code, 4096)
     }
 
