@@ -57,8 +57,11 @@ public final class Remote {
         // Nothing the task would do with a signal must run between our steps. SIGTRAP stays
         // unblocked: the single-step trap is forced, and forcing a blocked signal makes the
         // kernel reset its handler to SIG_DFL, which would change the task.
-        try Ptrace.setSigmask(tid, ~(UInt64(1) << UInt64(SIGTRAP - 1)))
+        try Ptrace.setSigmask(tid, Remote.injectionMask)
     }
+
+    /// Every signal blocked but SIGTRAP, while we inject.
+    static let injectionMask = ~(UInt64(1) << UInt64(SIGTRAP - 1))
 
     static func findSyscallInstruction(tid: Int32, maps: [ProcMapping]) -> UInt64? {
         guard let vdso = maps.first(where: { $0.path == "[vdso]" }) else { return nil }

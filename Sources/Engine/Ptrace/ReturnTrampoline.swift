@@ -180,6 +180,8 @@ public final class ReturnTrampoline {
             // restart logic needs the registers exactly as they were.
             try Ptrace.interrupt(tid)
             try Ptrace.setRegs(tid, remote.savedRegs)
+            // rt_sigreturn gave the task its own mask; Remote's (all blocked) again for the last call.
+            try Ptrace.setSigmask(tid, Remote.injectionMask)
             try Ptrace.cont(tid)
             var parked = false
             for _ in 0..<4 where !parked {
@@ -190,6 +192,7 @@ public final class ReturnTrampoline {
         } catch {
             log.error("tid \(tid): the way back through the trampoline failed (\(error)); putting the registers back")
             try Ptrace.setRegs(tid, remote.savedRegs)
+            try Ptrace.setSigmask(tid, Remote.injectionMask)
             try remote.syscall(.munmap, code, 4096)
             throw error
         }
