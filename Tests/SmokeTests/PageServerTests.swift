@@ -356,6 +356,50 @@ final class PageServerTests: XCTestCase {
         XCTAssertEqual(try h.stop(pid, name: "memhog00"), "PASS")
     }
 
+    /// Splicing is the default: a cryo killed (SIGKILL, by pid) at several moments of a
+    /// 256 MiB transfer leaves the task running, untraced, with its memory intact (memhog00
+    /// checks every page when it stops).
+    func testSplicedDumpKilledMidTransferLeavesTheTreeRunning() throws {
+        let pid = try h.start("memhog00", args: ["256"])
+        var midTransfer = 0
+        for (round, mib) in [4, 48, 120, 200, 1].enumerated() {
+            let srv = h.dir + "/srv\(round)"
+            let (server, port) = try startServer(srv)
+            let dumper = try Subprocess.spawn(h.bin + "/cryo", ["dump", "-t", "\(pid)", "-D", h.dir + "/d\(round)", "--page-server", "--port", "\(port)", "-R"],
+                                              output: h.dir + "/dump\(round).log")
+            var received = 0
+            var st: Int32?
+            for _ in 0..<20000 {
+                received = files(srv).filter { $0.hasSuffix(".tmp") }
+                    .reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: srv + "/" + $1)[.size] as? Int) ?? 0) }
+                if received >= mib << 20 { break }
+                st = try Subprocess.wait(dumper, timeout: 0)
+                if st != nil { break }
+                usleep(500)
+            }
+            if st == nil {
+                Glibc.kill(dumper, SIGKILL)
+                st = try Subprocess.wait(dumper, timeout: 30)
+                if received > 0 && received < 256 << 20 { midTransfer += 1 }
+            }
+            usleep(200_000)
+            let status = try ProcReader().status(pid: pid)
+            if status.state == "Z" {
+                var ws: Int32 = 0
+                _ = waitpid(pid, &ws, WNOHANG)
+                XCTFail("round \(round), cryo killed after \(received) bytes: memhog00 ended (wait status 0x\(String(ws, radix: 16)))")
+                break
+            }
+            XCTAssertEqual(status.tracerPid, 0, "round \(round)")
+            kill(pid, SIGCONT)
+            XCTAssertFalse(files(srv).contains { $0.hasPrefix("pagemap-") }, "round \(round): \(files(srv))")
+            Subprocess.kill9(server)
+            servers.removeAll { $0 == server }
+        }
+        XCTAssertGreaterThanOrEqual(midTransfer, 3, "cryo was killed mid-transfer in too few rounds to tell")
+        XCTAssertEqual(try h.stop(pid, name: "memhog00"), "PASS")
+    }
+
     // MARK: post-copy serving
 
     func testLazyServerAnswersGet() throws {

@@ -14,11 +14,9 @@ public struct DumpRequest: Sendable {
     /// Send pagemaps and pages to this page server instead of writing them into imagesDir.
     public var pageServer: PageServerTarget?
     /// True: pages bound for a page server are spliced by the frozen task itself (vmsplice,
-    /// no copy) instead of copied out (process_vm_readv, send). Off by default: the task sits
-    /// in an injected call for the whole transfer, and a cryo killed then (SIGKILL, OOM) leaves
-    /// it to resume there and crash; copying keeps a killed dump harmless to the tree.
-    /// `dump --splice-pages` and cryo-bench turn it on.
-    public var splicePages = false
+    /// no copy) instead of copied out (process_vm_readv, send); `dump --no-splice-pages` copies.
+    /// cryo-bench times both.
+    public var splicePages = true
     /// A job of a shell (CRIU's --shell-job): its terminal is the shell's, opened again at restore.
     public var shellJob = false
     /// Dump the file locks the tree holds (CRIU's --file-locks); without it a held lock refuses the dump.

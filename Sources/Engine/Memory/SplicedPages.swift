@@ -33,6 +33,10 @@ public struct SplicedPages {
             log.info("pid \(job.pid): no vDSO to inject through: its pages are copied")
             return try PageCopier(bufferSize: 4 << 20).copy([job])
         }
+        guard ReturnTrampoline.usable(pid: job.pid, proc: proc) else {
+            log.info("pid \(job.pid): a shadow stack (no way back through sigreturn): its pages are copied")
+            return try PageCopier(bufferSize: 4 << 20).copy([job])
+        }
         let remote = try Remote(tid: job.pid, maps: maps)
         defer { try? remote.finish() }
         let iovAt = try remote.scratch(size: SplicedPages.maxIovecs * 16 + 8)
@@ -45,25 +49,26 @@ public struct SplicedPages {
         }
         let fds = try remote.readMemory(at: fdsAt, count: 8)
         let readInTask = fds.u32(at: 0), writeInTask = fds.u32(at: 4)
-        defer { _ = try? remote.syscall(.close, UInt64(writeInTask)) }
+        var endsOpen = true  // until the trampoline takes them over
+        defer { if endsOpen { _ = try? remote.syscall(.close, UInt64(writeInTask)); _ = try? remote.syscall(.close, UInt64(readInTask)) } }
         let pidfd = try Sys.pidfdOpen(job.pid)
         defer { close(pidfd) }
-        let pipe: Int32
-        do {
-            pipe = try Sys.pidfdGetfd(pidfd: pidfd, fd: Int32(bitPattern: readInTask), context: "pid \(job.pid) pages pipe")
-        } catch {
-            _ = try? remote.syscall(.close, UInt64(readInTask))
-            throw error
-        }
+        let pipe = try Sys.pidfdGetfd(pidfd: pidfd, fd: Int32(bitPattern: readInTask), context: "pid \(job.pid) pages pipe")
         defer { close(pipe) }
-        try remote.syscall(.close, UInt64(readInTask))
+        // From here the task waits only at the trampoline, from which a cryo that dies sends it home.
+        guard let lent = remote.scratchRange else { throw RemoteError.didNotExecute(tid: job.pid, call: "scratch", rip: 0) }
+        // The task keeps the read end too: a vmsplice it runs after cryo died (and with it
+        // cryo's read end) would otherwise raise SIGPIPE.
+        let trampoline = try ReturnTrampoline(remote: remote, fds: [writeInTask, readInTask], scratch: lent)
+        endsOpen = false
+        defer { try? trampoline.close() }
         let got = ck_fcntl_int(pipe, 1031 /* F_SETPIPE_SZ */, Int32(SplicedPages.pipeBytes))
         let capacity = got > 0 ? Int(got) : 65536
         var mem: Int32 = -1
         defer { if mem >= 0 { close(mem) } }
         for b in job.batches {
             if b.readable {
-                try splice(b.runs, remote: remote, pipe: pipe, pipeInTask: writeInTask, iovAt: iovAt, capacity: capacity, stream: job.stream)
+                try splice(b.runs, remote: remote, trampoline: trampoline, pipe: pipe, pipeInTask: writeInTask, iovAt: iovAt, capacity: capacity, stream: job.stream)
                 continue
             }
             // PROT_NONE, exec-only, or shared copy-on-write with a child: /proc/PID/mem, copied.
@@ -85,12 +90,15 @@ public struct SplicedPages {
                 }
             }
         }
+        // The task home and parked before the stream waits on the server.
+        try trampoline.close()
+        try remote.finish()
         try job.stream.finish()
     }
 
     /// The runs, a pipeful at a time: the task vmsplices them into the pipe, the stream
     /// splices them out.
-    func splice(_ runs: [PageRun], remote: Remote, pipe: Int32, pipeInTask: UInt32, iovAt: UInt64, capacity: Int, stream: PageStream) throws {
+    func splice(_ runs: [PageRun], remote: Remote, trampoline: ReturnTrampoline, pipe: Int32, pipeInTask: UInt32, iovAt: UInt64, capacity: Int, stream: PageStream) throws {
         var pending: [PageRun] = []
         var bytes = 0
         func flush() throws {
@@ -100,7 +108,10 @@ public struct SplicedPages {
                 iov.reserveCapacity(left.count * 16)
                 for r in left { iov.putU64(r.start); iov.putU64(r.length) }
                 try remote.writeMemory(iov, at: iovAt)
-                let k = Int(try remote.syscall(.vmsplice, UInt64(pipeInTask), iovAt, UInt64(left.count), 2 /* SPLICE_F_NONBLOCK */))
+                // Non-blocking, at most what the pipe holds: the call returns at once.
+                let r = try trampoline.call(.vmsplice, UInt64(pipeInTask), iovAt, UInt64(left.count), 2 /* SPLICE_F_NONBLOCK */)
+                if r < 0 { throw RemoteError.syscallFailed(tid: remote.tid, call: "vmsplice", errno: Int32(-r)) }
+                let k = Int(r)
                 guard k > 0 else { throw DumpError.memoryChanged(pid: remote.tid, detail: "vmsplice of its pages moved nothing") }
                 try stream.splice(from: pipe, k)
                 left = SplicedPages.skip(k, of: left)

@@ -5,7 +5,7 @@ import Glibc
 public enum Ptrace {
     // Request numbers (linux/ptrace.h); spelled out because glibc's header and the kernel's clash.
     enum Request: Int {
-        case peekData = 2, pokeData = 5, cont = 7, kill = 8, singleStep = 9
+        case peekData = 2, pokeData = 5, cont = 7, kill = 8, singleStep = 9, syscall = 24
         case getRegs = 12, setRegs = 13, detach = 17
         case setOptions = 0x4200, getEventMsg = 0x4201, getSiginfo = 0x4202, setSiginfo = 0x4203
         case getRegset = 0x4204, setRegset = 0x4205, seize = 0x4206, interrupt = 0x4207, listen = 0x4208
@@ -58,6 +58,11 @@ public enum Ptrace {
 
     public static func singleStep(_ tid: Int32, signal: Int32 = 0) throws {
         _ = try request(.singleStep, tid, addr: 0, data: Int(signal))
+    }
+
+    /// Resumes until the next syscall entry or exit stop (PTRACE_SYSCALL).
+    public static func resumeToSyscall(_ tid: Int32) throws {
+        _ = try request(.syscall, tid, addr: 0, data: 0)
     }
 
     public static func detach(_ tid: Int32, signal: Int32 = 0) throws {

@@ -30,9 +30,12 @@ public final class Remote {
     /// Bytes we overwrote with a `syscall` instruction when no existing one was found.
     private var patched: (addr: UInt64, word: UInt64)?
     private var scratchPage: (addr: UInt64, size: Int)?
+    public var scratchRange: (addr: UInt64, size: Int)? { scratchPage }
     /// Ranges the restored task must not keep, unmapped by `finish(registers:sigmask:)`.
     public var unmapOnFinish: [(UInt64, UInt64)] = []
     private var finished = false
+    /// A single-step since the last park(): the task sits in a SIGTRAP delivery-stop.
+    private var stepped = false
     private let log = Logger(label: "remote")
 
     /// `tid` must be in a ptrace stop (seized and interrupted). `maps` are the task's mappings,
@@ -54,8 +57,11 @@ public final class Remote {
         // Nothing the task would do with a signal must run between our steps. SIGTRAP stays
         // unblocked: the single-step trap is forced, and forcing a blocked signal makes the
         // kernel reset its handler to SIG_DFL, which would change the task.
-        try Ptrace.setSigmask(tid, ~(UInt64(1) << UInt64(SIGTRAP - 1)))
+        try Ptrace.setSigmask(tid, Remote.injectionMask)
     }
+
+    /// Every signal blocked but SIGTRAP, while we inject.
+    static let injectionMask = ~(UInt64(1) << UInt64(SIGTRAP - 1))
 
     static func findSyscallInstruction(tid: Int32, maps: [ProcMapping]) -> UInt64? {
         guard let vdso = maps.first(where: { $0.path == "[vdso]" }) else { return nil }
@@ -99,6 +105,7 @@ public final class Remote {
     /// own code to use that trap up would change a stopped task (see TreeFreezer.passStops).
     private func step() throws -> WaitStatus {
         var st = WaitStatus.other(0)
+        stepped = true
         for _ in 0..<8 {
             try Ptrace.singleStep(tid)
             st = try WaitStatus.wait(tid)
@@ -251,6 +258,9 @@ public final class Remote {
         return got
     }
 
+    /// The scratch page was unmapped by other means (ReturnTrampoline's way home).
+    public func forgetScratch() { scratchPage = nil }
+
     public func dropScratch() throws {
         if let s = scratchPage { try syscall(.munmap, s.addr, UInt64(s.size)); scratchPage = nil }
     }
@@ -282,7 +292,26 @@ public final class Remote {
         }
         do { try Ptrace.setRegs(tid, savedRegs) } catch { firstError = firstError ?? error }
         do { try Ptrace.setSigmask(tid, savedMask) } catch { firstError = firstError ?? error }
+        if stepped { do { try park() } catch { firstError = firstError ?? error } }
         if let e = firstError { throw e }
+    }
+
+    /// Moves the task from the SIGTRAP delivery-stop our last single-step left it in to a
+    /// job-control trap (PTRACE_INTERRUPT, then resume without the signal). A tracer that dies
+    /// delivers the signal of a delivery-stop, and SIGTRAP kills; a job-control trap just
+    /// resumes, and the task's restart logic still runs on its own registers. The task runs no
+    /// code of its own in between: get_signal takes the trap before returning to user space.
+    public func park() throws {
+        stepped = false
+        try Ptrace.interrupt(tid)
+        try Ptrace.cont(tid)
+        for _ in 0..<4 {
+            let st = try WaitStatus.wait(tid)
+            if case .stopped(_, let ev) = st, ev == Ptrace.eventStop { return }
+            guard case .stopped(SIGTRAP, 0) = st else { throw RemoteError.unexpectedStop(tid: tid, status: st, call: "park") }
+            try Ptrace.cont(tid)  // a second trap of the step, dropped the same way
+        }
+        throw RemoteError.unexpectedStop(tid: tid, status: .other(0), call: "park")
     }
 
     deinit {

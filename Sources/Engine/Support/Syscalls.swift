@@ -26,6 +26,7 @@ public enum SyscallNumber: Int {
     case ioprioSet = 251, ioprioGet = 252, membarrier = 324
     case flock = 73
     case splice = 275, vmsplice = 278
+    case rtSigreturn = 15, restartSyscall = 219
     case mount = 165, umount2 = 166, pivotRoot = 155
 }
 
