@@ -63,7 +63,7 @@ final class RestoredObjects {
     func finishTcp() throws {
         // The FINs of half-closed connections first, every connection still in repair mode
         // (the peers' too, so an answer finds its socket).
-        for t in tcpInRepair { if let f = t.fins { try f.restore(t.fd, what: t.what) } }
+        for t in tcpInRepair { if let f = t.fins { try f.restore(t.fd, unsent: !t.unsent.isEmpty, what: t.what) } }
         for t in tcpInRepair {
             var off: Int32 = 0
             guard setsockopt(t.fd, Int32(IPPROTO_TCP), TcpRepair.repair, &off, 4) == 0 else {
@@ -78,6 +78,7 @@ final class RestoredObjects {
                 }
                 done += n
             }
+            if let f = t.fins, !t.unsent.isEmpty { try f.afterUnsent(t.fd, what: t.what) }
             // Grown for the refill; the dumped size again (the kernel doubles what it is given).
             if t.sndbuf > 0 {
                 var v = Int32(bitPattern: t.sndbuf / 2)

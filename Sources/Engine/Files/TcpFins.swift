@@ -16,18 +16,41 @@ struct TcpFins {
     static let ack: UInt8 = 0x10, fin: UInt8 = 0x01
     static let lockMark: Int32 = 0xC114
 
-    func restore(_ s: Int32, what: String) throws {
-        let inqSeq = TcpState.receivedFin.contains(state) ? stream.inqSeq &- 1 : stream.inqSeq
+    var inqSeq: UInt32 { TcpState.receivedFin.contains(state) ? stream.inqSeq &- 1 : stream.inqSeq }
+    var sndUna: UInt32 { (TcpState.sentFin(state) ? stream.outqSeq &- 1 : stream.outqSeq) &- stream.outqLen }
+
+    /// While every connection is in repair mode. With bytes never sent ahead of our FIN
+    /// (`unsent`), only the peer's FIN of a LAST_ACK one: ours goes behind those bytes once
+    /// repair is off (`afterUnsent`).
+    func restore(_ s: Int32, unsent: Bool, what: String) throws {
+        if unsent {
+            if state == TcpState.lastAck { try segment(seq: inqSeq, ack: sndUna, flags: TcpFins.ack | TcpFins.fin, what: what) }
+            return
+        }
         var outqSeq = TcpState.sentFin(state) ? stream.outqSeq &- 1 : stream.outqSeq
         if TcpState.sentFinFirst.contains(state) { try finInSendQueue(s, acked: TcpState.sentFinAcked.contains(state), what: what) }
-        if TcpState.receivedFin.contains(state) {
-            try segment(seq: inqSeq, ack: outqSeq &- stream.outqLen, flags: TcpFins.ack | TcpFins.fin, what: what)
-        }
+        if TcpState.receivedFin.contains(state) { try segment(seq: inqSeq, ack: sndUna, flags: TcpFins.ack | TcpFins.fin, what: what) }
         if TcpState.sentFinSecond.contains(state) { try finInSendQueue(s, acked: false, what: what) }
         if TcpState.sentFinAcked.contains(state) {
             outqSeq &+= 1
             try segment(seq: inqSeq, ack: outqSeq &- stream.outqLen, flags: TcpFins.ack, what: what)
         }
+        try check(s, what: what)
+    }
+
+    /// Repair off and the never-sent bytes queued again (as CRIU does): our FIN behind them,
+    /// and for CLOSING the peer's FIN after ours, in repair mode for a moment again.
+    func afterUnsent(_ s: Int32, what: String) throws {
+        guard Glibc.shutdown(s, Int32(SHUT_WR)) == 0 else { throw SystemCallError(call: "shutdown(SHUT_WR)", errno: errno, context: what) }
+        if state == TcpState.closing {
+            guard TcpRepair.set(s, TcpRepair.repair, 1) == 0 else { throw SystemCallError(call: "setsockopt(TCP_REPAIR on)", errno: errno, context: what) }
+            try segment(seq: inqSeq, ack: sndUna, flags: TcpFins.ack | TcpFins.fin, what: what)
+            guard TcpRepair.set(s, TcpRepair.repair, 0) == 0 else { throw SystemCallError(call: "setsockopt(TCP_REPAIR off)", errno: errno, context: what) }
+        }
+        try check(s, what: what)
+    }
+
+    private func check(_ s: Int32, what: String) throws {
         guard let now = TcpRepair.info(s)?.state, now == state else {
             throw SystemCallError(call: "restoring the FINs of a \(TcpState.name(state)) connection: it is \(TcpState.name(TcpRepair.info(s)?.state ?? -1))", errno: EPROTO, context: what)
         }

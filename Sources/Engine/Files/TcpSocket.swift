@@ -316,9 +316,7 @@ enum TcpRepair {
         // as sent without sending it whenever an ACK opened the window.
         _ = set(s, repairQueue, 0 /* TCP_NO_QUEUE */)
         guard stable else { throw refuse("the connection kept changing for 400 ms while dumped (data or ACKs still arriving)") }
-        if TcpState.sentFin(state) && e.unsqLen > 0 {
-            throw refuse("\(TcpState.name(state)) with \(e.unsqLen) bytes never sent ahead of its FIN, which cryo cannot restore")
-        }
+
         // In repair mode TCP_MAXSEG reports the clamp negotiated at handshake.
         e.mssClamp = try get(s, maxseg, "TCP_MAXSEG", what)
         e.optMask = UInt32(ti.options)
