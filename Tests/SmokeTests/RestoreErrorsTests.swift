@@ -165,19 +165,20 @@ final class RestoreErrorsTests: XCTestCase {
     }
 
     func testFailedDumpLeavesProcessRunning() throws {
-        // A TCP connection its peer has closed (CLOSE_WAIT) is a state cryo refuses, naming it.
-        let work = dir + "/tcp"
+        // A UDP socket with a datagram queued is refused, naming it (its source could not
+        // send it again).
+        let work = dir + "/udp"
         let p = try python("""
             import socket, time
-            l = socket.socket(); l.bind(("127.0.0.1", 0)); l.listen()
-            c = socket.create_connection(l.getsockname()); s, _ = l.accept(); s.close()
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+            v = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); v.sendto(b"queued", u.getsockname())
             time.sleep(0.2)
-            open("ready", "w").write(str(c.fileno()))
+            open("ready", "w").write(str(u.fileno()))
             time.sleep(30)
             """, in: work)
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
         let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
-        try assertDumpFails(p, work: work, saying: ["fd \(fd) (socket:[", "TCP state CLOSE_WAIT"])
+        try assertDumpFails(p, work: work, saying: ["fd \(fd) (socket:[", "datagrams in its receive queue"])
     }
 
     func testFailedDumpTakesTcpConnectionsOutOfRepair() throws {
