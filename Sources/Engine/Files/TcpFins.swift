@@ -16,8 +16,9 @@ struct TcpFins {
     static let ack: UInt8 = 0x10, fin: UInt8 = 0x01
     static let lockMark: Int32 = 0xC114
 
-    var inqSeq: UInt32 { TcpState.receivedFin.contains(state) ? stream.inqSeq &- 1 : stream.inqSeq }
-    var sndUna: UInt32 { (TcpState.sentFin(state) ? stream.outqSeq &- 1 : stream.outqSeq) &- stream.outqLen }
+    /// rcv_nxt before the peer's FIN (that FIN's sequence number), and snd_una as rebuilt.
+    var inqSeq: UInt32 { TcpRepair.finlessSeqs(stream, state: state).inq }
+    var sndUna: UInt32 { TcpRepair.finlessSeqs(stream, state: state).outq &- stream.outqLen }
 
     /// While every connection is in repair mode. With bytes never sent ahead of our FIN
     /// (`unsent`), only the peer's FIN of a LAST_ACK one: ours goes behind those bytes once
@@ -27,14 +28,11 @@ struct TcpFins {
             if state == TcpState.lastAck { try segment(seq: inqSeq, ack: sndUna, flags: TcpFins.ack | TcpFins.fin, what: what) }
             return
         }
-        var outqSeq = TcpState.sentFin(state) ? stream.outqSeq &- 1 : stream.outqSeq
         if TcpState.sentFinFirst.contains(state) { try finInSendQueue(s, acked: TcpState.sentFinAcked.contains(state), what: what) }
         if TcpState.receivedFin.contains(state) { try segment(seq: inqSeq, ack: sndUna, flags: TcpFins.ack | TcpFins.fin, what: what) }
         if TcpState.sentFinSecond.contains(state) { try finInSendQueue(s, acked: false, what: what) }
-        if TcpState.sentFinAcked.contains(state) {
-            outqSeq &+= 1
-            try segment(seq: inqSeq, ack: outqSeq &- stream.outqLen, flags: TcpFins.ack, what: what)
-        }
+        // The peer's ACK of our FIN, one past it.
+        if TcpState.sentFinAcked.contains(state) { try segment(seq: inqSeq, ack: sndUna &+ 1, flags: TcpFins.ack, what: what) }
         try check(s, what: what)
     }
 

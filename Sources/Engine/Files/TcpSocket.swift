@@ -366,9 +366,8 @@ enum TcpRepair {
             guard set(s, queueSeq, Int32(bitPattern: v)) == 0 else { throw SystemCallError(call: "setsockopt(TCP_QUEUE_SEQ \(name))", errno: errno, context: what) }
         }
         // The queues are refilled below, each advancing its sequence by its length. The FINs
-        // of a half-closed connection took a sequence number each; they come back in finishTcp.
-        let inqSeq = TcpState.receivedFin.contains(state) ? e.inqSeq &- 1 : e.inqSeq
-        let outqSeq = TcpState.sentFin(state) ? e.outqSeq &- 1 : e.outqSeq
+        // of a half-closed connection come back in finishTcp.
+        let (inqSeq, outqSeq) = finlessSeqs(e, state: state)
         try seq(recvQueue, inqSeq &- e.inqLen, "recv")
         try seq(sendQueue, outqSeq &- e.outqLen, "send")
         let a = InetSocket.sockaddrBytes(family: family, addr: dstAddr, port: dstPort)
@@ -404,6 +403,12 @@ enum TcpRepair {
         if e.nodelay { _ = set(s, nodelay, 1) }
         if e.cork { _ = set(s, cork, 1) }
         return Array(outq[sent...])
+    }
+
+    /// rcv_nxt and write_seq as they stand without the FINs a half-closed connection counted
+    /// (each FIN takes a sequence number).
+    static func finlessSeqs(_ e: Img_TcpStreamEntry, state: Int32) -> (inq: UInt32, outq: UInt32) {
+        (TcpState.receivedFin.contains(state) ? e.inqSeq &- 1 : e.inqSeq, TcpState.sentFin(state) ? e.outqSeq &- 1 : e.outqSeq)
     }
 
     /// Sends `data` into the queue repair mode selected. The kernel takes each call as one

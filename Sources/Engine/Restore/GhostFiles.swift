@@ -55,12 +55,17 @@ final class GhostFiles {
         guard fd >= 0 else { throw RestoreError.fileMissing(path: dir + " (O_TMPFILE)", errno: errno) }
         tmpfiles[name] = fd
         try images.copyGhost(id: id, dataOffset: dataOffset, size: g.size, to: fd, target: name)
+        GhostFiles.settle(fd, g)
+        return fd
+    }
+
+    /// Owner, mode and times of a made ghost. Owner before mode: chown clears set-id bits.
+    private static func settle(_ fd: Int32, _ g: Img_GhostFileEntry) {
         fchown(fd, g.uid, g.gid)
         fchmod(fd, g.mode & 0o7777)
         var times = [timespec(tv_sec: Int(g.atim.tvSec), tv_nsec: Int(g.atim.tvUsec) * 1000),
                      timespec(tv_sec: Int(g.mtim.tvSec), tv_nsec: Int(g.mtim.tvUsec) * 1000)]
         futimens(fd, &times)
-        return fd
     }
 
     private func make(ghost id: UInt32, at original: String, flags: Int32, images: ImageDirectory) throws -> String {
@@ -71,8 +76,7 @@ final class GhostFiles {
         }
         let (g, dataOffset) = try images.readGhost(id: id)
         var path = original
-        var fd: Int32
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        var fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         if fd < 0 && errno == EEXIST {
             path = original + ".cryo-ghost-\(id)"
             unlink(path)
@@ -82,12 +86,7 @@ final class GhostFiles {
         created.append(path)
         defer { close(fd) }
         try images.copyGhost(id: id, dataOffset: dataOffset, size: g.size, to: fd, target: path)
-        // Owner before mode: chown clears set-id bits.
-        fchown(fd, g.uid, g.gid)
-        fchmod(fd, g.mode & 0o7777)
-        var times = [timespec(tv_sec: Int(g.atim.tvSec), tv_nsec: Int(g.atim.tvUsec) * 1000),
-                     timespec(tv_sec: Int(g.mtim.tvSec), tv_nsec: Int(g.mtim.tvUsec) * 1000)]
-        futimens(fd, &times)
+        GhostFiles.settle(fd, g)
         return path
     }
 

@@ -65,13 +65,7 @@ public final class StreamImageStore: ImageStore, @unchecked Sendable {
             }
             offset += n
             left -= n
-            var k = n
-            for i in 0..<2 {
-                let t = min(k, iov[i].iov_len)
-                iov[i].iov_len -= t
-                if let p = iov[i].iov_base { iov[i].iov_base = p + t }
-                k -= t
-            }
+            iov.consume(n)
         }
     }
 
