@@ -74,6 +74,7 @@ struct Run: ParsableCommand {
     @Flag(help: "zdtm.py's spelling: mode stream.") var stream = false
     @Option(help: "zdtm.py's --fault: make cryo fail at this fault point (1 after-freeze, 2 mid-pages, 3 files, 4 restore-tasks, 5 mid-transfer; repeatable) and check what the failure leaves, then C/R again.") var fault: [String] = []
     @Flag(help: "Go on after a failure.") var keepGoing = false
+    @Flag(help: "Judge cases by the program's own verdict only, without comparing visible state (what CRIU's zdtm.py does in flavour h): for measuring another checkpointer, such as CRIU given with --cryo.") var noStateCheck = false
     @Option(help: "Write JUnit XML (zdtm.xml) and an HTML page (zdtm.html) into this folder.") var report: String?
     @Option(help: "Keep each case's folder (images, logs): always, never or failed (zdtm.py's --keep-img).") var keepImg: String = "failed"
     @Option(help: "Run only share I of N of the selected cases (I from 1), so CI can split a run across machines.") var shard: String?
@@ -133,6 +134,7 @@ struct Run: ParsableCommand {
         }
         var opts = RunOptions(binDir: binDir, cryo: cryo ?? binDir + "/cryo", runDir: runDir)
         opts.keepGoing = keepGoing
+        opts.compareState = !noStateCheck
         opts.parallel = parallel
         opts.keepImages = RunOptions.KeepImages(rawValue: keepImg) ?? .failed
         opts.preDumps = pre ?? 2

@@ -467,11 +467,40 @@ public struct Restorer {
             }
         }
         for p in plans where !p.isZombie {
-            // Queued while still traced, the stop is taken before the task runs a user instruction.
             let tc = p.cores[p.pid]!.tc
-            if tc.taskState == TaskState.stopped.rawValue { kill(built.host[p.pid]!, tc.hasStopSigno ? Int32(tc.stopSigno) : SIGSTOP) }
-            for t in built.targets[p.pid]! { try Ptrace.detach(t.pid) }
+            let targets = built.targets[p.pid]!
+            guard tc.taskState == TaskState.stopped.rawValue else {
+                for t in targets { try Ptrace.detach(t.pid) }
+                continue
+            }
+            try detachStopped(p, targets: targets, host: built.host[p.pid]!, signal: tc.hasStopSigno ? Int32(tc.stopSigno) : SIGSTOP)
         }
+    }
+
+    /// A stopped process comes back stopped by its own signal, and none of its threads may run
+    /// a user instruction first. SIGTSTP can be blocked: a thread that blocks it (one still in
+    /// pthread_create's all-blocked start) would run on, unblock, and lose its mask, if it were
+    /// let go before another thread had begun the group stop. So a thread that takes the signal
+    /// goes first, and the rest only once it has stopped (the group stop is then pending on
+    /// them, and taken before user code). When every thread blocks it, SIGSTOP stops them.
+    func detachStopped(_ p: Plan, targets: [RestoreTarget], host: Int32, signal: Int32) throws {
+        let bit = UInt64(1) << UInt64(signal - 1)
+        let mask = { (t: RestoreTarget) -> UInt64 in
+            let core = p.cores[t.vpid]!
+            return t.vpid == p.pid ? core.tc.blkSigset : core.threadCore.blkSigset
+        }
+        let first = signal == SIGSTOP ? targets.first : targets.first { mask($0) & bit == 0 }
+        let sig = first == nil ? SIGSTOP : signal
+        if sig != signal { log.warning("pid \(host): every thread blocks signal \(signal), which had stopped it; stopped with SIGSTOP instead") }
+        guard kill(host, sig) == 0 else { throw SystemCallError(call: "kill", errno: errno, context: "pid \(host): stop signal \(sig)") }
+        let lead = first ?? targets[0]
+        try Ptrace.detach(lead.pid)
+        let proc = ProcReader()
+        for _ in 0..<20_000 {
+            if (try? proc.stat(pid: lead.pid))?.state == "T" { break }
+            usleep(100)
+        }
+        for t in targets where t.pid != lead.pid { try Ptrace.detach(t.pid) }
     }
 
     /// A zombie made during restore sent its parent a SIGCHLD the original parent had already

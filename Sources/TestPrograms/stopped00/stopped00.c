@@ -50,6 +50,12 @@ static volatile unsigned long *counts;
 static volatile unsigned long *my_count;
 static void *spinner(void *arg) {
     volatile unsigned long *c = arg;
+    // It blocks every signal, SIGTSTP included: the group stop must come from its leader,
+    // and a restore that let it go first would let it run (the count moves) and, in
+    // pthread_create's start, lose its mask.
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
     for (;;) { (*c)++; usleep(1000); }
     return NULL;
 }

@@ -19,7 +19,7 @@ public enum ExternalPrograms {
         let descPath = abs + ".desc"
         if let text = try? String(contentsOfFile: descPath, encoding: .utf8) {
             do { w.desc = try ZdtmDesc.parse(text, path: descPath) } catch { throw Problem(description: "\(error)") }
-            w.opts = w.desc?.opts.filter { ZdtmDesc.passedOpts.contains($0) } ?? []
+            w.opts = w.desc?.opts.filter { ZdtmDesc.passedOpts.contains($0) || ZdtmDesc.defaultOpts.contains($0) } ?? []
         }
         return w
     }

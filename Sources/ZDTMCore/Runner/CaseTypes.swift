@@ -47,5 +47,9 @@ public struct RunOptions: Sendable {
     /// With a transfer mode (page-server, lazy...): "pre" or "snaps" when zdtm.py's --pre N or
     /// --snaps asked for incremental steps before the final dump.
     public var incremental: String?
+    /// Judge by the program's own verdict only, without zdtm's comparison of visible state:
+    /// what CRIU's zdtm.py does in flavour h. For measuring another checkpointer (CRIU itself)
+    /// by CRIU's own rules; cryo is always run with the comparison.
+    public var compareState = true
     public init(binDir: String, cryo: String, runDir: String) { self.binDir = binDir; self.cryo = cryo; self.runDir = runDir }
 }

@@ -174,7 +174,7 @@ public final class Runner: @unchecked Sendable {
                 return finish(.fail, "iteration \(i): state after \(spec.mode.name): \(error)" + outputs(outfile))
             }
             tree = Array(Set(tree).union(after.hostPids)).sorted()
-            let diffs = StateDiff.compare(before, after, ignore: w.ignore)
+            let diffs = options.compareState ? StateDiff.compare(before, after, ignore: w.ignore) : []
             if !diffs.isEmpty {
                 for d in diffs { log.warning("\(spec.id): \(d)") }
                 return finish(.fail, "iteration \(i): state changed: " + diffs.prefix(5).joined(separator: "; ")
