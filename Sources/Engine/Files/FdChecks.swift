@@ -1,7 +1,7 @@
 import Glibc
 
 /// What no fd kind carries yet, checked for every fd before its kind dumps it: terminals other than ptys,
-/// locks on files in flight and F_SETOWN/F_SETSIG owners. Each is refused, naming the fd, rather than restored without it.
+/// and locks on files in flight. Each is refused, naming the fd, rather than restored without it.
 enum FdChecks {
     static func major(_ dev: UInt64) -> UInt64 { ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff) }
     static func minor(_ dev: UInt64) -> UInt64 { (dev & 0xff) | ((dev >> 12) & ~0xff) }
@@ -44,14 +44,5 @@ enum FdChecks {
         if ctx.locks.enabled, let l = f.info.locks.first(where: { FileLockDumper.breaking($0) != nil }) {
             throw refuse("holds a file lock (\(l.text)), \(FileLockDumper.breaking(l)!)")
         }
-        let c = try ctx.copy(of: f)
-        // struct f_owner_ex { int type; pid_t pid; }
-        var owner: (Int32, Int32) = (0, 0)
-        if fcntl(c, 16 /* F_GETOWN_EX */, &owner) == 0 && owner.1 != 0 && !ctx.locks.ownerIsLease(f, ownerType: owner.0, pid: owner.1) {
-            let kind = ["thread", "process", "process group"][Int(max(0, min(2, owner.0)))]
-            throw refuse("F_SETOWN owner \(kind) \(owner.1), which cryo does not restore yet")
-        }
-        let sig = fcntl(c, 11 /* F_GETSIG */)
-        if sig > 0 { throw refuse("F_SETSIG signal \(sig), which cryo does not restore yet") }
     }
 }

@@ -147,6 +147,10 @@ final class FileTable: @unchecked Sendable {
             e.reg = try ghosts.entry(path: f.target, source: "/proc/\(f.pid)/fd/\(f.fd)", pid: f.pid, id: id,
                                      flags: UInt32(bitPattern: f.info.flags), pos: UInt64(max(0, f.info.pos)))
         }
+        if let o = try FileOwner.dump(f, copy: try context.copy(of: f), ctx: context), !FileOwner.store(o, in: &e) {
+            throw DumpError.fdState(pid: f.pid, fd: f.fd, target: f.target,
+                                    reason: "F_SETOWN owner or F_SETSIG signal on a \(claimed?.name ?? "file"), whose image has no place for it")
+        }
         entries.append(e)
         described.append((f.pid, f.fd, UInt64(f.stat.st_dev), UInt64(f.stat.st_ino), id))
         return (id, e.type)

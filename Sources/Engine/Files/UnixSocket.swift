@@ -105,7 +105,11 @@ enum UnixSocket: FdKind {
             }
         }
         entry.usk = u
-        if UInt32(d.state) != listen {
+        // A stream or seqpacket socket never connected has no queue to peek (recvmsg
+        // refuses it: EINVAL, ENOTCONN).
+        let unconnected = d.type != 2 && UInt32(d.state) != listen && UInt32(d.state) != established
+        if unconnected && d.rqueue > 0 { throw refuse("\(d.rqueue) bytes queued to a socket that is not connected") }
+        if UInt32(d.state) != listen && !unconnected {
             let queue = try peekQueue(c, stream: d.type == 1, refuse: refuse)
             ctx.adoptInFlight(queue.flatMap(\.fds))
             if d.type == 2 && peer == 0 && d.name.isEmpty && !queue.isEmpty {

@@ -126,6 +126,7 @@ public struct Restorer {
             try joinGroups(plans, built: built)
             try restoreTerminals(plans, built: built, transport: transport, shared: shared)
             try restoreDeferredFiles(plans, built: built, transport: transport, shared: shared)
+            try restoreFileOwners(plans, built: built, shared: shared)
             if lazy != nil {
                 try fills.waitAll()  // no fill may touch memory registered from here on
                 try lazy!.handOff(try lazy!.register(plans, built: built, transport: transport),
@@ -581,12 +582,24 @@ public struct Restorer {
                         try t.remote.syscall(.close, UInt64(got))
                     }
                     ctx.placed[fi.id] = want
+                    try registerAsync(t, fd: want, object: ctx.objects[fi.id])
                 }
                 if fi.flags & UInt32(O_CLOEXEC) != 0 {
                     try t.remote.syscall(.fcntl, UInt64(want), UInt64(F_SETFD), UInt64(FD_CLOEXEC))
                 }
             }
         }
+    }
+
+    /// O_ASYNC registers the fd number it was set through: SIGIO (or the F_SETSIG signal)
+    /// names it in si_fd. Set on cryo's copy, it would name cryo's number; so it is set again
+    /// through the task's own fd.
+    func registerAsync(_ t: RestoreTarget, fd: Int32, object: Int32?) throws {
+        let flags: Int32
+        if let o = object { flags = fcntl(o, F_GETFL) } else { flags = Int32(truncatingIfNeeded: try t.remote.syscall(.fcntl, UInt64(fd), UInt64(F_GETFL))) }
+        guard flags >= 0, flags & O_ASYNC != 0 else { return }
+        try t.remote.syscall(.fcntl, UInt64(fd), UInt64(F_SETFL), UInt64(UInt32(bitPattern: flags & ~O_ASYNC)))
+        try t.remote.syscall(.fcntl, UInt64(fd), UInt64(F_SETFL), UInt64(UInt32(bitPattern: flags)))
     }
 
     func restoreFs(_ t: RestoreTarget, plan: Plan) throws {
@@ -621,7 +634,12 @@ public struct Restorer {
         if tc.hasTimers {
             for (which, e) in [tc.timers.real, tc.timers.virt, tc.timers.prof].enumerated() {
                 var b: [UInt8] = []
-                b.putU64(e.isec); b.putU64(e.iusec); b.putU64(e.vsec); b.putU64(e.vusec)
+                // A periodic ITIMER_REAL that fired and whose SIGALRM is not dequeued yet shows
+                // no time left: the kernel re-arms it only on that dequeue. Set with no time
+                // left it would be disarmed; set to fire at once it is in the same state again
+                // (fired, SIGALRM pending, re-armed when taken).
+                let fired = which == 0 && e.vsec == 0 && e.vusec == 0 && (e.isec != 0 || e.iusec != 0)
+                b.putU64(e.isec); b.putU64(e.iusec); b.putU64(e.vsec); b.putU64(fired ? 1 : e.vusec)
                 try r.syscall(.setitimer, UInt64(which), try t.put(b), 0)
             }
         }
