@@ -87,6 +87,21 @@ final class FileDumpContext {
         return pipeHolders?[ino] ?? []
     }
 
+    private var treeSockets: Set<UInt32>?
+    /// The inodes of the sockets any task of the tree holds (read once: the tree is frozen).
+    func socketsOfTree() -> Set<UInt32> {
+        if let s = treeSockets { return s }
+        var s: Set<UInt32> = []
+        for p in treePids {
+            for fd in (try? proc.fds(pid: p)) ?? [] {
+                guard let t = try? proc.fdTarget(pid: p, fd: fd), t.hasPrefix("socket:["), let i = UInt32(t.dropFirst(8).dropLast()) else { continue }
+                s.insert(i)
+            }
+        }
+        treeSockets = s
+        return s
+    }
+
     /// The access modes (O_RDONLY, O_WRONLY) of the tree's fds of the pipe with inode `ino`.
     func treeEnds(ofPipe ino: UInt64) -> Set<Int32> {
         var ends: Set<Int32> = []

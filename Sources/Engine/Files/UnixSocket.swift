@@ -44,7 +44,8 @@ enum UnixSocket: FdKind {
             // In flight: restore makes it in cryo, where no name can be bound for the task.
             throw refuse("it is bound to a name or listening, which cryo restores only in a task, not in flight")
         }
-        let ours = Set(ctx.fds.values.compactMap { inode($0.target) }).union(ctx.inFlightSockets)
+        // A peer in another process of the tree is made with this end, as one socketpair.
+        let ours = Set(ctx.fds.values.compactMap { inode($0.target) }).union(ctx.inFlightSockets).union(ctx.socketsOfTree())
 
         let c = try ctx.copy(of: f)
         var peer = d.peer
@@ -66,7 +67,7 @@ enum UnixSocket: FdKind {
             for other in ours where other != ino {
                 if let l = try? SockDiag.unix(ino: other), l.state == UInt8(listen), l.icons.contains(peer) { listener = other; break }
             }
-            guard let l = listener else { throw refuse("connected to socket inode \(peer), which is outside the dumped process") }
+            guard let l = listener else { throw refuse("connected to socket inode \(peer), which is outside the dumped tree") }
             let embryo = try SockDiag.unix(ino: peer)
             guard embryo.rqueue == 0 else { throw refuse("\(embryo.rqueue) bytes sent on a connection the listener has not accepted") }
             peer = l
@@ -74,7 +75,7 @@ enum UnixSocket: FdKind {
         if UInt32(d.state) == listen {
             for c in d.icons where c != 0 {
                 let e = try SockDiag.unix(ino: c)
-                guard e.peer == 0 || ours.contains(e.peer) else { throw refuse("a pending connection from socket inode \(e.peer), outside the dumped process") }
+                guard e.peer == 0 || ours.contains(e.peer) else { throw refuse("a pending connection from socket inode \(e.peer), outside the dumped tree") }
             }
         }
 
