@@ -94,6 +94,7 @@ struct MemoryDumper {
         // A MAP_NORESERVE mapping may be far larger than memory (sparse reservations).
         let noReserve = Set(smaps.filter { $0.vmFlags.contains("nr") }.map(\.mapping.start))
         let locked = Set(smaps.filter { $0.vmFlags.contains("lo") }.map(\.mapping.start))
+        let droppable = Set(smaps.filter { $0.vmFlags.contains("dp") }.map(\.mapping.start))
         let madv = VmaFlags.madvBits(smaps)
         let scanner = try PageScanner(pid: pid)
         defer { scanner.close() }
@@ -152,8 +153,9 @@ struct MemoryDumper {
                     throw DumpError.unsupported(pid: pid, what: "mapping \(m.path) at 0x\(String(m.start, radix: 16))")
                 }
             }
+            if droppable.contains(m.start) { v.flags = v.flags & ~UInt32(MAP_PRIVATE) | VmaFlags.mapDroppable }
             mm.vmas.append(v)
-            if v.status & (VmaStatus.vdso | VmaStatus.vvar | VmaStatus.vsyscall) != 0 { continue }
+            if v.status & (VmaStatus.vdso | VmaStatus.vvar | VmaStatus.vsyscall) != 0 || droppable.contains(m.start) { continue }
             let runs = try scanner.dataRuns(start: m.start, end: m.end, anonymousOnly: anonymousOnly)
             if runs.isEmpty { continue }
             var here: [Piece] = []

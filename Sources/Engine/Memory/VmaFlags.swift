@@ -2,17 +2,23 @@ import Glibc
 
 /// VMA flags set by madvise, mlock or mseal. The madvise ones are carried in the VMA's `madv`
 /// bits (1 << MADV_*, as CRIU writes them) and advised again at restore; mlock (VmFlags lo) is
-/// MAP_LOCKED in the VMA's flags, as CRIU has it, and locked again at restore; the others are
+/// MAP_LOCKED in the VMA's flags, as CRIU has it, and locked again at restore; MAP_DROPPABLE
+/// (VmFlags dp) is that mapping type in the flags, as CRIU has it, and its pages are not dumped:
+/// the kernel may zero them at any moment, and CRIU restores them zeroed; the others are
 /// refused at dump, named, rather than coming back without them.
 enum VmaFlags {
+    /// mmap's MAP_DROPPABLE (Linux 6.11), a mapping type in place of MAP_PRIVATE.
+    static let mapDroppable: UInt32 = 0x08
+
     /// smaps VmFlags mnemonic -> what sets it.
     static let unkept: [(flag: String, what: String)] = [
-        ("lf", "mlock(MLOCK_ONFAULT)"), ("sl", "mseal"), ("dp", "MAP_DROPPABLE"),
+        ("lf", "mlock(MLOCK_ONFAULT)"), ("sl", "mseal"),
         ("ss", "a shadow stack"),
     ]
 
     /// smaps VmFlags mnemonic -> the advice that sets it.
     static let advised: [(flag: String, advice: Int32)] = [
+        ("sr", MADV_SEQUENTIAL), ("rr", MADV_RANDOM),
         ("dc", MADV_DONTFORK), ("wf", 18 /* MADV_WIPEONFORK */), ("dd", MADV_DONTDUMP),
         ("mg", MADV_MERGEABLE), ("hg", MADV_HUGEPAGE), ("nh", MADV_NOHUGEPAGE),
     ]

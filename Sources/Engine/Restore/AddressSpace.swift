@@ -198,7 +198,7 @@ struct AddressSpace {
     func map(_ v: Img_VmaEntry, apart: Bool = false) throws {
         let len = v.end - v.start
         let prot = UInt64(PROT_READ | PROT_WRITE)
-        var flags = UInt64(MAP_PRIVATE | MAP_FIXED)
+        var flags = UInt64(MAP_FIXED) | (v.flags & VmaFlags.mapDroppable != 0 ? UInt64(VmaFlags.mapDroppable) : UInt64(MAP_PRIVATE))
         if v.flags & UInt32(MAP_GROWSDOWN) != 0 { flags |= UInt64(MAP_GROWSDOWN) }
         if v.flags & UInt32(MAP_NORESERVE) != 0 { flags |= UInt64(MAP_NORESERVE) }
         if v.status & VmaStatus.filePrivate != 0 {

@@ -1,4 +1,4 @@
-// madvise flags of mappings (VmFlags dc, wf, dd, hg, nh, mg) and mlock (lo) come back, and act: after restore
+// madvise flags of mappings (VmFlags dc, wf, dd, hg, nh, mg, sr, rr) and mlock (lo) come back, and act: after restore
 // a forked child lacks the MADV_DONTFORK mapping and reads zeros from the MADV_WIPEONFORK one,
 // while every mapping still holds its data in the restored process itself.
 #define _GNU_SOURCE
@@ -23,6 +23,8 @@ static struct region regions[] = {
     { "MADV_HUGEPAGE", MADV_HUGEPAGE, "hg" },
     { "MADV_NOHUGEPAGE", MADV_NOHUGEPAGE, "nh" },
     { "MADV_MERGEABLE", MADV_MERGEABLE, "mg" },
+    { "MADV_SEQUENTIAL", MADV_SEQUENTIAL, "sr" },
+    { "MADV_RANDOM", MADV_RANDOM, "rr" },
     { "mlock", -1, "lo" },
 };
 #define NR (int)(sizeof(regions) / sizeof(regions[0]))
