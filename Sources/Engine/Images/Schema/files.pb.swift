@@ -835,6 +835,17 @@ public nonisolated struct Img_EventpollTfdEntry: Sendable {
   /// Clears the value of `pos`. Subsequent reads from it will return its default value.
   public mutating func clearPos() {self._pos = nil}
 
+  /// cryo: the registration's fd number (tfd) no longer names its file in the task, which
+  /// holds the file under this number; restore registers through tfd made for the moment.
+  public var viaFd: UInt32 {
+    get {_viaFd ?? 0}
+    set {_viaFd = newValue}
+  }
+  /// Returns true if `viaFd` has been explicitly set.
+  public var hasViaFd: Bool {self._viaFd != nil}
+  /// Clears the value of `viaFd`. Subsequent reads from it will return its default value.
+  public mutating func clearViaFd() {self._viaFd = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -846,6 +857,7 @@ public nonisolated struct Img_EventpollTfdEntry: Sendable {
   fileprivate var _dev: UInt32? = nil
   fileprivate var _inode: UInt64? = nil
   fileprivate var _pos: UInt64? = nil
+  fileprivate var _viaFd: UInt32? = nil
 }
 
 public nonisolated struct Img_EventpollFileEntry: Sendable {
@@ -3013,7 +3025,7 @@ nonisolated extension Img_EventfdFileEntry: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Img_EventpollTfdEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".EventpollTfdEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}tfd\0\u{1}events\0\u{1}data\0\u{1}dev\0\u{1}inode\0\u{1}pos\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}tfd\0\u{1}events\0\u{1}data\0\u{1}dev\0\u{1}inode\0\u{1}pos\0\u{4}a\u{f}via_fd\0")
 
   public var isInitialized: Bool {
     if self._id == nil {return false}
@@ -3036,6 +3048,7 @@ nonisolated extension Img_EventpollTfdEntry: SwiftProtobuf.Message, SwiftProtobu
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self._dev) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self._inode) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self._pos) }()
+      case 1000: try { try decoder.decodeSingularUInt32Field(value: &self._viaFd) }()
       default: break
       }
     }
@@ -3067,6 +3080,9 @@ nonisolated extension Img_EventpollTfdEntry: SwiftProtobuf.Message, SwiftProtobu
     try { if let v = self._pos {
       try visitor.visitSingularUInt64Field(value: v, fieldNumber: 7)
     } }()
+    try { if let v = self._viaFd {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1000)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3078,6 +3094,7 @@ nonisolated extension Img_EventpollTfdEntry: SwiftProtobuf.Message, SwiftProtobu
     if lhs._dev != rhs._dev {return false}
     if lhs._inode != rhs._inode {return false}
     if lhs._pos != rhs._pos {return false}
+    if lhs._viaFd != rhs._viaFd {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
