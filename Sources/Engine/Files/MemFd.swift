@@ -184,8 +184,20 @@ enum MemFd: FdKind {
         let what = "memfd id \(entry.id)"
         let object = try self.object(e.inodeID, objects: ctx.shared, what: what)
         let flags = Int32(bitPattern: e.flags) & ~(O_CREAT | O_TRUNC | O_EXCL)
-        let fd = open("/proc/self/fd/\(object)", flags | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemCallError(call: "open(/proc/self/fd)", errno: errno, context: what) }
+        let fd: Int32
+        let anon = (try? ctx.shared.images.read(.memfdInode, as: Img_MemfdInodeEntry.self).first { $0.shmid == e.inodeID }?.name == sharedAnonName) ?? true
+        if !anon && flags & O_ACCMODE == O_RDWR && !ctx.shared.memfdsGiven.contains(e.inodeID) {
+            // memfd_create's own description does not count as a writer (a reopen does), so
+            // the file can be exec'ed through it (execveat AT_EMPTY_PATH): one read-write
+            // description gets the object itself.
+            ctx.shared.memfdsGiven.insert(e.inodeID)
+            fd = fcntl(object, F_DUPFD_CLOEXEC, 0)
+            guard fd >= 0 else { throw SystemCallError(call: "fcntl(F_DUPFD_CLOEXEC)", errno: errno, context: what) }
+            try FileFlags.set(fd, UInt32(bitPattern: flags), what: what)
+        } else {
+            fd = open("/proc/self/fd/\(object)", flags | O_CLOEXEC)
+            guard fd >= 0 else { throw SystemCallError(call: "open(/proc/self/fd)", errno: errno, context: what) }
+        }
         if e.pos != 0 { lseek(fd, off_t(e.pos), SEEK_SET) }
         return try ctx.install(fd, id: entry.id, what: what)
     }

@@ -1,5 +1,7 @@
 // memfds keep their names, contents (holes included), seals and per-description offsets,
-// and two fds of one memfd still share its inode.
+// and two fds of one memfd still share its inode. A memfd holding a script can be exec'ed
+// through its fd (execveat AT_EMPTY_PATH): memfd_create's own description is no writer, and
+// a restore that reopened it would make the exec fail with ETXTBSY.
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>
@@ -10,6 +12,20 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+static int exec_status(int fd) {
+    pid_t c = fork();
+    if (c == 0) {
+        char *argv[] = { "true", NULL }, *envp[] = { NULL };
+        syscall(SYS_execveat, fd, "", argv, envp, AT_EMPTY_PATH);
+        _exit(errno);
+    }
+    int st = -1;
+    waitpid(c, &st, 0);
+    return st;
+}
 
 #define LEN (300 << 10)
 
@@ -30,8 +46,13 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof(path), "/proc/self/fd/%d", m);
     int ro = open(path, O_RDONLY);
     lseek(ro, 1000, SEEK_SET);
+    int script = memfd_create("script", 0);
+    if (script < 0 || write(script, "#!/bin/true\n", 12) != 12) fail("script memfd: %m");
+    if (exec_status(script) != 0) fail("exec of the script memfd before the dump: status %#x", exec_status(script));
     test_daemon();
     test_waitsig();
+    int st = exec_status(script);
+    if (st != 0) fail("exec of the script memfd after restore: status %#x (errno %d in the child)", st, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
     char link[128] = { 0 };
     readlink(path, link, sizeof(link) - 1);
     if (strcmp(link, "/memfd:memfd00-data (deleted)")) fail("memfd is now '%s'", link);
