@@ -16,7 +16,7 @@ let workloadNames: [String] = [
     "netns00",
     "lock00", "pidfd00",
     "pty00", "tcp03", "mnt00",
-    "fown00", "itimer01", "unix04", "droppable00",
+    "fown00", "itimer01", "unix04", "droppable00", "nsfd00",
 ]
 
 // Per-workload extra libraries, by folder name.

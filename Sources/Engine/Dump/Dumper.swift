@@ -41,6 +41,9 @@ public struct Dumper {
                                                       externals: externals.namespaces)
             let pids = try PidMap.read(processes: tree.processes.map { ($0.pid, $0.threads) }, inNewNamespace: namespaces.newKinds.contains(.pid), proc: proc)
             files.context.pids = pids
+            files.context.namespaceIDs = namespaces.ids
+            files.context.hostNamespaces = namespaces.own
+            files.context.treeNamespaces = namespaces.perTask[tree.root] ?? [:]
             if namespaces.newKinds.contains(.mnt) { files.context.mountIDs = try MountNamespace.ownTreeMountIDs(pid: tree.root, proc: proc) }
             holds = try namespaces.hold(request: request)
             try RuntimeChecks.dump(request, tree: tree)

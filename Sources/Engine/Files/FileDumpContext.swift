@@ -60,6 +60,11 @@ final class FileDumpContext {
     let ttys = TtyDumpState()
     /// Pids as the images name them (the tree's pid namespace).
     var pids = PidMap() { didSet { locks.pids = pids } }
+    /// CRIU's ns ids of the namespaces known to the dump (cryo's own and the tree's), by kind
+    /// and inode: an fd of a namespace names one of them.
+    var namespaceIDs: [NamespaceKind: [UInt64: UInt32]] = [:]
+    /// Inodes of cryo's own namespaces and of the tree root's, by kind.
+    var hostNamespaces: [NamespaceKind: UInt64] = [:], treeNamespaces: [NamespaceKind: UInt64] = [:]
     /// Every pid being dumped: a pipe end held outside them cannot be restored.
     var treePids: Set<Int32> = []
     private var pipeHolders: [UInt64: Set<Int32>]?

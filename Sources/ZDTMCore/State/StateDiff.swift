@@ -90,11 +90,12 @@ public enum StateDiff {
         return d
     }
 
-    /// "pipe:[123]" -> ("pipe", "123"); an O_TMPFILE file, "/tmp/#123 (deleted)" (named by its
+    /// "pipe:[123]" -> ("pipe", "123"), "net:[4026531833]" -> ("net", ...); an O_TMPFILE file, "/tmp/#123 (deleted)" (named by its
     /// inode, new after a restore) -> ("/tmp/#", "123"); nil for targets that name a path or a
     /// fixed object.
     static func anonymousInode(_ target: String) -> (String, String)? {
-        for kind in ["pipe", "socket"] where target.hasPrefix(kind + ":[") && target.hasSuffix("]") {
+        // Namespaces too: a tree's own are new after a restore (the workloads check which).
+        for kind in ["pipe", "socket", "net", "uts", "ipc", "pid", "mnt", "cgroup", "user", "time"] where target.hasPrefix(kind + ":[") && target.hasSuffix("]") {
             let n = target.dropFirst(kind.count + 2).dropLast()
             if !n.isEmpty && n.allSatisfy(\.isNumber) { return (kind, String(n)) }
         }

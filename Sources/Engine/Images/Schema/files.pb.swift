@@ -434,11 +434,72 @@ public nonisolated struct Img_FileEntry: @unchecked Sendable {
   /// Clears the value of `pidfd`. Subsequent reads from it will return its default value.
   public mutating func clearPidfd() {_uniqueStorage()._pidfd = nil}
 
+  public var nsf: Img_NsFileEntry {
+    get {_storage._nsf ?? Img_NsFileEntry()}
+    set {_uniqueStorage()._nsf = newValue}
+  }
+  /// Returns true if `nsf` has been explicitly set.
+  public var hasNsf: Bool {_storage._nsf != nil}
+  /// Clears the value of `nsf`. Subsequent reads from it will return its default value.
+  public mutating func clearNsf() {_uniqueStorage()._nsf = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// CRIU's ns.proto ns_file_entry: an fd of a namespace (/proc/PID/ns/KIND), by CRIU's ns id.
+public nonisolated struct Img_NsFileEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var nsID: UInt32 {
+    get {_nsID ?? 0}
+    set {_nsID = newValue}
+  }
+  /// Returns true if `nsID` has been explicitly set.
+  public var hasNsID: Bool {self._nsID != nil}
+  /// Clears the value of `nsID`. Subsequent reads from it will return its default value.
+  public mutating func clearNsID() {self._nsID = nil}
+
+  public var nsCflag: UInt32 {
+    get {_nsCflag ?? 0}
+    set {_nsCflag = newValue}
+  }
+  /// Returns true if `nsCflag` has been explicitly set.
+  public var hasNsCflag: Bool {self._nsCflag != nil}
+  /// Clears the value of `nsCflag`. Subsequent reads from it will return its default value.
+  public mutating func clearNsCflag() {self._nsCflag = nil}
+
+  public var flags: UInt32 {
+    get {_flags ?? 0}
+    set {_flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {self._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {self._flags = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _nsID: UInt32? = nil
+  fileprivate var _nsCflag: UInt32? = nil
+  fileprivate var _flags: UInt32? = nil
 }
 
 /// CRIU's tty.proto tty_file_entry (the rest of tty.proto is in tty.proto): one open pty
@@ -2488,7 +2549,7 @@ nonisolated extension Img_FdinfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FileEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}id\0\u{1}reg\0\u{1}isk\0\u{2}\u{4}efd\0\u{1}epfd\0\u{1}sgfd\0\u{2}\u{2}tfd\0\u{1}ify\0\u{2}\u{3}usk\0\u{1}fifo\0\u{1}pipe\0\u{1}tty\0\u{1}memfd\0\u{2}\u{2}pidfd\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}id\0\u{1}reg\0\u{1}isk\0\u{1}nsf\0\u{2}\u{3}efd\0\u{1}epfd\0\u{1}sgfd\0\u{2}\u{2}tfd\0\u{1}ify\0\u{2}\u{3}usk\0\u{1}fifo\0\u{1}pipe\0\u{1}tty\0\u{1}memfd\0\u{2}\u{2}pidfd\0")
 
   fileprivate class _StorageClass {
     var _type: Img_FdTypes? = nil
@@ -2506,6 +2567,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _tty: Img_TtyFileEntry? = nil
     var _memfd: Img_MemfdFileEntry? = nil
     var _pidfd: Img_PidfdEntry? = nil
+    var _nsf: Img_NsFileEntry? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2531,6 +2593,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _tty = source._tty
       _memfd = source._memfd
       _pidfd = source._pidfd
+      _nsf = source._nsf
     }
   }
 
@@ -2558,6 +2621,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if let v = _storage._tty, !v.isInitialized {return false}
       if let v = _storage._memfd, !v.isInitialized {return false}
       if let v = _storage._pidfd, !v.isInitialized {return false}
+      if let v = _storage._nsf, !v.isInitialized {return false}
       return true
     }
   }
@@ -2574,6 +2638,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._id) }()
         case 3: try { try decoder.decodeSingularMessageField(value: &_storage._reg) }()
         case 4: try { try decoder.decodeSingularMessageField(value: &_storage._isk) }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._nsf) }()
         case 8: try { try decoder.decodeSingularMessageField(value: &_storage._efd) }()
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._epfd) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._sgfd) }()
@@ -2608,6 +2673,9 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       } }()
       try { if let v = _storage._isk {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._nsf {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
       } }()
       try { if let v = _storage._efd {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
@@ -2666,10 +2734,68 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._tty != rhs_storage._tty {return false}
         if _storage._memfd != rhs_storage._memfd {return false}
         if _storage._pidfd != rhs_storage._pidfd {return false}
+        if _storage._nsf != rhs_storage._nsf {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_NsFileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NsFileEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{3}ns_id\0\u{3}ns_cflag\0\u{1}flags\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._nsID == nil {return false}
+    if self._nsCflag == nil {return false}
+    if self._flags == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._nsID) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._nsCflag) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._nsID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._nsCflag {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._flags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_NsFileEntry, rhs: Img_NsFileEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._nsID != rhs._nsID {return false}
+    if lhs._nsCflag != rhs._nsCflag {return false}
+    if lhs._flags != rhs._flags {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
