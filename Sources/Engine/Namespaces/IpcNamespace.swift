@@ -38,6 +38,7 @@ enum IpcNamespace: NamespaceContents {
             let sem = try proc.readText("/proc/sys/\(semLimits)").split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
             v.semCtls = sem.compactMap { UInt32($0) }
             for (name, path) in limits { v[keyPath: path] = try number(name) }
+            v.autoMsgmni = 0  // gone from the kernel since 4.1
             v.shmRmidForced = UInt32(truncatingIfNeeded: try number(rmidForced))
             for (name, path) in nextIDs { v[keyPath: path] = UInt32(truncatingIfNeeded: try number(name)) }
             var segs: [IpcImages.Segment] = []
@@ -128,7 +129,8 @@ enum IpcNamespace: NamespaceContents {
                 try SysVIpc.setPerm(ctl: SysVIpc.Nr.msgctl, id: Int(d.id), desc: d, qbytes: q.entry.qbytes, what: "msg")
                 for m in q.messages { try SysVIpc.send(queue: Int(d.id), m) }
             }
-            for (name, path) in nextIDs { try set(name, String(Int32(bitPattern: vars[keyPath: path]))) }
+            // -1 (unset, as each creation above leaves it) is the only value that cannot be written.
+            for (name, path) in nextIDs where Int32(bitPattern: vars[keyPath: path]) >= 0 { try set(name, String(vars[keyPath: path])) }
         }
         return nil
     }

@@ -17,6 +17,14 @@ enum SysVIpc {
         return r
     }
 
+    /// A *ctl call: semctl takes a semaphore number before the command.
+    static func ctl(_ nr: Int, _ id: Int, _ cmd: Int, _ arg: UnsafeMutableRawPointer?, context: String) throws -> Int {
+        let p = Int(bitPattern: arg)
+        let r = nr == Nr.semctl ? ck_syscall6(nr, id, 0, cmd, p, 0, 0) : ck_syscall6(nr, id, cmd, p, 0, 0, 0)
+        guard r >= 0 else { throw SystemCallError(call: "\(nr == Nr.semctl ? "semctl" : nr == Nr.shmctl ? "shmctl" : "msgctl")(\(cmd))", errno: ck_errno(), context: context) }
+        return r
+    }
+
     static func desc(_ p: ipc_perm, id: Int) -> Img_IpcDescEntry {
         var d = Img_IpcDescEntry()
         d.key = UInt32(bitPattern: p.__key); d.uid = p.uid; d.gid = p.gid; d.cuid = p.cuid; d.cgid = p.cgid
@@ -27,15 +35,13 @@ enum SysVIpc {
     /// Every object of a kind: the highest index in use (an *_INFO call), then *_STAT on each.
     static func each<T>(_ kind: String, ctl: Int, info: Int, stat: Int, _ zero: T, _ body: (Int, T) throws -> Void) throws {
         var buf = zero
-        let maxIdx = try withUnsafeMutableBytes(of: &buf) { try call("\(kind)ctl(INFO)", ctl, 0, info, Int(bitPattern: $0.baseAddress), context: "SysV \(kind)") }
+        let maxIdx = try withUnsafeMutableBytes(of: &buf) { try SysVIpc.ctl(ctl, 0, info, $0.baseAddress, context: "SysV \(kind)") }
         if maxIdx < 0 { return }
         for i in 0...maxIdx {
             var d = zero
-            let id = withUnsafeMutableBytes(of: &d) { ck_syscall6(ctl, i, stat, Int(bitPattern: $0.baseAddress), 0, 0, 0) }
-            if id < 0 {
-                let e = ck_errno()
-                if e == EINVAL || e == EIDRM { continue }  // no object at this index
-                throw SystemCallError(call: "\(kind)ctl(STAT)", errno: e, context: "SysV \(kind) index \(i)")
+            let id: Int
+            do { id = try withUnsafeMutableBytes(of: &d) { try SysVIpc.ctl(ctl, i, stat, $0.baseAddress, context: "SysV \(kind) index \(i)") } } catch let e as SystemCallError where e.errno == EINVAL || e.errno == EIDRM {
+                continue  // no object at this index
             }
             try body(id, d)
         }
@@ -128,7 +134,7 @@ enum SysVIpc {
     /// Sets owner, group and mode (and a queue's byte limit) as IPC_SET does: the only ones it can.
     static func setPerm(ctl: Int, id: Int, desc d: Img_IpcDescEntry, qbytes: UInt32? = nil, what: String) throws {
         var buf = [UInt8](repeating: 0, count: 128)
-        _ = try buf.withUnsafeMutableBytes { try call("\(what)ctl(IPC_STAT)", ctl, id, ctl == Nr.semctl ? 0 : Int(IPC_STAT), ctl == Nr.semctl ? Int(IPC_STAT) : Int(bitPattern: $0.baseAddress), ctl == Nr.semctl ? Int(bitPattern: $0.baseAddress) : 0, context: "SysV \(what) id \(id)") }
+        _ = try buf.withUnsafeMutableBytes { try SysVIpc.ctl(ctl, id, Int(IPC_STAT), $0.baseAddress, context: "SysV \(what) id \(id)") }
         buf.withUnsafeMutableBytes { p in
             // struct ipc64_perm: key, uid, gid, cuid, cgid (u32), mode (u16) ...
             p.storeBytes(of: d.uid, toByteOffset: 4, as: UInt32.self)
@@ -137,7 +143,7 @@ enum SysVIpc {
             // struct msqid64_ds: msg_qbytes after perm (48), 3 times (24), cbytes, qnum (8 each).
             if let q = qbytes { p.storeBytes(of: UInt64(q), toByteOffset: 48 + 24 + 16, as: UInt64.self) }
         }
-        _ = try buf.withUnsafeMutableBytes { try call("\(what)ctl(IPC_SET)", ctl, id, ctl == Nr.semctl ? 0 : Int(IPC_SET), ctl == Nr.semctl ? Int(IPC_SET) : Int(bitPattern: $0.baseAddress), ctl == Nr.semctl ? Int(bitPattern: $0.baseAddress) : 0, context: "SysV \(what) id \(id)") }
+        _ = try buf.withUnsafeMutableBytes { try SysVIpc.ctl(ctl, id, Int(IPC_SET), $0.baseAddress, context: "SysV \(what) id \(id)") }
     }
 
     /// Runs `body` with the thread's effective ids set to an object's creator's, so the

@@ -4,6 +4,7 @@
 // ns flavour only: it changes the IPC namespace zdtm gives it.
 #define _GNU_SOURCE
 #include "zdtmtst.h"
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,7 +30,9 @@ int main(int argc, char **argv) {
     pid_t child = test_fork();
     if (child == 0) {
         struct sembuf op = { 0, -1, 0 };  // waits until the parent posts b after restore
-        _exit(semop(b, &op, 1) ? 2 : 0);
+        int r;
+        while ((r = semop(b, &op, 1)) && errno == EINTR) {}  // the dump's stop interrupts semop, as any signal does
+        _exit(r ? 2 : 0);
     }
     test_daemon();
     test_waitsig();
