@@ -37,6 +37,7 @@ final class SharedMemoryDumper: @unchecked Sendable {
     /// Writes every object's pages (the tree is still frozen). Returns the bytes written.
     @discardableResult
     func writeAll(images: ImageDirectory, pages: PageTransport) throws -> UInt64 {
+        try sysv.verify()
         var total: UInt64 = 0
         for (i, id) in order.enumerated() {
             let o = objects[id]!

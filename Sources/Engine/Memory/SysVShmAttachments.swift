@@ -12,21 +12,41 @@ final class SysVShmAttachments: @unchecked Sendable {
 
     static func isSysV(_ m: ProcMapping) -> Bool { m.shared && m.path.hasPrefix("/SYSV") }
 
-    /// Notes one attachment; returns the segment's id. A segment attached in part (mremap,
-    /// munmap of a piece) is refused: shmat gives back only whole segments.
+    /// Notes one VMA of an attachment; returns the segment's id. An attachment split by
+    /// mprotect is several VMAs, in order, each going on where the last ended; one that lost a
+    /// piece (munmap, mremap) is refused: shmat gives back only whole segments.
     func note(_ m: ProcMapping, pid: Int32) throws -> UInt64 {
-        let where_ = "SysV shm id \(m.inode) (\(m.path)) attached at 0x\(String(m.start, radix: 16))"
         var st = stat()
         let link = "/proc/\(pid)/map_files/\(String(m.start, radix: 16))-\(String(m.end, radix: 16))"
         guard stat(link, &st) == 0 else {
-            throw DumpError.unsupported(pid: pid, what: "\(where_): stat \(link): \(String(cString: strerror(errno)))")
+            throw DumpError.unsupported(pid: pid, what: "SysV shm id \(m.inode) attached at 0x\(String(m.start, radix: 16)): stat \(link): \(String(cString: strerror(errno)))")
         }
         let whole = (UInt64(st.st_size) + 4095) & ~4095
-        guard m.offset == 0, m.size == whole else {
-            throw DumpError.unsupported(pid: pid, what: "\(where_), \(m.size) bytes from offset \(m.offset) of a \(st.st_size)-byte segment (a part only)")
-        }
         lock.lock(); defer { lock.unlock() }
-        all.append(Attachment(id: m.inode, pid: pid, start: m.start))
+        if m.offset == 0 {
+            try complete(pid)
+            open[pid] = Open(id: m.inode, start: m.start, end: m.end, whole: whole)
+            all.append(Attachment(id: m.inode, pid: pid, start: m.start))
+        } else if var o = open[pid], o.id == m.inode, o.end == m.start, m.start - o.start == m.offset {
+            o.end = m.end
+            open[pid] = o
+        } else {
+            throw DumpError.unsupported(pid: pid, what: "SysV shm id \(m.inode) attached at 0x\(String(m.start, radix: 16)) from offset \(m.offset) of its segment (a part only)")
+        }
         return m.inode
+    }
+
+    private struct Open { var id: UInt64; var start: UInt64; var end: UInt64; var whole: UInt64 }
+    private var open: [Int32: Open] = [:]
+
+    private func complete(_ pid: Int32) throws {
+        guard let o = open.removeValue(forKey: pid), o.end - o.start != o.whole else { return }
+        throw DumpError.unsupported(pid: pid, what: "SysV shm id \(o.id) attached at 0x\(String(o.start, radix: 16)) in \(o.end - o.start) of its \(o.whole) bytes (a part only)")
+    }
+
+    /// Every attachment is whole (called once every process's VMAs are noted).
+    func verify() throws {
+        lock.lock(); defer { lock.unlock() }
+        for pid in Array(open.keys) { try complete(pid) }
     }
 }

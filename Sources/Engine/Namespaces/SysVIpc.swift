@@ -69,6 +69,10 @@ enum SysVIpc {
     static func contents(id: Int, size: UInt64) throws -> [UInt8] {
         let at = try call("shmat", Nr.shmat, id, 0, Int(SHM_RDONLY), context: "SysV shm id \(id)")
         defer { _ = ck_syscall6(Nr.shmdt, at, 0, 0, 0, 0, 0) }
+        // SHM_HUGETLB shows nowhere but in the file behind the mapping.
+        if let m = try ProcReader().smaps(pid: getpid()).first(where: { $0.mapping.start == UInt64(at) }), m.vmFlags.contains("ht") {
+            throw SystemCallError(call: "shmat", errno: EOPNOTSUPP, context: "SysV shm id \(id) is on hugetlbfs (SHM_HUGETLB), which cryo does not restore yet")
+        }
         return Array(UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: at), count: Int(size)))
     }
 

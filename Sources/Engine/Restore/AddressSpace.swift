@@ -227,7 +227,7 @@ struct AddressSpace {
             defer { _ = try? remote.syscall(.close, UInt64(fd)) }
             try remote.syscall(.mmap, v.start, len, UInt64(v.prot), UInt64(MAP_SHARED | MAP_FIXED), UInt64(fd), v.pgoff)
         } else if v.status & VmaStatus.sysvipc != 0 {
-            try SysVShmAttach.attach(v, remote: remote, pid: pid)
+            try SysVShmAttach.attach(v, of: plan.mm.vmas, remote: remote, pid: pid)
         } else if v.status & VmaStatus.anonPrivate != 0 {
             if apart {
                 let tmp = try freeRange(size: len + 0x10_0000, avoiding: [(target.scratch, target.scratch + UInt64(RestoreTarget.scratchSize))]) + 0x8_0000
