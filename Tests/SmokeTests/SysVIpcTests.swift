@@ -51,4 +51,26 @@ extension RestoreErrorsTests {
         XCTAssertNotEqual(kill(pid, 0), 0, "a failed restore leaves no process")
         XCTAssertEqual(try hostSegments(), before, "a failed restore makes no SysV segment")
     }
+
+    /// A host segment removed (IPC_RMID) while the tree attaches it dies with the tree: the
+    /// dump refuses it by id, and the process runs on.
+    func testRemovedHostSegmentIsRefusedAtDump() throws {
+        let work = dir + "/shm-rmid"
+        let p = try python("""
+            import ctypes, os, time
+            os.closerange(3, 65536)
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.shmat.restype = ctypes.c_void_p
+            i = libc.shmget(0, 8192, 0o600)
+            a = libc.shmat(i, None, 0)
+            ctypes.memset(a, 7, 8192)
+            libc.shmctl(i, 0, None)  # IPC_RMID: gone once detached
+            open("ready", "w").write(str(i))
+            time.sleep(30)
+            """, in: work)
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        let id = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+        usleep(200_000)  // from writing "ready" into its sleep
+        try assertDumpFails(p, work: work, saying: ["SysV shm id \(id) attached at 0x", "removed (IPC_RMID)"])
+    }
 }
