@@ -22,6 +22,8 @@ extension RestoreErrorsTests {
         // 1. The segment is still there: the restored process finds its bytes and the same segment.
         var pid = try start("sysvhost00")
         var id = try attachedSegment(of: pid)
+        var made = [id]  // removed at the end whatever happens: the host's namespace is left as it was
+        defer { for i in made { shmctl(i, IPC_RMID, nil) } }
         let images = dir + "/img"
         var (code, out) = try cryo(["dump", "-t", "\(pid)", "-D", images])
         XCTAssertEqual(code, 0, out)
@@ -36,6 +38,7 @@ extension RestoreErrorsTests {
         // 2. The segment is removed after the dump and another one made: refused, by id.
         pid = try start("sysvhost00")
         id = try attachedSegment(of: pid)
+        made.append(id)
         let second = dir + "/img2"
         (code, out) = try cryo(["dump", "-t", "\(pid)", "-D", second])
         XCTAssertEqual(code, 0, out)
