@@ -55,7 +55,13 @@ enum IpcNamespace: NamespaceContents {
                 e.desc = d; e.nsems = UInt32(values.count)
                 return IpcImages.SemSet(entry: e, values: values)
             }
-            let queues = try SysVIpc.queues(msgmax: Int(v.msgMax)).map { IpcImages.Queue(entry: $0.entry, messages: $0.messages) }
+            // MSG_COPY copies nothing above msgmax, which may have been lowered under queued
+            // messages: raised while they are read (the tree is frozen, the namespace its own).
+            let raised = try SysVIpc.biggestQueue()
+            if raised > Int(v.msgMax) { try proc.write(String(raised), to: "/proc/sys/\(msgmax)") }
+            let read = Result { try SysVIpc.queues(msgmax: max(raised, Int(v.msgMax))) }
+            if raised > Int(v.msgMax) { try proc.write(String(v.msgMax), to: "/proc/sys/\(msgmax)") }
+            let queues = try read.get().map { IpcImages.Queue(entry: $0.entry, messages: $0.messages) }
             return (v, segs, sets, queues)
         }
         guard vars.semCtls.count == 4 else { throw refuse("/proc/sys/\(semLimits) does not hold four numbers") }
@@ -121,6 +127,9 @@ enum IpcNamespace: NamespaceContents {
                 }
                 try SysVIpc.setPerm(ctl: SysVIpc.Nr.semctl, id: Int(d.id), desc: d, what: "sem")
             }
+            // msgsnd refuses a message above msgmax, which may have been lowered after it was sent.
+            let biggest = msg.flatMap(\.messages).map(\.text.count).max() ?? 0
+            if biggest > Int(vars.msgCtlmax) { try set(msgmax, String(biggest)) }
             for q in msg {
                 let d = q.entry.desc
                 try create("msg", d, next: "kernel/msg_next_id") {
@@ -129,6 +138,7 @@ enum IpcNamespace: NamespaceContents {
                 try SysVIpc.setPerm(ctl: SysVIpc.Nr.msgctl, id: Int(d.id), desc: d, qbytes: q.entry.qbytes, what: "msg")
                 for m in q.messages { try SysVIpc.send(queue: Int(d.id), m) }
             }
+            if biggest > Int(vars.msgCtlmax) { try set(msgmax, String(vars.msgCtlmax)) }
             // -1 (unset, as each creation above leaves it) is the only value that cannot be written.
             for (name, path) in nextIDs where Int32(bitPattern: vars[keyPath: path]) >= 0 { try set(name, String(vars[keyPath: path])) }
         }

@@ -105,17 +105,27 @@ enum SysVIpc {
 
     // MARK: msg
 
+    /// The most bytes any queue holds: no message is bigger.
+    static func biggestQueue() throws -> Int {
+        var most = 0
+        try each("msg", ctl: Nr.msgctl, info: msgInfo, stat: msgStat, msqid_ds()) { _, d in most = max(most, Int(d.__msg_cbytes)) }
+        return most
+    }
+
+    /// `msgmax`: the namespace's (MSG_COPY copies no message above it); a message sent before
+    /// it was lowered may be bigger, but none is bigger than its queue's bytes.
     static func queues(msgmax: Int) throws -> [(entry: Img_IpcMsgEntry, messages: [IpcImages.Message])] {
         var out: [(Img_IpcMsgEntry, [IpcImages.Message])] = []
-        var buf = [UInt8](repeating: 0, count: 8 + msgmax)
         try each("msg", ctl: Nr.msgctl, info: msgInfo, stat: msgStat, msqid_ds()) { id, d in
+            let size = max(msgmax, Int(d.__msg_cbytes))
+            var buf = [UInt8](repeating: 0, count: 8 + size)
             var e = Img_IpcMsgEntry()
             e.desc = desc(d.msg_perm, id: id)
             e.qbytes = UInt32(d.msg_qbytes); e.qnum = UInt32(d.msg_qnum)
             var msgs: [IpcImages.Message] = []
             for i in 0..<Int(d.msg_qnum) {
                 let n = try buf.withUnsafeMutableBytes {
-                    try call("msgrcv(MSG_COPY)", Nr.msgrcv, id, Int(bitPattern: $0.baseAddress), msgmax, i, Int(IPC_NOWAIT) | msgCopy,
+                    try call("msgrcv(MSG_COPY)", Nr.msgrcv, id, Int(bitPattern: $0.baseAddress), size, i, Int(IPC_NOWAIT) | msgCopy,
                              context: "SysV msg id \(id) message \(i) of \(d.msg_qnum)")
                 }
                 let type = buf.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
