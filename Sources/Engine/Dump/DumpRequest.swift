@@ -71,6 +71,7 @@ public enum VmaStatus {
     public static let fileShared: UInt32 = 1 << 7
     public static let anonShared: UInt32 = 1 << 8
     public static let anonPrivate: UInt32 = 1 << 9
+    public static let sysvipc: UInt32 = 1 << 10
     public static let vvar: UInt32 = 1 << 12
     public static let memfd: UInt32 = 1 << 14
     /// cryo: the 6.x [vvar_vclock] page, moved with [vvar] and [vdso].

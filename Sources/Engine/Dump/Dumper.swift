@@ -154,6 +154,7 @@ public struct Dumper {
         }
         log.info("pages copied")
         try shmem.writeAll(images: images, pages: pages)
+        if !namespaces.newKinds.contains(.ipc), let ipc = namespaces.rootID(.ipc) { try HostSysVShm.dump(shmem.sysv, root: tree.root, id: ipc, images: images) }
         // The pages are stored (a page server answered CLOSE) before the dump calls itself done.
         try pages.finish()
         try files.write(to: images)

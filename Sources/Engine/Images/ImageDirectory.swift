@@ -96,7 +96,7 @@ public struct ImageDirectory: Sendable {
         if kind.hasRawTail { return (head, [try r.next(dynamic: entryType)]) }
         while !r.atEnd {
             let e = try r.next(dynamic: entryType)
-            if let len = kind.payloadLength { _ = try r.raw(len(e)) }
+            if let len = kind.payloadLength { _ = try r.raw(len(e)) } else { _ = try IpcImages.payload(kind, e, &r) }
             entries.append(e)
         }
         return (head, entries)

@@ -86,6 +86,8 @@ public enum ImageJSON {
                 obj["extra"] = Data(try r.raw(len(e))).base64EncodedString()
             } else if kind.hasRawTail {
                 obj["extra"] = Data(try r.raw(bytes.count - r.offset)).base64EncodedString()
+            } else if let extra = try IpcImages.payload(kind, e, &r) {
+                obj["extra"] = Data(extra).base64EncodedString()
             }
             entries.append(obj)
         }
@@ -172,7 +174,7 @@ public enum ImageJSON {
         if let h = kind.headType { _ = try r.next(dynamic: h); n += 1 }
         while !r.atEnd {
             let e = try r.next(dynamic: entryType)
-            if let len = kind.payloadLength { _ = try r.raw(len(e)) } else if kind.hasRawTail { _ = try r.raw(bytes.count - r.offset) }
+            if let len = kind.payloadLength { _ = try r.raw(len(e)) } else if kind.hasRawTail { _ = try r.raw(bytes.count - r.offset) } else { _ = try IpcImages.payload(kind, e, &r) }
             n += 1
         }
         return (kind.criuName, n, bytes.count)

@@ -31,6 +31,9 @@ public enum ImageKind: String, CaseIterable, Sendable {
     case mnts
     /// Ptys: one entry per end, its termios, window size, index and session (tty-info.img).
     case ttyInfo
+    /// An IPC namespace's limits and SysV objects: shm segments with their bytes, semaphore
+    /// sets with their values, message queues with their messages (docs/SYSV-IPC.md).
+    case ipcnsVar, ipcnsShm, ipcnsSem, ipcnsMsg
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -71,6 +74,10 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .utsns: return 0x5447_3203
         case .mnts: return 0x5556_3928
         case .ttyInfo: return 0x5945_3036
+        case .ipcnsVar: return 0x5311_5007
+        case .ipcnsShm: return 0x4628_3044
+        case .ipcnsSem: return 0x5957_3019
+        case .ipcnsMsg: return 0x5545_3737
         }
     }
 
@@ -120,6 +127,10 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .utsns: return "UTSNS"
         case .mnts: return "MNTS"
         case .ttyInfo: return "TTY_INFO"
+        case .ipcnsVar: return "IPC_VAR"
+        case .ipcnsShm: return "IPCNS_SHM"
+        case .ipcnsSem: return "IPCNS_SEM"
+        case .ipcnsMsg: return "IPCNS_MSG"
         }
     }
 
@@ -139,6 +150,10 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fileLocks: return "file-lock"
         case .mnts: return "mountpoints"
         case .ttyInfo: return "tty-info"
+        case .ipcnsVar: return "ipcns-var"
+        case .ipcnsShm: return "ipcns-shm"
+        case .ipcnsSem: return "ipcns-sem"
+        case .ipcnsMsg: return "ipcns-msg"
         default: return rawValue
         }
     }
@@ -200,6 +215,10 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .utsns: return Img_UtsnsEntry.self
         case .mnts: return Img_MntEntry.self
         case .ttyInfo: return Img_TtyInfoEntry.self
+        case .ipcnsVar: return Img_IpcVarEntry.self
+        case .ipcnsShm: return Img_IpcShmEntry.self
+        case .ipcnsSem: return Img_IpcSemEntry.self
+        case .ipcnsMsg: return Img_IpcMsgEntry.self
         }
     }
 
@@ -217,7 +236,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     public var isSingleEntry: Bool {
         switch self {
         case .inventory, .core, .ids, .mm, .fs, .creds: return true
-        case .seccomp, .cgroup, .netns, .utsns: return true
+        case .seccomp, .cgroup, .netns, .utsns, .ipcnsVar: return true
         default: return false
         }
     }

@@ -118,6 +118,12 @@ struct MemoryDumper {
             case "[heap]": v.status = VmaStatus.regular | VmaStatus.anonPrivate | VmaStatus.heap; v.flags |= UInt32(MAP_ANONYMOUS)
             case "[stack]": v.status = VmaStatus.regular | VmaStatus.anonPrivate | VmaStatus.stack; v.flags |= UInt32(MAP_ANONYMOUS)
             default:
+                if SysVShmAttachments.isSysV(m) {
+                    v.status = VmaStatus.regular | VmaStatus.sysvipc
+                    v.shmid = try shmem.sysv.note(m, pid: pid)
+                    mm.vmas.append(v)
+                    continue
+                }
                 if m.shared && m.path.hasPrefix("/") && m.inode != 0 && !m.isDeleted && !m.path.hasPrefix("/memfd:")
                     && !m.path.hasPrefix("/dev/zero") && !m.path.hasPrefix("/SYSV") {
                     // Shared file pages live in the file itself: nothing to copy.

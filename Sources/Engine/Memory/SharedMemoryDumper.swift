@@ -10,6 +10,8 @@ final class SharedMemoryDumper: @unchecked Sendable {
     private struct Object { var source: String; var extent: UInt64; var pid: Int32 }
     private var objects: [UInt64: Object] = [:]
     private var order: [UInt64] = []
+    /// SysV shm segments the tree has attached (their bytes are the IPC namespace's).
+    let sysv = SysVShmAttachments()
 
     static func isSharedAnonymous(_ m: ProcMapping) -> Bool {
         m.shared && m.inode != 0 && m.path == "/dev/zero (deleted)"
@@ -35,6 +37,7 @@ final class SharedMemoryDumper: @unchecked Sendable {
     /// Writes every object's pages (the tree is still frozen). Returns the bytes written.
     @discardableResult
     func writeAll(images: ImageDirectory, pages: PageTransport) throws -> UInt64 {
+        try sysv.verify()
         var total: UInt64 = 0
         for (i, id) in order.enumerated() {
             let o = objects[id]!

@@ -81,7 +81,7 @@ struct AddressSpace {
     /// has been cloned (MADV_DONTFORK and MADV_WIPEONFORK must not act on restore's own forks).
     func protect() throws {
         let rw = UInt32(PROT_READ | PROT_WRITE)
-        for v in plan.mm.vmas where v.status & (AddressSpace.specialStatus | VmaStatus.fileShared | VmaStatus.anonShared) == 0 && v.prot != rw {
+        for v in plan.mm.vmas where v.status & (AddressSpace.specialStatus | VmaStatus.fileShared | VmaStatus.anonShared | VmaStatus.sysvipc) == 0 && v.prot != rw {
             try remote.syscall(.mprotect, v.start, v.end - v.start, UInt64(v.prot))
         }
         for v in plan.mm.vmas where v.madv != 0 && v.status & AddressSpace.specialStatus == 0 {
@@ -226,6 +226,8 @@ struct AddressSpace {
             let fd = try target.openFile(path, flags: O_RDWR)
             defer { _ = try? remote.syscall(.close, UInt64(fd)) }
             try remote.syscall(.mmap, v.start, len, UInt64(v.prot), UInt64(MAP_SHARED | MAP_FIXED), UInt64(fd), v.pgoff)
+        } else if v.status & VmaStatus.sysvipc != 0 {
+            try SysVShmAttach.attach(v, of: plan.mm.vmas, remote: remote, pid: pid)
         } else if v.status & VmaStatus.anonPrivate != 0 {
             if apart {
                 let tmp = try freeRange(size: len + 0x10_0000, avoiding: [(target.scratch, target.scratch + UInt64(RestoreTarget.scratchSize))]) + 0x8_0000

@@ -69,6 +69,7 @@ public struct Restorer {
         let namespaces = try NamespacePlan.load(images: images, tasks: plans.map { ($0.pid, $0.ids, $0.isZombie) }, externals: try Externals(parsing: request.external))
         // A tree with a mount tree of its own: its files are checked as they are opened, in it.
         let ownMounts = try namespaces.ownMountTree(images: images)
+        if !namespaces.kinds.contains(.ipc) { try HostSysVShm.check(plans.map { ($0.pid, $0.mm) }, id: plans[0].ids.ipcNsID, images: images) }
         if !ownMounts { try checkFiles(plans[0].files) }
         if ownMounts, let g = plans[0].files.values.first(where: { $0.hasReg && $0.reg.deleted }) {
             throw RestoreError.unsupported("the deleted file \(g.reg.name) of a tree with a mount tree of its own")
