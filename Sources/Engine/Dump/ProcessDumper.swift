@@ -195,6 +195,7 @@ struct ProcessDumper {
         c.groups = status.groups
         c.secbits = secbits
         c.noNewPrivs = status.noNewPrivs ? 1 : 0
+        if let m = try UserIdMaps.of(pid: pid, proc: proc) { c = try m.inside(c, pid: pid) }
         return c
     }
 }

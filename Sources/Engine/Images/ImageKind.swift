@@ -31,6 +31,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
     case mnts
     /// Ptys: one entry per end, its termios, window size, index and session (tty-info.img).
     case ttyInfo
+    /// A user namespace's uid and gid maps; a time namespace's clock offsets (by ns id).
+    case userns, timens
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -69,6 +71,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fileLocks: return 0x5432_3616
         case .ifaddr, .route, .route6: return nil
         case .utsns: return 0x5447_3203
+        case .userns: return 0x5547_4906
+        case .timens: return 0x4311_4433
         case .mnts: return 0x5556_3928
         case .ttyInfo: return 0x5945_3036
         }
@@ -118,6 +122,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .route6: return "ROUTE6"
         case .fileLocks: return "FILE_LOCKS"
         case .utsns: return "UTSNS"
+        case .userns: return "USERNS"
+        case .timens: return "TIMENS"
         case .mnts: return "MNTS"
         case .ttyInfo: return "TTY_INFO"
         }
@@ -198,6 +204,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fileLocks: return Img_FileLockEntry.self
         case .ifaddr, .route, .route6: return nil
         case .utsns: return Img_UtsnsEntry.self
+        case .userns: return Img_UsernsEntry.self
+        case .timens: return Img_TimensEntry.self
         case .mnts: return Img_MntEntry.self
         case .ttyInfo: return Img_TtyInfoEntry.self
         }
@@ -217,7 +225,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     public var isSingleEntry: Bool {
         switch self {
         case .inventory, .core, .ids, .mm, .fs, .creds: return true
-        case .seccomp, .cgroup, .netns, .utsns: return true
+        case .seccomp, .cgroup, .netns, .utsns, .userns, .timens: return true
         default: return false
         }
     }
