@@ -135,7 +135,12 @@ pid_t ck_uns_launch(const char *bin, char *const argv[], const char *cwd, const 
     char c = 0;
     ssize_t n;
     while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR) {}
-    if (n != 1) _exit(130);
+    if (n != 1) {
+        // The init gave up before the workload ran: its own code says where.
+        int st = 0;
+        while (waitpid(init, &st, 0) < 0 && errno == EINTR) {}
+        _exit(WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : 130);
+    }
     if (c != 0) _exit(c);
     // EOF once the init has closed its end too: zdtm records the init's fds after this.
     char more;

@@ -20,6 +20,10 @@ public struct UnsFlavour: Flavour {
         guard chown(dir, UnsFlavour.hostBase, UnsFlavour.hostBase) == 0 else {
             throw SystemCallError(call: "chown", errno: errno, context: "\(dir) to \(UnsFlavour.hostBase), root in the workload's user namespace")
         }
+        // zdtm's output folder is root's alone: the workload's uid must pass through it.
+        let parent = (dir as NSString).deletingLastPathComponent
+        var st = stat()
+        if stat(parent, &st) == 0, st.st_mode & 0o001 == 0 { chmod(parent, (st.st_mode & 0o7777) | 0o001) }
         let pidfile = String(args[i].dropFirst("--pidfile=".count))
         var inner = args
         inner[i] = "--pidfile=\(pidfile).ns"
