@@ -99,3 +99,19 @@ extension UserIdMaps {
         return o
     }
 }
+
+extension UserIdMaps {
+    /// Mount options with uid=/gid= (tmpfs, devpts...) taken to the namespace's view.
+    func insideMountOptions(_ data: String, mount: String) throws -> String {
+        try data.split(separator: ",").map { o -> String in
+            for (key, map) in [("uid=", uids), ("gid=", gids)] where o.hasPrefix(key) {
+                guard let v = UInt32(o.dropFirst(key.count)) else { return String(o) }
+                guard let x = Self.inside(v, map) else {
+                    throw NamespaceError.restore(kind: "mnt", reason: "mount at \(mount): option \(o) is not in the tree's user namespace's map")
+                }
+                return key + String(x)
+            }
+            return String(o)
+        }.joined(separator: ",")
+    }
+}

@@ -387,6 +387,7 @@ public struct Restorer {
         }
         var space = AddressSpace(target: t, plan: plan, images: images, proc: proc)
         space.shmem = shmem
+        space.transport = transport
         space.objects = shared
         space.fillBuffers = fillBuffers
         space.parentHostPid = built.host[plan.ppid]
@@ -460,6 +461,8 @@ public struct Restorer {
                 let core = p.cores[t.vpid]!
                 try Scheduling.apply(tid: t.pid, core.threadCore)
                 try restoreCreds(t, core.threadCore.creds, seccomp: seccomp[t.vpid] ?? .none, noNewPrivs: noNewPrivs(p, tid: t.vpid))
+                // A change of uid (into a user namespace's range) resets it: set again as dumped.
+                if p.mm.hasDumpable { try t.remote.syscall(.prctl, 4 /* PR_SET_DUMPABLE */, UInt64(max(0, p.mm.dumpable))) }
                 try queuePrivate(t, core: core)
                 try restoreXState(t, core.threadInfo.fpregs)
                 let mask = t.vpid == p.pid ? core.tc.blkSigset : core.threadCore.blkSigset
