@@ -48,34 +48,27 @@ final class UserNamespaceTests: XCTestCase {
 
     func testUserNamespaceWithMapsComesBack() throws {
         let h = try harness()
-        // A single process in new user, uts, ipc and net namespaces; it waits for its maps
-        // (written from here, root outside), then becomes root inside (100000 outside).
-        let script = "while [ -z \"$(cat /proc/self/uid_map)\" ]; do sleep 0.05; done; exec setpriv --reuid=0 --regid=0 --clear-groups sh -c 'hostname usbox; ip link set lo up; exec sleep 60'"
-        let (pid, _) = try spawn(h, name: "uns", ["/usr/bin/unshare", "-U", "-u", "-i", "-n", "sh", "-c", script], child: false)
+        // zdtm's uns flavour: an init in new user (0 inside is 100000 outside), pid, mount, net,
+        // uts and ipc namespaces, the user namespace owning the rest; a workload under it.
+        let work = h.dir + "/uns"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let starter = try UnsFlavour().start(binary: h.bin + "/sleeping00", args: ["--pidfile=\(work)/pid", "--outfile=\(work)/out"], dir: work, log: work + "/start.log")
+        XCTAssertEqual(try Subprocess.wait(starter, timeout: 30).map(Subprocess.exitCode), 0, (try? String(contentsOfFile: work + "/start.log", encoding: .utf8)) ?? "")
+        let pid = try XCTUnwrap(Int32((try String(contentsOfFile: work + "/pid", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
         defer { kill(pid, SIGKILL); h.waitGone([pid]) }
-        for (file, map) in [("uid_map", "0 100000 65536\n"), ("gid_map", "0 100000 65536\n")] {
-            let fd = open("/proc/\(pid)/\(file)", O_WRONLY)
-            XCTAssertGreaterThanOrEqual(fd, 0)
-            XCTAssertEqual(write(fd, map, map.utf8.count), map.utf8.count, "writing \(file)")
-            close(fd)
-        }
-        var ready = false
-        for _ in 0..<200 where !ready {
-            ready = (try? ProcReader().stat(pid: pid).comm) == "sleep" && (try? ProcReader().status(pid: pid).uids) == [100000, 100000, 100000, 100000]
-            usleep(25_000)
-        }
-        XCTAssertTrue(ready, "the tree did not become root of its user namespace")
-        let img = h.dir + "/uns/img"
+        let p = ProcReader()
+        let img = work + "/img"
         let (d, dlog) = try h.cryo(["dump", "-t", "\(pid)", "-D", img])
         XCTAssertEqual(d, 0, dlog)
         h.waitGone([pid])
-        let (_, crit) = try CRHarness.capture("/usr/bin/crit", ["show", img + "/core-\(pid).img"])
-        XCTAssertTrue(crit.contains("\"uid\": 0,"), "creds as the tree sees them inside: \(crit.prefix(2000))")
-        let (r, rlog) = try h.cryo(["restore", "-D", img, "-d", "--pidfile", h.dir + "/uns/rpid"])
+        let (_, crit) = try CRHarness.capture("/usr/bin/crit", ["show", img + "/core-1.img"])
+        XCTAssertTrue(crit.contains("\"uid\": 0,"), "creds as the tree sees them inside: \(crit.prefix(3000))")
+        let (_, users) = try CRHarness.capture("/usr/bin/bash", ["-c", "crit show \(img)/userns-*.img"])
+        XCTAssertTrue(users.contains("\"lower_first\": 100000"), users)
+        let (r, rlog) = try h.cryo(["restore", "-D", img, "-d", "--pidfile", work + "/rpid"])
         XCTAssertEqual(r, 0, rlog)
-        let back = try XCTUnwrap(Int32((try String(contentsOfFile: h.dir + "/uns/rpid", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let back = try XCTUnwrap(Int32((try String(contentsOfFile: work + "/rpid", encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
         defer { kill(back, SIGKILL); h.waitGone([back]) }
-        let p = ProcReader()
         let mine = try p.namespaceInode(pid: getpid(), kind: "user")
         let theirs = try p.namespaceInode(pid: back, kind: "user")
         XCTAssertNotEqual(theirs, mine, "in a user namespace of its own")
@@ -83,12 +76,15 @@ final class UserNamespaceTests: XCTestCase {
         XCTAssertEqual(try p.idMap(pid: back, "gid_map"), [IdExtent(first: 0, lowerFirst: 100000, count: 65536)])
         XCTAssertEqual(try p.status(pid: back).uids, [100000, 100000, 100000, 100000])
         XCTAssertEqual(try p.status(pid: back).gids, [100000, 100000, 100000, 100000])
-        for k in ["uts", "ipc", "net"] { XCTAssertEqual(try owner(back, k), theirs, "its \(k) namespace is owned by its user namespace") }
-        let (_, host) = try CRHarness.capture("/usr/bin/nsenter", ["-t", "\(back)", "-u", "hostname"])
-        XCTAssertEqual(host.trimmingCharacters(in: .whitespacesAndNewlines), "usbox")
-        // Root inside may change what its user namespace owns.
+        XCTAssertEqual(try p.status(pid: back).nsPid.last, 1, "the init is pid 1 again")
+        for k in ["pid", "mnt", "uts", "ipc", "net"] { XCTAssertEqual(try owner(back, k), theirs, "its \(k) namespace is owned by its user namespace") }
+        // Root inside may still change what its user namespace owns.
         let (rc, out) = try CRHarness.capture("/usr/bin/nsenter", ["-t", "\(back)", "-U", "-u", "hostname", "again"])
         XCTAssertEqual(rc, 0, out)
+        // The workload under the init checks its own clock and reports.
+        kill(back, SIGTERM)
+        h.waitGone([back])
+        XCTAssertEqual((try? String(contentsOfFile: work + "/out", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines), "PASS")
     }
 
     func testUserNamespaceSharedOutsideIsRefused() throws {
