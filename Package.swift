@@ -18,6 +18,7 @@ let workloadNames: [String] = [
     "pty00", "tcp03", "mnt00",
     "fown00", "itimer01", "unix04", "droppable00", "nsfd00",
     "sysvshm00", "sysvsem00", "sysvmsg00", "sysvhost00",
+    "timens00",
 ]
 
 // Per-workload extra libraries, by folder name.

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 static void ns_init_term(int sig) {
@@ -43,30 +44,63 @@ static int loopback_up(void) {
     return rc;
 }
 
+static void write_map(pid_t pid, const char *file, const char *map) {
+    char path[64];
+    int n = snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+    if (n <= 0) _exit(133);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write_all(fd, map, strlen(map)) < 0) _exit(133);
+    close(fd);
+}
+
 pid_t ck_ns_launch(const char *bin, char *const argv[], const char *cwd, const char *log,
                    const char *pidfile, const char *pidtmp) {
+    return ck_uns_launch(bin, argv, cwd, log, pidfile, pidtmp, NULL);
+}
+
+pid_t ck_uns_launch(const char *bin, char *const argv[], const char *cwd, const char *log,
+                    const char *pidfile, const char *pidtmp, const char *idmap) {
     pid_t starter = fork();
     if (starter != 0) return starter < 0 ? -errno : starter;
     // The starter: stays in zdtm's namespaces, reports the init's pid as zdtm sees it.
     setsid();  // out of zdtm's session: zdtm reaps a case by its session
     // None of zdtm's files may reach the init, which never execs and is dumped with the tree.
     syscall(SYS_close_range, 3, ~0U, 0);
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0 || unshare(CLONE_NEWPID) < 0) _exit(120);
-    pid_t init = fork();
+    int p[2], go[2];
+    if (pipe2(p, O_CLOEXEC) < 0 || pipe2(go, O_CLOEXEC) < 0) _exit(120);
+    pid_t init;
+    if (idmap) {
+        // uns: the user namespace owns the others, so all are made in one clone. The host's
+        // `ip netns` files are unmounted first, in a namespace of root's: once copied into
+        // the user namespace's they would be locked there.
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) _exit(122);
+        while (umount2("/run/netns", MNT_DETACH) == 0) {}
+        init = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD, 0, 0, 0, 0);
+    } else {
+        if (unshare(CLONE_NEWPID) < 0) _exit(120);
+        init = fork();
+    }
     if (init < 0) _exit(121);
     if (init == 0) {
         close(p[0]);
+        close(go[1]);
+        char c0;
+        // Wait for the maps: until then the init's ids mean nothing inside.
+        while (read(go[0], &c0, 1) < 0 && errno == EINTR) {}
+        close(go[0]);
         setsid();
-        if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC) < 0) _exit(122);
+        // Files zdtm's root owns are opened before the ids change.
+        int null = open("/dev/null", O_RDWR), out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (null < 0 || out < 0) _exit(128);
+        if (idmap) {
+            if (setresgid(0, 0, 0) < 0 || setgroups(0, NULL) < 0 || setresuid(0, 0, 0) < 0) _exit(134);
+        } else if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC) < 0) _exit(122);
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) _exit(123);
         if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) _exit(124);
         // The host's `ip netns` files come and go with other tests: not the workload's.
         while (umount2("/run/netns", MNT_DETACH) == 0) {}
         if (loopback_up() < 0) _exit(125);
         if (chdir(cwd) < 0) _exit(126);
-        int null = open("/dev/null", O_RDWR), out = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (null < 0 || out < 0) _exit(128);
         dup2(null, 0); dup2(out, 1); dup2(out, 2);
         if (null > 2) close(null);
         if (out > 2) close(out);
@@ -91,10 +125,22 @@ pid_t ck_ns_launch(const char *bin, char *const argv[], const char *cwd, const c
         }
     }
     close(p[1]);
+    close(go[0]);
+    if (idmap) {
+        write_map(init, "uid_map", idmap);
+        write_map(init, "gid_map", idmap);
+    }
+    if (write_all(go[1], "g", 1) < 0) _exit(133);
+    close(go[1]);
     char c = 0;
     ssize_t n;
     while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR) {}
-    if (n != 1) _exit(130);
+    if (n != 1) {
+        // The init gave up before the workload ran: its own code says where.
+        int st = 0;
+        while (waitpid(init, &st, 0) < 0 && errno == EINTR) {}
+        _exit(WIFEXITED(st) && WEXITSTATUS(st) ? WEXITSTATUS(st) : 130);
+    }
     if (c != 0) _exit(c);
     // EOF once the init has closed its end too: zdtm records the init's fds after this.
     char more;

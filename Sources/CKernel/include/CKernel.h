@@ -164,6 +164,9 @@ struct ck_clone_args {
 // Fork a child with clone3(set_tid = {pid}) (want_pid 0: any pid) that only loops in
 // pause() until it is seized; it runs no Swift. Returns the pid, or -errno.
 pid_t ck_clone3_stopped_child(pid_t want_pid, uint64_t flags);
+// As above, the child born in a new time namespace with these offsets (timens.c).
+pid_t ck_clone3_stopped_child_timens(pid_t want_pid, uint64_t flags, long long mono_s, long long mono_ns,
+                                     long long boot_s, long long boot_ns);
 
 // Fork a child that calls unshare(flags) and exits with 0 or the errno. Returns the
 // child's exit code, or -errno if the fork failed. Used by `cryo check`.
@@ -182,5 +185,8 @@ int ck_seqpacket_request_as(unsigned int uid, unsigned int gid, const void *addr
 // and exits with the workload starter's status. Returns the starter's pid or -errno.
 pid_t ck_ns_launch(const char *bin, char *const argv[], const char *cwd, const char *log,
                    const char *pidfile, const char *pidtmp);
+// uns: the same in a new user namespace mapped by `idmap` ("0 100000 65536\n"), owning the others.
+pid_t ck_uns_launch(const char *bin, char *const argv[], const char *cwd, const char *log,
+                    const char *pidfile, const char *pidtmp, const char *idmap);
 
 #endif

@@ -179,6 +179,11 @@ struct ProcessDumper {
         try leader.syscall(.prctl, 37, scratch)
         tc.childSubreaper = try leader.readU64(scratch) & 0xffff_ffff != 0
         tc.loginuid = (try? proc.loginuid(pid: pid)) ?? UInt32.max
+        // Written back by the task itself, so as it sees it (unset stays unset).
+        if tc.loginuid != UInt32.max, let m = try UserIdMaps.of(pid: pid, proc: proc) {
+            guard let v = m.uidInside(tc.loginuid) else { throw DumpError.unsupported(pid: pid, what: "loginuid \(tc.loginuid), not in its user namespace's uid map") }
+            tc.loginuid = v
+        }
         tc.oomScoreAdj = (try? proc.oomScoreAdj(pid: pid)) ?? 0
         return tc
     }
@@ -195,6 +200,7 @@ struct ProcessDumper {
         c.groups = status.groups
         c.secbits = secbits
         c.noNewPrivs = status.noNewPrivs ? 1 : 0
+        if let m = try UserIdMaps.of(pid: pid, proc: proc) { c = try m.inside(c, pid: pid) }
         return c
     }
 }

@@ -34,6 +34,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
     /// An IPC namespace's limits and SysV objects: shm segments with their bytes, semaphore
     /// sets with their values, message queues with their messages (docs/SYSV-IPC.md).
     case ipcnsVar, ipcnsShm, ipcnsSem, ipcnsMsg
+    /// A user namespace's uid and gid maps; a time namespace's clock offsets (by ns id).
+    case userns, timens
 
     public static let commonMagic: UInt32 = 0x5456_4319
     /// First magic of CRIU's stats and irmap-cache images; none of cryo's kinds uses it.
@@ -72,6 +74,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fileLocks: return 0x5432_3616
         case .ifaddr, .route, .route6: return nil
         case .utsns: return 0x5447_3203
+        case .userns: return 0x5547_4906
+        case .timens: return 0x4311_4433
         case .mnts: return 0x5556_3928
         case .ttyInfo: return 0x5945_3036
         case .ipcnsVar: return 0x5311_5007
@@ -125,6 +129,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .route6: return "ROUTE6"
         case .fileLocks: return "FILE_LOCKS"
         case .utsns: return "UTSNS"
+        case .userns: return "USERNS"
+        case .timens: return "TIMENS"
         case .mnts: return "MNTS"
         case .ttyInfo: return "TTY_INFO"
         case .ipcnsVar: return "IPC_VAR"
@@ -213,6 +219,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fileLocks: return Img_FileLockEntry.self
         case .ifaddr, .route, .route6: return nil
         case .utsns: return Img_UtsnsEntry.self
+        case .userns: return Img_UsernsEntry.self
+        case .timens: return Img_TimensEntry.self
         case .mnts: return Img_MntEntry.self
         case .ttyInfo: return Img_TtyInfoEntry.self
         case .ipcnsVar: return Img_IpcVarEntry.self
@@ -236,7 +244,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     public var isSingleEntry: Bool {
         switch self {
         case .inventory, .core, .ids, .mm, .fs, .creds: return true
-        case .seccomp, .cgroup, .netns, .utsns, .ipcnsVar: return true
+        case .seccomp, .cgroup, .netns, .utsns, .ipcnsVar, .userns, .timens: return true
         default: return false
         }
     }

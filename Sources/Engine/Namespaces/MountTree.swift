@@ -234,7 +234,9 @@ enum MountTree {
                 // A bind takes its source's flags; the dumped ones are set again.
                 try mount(e, src: nil, at: target, type: nil, flags: 0x1000 | 0x20 /* MS_BIND|MS_REMOUNT */ | flags, data: nil)
             } else {
-                let data = e.options.split(separator: ",").filter { $0 != "rw" && $0 != "ro" }.joined(separator: ",")
+                var data = e.options.split(separator: ",").filter { $0 != "rw" && $0 != "ro" }.joined(separator: ",")
+                // uid=/gid= are shown as cryo sees them and read by mount(2) as the root does.
+                if let users = try UserIdMaps.of(pid: root.pid, proc: ProcReader()) { data = try users.insideMountOptions(data, mount: e.mountpoint) }
                 let src = e.source.isEmpty ? e.fsname : e.source
                 let filled = e.fsname == "tmpfs" && images.store.exists(tmpfsImage(e.rootDev))
                 // A read-only tmpfs is filled first, then made read-only.

@@ -45,7 +45,8 @@ protocol NamespaceHold: AnyObject {
 }
 
 enum NamespaceContentsKinds {
-    static let all: [any NamespaceContents.Type] = [PidNamespaceContents.self, UtsNamespace.self, IpcNamespace.self, NetNamespace.self, MountNamespace.self]
+    static let all: [any NamespaceContents.Type] = [PidNamespaceContents.self, UtsNamespace.self, IpcNamespace.self, NetNamespace.self, MountNamespace.self,
+                                                   UserNamespace.self, TimeNamespace.self]
     static func of(_ k: NamespaceKind) -> (any NamespaceContents.Type)? { all.first { $0.kind == k } }
 }
 

@@ -9,8 +9,14 @@ struct NamespacePlan {
 
     /// Flags for the root's clone3: the namespaces it is born in (not those cryo's thread
     /// made and entered first: the root inherits them).
-    func cloneFlags(entered: NamespaceHolds) -> UInt64 { kinds.filter { !entered.has($0) }.reduce(0) { $0 | $1.cloneFlag } }
+    /// Time is made by the intermediate that clones the root (`timeOffsets`), not by the flag.
+    func cloneFlags(entered: NamespaceHolds) -> UInt64 { kinds.filter { !entered.has($0) && $0 != .time }.reduce(0) { $0 | $1.cloneFlag } }
     var newPid: Bool { kinds.contains(.pid) }
+    /// A new user namespace owns the tree's other new ones: they are born with the root,
+    /// in its clone, and net is entered by joining the root's (`rootCreated`).
+    var newUser: Bool { kinds.contains(.user) }
+    /// The root's time namespace offsets, when it had one of its own.
+    var timeOffsets: TimeOffsets?
     var externals = Externals()
 
     static func load(images: ImageDirectory, tasks: [(pid: Int32, ids: Img_TaskKobjIdsEntry, zombie: Bool)], externals: Externals) throws -> NamespacePlan {
@@ -36,6 +42,7 @@ struct NamespacePlan {
             }
             try contents.check(id: root.ids.namespaceID(k)!, images: images, externals: externals)
         }
+        if plan.kinds.contains(.time) { plan.timeOffsets = try TimeNamespace.offsets(id: root.ids.namespaceID(.time)!, images: images) }
         return plan
     }
 
@@ -44,7 +51,7 @@ struct NamespacePlan {
     func enter(images: ImageDirectory, request: RestoreRequest) throws -> NamespaceHolds {
         let holds = NamespaceHolds()
         do {
-            for k in kinds {
+            for k in kinds where !(newUser && k == .net) {
                 guard let h = try NamespaceContentsKinds.of(k)!.enter(id: ids.namespaceID(k)!, images: images, request: request) else { continue }
                 holds.holds.append((k, h))
             }
@@ -53,6 +60,17 @@ struct NamespacePlan {
             throw error
         }
         return holds
+    }
+
+    /// The root exists, stopped in cryo's code: its user namespace gets its maps before
+    /// anything runs in it, then cryo's thread joins its network namespace (owned by it).
+    func rootCreated(pid: Int32, images: ImageDirectory, request: RestoreRequest, holds: NamespaceHolds) throws {
+        guard newUser else { return }
+        try UserNamespace.writeMaps(id: ids.namespaceID(.user)!, pid: pid, images: images)
+        if kinds.contains(.net) {
+            holds.holds.append((.net, try RestoredNetNamespace.begin(id: ids.namespaceID(.net)!, images: images, request: request,
+                                                                     externals: try Externals(parsing: request.external).veth, joining: pid)))
+        }
     }
 
     /// Right after the root exists: the kinds built before the tasks (a mount tree of the

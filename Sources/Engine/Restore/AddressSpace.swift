@@ -11,6 +11,8 @@ struct AddressSpace {
     let images: ImageDirectory
     let proc: ProcReader
     var shmem: SharedMemoryObjects? = nil
+    /// Hands cryo's objects to a task that may not open them as /proc/CRYO/fd/N.
+    var transport: FdTransport? = nil
     /// The restore's objects, where memfds a VMA maps are made (once, for fds and mappings).
     var objects: RestoredObjects? = nil
     let log = Logger(label: "restore")
@@ -205,7 +207,7 @@ struct AddressSpace {
             guard let f = plan.files[UInt32(truncatingIfNeeded: v.shmid)] else {
                 throw RestoreError.layout(pid: pid, reason: "mapping at 0x\(String(v.start, radix: 16)) has no file")
             }
-            let fd = try target.openFile(try mappedPath(f, v), flags: O_RDONLY)
+            let fd = try openObject(try mappedPath(f, v), flags: O_RDONLY)
             defer { _ = try? remote.syscall(.close, UInt64(fd)) }
             try remote.syscall(.mmap, v.start, len, prot, flags, UInt64(fd), v.pgoff)
         } else if v.status & VmaStatus.fileShared != 0 {
@@ -214,7 +216,7 @@ struct AddressSpace {
                 throw RestoreError.layout(pid: pid, reason: "mapping at 0x\(String(v.start, radix: 16)) has no file")
             }
             let writable = v.prot & UInt32(PROT_WRITE) != 0
-            let fd = try target.openFile(try mappedPath(f, v), flags: writable ? O_RDWR : O_RDONLY)
+            let fd = try openObject(try mappedPath(f, v), flags: writable ? O_RDWR : O_RDONLY)
             defer { _ = try? remote.syscall(.close, UInt64(fd)) }
             let sflags = UInt64(MAP_SHARED | MAP_FIXED)
             try remote.syscall(.mmap, v.start, len, UInt64(v.prot), sflags, UInt64(fd), v.pgoff)
@@ -223,7 +225,7 @@ struct AddressSpace {
             guard let path = shmem?.path(v.shmid) else {
                 throw RestoreError.layout(pid: pid, reason: "shared memory \(v.shmid) at 0x\(String(v.start, radix: 16)) was not prepared")
             }
-            let fd = try target.openFile(path, flags: O_RDWR)
+            let fd = try openObject(path, flags: O_RDWR)
             defer { _ = try? remote.syscall(.close, UInt64(fd)) }
             try remote.syscall(.mmap, v.start, len, UInt64(v.prot), UInt64(MAP_SHARED | MAP_FIXED), UInt64(fd), v.pgoff)
         } else if v.status & VmaStatus.sysvipc != 0 {
@@ -242,6 +244,18 @@ struct AddressSpace {
         } else {
             throw RestoreError.unsupported("mapping at 0x\(String(v.start, radix: 16)) with status 0x\(String(v.status, radix: 16))")
         }
+    }
+
+    /// open(2) in the task, except for cryo's own fds (/proc/CRYO/fd/N) in a task of a user
+    /// namespace of its own: the kernel lets no task there reach into cryo's fds (ptrace
+    /// access across user namespaces), so the fd itself is sent.
+    func openObject(_ path: String, flags: Int32) throws -> Int32 {
+        let mine = "/proc/\(getpid())/fd/"
+        if path.hasPrefix(mine), let n = Int32(path.dropFirst(mine.count)), let transport,
+           proc.namespaceInode(pid: pid, "user") != proc.namespaceInode(pid: getpid(), "user") {
+            return try transport.send(n, to: target, what: path)
+        }
+        return try target.openFile(path, flags: flags)
     }
 
     /// The path the task opens to map `f`: a file's own, or cryo's fd of a memfd.

@@ -103,7 +103,7 @@ public struct Restorer {
             // cryo's thread stays in the namespaces it makes itself (net) until the tree runs:
             // the root is born in them, and the sockets cryo makes for the tree are in them.
             holds = try namespaces.enter(images: images, request: request)
-            try createRoot(plans[0], built: built, plans: plans, namespaces: namespaces, entered: holds!)
+            try createRoot(plans[0], built: built, plans: plans, namespaces: namespaces, entered: holds!, images: images)
             rootHost = built.host[root]!
             if let r = try namespaces.build(root: built.targets[root]![0], images: images, request: request) { shared.root = r }
             transport.childCreated()
@@ -249,12 +249,13 @@ public struct Restorer {
 
     /// The root comes from cryo (a C shim child); every other process is forked by clone3
     /// injected into its restored parent, so parenthood is real.
-    func createRoot(_ p: Plan, built: Built, plans: [Plan], namespaces: NamespacePlan, entered: NamespaceHolds) throws {
+    func createRoot(_ p: Plan, built: Built, plans: [Plan], namespaces: NamespacePlan, entered: NamespaceHolds, images: ImageDirectory) throws {
         if namespaces.newPid && p.pid != 1 {
             throw NamespaceError.restore(kind: "pid", reason: "the tree's root is pid \(p.pid) in its pid namespace, not its init (1)")
         }
-        let child = try create(pid: p.pid, flags: namespaces.cloneFlags(entered: entered))
+        let child = try create(pid: p.pid, flags: namespaces.cloneFlags(entered: entered), time: namespaces.timeOffsets)
         built.order.append(child)
+        try namespaces.rootCreated(pid: child, images: images, request: request, holds: entered)
         try adopt(p, remote: try Remote(tid: child, maps: try ProcReader().maps(pid: child)), built: built, plans: plans)
     }
 
@@ -329,10 +330,12 @@ public struct Restorer {
 
     /// A child with exactly `pid`, seized and stopped. A zombie still holding the pid (pid 1
     /// reaps late here) is waited for briefly.
-    func create(pid: Int32, flags: UInt64 = 0) throws -> Int32 {
+    func create(pid: Int32, flags: UInt64 = 0, time: TimeOffsets? = nil) throws -> Int32 {
         let deadline = Date().addingTimeInterval(3)
         while true {
-            let r = ck_clone3_stopped_child(pid, flags | (request.sibling ? CloneFlag.parent : 0))
+            let f = flags | (request.sibling ? CloneFlag.parent : 0)
+            let r = time.map { ck_clone3_stopped_child_timens(pid, f, $0.monotonic.sec, $0.monotonic.nsec, $0.boottime.sec, $0.boottime.nsec) }
+                ?? ck_clone3_stopped_child(pid, f)
             if r > 0 {
                 do {
                     guard try TreeFreezer.seizeThread(r, log: log) != nil else { throw RestoreError.create(pid: pid, errno: ESRCH) }
@@ -386,6 +389,7 @@ public struct Restorer {
         }
         var space = AddressSpace(target: t, plan: plan, images: images, proc: proc)
         space.shmem = shmem
+        space.transport = transport
         space.objects = shared
         space.fillBuffers = fillBuffers
         space.parentHostPid = built.host[plan.ppid]
@@ -459,6 +463,8 @@ public struct Restorer {
                 let core = p.cores[t.vpid]!
                 try Scheduling.apply(tid: t.pid, core.threadCore)
                 try restoreCreds(t, core.threadCore.creds, seccomp: seccomp[t.vpid] ?? .none, noNewPrivs: noNewPrivs(p, tid: t.vpid))
+                // A change of uid (into a user namespace's range) resets it: set again as dumped.
+                if p.mm.hasDumpable { try t.remote.syscall(.prctl, 4 /* PR_SET_DUMPABLE */, UInt64(max(0, p.mm.dumpable))) }
                 try queuePrivate(t, core: core)
                 try restoreXState(t, core.threadInfo.fpregs)
                 let mask = t.vpid == p.pid ? core.tc.blkSigset : core.threadCore.blkSigset

@@ -146,8 +146,12 @@ extension Restorer {
         let c = core.threadCore.creds
         func u64(_ v: [UInt32]) -> UInt64? { v.count == 2 ? UInt64(v[0]) | UInt64(v[1]) << 32 : nil }
         var wrong: [String] = []
-        if s.uids != [c.uid, c.euid, c.suid, c.fsuid] { wrong.append("uids \(s.uids)") }
-        if s.gids != [c.gid, c.egid, c.sgid, c.fsgid] { wrong.append("gids \(s.gids)") }
+        // In a user namespace of its own: compared as the task sees them, as the image holds them.
+        let users = try UserIdMaps.of(pid: pid, proc: ProcReader())
+        let uids = users.map { m in s.uids.map { m.uidInside($0) ?? UInt32.max } } ?? s.uids
+        let gids = users.map { m in s.gids.map { m.gidInside($0) ?? UInt32.max } } ?? s.gids
+        if uids != [c.uid, c.euid, c.suid, c.fsuid] { wrong.append("uids \(uids)") }
+        if gids != [c.gid, c.egid, c.sgid, c.fsgid] { wrong.append("gids \(gids)") }
         for (name, got, want) in [("CapInh", s.capInh, u64(c.capInh)), ("CapPrm", s.capPrm, u64(c.capPrm)), ("CapEff", s.capEff, u64(c.capEff)),
                                   ("CapBnd", s.capBnd, u64(c.capBnd)), ("CapAmb", s.capAmb, u64(c.capAmb))] {
             if let want, got != want { wrong.append("\(name) \(String(got, radix: 16)), not \(String(want, radix: 16))") }

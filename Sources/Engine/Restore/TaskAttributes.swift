@@ -57,7 +57,13 @@ extension Restorer {
     /// credentials are restored): written through injection into /proc/self/loginuid.
     func restoreLoginuid(_ t: RestoreTarget, _ v: UInt32) throws {
         let proc = ProcReader()
-        if (try? proc.loginuid(pid: t.pid)) == v { return }
+        // v is as the task sees it (its user namespace's view); /proc shows cryo's.
+        let users = try UserIdMaps.of(pid: t.pid, proc: proc)
+        func seen() throws -> UInt32 {
+            let g = try proc.loginuid(pid: t.pid)
+            return g == UInt32.max ? g : users.map { $0.uidInside(g) ?? UInt32.max - 1 } ?? g
+        }
+        if (try? seen()) == v { return }
         let r = t.remote
         let path = try t.put(string: "/proc/self/loginuid")
         let text = Array(String(Int64(Int32(bitPattern: v))).utf8)
@@ -67,7 +73,7 @@ extension Restorer {
         do { try r.syscall(.write, fd, buf, UInt64(text.count)) } catch {
             throw RestoreError.unsupported("pid \(t.pid): loginuid \(Int32(bitPattern: v)): \(error)")
         }
-        let got = try proc.loginuid(pid: t.pid)
+        let got = try seen()
         guard got == v else { throw RestoreError.unsupported("pid \(t.pid): loginuid came back as \(got), not \(v)") }
     }
 }

@@ -53,7 +53,7 @@ public enum StateRecorder {
                 var u = th
                 u.tid = (try? proc.taskStatus(pid: p.pid, tid: th.tid))?.nsPid.last ?? 0
                 return u
-            }
+            }.sorted { $0.tid < $1.tid }  // host tids may wrap around pid_max where inner ones do not
             return q
         }.sorted { $0.pid < $1.pid }
         return out

@@ -48,9 +48,19 @@ final class RestoredNetNamespace: NamespaceHold {
 
     init(nsFD: Int32, outsideFD: Int32) { self.nsFD = nsFD; self.outsideFD = outsideFD }
 
-    static func begin(id: UInt32, images: ImageDirectory, request: RestoreRequest, externals: VethExternals) throws -> RestoredNetNamespace {
+    /// `joining`: a task born in the namespace already (one a new user namespace owns).
+    static func begin(id: UInt32, images: ImageDirectory, request: RestoreRequest, externals: VethExternals, joining: Int32? = nil) throws -> RestoredNetNamespace {
         let outside = try NetNs.current()
-        guard NetNs.unshare(NetNs.cloneNewNet) == 0 else {
+        if let pid = joining {
+            let fd = try NetNs.of(pid: pid)
+            let rc = NetNs.setns(fd, NetNs.cloneNewNet)
+            let e = errno
+            close(fd)
+            guard rc == 0 else {
+                close(outside)
+                throw SystemCallError(call: "setns(CLONE_NEWNET)", errno: e, context: "the network namespace of the tree's root \(pid)")
+            }
+        } else if NetNs.unshare(NetNs.cloneNewNet) != 0 {
             let e = errno
             close(outside)
             throw SystemCallError(call: "unshare(CLONE_NEWNET)", errno: e, context: "a network namespace for the tree")
