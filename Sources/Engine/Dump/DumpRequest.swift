@@ -48,6 +48,8 @@ public enum DumpError: Error, CustomStringConvertible {
     case fdState(pid: Int32, fd: Int32, target: String, reason: String)
     /// A file in flight (SCM_RIGHTS) in the queue of the socket at `fd` that cannot be dumped.
     case inFlight(pid: Int32, fd: Int32, target: String, kind: String, reason: String)
+    /// The process died (SIGKILL reaches a frozen task) before its dump was complete.
+    case processExited(pid: Int32, during: String)
 
     public var description: String {
         switch self {
@@ -56,6 +58,7 @@ public enum DumpError: Error, CustomStringConvertible {
         case .memoryChanged(let p, let d): return "pid \(p): memory changed while dumping: \(d)"
         case .fdState(let p, let fd, let t, let r): return "pid \(p): fd \(fd) (\(t)): \(r)"
         case .inFlight(let p, let fd, let t, let k, let r): return "pid \(p): fd \(fd) (\(t)): \(k) in flight (SCM_RIGHTS) in its queue: \(r)"
+        case .processExited(let p, let d): return "pid \(p) exited during the dump (\(d)): its images would not be the process"
         }
     }
 }

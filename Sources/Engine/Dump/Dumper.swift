@@ -167,10 +167,13 @@ public struct Dumper {
         inv.fdinfoPerID = true
         inv.nsPerID = false
         inv.lsmtype = .noLsm
-        inv.rootIds = ids[tree.root]!
+        guard let rootIds = ids[tree.root] else { throw DumpError.processExited(pid: tree.root, during: "freeze") }
+        inv.rootIds = rootIds
         if let cgroups { inv.rootCgSet = cgroups.rootSet }
         namespaces.fillRoot(&inv.rootIds)
         inv.dumpUptime = UInt64(ProcessInfo.processInfo.systemUptime * 1_000_000)
+        // A task killed while frozen read as empty (no maps, no fds) from then on.
+        try TreeChecks.stillAlive(tree, proc: proc)
         // Written last: a directory without inventory.img is not a finished dump.
         try images.write(.inventory, entry: inv)
         try images.store.commit()

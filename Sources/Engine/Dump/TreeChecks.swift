@@ -13,4 +13,11 @@ enum TreeChecks {
             }
         }
     }
+
+    /// Every process frozen alive is alive still, so nothing was read from a dead one.
+    static func stillAlive(_ tree: FrozenTree, proc: ProcReader) throws {
+        for p in tree.processes where !p.isZombie {
+            guard let st = try? proc.stat(pid: p.pid), !st.isZombie else { throw DumpError.processExited(pid: p.pid, during: "its images were being written") }
+        }
+    }
 }

@@ -12,8 +12,6 @@ import Logging
 public struct SplicedPages {
     let proc: ProcReader
     let log = Logger(label: "dump")
-    /// The most a pipe holds here without CAP_SYS_RESOURCE (fs.pipe-max-size).
-    static let pipeBytes = 1 << 20
     /// vmsplice takes at most UIO_MAXIOV iovecs.
     static let maxIovecs = 1024
 
@@ -62,8 +60,8 @@ public struct SplicedPages {
         let trampoline = try ReturnTrampoline(remote: remote, fds: [writeInTask, readInTask], scratch: lent)
         endsOpen = false
         defer { try? trampoline.close() }
-        let got = ck_fcntl_int(pipe, 1031 /* F_SETPIPE_SZ */, Int32(SplicedPages.pipeBytes))
-        let capacity = got > 0 ? Int(got) : 65536
+        let capacity = PipeSize.grow(pipe)
+        log.debug("pid \(job.pid): pages go through a pipe of \(capacity) bytes")
         var mem: Int32 = -1
         defer { if mem >= 0 { close(mem) } }
         for b in job.batches {

@@ -4,6 +4,8 @@ import Logging
 
 public enum FreezeError: Error, CustomStringConvertible {
     case rootGone(pid: Int32)
+    /// The root exited (a zombie) before it was frozen: nothing left to dump.
+    case rootExited(pid: Int32)
     case unexpectedStop(tid: Int32, status: WaitStatus)
     case unstable(pid: Int32, rounds: Int)
     case unsupportedStop(tid: Int32, signal: Int32)
@@ -11,6 +13,7 @@ public enum FreezeError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .rootGone(let pid): return "process \(pid) does not exist"
+        case .rootExited(let pid): return "process \(pid) exited before it could be frozen (a zombie): nothing to dump"
         case .unexpectedStop(let tid, let st): return "tid \(tid): unexpected stop while freezing: \(st)"
         case .unstable(let pid, let rounds): return "tree of \(pid) still changing after \(rounds) rounds of freezing"
         case .unsupportedStop(let tid, let sig):
@@ -123,6 +126,9 @@ public enum TreeFreezer {
                     queue.append(c)
                 }
             }
+            // A root that died on the way (gone, or a zombie) leaves no tree to dump.
+            guard let r = tree.process(root) else { throw FreezeError.rootGone(pid: root) }
+            if r.isZombie { throw FreezeError.rootExited(pid: root) }
             log.debug("froze \(tree.processes.count) processes, \(tree.processes.reduce(0) { $0 + $1.threads.count }) threads")
             return tree
         } catch {

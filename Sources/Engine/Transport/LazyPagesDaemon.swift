@@ -141,9 +141,10 @@ public final class LazyPagesDaemon {
             // Faults and events first; then one background chunk, so a fault waits at most one chunk.
             var pfds = tasks.map { pollfd(fd: $0.uffd, events: Int16(POLLIN), revents: 0) }
             if restore >= 0 { pfds.append(pollfd(fd: restore, events: Int16(POLLIN), revents: 0)) }
-            // Right after a fault the task usually faults again within microseconds: wait a
-            // little for that before starting a background chunk it would have to wait behind.
-            var wait = timespec(tv_sec: 0, tv_nsec: !pendingFaults.isEmpty || restore >= 0 || backoff ? 1_000_000 : servedFault ? 200_000 : 0)
+            // Right after a fault the task usually faults again soon, but on a busy machine it
+            // may wait a millisecond for a CPU first: wait for that before starting a background
+            // chunk it would have to wait behind (and that takes a core from it).
+            var wait = timespec(tv_sec: 0, tv_nsec: !pendingFaults.isEmpty || restore >= 0 || backoff ? 1_000_000 : servedFault ? 2_000_000 : 0)
             let n = pfds.withUnsafeMutableBufferPointer { fp in
                 withUnsafeMutablePointer(to: &wait) { ck_syscall6(271 /* ppoll */, Int(bitPattern: fp.baseAddress), fp.count, Int(bitPattern: $0), 0, 8, 0) }
             }
@@ -297,8 +298,16 @@ public final class LazyPagesDaemon {
             for r in other.runs where r.originPid == run.originPid {
                 let os = max(r.originStart, oStart), oe = min(r.originStart + UInt64(r.pages * imagePageSize), oEnd)
                 guard os < oe else { continue }
-                let dst = r.start + (os - r.originStart)
-                let placed = copy(into: other, dst: dst, from: buf + Int(os - oStart), bytes: Int(oe - os), background: background && other === t)
+                let dst = r.start + (os - r.originStart), from = buf + Int(os - oStart), n = Int(oe - os)
+                var placed: Placed
+                if other === t && !background && dst == run.start && n > imagePageSize {
+                    // The faulting page alone first: its copy wakes the task, which runs on while
+                    // the pages after it (the prefetch) go in.
+                    placed = copy(into: t, dst: dst, from: from, bytes: imagePageSize, background: false)
+                    if placed == .done { placed = copy(into: t, dst: dst + UInt64(imagePageSize), from: from + imagePageSize, bytes: n - imagePageSize, background: false) }
+                } else {
+                    placed = copy(into: other, dst: dst, from: from, bytes: n, background: background && other === t)
+                }
                 if other === t && placed != .done { complete = false }
                 if placed == .gone { break }
             }

@@ -165,8 +165,7 @@ final class ReceiveSession {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         var p: [Int32] = [-1, -1]
         if (try? p.withUnsafeMutableBufferPointer { try Sys.call(.pipe2, Int(bitPattern: $0.baseAddress!), Int(O_CLOEXEC)) }) != nil {
-            let size = ck_fcntl_int(p[1], 1031 /* F_SETPIPE_SZ */, 1 << 20)
-            splicePipe = (p[0], p[1], size > 0 ? Int(size) : 65536)
+            splicePipe = (p[0], p[1], PipeSize.grow(p[1]))
         }
     }
     deinit {
