@@ -52,6 +52,17 @@ final class SmokeSuiteTests: XCTestCase {
     /// allows: `zdtm run --suite smoke -f ns --mode pre --mode snaps -p 2`.)
     func testSmokeSuiteNsPlain() throws { try runSmokeNs(modes: ["plain"]) }
 
+    /// The ns flavour through stream and remote, each after pre-dumps and after snapshots, on
+    /// workloads with threads, a child, pipes, unix and TCP sockets: the restored init has a new
+    /// pid outside and pid 1 inside. (The whole suite: `zdtm run --suite smoke -f h,ns --mode
+    /// stream --mode remote --pre 2 -p 2`, and again with --snaps; docs/STREAM.md.)
+    func testNsStreamRemoteIncremental() throws {
+        let ws = ["env00", "thread00", "pipe00", "unix00", "tcp00", "zombie00"].flatMap { ["-t", $0] }
+        for steps in [["--pre", "2"], ["--snaps", "--pre", "1"]] {
+            try runSmoke(mode: "", iters: 1, args: ws + ["-f", "ns", "--mode", "stream", "--mode", "remote"] + steps, cases: 12)
+        }
+    }
+
     func runSmokeNs(modes: [String]) throws {
         let cat = try Catalogue(directory: packageRoot + "/Suites")
         let n = try cat.suite("smoke").workloads.filter { cat.workloads[$0]?.allows(flavour: "ns") ?? true }.count

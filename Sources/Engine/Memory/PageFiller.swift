@@ -113,8 +113,43 @@ struct PageFiller {
         return out
     }
 
-    /// process_vm_writev straight from where the pages are: no buffer, no second copy.
+    /// process_vm_writev straight from where the pages are: no buffer, no second copy. A large
+    /// fill is cut in two halves written by two threads, as the buffered path keeps two busy:
+    /// the copy and the task's page faults share two cores, and a loaded machine's scheduler
+    /// gives two threads two shares.
     func writeDirect(_ pairs: [(UnsafeRawPointer, PageRun)]) throws {
+        let total = pairs.reduce(0) { $0 + Int($1.1.length) }
+        guard total >= 32 << 20 else { return try writeDirectRange(pairs) }
+        var halves: [[(UnsafeRawPointer, PageRun)]] = [[], []]
+        var acc = 0
+        for (p, r) in pairs {
+            let len = Int(r.length), cut = (total / 2 - acc) & ~4095
+            if acc >= total / 2 || cut <= 0 {
+                halves[1].append((p, r))
+            } else if cut >= len {
+                halves[0].append((p, r))
+            } else {
+                halves[0].append((p, PageRun(start: r.start, end: r.start + UInt64(cut))))
+                halves[1].append((p + cut, PageRun(start: r.start + UInt64(cut), end: r.end)))
+            }
+            acc += len
+        }
+        let st = FillState()
+        // Read-only pointers into the staging, which outlives both threads.
+        nonisolated(unsafe) let second = halves[1]
+        let me = self
+        let t = Thread {
+            do { try me.writeDirectRange(second) } catch { st.error = error }
+            st.filled.signal()
+        }
+        t.start()
+        var mine: Error?
+        do { try writeDirectRange(halves[0]) } catch { mine = error }
+        st.filled.wait()
+        if let e = mine ?? st.error { throw e }
+    }
+
+    func writeDirectRange(_ pairs: [(UnsafeRawPointer, PageRun)]) throws {
         var idx = 0
         while idx < pairs.count {
             var n = 0, want = 0

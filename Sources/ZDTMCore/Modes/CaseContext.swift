@@ -91,22 +91,47 @@ public final class CaseContext: @unchecked Sendable {
     /// The tree as it was just before the last dump: what must be gone before a restore.
     public private(set) var dumpedTree: [Int32] = []
 
+    /// The dumped root's NSpid (outermost first); more levels than zdtm's own: a new pid namespace.
+    public private(set) var dumpedRootNsPid: [Int32] = []
+    /// Roots a restore reported, accepted or not: the runner kills them when the case fails.
+    public private(set) var restoredRoots: [Int32] = []
+
     public func dump(images: String, extra: [String] = [], label: String? = nil, passFd: Int32? = nil, moreFds: [Int32] = []) throws {
         dumpedTree = PlainMode.treePids(pid)
+        dumpedRootNsPid = (try? ProcReader().status(pid: pid))?.nsPid ?? []
         let log = label.map { "dump-\($0).log" } ?? "dump.log"
         let cli = "dump-\(iteration)" + (label.map { "-" + $0 } ?? "") + "-cli"
         try cryo(CryoCommands.dump(pid: pid, images: images, log: log, extra: extra + workload.opts), log: cli, passFd: passFd, moreFds: moreFds)
-        // A tree that forks all the time has tasks the walk above never saw; the dump's own
-        // list has every one, and their zombies (ours to reap) would hold the group's pid.
         let path = images.hasPrefix("/") ? images : dir + "/" + images
-        // Pids inside a new pid namespace are not zdtm's: such a tree is its init's, walked above.
-        if let d = try? ImageDirectory(path: path), let ps = try? d.read(.pstree, as: Img_PstreeEntry.self),
-           let inv = try? d.readOne(.inventory, as: Img_InventoryEntry.self), let root = ps.first,
-           let ids = try? d.readOne(.ids, id: Int(root.pid), as: Img_TaskKobjIdsEntry.self),
-           !ids.newNamespaces(comparedTo: inv.rootIds).contains(.pid) {
-            let seen = Set(dumpedTree)
-            dumpedTree += ps.map { Int32(bitPattern: $0.pid) }.filter { !seen.contains($0) }
+        if let d = try? ImageDirectory(path: path) { addListedTasks(d) }
+    }
+
+    /// A tree that forks all the time has tasks the walk before the dump never saw; the dump's
+    /// own list has every one, and their zombies (ours to reap) would hold the group's pid.
+    /// Pids inside a new pid namespace are not zdtm's: such a tree is its init's, walked already.
+    public func addListedTasks(_ d: ImageDirectory) {
+        guard !inNewPidNamespace, let ps = try? d.read(.pstree, as: Img_PstreeEntry.self) else { return }
+        let seen = Set(dumpedTree)
+        dumpedTree += ps.map { Int32(bitPattern: $0.pid) }.filter { !seen.contains($0) }
+    }
+
+    /// Whether the dumped root sits in a pid namespace below zdtm's (the ns flavour's init).
+    var inNewPidNamespace: Bool {
+        let own = (try? ProcReader().status(pid: getpid()))?.nsPid.count ?? 1
+        return dumpedRootNsPid.count > own
+    }
+
+    /// Takes `p` as the restored root: the same pid, or, for a root in a new pid namespace,
+    /// a new pid outside with the same pid inside at the same depth.
+    public func acceptRestored(_ p: Int32) throws {
+        restoredRoots.append(p)
+        if p != pid {
+            let inner = (try? ProcReader().status(pid: p))?.nsPid ?? []
+            guard inNewPidNamespace, inner.count == dumpedRootNsPid.count, inner.last == dumpedRootNsPid.last else {
+                throw ModeError.check("restored pid \(p) (\(inner.map(String.init).joined(separator: "/")) inside), expected \(pid) (\(dumpedRootNsPid.map(String.init).joined(separator: "/")))")
+            }
         }
+        pid = p
     }
 
     /// `cryo restore -d` from `images`; takes the restored root pid from its pidfile.
@@ -117,11 +142,6 @@ public final class CaseContext: @unchecked Sendable {
               let p = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw ModeError.check("restore wrote no pid to \(pidfile)")
         }
-        // In a new pid namespace the pid zdtm sees is new; the one inside must be the images'.
-        let inner = (try? ProcReader().status(pid: p))?.nsPid ?? []
-        let imagesRoot = (try? ImageDirectory(path: images.hasPrefix("/") ? images : dir + "/" + images).read(.pstree, as: Img_PstreeEntry.self))?.first?.pid
-        let sameInside = inner.count > 1 && imagesRoot.map { Int32(bitPattern: $0) } == inner.last
-        if p != pid && !sameInside { throw ModeError.check("restored pid \(p), expected \(pid)") }
-        pid = p
+        try acceptRestored(p)
     }
 }

@@ -59,8 +59,8 @@ public struct RemoteMode: CRMode {
         // forking tree missed; their pids must be free before the restore.
         let dumped = try ImageDirectory(store: RemoteSnapshotStore(snapshot: (final as NSString).lastPathComponent,
                                                                    source: RemoteSnapshotReader(socketPath: cacheSock)))
-        let pids = try dumped.read(.pstree, as: Img_PstreeEntry.self).map { Int32(bitPattern: $0.pid) }
-        try PlainMode.waitGone(ctx.dumpedTree + pids.filter { !ctx.dumpedTree.contains($0) })
+        ctx.addListedTasks(dumped)
+        try PlainMode.waitGone(ctx.dumpedTree)
         try ctx.restore(images: final, extra: ["--remote", "--local-cache-path", cacheSock])
     }
 }

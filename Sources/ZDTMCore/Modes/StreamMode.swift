@@ -67,7 +67,7 @@ public struct StreamMode: CRMode {
               let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw ModeError.check("restore wrote no pid to \(pidfile)")
         }
-        if pid != ctx.pid { throw ModeError.check("restored pid \(pid), expected \(ctx.pid)") }
+        try ctx.acceptRestored(pid)
     }
 
     /// Children the tree forked just before the dump are not in ctx.dumpedTree (the images,

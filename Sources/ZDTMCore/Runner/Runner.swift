@@ -168,6 +168,8 @@ public final class Runner: @unchecked Sendable {
             do { try spec.mode.checkpointRestore(ctx); modeError = nil } catch { modeError = error }
             commands += ctx.commands
             current = ctx.pid
+            // A tree restored under pids the check refused is not in `tree` nor in its session.
+            for r in ctx.restoredRoots { tree += PlainMode.treePids(r).filter { !tree.contains($0) } }
             if let modeError { return finish(.fail, "iteration \(i): \(spec.mode.name): \(modeError)") }
             let after: VisibleState
             do { after = try StateRecorder.record(root: current, proc: proc) } catch {

@@ -149,8 +149,16 @@ public enum StreamFormat {
     public static func widenPipe(_ fd: Int32) {
         var st = stat()
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFIFO else { return }
-        _ = ck_fcntl_int(fd, 1031 /* F_SETPIPE_SZ */, Int32(maxChunk))
+        // Room for several frames lets the writer run ahead instead of taking turns with the
+        // reader at every frame; past pipe-max-size only with CAP_SYS_RESOURCE. Never shrinks
+        // a pipe the other end widened.
+        let now = ck_fcntl_int(fd, 1032 /* F_GETPIPE_SZ */, 0)
+        for size in [pipeSize, maxChunk] where size > now {
+            if ck_fcntl_int(fd, 1031 /* F_SETPIPE_SZ */, Int32(size)) >= 0 { return }
+        }
     }
+    /// The pipe size a stream asks for first (8 frames).
+    static let pipeSize = 8 * maxChunk
 
     static func put<T: FixedWidthInteger>(_ b: inout [UInt8], _ v: T) { withUnsafeBytes(of: v.littleEndian) { b.append(contentsOf: $0) } }
     static func get<T: FixedWidthInteger>(_ b: [UInt8], _ at: Int, _: T.Type) -> T {

@@ -35,8 +35,13 @@ public struct StreamReader {
         /// A stream through a pipe on one host ends when the dump has killed the tree, but its
         /// parent may not have reaped it yet: waits up to `timeout` for the stream's pids to be
         /// free. A pid still taken then is the restore's error to report, by name.
+        /// A tree in a pid namespace of its own gets its pids there: nothing to wait for.
         public func waitForPids(timeout: Double) {
-            guard let tree = try? ImageDirectory(store: store).read(.pstree, as: Img_PstreeEntry.self) else { return }
+            let d = ImageDirectory(store: store)
+            guard let tree = try? d.read(.pstree, as: Img_PstreeEntry.self), let root = tree.first else { return }
+            if let inv = try? d.readOne(.inventory, as: Img_InventoryEntry.self),
+               let ids = try? d.readOne(.ids, id: Int(root.pid), as: Img_TaskKobjIdsEntry.self),
+               ids.newNamespaces(comparedTo: inv.rootIds).contains(.pid) { return }
             let deadline = Date().addingTimeInterval(timeout)
             for p in tree.flatMap({ [$0.pid] + $0.threads }) {
                 while kill(Int32(bitPattern: p), 0) == 0 || errno == EPERM {
