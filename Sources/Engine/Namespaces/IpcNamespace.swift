@@ -87,13 +87,9 @@ enum IpcNamespace: NamespaceContents {
         let shm = try IpcImages.readShm(id: Int(id), images: images)
         let sem = try IpcImages.readSem(id: Int(id), images: images)
         let msg = try IpcImages.readMsg(id: Int(id), images: images)
+        let nsRoot = namespaceRoot(root.pid)
         try NamespaceThread.run(in: [.ipc], of: root.pid) {
-            let proc = ProcReader()
-            func set(_ name: String, _ value: String) throws {
-                do { try proc.write(value, to: "/proc/sys/\(name)") } catch {
-                    throw NamespaceError.restore(kind: "ipc", reason: "setting \(name) to \(value): \(error)")
-                }
-            }
+            func set(_ name: String, _ value: String) throws { try writeLimit(name, value, nsRoot: nsRoot, pid: root.pid) }
             guard vars.semCtls.count == 4 else { throw NamespaceError.restore(kind: "ipc", reason: "kernel/sem in \(ImageKind.ipcnsVar.fileName(Int(id))) has \(vars.semCtls.count) numbers, not 4") }
             try set(semLimits, vars.semCtls.map(String.init).joined(separator: " "))
             for (name, path) in limits { try set(name, String(vars[keyPath: path])) }
@@ -159,7 +155,34 @@ enum IpcNamespace: NamespaceContents {
                 }
                 _ = try SysVIpc.call("shmctl(IPC_RMID)", SysVIpc.Nr.shmctl, Int(d.id), Int(IPC_RMID), context: "SysV shm id \(d.id), removed while attached")
             }
-            try ProcReader().write(String(vars.shmRmidForced), to: "/proc/sys/\(rmidForced)")
+            try writeLimit(rmidForced, String(vars.shmRmidForced), nsRoot: namespaceRoot(root.pid), pid: root.pid)
+        }
+    }
+
+    /// The uid here of the root of the user namespace owning `pid`'s IPC namespace.
+    static func namespaceRoot(_ pid: Int32) -> UInt32 {
+        ((try? ProcReader().idMap(pid: pid, "uid_map")) ?? []).first { $0.first == 0 }?.lowerFirst ?? 0
+    }
+
+    /// Writes one limit of the IPC namespace the calling thread is in, unless it has that value
+    /// already. They are writable by the root of the user namespace owning it only
+    /// (ipc_permissions: by euid, not by capability), which a tree's own user namespace maps
+    /// to another uid here: then from a thread of its own with that euid (which drops its
+    /// capabilities), in `pid`'s IPC namespace.
+    static func writeLimit(_ name: String, _ value: String, nsRoot: UInt32, pid: Int32) throws {
+        let proc = ProcReader()
+        let path = "/proc/sys/\(name)"
+        if (try? proc.readText(path))?.split(whereSeparator: \.isWhitespace).joined(separator: " ") == value { return }
+        do {
+            if nsRoot == 0 { try proc.write(value, to: path); return }
+            try NamespaceThread.run(in: [.ipc], of: pid) {
+                guard ck_syscall6(117 /* setresuid */, -1, Int(nsRoot), -1, 0, 0, 0) == 0 else {
+                    throw SystemCallError(call: "setresuid(-1, \(nsRoot))", errno: ck_errno(), context: path)
+                }
+                try proc.write(value, to: path)
+            }
+        } catch {
+            throw NamespaceError.restore(kind: "ipc", reason: "setting \(name) to \(value): \(error)")
         }
     }
 }
