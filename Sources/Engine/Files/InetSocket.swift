@@ -94,6 +94,7 @@ enum InetSocket: FdKind {
             return try ctx.transport.send(made, to: ctx.task, what: "socket id \(entry.id) (port \(entry.isk.srcPort))")
         }
         if entry.isk.type == UInt32(SOCK_STREAM.rawValue) { return try TcpSocket.restore(entry, ctx: ctx) }
+        if RawSocket.owns(entry.isk) { return try RawSocket.restore(entry, ctx: ctx) }
         let e = entry.isk
         let what = "UDP socket id \(entry.id) (port \(e.srcPort))"
         let fam = Int32(e.family)
