@@ -68,6 +68,11 @@ enum RawSocket: FdKind {
         e.opts = try SocketOptions.read(c, what: "pid \(f.pid) fd \(f.fd)", refuse: refuse)
         var ip = try InetOptions.read(c, family: fam, tcp: false, refuse: refuse).ip ?? Img_IpOptsEntry()
         if raw { ip.raw = try rawOptions(c, family: fam, proto: proto, refuse: refuse) }
+        if v6 && raw {
+            // A raw IPv6 socket has no IP level: its freebind is IPV6_FREEBIND, not kept yet.
+            ip.clearFreebind()
+            if let fb = SocketOptions.int(c, Int32(IPPROTO_IPV6), 78 /* IPV6_FREEBIND */), fb != 0 { throw refuse("socket option IPV6_FREEBIND is set, which cryo does not restore on raw sockets") }
+        }
         e.ipOpts = ip
         if let g = try MulticastMemberships.joined(c, pid: f.pid, family: fam, proc: ctx.proc).first {
             throw refuse("joined multicast group \(g), which cryo does not restore")
@@ -105,56 +110,55 @@ enum RawSocket: FdKind {
         return r
     }
 
-    /// sk_shutdown (RCV 1, SEND 2). Raw sockets: raw_diag, asked from inside the task's network
-    /// namespace. Ping sockets are in no sock_diag table: poll shows the receive side and both;
-    /// the send side alone is probed with an echo request whose body is an unmapped address, so
-    /// allocating the packet answers first (EPIPE when shut) and copying the body then fails
-    /// (EFAULT) before anything is sent. A probe of an unbound socket binds it (an ident);
-    /// connect(AF_UNSPEC) unbinds it again.
+    /// sk_shutdown (RCV 1, SEND 2). These sockets are in no sock_diag table here (no raw_diag,
+    /// none for ping). poll shows the receive side and both; the send side alone is probed: a
+    /// packet whose body is at an unmapped address, so that allocating it answers first (EPIPE
+    /// when shut) and copying the body then fails (EFAULT) before anything is sent. A raw
+    /// socket allocates that way only with IP_HDRINCL: cryo's probe turns it on for the probe
+    /// and back off. A probe of an unbound ping socket binds it (an ident); connect(AF_UNSPEC)
+    /// unbinds it again.
     static func shutdown(_ c: Int32, pid: Int32, entry e: Img_InetSkEntry, polled: Int16) throws -> UInt8 {
-        let fam = Int32(e.family)
-        if e.type == UInt32(SOCK_RAW.rawValue) {
-            let ns = try NetNs.of(pid: pid)
-            defer { close(ns) }
-            let d = try NetNs.within(ns) { try SockDiag.inet(family: fam, proto: Int32(IPPROTO_RAW), ino: e.ino, rawProtocol: 255) }
-            guard let d else { throw SystemCallError(call: "raw_diag (the socket is not listed)", errno: ENOENT, context: "socket inode \(e.ino)") }
-            return d.shutdown & 3
-        }
         if polled & Int16(POLLHUP) != 0 { return 3 }
         let rd: UInt8 = polled & Int16(0x2000) != 0 ? 1 : 0
-        let connected = e.state == 1
-        var ss = sockaddr_storage()
-        var len = socklen_t(0)
-        if !connected {
-            let lo: [UInt32] = fam == AF_INET6 ? [0, 0, 0, UInt32(1).bigEndian] : [UInt32(0x7f00_0001).bigEndian]
-            let b = InetSocket.sockaddrBytes(family: fam, addr: lo, port: 0)
-            withUnsafeMutableBytes(of: &ss) { $0.copyMemory(from: UnsafeRawBufferPointer(start: b, count: b.count)) }
-            len = socklen_t(b.count)
-        }
-        // ICMP_ECHO (8) or ICMPV6_ECHO_REQUEST (128), then a body the kernel cannot read.
-        var hdr: [UInt8] = [fam == AF_INET6 ? 128 : 8, 0, 0, 0, 0, 0, 0, 0]
+        let fam = Int32(e.family), raw = e.type == UInt32(SOCK_RAW.rawValue)
+        let what = "\(describe(family: e.family, type: e.type, proto: e.proto)) inode \(e.ino)"
+        func fail(_ call: String, _ err: Int32 = errno) -> Error { SystemCallError(call: call, errno: err, context: what) }
+        let (level, opt) = fam == AF_INET6 ? (Int32(IPPROTO_IPV6), ipv6Hdrincl) : (Int32(IPPROTO_IP), ipHdrincl)
+        let hdrincl = raw ? SocketOptions.int(c, level, opt) ?? 0 : 1
+        var on: Int32 = 1, off: Int32 = 0
+        if hdrincl == 0 && setsockopt(c, level, opt, &on, 4) != 0 { throw fail("setsockopt(HDRINCL 1) for the probe") }
+        // A connected ping socket sends to its peer; the rest to loopback.
+        let named = raw || e.state != 1
+        let lo: [UInt32] = fam == AF_INET6 ? [0, 0, 0, UInt32(1).bigEndian] : [UInt32(0x7f00_0001).bigEndian]
+        let name = InetSocket.sockaddrBytes(family: fam, addr: lo, port: 0)
+        // A ping socket reads the ICMP header first (ICMP_ECHO 8, ICMPV6_ECHO_REQUEST 128); a raw
+        // one with its own header needs 20 bytes at least.
+        var hdr: [UInt8] = raw ? [] : [fam == AF_INET6 ? 128 : 8, 0, 0, 0, 0, 0, 0, 0]
+        let bodyLen = raw ? 40 : 8
         let sent: Int = hdr.withUnsafeMutableBytes { h in
-            var iov = [iovec(iov_base: h.baseAddress, iov_len: 8), iovec(iov_base: UnsafeMutableRawPointer(bitPattern: 8), iov_len: 8)]
-            return iov.withUnsafeMutableBufferPointer { v in
-                withUnsafeMutablePointer(to: &ss) { a in
+            name.withUnsafeBytes { n in
+                var iov = [iovec(iov_base: UnsafeMutableRawPointer(bitPattern: 8), iov_len: bodyLen)]
+                if !raw { iov.insert(iovec(iov_base: h.baseAddress, iov_len: h.count), at: 0) }
+                return iov.withUnsafeMutableBufferPointer { v in
                     var m = msghdr()
-                    m.msg_name = connected ? nil : UnsafeMutableRawPointer(a)
-                    m.msg_namelen = len
+                    m.msg_name = named ? UnsafeMutableRawPointer(mutating: n.baseAddress) : nil
+                    m.msg_namelen = named ? socklen_t(n.count) : 0
                     m.msg_iov = v.baseAddress
-                    m.msg_iovlen = 2
+                    m.msg_iovlen = v.count
                     return sendmsg(c, &m, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
                 }
             }
         }
         let err = errno
-        if e.srcPort == 0 {
+        if hdrincl == 0 && setsockopt(c, level, opt, &off, 4) != 0 { throw fail("setsockopt(HDRINCL 0) after the probe") }
+        if !raw && e.srcPort == 0 {
             var unspec = sockaddr_storage()
             let rc = withUnsafePointer(to: &unspec) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(c, $0, socklen_t(MemoryLayout<sa_family_t>.size)) } }
-            guard rc == 0 else { throw SystemCallError(call: "connect(AF_UNSPEC) after the probe bound the socket", errno: errno, context: "ping socket inode \(e.ino)") }
+            guard rc == 0 else { throw fail("connect(AF_UNSPEC) after the probe bound the socket") }
         }
-        guard sent < 0 else { throw SystemCallError(call: "sendmsg (the probe was sent)", errno: 0, context: "ping socket inode \(e.ino)") }
+        guard sent < 0 else { throw fail("sendmsg (the probe was sent)", 0) }
         if err == EPIPE { return rd | 2 }
-        guard err == EFAULT else { throw SystemCallError(call: "sendmsg (probing whether its send side is shut)", errno: err, context: "ping socket inode \(e.ino)") }
+        guard err == EFAULT else { throw fail("sendmsg (probing whether its send side is shut)", err) }
         return rd
     }
 
@@ -172,7 +176,8 @@ enum RawSocket: FdKind {
         }
         do {
             try SocketOptions.apply(e.opts, to: s, what: what)
-            if fam == AF_INET6 && e.hasV6Only {
+            // A raw socket has its port (the protocol) from birth and cannot change it.
+            if fam == AF_INET6 && e.hasV6Only && SocketOptions.int(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY) != (e.v6Only ? 1 : 0) {
                 var v: Int32 = e.v6Only ? 1 : 0
                 if setsockopt(s, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v, 4) != 0 { throw SystemCallError(call: "setsockopt(IPV6_V6ONLY)", errno: errno, context: what) }
             }
