@@ -2652,6 +2652,16 @@ public nonisolated struct Img_PacketSockEntry: @unchecked Sendable {
   /// Clears the value of `nsID`. Subsequent reads from it will return its default value.
   public mutating func clearNsID() {_uniqueStorage()._nsID = nil}
 
+  /// cryo: the name of the bound interface, checked at restore (an ifindex may be reused).
+  public var ifname: String {
+    get {_storage._ifname ?? String()}
+    set {_uniqueStorage()._ifname = newValue}
+  }
+  /// Returns true if `ifname` has been explicitly set.
+  public var hasIfname: Bool {_storage._ifname != nil}
+  /// Clears the value of `ifname`. Subsequent reads from it will return its default value.
+  public mutating func clearIfname() {_uniqueStorage()._ifname = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -5389,7 +5399,7 @@ nonisolated extension Img_PacketRing: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Img_PacketSockEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PacketSockEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}type\0\u{1}protocol\0\u{1}flags\0\u{1}ifindex\0\u{1}fown\0\u{1}opts\0\u{1}version\0\u{1}reserve\0\u{3}aux_data\0\u{3}orig_dev\0\u{3}vnet_hdr\0\u{1}loss\0\u{1}timestamp\0\u{3}copy_thresh\0\u{1}mclist\0\u{1}fanout\0\u{3}rx_ring\0\u{3}tx_ring\0\u{3}ns_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}type\0\u{1}protocol\0\u{1}flags\0\u{1}ifindex\0\u{1}fown\0\u{1}opts\0\u{1}version\0\u{1}reserve\0\u{3}aux_data\0\u{3}orig_dev\0\u{3}vnet_hdr\0\u{1}loss\0\u{1}timestamp\0\u{3}copy_thresh\0\u{1}mclist\0\u{1}fanout\0\u{3}rx_ring\0\u{3}tx_ring\0\u{3}ns_id\0\u{2}T\u{f}ifname\0")
 
   fileprivate class _StorageClass {
     var _id: UInt32? = nil
@@ -5412,6 +5422,7 @@ nonisolated extension Img_PacketSockEntry: SwiftProtobuf.Message, SwiftProtobuf.
     var _rxRing: Img_PacketRing? = nil
     var _txRing: Img_PacketRing? = nil
     var _nsID: UInt32? = nil
+    var _ifname: String? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -5442,6 +5453,7 @@ nonisolated extension Img_PacketSockEntry: SwiftProtobuf.Message, SwiftProtobuf.
       _rxRing = source._rxRing
       _txRing = source._txRing
       _nsID = source._nsID
+      _ifname = source._ifname
     }
   }
 
@@ -5506,6 +5518,7 @@ nonisolated extension Img_PacketSockEntry: SwiftProtobuf.Message, SwiftProtobuf.
         case 18: try { try decoder.decodeSingularMessageField(value: &_storage._rxRing) }()
         case 19: try { try decoder.decodeSingularMessageField(value: &_storage._txRing) }()
         case 20: try { try decoder.decodeSingularUInt32Field(value: &_storage._nsID) }()
+        case 1000: try { try decoder.decodeSingularStringField(value: &_storage._ifname) }()
         default: break
         }
       }
@@ -5578,6 +5591,9 @@ nonisolated extension Img_PacketSockEntry: SwiftProtobuf.Message, SwiftProtobuf.
       try { if let v = _storage._nsID {
         try visitor.visitSingularUInt32Field(value: v, fieldNumber: 20)
       } }()
+      try { if let v = _storage._ifname {
+        try visitor.visitSingularStringField(value: v, fieldNumber: 1000)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -5607,6 +5623,7 @@ nonisolated extension Img_PacketSockEntry: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._rxRing != rhs_storage._rxRing {return false}
         if _storage._txRing != rhs_storage._txRing {return false}
         if _storage._nsID != rhs_storage._nsID {return false}
+        if _storage._ifname != rhs_storage._ifname {return false}
         return true
       }
       if !storagesAreEqual {return false}
