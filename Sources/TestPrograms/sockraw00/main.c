@@ -4,7 +4,7 @@
 // loopback address of its own (127.x.y.z, so that no other program's packets queue on it)
 // with IP_NODEFRAG, IP_TOS and SO_RCVBUF; an ICMP socket whose ICMP_FILTER blocks every type;
 // protocol 254 with IP_HDRINCL, shut for sending (EPIPE after). IPv6 (when there is ::1):
-// protocol 253 bound to ::1 with IPV6_CHECKSUM 2, an ICMPv6 socket with a blocking filter.
+// a protocol of its own bound to ::1 with IPV6_CHECKSUM 2, an ICMPv6 socket with a blocking filter.
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <arpa/inet.h>
@@ -31,6 +31,12 @@ static int geti(int s, int level, int opt) {
 }
 
 // Waits up to a second for a packet on s; returns its length (-1: none).
+// Empties what queued before a socket got its filter or binding.
+static void drain(int s) {
+    char b[2048];
+    while (recv(s, b, sizeof(b), MSG_DONTWAIT) >= 0) ;
+}
+
 static ssize_t recv_wait(int s, void *buf, size_t len) {
     for (int i = 0; i < 100; i++) {
         ssize_t n = recv(s, buf, len, MSG_DONTWAIT);
@@ -61,7 +67,9 @@ int main(int argc, char **argv) {
     fcntl(ic, F_SETFL, O_NONBLOCK);
 
     struct sockaddr_in6 lo6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-    int r6 = socket(AF_INET6, SOCK_RAW, PROTO), ic6 = -1, csum = 2;
+    // IPv6 has one loopback address: the protocol is this instance's own (unassigned 150-249).
+    int proto6 = 150 + rand() % 100;
+    int r6 = socket(AF_INET6, SOCK_RAW, proto6), ic6 = -1, csum = 2;
     if (r6 >= 0 && bind(r6, (void *)&lo6, sizeof(lo6))) { close(r6); r6 = -1; }  // no IPv6 here
     struct icmp6_filter f6;
     if (r6 >= 0) {
@@ -71,6 +79,8 @@ int main(int argc, char **argv) {
         if (ic6 < 0 || setsockopt(ic6, IPPROTO_ICMPV6, ICMP6_FILTER, &f6, sizeof(f6))) fail("ICMPV6_FILTER: %m");
     }
 
+    drain(r); drain(ic); drain(h);
+    if (r6 >= 0) { drain(r6); drain(ic6); }
     test_daemon();
     test_waitsig();
 
@@ -111,7 +121,7 @@ int main(int argc, char **argv) {
         struct icmp6_filter g6;
         len = sizeof(g6);
         if (getsockopt(ic6, IPPROTO_ICMPV6, ICMP6_FILTER, &g6, &len) || memcmp(&g6, &f6, sizeof(f6))) fail("ICMPV6_FILTER changed");
-        int s6 = socket(AF_INET6, SOCK_RAW, PROTO);
+        int s6 = socket(AF_INET6, SOCK_RAW, proto6);
         setsockopt(s6, SOL_RAW, IPV6_CHECKSUM, &csum, 4);
         if (sendto(s6, "v6 after", 8, 0, (void *)&lo6, sizeof(lo6)) != 8) fail("sendto ::1: %m");
         n = recv_wait(r6, buf, sizeof(buf));
