@@ -121,6 +121,9 @@ enum RawSocket: FdKind {
         if polled & Int16(POLLHUP) != 0 { return 3 }
         let rd: UInt8 = polled & Int16(0x2000) != 0 ? 1 : 0
         let fam = Int32(e.family), raw = e.type == UInt32(SOCK_RAW.rawValue)
+        // An IPv6 raw socket of a protocol past 255 can send nothing (EINVAL, before any
+        // allocation): its send side alone changes nothing a program can see.
+        if raw && fam == AF_INET6 && e.proto > 255 { return rd }
         let what = "\(describe(family: e.family, type: e.type, proto: e.proto)) inode \(e.ino)"
         func fail(_ call: String, _ err: Int32 = errno) -> Error { SystemCallError(call: call, errno: err, context: what) }
         let (level, opt) = fam == AF_INET6 ? (Int32(IPPROTO_IPV6), ipv6Hdrincl) : (Int32(IPPROTO_IP), ipHdrincl)
