@@ -1776,6 +1776,25 @@ public nonisolated struct Img_InetSkEntry: @unchecked Sendable {
   /// Clears the value of `tcpOpts`. Subsequent reads from it will return its default value.
   public mutating func clearTcpOpts() {_uniqueStorage()._tcpOpts = nil}
 
+  /// cryo: UDPLITE_SEND_CSCOV and UDPLITE_RECV_CSCOV of a UDP-lite socket (CRIU keeps none).
+  public var udpliteSendCscov: UInt32 {
+    get {_storage._udpliteSendCscov ?? 0}
+    set {_uniqueStorage()._udpliteSendCscov = newValue}
+  }
+  /// Returns true if `udpliteSendCscov` has been explicitly set.
+  public var hasUdpliteSendCscov: Bool {_storage._udpliteSendCscov != nil}
+  /// Clears the value of `udpliteSendCscov`. Subsequent reads from it will return its default value.
+  public mutating func clearUdpliteSendCscov() {_uniqueStorage()._udpliteSendCscov = nil}
+
+  public var udpliteRecvCscov: UInt32 {
+    get {_storage._udpliteRecvCscov ?? 0}
+    set {_uniqueStorage()._udpliteRecvCscov = newValue}
+  }
+  /// Returns true if `udpliteRecvCscov` has been explicitly set.
+  public var hasUdpliteRecvCscov: Bool {_storage._udpliteRecvCscov != nil}
+  /// Clears the value of `udpliteRecvCscov`. Subsequent reads from it will return its default value.
+  public mutating func clearUdpliteRecvCscov() {_uniqueStorage()._udpliteRecvCscov = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -4461,7 +4480,7 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".InetSkEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}family\0\u{1}type\0\u{1}proto\0\u{1}state\0\u{3}src_port\0\u{3}dst_port\0\u{1}flags\0\u{1}backlog\0\u{3}src_addr\0\u{3}dst_addr\0\u{1}fown\0\u{1}opts\0\u{1}v6only\0\u{3}ip_opts\0\u{1}ifname\0\u{2}\u{2}shutdown\0\u{3}tcp_opts\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}family\0\u{1}type\0\u{1}proto\0\u{1}state\0\u{3}src_port\0\u{3}dst_port\0\u{1}flags\0\u{1}backlog\0\u{3}src_addr\0\u{3}dst_addr\0\u{1}fown\0\u{1}opts\0\u{1}v6only\0\u{3}ip_opts\0\u{1}ifname\0\u{2}\u{2}shutdown\0\u{3}tcp_opts\0\u{4}T\u{f}udplite_send_cscov\0\u{3}udplite_recv_cscov\0")
 
   fileprivate class _StorageClass {
     var _id: UInt32? = nil
@@ -4483,6 +4502,8 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _ifname: String? = nil
     var _shutdown: Img_SkShutdown? = nil
     var _tcpOpts: Img_TcpOptsEntry? = nil
+    var _udpliteSendCscov: UInt32? = nil
+    var _udpliteRecvCscov: UInt32? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -4512,6 +4533,8 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _ifname = source._ifname
       _shutdown = source._shutdown
       _tcpOpts = source._tcpOpts
+      _udpliteSendCscov = source._udpliteSendCscov
+      _udpliteRecvCscov = source._udpliteRecvCscov
     }
   }
 
@@ -4569,6 +4592,8 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._ifname) }()
         case 19: try { try decoder.decodeSingularEnumField(value: &_storage._shutdown) }()
         case 20: try { try decoder.decodeSingularMessageField(value: &_storage._tcpOpts) }()
+        case 1000: try { try decoder.decodeSingularUInt32Field(value: &_storage._udpliteSendCscov) }()
+        case 1001: try { try decoder.decodeSingularUInt32Field(value: &_storage._udpliteRecvCscov) }()
         default: break
         }
       }
@@ -4638,6 +4663,12 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
       try { if let v = _storage._tcpOpts {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
       } }()
+      try { if let v = _storage._udpliteSendCscov {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1000)
+      } }()
+      try { if let v = _storage._udpliteRecvCscov {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1001)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -4666,6 +4697,8 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._ifname != rhs_storage._ifname {return false}
         if _storage._shutdown != rhs_storage._shutdown {return false}
         if _storage._tcpOpts != rhs_storage._tcpOpts {return false}
+        if _storage._udpliteSendCscov != rhs_storage._udpliteSendCscov {return false}
+        if _storage._udpliteRecvCscov != rhs_storage._udpliteRecvCscov {return false}
         return true
       }
       if !storagesAreEqual {return false}
