@@ -16,7 +16,7 @@ let workloadNames: [String] = [
     "netns00",
     "lock00", "pidfd00",
     "pty00", "tcp03", "mnt00",
-    "sockraw00", "sockicmp00", "sockpacket00", "udplite00",
+    "sockraw00", "sockicmp00", "sockpacket00", "udplite00", "netlink00",
 ]
 
 // Per-workload extra libraries, by folder name.
