@@ -72,8 +72,8 @@ enum NetlinkSocket: FdKind {
         e.dstGroup = dst.groups
         e.fown = FdKinds.noOwner
         e.opts = try SocketOptions.read(c, what: "pid \(f.pid) fd \(f.fd)", refuse: refuse)
-        // CRIU's entry has no type: it restores SOCK_RAW. A SOCK_DGRAM one behaves the same.
-        _ = type
+        // CRIU's entry has no type (it restores SOCK_RAW); SO_TYPE would show the difference.
+        e.type = UInt32(type)
         entry.nlsk = e
     }
 
@@ -83,7 +83,8 @@ enum NetlinkSocket: FdKind {
         }
         let e = entry.nlsk
         let what = "netlink socket id \(entry.id) (protocol \(e.protocol), port id \(e.portid))"
-        let s = socket(AF_NETLINK, Int32(SOCK_RAW.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(e.protocol))
+        let type = e.hasType ? Int32(e.type) : Int32(SOCK_RAW.rawValue)
+        let s = socket(AF_NETLINK, type | Int32(SOCK_CLOEXEC.rawValue), Int32(e.protocol))
         guard s >= 0 else { throw SystemCallError(call: "socket(AF_NETLINK, \(e.protocol))", errno: errno, context: what) }
         do {
             try SocketOptions.apply(e.opts, to: s, what: what)

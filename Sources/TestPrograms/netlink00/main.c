@@ -1,4 +1,4 @@
-// Netlink sockets keep their protocol, port id, groups (one past the 32 of nl_groups too) and
+// Netlink sockets keep their protocol, type, port id, groups (one past the 32 of nl_groups too) and
 // connected peer, and still work: after restore the bound route socket asks the kernel for
 // the loopback link and gets it. Groups are quiet ones (phonet, MCTP addresses), so that no
 // event queues on them meanwhile.
@@ -26,7 +26,7 @@ static int member(int s, int g) {
 int main(int argc, char **argv) {
     test_init(argc, argv);
     int r = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE), u = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
-    int c = socket(AF_NETLINK, SOCK_RAW, NETLINK_USERSOCK), peer = socket(AF_NETLINK, SOCK_RAW, NETLINK_USERSOCK);
+    int c = socket(AF_NETLINK, SOCK_DGRAM, NETLINK_USERSOCK), peer = socket(AF_NETLINK, SOCK_RAW, NETLINK_USERSOCK);
     if (r < 0 || u < 0 || c < 0 || peer < 0) { fail("socket(AF_NETLINK): %m"); return test_report(); }
     struct sockaddr_nl a = { .nl_family = AF_NETLINK, .nl_groups = 1 << (GROUP_LOW - 1) }, got, pa = { .nl_family = AF_NETLINK };
     if (bind(r, (void *)&a, sizeof(a))) fail("bind: %m");
@@ -50,6 +50,9 @@ int main(int argc, char **argv) {
     len = sizeof(p);
     getsockopt(c, SOL_SOCKET, SO_PROTOCOL, &p, &len);
     if (p != NETLINK_USERSOCK) fail("protocol %d, expected NETLINK_USERSOCK", p);
+    len = sizeof(p);
+    getsockopt(c, SOL_SOCKET, SO_TYPE, &p, &len);
+    if (p != SOCK_DGRAM) fail("type %d, expected SOCK_DGRAM", p);
     len = sizeof(got);
     if (getpeername(c, (void *)&got, &len) || got.nl_pid != pa.nl_pid) fail("connected to port id %u, expected %u", got.nl_pid, pa.nl_pid);
     if (!(fcntl(u, F_GETFL) & O_NONBLOCK)) fail("O_NONBLOCK lost");

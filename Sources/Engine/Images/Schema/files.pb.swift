@@ -2689,127 +2689,130 @@ public nonisolated struct Img_PacketSockEntry: @unchecked Sendable {
 }
 
 /// Netlink sockets (CRIU's sk-netlink.proto).
-public nonisolated struct Img_NetlinkSkEntry: Sendable {
+public nonisolated struct Img_NetlinkSkEntry: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var id: UInt32 {
-    get {_id ?? 0}
-    set {_id = newValue}
+    get {_storage._id ?? 0}
+    set {_uniqueStorage()._id = newValue}
   }
   /// Returns true if `id` has been explicitly set.
-  public var hasID: Bool {self._id != nil}
+  public var hasID: Bool {_storage._id != nil}
   /// Clears the value of `id`. Subsequent reads from it will return its default value.
-  public mutating func clearID() {self._id = nil}
+  public mutating func clearID() {_uniqueStorage()._id = nil}
 
   public var ino: UInt32 {
-    get {_ino ?? 0}
-    set {_ino = newValue}
+    get {_storage._ino ?? 0}
+    set {_uniqueStorage()._ino = newValue}
   }
   /// Returns true if `ino` has been explicitly set.
-  public var hasIno: Bool {self._ino != nil}
+  public var hasIno: Bool {_storage._ino != nil}
   /// Clears the value of `ino`. Subsequent reads from it will return its default value.
-  public mutating func clearIno() {self._ino = nil}
+  public mutating func clearIno() {_uniqueStorage()._ino = nil}
 
   public var `protocol`: UInt32 {
-    get {_protocol ?? 0}
-    set {_protocol = newValue}
+    get {_storage._protocol ?? 0}
+    set {_uniqueStorage()._protocol = newValue}
   }
   /// Returns true if ``protocol`` has been explicitly set.
-  public var hasProtocol: Bool {self._protocol != nil}
+  public var hasProtocol: Bool {_storage._protocol != nil}
   /// Clears the value of ``protocol``. Subsequent reads from it will return its default value.
-  public mutating func clearProtocol() {self._protocol = nil}
+  public mutating func clearProtocol() {_uniqueStorage()._protocol = nil}
 
   public var state: UInt32 {
-    get {_state ?? 0}
-    set {_state = newValue}
+    get {_storage._state ?? 0}
+    set {_uniqueStorage()._state = newValue}
   }
   /// Returns true if `state` has been explicitly set.
-  public var hasState: Bool {self._state != nil}
+  public var hasState: Bool {_storage._state != nil}
   /// Clears the value of `state`. Subsequent reads from it will return its default value.
-  public mutating func clearState() {self._state = nil}
+  public mutating func clearState() {_uniqueStorage()._state = nil}
 
   public var flags: UInt32 {
-    get {_flags ?? 0}
-    set {_flags = newValue}
+    get {_storage._flags ?? 0}
+    set {_uniqueStorage()._flags = newValue}
   }
   /// Returns true if `flags` has been explicitly set.
-  public var hasFlags: Bool {self._flags != nil}
+  public var hasFlags: Bool {_storage._flags != nil}
   /// Clears the value of `flags`. Subsequent reads from it will return its default value.
-  public mutating func clearFlags() {self._flags = nil}
+  public mutating func clearFlags() {_uniqueStorage()._flags = nil}
 
   public var portid: UInt32 {
-    get {_portid ?? 0}
-    set {_portid = newValue}
+    get {_storage._portid ?? 0}
+    set {_uniqueStorage()._portid = newValue}
   }
   /// Returns true if `portid` has been explicitly set.
-  public var hasPortid: Bool {self._portid != nil}
+  public var hasPortid: Bool {_storage._portid != nil}
   /// Clears the value of `portid`. Subsequent reads from it will return its default value.
-  public mutating func clearPortid() {self._portid = nil}
+  public mutating func clearPortid() {_uniqueStorage()._portid = nil}
 
-  public var groups: [UInt32] = []
+  public var groups: [UInt32] {
+    get {_storage._groups}
+    set {_uniqueStorage()._groups = newValue}
+  }
 
   public var dstPortid: UInt32 {
-    get {_dstPortid ?? 0}
-    set {_dstPortid = newValue}
+    get {_storage._dstPortid ?? 0}
+    set {_uniqueStorage()._dstPortid = newValue}
   }
   /// Returns true if `dstPortid` has been explicitly set.
-  public var hasDstPortid: Bool {self._dstPortid != nil}
+  public var hasDstPortid: Bool {_storage._dstPortid != nil}
   /// Clears the value of `dstPortid`. Subsequent reads from it will return its default value.
-  public mutating func clearDstPortid() {self._dstPortid = nil}
+  public mutating func clearDstPortid() {_uniqueStorage()._dstPortid = nil}
 
   public var dstGroup: UInt32 {
-    get {_dstGroup ?? 0}
-    set {_dstGroup = newValue}
+    get {_storage._dstGroup ?? 0}
+    set {_uniqueStorage()._dstGroup = newValue}
   }
   /// Returns true if `dstGroup` has been explicitly set.
-  public var hasDstGroup: Bool {self._dstGroup != nil}
+  public var hasDstGroup: Bool {_storage._dstGroup != nil}
   /// Clears the value of `dstGroup`. Subsequent reads from it will return its default value.
-  public mutating func clearDstGroup() {self._dstGroup = nil}
+  public mutating func clearDstGroup() {_uniqueStorage()._dstGroup = nil}
 
   public var fown: Img_FownEntry {
-    get {_fown ?? Img_FownEntry()}
-    set {_fown = newValue}
+    get {_storage._fown ?? Img_FownEntry()}
+    set {_uniqueStorage()._fown = newValue}
   }
   /// Returns true if `fown` has been explicitly set.
-  public var hasFown: Bool {self._fown != nil}
+  public var hasFown: Bool {_storage._fown != nil}
   /// Clears the value of `fown`. Subsequent reads from it will return its default value.
-  public mutating func clearFown() {self._fown = nil}
+  public mutating func clearFown() {_uniqueStorage()._fown = nil}
 
   public var opts: Img_SkOptsEntry {
-    get {_opts ?? Img_SkOptsEntry()}
-    set {_opts = newValue}
+    get {_storage._opts ?? Img_SkOptsEntry()}
+    set {_uniqueStorage()._opts = newValue}
   }
   /// Returns true if `opts` has been explicitly set.
-  public var hasOpts: Bool {self._opts != nil}
+  public var hasOpts: Bool {_storage._opts != nil}
   /// Clears the value of `opts`. Subsequent reads from it will return its default value.
-  public mutating func clearOpts() {self._opts = nil}
+  public mutating func clearOpts() {_uniqueStorage()._opts = nil}
 
   public var nsID: UInt32 {
-    get {_nsID ?? 0}
-    set {_nsID = newValue}
+    get {_storage._nsID ?? 0}
+    set {_uniqueStorage()._nsID = newValue}
   }
   /// Returns true if `nsID` has been explicitly set.
-  public var hasNsID: Bool {self._nsID != nil}
+  public var hasNsID: Bool {_storage._nsID != nil}
   /// Clears the value of `nsID`. Subsequent reads from it will return its default value.
-  public mutating func clearNsID() {self._nsID = nil}
+  public mutating func clearNsID() {_uniqueStorage()._nsID = nil}
+
+  /// cryo: SOCK_DGRAM or SOCK_RAW (CRIU makes every one SOCK_RAW; SO_TYPE tells them apart).
+  public var type: UInt32 {
+    get {_storage._type ?? 0}
+    set {_uniqueStorage()._type = newValue}
+  }
+  /// Returns true if `type` has been explicitly set.
+  public var hasType: Bool {_storage._type != nil}
+  /// Clears the value of `type`. Subsequent reads from it will return its default value.
+  public mutating func clearType() {_uniqueStorage()._type = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _id: UInt32? = nil
-  fileprivate var _ino: UInt32? = nil
-  fileprivate var _protocol: UInt32? = nil
-  fileprivate var _state: UInt32? = nil
-  fileprivate var _flags: UInt32? = nil
-  fileprivate var _portid: UInt32? = nil
-  fileprivate var _dstPortid: UInt32? = nil
-  fileprivate var _dstGroup: UInt32? = nil
-  fileprivate var _fown: Img_FownEntry? = nil
-  fileprivate var _opts: Img_SkOptsEntry? = nil
-  fileprivate var _nsID: UInt32? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -5668,104 +5671,171 @@ nonisolated extension Img_PacketSockEntry: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Img_NetlinkSkEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NetlinkSkEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}protocol\0\u{1}state\0\u{2}\u{2}flags\0\u{1}portid\0\u{1}groups\0\u{3}dst_portid\0\u{3}dst_group\0\u{1}fown\0\u{1}opts\0\u{3}ns_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}protocol\0\u{1}state\0\u{2}\u{2}flags\0\u{1}portid\0\u{1}groups\0\u{3}dst_portid\0\u{3}dst_group\0\u{1}fown\0\u{1}opts\0\u{3}ns_id\0\u{2}[\u{f}type\0")
+
+  fileprivate class _StorageClass {
+    var _id: UInt32? = nil
+    var _ino: UInt32? = nil
+    var _protocol: UInt32? = nil
+    var _state: UInt32? = nil
+    var _flags: UInt32? = nil
+    var _portid: UInt32? = nil
+    var _groups: [UInt32] = []
+    var _dstPortid: UInt32? = nil
+    var _dstGroup: UInt32? = nil
+    var _fown: Img_FownEntry? = nil
+    var _opts: Img_SkOptsEntry? = nil
+    var _nsID: UInt32? = nil
+    var _type: UInt32? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _ino = source._ino
+      _protocol = source._protocol
+      _state = source._state
+      _flags = source._flags
+      _portid = source._portid
+      _groups = source._groups
+      _dstPortid = source._dstPortid
+      _dstGroup = source._dstGroup
+      _fown = source._fown
+      _opts = source._opts
+      _nsID = source._nsID
+      _type = source._type
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public var isInitialized: Bool {
-    if self._id == nil {return false}
-    if self._ino == nil {return false}
-    if self._protocol == nil {return false}
-    if self._state == nil {return false}
-    if self._flags == nil {return false}
-    if self._portid == nil {return false}
-    if self._dstPortid == nil {return false}
-    if self._dstGroup == nil {return false}
-    if self._fown == nil {return false}
-    if self._opts == nil {return false}
-    if let v = self._fown, !v.isInitialized {return false}
-    if let v = self._opts, !v.isInitialized {return false}
-    return true
+    return withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._id == nil {return false}
+      if _storage._ino == nil {return false}
+      if _storage._protocol == nil {return false}
+      if _storage._state == nil {return false}
+      if _storage._flags == nil {return false}
+      if _storage._portid == nil {return false}
+      if _storage._dstPortid == nil {return false}
+      if _storage._dstGroup == nil {return false}
+      if _storage._fown == nil {return false}
+      if _storage._opts == nil {return false}
+      if let v = _storage._fown, !v.isInitialized {return false}
+      if let v = _storage._opts, !v.isInitialized {return false}
+      return true
+    }
   }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
-      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._ino) }()
-      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._protocol) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self._state) }()
-      case 6: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
-      case 7: try { try decoder.decodeSingularUInt32Field(value: &self._portid) }()
-      case 8: try { try decoder.decodeRepeatedUInt32Field(value: &self.groups) }()
-      case 9: try { try decoder.decodeSingularUInt32Field(value: &self._dstPortid) }()
-      case 10: try { try decoder.decodeSingularUInt32Field(value: &self._dstGroup) }()
-      case 11: try { try decoder.decodeSingularMessageField(value: &self._fown) }()
-      case 12: try { try decoder.decodeSingularMessageField(value: &self._opts) }()
-      case 13: try { try decoder.decodeSingularUInt32Field(value: &self._nsID) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._ino) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._protocol) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._state) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._flags) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._portid) }()
+        case 8: try { try decoder.decodeRepeatedUInt32Field(value: &_storage._groups) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._dstPortid) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._dstGroup) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._fown) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._opts) }()
+        case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._nsID) }()
+        case 1000: try { try decoder.decodeSingularUInt32Field(value: &_storage._type) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._id {
-      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
-    } }()
-    try { if let v = self._ino {
-      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
-    } }()
-    try { if let v = self._protocol {
-      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
-    } }()
-    try { if let v = self._state {
-      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
-    } }()
-    try { if let v = self._flags {
-      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
-    } }()
-    try { if let v = self._portid {
-      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 7)
-    } }()
-    if !self.groups.isEmpty {
-      try visitor.visitRepeatedUInt32Field(value: self.groups, fieldNumber: 8)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._id {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._ino {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._protocol {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._state {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._flags {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._portid {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 7)
+      } }()
+      if !_storage._groups.isEmpty {
+        try visitor.visitRepeatedUInt32Field(value: _storage._groups, fieldNumber: 8)
+      }
+      try { if let v = _storage._dstPortid {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._dstGroup {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._fown {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._opts {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
+      try { if let v = _storage._nsID {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._type {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1000)
+      } }()
     }
-    try { if let v = self._dstPortid {
-      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 9)
-    } }()
-    try { if let v = self._dstGroup {
-      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 10)
-    } }()
-    try { if let v = self._fown {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    } }()
-    try { if let v = self._opts {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
-    } }()
-    try { if let v = self._nsID {
-      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 13)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Img_NetlinkSkEntry, rhs: Img_NetlinkSkEntry) -> Bool {
-    if lhs._id != rhs._id {return false}
-    if lhs._ino != rhs._ino {return false}
-    if lhs._protocol != rhs._protocol {return false}
-    if lhs._state != rhs._state {return false}
-    if lhs._flags != rhs._flags {return false}
-    if lhs._portid != rhs._portid {return false}
-    if lhs.groups != rhs.groups {return false}
-    if lhs._dstPortid != rhs._dstPortid {return false}
-    if lhs._dstGroup != rhs._dstGroup {return false}
-    if lhs._fown != rhs._fown {return false}
-    if lhs._opts != rhs._opts {return false}
-    if lhs._nsID != rhs._nsID {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._ino != rhs_storage._ino {return false}
+        if _storage._protocol != rhs_storage._protocol {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._flags != rhs_storage._flags {return false}
+        if _storage._portid != rhs_storage._portid {return false}
+        if _storage._groups != rhs_storage._groups {return false}
+        if _storage._dstPortid != rhs_storage._dstPortid {return false}
+        if _storage._dstGroup != rhs_storage._dstGroup {return false}
+        if _storage._fown != rhs_storage._fown {return false}
+        if _storage._opts != rhs_storage._opts {return false}
+        if _storage._nsID != rhs_storage._nsID {return false}
+        if _storage._type != rhs_storage._type {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
