@@ -36,6 +36,7 @@ enum FdKinds {
         RegularFile.self, PipeFile.self, FifoFile.self, EventFd.self, SignalFd.self, TimerFd.self,
         EventPoll.self, Inotify.self, MemFd.self, UnixSocket.self, InetSocket.self, TcpSocket.self,
         PidFd.self, Tty.self, NsFile.self,
+        RawSocket.self, PacketSocket.self, NetlinkSocket.self,
     ]
 
     static func kind(for type: Img_FdTypes) -> (any FdKind.Type)? { all.first { $0.type == type } }

@@ -1,7 +1,8 @@
 import CKernel
 import Glibc
 
-/// UDP sockets, IPv4 and IPv6: bound address and port, connected peer, options. Datagrams
+/// UDP and UDP-lite sockets, IPv4 and IPv6: bound address and port, connected peer, options
+/// (UDP-lite's checksum coverage in cryo's fields). Datagrams
 /// waiting in the receive queue cannot be sent again with their original sources, so a dump
 /// with any queued is refused rather than silently dropping them. TCP is TcpSocket's; both
 /// share CRIU's INETSK entry, so restore hands stream sockets over to it.
@@ -12,7 +13,7 @@ enum InetSocket: FdKind {
     static func claims(_ f: OpenFd) -> Bool {
         guard f.target.hasPrefix("socket:[") else { return false }
         let p = SockDiag.protocolName(pid: f.pid, fd: f.fd)
-        return p == "UDP" || p == "UDPv6"
+        return p == "UDP" || p == "UDPv6" || p == "UDP-Lite" || p == "UDPLITEv6"
     }
 
     /// (family, address words as CRIU stores them: network byte order in memory, port)
@@ -62,7 +63,12 @@ enum InetSocket: FdKind {
         e.ino = UInt32(truncatingIfNeeded: f.stat.st_ino)
         e.family = UInt32(src.family)
         e.type = UInt32(SOCK_DGRAM.rawValue)
-        e.proto = UInt32(IPPROTO_UDP)
+        let proto = SocketOptions.int(c, SOL_SOCKET, SO_PROTOCOL) ?? Int32(IPPROTO_UDP)
+        e.proto = UInt32(proto)
+        if proto == Int32(IPPROTO_UDPLITE) {
+            e.udpliteSendCscov = UInt32(bitPattern: SocketOptions.int(c, Int32(IPPROTO_UDPLITE), InetOptions.udpliteSendCscov) ?? 0)
+            e.udpliteRecvCscov = UInt32(bitPattern: SocketOptions.int(c, Int32(IPPROTO_UDPLITE), InetOptions.udpliteRecvCscov) ?? 0)
+        }
         e.state = dst == nil ? 7 /* TCP_CLOSE */ : 1 /* TCP_ESTABLISHED */
         e.srcPort = UInt32(src.port)
         e.dstPort = UInt32(dst?.port ?? 0)
@@ -77,7 +83,7 @@ enum InetSocket: FdKind {
             throw refuse("joined multicast group \(g), which cryo does not restore")
         }
         let shut: UInt8
-        do { shut = try InetOptions.shutdown(c, family: src.family, proto: Int32(IPPROTO_UDP), ino: e.ino, port: Int(src.port)) } catch { throw refuse("shutdown state: \(error)") }
+        do { shut = try InetOptions.shutdown(c, family: src.family, proto: proto, ino: e.ino, port: Int(src.port)) } catch { throw refuse("shutdown state: \(error)") }
         if shut != 0 { e.shutdown = Img_SkShutdown(rawValue: Int(shut)) ?? .none }
         if src.family == AF_INET6 {
             var v: Int32 = 0
@@ -94,15 +100,21 @@ enum InetSocket: FdKind {
             return try ctx.transport.send(made, to: ctx.task, what: "socket id \(entry.id) (port \(entry.isk.srcPort))")
         }
         if entry.isk.type == UInt32(SOCK_STREAM.rawValue) { return try TcpSocket.restore(entry, ctx: ctx) }
+        if RawSocket.owns(entry.isk) { return try RawSocket.restore(entry, ctx: ctx) }
         let e = entry.isk
         let what = "UDP socket id \(entry.id) (port \(e.srcPort))"
         let fam = Int32(e.family)
         guard e.type == UInt32(SOCK_DGRAM.rawValue), fam == AF_INET || fam == AF_INET6 else {
             throw RestoreError.file(pid: ctx.task.pid, id: entry.id, what: what, reason: "family \(e.family) type \(e.type) is not UDP")
         }
-        let s = socket(fam, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), Int32(IPPROTO_UDP))
-        guard s >= 0 else { throw SystemCallError(call: "socket(UDP)", errno: errno, context: what) }
+        let lite = e.proto == UInt32(IPPROTO_UDPLITE)
+        let s = socket(fam, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), lite ? Int32(IPPROTO_UDPLITE) : Int32(IPPROTO_UDP))
+        guard s >= 0 else { throw SystemCallError(call: lite ? "socket(UDP-lite)" : "socket(UDP)", errno: errno, context: what) }
         do {
+            for (opt, v, name) in [(InetOptions.udpliteSendCscov, e.udpliteSendCscov, "UDPLITE_SEND_CSCOV"), (InetOptions.udpliteRecvCscov, e.udpliteRecvCscov, "UDPLITE_RECV_CSCOV")] where lite && v != 0 {
+                var x = Int32(bitPattern: v)
+                guard setsockopt(s, Int32(IPPROTO_UDPLITE), opt, &x, 4) == 0 else { throw SystemCallError(call: "setsockopt(\(name) \(v))", errno: errno, context: what) }
+            }
             try SocketOptions.apply(e.opts, to: s, what: what)
             if fam == AF_INET6 && e.hasV6Only {
                 var v: Int32 = e.v6Only ? 1 : 0

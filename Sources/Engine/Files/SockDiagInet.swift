@@ -10,13 +10,14 @@ public struct InetDiag: Sendable, Equatable {
 
 extension SockDiag {
     /// inet_diag_req_v2 asking for every socket of `family`/`proto` (a dump: the kernel looks
-    /// a single socket up by addresses, which an unbound one does not have).
-    public static func inetDumpRequest(family: UInt8, proto: UInt8, seq: UInt32) -> [UInt8] {
+    /// a single socket up by addresses, which an unbound one does not have). Raw sockets are
+    /// asked as IPPROTO_RAW, with their own protocol (255: any) in the next byte.
+    public static func inetDumpRequest(family: UInt8, proto: UInt8, seq: UInt32, rawProtocol: UInt8 = 0) -> [UInt8] {
         var b: [UInt8] = []
         b.putU32(16 + 56); b.append(UInt8(sockDiagByFamily & 0xff)); b.append(UInt8(sockDiagByFamily >> 8))
         b.append(0x01); b.append(0x03)  // NLM_F_REQUEST | NLM_F_DUMP (0x300)
         b.putU32(seq); b.putU32(0)
-        b.append(family); b.append(proto); b.append(0); b.append(0)
+        b.append(family); b.append(proto); b.append(0); b.append(rawProtocol)
         b.putU32(0xffff_ffff)  // every state
         b += [UInt8](repeating: 0, count: 40)  // sockid: ports, addresses, interface
         b.putU32(0xffff_ffff); b.putU32(0xffff_ffff)  // no cookie
@@ -54,11 +55,11 @@ extension SockDiag {
     }
 
     /// The inet_diag view of the socket with inode `ino`, nil when the kernel lists none.
-    public static func inet(family: Int32, proto: Int32, ino: UInt32) throws -> InetDiag? {
+    public static func inet(family: Int32, proto: Int32, ino: UInt32, rawProtocol: UInt8 = 0) throws -> InetDiag? {
         let s = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 4 /* NETLINK_SOCK_DIAG */)
         guard s >= 0 else { throw SystemCallError(call: "socket(NETLINK_SOCK_DIAG)", errno: errno) }
         defer { close(s) }
-        let req = inetDumpRequest(family: UInt8(family), proto: UInt8(proto), seq: ino)
+        let req = inetDumpRequest(family: UInt8(family), proto: UInt8(proto), seq: ino, rawProtocol: rawProtocol)
         let sent = req.withUnsafeBytes { send(s, $0.baseAddress, $0.count, 0) }
         guard sent == req.count else { throw SystemCallError(call: "sendto(inet_diag)", errno: errno, context: "socket inode \(ino)") }
         var found: InetDiag?

@@ -155,6 +155,7 @@ enum InetOptions {
     static let ipTos: Int32 = 1, ipTtl: Int32 = 2, ipPktinfo: Int32 = 8, ipFreebind: Int32 = 15
     static let tcpNodelay: Int32 = 1, tcpCork: Int32 = 3, tcpKeepidle: Int32 = 4, tcpKeepintvl: Int32 = 5, tcpKeepcnt: Int32 = 6
     static let ipv6Tclass: Int32 = 67
+    static let udpliteSendCscov: Int32 = 10, udpliteRecvCscov: Int32 = 11
 
     static let unkept: [(level: Int32, opt: Int32, name: String, fresh: Int32, v4: Bool, tcp: Bool?)] = [
         (Int32(IPPROTO_IP), 6, "IP_RECVOPTS", 0, true, nil), (Int32(IPPROTO_IP), 7, "IP_RETOPTS", 0, true, nil),
@@ -258,12 +259,13 @@ enum InetOptions {
         if let d = try SockDiag.inet(family: family, proto: proto, ino: ino) { return d.shutdown & 3 }
         var p = pollfd(fd: c, events: Int16(0x2000) /* POLLRDHUP */, revents: 0)
         guard poll(&p, 1, 0) >= 0 else { throw SystemCallError(call: "poll", errno: errno, context: "socket inode \(ino)") }
-        if p.revents & Int16(POLLHUP) != 0 && proto == Int32(IPPROTO_UDP) { return 3 }
+        let udp = proto == Int32(IPPROTO_UDP) || proto == Int32(IPPROTO_UDPLITE)
+        if p.revents & Int16(POLLHUP) != 0 && udp { return 3 }
         let rd: UInt8 = p.revents & Int16(0x2000) /* POLLRDHUP */ != 0 ? 1 : 0
-        guard proto == Int32(IPPROTO_UDP) else { return rd }
+        guard udp else { return rd }
         // A port with no table entry would be a socket of another namespace: a probe would go astray.
         guard port == 0 else { throw SystemCallError(call: "inet_diag (a bound UDP socket it does not list)", errno: ENOENT, context: "socket inode \(ino), port \(port)") }
-        return try udpSendShut(c, family: family, ino: ino) ? rd | 2 : rd
+        return try udpSendShut(c, family: family, proto: proto, ino: ino) ? rd | 2 : rd
     }
 
     /// Whether an unbound UDP socket's send side is shut. No interface shows it, so it is asked
@@ -273,11 +275,11 @@ enum InetOptions {
     /// sink. The send autobinds the socket; connect(AF_UNSPEC) unbinds it again (no
     /// SOCK_BINDPORT_LOCK), and the device binding it clears is put back. Any other answer
     /// refuses: the state stays unknown.
-    static func udpSendShut(_ c: Int32, family: Int32, ino: UInt32) throws -> Bool {
+    static func udpSendShut(_ c: Int32, family: Int32, proto: Int32 = Int32(IPPROTO_UDP), ino: UInt32) throws -> Bool {
         let what = "unbound UDP socket inode \(ino)"
         func fail(_ call: String, _ e: Int32 = errno) -> Error { SystemCallError(call: call, errno: e, context: what) }
         let dev = SocketOptions.int(c, SOL_SOCKET, 62 /* SO_BINDTOIFINDEX */) ?? 0
-        let sink = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let sink = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), proto)
         guard sink >= 0 else { throw fail("socket (the probe's sink)") }
         defer { close(sink) }
         var ss = sockaddr_storage()

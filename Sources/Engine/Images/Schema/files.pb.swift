@@ -434,6 +434,24 @@ public nonisolated struct Img_FileEntry: @unchecked Sendable {
   /// Clears the value of `pidfd`. Subsequent reads from it will return its default value.
   public mutating func clearPidfd() {_uniqueStorage()._pidfd = nil}
 
+  public var psk: Img_PacketSockEntry {
+    get {_storage._psk ?? Img_PacketSockEntry()}
+    set {_uniqueStorage()._psk = newValue}
+  }
+  /// Returns true if `psk` has been explicitly set.
+  public var hasPsk: Bool {_storage._psk != nil}
+  /// Clears the value of `psk`. Subsequent reads from it will return its default value.
+  public mutating func clearPsk() {_uniqueStorage()._psk = nil}
+
+  public var nlsk: Img_NetlinkSkEntry {
+    get {_storage._nlsk ?? Img_NetlinkSkEntry()}
+    set {_uniqueStorage()._nlsk = newValue}
+  }
+  /// Returns true if `nlsk` has been explicitly set.
+  public var hasNlsk: Bool {_storage._nlsk != nil}
+  /// Clears the value of `nlsk`. Subsequent reads from it will return its default value.
+  public mutating func clearNlsk() {_uniqueStorage()._nlsk = nil}
+
   public var nsf: Img_NsFileEntry {
     get {_storage._nsf ?? Img_NsFileEntry()}
     set {_uniqueStorage()._nsf = newValue}
@@ -1803,6 +1821,16 @@ public nonisolated struct Img_InetSkEntry: @unchecked Sendable {
   /// Clears the value of `ipOpts`. Subsequent reads from it will return its default value.
   public mutating func clearIpOpts() {_uniqueStorage()._ipOpts = nil}
 
+  /// For IPv6, the interface a link-local address is bound on (CRIU's; cryo writes none yet).
+  public var ifname: String {
+    get {_storage._ifname ?? String()}
+    set {_uniqueStorage()._ifname = newValue}
+  }
+  /// Returns true if `ifname` has been explicitly set.
+  public var hasIfname: Bool {_storage._ifname != nil}
+  /// Clears the value of `ifname`. Subsequent reads from it will return its default value.
+  public mutating func clearIfname() {_uniqueStorage()._ifname = nil}
+
   public var shutdown: Img_SkShutdown {
     get {_storage._shutdown ?? .none}
     set {_uniqueStorage()._shutdown = newValue}
@@ -1821,11 +1849,86 @@ public nonisolated struct Img_InetSkEntry: @unchecked Sendable {
   /// Clears the value of `tcpOpts`. Subsequent reads from it will return its default value.
   public mutating func clearTcpOpts() {_uniqueStorage()._tcpOpts = nil}
 
+  /// cryo: UDPLITE_SEND_CSCOV and UDPLITE_RECV_CSCOV of a UDP-lite socket (CRIU keeps none).
+  public var udpliteSendCscov: UInt32 {
+    get {_storage._udpliteSendCscov ?? 0}
+    set {_uniqueStorage()._udpliteSendCscov = newValue}
+  }
+  /// Returns true if `udpliteSendCscov` has been explicitly set.
+  public var hasUdpliteSendCscov: Bool {_storage._udpliteSendCscov != nil}
+  /// Clears the value of `udpliteSendCscov`. Subsequent reads from it will return its default value.
+  public mutating func clearUdpliteSendCscov() {_uniqueStorage()._udpliteSendCscov = nil}
+
+  public var udpliteRecvCscov: UInt32 {
+    get {_storage._udpliteRecvCscov ?? 0}
+    set {_uniqueStorage()._udpliteRecvCscov = newValue}
+  }
+  /// Returns true if `udpliteRecvCscov` has been explicitly set.
+  public var hasUdpliteRecvCscov: Bool {_storage._udpliteRecvCscov != nil}
+  /// Clears the value of `udpliteRecvCscov`. Subsequent reads from it will return its default value.
+  public mutating func clearUdpliteRecvCscov() {_uniqueStorage()._udpliteRecvCscov = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Raw sockets' options (CRIU's ip_opts_raw_entry).
+public nonisolated struct Img_IpOptsRawEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var hdrincl: Bool {
+    get {_hdrincl ?? false}
+    set {_hdrincl = newValue}
+  }
+  /// Returns true if `hdrincl` has been explicitly set.
+  public var hasHdrincl: Bool {self._hdrincl != nil}
+  /// Clears the value of `hdrincl`. Subsequent reads from it will return its default value.
+  public mutating func clearHdrincl() {self._hdrincl = nil}
+
+  public var nodefrag: Bool {
+    get {_nodefrag ?? false}
+    set {_nodefrag = newValue}
+  }
+  /// Returns true if `nodefrag` has been explicitly set.
+  public var hasNodefrag: Bool {self._nodefrag != nil}
+  /// Clears the value of `nodefrag`. Subsequent reads from it will return its default value.
+  public mutating func clearNodefrag() {self._nodefrag = nil}
+
+  public var checksum: Bool {
+    get {_checksum ?? false}
+    set {_checksum = newValue}
+  }
+  /// Returns true if `checksum` has been explicitly set.
+  public var hasChecksum: Bool {self._checksum != nil}
+  /// Clears the value of `checksum`. Subsequent reads from it will return its default value.
+  public mutating func clearChecksum() {self._checksum = nil}
+
+  /// ICMP_FILTER (one word) or ICMPV6_FILTER (eight), raw ICMP sockets only.
+  public var icmpvFilter: [UInt32] = []
+
+  /// cryo: IPV6_CHECKSUM's offset when on (CRIU keeps only whether it is).
+  public var checksumOffset: Int32 {
+    get {_checksumOffset ?? 0}
+    set {_checksumOffset = newValue}
+  }
+  /// Returns true if `checksumOffset` has been explicitly set.
+  public var hasChecksumOffset: Bool {self._checksumOffset != nil}
+  /// Clears the value of `checksumOffset`. Subsequent reads from it will return its default value.
+  public mutating func clearChecksumOffset() {self._checksumOffset = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _hdrincl: Bool? = nil
+  fileprivate var _nodefrag: Bool? = nil
+  fileprivate var _checksum: Bool? = nil
+  fileprivate var _checksumOffset: Int32? = nil
 }
 
 public nonisolated struct Img_IpOptsEntry: Sendable {
@@ -1841,6 +1944,15 @@ public nonisolated struct Img_IpOptsEntry: Sendable {
   public var hasFreebind: Bool {self._freebind != nil}
   /// Clears the value of `freebind`. Subsequent reads from it will return its default value.
   public mutating func clearFreebind() {self._freebind = nil}
+
+  public var raw: Img_IpOptsRawEntry {
+    get {_raw ?? Img_IpOptsRawEntry()}
+    set {_raw = newValue}
+  }
+  /// Returns true if `raw` has been explicitly set.
+  public var hasRaw: Bool {self._raw != nil}
+  /// Clears the value of `raw`. Subsequent reads from it will return its default value.
+  public mutating func clearRaw() {self._raw = nil}
 
   public var pktinfo: Bool {
     get {_pktinfo ?? false}
@@ -1874,6 +1986,7 @@ public nonisolated struct Img_IpOptsEntry: Sendable {
   public init() {}
 
   fileprivate var _freebind: Bool? = nil
+  fileprivate var _raw: Img_IpOptsRawEntry? = nil
   fileprivate var _pktinfo: Bool? = nil
   fileprivate var _tos: UInt32? = nil
   fileprivate var _ttl: UInt32? = nil
@@ -2326,6 +2439,455 @@ public nonisolated struct Img_MemfdInodeEntry: Sendable {
   fileprivate var _mode: UInt32? = nil
 }
 
+/// Packet sockets (CRIU's packet-sock.proto). protocol is in network byte order, as socket()
+/// takes it.
+public nonisolated struct Img_PacketMclist: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var index: UInt32 {
+    get {_index ?? 0}
+    set {_index = newValue}
+  }
+  /// Returns true if `index` has been explicitly set.
+  public var hasIndex: Bool {self._index != nil}
+  /// Clears the value of `index`. Subsequent reads from it will return its default value.
+  public mutating func clearIndex() {self._index = nil}
+
+  public var type: UInt32 {
+    get {_type ?? 0}
+    set {_type = newValue}
+  }
+  /// Returns true if `type` has been explicitly set.
+  public var hasType: Bool {self._type != nil}
+  /// Clears the value of `type`. Subsequent reads from it will return its default value.
+  public mutating func clearType() {self._type = nil}
+
+  public var addr: Data {
+    get {_addr ?? Data()}
+    set {_addr = newValue}
+  }
+  /// Returns true if `addr` has been explicitly set.
+  public var hasAddr: Bool {self._addr != nil}
+  /// Clears the value of `addr`. Subsequent reads from it will return its default value.
+  public mutating func clearAddr() {self._addr = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _index: UInt32? = nil
+  fileprivate var _type: UInt32? = nil
+  fileprivate var _addr: Data? = nil
+}
+
+public nonisolated struct Img_PacketRing: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var blockSize: UInt32 {
+    get {_blockSize ?? 0}
+    set {_blockSize = newValue}
+  }
+  /// Returns true if `blockSize` has been explicitly set.
+  public var hasBlockSize: Bool {self._blockSize != nil}
+  /// Clears the value of `blockSize`. Subsequent reads from it will return its default value.
+  public mutating func clearBlockSize() {self._blockSize = nil}
+
+  public var blockNr: UInt32 {
+    get {_blockNr ?? 0}
+    set {_blockNr = newValue}
+  }
+  /// Returns true if `blockNr` has been explicitly set.
+  public var hasBlockNr: Bool {self._blockNr != nil}
+  /// Clears the value of `blockNr`. Subsequent reads from it will return its default value.
+  public mutating func clearBlockNr() {self._blockNr = nil}
+
+  public var frameSize: UInt32 {
+    get {_frameSize ?? 0}
+    set {_frameSize = newValue}
+  }
+  /// Returns true if `frameSize` has been explicitly set.
+  public var hasFrameSize: Bool {self._frameSize != nil}
+  /// Clears the value of `frameSize`. Subsequent reads from it will return its default value.
+  public mutating func clearFrameSize() {self._frameSize = nil}
+
+  public var frameNr: UInt32 {
+    get {_frameNr ?? 0}
+    set {_frameNr = newValue}
+  }
+  /// Returns true if `frameNr` has been explicitly set.
+  public var hasFrameNr: Bool {self._frameNr != nil}
+  /// Clears the value of `frameNr`. Subsequent reads from it will return its default value.
+  public mutating func clearFrameNr() {self._frameNr = nil}
+
+  public var retireTmo: UInt32 {
+    get {_retireTmo ?? 0}
+    set {_retireTmo = newValue}
+  }
+  /// Returns true if `retireTmo` has been explicitly set.
+  public var hasRetireTmo: Bool {self._retireTmo != nil}
+  /// Clears the value of `retireTmo`. Subsequent reads from it will return its default value.
+  public mutating func clearRetireTmo() {self._retireTmo = nil}
+
+  public var sizeofPriv: UInt32 {
+    get {_sizeofPriv ?? 0}
+    set {_sizeofPriv = newValue}
+  }
+  /// Returns true if `sizeofPriv` has been explicitly set.
+  public var hasSizeofPriv: Bool {self._sizeofPriv != nil}
+  /// Clears the value of `sizeofPriv`. Subsequent reads from it will return its default value.
+  public mutating func clearSizeofPriv() {self._sizeofPriv = nil}
+
+  public var features: UInt32 {
+    get {_features ?? 0}
+    set {_features = newValue}
+  }
+  /// Returns true if `features` has been explicitly set.
+  public var hasFeatures: Bool {self._features != nil}
+  /// Clears the value of `features`. Subsequent reads from it will return its default value.
+  public mutating func clearFeatures() {self._features = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _blockSize: UInt32? = nil
+  fileprivate var _blockNr: UInt32? = nil
+  fileprivate var _frameSize: UInt32? = nil
+  fileprivate var _frameNr: UInt32? = nil
+  fileprivate var _retireTmo: UInt32? = nil
+  fileprivate var _sizeofPriv: UInt32? = nil
+  fileprivate var _features: UInt32? = nil
+}
+
+public nonisolated struct Img_PacketSockEntry: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_storage._id ?? 0}
+    set {_uniqueStorage()._id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {_storage._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {_uniqueStorage()._id = nil}
+
+  public var type: UInt32 {
+    get {_storage._type ?? 0}
+    set {_uniqueStorage()._type = newValue}
+  }
+  /// Returns true if `type` has been explicitly set.
+  public var hasType: Bool {_storage._type != nil}
+  /// Clears the value of `type`. Subsequent reads from it will return its default value.
+  public mutating func clearType() {_uniqueStorage()._type = nil}
+
+  public var `protocol`: UInt32 {
+    get {_storage._protocol ?? 0}
+    set {_uniqueStorage()._protocol = newValue}
+  }
+  /// Returns true if ``protocol`` has been explicitly set.
+  public var hasProtocol: Bool {_storage._protocol != nil}
+  /// Clears the value of ``protocol``. Subsequent reads from it will return its default value.
+  public mutating func clearProtocol() {_uniqueStorage()._protocol = nil}
+
+  public var flags: UInt32 {
+    get {_storage._flags ?? 0}
+    set {_uniqueStorage()._flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {_storage._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {_uniqueStorage()._flags = nil}
+
+  public var ifindex: UInt32 {
+    get {_storage._ifindex ?? 0}
+    set {_uniqueStorage()._ifindex = newValue}
+  }
+  /// Returns true if `ifindex` has been explicitly set.
+  public var hasIfindex: Bool {_storage._ifindex != nil}
+  /// Clears the value of `ifindex`. Subsequent reads from it will return its default value.
+  public mutating func clearIfindex() {_uniqueStorage()._ifindex = nil}
+
+  public var fown: Img_FownEntry {
+    get {_storage._fown ?? Img_FownEntry()}
+    set {_uniqueStorage()._fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {_storage._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {_uniqueStorage()._fown = nil}
+
+  public var opts: Img_SkOptsEntry {
+    get {_storage._opts ?? Img_SkOptsEntry()}
+    set {_uniqueStorage()._opts = newValue}
+  }
+  /// Returns true if `opts` has been explicitly set.
+  public var hasOpts: Bool {_storage._opts != nil}
+  /// Clears the value of `opts`. Subsequent reads from it will return its default value.
+  public mutating func clearOpts() {_uniqueStorage()._opts = nil}
+
+  public var version: UInt32 {
+    get {_storage._version ?? 0}
+    set {_uniqueStorage()._version = newValue}
+  }
+  /// Returns true if `version` has been explicitly set.
+  public var hasVersion: Bool {_storage._version != nil}
+  /// Clears the value of `version`. Subsequent reads from it will return its default value.
+  public mutating func clearVersion() {_uniqueStorage()._version = nil}
+
+  public var reserve: UInt32 {
+    get {_storage._reserve ?? 0}
+    set {_uniqueStorage()._reserve = newValue}
+  }
+  /// Returns true if `reserve` has been explicitly set.
+  public var hasReserve: Bool {_storage._reserve != nil}
+  /// Clears the value of `reserve`. Subsequent reads from it will return its default value.
+  public mutating func clearReserve() {_uniqueStorage()._reserve = nil}
+
+  public var auxData: Bool {
+    get {_storage._auxData ?? false}
+    set {_uniqueStorage()._auxData = newValue}
+  }
+  /// Returns true if `auxData` has been explicitly set.
+  public var hasAuxData: Bool {_storage._auxData != nil}
+  /// Clears the value of `auxData`. Subsequent reads from it will return its default value.
+  public mutating func clearAuxData() {_uniqueStorage()._auxData = nil}
+
+  public var origDev: Bool {
+    get {_storage._origDev ?? false}
+    set {_uniqueStorage()._origDev = newValue}
+  }
+  /// Returns true if `origDev` has been explicitly set.
+  public var hasOrigDev: Bool {_storage._origDev != nil}
+  /// Clears the value of `origDev`. Subsequent reads from it will return its default value.
+  public mutating func clearOrigDev() {_uniqueStorage()._origDev = nil}
+
+  public var vnetHdr: Bool {
+    get {_storage._vnetHdr ?? false}
+    set {_uniqueStorage()._vnetHdr = newValue}
+  }
+  /// Returns true if `vnetHdr` has been explicitly set.
+  public var hasVnetHdr: Bool {_storage._vnetHdr != nil}
+  /// Clears the value of `vnetHdr`. Subsequent reads from it will return its default value.
+  public mutating func clearVnetHdr() {_uniqueStorage()._vnetHdr = nil}
+
+  public var loss: Bool {
+    get {_storage._loss ?? false}
+    set {_uniqueStorage()._loss = newValue}
+  }
+  /// Returns true if `loss` has been explicitly set.
+  public var hasLoss: Bool {_storage._loss != nil}
+  /// Clears the value of `loss`. Subsequent reads from it will return its default value.
+  public mutating func clearLoss() {_uniqueStorage()._loss = nil}
+
+  public var timestamp: UInt32 {
+    get {_storage._timestamp ?? 0}
+    set {_uniqueStorage()._timestamp = newValue}
+  }
+  /// Returns true if `timestamp` has been explicitly set.
+  public var hasTimestamp: Bool {_storage._timestamp != nil}
+  /// Clears the value of `timestamp`. Subsequent reads from it will return its default value.
+  public mutating func clearTimestamp() {_uniqueStorage()._timestamp = nil}
+
+  public var copyThresh: UInt32 {
+    get {_storage._copyThresh ?? 0}
+    set {_uniqueStorage()._copyThresh = newValue}
+  }
+  /// Returns true if `copyThresh` has been explicitly set.
+  public var hasCopyThresh: Bool {_storage._copyThresh != nil}
+  /// Clears the value of `copyThresh`. Subsequent reads from it will return its default value.
+  public mutating func clearCopyThresh() {_uniqueStorage()._copyThresh = nil}
+
+  public var mclist: [Img_PacketMclist] {
+    get {_storage._mclist}
+    set {_uniqueStorage()._mclist = newValue}
+  }
+
+  public var fanout: UInt32 {
+    get {_storage._fanout ?? 4294967295}
+    set {_uniqueStorage()._fanout = newValue}
+  }
+  /// Returns true if `fanout` has been explicitly set.
+  public var hasFanout: Bool {_storage._fanout != nil}
+  /// Clears the value of `fanout`. Subsequent reads from it will return its default value.
+  public mutating func clearFanout() {_uniqueStorage()._fanout = nil}
+
+  public var rxRing: Img_PacketRing {
+    get {_storage._rxRing ?? Img_PacketRing()}
+    set {_uniqueStorage()._rxRing = newValue}
+  }
+  /// Returns true if `rxRing` has been explicitly set.
+  public var hasRxRing: Bool {_storage._rxRing != nil}
+  /// Clears the value of `rxRing`. Subsequent reads from it will return its default value.
+  public mutating func clearRxRing() {_uniqueStorage()._rxRing = nil}
+
+  public var txRing: Img_PacketRing {
+    get {_storage._txRing ?? Img_PacketRing()}
+    set {_uniqueStorage()._txRing = newValue}
+  }
+  /// Returns true if `txRing` has been explicitly set.
+  public var hasTxRing: Bool {_storage._txRing != nil}
+  /// Clears the value of `txRing`. Subsequent reads from it will return its default value.
+  public mutating func clearTxRing() {_uniqueStorage()._txRing = nil}
+
+  public var nsID: UInt32 {
+    get {_storage._nsID ?? 0}
+    set {_uniqueStorage()._nsID = newValue}
+  }
+  /// Returns true if `nsID` has been explicitly set.
+  public var hasNsID: Bool {_storage._nsID != nil}
+  /// Clears the value of `nsID`. Subsequent reads from it will return its default value.
+  public mutating func clearNsID() {_uniqueStorage()._nsID = nil}
+
+  /// cryo: the name of the bound interface, checked at restore (an ifindex may be reused).
+  public var ifname: String {
+    get {_storage._ifname ?? String()}
+    set {_uniqueStorage()._ifname = newValue}
+  }
+  /// Returns true if `ifname` has been explicitly set.
+  public var hasIfname: Bool {_storage._ifname != nil}
+  /// Clears the value of `ifname`. Subsequent reads from it will return its default value.
+  public mutating func clearIfname() {_uniqueStorage()._ifname = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Netlink sockets (CRIU's sk-netlink.proto).
+public nonisolated struct Img_NetlinkSkEntry: @unchecked Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_storage._id ?? 0}
+    set {_uniqueStorage()._id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {_storage._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {_uniqueStorage()._id = nil}
+
+  public var ino: UInt32 {
+    get {_storage._ino ?? 0}
+    set {_uniqueStorage()._ino = newValue}
+  }
+  /// Returns true if `ino` has been explicitly set.
+  public var hasIno: Bool {_storage._ino != nil}
+  /// Clears the value of `ino`. Subsequent reads from it will return its default value.
+  public mutating func clearIno() {_uniqueStorage()._ino = nil}
+
+  public var `protocol`: UInt32 {
+    get {_storage._protocol ?? 0}
+    set {_uniqueStorage()._protocol = newValue}
+  }
+  /// Returns true if ``protocol`` has been explicitly set.
+  public var hasProtocol: Bool {_storage._protocol != nil}
+  /// Clears the value of ``protocol``. Subsequent reads from it will return its default value.
+  public mutating func clearProtocol() {_uniqueStorage()._protocol = nil}
+
+  public var state: UInt32 {
+    get {_storage._state ?? 0}
+    set {_uniqueStorage()._state = newValue}
+  }
+  /// Returns true if `state` has been explicitly set.
+  public var hasState: Bool {_storage._state != nil}
+  /// Clears the value of `state`. Subsequent reads from it will return its default value.
+  public mutating func clearState() {_uniqueStorage()._state = nil}
+
+  public var flags: UInt32 {
+    get {_storage._flags ?? 0}
+    set {_uniqueStorage()._flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {_storage._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {_uniqueStorage()._flags = nil}
+
+  public var portid: UInt32 {
+    get {_storage._portid ?? 0}
+    set {_uniqueStorage()._portid = newValue}
+  }
+  /// Returns true if `portid` has been explicitly set.
+  public var hasPortid: Bool {_storage._portid != nil}
+  /// Clears the value of `portid`. Subsequent reads from it will return its default value.
+  public mutating func clearPortid() {_uniqueStorage()._portid = nil}
+
+  public var groups: [UInt32] {
+    get {_storage._groups}
+    set {_uniqueStorage()._groups = newValue}
+  }
+
+  public var dstPortid: UInt32 {
+    get {_storage._dstPortid ?? 0}
+    set {_uniqueStorage()._dstPortid = newValue}
+  }
+  /// Returns true if `dstPortid` has been explicitly set.
+  public var hasDstPortid: Bool {_storage._dstPortid != nil}
+  /// Clears the value of `dstPortid`. Subsequent reads from it will return its default value.
+  public mutating func clearDstPortid() {_uniqueStorage()._dstPortid = nil}
+
+  public var dstGroup: UInt32 {
+    get {_storage._dstGroup ?? 0}
+    set {_uniqueStorage()._dstGroup = newValue}
+  }
+  /// Returns true if `dstGroup` has been explicitly set.
+  public var hasDstGroup: Bool {_storage._dstGroup != nil}
+  /// Clears the value of `dstGroup`. Subsequent reads from it will return its default value.
+  public mutating func clearDstGroup() {_uniqueStorage()._dstGroup = nil}
+
+  public var fown: Img_FownEntry {
+    get {_storage._fown ?? Img_FownEntry()}
+    set {_uniqueStorage()._fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {_storage._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {_uniqueStorage()._fown = nil}
+
+  public var opts: Img_SkOptsEntry {
+    get {_storage._opts ?? Img_SkOptsEntry()}
+    set {_uniqueStorage()._opts = newValue}
+  }
+  /// Returns true if `opts` has been explicitly set.
+  public var hasOpts: Bool {_storage._opts != nil}
+  /// Clears the value of `opts`. Subsequent reads from it will return its default value.
+  public mutating func clearOpts() {_uniqueStorage()._opts = nil}
+
+  public var nsID: UInt32 {
+    get {_storage._nsID ?? 0}
+    set {_uniqueStorage()._nsID = newValue}
+  }
+  /// Returns true if `nsID` has been explicitly set.
+  public var hasNsID: Bool {_storage._nsID != nil}
+  /// Clears the value of `nsID`. Subsequent reads from it will return its default value.
+  public mutating func clearNsID() {_uniqueStorage()._nsID = nil}
+
+  /// cryo: SOCK_DGRAM or SOCK_RAW (CRIU makes every one SOCK_RAW; SO_TYPE tells them apart).
+  public var type: UInt32 {
+    get {_storage._type ?? 0}
+    set {_uniqueStorage()._type = newValue}
+  }
+  /// Returns true if `type` has been explicitly set.
+  public var hasType: Bool {_storage._type != nil}
+  /// Clears the value of `type`. Subsequent reads from it will return its default value.
+  public mutating func clearType() {_uniqueStorage()._type = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "img"
@@ -2549,7 +3111,7 @@ nonisolated extension Img_FdinfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FileEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}id\0\u{1}reg\0\u{1}isk\0\u{1}nsf\0\u{2}\u{3}efd\0\u{1}epfd\0\u{1}sgfd\0\u{2}\u{2}tfd\0\u{1}ify\0\u{2}\u{3}usk\0\u{1}fifo\0\u{1}pipe\0\u{1}tty\0\u{1}memfd\0\u{2}\u{2}pidfd\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}id\0\u{1}reg\0\u{1}isk\0\u{1}nsf\0\u{1}psk\0\u{1}nlsk\0\u{1}efd\0\u{1}epfd\0\u{1}sgfd\0\u{2}\u{2}tfd\0\u{1}ify\0\u{2}\u{3}usk\0\u{1}fifo\0\u{1}pipe\0\u{1}tty\0\u{1}memfd\0\u{2}\u{2}pidfd\0")
 
   fileprivate class _StorageClass {
     var _type: Img_FdTypes? = nil
@@ -2567,6 +3129,8 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _tty: Img_TtyFileEntry? = nil
     var _memfd: Img_MemfdFileEntry? = nil
     var _pidfd: Img_PidfdEntry? = nil
+    var _psk: Img_PacketSockEntry? = nil
+    var _nlsk: Img_NetlinkSkEntry? = nil
     var _nsf: Img_NsFileEntry? = nil
 
       // This property is used as the initial default value for new instances of the type.
@@ -2593,6 +3157,8 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _tty = source._tty
       _memfd = source._memfd
       _pidfd = source._pidfd
+      _psk = source._psk
+      _nlsk = source._nlsk
       _nsf = source._nsf
     }
   }
@@ -2621,6 +3187,8 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if let v = _storage._tty, !v.isInitialized {return false}
       if let v = _storage._memfd, !v.isInitialized {return false}
       if let v = _storage._pidfd, !v.isInitialized {return false}
+      if let v = _storage._psk, !v.isInitialized {return false}
+      if let v = _storage._nlsk, !v.isInitialized {return false}
       if let v = _storage._nsf, !v.isInitialized {return false}
       return true
     }
@@ -2639,6 +3207,8 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 3: try { try decoder.decodeSingularMessageField(value: &_storage._reg) }()
         case 4: try { try decoder.decodeSingularMessageField(value: &_storage._isk) }()
         case 5: try { try decoder.decodeSingularMessageField(value: &_storage._nsf) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._psk) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._nlsk) }()
         case 8: try { try decoder.decodeSingularMessageField(value: &_storage._efd) }()
         case 9: try { try decoder.decodeSingularMessageField(value: &_storage._epfd) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._sgfd) }()
@@ -2676,6 +3246,12 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       } }()
       try { if let v = _storage._nsf {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._psk {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._nlsk {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
       } }()
       try { if let v = _storage._efd {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
@@ -2734,6 +3310,8 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._tty != rhs_storage._tty {return false}
         if _storage._memfd != rhs_storage._memfd {return false}
         if _storage._pidfd != rhs_storage._pidfd {return false}
+        if _storage._psk != rhs_storage._psk {return false}
+        if _storage._nlsk != rhs_storage._nlsk {return false}
         if _storage._nsf != rhs_storage._nsf {return false}
         return true
       }
@@ -4048,7 +4626,7 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".InetSkEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}family\0\u{1}type\0\u{1}proto\0\u{1}state\0\u{3}src_port\0\u{3}dst_port\0\u{1}flags\0\u{1}backlog\0\u{3}src_addr\0\u{3}dst_addr\0\u{1}fown\0\u{1}opts\0\u{1}v6only\0\u{3}ip_opts\0\u{2}\u{3}shutdown\0\u{3}tcp_opts\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}family\0\u{1}type\0\u{1}proto\0\u{1}state\0\u{3}src_port\0\u{3}dst_port\0\u{1}flags\0\u{1}backlog\0\u{3}src_addr\0\u{3}dst_addr\0\u{1}fown\0\u{1}opts\0\u{1}v6only\0\u{3}ip_opts\0\u{1}ifname\0\u{2}\u{2}shutdown\0\u{3}tcp_opts\0\u{4}T\u{f}udplite_send_cscov\0\u{3}udplite_recv_cscov\0")
 
   fileprivate class _StorageClass {
     var _id: UInt32? = nil
@@ -4067,8 +4645,11 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _opts: Img_SkOptsEntry? = nil
     var _v6Only: Bool? = nil
     var _ipOpts: Img_IpOptsEntry? = nil
+    var _ifname: String? = nil
     var _shutdown: Img_SkShutdown? = nil
     var _tcpOpts: Img_TcpOptsEntry? = nil
+    var _udpliteSendCscov: UInt32? = nil
+    var _udpliteRecvCscov: UInt32? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -4095,8 +4676,11 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _opts = source._opts
       _v6Only = source._v6Only
       _ipOpts = source._ipOpts
+      _ifname = source._ifname
       _shutdown = source._shutdown
       _tcpOpts = source._tcpOpts
+      _udpliteSendCscov = source._udpliteSendCscov
+      _udpliteRecvCscov = source._udpliteRecvCscov
     }
   }
 
@@ -4151,8 +4735,11 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._opts) }()
         case 15: try { try decoder.decodeSingularBoolField(value: &_storage._v6Only) }()
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._ipOpts) }()
+        case 17: try { try decoder.decodeSingularStringField(value: &_storage._ifname) }()
         case 19: try { try decoder.decodeSingularEnumField(value: &_storage._shutdown) }()
         case 20: try { try decoder.decodeSingularMessageField(value: &_storage._tcpOpts) }()
+        case 1000: try { try decoder.decodeSingularUInt32Field(value: &_storage._udpliteSendCscov) }()
+        case 1001: try { try decoder.decodeSingularUInt32Field(value: &_storage._udpliteRecvCscov) }()
         default: break
         }
       }
@@ -4213,11 +4800,20 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
       try { if let v = _storage._ipOpts {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
       } }()
+      try { if let v = _storage._ifname {
+        try visitor.visitSingularStringField(value: v, fieldNumber: 17)
+      } }()
       try { if let v = _storage._shutdown {
         try visitor.visitSingularEnumField(value: v, fieldNumber: 19)
       } }()
       try { if let v = _storage._tcpOpts {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      } }()
+      try { if let v = _storage._udpliteSendCscov {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1000)
+      } }()
+      try { if let v = _storage._udpliteRecvCscov {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1001)
       } }()
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -4244,8 +4840,11 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._opts != rhs_storage._opts {return false}
         if _storage._v6Only != rhs_storage._v6Only {return false}
         if _storage._ipOpts != rhs_storage._ipOpts {return false}
+        if _storage._ifname != rhs_storage._ifname {return false}
         if _storage._shutdown != rhs_storage._shutdown {return false}
         if _storage._tcpOpts != rhs_storage._tcpOpts {return false}
+        if _storage._udpliteSendCscov != rhs_storage._udpliteSendCscov {return false}
+        if _storage._udpliteRecvCscov != rhs_storage._udpliteRecvCscov {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -4255,9 +4854,63 @@ nonisolated extension Img_InetSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
   }
 }
 
+nonisolated extension Img_IpOptsRawEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".IpOptsRawEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hdrincl\0\u{1}nodefrag\0\u{1}checksum\0\u{3}icmpv_filter\0\u{4}d\u{f}checksum_offset\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self._hdrincl) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self._nodefrag) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self._checksum) }()
+      case 4: try { try decoder.decodeRepeatedUInt32Field(value: &self.icmpvFilter) }()
+      case 1000: try { try decoder.decodeSingularSInt32Field(value: &self._checksumOffset) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._hdrincl {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._nodefrag {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._checksum {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 3)
+    } }()
+    if !self.icmpvFilter.isEmpty {
+      try visitor.visitRepeatedUInt32Field(value: self.icmpvFilter, fieldNumber: 4)
+    }
+    try { if let v = self._checksumOffset {
+      try visitor.visitSingularSInt32Field(value: v, fieldNumber: 1000)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_IpOptsRawEntry, rhs: Img_IpOptsRawEntry) -> Bool {
+    if lhs._hdrincl != rhs._hdrincl {return false}
+    if lhs._nodefrag != rhs._nodefrag {return false}
+    if lhs._checksum != rhs._checksum {return false}
+    if lhs.icmpvFilter != rhs.icmpvFilter {return false}
+    if lhs._checksumOffset != rhs._checksumOffset {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Img_IpOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".IpOptsEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}freebind\0\u{2}\u{4}pktinfo\0\u{1}tos\0\u{1}ttl\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}freebind\0\u{2}\u{3}raw\0\u{1}pktinfo\0\u{1}tos\0\u{1}ttl\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4266,6 +4919,7 @@ nonisolated extension Img_IpOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularBoolField(value: &self._freebind) }()
+      case 4: try { try decoder.decodeSingularMessageField(value: &self._raw) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self._pktinfo) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self._tos) }()
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self._ttl) }()
@@ -4282,6 +4936,9 @@ nonisolated extension Img_IpOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
     try { if let v = self._freebind {
       try visitor.visitSingularBoolField(value: v, fieldNumber: 1)
     } }()
+    try { if let v = self._raw {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    } }()
     try { if let v = self._pktinfo {
       try visitor.visitSingularBoolField(value: v, fieldNumber: 5)
     } }()
@@ -4296,6 +4953,7 @@ nonisolated extension Img_IpOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
   public static func ==(lhs: Img_IpOptsEntry, rhs: Img_IpOptsEntry) -> Bool {
     if lhs._freebind != rhs._freebind {return false}
+    if lhs._raw != rhs._raw {return false}
     if lhs._pktinfo != rhs._pktinfo {return false}
     if lhs._tos != rhs._tos {return false}
     if lhs._ttl != rhs._ttl {return false}
@@ -4787,6 +5445,540 @@ nonisolated extension Img_MemfdInodeEntry: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs._seals != rhs._seals {return false}
     if lhs._inodeID != rhs._inodeID {return false}
     if lhs._mode != rhs._mode {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_PacketMclist: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PacketMclist"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}index\0\u{1}type\0\u{1}addr\0")
+
+  public var isInitialized: Bool {
+    if self._index == nil {return false}
+    if self._type == nil {return false}
+    if self._addr == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._index) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._type) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self._addr) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._index {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._type {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._addr {
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 3)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_PacketMclist, rhs: Img_PacketMclist) -> Bool {
+    if lhs._index != rhs._index {return false}
+    if lhs._type != rhs._type {return false}
+    if lhs._addr != rhs._addr {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_PacketRing: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PacketRing"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}block_size\0\u{3}block_nr\0\u{3}frame_size\0\u{3}frame_nr\0\u{3}retire_tmo\0\u{3}sizeof_priv\0\u{1}features\0")
+
+  public var isInitialized: Bool {
+    if self._blockSize == nil {return false}
+    if self._blockNr == nil {return false}
+    if self._frameSize == nil {return false}
+    if self._frameNr == nil {return false}
+    if self._retireTmo == nil {return false}
+    if self._sizeofPriv == nil {return false}
+    if self._features == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._blockSize) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._blockNr) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._frameSize) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self._frameNr) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self._retireTmo) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self._sizeofPriv) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self._features) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._blockSize {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._blockNr {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._frameSize {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._frameNr {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._retireTmo {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._sizeofPriv {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._features {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 7)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_PacketRing, rhs: Img_PacketRing) -> Bool {
+    if lhs._blockSize != rhs._blockSize {return false}
+    if lhs._blockNr != rhs._blockNr {return false}
+    if lhs._frameSize != rhs._frameSize {return false}
+    if lhs._frameNr != rhs._frameNr {return false}
+    if lhs._retireTmo != rhs._retireTmo {return false}
+    if lhs._sizeofPriv != rhs._sizeofPriv {return false}
+    if lhs._features != rhs._features {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_PacketSockEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PacketSockEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}type\0\u{1}protocol\0\u{1}flags\0\u{1}ifindex\0\u{1}fown\0\u{1}opts\0\u{1}version\0\u{1}reserve\0\u{3}aux_data\0\u{3}orig_dev\0\u{3}vnet_hdr\0\u{1}loss\0\u{1}timestamp\0\u{3}copy_thresh\0\u{1}mclist\0\u{1}fanout\0\u{3}rx_ring\0\u{3}tx_ring\0\u{3}ns_id\0\u{2}T\u{f}ifname\0")
+
+  fileprivate class _StorageClass {
+    var _id: UInt32? = nil
+    var _type: UInt32? = nil
+    var _protocol: UInt32? = nil
+    var _flags: UInt32? = nil
+    var _ifindex: UInt32? = nil
+    var _fown: Img_FownEntry? = nil
+    var _opts: Img_SkOptsEntry? = nil
+    var _version: UInt32? = nil
+    var _reserve: UInt32? = nil
+    var _auxData: Bool? = nil
+    var _origDev: Bool? = nil
+    var _vnetHdr: Bool? = nil
+    var _loss: Bool? = nil
+    var _timestamp: UInt32? = nil
+    var _copyThresh: UInt32? = nil
+    var _mclist: [Img_PacketMclist] = []
+    var _fanout: UInt32? = nil
+    var _rxRing: Img_PacketRing? = nil
+    var _txRing: Img_PacketRing? = nil
+    var _nsID: UInt32? = nil
+    var _ifname: String? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _type = source._type
+      _protocol = source._protocol
+      _flags = source._flags
+      _ifindex = source._ifindex
+      _fown = source._fown
+      _opts = source._opts
+      _version = source._version
+      _reserve = source._reserve
+      _auxData = source._auxData
+      _origDev = source._origDev
+      _vnetHdr = source._vnetHdr
+      _loss = source._loss
+      _timestamp = source._timestamp
+      _copyThresh = source._copyThresh
+      _mclist = source._mclist
+      _fanout = source._fanout
+      _rxRing = source._rxRing
+      _txRing = source._txRing
+      _nsID = source._nsID
+      _ifname = source._ifname
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public var isInitialized: Bool {
+    return withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._id == nil {return false}
+      if _storage._type == nil {return false}
+      if _storage._protocol == nil {return false}
+      if _storage._flags == nil {return false}
+      if _storage._ifindex == nil {return false}
+      if _storage._fown == nil {return false}
+      if _storage._opts == nil {return false}
+      if _storage._version == nil {return false}
+      if _storage._reserve == nil {return false}
+      if _storage._auxData == nil {return false}
+      if _storage._origDev == nil {return false}
+      if _storage._vnetHdr == nil {return false}
+      if _storage._loss == nil {return false}
+      if _storage._timestamp == nil {return false}
+      if _storage._copyThresh == nil {return false}
+      if let v = _storage._fown, !v.isInitialized {return false}
+      if let v = _storage._opts, !v.isInitialized {return false}
+      if !SwiftProtobuf.Internal.areAllInitialized(_storage._mclist) {return false}
+      if let v = _storage._rxRing, !v.isInitialized {return false}
+      if let v = _storage._txRing, !v.isInitialized {return false}
+      return true
+    }
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._type) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._protocol) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._flags) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._ifindex) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._fown) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._opts) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._version) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._reserve) }()
+        case 10: try { try decoder.decodeSingularBoolField(value: &_storage._auxData) }()
+        case 11: try { try decoder.decodeSingularBoolField(value: &_storage._origDev) }()
+        case 12: try { try decoder.decodeSingularBoolField(value: &_storage._vnetHdr) }()
+        case 13: try { try decoder.decodeSingularBoolField(value: &_storage._loss) }()
+        case 14: try { try decoder.decodeSingularUInt32Field(value: &_storage._timestamp) }()
+        case 15: try { try decoder.decodeSingularUInt32Field(value: &_storage._copyThresh) }()
+        case 16: try { try decoder.decodeRepeatedMessageField(value: &_storage._mclist) }()
+        case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._fanout) }()
+        case 18: try { try decoder.decodeSingularMessageField(value: &_storage._rxRing) }()
+        case 19: try { try decoder.decodeSingularMessageField(value: &_storage._txRing) }()
+        case 20: try { try decoder.decodeSingularUInt32Field(value: &_storage._nsID) }()
+        case 1000: try { try decoder.decodeSingularStringField(value: &_storage._ifname) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._id {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._type {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._protocol {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._flags {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._ifindex {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._fown {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._opts {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
+      try { if let v = _storage._version {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 8)
+      } }()
+      try { if let v = _storage._reserve {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._auxData {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._origDev {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._vnetHdr {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 12)
+      } }()
+      try { if let v = _storage._loss {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._timestamp {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 14)
+      } }()
+      try { if let v = _storage._copyThresh {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 15)
+      } }()
+      if !_storage._mclist.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._mclist, fieldNumber: 16)
+      }
+      try { if let v = _storage._fanout {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 17)
+      } }()
+      try { if let v = _storage._rxRing {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      } }()
+      try { if let v = _storage._txRing {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+      } }()
+      try { if let v = _storage._nsID {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 20)
+      } }()
+      try { if let v = _storage._ifname {
+        try visitor.visitSingularStringField(value: v, fieldNumber: 1000)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_PacketSockEntry, rhs: Img_PacketSockEntry) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._type != rhs_storage._type {return false}
+        if _storage._protocol != rhs_storage._protocol {return false}
+        if _storage._flags != rhs_storage._flags {return false}
+        if _storage._ifindex != rhs_storage._ifindex {return false}
+        if _storage._fown != rhs_storage._fown {return false}
+        if _storage._opts != rhs_storage._opts {return false}
+        if _storage._version != rhs_storage._version {return false}
+        if _storage._reserve != rhs_storage._reserve {return false}
+        if _storage._auxData != rhs_storage._auxData {return false}
+        if _storage._origDev != rhs_storage._origDev {return false}
+        if _storage._vnetHdr != rhs_storage._vnetHdr {return false}
+        if _storage._loss != rhs_storage._loss {return false}
+        if _storage._timestamp != rhs_storage._timestamp {return false}
+        if _storage._copyThresh != rhs_storage._copyThresh {return false}
+        if _storage._mclist != rhs_storage._mclist {return false}
+        if _storage._fanout != rhs_storage._fanout {return false}
+        if _storage._rxRing != rhs_storage._rxRing {return false}
+        if _storage._txRing != rhs_storage._txRing {return false}
+        if _storage._nsID != rhs_storage._nsID {return false}
+        if _storage._ifname != rhs_storage._ifname {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_NetlinkSkEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NetlinkSkEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}protocol\0\u{1}state\0\u{2}\u{2}flags\0\u{1}portid\0\u{1}groups\0\u{3}dst_portid\0\u{3}dst_group\0\u{1}fown\0\u{1}opts\0\u{3}ns_id\0\u{2}[\u{f}type\0")
+
+  fileprivate class _StorageClass {
+    var _id: UInt32? = nil
+    var _ino: UInt32? = nil
+    var _protocol: UInt32? = nil
+    var _state: UInt32? = nil
+    var _flags: UInt32? = nil
+    var _portid: UInt32? = nil
+    var _groups: [UInt32] = []
+    var _dstPortid: UInt32? = nil
+    var _dstGroup: UInt32? = nil
+    var _fown: Img_FownEntry? = nil
+    var _opts: Img_SkOptsEntry? = nil
+    var _nsID: UInt32? = nil
+    var _type: UInt32? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _id = source._id
+      _ino = source._ino
+      _protocol = source._protocol
+      _state = source._state
+      _flags = source._flags
+      _portid = source._portid
+      _groups = source._groups
+      _dstPortid = source._dstPortid
+      _dstGroup = source._dstGroup
+      _fown = source._fown
+      _opts = source._opts
+      _nsID = source._nsID
+      _type = source._type
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
+  public var isInitialized: Bool {
+    return withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      if _storage._id == nil {return false}
+      if _storage._ino == nil {return false}
+      if _storage._protocol == nil {return false}
+      if _storage._state == nil {return false}
+      if _storage._flags == nil {return false}
+      if _storage._portid == nil {return false}
+      if _storage._dstPortid == nil {return false}
+      if _storage._dstGroup == nil {return false}
+      if _storage._fown == nil {return false}
+      if _storage._opts == nil {return false}
+      if let v = _storage._fown, !v.isInitialized {return false}
+      if let v = _storage._opts, !v.isInitialized {return false}
+      return true
+    }
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt32Field(value: &_storage._id) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._ino) }()
+        case 3: try { try decoder.decodeSingularUInt32Field(value: &_storage._protocol) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._state) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._flags) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._portid) }()
+        case 8: try { try decoder.decodeRepeatedUInt32Field(value: &_storage._groups) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._dstPortid) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._dstGroup) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._fown) }()
+        case 12: try { try decoder.decodeSingularMessageField(value: &_storage._opts) }()
+        case 13: try { try decoder.decodeSingularUInt32Field(value: &_storage._nsID) }()
+        case 1000: try { try decoder.decodeSingularUInt32Field(value: &_storage._type) }()
+        default: break
+        }
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._id {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._ino {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+      } }()
+      try { if let v = _storage._protocol {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+      } }()
+      try { if let v = _storage._state {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+      } }()
+      try { if let v = _storage._flags {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+      } }()
+      try { if let v = _storage._portid {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 7)
+      } }()
+      if !_storage._groups.isEmpty {
+        try visitor.visitRepeatedUInt32Field(value: _storage._groups, fieldNumber: 8)
+      }
+      try { if let v = _storage._dstPortid {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 9)
+      } }()
+      try { if let v = _storage._dstGroup {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 10)
+      } }()
+      try { if let v = _storage._fown {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
+      try { if let v = _storage._opts {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      } }()
+      try { if let v = _storage._nsID {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 13)
+      } }()
+      try { if let v = _storage._type {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1000)
+      } }()
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_NetlinkSkEntry, rhs: Img_NetlinkSkEntry) -> Bool {
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._id != rhs_storage._id {return false}
+        if _storage._ino != rhs_storage._ino {return false}
+        if _storage._protocol != rhs_storage._protocol {return false}
+        if _storage._state != rhs_storage._state {return false}
+        if _storage._flags != rhs_storage._flags {return false}
+        if _storage._portid != rhs_storage._portid {return false}
+        if _storage._groups != rhs_storage._groups {return false}
+        if _storage._dstPortid != rhs_storage._dstPortid {return false}
+        if _storage._dstGroup != rhs_storage._dstGroup {return false}
+        if _storage._fown != rhs_storage._fown {return false}
+        if _storage._opts != rhs_storage._opts {return false}
+        if _storage._nsID != rhs_storage._nsID {return false}
+        if _storage._type != rhs_storage._type {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
