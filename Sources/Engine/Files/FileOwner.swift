@@ -50,43 +50,35 @@ enum FileOwner {
         }
     }
 
+    /// Where the kind's own entry keeps its owner; nil when it has no owner field.
+    static func path(_ type: Img_FdTypes) -> WritableKeyPath<Img_FileEntry, Img_FownEntry>? {
+        switch type {
+        case .reg: return \.reg.fown
+        case .inetsk: return \.isk.fown
+        case .unixsk: return \.usk.fown
+        case .pipe: return \.pipe.fown
+        case .eventfd: return \.efd.fown
+        case .eventpoll: return \.epfd.fown
+        case .signalfd: return \.sgfd.fown
+        case .timerfd: return \.tfd.fown
+        case .inotify: return \.ify.fown
+        case .tty: return \.tty.fown
+        case .memfd: return \.memfd.fown
+        case .pidfd: return \.pidfd.fown
+        default: return nil
+        }
+    }
+
     /// Puts `o` into the kind's own entry; false when the kind's entry has no owner field.
     static func store(_ o: Img_FownEntry, in e: inout Img_FileEntry) -> Bool {
-        switch e.type {
-        case .reg: e.reg.fown = o
-        case .inetsk: e.isk.fown = o
-        case .unixsk: e.usk.fown = o
-        case .pipe: e.pipe.fown = o
-        case .eventfd: e.efd.fown = o
-        case .eventpoll: e.epfd.fown = o
-        case .signalfd: e.sgfd.fown = o
-        case .timerfd: e.tfd.fown = o
-        case .inotify: e.ify.fown = o
-        case .tty: e.tty.fown = o
-        case .memfd: e.memfd.fown = o
-        case .pidfd: e.pidfd.fown = o
-        default: return false
-        }
+        guard let p = path(e.type) else { return false }
+        e[keyPath: p] = o
         return true
     }
 
     static func stored(in e: Img_FileEntry) -> Img_FownEntry? {
-        let o: Img_FownEntry
-        switch e.type {
-        case .reg: o = e.reg.fown
-        case .inetsk: o = e.isk.fown
-        case .unixsk: o = e.usk.fown
-        case .pipe: o = e.pipe.fown
-        case .eventfd: o = e.efd.fown
-        case .eventpoll: o = e.epfd.fown
-        case .signalfd: o = e.sgfd.fown
-        case .timerfd: o = e.tfd.fown
-        case .inotify: o = e.ify.fown
-        case .tty: o = e.tty.fown
-        case .memfd: o = e.memfd.fown
-        case .pidfd: o = e.pidfd.fown
-        default: return nil
-        }
+        guard let p = path(e.type) else { return nil }
+        let o = e[keyPath: p]
         return o.pid != 0 || o.signum != 0 ? o : nil
     }
 
