@@ -141,10 +141,11 @@ public final class LazyPagesDaemon {
             // Faults and events first; then one background chunk, so a fault waits at most one chunk.
             var pfds = tasks.map { pollfd(fd: $0.uffd, events: Int16(POLLIN), revents: 0) }
             if restore >= 0 { pfds.append(pollfd(fd: restore, events: Int16(POLLIN), revents: 0)) }
-            // Right after a fault the task usually faults again soon, but on a busy machine it
-            // may wait a millisecond for a CPU first: wait for that before starting a background
-            // chunk it would have to wait behind (and that takes a core from it).
-            var wait = timespec(tv_sec: 0, tv_nsec: !pendingFaults.isEmpty || restore >= 0 || backoff ? 1_000_000 : servedFault ? 2_000_000 : 0)
+            // Right after a fault the task usually faults again within microseconds: wait a
+            // little for that before starting a background chunk it would have to wait behind.
+            // Not longer: a tree that faults all the time (fork00) starved the background fill
+            // at 2 ms, and every forked child kept its userfaultfd open until EMFILE.
+            var wait = timespec(tv_sec: 0, tv_nsec: !pendingFaults.isEmpty || restore >= 0 || backoff ? 1_000_000 : servedFault ? 200_000 : 0)
             let n = pfds.withUnsafeMutableBufferPointer { fp in
                 withUnsafeMutablePointer(to: &wait) { ck_syscall6(271 /* ppoll */, Int(bitPattern: fp.baseAddress), fp.count, Int(bitPattern: $0), 0, 8, 0) }
             }
