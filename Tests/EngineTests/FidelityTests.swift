@@ -50,13 +50,14 @@ final class FidelityTests: XCTestCase {
 
     func testVmaFlagsRefused() {
         XCTAssertNoThrow(try VmaFlags.refuseUnkept([smaps("", ["rd", "wr", "mr", "mw", "me", "ac"]), smaps("[vvar]", ["rd", "mr", "pf", "io", "de", "dd"])], pid: 1))
-        for f in ["lf", "sl", "dp"] {
+        // MAP_DROPPABLE (dp) is kept as the mapping type (droppable00), not refused.
+        for f in ["lf", "sl"] {
             XCTAssertThrowsError(try VmaFlags.refuseUnkept([smaps("", ["rd", "wr", f])], pid: 7), f) { e in
                 XCTAssertTrue("\(e)".contains("0x1000-0x2000"), "\(e)")
             }
         }
         // madvise flags are carried (madv bits, 1 << MADV_*), and mlock (MAP_LOCKED), not refused.
-        XCTAssertNoThrow(try VmaFlags.refuseUnkept([smaps("", ["rd", "wr", "dc", "wf", "dd", "mg", "hg", "nh", "lo"])], pid: 1))
+        XCTAssertNoThrow(try VmaFlags.refuseUnkept([smaps("", ["rd", "wr", "dc", "wf", "dd", "mg", "hg", "nh", "lo", "sr", "rr", "dp"])], pid: 1))
         let bits = VmaFlags.madvBits([smaps("", ["rd", "dc", "nh"]), smaps("[vdso]", ["rd", "dd"]), smaps("/x", ["rd"])])
         XCTAssertEqual(bits, [0x1000: (1 << 10) | (1 << 15)])
         XCTAssertEqual(VmaFlags.advice((1 << 10) | (1 << 15)), [10, 15])
