@@ -272,8 +272,14 @@ public final class LazyPagesDaemon {
 
     func backgroundChunk() throws {
         guard !tasks.isEmpty else { return }
-        rr = (rr + 1) % tasks.count
-        let t = tasks[rr]
+        // The restored tasks first (forked children get the same origin pages in the same
+        // transfer): a parent that forks all the time hands every child its missing pages
+        // and a userfaultfd, until its own are all in; taking turns with the children, it
+        // never got there (fork00: EMFILE).
+        let restored = tasks.indices.filter { tasks[$0].pid != 0 && !tasks[$0].runs.isEmpty }
+        let pool = restored.isEmpty ? Array(tasks.indices) : restored
+        rr = (rr + 1) % pool.count
+        let t = tasks[pool[rr]]
         guard !t.runs.isEmpty else { return }
         // Nearest the last fault: the run holding the cursor or the next one, then wrap.
         let i = t.runs.firstIndex { $0.end > t.cursor } ?? 0
