@@ -136,20 +136,26 @@ enum InetSocket: FdKind {
                 if !e.opts.soReuseport && setsockopt(s, SOL_SOCKET, SO_REUSEPORT, &off, 4) != 0 { throw SystemCallError(call: "setsockopt(SO_REUSEPORT 0)", errno: errno, context: what) }
                 if setsockopt(s, Int32(IPPROTO_IP), InetOptions.ipFreebind, &freebind, 4) != 0 { throw SystemCallError(call: "setsockopt(IP_FREEBIND \(freebind))", errno: errno, context: what) }
             }
-            if e.state == 1 {
-                let a = sockaddrBytes(family: fam, addr: e.dstAddr, port: e.dstPort)
-                let rc = a.withUnsafeBytes { connect(s, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
-                guard rc == 0 else { throw SystemCallError(call: "connect(port \(e.dstPort))", errno: errno, context: what) }
-            }
-            // An unconnected socket says ENOTCONN but is shut down all the same (inet_shutdown).
-            if let how = InetOptions.shutdownHow(e.shutdown), Glibc.shutdown(s, how) != 0 && errno != ENOTCONN {
-                throw SystemCallError(call: "shutdown(\(how))", errno: errno, context: what)
-            }
-            try FileFlags.set(s, e.flags, what: what)
+            try connectAndShut(s, e, family: fam, what: what)
         } catch {
             close(s)
             throw error
         }
         return try ctx.install(s, id: entry.id, what: what)
+    }
+
+    /// The last steps of a datagram-like socket's restore (UDP, raw, ICMP): its peer, its
+    /// shutdown state and its file flags.
+    static func connectAndShut(_ s: Int32, _ e: Img_InetSkEntry, family fam: Int32, what: String) throws {
+        if e.state == 1 {
+            let a = sockaddrBytes(family: fam, addr: e.dstAddr, port: e.dstPort)
+            let rc = a.withUnsafeBytes { connect(s, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
+            guard rc == 0 else { throw SystemCallError(call: "connect(port \(e.dstPort))", errno: errno, context: what) }
+        }
+        // An unconnected socket says ENOTCONN but is shut down all the same (inet_shutdown).
+        if let how = InetOptions.shutdownHow(e.shutdown), Glibc.shutdown(s, how) != 0 && errno != ENOTCONN {
+            throw SystemCallError(call: "shutdown(\(how))", errno: errno, context: what)
+        }
+        try FileFlags.set(s, e.flags, what: what)
     }
 }

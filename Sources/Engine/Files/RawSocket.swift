@@ -193,15 +193,7 @@ enum RawSocket: FdKind {
                 let rc = a.withUnsafeBytes { bind(s, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
                 guard rc == 0 else { throw SystemCallError(call: "bind(port \(port))", errno: errno, context: what) }
             }
-            if e.state == 1 {
-                let a = InetSocket.sockaddrBytes(family: fam, addr: e.dstAddr, port: e.dstPort)
-                let rc = a.withUnsafeBytes { connect(s, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
-                guard rc == 0 else { throw SystemCallError(call: "connect", errno: errno, context: what) }
-            }
-            if let how = InetOptions.shutdownHow(e.shutdown), Glibc.shutdown(s, how) != 0 && errno != ENOTCONN {
-                throw SystemCallError(call: "shutdown(\(how))", errno: errno, context: what)
-            }
-            try FileFlags.set(s, e.flags, what: what)
+            try InetSocket.connectAndShut(s, e, family: fam, what: what)
         } catch {
             close(s)
             throw error
