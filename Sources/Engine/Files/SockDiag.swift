@@ -39,6 +39,26 @@ public enum SockDiagError: Error, CustomStringConvertible {
 /// does not do yet: their unix sockets are not found and the dump fails naming the fd.
 public enum SockDiag {
     static let sockDiagByFamily: UInt16 = 20
+
+    /// Walks the messages of one reply buffer of a sock_diag dump, handing each
+    /// SOCK_DIAG_BY_FAMILY message (its offset and length, at least `minLength`) to `body`;
+    /// a kernel error is thrown. Returns whether the dump is done (NLMSG_DONE).
+    static func eachDumpMessage(_ b: [UInt8], minLength: Int, _ body: (_ at: Int, _ len: Int) throws -> Void) throws -> Bool {
+        var at = 0
+        while at + 16 <= b.count {
+            let len = Int(b.u32(at: at)), type = UInt16(b[at + 4]) | UInt16(b[at + 5]) << 8
+            guard len >= 16, at + len <= b.count else { throw SockDiagError.malformed("message of length \(len) at \(at) of \(b.count) bytes") }
+            if type == 3 /* NLMSG_DONE */ { return true }
+            if type == 2 /* NLMSG_ERROR */ {
+                guard len >= 20 else { throw SockDiagError.malformed("short error message") }
+                throw SockDiagError.kernel(ino: 0, errno: -Int32(bitPattern: b.u32(at: at + 16)))
+            }
+            guard type == sockDiagByFamily, len >= minLength else { throw SockDiagError.malformed("message type \(type), length \(len)") }
+            try body(at, len)
+            at += (len + 3) & ~3
+        }
+        return false
+    }
     static let showAll: UInt32 = 0x1 | 0x2 | 0x4 | 0x8 | 0x10 | 0x40  // NAME VFS PEER ICONS RQLEN SHUTDOWN
 
     /// The request for one unix socket, by inode (nlmsghdr + unix_diag_req).

@@ -28,16 +28,7 @@ extension SockDiag {
     /// is done (NLMSG_DONE).
     public static func parseInet(_ b: [UInt8]) throws -> (sockets: [InetDiag], done: Bool) {
         var out: [InetDiag] = []
-        var at = 0
-        while at + 16 <= b.count {
-            let len = Int(b.u32(at: at)), type = UInt16(b[at + 4]) | UInt16(b[at + 5]) << 8
-            guard len >= 16, at + len <= b.count else { throw SockDiagError.malformed("message of length \(len) at \(at) of \(b.count) bytes") }
-            if type == 3 /* NLMSG_DONE */ { return (out, true) }
-            if type == 2 /* NLMSG_ERROR */ {
-                guard len >= 20 else { throw SockDiagError.malformed("short error message") }
-                throw SockDiagError.kernel(ino: 0, errno: -Int32(bitPattern: b.u32(at: at + 16)))
-            }
-            guard type == sockDiagByFamily, len >= 16 + 72 else { throw SockDiagError.malformed("message type \(type), length \(len)") }
+        let done = try eachDumpMessage(b, minLength: 16 + 72) { at, len in
             var d = InetDiag()
             d.state = b[at + 17]
             d.ino = b.u32(at: at + 16 + 68)
@@ -49,9 +40,8 @@ extension SockDiag {
                 a += (alen + 3) & ~3
             }
             out.append(d)
-            at += (len + 3) & ~3
         }
-        return (out, false)
+        return (out, done)
     }
 
     /// The inet_diag view of the socket with inode `ino`, nil when the kernel lists none.

@@ -36,16 +36,7 @@ extension SockDiag {
 
     public static func parsePacket(_ b: [UInt8]) throws -> (sockets: [PacketDiag], done: Bool) {
         var out: [PacketDiag] = []
-        var at = 0
-        while at + 16 <= b.count {
-            let len = Int(b.u32(at: at)), type = UInt16(b[at + 4]) | UInt16(b[at + 5]) << 8
-            guard len >= 16, at + len <= b.count else { throw SockDiagError.malformed("message of length \(len) at \(at) of \(b.count) bytes") }
-            if type == 3 /* NLMSG_DONE */ { return (out, true) }
-            if type == 2 /* NLMSG_ERROR */ {
-                guard len >= 20 else { throw SockDiagError.malformed("short error message") }
-                throw SockDiagError.kernel(ino: 0, errno: -Int32(bitPattern: b.u32(at: at + 16)))
-            }
-            guard type == sockDiagByFamily, len >= 32 else { throw SockDiagError.malformed("message type \(type), length \(len)") }
+        let done = try eachDumpMessage(b, minLength: 32) { at, len in
             var d = PacketDiag()
             d.type = b[at + 17]
             d.num = UInt16(b[at + 18]) | UInt16(b[at + 19]) << 8
@@ -78,9 +69,8 @@ extension SockDiag {
                 a += (alen + 3) & ~3
             }
             out.append(d)
-            at += (len + 3) & ~3
         }
-        return (out, false)
+        return (out, done)
     }
 
     /// The packet socket with inode `ino` in the calling thread's network namespace, nil when
