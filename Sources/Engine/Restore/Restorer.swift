@@ -467,8 +467,7 @@ public struct Restorer {
                 if p.mm.hasDumpable { try t.remote.syscall(.prctl, 4 /* PR_SET_DUMPABLE */, UInt64(max(0, p.mm.dumpable))) }
                 try queuePrivate(t, core: core)
                 try restoreXState(t, core.threadInfo.fpregs)
-                let mask = t.vpid == p.pid ? core.tc.blkSigset : core.threadCore.blkSigset
-                try t.remote.finish(registers: restartedRegisters(core.threadInfo.gpregs), sigmask: mask)
+                try t.remote.finish(registers: restartedRegisters(core.threadInfo.gpregs), sigmask: blockedMask(p, t))
             }
             for t in targets {
                 try verifySecurity(pid: targets[0].pid, tid: t.pid, core: p.cores[t.vpid]!, seccomp: seccomp[t.vpid] ?? .none, noNewPrivs: noNewPrivs(p, tid: t.vpid))
@@ -485,6 +484,12 @@ public struct Restorer {
         }
     }
 
+    /// The signals a thread blocks, as dumped: the leader's are the task core's.
+    func blockedMask(_ p: Plan, _ t: RestoreTarget) -> UInt64 {
+        let core = p.cores[t.vpid]!
+        return t.vpid == p.pid ? core.tc.blkSigset : core.threadCore.blkSigset
+    }
+
     /// A stopped process comes back stopped by its own signal, and none of its threads may run
     /// a user instruction first. SIGTSTP can be blocked: a thread that blocks it (one still in
     /// pthread_create's all-blocked start) would run on, unblock, and lose its mask, if it were
@@ -493,11 +498,7 @@ public struct Restorer {
     /// them, and taken before user code). When every thread blocks it, SIGSTOP stops them.
     func detachStopped(_ p: Plan, targets: [RestoreTarget], host: Int32, signal: Int32) throws {
         let bit = UInt64(1) << UInt64(signal - 1)
-        let mask = { (t: RestoreTarget) -> UInt64 in
-            let core = p.cores[t.vpid]!
-            return t.vpid == p.pid ? core.tc.blkSigset : core.threadCore.blkSigset
-        }
-        let first = signal == SIGSTOP ? targets.first : targets.first { mask($0) & bit == 0 }
+        let first = signal == SIGSTOP ? targets.first : targets.first { blockedMask(p, $0) & bit == 0 }
         let sig = first == nil ? SIGSTOP : signal
         if sig != signal { log.warning("pid \(host): every thread blocks signal \(signal), which had stopped it; stopped with SIGSTOP instead") }
         guard kill(host, sig) == 0 else { throw SystemCallError(call: "kill", errno: errno, context: "pid \(host): stop signal \(sig)") }
