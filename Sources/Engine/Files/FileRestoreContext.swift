@@ -18,8 +18,9 @@ final class RestoredObjects {
     var fifos: [UInt32: Int32] = [:]
     /// memfd inodes by shmid: cryo's fd of the memfd, reopened for each description.
     var memfds: [UInt32: Int32] = [:]
-    /// The memfd inodes one of whose descriptions is the object itself (MemFd.restore).
-    var memfdsGiven: Set<UInt32> = []
+    /// The memfd inodes whose object is memfd_create's own description, not yet handed to a
+    /// read-write fd of the tree (MemFd.restore).
+    var memfdsToGive: Set<UInt32> = []
     /// The shared anonymous memory the tree maps, which an fd of it must be.
     var sharedMemory: SharedMemoryObjects?
     /// --inherit-fd: the caller's fds for objects the tree shared with the outside.

@@ -158,6 +158,7 @@ enum MemFd: FdKind {
             // Always sealable: a memfd made without MFD_ALLOW_SEALING has F_SEAL_SEAL, which
             // goes back with the other seals.
             fd = try m.name.withCString { Int32(try Sys.call(.memfdCreate, Int(bitPattern: $0), 0x1 | 0x2 /* CLOEXEC|ALLOW_SEALING */, context: what)) }
+            objects.memfdsToGive.insert(inodeID)
         }
         objects.memfds[inodeID] = fd
         guard ftruncate(fd, off_t(m.size)) == 0 else { throw SystemCallError(call: "ftruncate(\(m.size))", errno: errno, context: what) }
@@ -185,12 +186,10 @@ enum MemFd: FdKind {
         let object = try self.object(e.inodeID, objects: ctx.shared, what: what)
         let flags = Int32(bitPattern: e.flags) & ~(O_CREAT | O_TRUNC | O_EXCL)
         let fd: Int32
-        let anon = (try? ctx.shared.images.read(.memfdInode, as: Img_MemfdInodeEntry.self).first { $0.shmid == e.inodeID }?.name == sharedAnonName) ?? true
-        if !anon && flags & O_ACCMODE == O_RDWR && !ctx.shared.memfdsGiven.contains(e.inodeID) {
+        if flags & O_ACCMODE == O_RDWR && ctx.shared.memfdsToGive.remove(e.inodeID) != nil {
             // memfd_create's own description does not count as a writer (a reopen does), so
             // the file can be exec'ed through it (execveat AT_EMPTY_PATH): one read-write
             // description gets the object itself.
-            ctx.shared.memfdsGiven.insert(e.inodeID)
             fd = fcntl(object, F_DUPFD_CLOEXEC, 0)
             guard fd >= 0 else { throw SystemCallError(call: "fcntl(F_DUPFD_CLOEXEC)", errno: errno, context: what) }
             try FileFlags.set(fd, UInt32(bitPattern: flags), what: what)
