@@ -2,14 +2,20 @@ import Glibc
 /// What restore could not rebuild about the tree's shape, refused at dump while the tree can
 /// still be resumed untouched.
 enum TreeChecks {
-    /// A zombie joins its session and process group before it exits; restore can do that only
-    /// when their leaders are in the tree (a group whose leader is gone would need a helper
-    /// task with the leader's pid, which cryo does not make). A shell job's are the shell's.
+    /// A zombie joins its session before it exits; restore can do that only when the session's
+    /// leader is in the tree. A process group whose leader is gone is made again by a helper
+    /// task with the leader's pid (Restore/GroupHelpers.swift), forked from the member's parent,
+    /// so that parent must be in the tree, alive, and in the member's session. A shell job's
+    /// session and group are the shell's.
     static func zombies(_ pstree: [Img_PstreeEntry], zombies: Set<Int32>, shellJob: Bool) throws {
-        let pids = Set(pstree.map(\.pid))
-        for e in pstree where zombies.contains(Int32(e.pid)) {
-            for (what, leader) in [("process group", e.pgid), ("session", e.sid)] where !pids.contains(leader) && !shellJob {
-                throw DumpError.unsupported(pid: Int32(e.pid), what: "a zombie in \(what) \(leader), whose leader is not in the dumped tree,")
+        if shellJob { return }
+        let byPid = Dictionary(pstree.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
+        for e in pstree where zombies.contains(Int32(e.pid)) && byPid[e.sid] == nil {
+            throw DumpError.unsupported(pid: Int32(e.pid), what: "a zombie in session \(e.sid), whose leader is not in the dumped tree,")
+        }
+        for e in pstree where byPid[e.pgid] == nil && e.ppid != 0 {
+            guard let parent = byPid[e.ppid], !zombies.contains(Int32(parent.pid)), parent.sid == e.sid else {
+                throw DumpError.unsupported(pid: Int32(e.pid), what: "a process in group \(e.pgid), whose leader is gone, with a parent outside its session,")
             }
         }
     }

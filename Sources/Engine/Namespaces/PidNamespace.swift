@@ -23,6 +23,11 @@ public struct PidMap: Sendable {
                     throw NamespaceError.unsupported(pid: t, kind: "pid", inode: 0, reason: "no NSpid in its status")
                 }
                 m.toImage[t] = inner
+                // A group or session whose leader is gone is still named inside (its helper
+                // task at restore takes that pid); a leader in the tree maps the same.
+                for ids in [st.nsPgid, st.nsSid] where t == p.pid && ids.count > 1 && m.toImage[ids[0]] == nil {
+                    m.toImage[ids[0]] = ids[ids.count - 1]
+                }
             }
         }
         return m

@@ -36,6 +36,7 @@ public struct Restorer {
         var order: [Int32] = []            // processes, in creation order
         var targets: [Int32: [RestoreTarget]] = [:]  // per process: leader first, then threads
         var zombies: Set<Int32> = []
+        var groupHelpers: [GroupHelper] = []  // made again for groups whose leader is gone
         var spaces: [Int32: AddressSpace] = [:]
         var cgroups: CgroupRestore?
         /// Image pid -> pid as cryo sees it (they differ inside a new pid namespace).
@@ -117,6 +118,7 @@ public struct Restorer {
                 let children = plans.filter { $0.ppid == p.pid && $0.pid != plans[0].pid }
                 if !children.isEmpty { try fills.wait(p.pid) }  // they inherit its memory
                 for c in children {
+                    try makeGroupHelper(for: c, parent: p, built: built, plans: plans)
                     try createChild(c, parent: p, built: built, plans: plans)
                 }
                 try Fault.check(.restoreTasks)
@@ -125,6 +127,7 @@ public struct Restorer {
             // /proc, where the objects cryo hands over by path (/proc/CRYO/fd/N) are found.
             try namespaces.restoreContents(root: built.targets[root]![0], images: images)
             try joinGroups(plans, built: built)
+            try endGroupHelpers(built)
             try restoreTerminals(plans, built: built, transport: transport, shared: shared)
             try restoreDeferredFiles(plans, built: built, transport: transport, shared: shared)
             try restoreFileOwners(plans, built: built, shared: shared)
