@@ -34,7 +34,7 @@ extension FdKind {
 enum FdKinds {
     static let all: [any FdKind.Type] = [
         RegularFile.self, PipeFile.self, FifoFile.self, EventFd.self, SignalFd.self, TimerFd.self,
-        EventPoll.self, Inotify.self, MemFd.self, UnixSocket.self, InetSocket.self, TcpSocket.self,
+        EventPoll.self, Inotify.self, Fanotify.self, MemFd.self, UnixSocket.self, InetSocket.self, TcpSocket.self,
         PidFd.self, Tty.self, NsFile.self,
         RawSocket.self, PacketSocket.self, NetlinkSocket.self,
     ]

@@ -62,6 +62,7 @@ enum FileOwner {
         case .signalfd: return \.sgfd.fown
         case .timerfd: return \.tfd.fown
         case .inotify: return \.ify.fown
+        case .fanotify: return \.ffy.fown
         case .tty: return \.tty.fown
         case .memfd: return \.memfd.fown
         case .pidfd: return \.pidfd.fown

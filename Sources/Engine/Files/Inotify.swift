@@ -5,8 +5,8 @@ import Glibc
 /// each watched inode as a file handle; cryo opens it (open_by_handle_at on the filesystem's
 /// mount) to learn a path, and records path and handle. Restore adds the watches in cryo in
 /// wd order, removing any that came out with a lower wd than wanted (wds are allocated
-/// cyclically), then drops the IN_IGNORED events that removal queued. Events pending at dump
-/// time are not kept.
+/// cyclically), then drops the IN_IGNORED events that removal queued. A group with events
+/// queued at dump time is refused (FIONREAD), since they cannot be queued again.
 enum Inotify: FdKind {
     static let name = "inotify"
     static let type = Img_FdTypes.inotify
@@ -18,35 +18,55 @@ enum Inotify: FdKind {
         e.id = id
         e.flags = UInt32(bitPattern: f.info.flags & ~O_CLOEXEC)
         e.fown = FdKinds.noOwner
+        try refuseQueuedEvents(f, ctx: ctx)
         let mounts = try ctx.proc.mountinfo(pid: f.pid)
         for w in f.info.inotifyWatches.sorted(by: { $0.wd < $1.wd }) {
             func bad(_ r: String) -> DumpError { .fdState(pid: f.pid, fd: f.fd, target: f.target, reason: "watch \(w.wd) (inode \(w.ino)): \(r)") }
             guard let htype = w.fhandleType, !w.fhandle.isEmpty else { throw bad("the kernel shows no file handle") }
-            // fdinfo prints the superblock's dev_t in the kernel's encoding: major << 20 | minor.
-            let major = w.sdev >> 20, minor = w.sdev & 0xfffff
-            guard let m = mounts.first(where: { $0.devMajor == major && $0.devMinor == minor }) else {
-                throw bad("no mount of device \(major):\(minor) in the task's mount namespace")
+            guard let m = mount(ofDevice: w.sdev, in: mounts) else {
+                throw bad("no mount of device \(w.sdev >> 20):\(w.sdev & 0xfffff) in the task's mount namespace")
             }
-            let path = try resolve(handle: w.fhandle, type: htype, mountPoint: "/proc/\(f.pid)/root" + m.mountPoint, ino: w.ino, bad: bad)
             var x = Img_InotifyWdEntry()
+            let path = try resolve(handle: w.fhandle, type: htype, mountPoint: "/proc/\(f.pid)/root" + m.mountPoint, ino: w.ino, bad: bad)
+            x.fHandle = fhEntry(w.fhandle, type: htype, path: path, mountID: m.mountId)
             x.id = id
             x.iIno = w.ino
             x.mask = w.mask
             x.ignoredMask = w.ignoredMask
             x.sDev = w.sdev
             x.wd = UInt32(bitPattern: w.wd)
-            var fh = Img_FhEntry()
-            fh.bytes = UInt32(w.fhandle.count)
-            fh.type = UInt32(bitPattern: htype)
-            var words = [UInt64](repeating: 0, count: (w.fhandle.count + 7) / 8)
-            for (i, b) in w.fhandle.enumerated() { words[i / 8] |= UInt64(b) << (8 * UInt64(i % 8)) }
-            fh.handle = words
-            fh.path = path
-            fh.mntID = UInt32(bitPattern: m.mountId)
-            x.fHandle = fh
             e.wd.append(x)
         }
         entry.ify = e
+    }
+
+    /// Events already queued cannot be queued again: a group holding any is refused, with
+    /// their size, rather than restored without them.
+    static func refuseQueuedEvents(_ f: OpenFd, ctx: FileDumpContext) throws {
+        let c = try ctx.copy(of: f)
+        var n: Int32 = 0
+        guard ck_ioctl(c, 0x541b /* FIONREAD */, &n) == 0 else { throw SystemCallError(call: "ioctl(FIONREAD)", errno: errno, context: "pid \(f.pid) fd \(f.fd)") }
+        if n > 0 {
+            throw DumpError.fdState(pid: f.pid, fd: f.fd, target: f.target, reason: "\(n) bytes of events queued and not read yet, which cannot be queued again")
+        }
+    }
+
+    /// The mount of the device `sdev` (fdinfo's encoding, major << 20 | minor) in `mounts`.
+    static func mount(ofDevice sdev: UInt32, in mounts: [ProcMount]) -> ProcMount? {
+        mounts.first { $0.devMajor == sdev >> 20 && $0.devMinor == sdev & 0xfffff }
+    }
+
+    /// CRIU's FhEntry: the handle's bytes as little-endian words, its type, and the path found.
+    static func fhEntry(_ handle: [UInt8], type: Int32, path: String, mountID: Int32) -> Img_FhEntry {
+        var fh = Img_FhEntry()
+        fh.bytes = UInt32(handle.count)
+        fh.type = UInt32(bitPattern: type)
+        var words = [UInt64](repeating: 0, count: (handle.count + 7) / 8)
+        for (i, b) in handle.enumerated() { words[i / 8] |= UInt64(b) << (8 * UInt64(i % 8)) }
+        fh.handle = words
+        fh.path = path
+        fh.mntID = UInt32(bitPattern: mountID)
+        return fh
     }
 
     /// The path of the inode behind a file handle, as cryo sees it.

@@ -70,6 +70,18 @@ public nonisolated enum Img_SkShutdown: Int, SwiftProtobuf.Enum, Swift.CaseItera
 
 }
 
+/// CRIU's fsnotify.proto: a fanotify group, its init flags and its marks (on an inode, by file
+/// handle and path; on a mount, by mount id and path).
+public nonisolated enum Img_MarkType: Int, SwiftProtobuf.Enum, Swift.CaseIterable {
+  case inode = 1
+  case mount = 2
+
+  public init() {
+    self = .inode
+  }
+
+}
+
 public nonisolated struct Img_FownEntry: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -379,6 +391,15 @@ public nonisolated struct Img_FileEntry: @unchecked Sendable {
   public var hasIfy: Bool {_storage._ify != nil}
   /// Clears the value of `ify`. Subsequent reads from it will return its default value.
   public mutating func clearIfy() {_uniqueStorage()._ify = nil}
+
+  public var ffy: Img_FanotifyFileEntry {
+    get {_storage._ffy ?? Img_FanotifyFileEntry()}
+    set {_uniqueStorage()._ffy = newValue}
+  }
+  /// Returns true if `ffy` has been explicitly set.
+  public var hasFfy: Bool {_storage._ffy != nil}
+  /// Clears the value of `ffy`. Subsequent reads from it will return its default value.
+  public mutating func clearFfy() {_uniqueStorage()._ffy = nil}
 
   public var usk: Img_UnixSkEntry {
     get {_storage._usk ?? Img_UnixSkEntry()}
@@ -2888,6 +2909,222 @@ public nonisolated struct Img_NetlinkSkEntry: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+public nonisolated struct Img_FanotifyInodeMarkEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var iIno: UInt64 {
+    get {_iIno ?? 0}
+    set {_iIno = newValue}
+  }
+  /// Returns true if `iIno` has been explicitly set.
+  public var hasIIno: Bool {self._iIno != nil}
+  /// Clears the value of `iIno`. Subsequent reads from it will return its default value.
+  public mutating func clearIIno() {self._iIno = nil}
+
+  public var fHandle: Img_FhEntry {
+    get {_fHandle ?? Img_FhEntry()}
+    set {_fHandle = newValue}
+  }
+  /// Returns true if `fHandle` has been explicitly set.
+  public var hasFHandle: Bool {self._fHandle != nil}
+  /// Clears the value of `fHandle`. Subsequent reads from it will return its default value.
+  public mutating func clearFHandle() {self._fHandle = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _iIno: UInt64? = nil
+  fileprivate var _fHandle: Img_FhEntry? = nil
+}
+
+public nonisolated struct Img_FanotifyMountMarkEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var mntID: UInt32 {
+    get {_mntID ?? 0}
+    set {_mntID = newValue}
+  }
+  /// Returns true if `mntID` has been explicitly set.
+  public var hasMntID: Bool {self._mntID != nil}
+  /// Clears the value of `mntID`. Subsequent reads from it will return its default value.
+  public mutating func clearMntID() {self._mntID = nil}
+
+  public var path: String {
+    get {_path ?? String()}
+    set {_path = newValue}
+  }
+  /// Returns true if `path` has been explicitly set.
+  public var hasPath: Bool {self._path != nil}
+  /// Clears the value of `path`. Subsequent reads from it will return its default value.
+  public mutating func clearPath() {self._path = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _mntID: UInt32? = nil
+  fileprivate var _path: String? = nil
+}
+
+public nonisolated struct Img_FanotifyMarkEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var type: Img_MarkType {
+    get {_type ?? .inode}
+    set {_type = newValue}
+  }
+  /// Returns true if `type` has been explicitly set.
+  public var hasType: Bool {self._type != nil}
+  /// Clears the value of `type`. Subsequent reads from it will return its default value.
+  public mutating func clearType() {self._type = nil}
+
+  public var mflags: UInt32 {
+    get {_mflags ?? 0}
+    set {_mflags = newValue}
+  }
+  /// Returns true if `mflags` has been explicitly set.
+  public var hasMflags: Bool {self._mflags != nil}
+  /// Clears the value of `mflags`. Subsequent reads from it will return its default value.
+  public mutating func clearMflags() {self._mflags = nil}
+
+  public var mask: UInt32 {
+    get {_mask ?? 0}
+    set {_mask = newValue}
+  }
+  /// Returns true if `mask` has been explicitly set.
+  public var hasMask: Bool {self._mask != nil}
+  /// Clears the value of `mask`. Subsequent reads from it will return its default value.
+  public mutating func clearMask() {self._mask = nil}
+
+  public var ignoredMask: UInt32 {
+    get {_ignoredMask ?? 0}
+    set {_ignoredMask = newValue}
+  }
+  /// Returns true if `ignoredMask` has been explicitly set.
+  public var hasIgnoredMask: Bool {self._ignoredMask != nil}
+  /// Clears the value of `ignoredMask`. Subsequent reads from it will return its default value.
+  public mutating func clearIgnoredMask() {self._ignoredMask = nil}
+
+  public var sDev: UInt32 {
+    get {_sDev ?? 0}
+    set {_sDev = newValue}
+  }
+  /// Returns true if `sDev` has been explicitly set.
+  public var hasSDev: Bool {self._sDev != nil}
+  /// Clears the value of `sDev`. Subsequent reads from it will return its default value.
+  public mutating func clearSDev() {self._sDev = nil}
+
+  public var ie: Img_FanotifyInodeMarkEntry {
+    get {_ie ?? Img_FanotifyInodeMarkEntry()}
+    set {_ie = newValue}
+  }
+  /// Returns true if `ie` has been explicitly set.
+  public var hasIe: Bool {self._ie != nil}
+  /// Clears the value of `ie`. Subsequent reads from it will return its default value.
+  public mutating func clearIe() {self._ie = nil}
+
+  public var me: Img_FanotifyMountMarkEntry {
+    get {_me ?? Img_FanotifyMountMarkEntry()}
+    set {_me = newValue}
+  }
+  /// Returns true if `me` has been explicitly set.
+  public var hasMe: Bool {self._me != nil}
+  /// Clears the value of `me`. Subsequent reads from it will return its default value.
+  public mutating func clearMe() {self._me = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _type: Img_MarkType? = nil
+  fileprivate var _mflags: UInt32? = nil
+  fileprivate var _mask: UInt32? = nil
+  fileprivate var _ignoredMask: UInt32? = nil
+  fileprivate var _sDev: UInt32? = nil
+  fileprivate var _ie: Img_FanotifyInodeMarkEntry? = nil
+  fileprivate var _me: Img_FanotifyMountMarkEntry? = nil
+}
+
+public nonisolated struct Img_FanotifyFileEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt32 {
+    get {_id ?? 0}
+    set {_id = newValue}
+  }
+  /// Returns true if `id` has been explicitly set.
+  public var hasID: Bool {self._id != nil}
+  /// Clears the value of `id`. Subsequent reads from it will return its default value.
+  public mutating func clearID() {self._id = nil}
+
+  public var flags: UInt32 {
+    get {_flags ?? 0}
+    set {_flags = newValue}
+  }
+  /// Returns true if `flags` has been explicitly set.
+  public var hasFlags: Bool {self._flags != nil}
+  /// Clears the value of `flags`. Subsequent reads from it will return its default value.
+  public mutating func clearFlags() {self._flags = nil}
+
+  public var fown: Img_FownEntry {
+    get {_fown ?? Img_FownEntry()}
+    set {_fown = newValue}
+  }
+  /// Returns true if `fown` has been explicitly set.
+  public var hasFown: Bool {self._fown != nil}
+  /// Clears the value of `fown`. Subsequent reads from it will return its default value.
+  public mutating func clearFown() {self._fown = nil}
+
+  public var faflags: UInt32 {
+    get {_faflags ?? 0}
+    set {_faflags = newValue}
+  }
+  /// Returns true if `faflags` has been explicitly set.
+  public var hasFaflags: Bool {self._faflags != nil}
+  /// Clears the value of `faflags`. Subsequent reads from it will return its default value.
+  public mutating func clearFaflags() {self._faflags = nil}
+
+  public var evflags: UInt32 {
+    get {_evflags ?? 0}
+    set {_evflags = newValue}
+  }
+  /// Returns true if `evflags` has been explicitly set.
+  public var hasEvflags: Bool {self._evflags != nil}
+  /// Clears the value of `evflags`. Subsequent reads from it will return its default value.
+  public mutating func clearEvflags() {self._evflags = nil}
+
+  public var mark: [Img_FanotifyMarkEntry] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _id: UInt32? = nil
+  fileprivate var _flags: UInt32? = nil
+  fileprivate var _fown: Img_FownEntry? = nil
+  fileprivate var _faflags: UInt32? = nil
+  fileprivate var _evflags: UInt32? = nil
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "img"
@@ -2898,6 +3135,10 @@ nonisolated extension Img_FdTypes: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Img_SkShutdown: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0NONE\0\u{1}READ\0\u{1}WRITE\0\u{1}BOTH\0")
+}
+
+nonisolated extension Img_MarkType: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}INODE\0\u{1}MOUNT\0")
 }
 
 nonisolated extension Img_FownEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -3111,7 +3352,7 @@ nonisolated extension Img_FdinfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FileEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}id\0\u{1}reg\0\u{1}isk\0\u{1}nsf\0\u{1}psk\0\u{1}nlsk\0\u{1}efd\0\u{1}epfd\0\u{1}sgfd\0\u{2}\u{2}tfd\0\u{1}ify\0\u{2}\u{3}usk\0\u{1}fifo\0\u{1}pipe\0\u{1}tty\0\u{1}memfd\0\u{2}\u{2}pidfd\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}id\0\u{1}reg\0\u{1}isk\0\u{1}nsf\0\u{1}psk\0\u{1}nlsk\0\u{1}efd\0\u{1}epfd\0\u{1}sgfd\0\u{2}\u{2}tfd\0\u{1}ify\0\u{1}ffy\0\u{2}\u{2}usk\0\u{1}fifo\0\u{1}pipe\0\u{1}tty\0\u{1}memfd\0\u{2}\u{2}pidfd\0")
 
   fileprivate class _StorageClass {
     var _type: Img_FdTypes? = nil
@@ -3123,6 +3364,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _sgfd: Img_SignalfdEntry? = nil
     var _tfd: Img_TimerfdEntry? = nil
     var _ify: Img_InotifyFileEntry? = nil
+    var _ffy: Img_FanotifyFileEntry? = nil
     var _usk: Img_UnixSkEntry? = nil
     var _fifo: Img_FifoEntry? = nil
     var _pipe: Img_PipeEntry? = nil
@@ -3151,6 +3393,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _sgfd = source._sgfd
       _tfd = source._tfd
       _ify = source._ify
+      _ffy = source._ffy
       _usk = source._usk
       _fifo = source._fifo
       _pipe = source._pipe
@@ -3181,6 +3424,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if let v = _storage._sgfd, !v.isInitialized {return false}
       if let v = _storage._tfd, !v.isInitialized {return false}
       if let v = _storage._ify, !v.isInitialized {return false}
+      if let v = _storage._ffy, !v.isInitialized {return false}
       if let v = _storage._usk, !v.isInitialized {return false}
       if let v = _storage._fifo, !v.isInitialized {return false}
       if let v = _storage._pipe, !v.isInitialized {return false}
@@ -3214,6 +3458,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._sgfd) }()
         case 12: try { try decoder.decodeSingularMessageField(value: &_storage._tfd) }()
         case 13: try { try decoder.decodeSingularMessageField(value: &_storage._ify) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._ffy) }()
         case 16: try { try decoder.decodeSingularMessageField(value: &_storage._usk) }()
         case 17: try { try decoder.decodeSingularMessageField(value: &_storage._fifo) }()
         case 18: try { try decoder.decodeSingularMessageField(value: &_storage._pipe) }()
@@ -3268,6 +3513,9 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
       try { if let v = _storage._ify {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
       } }()
+      try { if let v = _storage._ffy {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
       try { if let v = _storage._usk {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
       } }()
@@ -3304,6 +3552,7 @@ nonisolated extension Img_FileEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._sgfd != rhs_storage._sgfd {return false}
         if _storage._tfd != rhs_storage._tfd {return false}
         if _storage._ify != rhs_storage._ify {return false}
+        if _storage._ffy != rhs_storage._ffy {return false}
         if _storage._usk != rhs_storage._usk {return false}
         if _storage._fifo != rhs_storage._fifo {return false}
         if _storage._pipe != rhs_storage._pipe {return false}
@@ -5979,6 +6228,247 @@ nonisolated extension Img_NetlinkSkEntry: SwiftProtobuf.Message, SwiftProtobuf._
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_FanotifyInodeMarkEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FanotifyInodeMarkEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}i_ino\0\u{3}f_handle\0")
+
+  public var isInitialized: Bool {
+    if self._iIno == nil {return false}
+    if self._fHandle == nil {return false}
+    if let v = self._fHandle, !v.isInitialized {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self._iIno) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._fHandle) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._iIno {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._fHandle {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_FanotifyInodeMarkEntry, rhs: Img_FanotifyInodeMarkEntry) -> Bool {
+    if lhs._iIno != rhs._iIno {return false}
+    if lhs._fHandle != rhs._fHandle {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_FanotifyMountMarkEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FanotifyMountMarkEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}mnt_id\0\u{1}path\0")
+
+  public var isInitialized: Bool {
+    if self._mntID == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._mntID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self._path) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._mntID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._path {
+      try visitor.visitSingularStringField(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_FanotifyMountMarkEntry, rhs: Img_FanotifyMountMarkEntry) -> Bool {
+    if lhs._mntID != rhs._mntID {return false}
+    if lhs._path != rhs._path {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_FanotifyMarkEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FanotifyMarkEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}type\0\u{1}mflags\0\u{1}mask\0\u{3}ignored_mask\0\u{3}s_dev\0\u{1}ie\0\u{1}me\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._type == nil {return false}
+    if self._mflags == nil {return false}
+    if self._mask == nil {return false}
+    if self._ignoredMask == nil {return false}
+    if self._sDev == nil {return false}
+    if let v = self._ie, !v.isInitialized {return false}
+    if let v = self._me, !v.isInitialized {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self._type) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self._mflags) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self._mask) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self._ignoredMask) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self._sDev) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._ie) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._me) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._type {
+      try visitor.visitSingularEnumField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._mflags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._mask {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._ignoredMask {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._sDev {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 6)
+    } }()
+    try { if let v = self._ie {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._me {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_FanotifyMarkEntry, rhs: Img_FanotifyMarkEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._type != rhs._type {return false}
+    if lhs._mflags != rhs._mflags {return false}
+    if lhs._mask != rhs._mask {return false}
+    if lhs._ignoredMask != rhs._ignoredMask {return false}
+    if lhs._sDev != rhs._sDev {return false}
+    if lhs._ie != rhs._ie {return false}
+    if lhs._me != rhs._me {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_FanotifyFileEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FanotifyFileEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}flags\0\u{1}fown\0\u{1}faflags\0\u{1}evflags\0\u{1}mark\0")
+
+  public var isInitialized: Bool {
+    if self._id == nil {return false}
+    if self._flags == nil {return false}
+    if self._fown == nil {return false}
+    if self._faflags == nil {return false}
+    if self._evflags == nil {return false}
+    if let v = self._fown, !v.isInitialized {return false}
+    if !SwiftProtobuf.Internal.areAllInitialized(self.mark) {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._id) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self._flags) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._fown) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self._faflags) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self._evflags) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.mark) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._id {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._flags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._fown {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    try { if let v = self._faflags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 4)
+    } }()
+    try { if let v = self._evflags {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 5)
+    } }()
+    if !self.mark.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.mark, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_FanotifyFileEntry, rhs: Img_FanotifyFileEntry) -> Bool {
+    if lhs._id != rhs._id {return false}
+    if lhs._flags != rhs._flags {return false}
+    if lhs._fown != rhs._fown {return false}
+    if lhs._faflags != rhs._faflags {return false}
+    if lhs._evflags != rhs._evflags {return false}
+    if lhs.mark != rhs.mark {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
