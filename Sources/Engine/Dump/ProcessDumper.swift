@@ -53,6 +53,9 @@ struct ProcessDumper {
         let barriers = try leader.rawSyscall(SyscallNumber.membarrier.rawValue, [1 << 9, 0, 0])
         guard barriers >= 0 else { throw DumpError.unsupported(pid: pid, what: "membarrier registrations (MEMBARRIER_CMD_GET_REGISTRATIONS: errno \(-barriers))") }
         tc.membarrierRegistrationMask = UInt32(truncatingIfNeeded: barriers)
+        // PR_GET_MDWE: EINVAL before 6.3, where nothing can have set it.
+        let mdwe = try leader.rawSyscall(SyscallNumber.prctl.rawValue, [66, 0, 0, 0, 0])
+        if mdwe > 0 { tc.mdwe = UInt32(truncatingIfNeeded: mdwe) }
         let sigacts = tc.sigactions
         tc.sigactions = []
         mark("taskcore")
@@ -185,6 +188,7 @@ struct ProcessDumper {
             tc.loginuid = v
         }
         tc.oomScoreAdj = (try? proc.oomScoreAdj(pid: pid)) ?? 0
+        tc.coredumpFilter = try proc.coredumpFilter(pid: pid)
         return tc
     }
 

@@ -263,6 +263,13 @@ public struct ProcReader: Sendable {
         return v
     }
 
+    /// Which kinds of memory a core dump of the process holds (hex in the file).
+    public func coredumpFilter(pid: Int32) throws -> UInt32 {
+        let p = path(pid: pid, "coredump_filter")
+        guard let v = UInt32(try trimmedLine(p, pid: pid), radix: 16) else { throw ProcError.malformed(path: p, line: 1, reason: "not a hex number") }
+        return v
+    }
+
     func trimmedLine(_ p: String, pid: Int32, tid: Int32? = nil) throws -> String {
         var b = try readBytes(p, pid: pid, tid: tid)
         while let l = b.last, l == 0x0a || l == 0x20 { b.removeLast() }

@@ -461,6 +461,8 @@ public struct Restorer {
                 try drainSigchld(targets[0])
             }
             try queueShared(targets[0], core: p.cores[p.pid]!)
+            // Last of the process's memory work: from here on no mapping may gain PROT_EXEC.
+            if p.cores[p.pid]!.tc.mdwe != 0 { try restoreMdwe(targets[0], p.cores[p.pid]!.tc.mdwe) }
             // Threads before the leader: the leader's finish unmaps the shared scratch area.
             for t in targets.dropFirst() + [targets[0]] {
                 let core = p.cores[t.vpid]!
@@ -663,6 +665,7 @@ public struct Restorer {
         if tc.childSubreaper { try r.syscall(.prctl, 36, 1) }
         if tc.membarrierRegistrationMask != 0 { try restoreMembarrier(t, mask: tc.membarrierRegistrationMask) }
         if tc.hasOomScoreAdj { try restoreOomScoreAdj(t, tc.oomScoreAdj) }
+        if tc.hasCoredumpFilter { try restoreCoredumpFilter(t, tc.coredumpFilter) }
         if tc.hasLoginuid { try restoreLoginuid(t, tc.loginuid) }
         if plan.mm.hasDumpable { try r.syscall(.prctl, 4 /* PR_SET_DUMPABLE */, UInt64(max(0, plan.mm.dumpable))) }
         if plan.mm.thpDisabled { try r.syscall(.prctl, 41 /* PR_SET_THP_DISABLE */, 1, 0, 0, 0) }

@@ -14,6 +14,22 @@ extension Restorer {
         }
     }
 
+    /// Inherited from the parent the task was forked from, so always written as dumped.
+    func restoreCoredumpFilter(_ t: RestoreTarget, _ v: UInt32) throws {
+        let proc = ProcReader()
+        try proc.write("0x" + String(v, radix: 16), to: proc.path(pid: t.pid, "coredump_filter"))  // the kernel parses base 0
+        let got = try proc.coredumpFilter(pid: t.pid)
+        guard got == v else { throw RestoreError.unsupported("pid \(t.pid): coredump_filter came back as \(String(got, radix: 16)), not \(String(v, radix: 16))") }
+    }
+
+    /// PR_SET_MDWE cannot be undone and is inherited by children forked after it, so it is set
+    /// once every child exists and the memory is built (Restorer.finishAll).
+    func restoreMdwe(_ t: RestoreTarget, _ flags: UInt32) throws {
+        try t.remote.syscall(.prctl, 65 /* PR_SET_MDWE */, UInt64(flags), 0, 0, 0)
+        let got = try t.remote.syscall(.prctl, 66 /* PR_GET_MDWE */, 0, 0, 0, 0)
+        guard got == UInt64(flags) else { throw RestoreError.unsupported("pid \(t.pid): memory-deny-write-execute came back as \(got), not \(flags)") }
+    }
+
     func restoreTimerSlack(_ t: RestoreTarget, _ ns: UInt64) throws {
         try t.remote.syscall(.prctl, Scheduling.prSetTimerslack, ns)
         let got = try t.remote.syscall(.prctl, Scheduling.prGetTimerslack)

@@ -769,6 +769,25 @@ public nonisolated struct Img_TaskCoreEntry: @unchecked Sendable {
   /// Clears the value of `noNewPrivs`. Subsequent reads from it will return its default value.
   public mutating func clearNoNewPrivs() {_uniqueStorage()._noNewPrivs = nil}
 
+  /// /proc/PID/coredump_filter, and PR_GET_MDWE's flags (memory-deny-write-execute).
+  public var coredumpFilter: UInt32 {
+    get {_storage._coredumpFilter ?? 0}
+    set {_uniqueStorage()._coredumpFilter = newValue}
+  }
+  /// Returns true if `coredumpFilter` has been explicitly set.
+  public var hasCoredumpFilter: Bool {_storage._coredumpFilter != nil}
+  /// Clears the value of `coredumpFilter`. Subsequent reads from it will return its default value.
+  public mutating func clearCoredumpFilter() {_uniqueStorage()._coredumpFilter = nil}
+
+  public var mdwe: UInt32 {
+    get {_storage._mdwe ?? 0}
+    set {_uniqueStorage()._mdwe = newValue}
+  }
+  /// Returns true if `mdwe` has been explicitly set.
+  public var hasMdwe: Bool {_storage._mdwe != nil}
+  /// Clears the value of `mdwe`. Subsequent reads from it will return its default value.
+  public mutating func clearMdwe() {_uniqueStorage()._mdwe = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2386,7 +2405,7 @@ nonisolated extension Img_RseqEntry: SwiftProtobuf.Message, SwiftProtobuf._Messa
 
 nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskCoreEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_state\0\u{3}exit_code\0\u{1}personality\0\u{1}flags\0\u{3}blk_sigset\0\u{1}comm\0\u{1}timers\0\u{1}rlimits\0\u{3}cg_set\0\u{3}signals_s\0\u{3}old_seccomp_mode\0\u{3}old_seccomp_filter\0\u{1}loginuid\0\u{3}oom_score_adj\0\u{1}sigactions\0\u{4}\u{3}child_subreaper\0\u{4}\u{2}blk_sigset_extended\0\u{3}stop_signo\0\u{3}membarrier_registration_mask\0\u{2}R\u{f}umask\0\u{3}no_new_privs\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_state\0\u{3}exit_code\0\u{1}personality\0\u{1}flags\0\u{3}blk_sigset\0\u{1}comm\0\u{1}timers\0\u{1}rlimits\0\u{3}cg_set\0\u{3}signals_s\0\u{3}old_seccomp_mode\0\u{3}old_seccomp_filter\0\u{1}loginuid\0\u{3}oom_score_adj\0\u{1}sigactions\0\u{4}\u{3}child_subreaper\0\u{4}\u{2}blk_sigset_extended\0\u{3}stop_signo\0\u{3}membarrier_registration_mask\0\u{2}R\u{f}umask\0\u{3}no_new_privs\0\u{3}coredump_filter\0\u{1}mdwe\0")
 
   fileprivate class _StorageClass {
     var _taskState: UInt32? = nil
@@ -2410,6 +2429,8 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
     var _membarrierRegistrationMask: UInt32? = nil
     var _umask: UInt32? = nil
     var _noNewPrivs: Bool? = nil
+    var _coredumpFilter: UInt32? = nil
+    var _mdwe: UInt32? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2441,6 +2462,8 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
       _membarrierRegistrationMask = source._membarrierRegistrationMask
       _umask = source._umask
       _noNewPrivs = source._noNewPrivs
+      _coredumpFilter = source._coredumpFilter
+      _mdwe = source._mdwe
     }
   }
 
@@ -2496,6 +2519,8 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
         case 22: try { try decoder.decodeSingularUInt32Field(value: &_storage._membarrierRegistrationMask) }()
         case 1000: try { try decoder.decodeSingularUInt32Field(value: &_storage._umask) }()
         case 1001: try { try decoder.decodeSingularBoolField(value: &_storage._noNewPrivs) }()
+        case 1002: try { try decoder.decodeSingularUInt32Field(value: &_storage._coredumpFilter) }()
+        case 1003: try { try decoder.decodeSingularUInt32Field(value: &_storage._mdwe) }()
         default: break
         }
       }
@@ -2571,6 +2596,12 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
       try { if let v = _storage._noNewPrivs {
         try visitor.visitSingularBoolField(value: v, fieldNumber: 1001)
       } }()
+      try { if let v = _storage._coredumpFilter {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1002)
+      } }()
+      try { if let v = _storage._mdwe {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1003)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2601,6 +2632,8 @@ nonisolated extension Img_TaskCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._M
         if _storage._membarrierRegistrationMask != rhs_storage._membarrierRegistrationMask {return false}
         if _storage._umask != rhs_storage._umask {return false}
         if _storage._noNewPrivs != rhs_storage._noNewPrivs {return false}
+        if _storage._coredumpFilter != rhs_storage._coredumpFilter {return false}
+        if _storage._mdwe != rhs_storage._mdwe {return false}
         return true
       }
       if !storagesAreEqual {return false}
