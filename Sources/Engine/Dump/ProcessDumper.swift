@@ -70,6 +70,7 @@ struct ProcessDumper {
             threadSecbits[tid] = UInt32(truncatingIfNeeded: try r.syscall(.prctl, 27 /* PR_GET_SECUREBITS */))
             threadCores.append((tid, i, c))
         }
+        let numaPolicies = try NumaPolicy.readMappings(maps, remote: leader)
         try leader.finish()
         mark("threads")
 
@@ -95,6 +96,7 @@ struct ProcessDumper {
         var (mm, job) = try memory.dump(maps: maps, stat: stat, brk: brk, pagesID: pagesID)
         mm.dumpable = Int32(truncatingIfNeeded: dumpable)
         mm.thpDisabled = thpDisabled != 0
+        for i in mm.vmas.indices { if let (mode, nodes) = numaPolicies[mm.vmas[i].start] { mm.vmas[i].mempolicyMode = mode; mm.vmas[i].mempolicyNodes = nodes } }
         try images.write(.mm, id: Int(pids.image(pid)), entry: mm)
         mark("memory")
 

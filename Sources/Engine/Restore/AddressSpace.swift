@@ -82,6 +82,9 @@ struct AddressSpace {
     /// The final protections and the VMAs' advice, once the pages are in and every child
     /// has been cloned (MADV_DONTFORK and MADV_WIPEONFORK must not act on restore's own forks).
     func protect() throws {
+        for v in plan.mm.vmas where v.hasMempolicyMode && v.status & AddressSpace.specialStatus == 0 {
+            try NumaPolicy.set(target, mode: v.mempolicyMode, nodes: v.mempolicyNodes, range: (v.start, v.end))
+        }
         let rw = UInt32(PROT_READ | PROT_WRITE)
         for v in plan.mm.vmas where v.status & (AddressSpace.specialStatus | VmaStatus.fileShared | VmaStatus.anonShared | VmaStatus.sysvipc) == 0 && v.prot != rw {
             try remote.syscall(.mprotect, v.start, v.end - v.start, UInt64(v.prot))

@@ -725,6 +725,8 @@ public struct Restorer {
         try r.syscall(.prctl, 15 /* PR_SET_NAME */, try t.put(string: th.hasComm ? th.comm : comm))
         if th.pdeathSig != 0 { try r.syscall(.prctl, 1, UInt64(th.pdeathSig)) }
         if th.timerslackNs > 0 { try restoreTimerSlack(t, th.timerslackNs) }
+        // Always, when dumped: a thread forked from a restored parent has the parent's.
+        if th.hasMempolicyMode { try NumaPolicy.set(t, mode: th.mempolicyMode, nodes: th.mempolicyNodes, range: nil) }
         try r.syscall(.setRobustList, th.futexRla, UInt64(th.futexRlaLen))
         try r.syscall(.setTidAddress, core.threadInfo.clearTidAddr_p)
         if th.hasSas {

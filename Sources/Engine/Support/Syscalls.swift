@@ -14,7 +14,7 @@ public enum SyscallNumber: Int {
     case capset = 126, rtSigpending = 127, sigaltstack = 131, personality = 135, prctl = 157
     case archPrctl = 158, chroot = 161, gettid = 186, futex = 202, setTidAddress = 218
     case timerCreate = 222, timerSettime = 223, timerGettime = 224, timerGetoverrun = 225, timerDelete = 226, exitGroup = 231
-    case tgkill = 234, setRobustList = 273, getRobustList = 274, prlimit64 = 302
+    case tgkill = 234, mbind = 237, setMempolicy = 238, getMempolicy = 239, setRobustList = 273, getRobustList = 274, prlimit64 = 302
     case processVmReadv = 310, processVmWritev = 311, kcmp = 312, seccomp = 317, memfdCreate = 319
     case userfaultfd = 323, rseq = 334, pidfdOpen = 434, clone3 = 435, closeRange = 436, pidfdGetfd = 438
     case rtSigqueueinfo = 129, rtTgsigqueueinfo = 297, fallocate = 285

@@ -1126,6 +1126,21 @@ public nonisolated struct Img_ThreadCoreEntry: @unchecked Sendable {
   /// Clears the value of `ioprio`. Subsequent reads from it will return its default value.
   public mutating func clearIoprio() {_uniqueStorage()._ioprio = nil}
 
+  /// set_mempolicy: the thread's NUMA mode (with its mode flags) and node mask, 64 nodes a word.
+  public var mempolicyMode: UInt32 {
+    get {_storage._mempolicyMode ?? 0}
+    set {_uniqueStorage()._mempolicyMode = newValue}
+  }
+  /// Returns true if `mempolicyMode` has been explicitly set.
+  public var hasMempolicyMode: Bool {_storage._mempolicyMode != nil}
+  /// Clears the value of `mempolicyMode`. Subsequent reads from it will return its default value.
+  public mutating func clearMempolicyMode() {_uniqueStorage()._mempolicyMode = nil}
+
+  public var mempolicyNodes: [UInt64] {
+    get {_storage._mempolicyNodes}
+    set {_uniqueStorage()._mempolicyNodes = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2793,7 +2808,7 @@ nonisolated extension Img_ThreadSasEntry: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ThreadCoreEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}futex_rla\0\u{3}futex_rla_len\0\u{3}sched_nice\0\u{3}sched_policy\0\u{3}sched_prio\0\u{3}blk_sigset\0\u{1}sas\0\u{3}pdeath_sig\0\u{3}signals_p\0\u{1}creds\0\u{3}seccomp_mode\0\u{3}seccomp_filter\0\u{1}comm\0\u{3}blk_sigset_extended\0\u{3}rseq_entry\0\u{4}Y\u{f}timerslack_ns\0\u{1}ioprio\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}futex_rla\0\u{3}futex_rla_len\0\u{3}sched_nice\0\u{3}sched_policy\0\u{3}sched_prio\0\u{3}blk_sigset\0\u{1}sas\0\u{3}pdeath_sig\0\u{3}signals_p\0\u{1}creds\0\u{3}seccomp_mode\0\u{3}seccomp_filter\0\u{1}comm\0\u{3}blk_sigset_extended\0\u{3}rseq_entry\0\u{4}Y\u{f}timerslack_ns\0\u{1}ioprio\0\u{3}mempolicy_mode\0\u{3}mempolicy_nodes\0")
 
   fileprivate class _StorageClass {
     var _futexRla: UInt64? = nil
@@ -2813,6 +2828,8 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
     var _rseqEntry: Img_RseqEntry? = nil
     var _timerslackNs: UInt64? = nil
     var _ioprio: UInt32? = nil
+    var _mempolicyMode: UInt32? = nil
+    var _mempolicyNodes: [UInt64] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2840,6 +2857,8 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
       _rseqEntry = source._rseqEntry
       _timerslackNs = source._timerslackNs
       _ioprio = source._ioprio
+      _mempolicyMode = source._mempolicyMode
+      _mempolicyNodes = source._mempolicyNodes
     }
   }
 
@@ -2887,6 +2906,8 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
         case 15: try { try decoder.decodeSingularMessageField(value: &_storage._rseqEntry) }()
         case 1000: try { try decoder.decodeSingularUInt64Field(value: &_storage._timerslackNs) }()
         case 1001: try { try decoder.decodeSingularUInt32Field(value: &_storage._ioprio) }()
+        case 1002: try { try decoder.decodeSingularUInt32Field(value: &_storage._mempolicyMode) }()
+        case 1003: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._mempolicyNodes) }()
         default: break
         }
       }
@@ -2950,6 +2971,12 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
       try { if let v = _storage._ioprio {
         try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1001)
       } }()
+      try { if let v = _storage._mempolicyMode {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1002)
+      } }()
+      if !_storage._mempolicyNodes.isEmpty {
+        try visitor.visitRepeatedUInt64Field(value: _storage._mempolicyNodes, fieldNumber: 1003)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2976,6 +3003,8 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._rseqEntry != rhs_storage._rseqEntry {return false}
         if _storage._timerslackNs != rhs_storage._timerslackNs {return false}
         if _storage._ioprio != rhs_storage._ioprio {return false}
+        if _storage._mempolicyMode != rhs_storage._mempolicyMode {return false}
+        if _storage._mempolicyNodes != rhs_storage._mempolicyNodes {return false}
         return true
       }
       if !storagesAreEqual {return false}

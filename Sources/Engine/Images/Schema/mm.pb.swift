@@ -117,6 +117,18 @@ public nonisolated struct Img_VmaEntry: Sendable {
   /// Clears the value of `fdflags`. Subsequent reads from it will return its default value.
   public mutating func clearFdflags() {self._fdflags = nil}
 
+  /// mbind: the VMA's own NUMA mode (with its mode flags) and node mask; absent for the default.
+  public var mempolicyMode: UInt32 {
+    get {_mempolicyMode ?? 0}
+    set {_mempolicyMode = newValue}
+  }
+  /// Returns true if `mempolicyMode` has been explicitly set.
+  public var hasMempolicyMode: Bool {self._mempolicyMode != nil}
+  /// Clears the value of `mempolicyMode`. Subsequent reads from it will return its default value.
+  public mutating func clearMempolicyMode() {self._mempolicyMode = nil}
+
+  public var mempolicyNodes: [UInt64] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -131,6 +143,7 @@ public nonisolated struct Img_VmaEntry: Sendable {
   fileprivate var _fd: Int64? = nil
   fileprivate var _madv: UInt64? = nil
   fileprivate var _fdflags: UInt32? = nil
+  fileprivate var _mempolicyMode: UInt32? = nil
 }
 
 public nonisolated struct Img_AioRingEntry: Sendable {
@@ -446,7 +459,7 @@ fileprivate nonisolated let _protobuf_package = "img"
 
 nonisolated extension Img_VmaEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".VmaEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}pgoff\0\u{1}shmid\0\u{1}prot\0\u{1}flags\0\u{1}status\0\u{1}fd\0\u{1}madv\0\u{1}fdflags\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}start\0\u{1}end\0\u{1}pgoff\0\u{1}shmid\0\u{1}prot\0\u{1}flags\0\u{1}status\0\u{1}fd\0\u{1}madv\0\u{1}fdflags\0\u{4}^\u{f}mempolicy_mode\0\u{3}mempolicy_nodes\0")
 
   public var isInitialized: Bool {
     if self._start == nil {return false}
@@ -476,6 +489,8 @@ nonisolated extension Img_VmaEntry: SwiftProtobuf.Message, SwiftProtobuf._Messag
       case 8: try { try decoder.decodeSingularSInt64Field(value: &self._fd) }()
       case 9: try { try decoder.decodeSingularUInt64Field(value: &self._madv) }()
       case 10: try { try decoder.decodeSingularUInt32Field(value: &self._fdflags) }()
+      case 1000: try { try decoder.decodeSingularUInt32Field(value: &self._mempolicyMode) }()
+      case 1001: try { try decoder.decodeRepeatedUInt64Field(value: &self.mempolicyNodes) }()
       default: break
       }
     }
@@ -516,6 +531,12 @@ nonisolated extension Img_VmaEntry: SwiftProtobuf.Message, SwiftProtobuf._Messag
     try { if let v = self._fdflags {
       try visitor.visitSingularUInt32Field(value: v, fieldNumber: 10)
     } }()
+    try { if let v = self._mempolicyMode {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1000)
+    } }()
+    if !self.mempolicyNodes.isEmpty {
+      try visitor.visitRepeatedUInt64Field(value: self.mempolicyNodes, fieldNumber: 1001)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -530,6 +551,8 @@ nonisolated extension Img_VmaEntry: SwiftProtobuf.Message, SwiftProtobuf._Messag
     if lhs._fd != rhs._fd {return false}
     if lhs._madv != rhs._madv {return false}
     if lhs._fdflags != rhs._fdflags {return false}
+    if lhs._mempolicyMode != rhs._mempolicyMode {return false}
+    if lhs.mempolicyNodes != rhs.mempolicyNodes {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
