@@ -9,7 +9,7 @@ let workloadNames: [String] = [
     "pause00", "ptimer00", "rlimit00", "shfile00", "shm00", "sigact00", "sleeping00", "sparse00", "thread00", "tree00", "vdso00", "zombie00",
     "pipe00", "pipe01", "pipe02", "fifo00", "unix00", "unix01", "unix02", "unix03", "eventfd00", "epoll00", "signalfd00",
     "timerfd00", "inotify00", "memfd00", "udp00", "tcp00", "tcp01", "tcp02",
-    "sched00", "sockopt00", "membarrier00", "zombiepg00", "zombiepg01", "procattr00", "fanmark00", "procattr01", "numa00",
+    "sched00", "sockopt00", "membarrier00", "zombiepg00", "zombiepg01", "procattr00", "fanmark00", "procattr01", "numa00", "affinity00",
     "lazy00", "lazy01", "stopped00", "vdso01", "madv00",
     "lazy02", "shmemfd00", "memfdmap00", "tmpfile00", "procfd00",
     "seccomp00", "seccomp01", "caps00", "cgroup00",

@@ -40,6 +40,7 @@ enum ThreadDumper {
         core.schedPolicy = sched.policy; core.schedPrio = sched.prio; core.schedNice = sched.nice; core.ioprio = sched.ioprio
         core.timerslackNs = try remote.syscall(.prctl, Scheduling.prGetTimerslack)
         (core.mempolicyMode, core.mempolicyNodes) = try NumaPolicy.read(remote, at: scratch, address: nil)
+        core.cpuAffinity = try CpuAffinity.dumped(tid: tid)
 
         try remote.syscall(.prctl, 2, scratch)
         core.pdeathSig = UInt32(truncatingIfNeeded: try remote.readU64(scratch) & 0xffff_ffff)

@@ -263,6 +263,18 @@ public struct ProcReader: Sendable {
         return v
     }
 
+    /// The CPUs online now (/sys/devices/system/cpu/online: "0-3,6").
+    public func onlineCPUs() throws -> Set<Int> {
+        let p = "/sys/devices/system/cpu/online"
+        var out: Set<Int> = []
+        for part in try readText(p).split(whereSeparator: { $0 == "," || $0 == "\n" }) {
+            let ends = part.split(separator: "-").map { Int($0) }
+            guard let a = ends.first ?? nil, let b = ends.last ?? nil, ends.count <= 2 else { throw ProcError.malformed(path: p, line: 1, reason: "bad range \(part)") }
+            out.formUnion(a...b)
+        }
+        return out
+    }
+
     /// Which kinds of memory a core dump of the process holds (hex in the file).
     public func coredumpFilter(pid: Int32) throws -> UInt32 {
         let p = path(pid: pid, "coredump_filter")

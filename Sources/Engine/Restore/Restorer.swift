@@ -467,6 +467,7 @@ public struct Restorer {
             for t in targets.dropFirst() + [targets[0]] {
                 let core = p.cores[t.vpid]!
                 try Scheduling.apply(tid: t.pid, core.threadCore)
+                try CpuAffinity.apply(tid: t.pid, core.threadCore)
                 try restoreCreds(t, core.threadCore.creds, seccomp: seccomp[t.vpid] ?? .none, noNewPrivs: noNewPrivs(p, tid: t.vpid))
                 // A change of uid (into a user namespace's range) resets it: set again as dumped.
                 if p.mm.hasDumpable { try t.remote.syscall(.prctl, 4 /* PR_SET_DUMPABLE */, UInt64(max(0, p.mm.dumpable))) }

@@ -22,7 +22,7 @@ public enum SyscallNumber: Int {
     case timerfdSettime = 286, timerfdGettime = 287, signalfd4 = 289, eventfd2 = 290, epollCreate1 = 291
     case bind = 49, connect = 42, listen = 50, getxattr = 191, accept4 = 288
     case pipe2 = 293, inotifyInit1 = 294, fanotifyInit = 300, fanotifyMark = 301, nameToHandleAt = 303, openByHandleAt = 304, clockGettime = 228
-    case getpriority = 140, setpriority = 141, schedSetscheduler = 144, schedGetscheduler = 145, schedGetparam = 143
+    case getpriority = 140, setpriority = 141, schedSetscheduler = 144, schedGetscheduler = 145, schedGetparam = 143, schedSetaffinity = 203, schedGetaffinity = 204
     case ioprioSet = 251, ioprioGet = 252, membarrier = 324
     case flock = 73
     case splice = 275, vmsplice = 278

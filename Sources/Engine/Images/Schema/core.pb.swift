@@ -1141,6 +1141,12 @@ public nonisolated struct Img_ThreadCoreEntry: @unchecked Sendable {
     set {_uniqueStorage()._mempolicyNodes = newValue}
   }
 
+  /// sched_setaffinity, 64 CPUs a word; absent when the thread could run on every online CPU.
+  public var cpuAffinity: [UInt64] {
+    get {_storage._cpuAffinity}
+    set {_uniqueStorage()._cpuAffinity = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2808,7 +2814,7 @@ nonisolated extension Img_ThreadSasEntry: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ThreadCoreEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}futex_rla\0\u{3}futex_rla_len\0\u{3}sched_nice\0\u{3}sched_policy\0\u{3}sched_prio\0\u{3}blk_sigset\0\u{1}sas\0\u{3}pdeath_sig\0\u{3}signals_p\0\u{1}creds\0\u{3}seccomp_mode\0\u{3}seccomp_filter\0\u{1}comm\0\u{3}blk_sigset_extended\0\u{3}rseq_entry\0\u{4}Y\u{f}timerslack_ns\0\u{1}ioprio\0\u{3}mempolicy_mode\0\u{3}mempolicy_nodes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}futex_rla\0\u{3}futex_rla_len\0\u{3}sched_nice\0\u{3}sched_policy\0\u{3}sched_prio\0\u{3}blk_sigset\0\u{1}sas\0\u{3}pdeath_sig\0\u{3}signals_p\0\u{1}creds\0\u{3}seccomp_mode\0\u{3}seccomp_filter\0\u{1}comm\0\u{3}blk_sigset_extended\0\u{3}rseq_entry\0\u{4}Y\u{f}timerslack_ns\0\u{1}ioprio\0\u{3}mempolicy_mode\0\u{3}mempolicy_nodes\0\u{3}cpu_affinity\0")
 
   fileprivate class _StorageClass {
     var _futexRla: UInt64? = nil
@@ -2830,6 +2836,7 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
     var _ioprio: UInt32? = nil
     var _mempolicyMode: UInt32? = nil
     var _mempolicyNodes: [UInt64] = []
+    var _cpuAffinity: [UInt64] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2859,6 +2866,7 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
       _ioprio = source._ioprio
       _mempolicyMode = source._mempolicyMode
       _mempolicyNodes = source._mempolicyNodes
+      _cpuAffinity = source._cpuAffinity
     }
   }
 
@@ -2908,6 +2916,7 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
         case 1001: try { try decoder.decodeSingularUInt32Field(value: &_storage._ioprio) }()
         case 1002: try { try decoder.decodeSingularUInt32Field(value: &_storage._mempolicyMode) }()
         case 1003: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._mempolicyNodes) }()
+        case 1004: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._cpuAffinity) }()
         default: break
         }
       }
@@ -2977,6 +2986,9 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
       if !_storage._mempolicyNodes.isEmpty {
         try visitor.visitRepeatedUInt64Field(value: _storage._mempolicyNodes, fieldNumber: 1003)
       }
+      if !_storage._cpuAffinity.isEmpty {
+        try visitor.visitRepeatedUInt64Field(value: _storage._cpuAffinity, fieldNumber: 1004)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3005,6 +3017,7 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._ioprio != rhs_storage._ioprio {return false}
         if _storage._mempolicyMode != rhs_storage._mempolicyMode {return false}
         if _storage._mempolicyNodes != rhs_storage._mempolicyNodes {return false}
+        if _storage._cpuAffinity != rhs_storage._cpuAffinity {return false}
         return true
       }
       if !storagesAreEqual {return false}
