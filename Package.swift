@@ -19,6 +19,7 @@ let workloadNames: [String] = [
     "fown00", "itimer01", "unix04", "droppable00", "nsfd00",
     "sysvshm00", "sysvsem00", "sysvmsg00", "sysvhost00",
     "timens00",
+    "cgroupns00",
     "sockraw00", "sockicmp00", "sockpacket00", "udplite00", "netlink00",
 ]
 

@@ -122,6 +122,27 @@ public final class CgroupRestore: @unchecked Sendable {
         }
     }
 
+    /// A new cgroup namespace for `pid` rooted where set `id`'s was (CRIU's prepare_cgns):
+    /// unshare pins the root at the caller's cgroups, so the process goes to each hierarchy's
+    /// root (the path cut at cgns_prefix, "/" without one), unshares, then into its own.
+    public func enterNamespace(pid: Int32, set id: UInt32, unshare: () throws -> Void) throws {
+        guard let s = entry.sets.first(where: { $0.id == id }) else { throw bad("pid \(pid): cgroup set \(id) is not in the image") }
+        let proc = ProcReader()
+        let now = try proc.cgroups(pid: pid)
+        for m in s.ctls {
+            let cut = Int(m.cgnsPrefix)
+            guard cut <= m.path.utf8.count else { throw bad("cgns_prefix \(cut) of '\(m.path)' is past its end") }
+            let root = cut == 0 ? "/" : String(decoding: m.path.utf8.prefix(cut), as: UTF8.self)
+            guard !now.contains(where: { $0.controllers == m.name && $0.path == root }) else { continue }
+            let dir = try mount(m.name) + (root == "/" ? "" : root)
+            do { try proc.write("\(pid)", to: dir + "/cgroup.procs") } catch {
+                throw SecurityError.cgroup(pid: pid, what: "\(m.name):\(root)", reason: "joining the root of its cgroup namespace: \(error)")
+            }
+        }
+        try unshare()
+        try place(pid: pid, set: id)
+    }
+
     /// CRIU's --cgroup-root [CONTROLLER:]PATH (runc sends the container's own paths): taken
     /// when the images' tree already lives at or below PATH for that controller (no controller:
     /// every one not named); moving a tree to another root is refused, naming the controller.

@@ -134,6 +134,10 @@ public struct Dumper {
         try namespaces.dumpContents(images: images, proc: proc, externals: externals)
         let seccomp = SeccompImageBuilder()
         let cgroups = request.manageCgroups == .ignore ? nil : try CgroupCollector(proc: proc)
+        if cgroups == nil, namespaces.newKinds.contains(.cgroup) {
+            throw NamespaceError.unsupported(pid: tree.root, kind: "cgroup", inode: namespaces.perTask[tree.root]?[.cgroup] ?? 0,
+                                             reason: "its roots are dumped with the tree's cgroups, which --manage-cgroups=ignore leaves out")
+        }
         let cores = CoreImages()
         do {
             for (i, p) in tree.processes.enumerated() {

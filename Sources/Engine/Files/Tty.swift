@@ -394,6 +394,7 @@ final class RestoredPtys {
         let keeper: Int32
         let slavePath: String
         let info: Img_TtyInfoEntry
+        var slaveExclusive = false
     }
     private var byID: [UInt32: Img_TtyInfoEntry]?
     private(set) var made: [UInt32: Pty] = [:]
@@ -466,11 +467,10 @@ final class RestoredPtys {
         var w: [UInt16] = [UInt16(mi.winsize.wsRow), UInt16(mi.winsize.wsCol), UInt16(mi.winsize.wsXpixel), UInt16(mi.winsize.wsYpixel)]
         guard ck_ioctl(master, TtyIoctl.setWinsize, &w) == 0 else { throw fail("TIOCSWINSZ: \(String(cString: strerror(errno)))") }
         if mi.packetMode { try set(master, TtyIoctl.setPkt, 1, "TIOCPKT") }
-        if mi.exclusive { guard ck_ioctl_long(master, TtyIoctl.setExcl, 0) == 0 else { throw fail("TIOCEXCL: \(String(cString: strerror(errno)))") } }
-        if ends.contains(where: { !TtyDumpState.isMaster(rdev: $0.1.rdev) && $0.1.exclusive }) {
-            guard ck_ioctl_long(keeper, TtyIoctl.setExcl, 0) == 0 else { throw fail("TIOCEXCL on \(slavePath): \(String(cString: strerror(errno)))") }
-        }
-        let p = Pty(master: master, keeper: keeper, slavePath: slavePath, info: mi)
+        // Exclusive mode is set last (restoreTerminals): in a user namespace of the tree's, its
+        // tasks' own opens (/dev/tty) would need CAP_SYS_ADMIN of the host's.
+        let slaveExclusive = ends.contains(where: { !TtyDumpState.isMaster(rdev: $0.1.rdev) && $0.1.exclusive })
+        let p = Pty(master: master, keeper: keeper, slavePath: slavePath, info: mi, slaveExclusive: slaveExclusive)
         made[index] = p
         return p
     }

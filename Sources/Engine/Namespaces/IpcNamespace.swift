@@ -27,6 +27,7 @@ enum IpcNamespace: NamespaceContents {
     static func dump(id: UInt32, pid: Int32, images: ImageDirectory, proc: ProcReader, externals: Externals) throws {
         let inode = try proc.namespaceInode(pid: pid, kind: "ipc")
         func refuse(_ why: String) -> NamespaceError { .unsupported(pid: pid, kind: "ipc", inode: inode, reason: why) }
+        let nsRoot = namespaceRoot(pid)
         let (vars, shm, sem, msg) = try NamespaceThread.run(in: [.ipc], of: pid) {
             () throws -> (Img_IpcVarEntry, [IpcImages.Segment], [IpcImages.SemSet], [IpcImages.Queue]) in
             func number(_ name: String) throws -> UInt64 {
@@ -58,9 +59,9 @@ enum IpcNamespace: NamespaceContents {
             // MSG_COPY copies nothing above msgmax, which may have been lowered under queued
             // messages: raised while they are read (the tree is frozen, the namespace its own).
             let raised = try SysVIpc.biggestQueue()
-            if raised > Int(v.msgMax) { try proc.write(String(raised), to: "/proc/sys/\(msgmax)") }
+            if raised > Int(v.msgMax) { try writeLimit(msgmax, String(raised), nsRoot: nsRoot, pid: pid) }
             let read = Result { try SysVIpc.queues(msgmax: max(raised, Int(v.msgMax))) }
-            if raised > Int(v.msgMax) { try proc.write(String(v.msgMax), to: "/proc/sys/\(msgmax)") }
+            if raised > Int(v.msgMax) { try writeLimit(msgmax, String(v.msgMax), nsRoot: nsRoot, pid: pid) }
             let queues = try read.get().map { IpcImages.Queue(entry: $0.entry, messages: $0.messages) }
             return (v, segs, sets, queues)
         }
@@ -168,13 +169,15 @@ enum IpcNamespace: NamespaceContents {
     /// already. They are writable by the root of the user namespace owning it only
     /// (ipc_permissions: by euid, not by capability), which a tree's own user namespace maps
     /// to another uid here: then from a thread of its own with that euid (which drops its
-    /// capabilities), in `pid`'s IPC namespace.
+    /// capabilities), in `pid`'s IPC namespace. The next-id cursors are the other way round:
+    /// writable with CAP_CHECKPOINT_RESTORE or CAP_SYS_ADMIN over the owning user namespace
+    /// (cryo's, as root of a parent one), which that euid change would drop.
     static func writeLimit(_ name: String, _ value: String, nsRoot: UInt32, pid: Int32) throws {
         let proc = ProcReader()
         let path = "/proc/sys/\(name)"
         if (try? proc.readText(path))?.split(whereSeparator: \.isWhitespace).joined(separator: " ") == value { return }
         do {
-            if nsRoot == 0 { try proc.write(value, to: path); return }
+            if nsRoot == 0 || name.hasSuffix("_next_id") { try proc.write(value, to: path); return }
             try NamespaceThread.run(in: [.ipc], of: pid) {
                 guard ck_syscall6(117 /* setresuid */, -1, Int(nsRoot), -1, 0, 0, 0) == 0 else {
                     throw SystemCallError(call: "setresuid(-1, \(nsRoot))", errno: ck_errno(), context: path)

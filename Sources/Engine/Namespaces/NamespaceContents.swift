@@ -46,7 +46,7 @@ protocol NamespaceHold: AnyObject {
 
 enum NamespaceContentsKinds {
     static let all: [any NamespaceContents.Type] = [PidNamespaceContents.self, UtsNamespace.self, IpcNamespace.self, NetNamespace.self, MountNamespace.self,
-                                                   UserNamespace.self, TimeNamespace.self]
+                                                   UserNamespace.self, TimeNamespace.self, CgroupNamespace.self]
     static func of(_ k: NamespaceKind) -> (any NamespaceContents.Type)? { all.first { $0.kind == k } }
 }
 

@@ -9,8 +9,9 @@ struct NamespacePlan {
 
     /// Flags for the root's clone3: the namespaces it is born in (not those cryo's thread
     /// made and entered first: the root inherits them).
-    /// Time is made by the intermediate that clones the root (`timeOffsets`), not by the flag.
-    func cloneFlags(entered: NamespaceHolds) -> UInt64 { kinds.filter { !entered.has($0) && $0 != .time }.reduce(0) { $0 | $1.cloneFlag } }
+    /// Time is made by the intermediate that clones the root (`timeOffsets`), not by the flag;
+    /// cgroup by the root itself once in its namespace's root cgroups (CgroupNamespace.build).
+    func cloneFlags(entered: NamespaceHolds) -> UInt64 { kinds.filter { !entered.has($0) && $0 != .time && $0 != .cgroup }.reduce(0) { $0 | $1.cloneFlag } }
     var newPid: Bool { kinds.contains(.pid) }
     /// A new user namespace owns the tree's other new ones: they are born with the root,
     /// in its clone, and net is entered by joining the root's (`rootCreated`).

@@ -130,6 +130,7 @@ public struct Restorer {
             try endGroupHelpers(built)
             try restoreTerminals(plans, built: built, transport: transport, shared: shared)
             try restoreDeferredFiles(plans, built: built, transport: transport, shared: shared)
+            try exclusivePtys(shared: shared)
             try restoreFileOwners(plans, built: built, shared: shared)
             if lazy != nil {
                 try fills.waitAll()  // no fill may touch memory registered from here on

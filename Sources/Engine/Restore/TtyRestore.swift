@@ -5,7 +5,8 @@ extension Restorer {
     /// Once every task has its fds and groups: each pty becomes its session's controlling
     /// terminal again (TIOCSCTTY, injected into the session leader: only it may take one),
     /// with its foreground group (set by the leader too);
-    /// then a locked pty is locked again, after the tree's slaves were opened.
+    /// then a locked pty is locked again, after the tree's slaves were opened (exclusive mode:
+    /// `exclusivePtys`, after every file).
     func restoreTerminals(_ plans: [Plan], built: Built, transport: FdTransport, shared: RestoredObjects) throws {
         for (_, p) in shared.ptys.made.sorted(by: { $0.key < $1.key }) {
             let info = p.info
@@ -36,6 +37,18 @@ extension Restorer {
             if info.locked {
                 var one: Int32 = 1
                 guard ck_ioctl(p.master, TtyIoctl.setPtlck, &one) == 0 else { throw fail("TIOCSPTLCK: \(String(cString: strerror(errno)))") }
+            }
+        }
+    }
+
+    /// Once every task has every fd (/dev/tty included): exclusive mode again, on the master
+    /// and on the slave as they were.
+    func exclusivePtys(shared: RestoredObjects) throws {
+        for (_, p) in shared.ptys.made.sorted(by: { $0.key < $1.key }) {
+            for (fd, on) in [(p.master, p.info.exclusive), (p.keeper, p.slaveExclusive)] where on {
+                guard ck_ioctl_long(fd, TtyIoctl.setExcl, 0) == 0 else {
+                    throw RestoreError.file(pid: 0, id: 0, what: "pty \(p.slavePath)", reason: "TIOCEXCL: \(String(cString: strerror(errno)))")
+                }
             }
         }
     }

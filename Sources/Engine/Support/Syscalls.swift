@@ -29,6 +29,7 @@ public enum SyscallNumber: Int {
     case rtSigreturn = 15, restartSyscall = 219
     case mount = 165, umount2 = 166, pivotRoot = 155
     case shmat = 30
+    case unshare = 272
 }
 
 /// Thin wrappers for the raw syscalls cryo itself makes. Each returns the result or throws

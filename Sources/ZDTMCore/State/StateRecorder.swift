@@ -51,7 +51,9 @@ public enum StateRecorder {
             q.pid = t(p.pid); q.ppid = t(p.ppid); q.pgid = t(p.pgid); q.sid = t(p.sid)
             q.threads = p.threads.map { th in
                 var u = th
-                u.tid = (try? proc.taskStatus(pid: p.pid, tid: th.tid))?.nsPid.last ?? 0
+                // The leader's is the process's, read above: its task status read alone once gave
+                // nothing (lazy00 in uns, a tid of 0 before the dump), a race of the recorder's.
+                u.tid = th.tid == p.pid ? t(p.pid) : (try? proc.taskStatus(pid: p.pid, tid: th.tid))?.nsPid.last ?? 0
                 return u
             }.sorted { $0.tid < $1.tid }  // host tids may wrap around pid_max where inner ones do not
             return q
