@@ -95,7 +95,8 @@ enum Tty: FdKind {
         let outsideMasters = holders.masters[key, default: []].subtracting(ctx.treePids)
         let outsideSlaves = holders.slaves[key, default: []].subtracting(ctx.treePids)
         let masterInTree = !holders.masters[key, default: []].intersection(ctx.treePids).isEmpty
-        if !master && !masterInTree && outsideMasters.isEmpty && TtyHangup.isHungUp(c) {
+        // A hung-up slave's index was freed with its master: a live pty may have it now.
+        if !master && TtyHangup.isHungUp(c) {
             return try TtyHangup.dump(f, id: id, index: key.index, into: &entry, ctx: ctx)
         }
         if !master && !masterInTree {
@@ -329,6 +330,8 @@ final class TtyDumpState {
                     guard let t = try? proc.fdTarget(pid: p, fd: fd), let i = (try? proc.fdinfo(pid: p, fd: fd))?.ttyIndex else { continue }
                     h.masters[PtyKey(devpts: TtyDumpState.devpts(ofMaster: t, pid: p), index: i), default: []].insert(p)
                 case .ptySlave:
+                    // Hung up: /dev/pts/N went with its master, and N may be another pty's now.
+                    if (try? proc.fdTarget(pid: p, fd: fd))?.hasSuffix(" (deleted)") == true { continue }
                     h.slaves[PtyKey(devpts: UInt64(st.st_dev), index: TtyDumpState.index(ofSlave: st)), default: []].insert(p)
                 default: break
                 }
@@ -401,8 +404,8 @@ final class RestoredPtys {
     }
     private var byID: [UInt32: Img_TtyInfoEntry]?
     private var dataEntries: [Img_TtyDataEntry]?
-    /// Masters of hung-up slaves: closed once the tree's slaves are open, which hangs them up.
-    var hangups: [UInt32: Int32] = [:]
+    /// The hung-up slaves are made (TtyHangup.makeAll).
+    var hangupsMade = false
     private(set) var made: [UInt32: Pty] = [:]
 
     func infos(_ images: ImageDirectory) throws -> [UInt32: Img_TtyInfoEntry] {
@@ -418,6 +421,7 @@ final class RestoredPtys {
     /// slaves are opened before.
     func pty(index: UInt32, ctx: FileRestoreContext) throws -> Pty {
         if let p = made[index] { return p }
+        try TtyHangup.makeAll(ctx: ctx)
         let infos = try self.infos(ctx.images)
         let ends = ctx.files.values.filter { $0.hasTty }.compactMap { f in infos[f.tty.ttyInfoID].map { (f, $0) } }.filter { $0.1.hasPty && $0.1.pty.index == index }
         guard let (mf, mi) = ends.first(where: { TtyDumpState.isMaster(rdev: $0.1.rdev) }) else {

@@ -5,8 +5,8 @@ extension Restorer {
     /// Once every task has its fds and groups: each pty becomes its session's controlling
     /// terminal again (TIOCSCTTY, injected into the session leader: only it may take one),
     /// with its foreground group (set by the leader too);
-    /// then its data in flight is queued again, a locked pty is locked again, after the tree's
-    /// slaves were opened, and hung-up slaves are hung up.
+    /// then its data in flight is queued again, and a locked pty is locked again, after the
+    /// tree's slaves were opened.
     func restoreTerminals(_ plans: [Plan], built: Built, transport: FdTransport, shared: RestoredObjects) throws {
         for (_, p) in shared.ptys.made.sorted(by: { $0.key < $1.key }) {
             let info = p.info
@@ -44,11 +44,5 @@ extension Restorer {
                 guard ck_ioctl(p.master, TtyIoctl.setPtlck, &one) == 0 else { throw fail("TIOCSPTLCK: \(String(cString: strerror(errno)))") }
             }
         }
-        // Every slave of the tree is open: the master's close hangs them up.
-        for (_, m) in shared.ptys.hangups {
-            shared.keepers.removeAll { $0 == m }
-            close(m)
-        }
-        shared.ptys.hangups = [:]
     }
 }
