@@ -48,15 +48,7 @@ enum Tty: FdKind {
         guard let nr = try? ctx.proc.stat(pid: f.pid).ttyNr, UInt32(bitPattern: nr) == dev else {
             throw refuse("/dev/tty opened on /dev/pts/\(index!), which is no longer its controlling terminal")
         }
-        var info = Img_TtyInfoEntry()
-        info.id = ctx.ttys.nextInfoID()
-        info.type = .ctty
-        info.locked = false; info.exclusive = false; info.packetMode = false
-        info.sid = 0; info.pgrp = 0
-        info.rdev = TtyDumpState.encode(UInt64(f.stat.st_rdev))
-        var pty = Img_TtyPtyEntry()
-        pty.index = index!
-        info.pty = pty
+        let info = bareInfo(.ctty, index: index!, of: f, ctx: ctx)
         ctx.ttys.infos.append(info)
         var reg = Img_FileEntry()
         reg.type = .reg
@@ -70,6 +62,20 @@ enum Tty: FdKind {
         e.fown = FdKinds.noOwner
         e.regfID = reg.id
         entry.tty = e
+    }
+
+    /// An end whose state is only its kind, index and device (no termios, no session).
+    static func bareInfo(_ type: Img_TtyType, index: UInt32, of f: OpenFd, ctx: FileDumpContext) -> Img_TtyInfoEntry {
+        var info = Img_TtyInfoEntry()
+        info.id = ctx.ttys.nextInfoID()
+        info.type = type
+        info.locked = false; info.exclusive = false; info.packetMode = false
+        info.sid = 0; info.pgrp = 0
+        info.rdev = TtyDumpState.encode(UInt64(f.stat.st_rdev))
+        var pty = Img_TtyPtyEntry()
+        pty.index = index
+        info.pty = pty
+        return info
     }
 
     /// /dev/tty needs its task's controlling terminal, set once every task has its groups.

@@ -14,16 +14,8 @@ enum TtyHangup {
     }
 
     static func dump(_ f: OpenFd, id: UInt32, index: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
-        var info = Img_TtyInfoEntry()
-        info.id = ctx.ttys.nextInfoID()
-        info.type = .pty
-        info.locked = false; info.exclusive = false; info.packetMode = false
-        info.sid = 0; info.pgrp = 0
-        info.rdev = TtyDumpState.encode(UInt64(f.stat.st_rdev))
+        var info = Tty.bareInfo(.pty, index: index, of: f, ctx: ctx)
         info.hungUp = true
-        var pty = Img_TtyPtyEntry()
-        pty.index = index
-        info.pty = pty
         ctx.ttys.infos.append(info)
         var e = Img_TtyFileEntry()
         e.id = id
