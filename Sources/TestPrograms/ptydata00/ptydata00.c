@@ -34,8 +34,25 @@ static void put(int fd, const void *b, size_t n) {
     if (write(fd, b, n) != (ssize_t)n) fail("write: %m");
 }
 
+// Waits until what the line disciplines made of the last writes waits on the master: on the
+// reference pty until the master's queue stops growing, on the tested one until it holds as
+// much as the reference's did (so echoes and output interleave the same on both).
+static int marks[KINDS][4];
+static int settle(int kind, int step, int m, int reference) {
+    int n = -1, last = -2, still = 0;
+    for (int i = 0; i < 500; i++) {
+        if (ioctl(m, FIONREAD, &n)) { fail("FIONREAD: %m"); return -1; }
+        if (reference ? (n == last && ++still >= 10) : n >= marks[kind][step]) break;
+        if (n != last) still = 0;
+        last = n;
+        usleep(10000);
+    }
+    if (reference) marks[kind][step] = n;
+    return n;
+}
+
 // The same steps on any pty: termios, then bytes written both ways, never read.
-static void scenario(int kind, int m, int s) {
+static void scenario(int kind, int m, int s, int reference) {
     struct termios t;
     if (tcgetattr(s, &t)) fail("tcgetattr: %m");
     if (kind == COOKED) {
@@ -43,7 +60,7 @@ static void scenario(int kind, int m, int s) {
         if (tcsetattr(s, TCSANOW, &t)) fail("tcsetattr: %m");
         static const char in[] = "first line\rsecond\n\x04" "ab\x04" "semi;q\x16\x03z\x16\nw\n" "part\x7fial";
         put(m, in, sizeof(in) - 1);
-        usleep(20000);  // the echoes first, then the output, on the reference and the tested pty alike
+        settle(kind, 0, m, reference);  // the echoes first, then the output
         put(s, "out1\nout2\n", 10);
     } else if (kind == RAW) {
         cfmakeraw(&t);
@@ -58,13 +75,13 @@ static void scenario(int kind, int m, int s) {
         int one = 1;
         if (ioctl(m, TIOCPKT, &one)) fail("TIOCPKT: %m");
         put(m, "gone\n", 5);
-        usleep(20000);
+        settle(kind, 0, m, reference);
         if (tcflush(s, TCIFLUSH)) fail("tcflush: %m");  // TIOCPKT_FLUSHREAD for the master
         put(m, "in\n", 3);
-        usleep(20000);
+        settle(kind, 1, m, reference);
         put(s, "pk\n", 3);
     }
-    usleep(50000);  // let the flip buffers reach the line disciplines
+    settle(kind, 2, m, reference);
 }
 
 static void hex(char **o, size_t *left, const unsigned char *b, int n) {
@@ -83,7 +100,7 @@ static void collect(int kind, int m, int s, char *out, size_t left) {
     for (int pass = 0; pass < 2; pass++) {
         for (;;) {
             struct pollfd p = { .fd = s, .events = POLLIN };
-            if (poll(&p, 1, 200) != 1) break;
+            if (poll(&p, 1, 500) != 1) break;
             int n = read(s, b, kind == RAW ? 100 : sizeof(b));
             if (n < 0) { if (errno == EAGAIN || errno == EINTR) continue; fail("read slave: %m"); return; }
             int w = snprintf(o, left, "s%d:", n); o += w; left -= w;
@@ -97,7 +114,7 @@ static void collect(int kind, int m, int s, char *out, size_t left) {
     usleep(50000);
     for (;;) {
         struct pollfd p = { .fd = m, .events = POLLIN | POLLPRI };
-        if (poll(&p, 1, 200) != 1) break;
+        if (poll(&p, 1, 500) != 1) break;
         int n = read(m, b, sizeof(b));
         if (n < 0) { if (errno == EAGAIN || errno == EINTR) continue; fail("read master: %m"); return; }
         int w = snprintf(o, left, "m%d:", n); o += w; left -= w;
@@ -114,12 +131,12 @@ int main(int argc, char **argv) {
     for (int k = 0; k < KINDS; k++) {
         int rm, rs;
         openpty2(&rm, &rs);
-        scenario(k, rm, rs);
+        scenario(k, rm, rs, 1);
         collect(k, rm, rs, want[k], sizeof(want[k]));
         close(rm);
         close(rs);
         openpty2(&m[k], &s[k]);
-        scenario(k, m[k], s[k]);
+        scenario(k, m[k], s[k], 0);
         if (fcntl(m[k], F_SETFL, O_NONBLOCK) || fcntl(s[k], F_SETFL, O_NONBLOCK)) fail("O_NONBLOCK: %m");
         int qm = 0, qs = 0;
         ioctl(m[k], FIONREAD, &qm);
