@@ -18,7 +18,8 @@ final class TtyDataTests: XCTestCase {
         XCTAssertEqual(back.partial, q.partial)
         var bad = q.slaveEntry(id: 7)
         bad.lineEnd[0] = 99
-        XCTAssertThrowsError(try PtyQueues().add(bad))
+        var empty = PtyQueues()
+        XCTAssertThrowsError(try empty.add(bad))
     }
 
     func openPty() throws -> (Int32, Int32) {
