@@ -14,7 +14,7 @@ extension RestoreErrorsTests {
             os.closerange(3, 65536)
             m, s = os.openpty()
             t = termios.tcgetattr(s); t[3] &= ~termios.ECHO; termios.tcsetattr(s, termios.TCSANOW, t)
-            os.write(s, b'abc\n')
+            os.write(s, b'abc\\n')
             termios.tcflow(s, termios.TCOOFF)
             open("ready", "w").write(os.ttyname(s))
             while not os.path.exists("go"): time.sleep(0.05)
