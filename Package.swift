@@ -16,6 +16,7 @@ let workloadNames: [String] = [
     "netns00",
     "lock00", "pidfd00",
     "pty00", "tcp03", "mnt00",
+    "ptydata00", "ptyhup00",
     "fown00", "itimer01", "unix04", "droppable00", "nsfd00",
     "sysvshm00", "sysvsem00", "sysvmsg00", "sysvhost00",
     "timens00",

@@ -72,7 +72,7 @@ struct Run: ParsableCommand {
     @Flag(help: "zdtm.py's spelling: mode remote-lazy.") var remoteLazyPages = false
     @Flag(help: "zdtm.py's spelling: mode remote (image proxy and cache).") var remote = false
     @Flag(help: "zdtm.py's spelling: mode stream.") var stream = false
-    @Option(help: "zdtm.py's --fault: make cryo fail at this fault point (1 after-freeze, 2 mid-pages, 3 files, 4 restore-tasks, 5 mid-transfer; repeatable) and check what the failure leaves, then C/R again.") var fault: [String] = []
+    @Option(help: "zdtm.py's --fault: make cryo fail at this fault point (1 after-freeze, 2 mid-pages, 3 files, 4 restore-tasks, 5 mid-transfer, 6 after-files; repeatable) and check what the failure leaves, then C/R again.") var fault: [String] = []
     @Flag(help: "Go on after a failure.") var keepGoing = false
     @Flag(help: "Judge cases by the program's own verdict only, without comparing visible state (what CRIU's zdtm.py does in flavour h): for measuring another checkpointer, such as CRIU given with --cryo.") var noStateCheck = false
     @Option(help: "Write JUnit XML (zdtm.xml) and an HTML page (zdtm.html) into this folder.") var report: String?

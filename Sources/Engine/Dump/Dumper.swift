@@ -66,6 +66,7 @@ public struct Dumper {
             files.context.finishRepair(connectionsVanish: false)
             reportRepairErrors(files.context)
             tracking?.drop()
+            for e in files.context.ttys.finish(putBack: true) { log.error("\(e)") }
             tree.release()
             for f in written { unlink(f) }
             removeImages(images)
@@ -80,6 +81,8 @@ public struct Dumper {
         if request.leave == .killed || (request.trackStore == nil && request.leave != .running) { tracking?.drop() } else {
             do { try tracking?.park() } catch { log.warning("tracking could not be parked, the next snapshot will be full: \(error)") }
         }
+        // Pty queues read by the dump go back before the tree runs on.
+        for e in files.context.ttys.finish(putBack: request.leave != .killed) { log.error("\(e)") }
         switch request.leave {
         case .killed:
             tree.release(killing: true)

@@ -7,10 +7,9 @@ import Glibc
 /// controlling terminal it is and its foreground group); each open description is a
 /// TtyFileEntry in files.img. Restore opens ptmx until it gives the same index.
 ///
-/// Data in flight is refused, not carried: a tty's queues cannot be read without consuming
-/// them, and writing them back would pass them through the line discipline again (echo,
-/// ICRNL...). A shell job's slave whose master is outside the tree stays a path, reopened as
-/// the caller's terminal.
+/// Data in flight both ways goes to tty-data.img (TtyData.swift); a slave hung up by its
+/// master's close comes back hung up (TtyHangup.swift). A shell job's slave whose master is
+/// outside the tree stays a path, reopened as the caller's terminal.
 enum Tty: FdKind {
     static let name = "pty"
     static let type = Img_FdTypes.tty
@@ -49,15 +48,7 @@ enum Tty: FdKind {
         guard let nr = try? ctx.proc.stat(pid: f.pid).ttyNr, UInt32(bitPattern: nr) == dev else {
             throw refuse("/dev/tty opened on /dev/pts/\(index!), which is no longer its controlling terminal")
         }
-        var info = Img_TtyInfoEntry()
-        info.id = ctx.ttys.nextInfoID()
-        info.type = .ctty
-        info.locked = false; info.exclusive = false; info.packetMode = false
-        info.sid = 0; info.pgrp = 0
-        info.rdev = TtyDumpState.encode(UInt64(f.stat.st_rdev))
-        var pty = Img_TtyPtyEntry()
-        pty.index = index!
-        info.pty = pty
+        let info = bareInfo(.ctty, index: index!, of: f, ctx: ctx)
         ctx.ttys.infos.append(info)
         var reg = Img_FileEntry()
         reg.type = .reg
@@ -71,6 +62,20 @@ enum Tty: FdKind {
         e.fown = FdKinds.noOwner
         e.regfID = reg.id
         entry.tty = e
+    }
+
+    /// An end whose state is only its kind, index and device (no termios, no session).
+    static func bareInfo(_ type: Img_TtyType, index: UInt32, of f: OpenFd, ctx: FileDumpContext) -> Img_TtyInfoEntry {
+        var info = Img_TtyInfoEntry()
+        info.id = ctx.ttys.nextInfoID()
+        info.type = type
+        info.locked = false; info.exclusive = false; info.packetMode = false
+        info.sid = 0; info.pgrp = 0
+        info.rdev = TtyDumpState.encode(UInt64(f.stat.st_rdev))
+        var pty = Img_TtyPtyEntry()
+        pty.index = index
+        info.pty = pty
+        return info
     }
 
     /// /dev/tty needs its task's controlling terminal, set once every task has its groups.
@@ -96,6 +101,10 @@ enum Tty: FdKind {
         let outsideMasters = holders.masters[key, default: []].subtracting(ctx.treePids)
         let outsideSlaves = holders.slaves[key, default: []].subtracting(ctx.treePids)
         let masterInTree = !holders.masters[key, default: []].intersection(ctx.treePids).isEmpty
+        // A hung-up slave's index was freed with its master: a live pty may have it now.
+        if !master && TtyHangup.isHungUp(c) {
+            return try TtyHangup.dump(f, id: id, index: key.index, into: &entry, ctx: ctx)
+        }
         if !master && !masterInTree {
             // The shell's terminal: restore --shell-job opens the caller's in its place.
             if ctx.shellJob {
@@ -158,6 +167,8 @@ enum Tty: FdKind {
         }
         ctx.ttys.infos.append(info)
         ctx.ttys.dumped[key, default: []].append((master, info, f.pid))
+        ctx.ttys.track(key, master: master, id: id, copy: c, info: info, pid: f.pid, fd: f.fd,
+                       slaveHostPath: "/proc/\(f.pid)/root" + TtyDumpState.devptsDir(ofMaster: f.target) + "/\(key.index)")
         entry.tty = e
     }
 
@@ -174,18 +185,10 @@ enum Tty: FdKind {
         info.locked = false
         info.packetMode = false
         // poll first: it pushes what the other end wrote through to this end's line discipline.
+        // Data in flight is read at the end of the dump (TtyDumpState.drain).
         var p = pollfd(fd: c, events: Int16(POLLIN | POLLPRI), revents: 0)
         _ = poll(&p, 1, 0)
-        if master && p.revents & Int16(POLLPRI) != 0 {
-            throw refuse("pty \(slavePath) in packet mode has a status byte waiting to be read from its master, which cryo does not restore")
-        }
         info.slaveClosed = master && p.revents & Int16(POLLHUP) != 0
-        let queued = try get(TtyIoctl.fionread, "FIONREAD")
-        if queued > 0 {
-            throw refuse(master
-                ? "pty \(slavePath): \(queued) bytes written by its slave are not read from its master yet (data in flight, which cryo does not restore)"
-                : "pty \(slavePath): \(queued) bytes written to its master are not read from the slave yet (data in flight, which cryo does not restore)")
-        }
         let ldisc = try get(TtyIoctl.getd, "TIOCGETD")
         if ldisc != 0 { throw refuse("pty \(slavePath) with line discipline \(ldisc), not N_TTY") }
         info.exclusive = try get(TtyIoctl.getExcl, "TIOCGEXCL") != 0
@@ -250,6 +253,7 @@ enum Tty: FdKind {
             throw fail("tty info \(t.ttyInfoID) is not a pty's in tty-info.img")
         }
         if info.type == .ctty { return try openCttyAlias(entry, ctx: ctx) }
+        if info.hungUp { return try TtyHangup.restore(entry, info: info, ctx: ctx) }
         let pty = try ctx.shared.ptys.pty(index: info.pty.index, ctx: ctx)
         if TtyDumpState.isMaster(rdev: info.rdev) {
             return try ctx.install(pty.master, id: entry.id, what: "pty master of \(pty.slavePath)")
@@ -308,6 +312,8 @@ final class TtyDumpState {
         var slaves: [PtyKey: Set<Int32>] = [:]
     }
     private var found: Holders?
+    /// Each pty's queues (TtyData.swift).
+    var drains: [PtyKey: PtyDrain] = [:]
     var infos: [Img_TtyInfoEntry] = []
     var dumped: [PtyKey: [(master: Bool, info: Img_TtyInfoEntry, pid: Int32)]] = [:]
     private var lastID: UInt32 = 0
@@ -330,6 +336,8 @@ final class TtyDumpState {
                     guard let t = try? proc.fdTarget(pid: p, fd: fd), let i = (try? proc.fdinfo(pid: p, fd: fd))?.ttyIndex else { continue }
                     h.masters[PtyKey(devpts: TtyDumpState.devpts(ofMaster: t, pid: p), index: i), default: []].insert(p)
                 case .ptySlave:
+                    // Hung up: /dev/pts/N went with its master, and N may be another pty's now.
+                    if (try? proc.fdTarget(pid: p, fd: fd))?.hasSuffix(" (deleted)") == true { continue }
                     h.slaves[PtyKey(devpts: UInt64(st.st_dev), index: TtyDumpState.index(ofSlave: st)), default: []].insert(p)
                 default: break
                 }
@@ -382,7 +390,10 @@ final class TtyDumpState {
             let name = term == .ptySlave ? "/dev/pts/\(TtyDumpState.index(ofSlave: s))" : "tty \(maj):\(min)"
             throw DumpError.unsupported(pid: pid, what: "a controlling terminal (\(name)) that is not a pty of the tree with the session's master in it (dump with --shell-job if it is the shell's)")
         }
+        let data = try drain()
+        try Fault.check(.afterFiles)  // past the point where the queues need putting back
         if !infos.isEmpty { try images.write(.ttyInfo, entries: infos) }
+        if !data.isEmpty { try images.write(.ttyData, entries: data) }
     }
 }
 
@@ -395,8 +406,13 @@ final class RestoredPtys {
         let slavePath: String
         let info: Img_TtyInfoEntry
         var slaveExclusive = false
+        /// What was in flight at dump time, queued again once the tree's ends are open.
+        let queues: PtyQueues
     }
     private var byID: [UInt32: Img_TtyInfoEntry]?
+    private var dataEntries: [Img_TtyDataEntry]?
+    /// The hung-up slaves are made (TtyHangup.makeAll).
+    var hangupsMade = false
     private(set) var made: [UInt32: Pty] = [:]
 
     func infos(_ images: ImageDirectory) throws -> [UInt32: Img_TtyInfoEntry] {
@@ -412,6 +428,7 @@ final class RestoredPtys {
     /// slaves are opened before.
     func pty(index: UInt32, ctx: FileRestoreContext) throws -> Pty {
         if let p = made[index] { return p }
+        try TtyHangup.makeAll(ctx: ctx)
         let infos = try self.infos(ctx.images)
         let ends = ctx.files.values.filter { $0.hasTty }.compactMap { f in infos[f.tty.ttyInfoID].map { (f, $0) } }.filter { $0.1.hasPty && $0.1.pty.index == index }
         guard let (mf, mi) = ends.first(where: { TtyDumpState.isMaster(rdev: $0.1.rdev) }) else {
@@ -420,27 +437,7 @@ final class RestoredPtys {
         let ptmx = mf.tty.hasRegfID ? ctx.files[mf.tty.regfID]?.reg.name ?? "/dev/ptmx" : "/dev/ptmx"
         let slavePath = TtyDumpState.devptsDir(ofMaster: ptmx) + "/\(index)"
         func fail(_ r: String) -> RestoreError { .file(pid: ctx.task.pid, id: mf.id, what: "pty master \(ptmx)", reason: r) }
-        // A pty of the dumped tree may still be going away (its holders just died).
-        var st = stat()
-        let deadline = Date().addingTimeInterval(2)
-        while stat(slavePath, &st) == 0 {
-            if Date() > deadline { throw fail("\(slavePath) is taken by another pty; the tree's pty \(index) cannot be made again") }
-            usleep(10_000)
-        }
-        var spare: [Int32] = []
-        defer { for fd in spare { close(fd) } }
-        var master: Int32 = -1
-        for _ in 0...Int(index) + 64 {
-            let fd = open(ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC)
-            guard fd >= 0 else { throw fail("open \(ptmx): \(String(cString: strerror(errno)))") }
-            var n: UInt32 = 0
-            guard ck_ioctl(fd, TtyIoctl.getPtn, &n) == 0 else { close(fd); throw fail("TIOCGPTN: \(String(cString: strerror(errno)))") }
-            if n == index { master = fd; break }
-            spare.append(fd)
-            // Lower free indexes were handed out first: this one is someone else's.
-            if n > index { throw fail("\(slavePath) is taken by another process (\(ptmx) gave index \(n))") }
-        }
-        guard master >= 0 else { throw fail("\(ptmx) never gave index \(index)") }
+        let master = try Self.openPtmx(ptmx, index: index, fail: fail)
         ctx.objects[mf.id] = master
         try FileFlags.set(master, mf.tty.flags, what: "pty master \(ptmx) (\(slavePath))")
         func set(_ fd: Int32, _ req: UInt, _ v: Int32, _ what: String) throws {
@@ -470,8 +467,46 @@ final class RestoredPtys {
         // Exclusive mode is set last (restoreTerminals): in a user namespace of the tree's, its
         // tasks' own opens (/dev/tty) would need CAP_SYS_ADMIN of the host's.
         let slaveExclusive = ends.contains(where: { !TtyDumpState.isMaster(rdev: $0.1.rdev) && $0.1.exclusive })
-        let p = Pty(master: master, keeper: keeper, slavePath: slavePath, info: mi, slaveExclusive: slaveExclusive)
+        var q = PtyQueues()
+        let ids = Set(ends.map { $0.0.id })
+        for e in try data(ctx.images) where ids.contains(e.ttyID) { try q.add(e) }
+        if mi.hasPktStatus { q.status = UInt8(truncatingIfNeeded: mi.pktStatus) }
+        let p = Pty(master: master, keeper: keeper, slavePath: slavePath, info: mi, slaveExclusive: slaveExclusive, queues: q)
         made[index] = p
         return p
+    }
+
+    /// ptmx opened until it gives `index`; the lower indexes it hands out on the way are
+    /// closed again.
+    static func openPtmx(_ ptmx: String, index: UInt32, fail: (String) -> RestoreError) throws -> Int32 {
+        let slavePath = TtyDumpState.devptsDir(ofMaster: ptmx) + "/\(index)"
+        // A pty of the dumped tree may still be going away (its holders just died).
+        var st = stat()
+        let deadline = Date().addingTimeInterval(2)
+        while stat(slavePath, &st) == 0 {
+            if Date() > deadline { throw fail("\(slavePath) is taken by another pty; the tree's pty \(index) cannot be made again") }
+            usleep(10_000)
+        }
+        var spare: [Int32] = []
+        defer { for fd in spare { close(fd) } }
+        for _ in 0...Int(index) + 64 {
+            let fd = open(ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC)
+            guard fd >= 0 else { throw fail("open \(ptmx): \(String(cString: strerror(errno)))") }
+            var n: UInt32 = 0
+            guard ck_ioctl(fd, TtyIoctl.getPtn, &n) == 0 else { close(fd); throw fail("TIOCGPTN: \(String(cString: strerror(errno)))") }
+            if n == index { return fd }
+            spare.append(fd)
+            // Lower free indexes were handed out first: this one is someone else's.
+            if n > index { throw fail("\(slavePath) is taken by another process (\(ptmx) gave index \(n))") }
+        }
+        throw fail("\(ptmx) never gave index \(index)")
+    }
+
+    /// tty-data.img, read once.
+    func data(_ images: ImageDirectory) throws -> [Img_TtyDataEntry] {
+        if let dataEntries { return dataEntries }
+        let all = images.exists(.ttyData) ? try images.read(.ttyData, as: Img_TtyDataEntry.self) : []
+        dataEntries = all
+        return all
     }
 }

@@ -31,6 +31,8 @@ public enum ImageKind: String, CaseIterable, Sendable {
     case mnts
     /// Ptys: one entry per end, its termios, window size, index and session (tty-info.img).
     case ttyInfo
+    /// Bytes queued in a pty, each direction read from one end (CRIU's tty-data.img).
+    case ttyData
     /// An IPC namespace's limits and SysV objects: shm segments with their bytes, semaphore
     /// sets with their values, message queues with their messages (docs/SYSV-IPC.md).
     case ipcnsVar, ipcnsShm, ipcnsSem, ipcnsMsg
@@ -78,6 +80,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .timens: return 0x4311_4433
         case .mnts: return 0x5556_3928
         case .ttyInfo: return 0x5945_3036
+        case .ttyData: return 0x5941_3026
         case .ipcnsVar: return 0x5311_5007
         case .ipcnsShm: return 0x4628_3044
         case .ipcnsSem: return 0x5957_3019
@@ -133,6 +136,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .timens: return "TIMENS"
         case .mnts: return "MNTS"
         case .ttyInfo: return "TTY_INFO"
+        case .ttyData: return "TTY_DATA"
         case .ipcnsVar: return "IPC_VAR"
         case .ipcnsShm: return "IPCNS_SHM"
         case .ipcnsSem: return "IPCNS_SEM"
@@ -156,6 +160,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .fileLocks: return "file-lock"
         case .mnts: return "mountpoints"
         case .ttyInfo: return "tty-info"
+        case .ttyData: return "tty-data"
         case .ipcnsVar: return "ipcns-var"
         case .ipcnsShm: return "ipcns-shm"
         case .ipcnsSem: return "ipcns-sem"
@@ -168,7 +173,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
     public var hasID: Bool {
         switch self {
         case .inventory, .pstree, .files, .regFiles, .remapFpath, .pipesData, .fifoData, .skQueues, .memfdInode: return false
-        case .seccomp, .cgroup, .fileLocks, .ttyInfo: return false
+        case .seccomp, .cgroup, .fileLocks, .ttyInfo, .ttyData: return false
         default: return true
         }
     }
@@ -223,6 +228,7 @@ public enum ImageKind: String, CaseIterable, Sendable {
         case .timens: return Img_TimensEntry.self
         case .mnts: return Img_MntEntry.self
         case .ttyInfo: return Img_TtyInfoEntry.self
+        case .ttyData: return Img_TtyDataEntry.self
         case .ipcnsVar: return Img_IpcVarEntry.self
         case .ipcnsShm: return Img_IpcShmEntry.self
         case .ipcnsSem: return Img_IpcSemEntry.self

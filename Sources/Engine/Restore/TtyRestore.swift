@@ -5,8 +5,8 @@ extension Restorer {
     /// Once every task has its fds and groups: each pty becomes its session's controlling
     /// terminal again (TIOCSCTTY, injected into the session leader: only it may take one),
     /// with its foreground group (set by the leader too);
-    /// then a locked pty is locked again, after the tree's slaves were opened (exclusive mode:
-    /// `exclusivePtys`, after every file).
+    /// then its data in flight is queued again, and a locked pty is locked again, after the
+    /// tree's slaves were opened (exclusive mode: `exclusivePtys`, after every file).
     func restoreTerminals(_ plans: [Plan], built: Built, transport: FdTransport, shared: RestoredObjects) throws {
         for (_, p) in shared.ptys.made.sorted(by: { $0.key < $1.key }) {
             let info = p.info
@@ -33,6 +33,11 @@ extension Restorer {
                     }
                 }
                 try leader.remote.syscall(.close, UInt64(fd))
+            }
+            if !p.queues.isEmpty {
+                do { try PtyQueueIO.refill(master: p.master, slave: p.keeper, termios: Termios2(b: Tty.termiosBytes(info.termios)), p.queues) } catch {
+                    throw fail("queueing its data in flight again: \(error)")
+                }
             }
             if info.locked {
                 var one: Int32 = 1

@@ -14,6 +14,8 @@ public enum FaultPoint: Int, CaseIterable, Sendable {
     case restoreTasks = 4
     /// dump, pre-dump through a page server: some page bytes sent.
     case midTransfer = 5
+    /// dump: every fd dumped and the pty queues read, the images not finished.
+    case afterFiles = 6
 
     public var name: String {
         switch self {
@@ -22,6 +24,7 @@ public enum FaultPoint: Int, CaseIterable, Sendable {
         case .files: return "files"
         case .restoreTasks: return "restore-tasks"
         case .midTransfer: return "mid-transfer"
+        case .afterFiles: return "after-files"
         }
     }
 

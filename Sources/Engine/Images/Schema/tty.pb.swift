@@ -16,6 +16,11 @@
 ///   TtyFileEntry (files.proto): one open description, regf_id naming a RegFileEntry with the
 ///     path it was opened by (/dev/ptmx or a devpts' ptmx, /dev/pts/N).
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -358,11 +363,82 @@ public nonisolated struct Img_TtyInfoEntry: @unchecked Sendable {
   /// Clears the value of `mode`. Subsequent reads from it will return its default value.
   public mutating func clearMode() {_uniqueStorage()._mode = nil}
 
+  /// cryo: a packet-mode status byte waiting to be read from the master (TIOCPKT_FLUSHREAD...).
+  public var pktStatus: UInt32 {
+    get {_storage._pktStatus ?? 0}
+    set {_uniqueStorage()._pktStatus = newValue}
+  }
+  /// Returns true if `pktStatus` has been explicitly set.
+  public var hasPktStatus: Bool {_storage._pktStatus != nil}
+  /// Clears the value of `pktStatus`. Subsequent reads from it will return its default value.
+  public mutating func clearPktStatus() {_uniqueStorage()._pktStatus = nil}
+
+  /// cryo: a slave hung up (its master was closed): only its index and device number count.
+  public var hungUp: Bool {
+    get {_storage._hungUp ?? false}
+    set {_uniqueStorage()._hungUp = newValue}
+  }
+  /// Returns true if `hungUp` has been explicitly set.
+  public var hasHungUp: Bool {_storage._hungUp != nil}
+  /// Clears the value of `hungUp`. Subsequent reads from it will return its default value.
+  public mutating func clearHungUp() {_uniqueStorage()._hungUp = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// tty-data.img (TTY_DATA): bytes queued in one direction. tty_id names the end they were read
+/// from (a TtyFileEntry id); restore queues them to be read from that end again.
+public nonisolated struct Img_TtyDataEntry: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ttyID: UInt32 {
+    get {_ttyID ?? 0}
+    set {_ttyID = newValue}
+  }
+  /// Returns true if `ttyID` has been explicitly set.
+  public var hasTtyID: Bool {self._ttyID != nil}
+  /// Clears the value of `ttyID`. Subsequent reads from it will return its default value.
+  public mutating func clearTtyID() {self._ttyID = nil}
+
+  public var data: Data {
+    get {_data ?? Data()}
+    set {_data = newValue}
+  }
+  /// Returns true if `data` has been explicitly set.
+  public var hasData: Bool {self._data != nil}
+  /// Clears the value of `data`. Subsequent reads from it will return its default value.
+  public mutating func clearData() {self._data = nil}
+
+  /// cryo, a canonical slave's input: where each complete line ends in data (exclusive), and
+  /// whether it ended with EOF (^D, which data does not hold). Bytes after the last are a
+  /// partial line.
+  public var lineEnd: [UInt32] = []
+
+  public var lineEof: [Bool] = []
+
+  /// cryo: set on the slave's input, which may be named by its master's id (its slave closed).
+  public var slaveQueue: Bool {
+    get {_slaveQueue ?? false}
+    set {_slaveQueue = newValue}
+  }
+  /// Returns true if `slaveQueue` has been explicitly set.
+  public var hasSlaveQueue: Bool {self._slaveQueue != nil}
+  /// Clears the value of `slaveQueue`. Subsequent reads from it will return its default value.
+  public mutating func clearSlaveQueue() {self._slaveQueue = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _ttyID: UInt32? = nil
+  fileprivate var _data: Data? = nil
+  fileprivate var _slaveQueue: Bool? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -551,7 +627,7 @@ nonisolated extension Img_TtyPtyEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_TtyInfoEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TtyInfoEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}type\0\u{1}locked\0\u{1}exclusive\0\u{3}packet_mode\0\u{1}sid\0\u{1}pgrp\0\u{1}rdev\0\u{1}termios\0\u{3}termios_locked\0\u{1}winsize\0\u{1}pty\0\u{1}dev\0\u{1}uid\0\u{1}gid\0\u{4}Y\u{f}slave_closed\0\u{1}mode\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}type\0\u{1}locked\0\u{1}exclusive\0\u{3}packet_mode\0\u{1}sid\0\u{1}pgrp\0\u{1}rdev\0\u{1}termios\0\u{3}termios_locked\0\u{1}winsize\0\u{1}pty\0\u{1}dev\0\u{1}uid\0\u{1}gid\0\u{4}Y\u{f}slave_closed\0\u{1}mode\0\u{3}pkt_status\0\u{3}hung_up\0")
 
   fileprivate class _StorageClass {
     var _id: UInt32? = nil
@@ -571,6 +647,8 @@ nonisolated extension Img_TtyInfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Me
     var _gid: UInt32? = nil
     var _slaveClosed: Bool? = nil
     var _mode: UInt32? = nil
+    var _pktStatus: UInt32? = nil
+    var _hungUp: Bool? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -598,6 +676,8 @@ nonisolated extension Img_TtyInfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Me
       _gid = source._gid
       _slaveClosed = source._slaveClosed
       _mode = source._mode
+      _pktStatus = source._pktStatus
+      _hungUp = source._hungUp
     }
   }
 
@@ -651,6 +731,8 @@ nonisolated extension Img_TtyInfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Me
         case 15: try { try decoder.decodeSingularUInt32Field(value: &_storage._gid) }()
         case 1000: try { try decoder.decodeSingularBoolField(value: &_storage._slaveClosed) }()
         case 1001: try { try decoder.decodeSingularUInt32Field(value: &_storage._mode) }()
+        case 1002: try { try decoder.decodeSingularUInt32Field(value: &_storage._pktStatus) }()
+        case 1003: try { try decoder.decodeSingularBoolField(value: &_storage._hungUp) }()
         default: break
         }
       }
@@ -714,6 +796,12 @@ nonisolated extension Img_TtyInfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Me
       try { if let v = _storage._mode {
         try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1001)
       } }()
+      try { if let v = _storage._pktStatus {
+        try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1002)
+      } }()
+      try { if let v = _storage._hungUp {
+        try visitor.visitSingularBoolField(value: v, fieldNumber: 1003)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -740,10 +828,72 @@ nonisolated extension Img_TtyInfoEntry: SwiftProtobuf.Message, SwiftProtobuf._Me
         if _storage._gid != rhs_storage._gid {return false}
         if _storage._slaveClosed != rhs_storage._slaveClosed {return false}
         if _storage._mode != rhs_storage._mode {return false}
+        if _storage._pktStatus != rhs_storage._pktStatus {return false}
+        if _storage._hungUp != rhs_storage._hungUp {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Img_TtyDataEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TtyDataEntry"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}tty_id\0\u{1}data\0\u{4}f\u{f}line_end\0\u{3}line_eof\0\u{3}slave_queue\0")
+
+  public var isInitialized: Bool {
+    if self._ttyID == nil {return false}
+    if self._data == nil {return false}
+    return true
+  }
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self._ttyID) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self._data) }()
+      case 1000: try { try decoder.decodeRepeatedUInt32Field(value: &self.lineEnd) }()
+      case 1001: try { try decoder.decodeRepeatedBoolField(value: &self.lineEof) }()
+      case 1002: try { try decoder.decodeSingularBoolField(value: &self._slaveQueue) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._ttyID {
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 1)
+    } }()
+    try { if let v = self._data {
+      try visitor.visitSingularBytesField(value: v, fieldNumber: 2)
+    } }()
+    if !self.lineEnd.isEmpty {
+      try visitor.visitRepeatedUInt32Field(value: self.lineEnd, fieldNumber: 1000)
+    }
+    if !self.lineEof.isEmpty {
+      try visitor.visitRepeatedBoolField(value: self.lineEof, fieldNumber: 1001)
+    }
+    try { if let v = self._slaveQueue {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 1002)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Img_TtyDataEntry, rhs: Img_TtyDataEntry) -> Bool {
+    if lhs._ttyID != rhs._ttyID {return false}
+    if lhs._data != rhs._data {return false}
+    if lhs.lineEnd != rhs.lineEnd {return false}
+    if lhs.lineEof != rhs.lineEof {return false}
+    if lhs._slaveQueue != rhs._slaveQueue {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
