@@ -6,10 +6,13 @@ import ZDTMCore
 /// Debian's runc checkpoints a busybox container with `--criu PATH_TO_CRYO`: runc speaks CRIU's
 /// RPC to `cryo swrk`. The container's shell counts into /count; the count must carry on.
 /// When runc asks for something cryo cannot do yet, the case skips and prints cryo's refusal.
+/// runc, and cryo with it, runs in a private mount namespace of the test's own (held by a
+/// sleeping process), so the mounts runc makes never reach the host's.
 final class RuncTests: XCTestCase {
     var h: CRHarness!
     var runc = ""
     var bundle = "", state = "", id = ""
+    var holder: Int32 = 0
 
     override func setUpWithError() throws {
         h = try CRHarness.make(name)
@@ -23,11 +26,28 @@ final class RuncTests: XCTestCase {
         bundle = h.dir + "/bundle"
         state = h.dir + "/runc-state"
         try makeBundle(busybox: bb)
+        holder = try Subprocess.spawn("/usr/bin/unshare", ["-m", "--propagation", "private", "/bin/sleep", "100000"])
+        let ours = try ProcReader().namespaceInode(pid: getpid(), kind: "mnt")
+        // Made private before it execs sleep.
+        for _ in 0..<200 where ((try? String(contentsOfFile: "/proc/\(holder)/comm", encoding: .utf8)) ?? "") != "sleep\n" { usleep(10_000) }
+        XCTAssertNotEqual(try ProcReader().namespaceInode(pid: holder, kind: "mnt"), ours, "runc's mount namespace is the test's own")
     }
 
     override func tearDown() {
         if !id.isEmpty, runc != "" { _ = try? runcCmd(["delete", "-f", id]) }
+        if holder > 0 { Subprocess.kill9(holder) }
         h?.remove()
+    }
+
+    /// `argv` run inside the test's mount namespace, in the bundle.
+    func inNamespace(_ argv: [String]) -> [String] {
+        ["/usr/bin/nsenter", "-t", "\(holder)", "-m", "--wd=\(bundle)", "--"] + argv
+    }
+
+    /// runc made its mounts in the test's namespace only: the host's mountinfo names no path of the test.
+    func assertHostMountsUntouched() {
+        let host = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        XCTAssertFalse(host.contains(h.dir), "a mount under \(h.dir) reached the host's namespace")
     }
 
     /// rootfs: busybox-static and its applets; config.json from `runc spec` with runc's default
@@ -58,9 +78,9 @@ final class RuncTests: XCTestCase {
     }
 
     func runcCmd(_ args: [String], criu: Bool = false) throws -> (Int32, String) {
-        let full = ["--root", state] + (criu ? ["--criu", h.bin + "/cryo"] : []) + args
+        let full = inNamespace([runc, "--root", state] + (criu ? ["--criu", h.bin + "/cryo"] : []) + args)
         let log = h.dir + "/runc-\(UUID().uuidString).log"
-        let st = try Subprocess.run(runc, full, cwd: bundle, log: log, timeout: 180)
+        let st = try Subprocess.run(full[0], Array(full.dropFirst()), cwd: bundle, log: log, timeout: 180)
         return (Subprocess.exitCode(st), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 
@@ -85,6 +105,7 @@ final class RuncTests: XCTestCase {
             throw XCTSkip("runc run failed")
         }
         XCTAssertGreaterThan(waitCount(above: 2), 2, "the container counts")
+        assertHostMountsUntouched()
     }
 
     /// A failed runc step: a skip naming what cryo lacks, when cryo refused for that reason
@@ -140,8 +161,9 @@ final class RuncTests: XCTestCase {
         let images = h.dir + "/ckpt"
         _ = try checkpoint(images)
         let saved = count()
-        let (code, out) = try CRHarness.capture(h.bin + "/cryo", ["restore", "-D", images, "-d", "--root", bundle + "/rootfs", "--empty-ns", "net",
-                                                                   "--manage-cgroups=ignore", "-o", h.dir + "/refused.log", "-v4"])
+        let cmd = inNamespace([h.bin + "/cryo", "restore", "-D", images, "-d", "--root", bundle + "/rootfs", "--empty-ns", "net",
+                               "--manage-cgroups=ignore", "-o", h.dir + "/refused.log", "-v4"])
+        let (code, out) = try CRHarness.capture(cmd[0], Array(cmd.dropFirst()))
         let log = (try? String(contentsOfFile: h.dir + "/refused.log", encoding: .utf8)) ?? ""
         XCTAssertNotEqual(code, 0, out)
         XCTAssertTrue((out + log).contains("restore needs --external mnt[/sys/fs/cgroup/") || (out + log).contains("restore needs --external mnt["), out + log)
@@ -192,5 +214,74 @@ final class RuncTests: XCTestCase {
         let saved = count()
         _ = try restore(final)
         XCTAssertGreaterThan(waitCount(above: saved), saved)
+    }
+
+    /// runc with its stdio on pipes (as containerd starts it), run from a Process of ours.
+    /// Returns runc's exit status and the pipes' ends the test keeps: the container's stdin
+    /// (write end) and stdout (read end).
+    func runcPiped(_ args: [String], criu: Bool = false) throws -> (Int32, stdin: FileHandle, stdout: FileHandle, String) {
+        let p = Process()
+        let full = inNamespace([runc, "--root", state] + (criu ? ["--criu", h.bin + "/cryo"] : []) + args)
+        p.executableURL = URL(fileURLWithPath: full[0])
+        p.arguments = Array(full.dropFirst())
+        p.currentDirectoryURL = URL(fileURLWithPath: bundle)
+        let i = Pipe(), o = Pipe(), e = Pipe()
+        p.standardInput = i
+        p.standardOutput = o
+        p.standardError = e
+        try p.run()
+        p.waitUntilExit()
+        // The container holds the other ends; runc's errors, if any, are on stderr.
+        let err = fcntl(e.fileHandleForReading.fileDescriptor, F_SETFL, O_NONBLOCK) == 0 ? String(decoding: (try? e.fileHandleForReading.read(upToCount: 65536)) ?? Data(), as: UTF8.self) : ""
+        return (p.terminationStatus, i.fileHandleForWriting, o.fileHandleForReading, err)
+    }
+
+    /// The last number the container wrote on `fd` within `seconds` (0 if none).
+    func lastLine(_ fh: FileHandle, seconds: Double) -> Int {
+        let fd = fh.fileDescriptor
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var text = ""
+        let deadline = Date().addingTimeInterval(seconds)
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while Date() < deadline {
+            let n = read(fd, &buf, buf.count)
+            if n > 0 { text += String(decoding: buf[0..<n], as: UTF8.self) } else { usleep(50_000) }
+        }
+        return text.split(separator: "\n").compactMap { Int($0) }.last ?? 0
+    }
+
+    /// The container's stdio are pipes the test holds (containerd's way): runc records them,
+    /// cryo dumps them as pipes shared with a process outside, and runc's restore hands its own
+    /// new pipes back through inherit_fd. The count carries on, written into the new pipe.
+    func testPipedStdioIsHandedBackOnRestore() throws {
+        let url = URL(fileURLWithPath: bundle + "/config.json")
+        var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        var process = try XCTUnwrap(config["process"] as? [String: Any])
+        process["args"] = ["/bin/sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /count; echo $i; sleep 0.1; done"]
+        config["process"] = process
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted]).write(to: url)
+        let (rc, stdin0, stdout0, err0) = try runcPiped(["run", "-d", "--no-new-keyring", id])
+        guard rc == 0 else {
+            print("\(name): skipped, runc cannot start the container here: \(err0)")
+            throw XCTSkip("runc run failed")
+        }
+        XCTAssertGreaterThan(lastLine(stdout0, seconds: 1), 2, "the container writes its count into the pipe")
+        assertHostMountsUntouched()
+        let images = h.dir + "/ckpt"
+        _ = try checkpoint(images)
+        let saved = count()
+        let fds = (try? String(contentsOfFile: images + "/descriptors.json", encoding: .utf8)) ?? ""
+        XCTAssertTrue(fds.contains("pipe:["), "runc recorded the stdio pipes: \(fds)")
+        try? stdin0.close()
+        try? stdout0.close()
+        let t0 = Date()
+        let (rrc, stdin1, stdout1, err1) = try runcPiped(["restore", "-d", "--image-path", images, id], criu: true)
+        if rrc != 0 { try failure("restore (piped stdio)", images: images, log: "restore.log", runcOut: err1) }
+        print("runc restore with piped stdio: \(String(format: "%.3f", Date().timeIntervalSince(t0))) s")
+        defer { try? stdin1.close(); try? stdout1.close() }
+        let restoreLog = (try? String(contentsOfFile: images + "/restore.log", encoding: .utf8)) ?? ""
+        XCTAssertTrue(restoreLog.contains("--inherit-fd fd[1]:pipe:["), "runc handed the pipe back: \(restoreLog.split(separator: "\n").filter { $0.contains("rpc:") }.joined(separator: "\n"))")
+        XCTAssertGreaterThan(lastLine(stdout1, seconds: 1.5), saved, "the count carries on from \(saved) into the new pipe")
+        XCTAssertTrue(running())
     }
 }
