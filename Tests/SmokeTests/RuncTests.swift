@@ -1,4 +1,5 @@
 import Foundation
+import Engine
 import Glibc
 import XCTest
 import ZDTMCore
