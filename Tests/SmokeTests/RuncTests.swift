@@ -42,7 +42,8 @@ final class RuncTests: XCTestCase {
 
     /// `argv` run inside the test's mount namespace, in the bundle.
     func inNamespace(_ argv: [String]) -> [String] {
-        ["/usr/bin/nsenter", "-t", "\(holder)", "-m", "--wd=\(bundle)", "--"] + argv
+        // env --chdir after setns: a directory opened before it would be unreachable inside.
+        ["/usr/bin/nsenter", "-t", "\(holder)", "-m", "--", "/usr/bin/env", "--chdir=\(bundle)"] + argv
     }
 
     /// runc made its mounts in the test's namespace only: the host's mountinfo names no path of the test.
@@ -135,6 +136,7 @@ final class RuncTests: XCTestCase {
         let (code, out) = try runcCmd(["restore", "-d", "--image-path", images, id], criu: true)
         let took = Date().timeIntervalSince(t0)
         if code != 0 { try failure("restore", images: images, log: "restore.log", runcOut: out) }
+        assertHostMountsUntouched()
         return took
     }
 
