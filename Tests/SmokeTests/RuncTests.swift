@@ -287,4 +287,74 @@ final class RuncTests: XCTestCase {
         XCTAssertGreaterThan(lastLine(stdout1, seconds: 1.5), saved, "the count carries on from \(saved) into the new pipe")
         XCTAssertTrue(running())
     }
+
+    /// The container's init, as `runc state` shows it.
+    func containerPid() throws -> Int32 {
+        let (_, out) = try runcCmd(["state", id])
+        let json = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any], out)
+        return try XCTUnwrap(json["pid"] as? Int32 ?? (json["pid"] as? Int).map(Int32.init), out)
+    }
+
+    /// mountpoint -> (shared, master) of the mounts at `points` in `pid`'s mountinfo; the group
+    /// numbers renumbered by first appearance, unless `raw`.
+    func propagation(_ pid: Int32, _ points: [String], raw: Bool = false) throws -> [String] {
+        let ms = try ProcReader().mountinfo(pid: pid)
+        var seen: [Int32] = []
+        func n(_ g: Int32?) -> String {
+            guard let g else { return "-" }
+            if raw { return "\(g)" }
+            if !seen.contains(g) { seen.append(g) }
+            return "\(seen.firstIndex(of: g)! + 1)"
+        }
+        return points.map { p in
+            guard let m = ms.last(where: { $0.mountPoint == p }) else { return "\(p): none" }
+            return "\(p): shared \(n(m.sharedGroup)) master \(n(m.masterGroup))"
+        }
+    }
+
+    /// Propagation in a container (a tree of its own, pivot_root): a shared tmpfs the container
+    /// made, a peer and a slave of it, and a bind (rslave) of a tmpfs shared in the test's
+    /// namespace, whose master is outside the container. runc's checkpoint and restore bring
+    /// back the same graph, the outside master the same group: a mount made outside after
+    /// restore reaches the container.
+    func testPropagationInTheContainerComesBack() throws {
+        let shared = h.dir + "/shared"
+        try FileManager.default.createDirectory(atPath: shared, withIntermediateDirectories: true)
+        let prep = inNamespace(["/bin/sh", "-c", "mount -t tmpfs cryoshared \(shared) && mount --make-shared \(shared) && mkdir \(shared)/x"])
+        let (pc, pout) = try CRHarness.capture(prep[0], Array(prep.dropFirst()))
+        XCTAssertEqual(pc, 0, pout)
+        for d in ["p", "q", "s", "ext"] { try FileManager.default.createDirectory(atPath: bundle + "/rootfs/" + d, withIntermediateDirectories: true) }
+        try FileManager.default.createSymbolicLink(atPath: bundle + "/rootfs/bin/mount", withDestinationPath: "busybox")
+        let url = URL(fileURLWithPath: bundle + "/config.json")
+        var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        var process = try XCTUnwrap(config["process"] as? [String: Any])
+        process["args"] = ["/bin/sh", "-c", "exec </dev/null >/dev/null 2>&1; mount -t tmpfs cryop /p && mount --make-shared /p && mount --bind /p /q && "
+                           + "mount --bind /p /s && mount --make-slave /s || exit 1; i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.1; done"]
+        var caps = try XCTUnwrap(process["capabilities"] as? [String: [String]])
+        for k in caps.keys { caps[k] = (caps[k] ?? []) + ["CAP_SYS_ADMIN"] }
+        process["capabilities"] = caps
+        config["process"] = process
+        var mounts = try XCTUnwrap(config["mounts"] as? [[String: Any]])
+        mounts.append(["destination": "/ext", "type": "bind", "source": shared, "options": ["rbind", "rslave"]])
+        config["mounts"] = mounts
+        try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted]).write(to: url)
+        try start()
+        let points = ["/p", "/q", "/s", "/ext"]
+        let before = try propagation(try containerPid(), points)
+        XCTAssertEqual(before, ["/p: shared 1 master -", "/q: shared 1 master -", "/s: shared - master 1", "/ext: shared - master 2"], "as the container made them")
+        let outsideGroup = try XCTUnwrap(try ProcReader().mountinfo(pid: holder).last { $0.mountPoint == shared }?.sharedGroup)
+        XCTAssertEqual(try propagation(try containerPid(), ["/ext"], raw: true), ["/ext: shared - master \(outsideGroup)"])
+        let images = h.dir + "/ckpt"
+        _ = try checkpoint(images)
+        let saved = count()
+        _ = try restore(images)
+        XCTAssertGreaterThan(waitCount(above: saved), saved, "the count carries on")
+        let pid = try containerPid()
+        XCTAssertEqual(try propagation(pid, points), before, "the same peers and masters, renumbered")
+        XCTAssertEqual(try propagation(pid, ["/ext"], raw: true), ["/ext: shared - master \(outsideGroup)"], "a slave of the same group outside")
+        let late = inNamespace(["/bin/sh", "-c", "mount -t tmpfs cryolate \(shared)/x"])
+        let (lc, lout) = try CRHarness.capture(late[0], Array(late.dropFirst()))
+        XCTAssertEqual(lc, 0, lout)
+        XCTAssertTrue(try ProcReader().mountinfo(pid: pid).contains { $0.mountPoint == "/ext/x" }, "a mount made outside after restore reaches the container")
+    }
 }
