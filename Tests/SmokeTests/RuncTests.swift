@@ -86,7 +86,11 @@ final class RuncTests: XCTestCase {
         return (Subprocess.exitCode(st), (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
     }
 
-    func count() -> Int { Int(((try? String(contentsOfFile: bundle + "/rootfs/count", encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 }
+    /// Where the test reads the container's /count (the overlay's upper layer when the rootfs is one).
+    var countFile: String { overlay ? bundle + "/upper/count" : bundle + "/rootfs/count" }
+    var overlay = false
+
+    func count() -> Int { Int(((try? String(contentsOfFile: countFile, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 }
 
     /// Waits until the count passes `n`; the count reached.
     @discardableResult
@@ -356,5 +360,32 @@ final class RuncTests: XCTestCase {
         let (lc, lout) = try CRHarness.capture(late[0], Array(late.dropFirst()))
         XCTAssertEqual(lc, 0, lout)
         XCTAssertTrue(try ProcReader().mountinfo(pid: pid).contains { $0.mountPoint == "/ext/x" }, "a mount made outside after restore reaches the container")
+    }
+
+    /// An overlayfs root, as Docker and Podman give containers: the busybox tree is the lower
+    /// layer, the container writes into the upper one, the overlay is mounted at rootfs in the
+    /// test's namespace. runc's checkpoint and restore (its --root a bind of that overlay) bring
+    /// the container back on the same files: the count carries on in the upper layer.
+    func testOverlayRootComesBack() throws {
+        let fm = FileManager.default
+        try fm.moveItem(atPath: bundle + "/rootfs", toPath: bundle + "/lower")
+        for d in ["rootfs", "upper", "work"] { try fm.createDirectory(atPath: bundle + "/" + d, withIntermediateDirectories: true) }
+        let mount = inNamespace(["/bin/mount", "-t", "overlay", "cryooverlay", "-o", "lowerdir=\(bundle)/lower,upperdir=\(bundle)/upper,workdir=\(bundle)/work", bundle + "/rootfs"])
+        let (mc, mout) = try CRHarness.capture(mount[0], Array(mount.dropFirst()))
+        guard mc == 0 else {
+            print("\(name): skipped, no overlayfs here: \(mout)")
+            throw XCTSkip("no overlayfs")
+        }
+        overlay = true
+        try start()
+        let root = try XCTUnwrap(try ProcReader().mountinfo(pid: try containerPid()).first { $0.mountPoint == "/" })
+        XCTAssertEqual(root.fsType, "overlay", "the container's root is the overlay")
+        let images = h.dir + "/ckpt"
+        _ = try checkpoint(images)
+        let saved = count()
+        XCTAssertGreaterThan(saved, 0, "the count is written into the upper layer")
+        _ = try restore(images)
+        XCTAssertGreaterThan(waitCount(above: saved), saved, "the count carries on from \(saved) on the overlay")
+        XCTAssertEqual(try ProcReader().mountinfo(pid: try containerPid()).first { $0.mountPoint == "/" }?.fsType, "overlay")
     }
 }
