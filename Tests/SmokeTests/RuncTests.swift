@@ -174,8 +174,18 @@ final class RuncTests: XCTestCase {
         let log = (try? String(contentsOfFile: h.dir + "/refused.log", encoding: .utf8)) ?? ""
         XCTAssertNotEqual(code, 0, out)
         XCTAssertTrue((out + log).contains("restore needs --external mnt[/sys/fs/cgroup/") || (out + log).contains("restore needs --external mnt["), out + log)
+        // The source of that mount missing on restore: named, with the path given.
+        let key = try XCTUnwrap((out + log).range(of: "restore needs --external mnt[").map { r in String((out + log)[r.upperBound...].prefix { $0 != "]" }) })
+        let missing = inNamespace([h.bin + "/cryo", "restore", "-D", images, "-d", "--root", bundle + "/rootfs", "--empty-ns", "net", "--manage-cgroups=ignore",
+                                   "--external", "mnt[\(key)]:/nonexistent-cryo-source", "-o", h.dir + "/missing.log", "-v4"])
+        let (mcode, mout) = try CRHarness.capture(missing[0], Array(missing.dropFirst()))
+        let mlog = (try? String(contentsOfFile: h.dir + "/missing.log", encoding: .utf8)) ?? ""
+        XCTAssertNotEqual(mcode, 0, mout)
+        XCTAssertTrue((mout + mlog).contains("is external \(key), mapped to /nonexistent-cryo-source, which does not exist"), mout + mlog)
         usleep(500_000)
-        XCTAssertEqual(count(), saved, "nothing of the refused restore counts on")
+        XCTAssertEqual(count(), saved, "nothing of the refused restores counts on")
+        let sh = try ProcReader().mountinfo(pid: holder).filter { $0.mountPoint.hasPrefix(bundle) }
+        XCTAssertEqual(sh.map(\.mountPoint), [], "no mount of the refused restores is left in cryo's namespace")
     }
 
     /// The shell keeps runc's stdio (the test's log file, on a mount outside the container):
