@@ -72,4 +72,14 @@ final class MountTreeTests: XCTestCase {
         e.root = "/null"
         XCTAssertEqual(MountTree.externalSource(e, path: "/dev/null", host: h), "/dev/null", "another filesystem: the path as given")
     }
+
+    /// mount("", ...) leaves the source empty: two spaces in mountinfo (CRIU's mount_paths).
+    func testMountinfoWithAnEmptySource() throws {
+        let ms = try ProcMountInfoParser.parse("87 44 0:43 / /t/a\\040b rw,relatime - tmpfs  rw,size=10k\n", source: "test")
+        XCTAssertEqual(ms.first?.fsType, "tmpfs")
+        XCTAssertEqual(ms.first?.source, "")
+        XCTAssertEqual(ms.first?.superOptions, "rw,size=10k")
+        XCTAssertEqual(ms.first?.mountPoint, "/t/a b")
+    }
 }
+

@@ -102,6 +102,10 @@ enum MountNamespace: NamespaceContents {
         for m in MountTree.ordered(theirs, id: \.mountId, parent: \.parentId) {
             // A mount the tree added: bound from one before it, made afresh, or bound from the host.
             if !ours.contains(key(m)) {
+                if m.isUnbindable {
+                    throw NamespaceError.unsupported(pid: pid, kind: "mnt", inode: try proc.namespaceInode(pid: pid, kind: "mnt"),
+                        reason: "mount \(m.mountId) at \(m.mountPoint) is unbindable, which cryo does not restore")
+                }
                 let bound = earlier.contains { dev($0) == dev(m) && MountTree.isUnder(m.root, $0.root) }
                 let fresh = !bound && MountTree.fresh.contains(m.fsType) && m.root == "/"
                 guard bound || fresh || host.contains(where: { dev($0) == dev(m) && MountTree.isUnder(m.root, $0.root) }) else {

@@ -242,7 +242,11 @@ enum MountTree {
                 try mount(e, src: src, at: target, type: e.fsname, flags: filled ? flags & ~1 : flags, data: data.isEmpty ? nil : data)
                 if filled {
                     let tar = try images.store.read(tmpfsImage(e.rootDev))
-                    _ = try Tar.run(["--extract", "--gzip", "--numeric-owner", "--preserve-permissions", "--xattrs", "--acls", "--directory", "/proc/\(root.pid)/root" + target, "--file", "-"],
+                    // Through an fd: tar unquotes backslashes in a --directory path.
+                    let dir = open("/proc/\(root.pid)/root" + target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                    guard dir >= 0 else { throw SystemCallError(call: "open", errno: errno, context: "tmpfs \(e.mountpoint) of the restored tree") }
+                    defer { Glibc.close(dir) }
+                    _ = try Tar.run(["--extract", "--gzip", "--numeric-owner", "--preserve-permissions", "--xattrs", "--acls", "--directory", "/proc/\(getpid())/fd/\(dir)", "--file", "-"],
                                     input: tar, what: "tmpfs \(e.mountpoint) (\(tmpfsImage(e.rootDev)))")
                     if flags & 1 != 0 { try mount(e, src: nil, at: target, type: nil, flags: 0x20 /* MS_REMOUNT */ | flags, data: data.isEmpty ? nil : data) }
                 }
