@@ -99,6 +99,11 @@ enum MountNamespace: NamespaceContents {
         var entries: [Img_MntEntry] = []
         let host = try proc.mountinfo(pid: getpid())
         var earlier: [ProcMount] = []
+        let inode = try proc.namespaceInode(pid: pid, kind: "mnt")
+        if let (m, o) = MountTree.overmounted(theirs, among: theirs.filter { !ours.contains(key($0)) }) {
+            throw NamespaceError.unsupported(pid: pid, kind: "mnt", inode: inode,
+                reason: "mount \(m.mountId) at \(m.mountPoint) is hidden by mount \(o.mountId) at \(o.mountPoint), made over its path: cryo restores mounts by path")
+        }
         for m in MountTree.ordered(theirs, id: \.mountId, parent: \.parentId) {
             // A mount the tree added: bound from one before it, made afresh, or bound from the host.
             if !ours.contains(key(m)) {
@@ -122,7 +127,6 @@ enum MountNamespace: NamespaceContents {
             entries.append(entry(m))
         }
         // A slave of a group outside the tree copies its master from cryo's mount of that group.
-        let inode = try proc.namespaceInode(pid: pid, kind: "mnt")
         try MountPropagation.check(theirs, outside: host, reachable: { m in
             host.contains { $0.sharedGroup == m.masterGroup && dev($0) == dev(m) && MountTree.isUnder(m.root, $0.root) }
         }, refuse: { m, why in

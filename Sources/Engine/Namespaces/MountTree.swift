@@ -46,12 +46,32 @@ enum MountTree {
         return out
     }
 
+    /// A mount another one hides (mounted over a directory on its path after it was made, or
+    /// propagated under one): cryo mounts by path, so it would land in the other's place.
+    /// Returns the hidden mount and the one over it. `among`: the mounts to check.
+    static func overmounted(_ mounts: [ProcMount], among: [ProcMount]? = nil) -> (hidden: ProcMount, by: ProcMount)? {
+        let byID = Dictionary(mounts.map { ($0.mountId, $0) }, uniquingKeysWith: { a, _ in a })
+        func ancestors(_ m: ProcMount) -> Set<Int32> {
+            var out = Set<Int32>(), p = m.parentId
+            while let q = byID[p], !out.contains(p) { out.insert(p); p = q.parentId }
+            return out
+        }
+        for m in among ?? mounts {
+            let up = ancestors(m)
+            if let o = mounts.first(where: { o in
+                o.mountId != m.mountId && !up.contains(o.mountId) && up.contains(o.parentId) && !ancestors(o).contains(m.mountId) && isUnder(m.mountPoint, o.mountPoint)
+            }) { return (m, o) }
+        }
+        return nil
+    }
+
     /// Refuses, naming the mount, what cannot come back; the kind of every other mount.
     static func classify(_ mounts: [ProcMount], host: [ProcMount], externals: [String: String], pid: Int32, inode: UInt64) throws -> [Int32: Kind] {
         func refuse(_ m: ProcMount, _ why: String) -> NamespaceError {
             NamespaceError.unsupported(pid: pid, kind: "mnt", inode: inode, reason: "mount \(m.mountId) at \(m.mountPoint) (\(m.fsType) from \(m.source), root \(m.root)) \(why)")
         }
         let order = ordered(mounts, id: \.mountId, parent: \.parentId)
+        if let (m, o) = overmounted(mounts) { throw refuse(m, "is hidden by mount \(o.mountId) at \(o.mountPoint), made over its path: cryo restores mounts by path") }
         var kinds: [Int32: Kind] = [:]
         for m in order {
             if m.isUnbindable { throw refuse(m, "is unbindable, which cryo does not restore") }
