@@ -15,7 +15,7 @@ let workloadNames: [String] = [
     "seccomp00", "seccomp01", "caps00", "cgroup00",
     "netns00",
     "lock00", "pidfd00",
-    "pty00", "tcp03", "mnt00",
+    "pty00", "tcp03", "mnt00", "mntprop00",
     "ptydata00", "ptyhup00",
     "fown00", "itimer01", "unix04", "droppable00", "nsfd00",
     "sysvshm00", "sysvsem00", "sysvmsg00", "sysvhost00",

@@ -72,4 +72,34 @@ final class MountTreeTests: XCTestCase {
         e.root = "/null"
         XCTAssertEqual(MountTree.externalSource(e, path: "/dev/null", host: h), "/dev/null", "another filesystem: the path as given")
     }
+
+    /// mount("", ...) leaves the source empty: two spaces in mountinfo (CRIU's mount_paths).
+    func testMountinfoWithAnEmptySource() throws {
+        let ms = try ProcMountInfoParser.parse("87 44 0:43 / /t/a\\040b rw,relatime - tmpfs  rw,size=10k\n", source: "test")
+        XCTAssertEqual(ms.first?.fsType, "tmpfs")
+        XCTAssertEqual(ms.first?.source, "")
+        XCTAssertEqual(ms.first?.superOptions, "rw,size=10k")
+        XCTAssertEqual(ms.first?.mountPoint, "/t/a b")
+    }
+
+    /// A mount propagated under one made later over its path is hidden (CRIU's
+    /// overmount_with_shared_parent): refused, where a restore by path would put it elsewhere.
+    func testOvermountedMountIsFound() throws {
+        let ms = try ProcMountInfoParser.parse("""
+        1 0 0:40 / / rw - tmpfs r rw
+        2 1 0:41 / /d rw shared:3 - tmpfs d rw
+        3 2 0:41 /a/b /d/a rw shared:3 - tmpfs d rw
+        4 3 0:41 /d /d/a/c rw shared:3 - tmpfs d rw
+        5 2 0:41 /d /d/a/b/c rw shared:3 - tmpfs d rw
+
+        """, source: "test")
+        let found = try XCTUnwrap(MountTree.overmounted(ms))
+        XCTAssertEqual(found.hidden.mountId, 5)
+        XCTAssertEqual(found.by.mountId, 3)
+        XCTAssertThrowsError(try MountTree.classify(ms, host: [], externals: [:], pid: 7, inode: 9)) {
+            XCTAssertTrue("\($0)".contains("mount 5 at /d/a/b/c (tmpfs from d, root /d) is hidden by mount 3 at /d/a"), "\($0)")
+        }
+        XCTAssertNil(MountTree.overmounted(try ProcMountInfoParser.parse(container, source: "test")), "runc's masked and read-only paths hide nothing")
+    }
 }
+

@@ -88,16 +88,18 @@ final class NamespaceTests: XCTestCase {
             unshare -m --propagation private bash -c '
               for fd in $(ls /proc/$$/fd); do [ $fd -gt 2 ] && eval "exec $fd>&-"; done
               cd \(work); mount -t tmpfs cryotest m || exit 9
-              setsid unshare -p -f unshare -m -n -u -i --mount-proc sh -c "\(detachNetnsMounts) ip link set lo up; exec sleep 60" </dev/null >/dev/null 2>&1 &
+              setsid unshare -p -f unshare -m -n -u -i --mount-proc sh -c "\(detachNetnsMounts) ip link set lo up; exec sleep 6073" </dev/null >/dev/null 2>&1 &
               for i in $(seq 100); do c=$(cat /proc/$!/task/*/children 2>/dev/null | tr -d " "); [ -n "$c" ] && break; sleep 0.05; done
               \(h.bin)/cryo dump -t $c -D img || exit 2
               umount m
               \(h.bin)/cryo restore -D img -d --pidfile rpid; echo "restore exit $?"
-              ls rpid 2>/dev/null; true'
+              ls rpid 2>/dev/null
+              echo "left: $(grep -l "^sleep.6073" /proc/[0-9]*/cmdline 2>/dev/null | wc -l) mounts: $(grep -c cryotest /proc/self/mountinfo)"; true'
             """)
         XCTAssertEqual(rc, 0, out)
         XCTAssertTrue(out.contains("restore exit 1"), out)
         XCTAssertTrue(out.contains("mnt namespace: mount ") && out.contains("at \(work)/m (tmpfs from cryotest) is not in cryo's namespace here"), out)
         XCTAssertFalse(FileManager.default.fileExists(atPath: work + "/rpid"), "nothing restored")
+        XCTAssertTrue(out.contains("left: 0 mounts: 0"), "no process of the tree and no mount left behind: \(out)")
     }
 }

@@ -4,8 +4,8 @@ import Glibc
 /// A mount namespace (CRIU's mountpoints-ID.img, one MntEntry per mount). Two shapes:
 /// - the tree's root mount is cryo's (zdtm's ns flavour: a private copy of the host's): the
 ///   namespace comes back as a copy of cryo's, made private, less the mounts of cryo's the tree
-///   lacks, plus the proc mounts it added (mounted from inside, for the restored pid
-///   namespace); any other added mount, and shared or slave propagation, is refused by name;
+///   lacks, plus the mounts it added (MountTree's kinds), with their propagation
+///   (MountPropagation);
 /// - the tree pivoted into a root of its own (a container): every mount is dumped and rebuilt
 ///   under `--root`, then pivoted into (MountTree).
 enum MountNamespace: NamespaceContents {
@@ -84,6 +84,8 @@ enum MountNamespace: NamespaceContents {
         e.mountpoint = m.mountPoint
         e.source = m.source
         e.options = m.superOptions
+        if let g = m.sharedGroup { e.sharedID = UInt32(g) }
+        if let g = m.masterGroup { e.masterID = UInt32(g) }
         return e
     }
 
@@ -97,13 +99,18 @@ enum MountNamespace: NamespaceContents {
         var entries: [Img_MntEntry] = []
         let host = try proc.mountinfo(pid: getpid())
         var earlier: [ProcMount] = []
+        let inode = try proc.namespaceInode(pid: pid, kind: "mnt")
+        if let (m, o) = MountTree.overmounted(theirs, among: theirs.filter { !ours.contains(key($0)) }) {
+            throw NamespaceError.unsupported(pid: pid, kind: "mnt", inode: inode,
+                reason: "mount \(m.mountId) at \(m.mountPoint) is hidden by mount \(o.mountId) at \(o.mountPoint), made over its path: cryo restores mounts by path")
+        }
         for m in MountTree.ordered(theirs, id: \.mountId, parent: \.parentId) {
-            if m.sharedGroup != nil || m.masterGroup != nil {
-                throw NamespaceError.unsupported(pid: pid, kind: "mnt", inode: try proc.namespaceInode(pid: pid, kind: "mnt"),
-                    reason: "mount \(m.mountId) at \(m.mountPoint) has \(m.optionalFields.joined(separator: " ")) propagation; cryo restores private mounts only")
-            }
             // A mount the tree added: bound from one before it, made afresh, or bound from the host.
             if !ours.contains(key(m)) {
+                if m.isUnbindable {
+                    throw NamespaceError.unsupported(pid: pid, kind: "mnt", inode: try proc.namespaceInode(pid: pid, kind: "mnt"),
+                        reason: "mount \(m.mountId) at \(m.mountPoint) is unbindable, which cryo does not restore")
+                }
                 let bound = earlier.contains { dev($0) == dev(m) && MountTree.isUnder(m.root, $0.root) }
                 let fresh = !bound && MountTree.fresh.contains(m.fsType) && m.root == "/"
                 guard bound || fresh || host.contains(where: { dev($0) == dev(m) && MountTree.isUnder(m.root, $0.root) }) else {
@@ -119,6 +126,12 @@ enum MountNamespace: NamespaceContents {
             earlier.append(m)
             entries.append(entry(m))
         }
+        // A slave of a group outside the tree copies its master from cryo's mount of that group.
+        try MountPropagation.check(theirs, outside: host, reachable: { m in
+            host.contains { $0.sharedGroup == m.masterGroup && dev($0) == dev(m) && MountTree.isUnder(m.root, $0.root) }
+        }, refuse: { m, why in
+            NamespaceError.unsupported(pid: pid, kind: "mnt", inode: inode, reason: "mount \(m.mountId) at \(m.mountPoint) (\(m.fsType) from \(m.source), root \(m.root)) \(why)")
+        })
         try images.write(.mnts, id: Int(id), entries: entries)
     }
 
@@ -164,8 +177,29 @@ enum MountNamespace: NamespaceContents {
         for m in try ProcReader().mountinfo(pid: root.pid).sorted(by: { $0.mountId > $1.mountId }) where !wanted.contains(key(m)) {
             do { try root.remote.syscall(.umount2, try maker.put(m.mountPoint, 1), 2 /* MNT_DETACH */) } catch RemoteError.syscallFailed(_, _, let e) where e == EINVAL || e == ENOENT {}
         }
+        // Mounts already here are reached before any is made over them; a covered one is not.
+        var handles: [UInt32: Int32] = [:]
+        defer { for h in handles.values { close(h) } }
+        let propagating = { (e: Img_MntEntry) in e.sharedID != 0 || e.masterID != 0 }
+        for p in plan where !p.made && propagating(p.entry) {
+            if let over = plan.first(where: { !$0.made && $0.entry.parentMntID == p.entry.mntID && $0.entry.mountpoint == p.entry.mountpoint }) {
+                throw NamespaceError.restore(kind: "mnt", reason: "mount \(p.entry.mntID) at \(p.entry.mountpoint) has propagation but is covered by mount \(over.entry.mntID): cryo cannot reach it")
+            }
+            handles[p.entry.mntID] = try MountPropagation.handle(pid: root.pid, path: p.entry.mountpoint)
+        }
         // Proc is made from inside, for the restored pid namespace; the rest as MountTree does.
-        for p in plan where p.made { try maker.make(p.entry, at: p.entry.mountpoint, source: p.source) }
+        for p in plan where p.made {
+            try maker.make(p.entry, at: p.entry.mountpoint, source: p.source)
+            if propagating(p.entry) { handles[p.entry.mntID] = try MountPropagation.handle(pid: root.pid, path: p.entry.mountpoint) }
+        }
+        try MountPropagation.restore(plan.map(\.entry), handles: handles, pid: root.pid) { e in
+            guard let h = try ProcReader().mountinfo(pid: getpid()).first(where: {
+                $0.sharedGroup.map(UInt32.init) == e.masterID && dev($0) == e.rootDev && MountTree.isUnder(e.root, $0.root)
+            }) else {
+                throw NamespaceError.restore(kind: "mnt", reason: "mount \(e.mntID) at \(e.mountpoint) was a slave of peer group \(e.masterID) of cryo's namespace, which has no such shared mount here")
+            }
+            return h.mountPoint
+        }
     }
 }
 

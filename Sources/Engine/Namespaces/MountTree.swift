@@ -46,17 +46,35 @@ enum MountTree {
         return out
     }
 
+    /// A mount another one hides (mounted over a directory on its path after it was made, or
+    /// propagated under one): cryo mounts by path, so it would land in the other's place.
+    /// Returns the hidden mount and the one over it. `among`: the mounts to check.
+    static func overmounted(_ mounts: [ProcMount], among: [ProcMount]? = nil) -> (hidden: ProcMount, by: ProcMount)? {
+        let byID = Dictionary(mounts.map { ($0.mountId, $0) }, uniquingKeysWith: { a, _ in a })
+        func ancestors(_ m: ProcMount) -> Set<Int32> {
+            var out = Set<Int32>(), p = m.parentId
+            while let q = byID[p], !out.contains(p) { out.insert(p); p = q.parentId }
+            return out
+        }
+        for m in among ?? mounts {
+            let up = ancestors(m)
+            if let o = mounts.first(where: { o in
+                o.mountId != m.mountId && !up.contains(o.mountId) && up.contains(o.parentId) && !ancestors(o).contains(m.mountId) && isUnder(m.mountPoint, o.mountPoint)
+            }) { return (m, o) }
+        }
+        return nil
+    }
+
     /// Refuses, naming the mount, what cannot come back; the kind of every other mount.
     static func classify(_ mounts: [ProcMount], host: [ProcMount], externals: [String: String], pid: Int32, inode: UInt64) throws -> [Int32: Kind] {
         func refuse(_ m: ProcMount, _ why: String) -> NamespaceError {
             NamespaceError.unsupported(pid: pid, kind: "mnt", inode: inode, reason: "mount \(m.mountId) at \(m.mountPoint) (\(m.fsType) from \(m.source), root \(m.root)) \(why)")
         }
         let order = ordered(mounts, id: \.mountId, parent: \.parentId)
+        if let (m, o) = overmounted(mounts) { throw refuse(m, "is hidden by mount \(o.mountId) at \(o.mountPoint), made over its path: cryo restores mounts by path") }
         var kinds: [Int32: Kind] = [:]
-        var sharedIDs = Set<Int32>()
         for m in order {
             if m.isUnbindable { throw refuse(m, "is unbindable, which cryo does not restore") }
-            if let s = m.sharedGroup { sharedIDs.insert(s) }
             if kinds.isEmpty {
                 kinds[m.mountId] = .root
                 continue
@@ -79,18 +97,14 @@ enum MountTree {
                 throw refuse(m, "is neither a filesystem cryo makes afresh, nor a bind of a mount of the tree or of cryo's namespace; name it --external mnt[\(m.mountPoint)]:KEY")
             }
         }
-        for m in order {
-            if let master = m.masterGroup {
-                guard sharedIDs.contains(master), case .bind(let s, _)? = kinds[m.mountId], mounts.first(where: { $0.mountId == s })?.sharedGroup == master else {
-                    throw refuse(m, "is a slave of peer group \(master), which is not a shared mount it is bound from in the tree")
-                }
+        // A slave of a group outside the tree copies its master from the path the restore
+        // binds it from: the root (--root), or an external mount of the same filesystem.
+        try MountPropagation.check(mounts, outside: host, reachable: { m in
+            kinds[m.mountId] == .root || order.contains { o in
+                if case .external? = kinds[o.mountId] { return MountNamespace.dev(o) == MountNamespace.dev(m) && isUnder(m.root, o.root) }
+                return false
             }
-            if let shared = m.sharedGroup, let first = order.first(where: { $0.sharedGroup == shared }), first.mountId != m.mountId {
-                guard case .bind(let s, _)? = kinds[m.mountId], mounts.first(where: { $0.mountId == s })?.sharedGroup == shared else {
-                    throw refuse(m, "shares peer group \(shared) without being a bind of its first member \(first.mountId)")
-                }
-            }
-        }
+        }, refuse: refuse)
         return kinds
     }
 
@@ -106,8 +120,6 @@ enum MountTree {
                 e.extMount = true
                 e.extKey = key
             }
-            if let s = m.sharedGroup { e.sharedID = UInt32(s) }
-            if let s = m.masterGroup { e.masterID = UInt32(s) }
             if kinds[m.mountId] == .fresh && m.fsType == "tmpfs" {
                 try dumpTmpfs(m, pid: pid, images: images)
             }
@@ -130,15 +142,24 @@ enum MountTree {
 
     /// A detached copy of the mount at `path` in `pid`'s mount namespace, without its children.
     static func cloneMount(pid: Int32, path: String) throws -> Int32 {
-        final class Box: @unchecked Sendable { var r: Result<Int32, Error> = .success(-1) }
-        let box = Box()
+        try inMountNamespace(of: pid, what: "mount \(path)") {
+            let fd = path.withCString { ck_syscall6(SyscallNumber.openTree.rawValue, -100 /* AT_FDCWD */, Int(bitPattern: $0), 1 /* OPEN_TREE_CLONE */ | Int(O_CLOEXEC), 0, 0, 0) }
+            guard fd >= 0 else { throw SystemCallError(call: "open_tree", errno: ck_errno(), context: "\(path) in pid \(pid)'s mount namespace") }
+            return Int32(fd)
+        }
+    }
+
+    /// Runs `body` on a thread of cryo's inside `pid`'s mount namespace (mount calls act only
+    /// on mounts of the caller's namespace); the thread and its namespace end with the work.
+    static func inMountNamespace<T>(of pid: Int32, what: String, _ body: @escaping () throws -> T) throws -> T {
+        let job = MountNamespaceJob(body)
         let done = DispatchSemaphore(value: 0)
-        let t = Thread {
+        let t = Thread { [job] in
             defer { done.signal() }
-            box.r = Result {
+            job.r = Result {
                 // setns(CLONE_NEWNS) needs a private fs_struct: this thread's own, gone with it.
                 guard ck_syscall6(272 /* unshare */, 0x200 /* CLONE_FS */, 0, 0, 0, 0, 0) == 0 else {
-                    throw SystemCallError(call: "unshare(CLONE_FS)", errno: ck_errno(), context: "mount \(path)")
+                    throw SystemCallError(call: "unshare(CLONE_FS)", errno: ck_errno(), context: what)
                 }
                 let ns = open("/proc/\(pid)/ns/mnt", O_RDONLY | O_CLOEXEC)
                 guard ns >= 0 else { throw SystemCallError(call: "open", errno: errno, context: "/proc/\(pid)/ns/mnt") }
@@ -146,14 +167,12 @@ enum MountTree {
                 guard ck_syscall6(308 /* setns */, Int(ns), 0x20000 /* CLONE_NEWNS */, 0, 0, 0, 0) == 0 else {
                     throw SystemCallError(call: "setns(mnt)", errno: ck_errno(), context: "pid \(pid)")
                 }
-                let fd = path.withCString { ck_syscall6(428 /* open_tree */, -100 /* AT_FDCWD */, Int(bitPattern: $0), 1 /* OPEN_TREE_CLONE */ | Int(O_CLOEXEC), 0, 0, 0) }
-                guard fd >= 0 else { throw SystemCallError(call: "open_tree", errno: ck_errno(), context: "\(path) in pid \(pid)'s mount namespace") }
-                return Int32(fd)
+                return try job.body()
             }
         }
         t.start()
         done.wait()
-        return try box.r.get()
+        return try job.r!.get()
     }
 
     // MARK: restore
@@ -225,8 +244,8 @@ enum MountTree {
             }
         }
 
-        /// One mount at `target`: bound from `source`, or made afresh (a tmpfs refilled),
-        /// then its flags and propagation.
+        /// One mount at `target`, private: bound from `source`, or made afresh (a tmpfs
+        /// refilled), then its flags.
         func make(_ e: Img_MntEntry, at target: String, source: String?) throws {
             let flags = UInt64(e.flags & perMountFlags)
             if let source {
@@ -243,18 +262,16 @@ enum MountTree {
                 try mount(e, src: src, at: target, type: e.fsname, flags: filled ? flags & ~1 : flags, data: data.isEmpty ? nil : data)
                 if filled {
                     let tar = try images.store.read(tmpfsImage(e.rootDev))
-                    _ = try Tar.run(["--extract", "--gzip", "--numeric-owner", "--preserve-permissions", "--xattrs", "--acls", "--directory", "/proc/\(root.pid)/root" + target, "--file", "-"],
+                    // Through an fd: tar unquotes backslashes in a --directory path.
+                    let dir = open("/proc/\(root.pid)/root" + target, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                    guard dir >= 0 else { throw SystemCallError(call: "open", errno: errno, context: "tmpfs \(e.mountpoint) of the restored tree") }
+                    defer { Glibc.close(dir) }
+                    _ = try Tar.run(["--extract", "--gzip", "--numeric-owner", "--preserve-permissions", "--xattrs", "--acls", "--directory", "/proc/\(getpid())/fd/\(dir)", "--file", "-"],
                                     input: tar, what: "tmpfs \(e.mountpoint) (\(tmpfsImage(e.rootDev)))")
                     if flags & 1 != 0 { try mount(e, src: nil, at: target, type: nil, flags: 0x20 /* MS_REMOUNT */ | flags, data: data.isEmpty ? nil : data) }
                 }
             }
-            if e.hasSharedID && e.sharedID != 0 {
-                try mount(e, src: nil, at: target, type: nil, flags: 0x100000 /* MS_SHARED */, data: nil)
-            }
-            if e.hasMasterID && e.masterID != 0 {
-                try mount(e, src: nil, at: target, type: nil, flags: 0x80000 /* MS_SLAVE */, data: nil)
-                if e.hasSharedID && e.sharedID != 0 { try mount(e, src: nil, at: target, type: nil, flags: 0x100000, data: nil) }
-            }
+            // Propagation comes last, once every mount is in place (MountPropagation).
         }
     }
 
@@ -272,11 +289,18 @@ enum MountTree {
         // Nothing made here may reach cryo's namespace.
         try maker.mount(top, src: nil, at: "/", type: nil, flags: 0x4000 | 0x40000 /* MS_REC|MS_PRIVATE */, data: nil)
         let base = rootPath.hasSuffix("/") && rootPath != "/" ? String(rootPath.dropLast()) : rootPath
+        var handles: [UInt32: Int32] = [:]
+        defer { for h in handles.values { close(h) } }
+        func made(_ e: Img_MntEntry, at target: String) throws {
+            if e.sharedID != 0 || e.masterID != 0 { handles[e.mntID] = try MountPropagation.handle(pid: root.pid, path: target) }
+        }
         try maker.make(top, at: base, source: base)
+        try made(top, at: base)
         var earlier: [(entry: Img_MntEntry, at: String)] = []
         for e in order.dropFirst() {
             let target = base + e.mountpoint
             try maker.make(e, at: target, source: try source(e, earlier: earlier, host: host, images: images, externals: externals))
+            try made(e, at: target)
             earlier.append((e, target))
         }
         // pivot_root(".", "."): the old root stacks on the new one and is detached.
@@ -290,8 +314,24 @@ enum MountTree {
         } catch {
             throw NamespaceError.restore(kind: "mnt", reason: "pivot_root into \(base): \(error)")
         }
+        // After pivot_root, which refuses a shared root. A master outside the tree is copied
+        // from where the mount came: --root for the root, else the external mount's path.
+        try MountPropagation.restore(order, handles: handles, pid: root.pid) { e in
+            if e.mntID == top.mntID { return MountPropagation.mountRoot(of: base, in: host) }
+            guard let ext = order.first(where: { $0.extMount && $0.rootDev == e.rootDev && isUnder(e.root, $0.root) }), let path = externals[ext.extKey] else {
+                throw NamespaceError.restore(kind: "mnt", reason: "mount \(e.mntID) at \(e.mountpoint): a slave of group \(e.masterID) outside the tree, neither the root nor bound from an external mount")
+            }
+            return MountPropagation.mountRoot(of: path, in: host)
+        }
         return "/proc/\(root.pid)/root"
     }
+}
+
+/// The work of `MountTree.inMountNamespace` and its outcome, handed to the thread and back.
+private final class MountNamespaceJob<T>: @unchecked Sendable {
+    let body: () throws -> T
+    var r: Result<T, Error>?
+    init(_ body: @escaping () throws -> T) { self.body = body }
 }
 
 /// /bin/tar, for tmpfs contents (CRIU uses tar as well).

@@ -40,14 +40,16 @@ public enum ProcMountInfoParser {
             // Fields are single-space separated and never empty (the kernel escapes blanks).
             let f = raw.split(separator: " ", omittingEmptySubsequences: true)
             guard let sep = f.firstIndex(of: "-"), sep >= 6 else { throw bad("no '-' separator after 6 fields") }
-            guard f.count >= sep + 4 else { throw bad("expected fstype, source and super options after '-'") }
+            // An empty source (mount("", ...)) leaves two spaces: the tail is split keeping it.
+            let tail = raw.range(of: " - ").map { raw[$0.upperBound...].split(separator: " ", omittingEmptySubsequences: false) } ?? []
+            guard tail.count >= 3 else { throw bad("expected fstype, source and super options after '-'") }
             let dev = f[2].split(separator: ":")
             guard let id = Int32(f[0]), let parent = Int32(f[1]) else { throw bad("bad mount ids") }
             guard dev.count == 2, let maj = UInt32(dev[0]), let min = UInt32(dev[1]) else { throw bad("bad device \(f[2])") }
             out.append(ProcMount(mountId: id, parentId: parent, devMajor: maj, devMinor: min,
                                  root: unescape(f[3]), mountPoint: unescape(f[4]), options: String(f[5]),
-                                 optionalFields: f[6..<sep].map(String.init), fsType: unescape(f[sep + 1]),
-                                 source: unescape(f[sep + 2]), superOptions: unescape(f[sep + 3])))
+                                 optionalFields: f[6..<sep].map(String.init), fsType: unescape(tail[0]),
+                                 source: unescape(tail[1]), superOptions: unescape(tail[2])))
         }
         return out
     }

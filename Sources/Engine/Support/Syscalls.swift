@@ -28,6 +28,7 @@ public enum SyscallNumber: Int {
     case splice = 275, vmsplice = 278
     case rtSigreturn = 15, restartSyscall = 219
     case mount = 165, umount2 = 166, pivotRoot = 155
+    case openTree = 428, moveMount = 429, mountSetattr = 442
     case shmat = 30
     case unshare = 272
 }
