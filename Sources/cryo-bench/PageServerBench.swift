@@ -122,7 +122,7 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
     // Interleaved, so a busy machine weighs on the limit and on the dumps alike.
     let loadBefore = loadAverage()
     var full: [(wall: Double, frozen: Double, bytes: UInt64)] = []
-    var rawS: [Double] = [], localS: [Double] = [], storedS: [Double] = [], storedZS: [Double] = [], copiedS: [Double] = [], smallPipeS: [Double] = []
+    var rawS: [Double] = [], localS: [Double] = [], storedS: [Double] = [], storedZS: [Double] = [], copiedS: [Double] = [], smallPipeS: [Double] = [], perCallS: [Double] = []
     for i in 0..<3 {
         rawS.append(try rawLoopbackStream(bytes: bytes))
         storedS.append(try rawLoopbackStreamStored(bytes: bytes, dir: root, zeroCopySender: false))
@@ -130,6 +130,11 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
         full.append(try dumpThroughServer("full\(i)"))
         // The same dump with the pages copied out (process_vm_readv, send), as before splicing.
         copiedS.append(try dumpThroughServer("copied\(i)", splice: false).wall)
+        // Spliced with one injected vmsplice (two ptrace stops) per pipeful, as before the task's loop.
+        let pipesPerWake = SplicedPages.loopPipes
+        SplicedPages.loopPipes = 1
+        perCallS.append(try dumpThroughServer("percall\(i)").wall)
+        SplicedPages.loopPipes = pipesPerWake
         // Spliced through a 1 MiB pipe (fs.pipe-max-size), as before pipes grew: 16x the injected calls.
         if pipeBytes > 1 << 20 {
             let wanted = PipeSize.wanted
@@ -169,12 +174,13 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
     func f(_ x: Double) -> String { String(format: "%.3f", x) }
     func gbps(_ s: Double) -> String { String(format: "%.2f GB/s", Double(bytes) / s / 1e9) }
     print("scenario page-server-\(mib)m: \(mib) MiB written anonymous memory dumped through cryo page-server on loopback into \(parent); load average \(loadBefore) before, \(loadAverage()) after; workload: \(verdict)")
-    print("spread  raw \(rawS.map(f)), stored \(storedS.map(f)), stored zero-copy sender \(storedZS.map(f)), through the server \(full.map { f($0.wall) }), copied through the server \(copiedS.map(f)), 1 MiB pipe \(smallPipeS.map(f)), local \(localS.map(f)) s")
+    print("spread  raw \(rawS.map(f)), stored \(storedS.map(f)), stored zero-copy sender \(storedZS.map(f)), through the server \(full.map { f($0.wall) }), copied through the server \(copiedS.map(f)), one vmsplice per stop \(perCallS.map(f)), 1 MiB pipe \(smallPipeS.map(f)), local \(localS.map(f)) s")
     print("network raw TCP loopback stream, reader discarding \(f(median(rawS))) s (\(gbps(median(rawS))))   ratio discarded/dump \(f(median(rawS) / dumpWall))")
     print("stored  raw stream stored into a file in \(parent) (socket -> pipe -> file, as the server): copying sender \(f(median(storedS))) s, zero-copy sender \(f(median(storedZS))) s")
     print("limit   the faster of the two per run \(f(median(limitS))) s (\(gbps(median(limitS))))")
     print("dump    through the server \(f(dumpWall)) s (\(gbps(dumpWall))), \(full[0].bytes) bytes   ratio limit/dump \(f(throughputRatio))   goal >= 0.8")
     print("copied  through the server, pages copied out instead of spliced \(f(median(copiedS))) s   ratio limit/dump \(f(median(limitS) / median(copiedS)))")
+    print("percall spliced, one injected vmsplice per pipeful (\(SplicedPages.loopPipes) pipes per wake-up otherwise) \(f(median(perCallS))) s   ratio limit/dump \(f(median(limitS) / median(perCallS)))")
     if smallPipeS.isEmpty {
         print("pipe    \(pipeBytes) bytes: pipes do not grow past fs.pipe-max-size here (no CAP_SYS_RESOURCE), so no 1 MiB comparison")
     } else {
@@ -185,13 +191,14 @@ func runPageServerBench(mib: Int, parent: String, jsonPath: String) throws {
     print("final   at 1% dirty: frozen \(f(fin.frozen)) s, \(fin.bytes) bytes sent   ratio vs full \(f(frozenRatio))")
     let json: [String: Any] = [
         "scenario": "page-server-\(mib)m", "load_average_before": loadBefore, "bytes": bytes, "workload": verdict,
-        "raw_tcp_loopback_seconds": rawS, "raw_tcp_loopback_stored_seconds": storedS, "raw_tcp_loopback_stored_zero_copy_seconds": storedZS, "limit_seconds": limitS, "dump_wall_seconds": full.map(\.wall), "local_dump_wall_seconds": localS, "copied_dump_wall_seconds": copiedS, "pipe_1m_dump_wall_seconds": smallPipeS, "pipe_bytes": pipeBytes, "dump_frozen_seconds": full.map(\.frozen),
+        "raw_tcp_loopback_seconds": rawS, "raw_tcp_loopback_stored_seconds": storedS, "raw_tcp_loopback_stored_zero_copy_seconds": storedZS, "limit_seconds": limitS, "dump_wall_seconds": full.map(\.wall), "local_dump_wall_seconds": localS, "copied_dump_wall_seconds": copiedS, "per_call_dump_wall_seconds": perCallS, "pipes_per_wakeup": SplicedPages.loopPipes, "pipe_1m_dump_wall_seconds": smallPipeS, "pipe_bytes": pipeBytes, "dump_frozen_seconds": full.map(\.frozen),
         "dump_pages_bytes": full[0].bytes,
         "pre_dump_frozen_seconds": [pre1.frozen, pre2.frozen], "pre_dump_pages_bytes": [pre1.bytes, pre2.bytes],
         "final_frozen_seconds": fin.frozen, "final_pages_bytes": fin.bytes,
         "ratios": ["throughput_limit_over_dump": throughputRatio, "discarding_stream_over_dump": median(rawS) / dumpWall, "final_frozen_vs_full": frozenRatio, "server_over_local_dump": dumpWall / median(localS),
                    "raw_stored_over_dump": median(storedS) / dumpWall,
-                   "throughput_limit_over_copied_dump": median(limitS) / median(copiedS)],
+                   "throughput_limit_over_copied_dump": median(limitS) / median(copiedS),
+                   "throughput_limit_over_per_call_dump": median(limitS) / median(perCallS)],
         "goals": ["throughput_limit_over_dump": 0.8],
     ]
     try? FileManager.default.createDirectory(atPath: (jsonPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

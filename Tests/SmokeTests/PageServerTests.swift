@@ -254,22 +254,29 @@ final class PageServerTests: XCTestCase {
         XCTAssertEqual(pinned, 0, how)
         usleep(300_000)  // it wakes on CPU 0 and the kernel updates its rseq cpu_id
         var dirs: [String] = []
-        for splice in [true, false] {
-            let srv = h.dir + "/srv-\(splice)"
+        // Spliced by the task's loop (many pipes per wake-up), spliced one injected call per
+        // pipeful, and copied.
+        let pipesPerWake = SplicedPages.loopPipes
+        defer { SplicedPages.loopPipes = pipesPerWake }
+        for (splice, pipes) in [(true, 16), (true, 1), (false, 16)] {
+            let srv = h.dir + "/srv-\(splice)-\(pipes)"
             let (server, port) = try startServer(srv)
-            var req = DumpRequest(pid: pid, imagesDir: h.dir + "/local-\(splice)")
+            var req = DumpRequest(pid: pid, imagesDir: h.dir + "/local-\(splice)-\(pipes)")
             req.leave = .running
             req.pageServer = PageServerTarget(address: "127.0.0.1", port: port)
             req.splicePages = splice
+            SplicedPages.loopPipes = pipes
             _ = try Dumper(req).run()
             XCTAssertEqual(try Subprocess.wait(server, timeout: 30).map(Subprocess.exitCode), 0)
             dirs.append(srv)
         }
-        XCTAssertEqual(files(dirs[0]), files(dirs[1]))
         XCTAssertGreaterThan(try h.pagesBytes(dirs[0]), 16 << 20)
-        for f in files(dirs[0]) {
-            let a = FileManager.default.contents(atPath: dirs[0] + "/" + f), b = FileManager.default.contents(atPath: dirs[1] + "/" + f)
-            XCTAssertTrue(a != nil && a == b, "\(f) differs between the spliced and the copied dump")
+        for other in dirs.dropFirst() {
+            XCTAssertEqual(files(dirs[0]), files(other))
+            for f in files(dirs[0]) {
+                let a = FileManager.default.contents(atPath: dirs[0] + "/" + f), b = FileManager.default.contents(atPath: other + "/" + f)
+                XCTAssertTrue(a != nil && a == b, "\(f) differs between \(dirs[0]) and \(other)")
+            }
         }
         XCTAssertEqual(kill(pid, 0), 0, "both dumps left it running")
         XCTAssertEqual(try h.stop(pid, name: "memhog00"), "PASS")

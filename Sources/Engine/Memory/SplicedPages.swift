@@ -14,6 +14,9 @@ public struct SplicedPages {
     let log = Logger(label: "dump")
     /// vmsplice takes at most UIO_MAXIOV iovecs.
     static let maxIovecs = 1024
+    /// Pipes the task fills per wake-up (TrampolineLoop); 1 (or 0) injects one vmsplice per
+    /// pipeful instead, as before the loop (cryo-bench compares the two).
+    public nonisolated(unsafe) static var loopPipes = 16
 
     public init(proc: ProcReader) { self.proc = proc }
 
@@ -37,36 +40,66 @@ public struct SplicedPages {
         }
         let remote = try Remote(tid: job.pid, maps: maps)
         defer { try? remote.finish() }
-        let iovAt = try remote.scratch(size: SplicedPages.maxIovecs * 16 + 8)
-        let fdsAt = iovAt + UInt64(SplicedPages.maxIovecs * 16)
-        do {
+        let want = max(1, SplicedPages.loopPipes)
+        let tableBytes = TrampolineLoop.headerBytes + want * TrampolineLoop.entryBytes
+        let iovPerPipe = SplicedPages.maxIovecs
+        let tableAt = try remote.scratch(size: tableBytes + want * iovPerPipe * 16 + 8)
+        let iovAt = tableAt + UInt64(tableBytes)
+        let fdsAt = iovAt + UInt64(want * iovPerPipe * 16)
+        // Every end the task holds, for closing if no trampoline takes them over.
+        var taskFds: [UInt32] = []
+        var endsOpen = true
+        defer { if endsOpen { for fd in taskFds.reversed() { _ = try? remote.syscall(.close, UInt64(fd)) } } }
+        func taskPipe() throws -> (r: UInt32, w: UInt32) {
             try remote.syscall(.pipe2, fdsAt, UInt64(O_CLOEXEC))
-        } catch {
+            let fds = try remote.readMemory(at: fdsAt, count: 8)
+            taskFds += [fds.u32(at: 0), fds.u32(at: 4)]
+            return (fds.u32(at: 0), fds.u32(at: 4))
+        }
+        let first: (r: UInt32, w: UInt32)
+        do { first = try taskPipe() } catch {
             log.info("pid \(job.pid): no pipe in the task (\(error)): its pages are copied")
             return try PageCopier(bufferSize: 4 << 20).copy([job])
         }
-        let fds = try remote.readMemory(at: fdsAt, count: 8)
-        let readInTask = fds.u32(at: 0), writeInTask = fds.u32(at: 4)
-        var endsOpen = true  // until the trampoline takes them over
-        defer { if endsOpen { _ = try? remote.syscall(.close, UInt64(writeInTask)); _ = try? remote.syscall(.close, UInt64(readInTask)) } }
         let pidfd = try Sys.pidfdOpen(job.pid)
         defer { close(pidfd) }
-        let pipe = try Sys.pidfdGetfd(pidfd: pidfd, fd: Int32(bitPattern: readInTask), context: "pid \(job.pid) pages pipe")
-        defer { close(pipe) }
+        var cryoFds: [Int32] = []
+        defer { for fd in cryoFds { close(fd) } }
+        func take(_ fd: UInt32, _ what: String) throws -> Int32 {
+            let mine = try Sys.pidfdGetfd(pidfd: pidfd, fd: Int32(bitPattern: fd), context: "pid \(job.pid) \(what)")
+            cryoFds.append(mine)
+            return mine
+        }
+        var pipes = [(inTask: first.w, mine: try take(first.r, "pages pipe"))]
+        // The loop's pipes and the other pages pipes; with fewer (a full fd table), fewer.
+        var loop: (spec: TrampolineLoop.Spec, go: Int32, ack: Int32)?
+        if want > 1, let ack = try? taskPipe(), let go = try? taskPipe() {
+            let ackMine = try take(ack.r, "ack pipe"), goMine = try take(go.w, "go pipe")
+            // The go pipe's write end is cryo's alone, so the task's read ends with cryo.
+            try remote.syscall(.close, UInt64(go.w))
+            taskFds.removeAll { $0 == go.w }
+            loop = (TrampolineLoop.Spec(ackWrite: ack.w, goRead: go.r, table: tableAt), goMine, ackMine)
+            while pipes.count < want, let p = try? taskPipe() { pipes.append((p.w, try take(p.r, "pages pipe"))) }
+        }
         // From here the task waits only at the trampoline, from which a cryo that dies sends it home.
         guard let lent = remote.scratchRange else { throw RemoteError.didNotExecute(tid: job.pid, call: "scratch", rip: 0) }
-        // The task keeps the read end too: a vmsplice it runs after cryo died (and with it
+        // The task keeps the read ends too: a vmsplice it runs after cryo died (and with it
         // cryo's read end) would otherwise raise SIGPIPE.
-        let trampoline = try ReturnTrampoline(remote: remote, fds: [writeInTask, readInTask], scratch: lent)
+        let trampoline = try ReturnTrampoline(remote: remote, fds: taskFds, scratch: lent, loop: loop?.spec)
         endsOpen = false
         defer { try? trampoline.close() }
-        let capacity = PipeSize.grow(pipe)
-        log.debug("pid \(job.pid): pages go through a pipe of \(capacity) bytes")
+        let pipe = pipes[0].mine, writeInTask = pipes[0].inTask
+        let capacity = pipes.map { PipeSize.grow($0.mine) }.min()!
+        log.debug("pid \(job.pid): pages go through \(pipes.count) pipe(s) of \(capacity) bytes\(trampoline.canLoop ? ", the task vmsplicing into all of them per wake-up" : "")")
         var mem: Int32 = -1
         defer { if mem >= 0 { close(mem) } }
         for b in job.batches {
             if b.readable {
-                try splice(b.runs, remote: remote, trampoline: trampoline, pipe: pipe, pipeInTask: writeInTask, iovAt: iovAt, capacity: capacity, stream: job.stream)
+                if let loop, trampoline.canLoop {
+                    try spliceLooping(b.runs, remote: remote, trampoline: trampoline, pipes: pipes, loop: (loop.go, loop.ack), table: tableAt, iovAt: iovAt, capacity: capacity, stream: job.stream)
+                } else {
+                    try splice(b.runs, remote: remote, trampoline: trampoline, pipe: pipe, pipeInTask: writeInTask, iovAt: iovAt, capacity: capacity, stream: job.stream)
+                }
                 continue
             }
             // PROT_NONE, exec-only, or shared copy-on-write with a child: /proc/PID/mem, copied.
@@ -127,6 +160,73 @@ public struct SplicedPages {
             }
         }
         if !pending.isEmpty { try flush() }
+    }
+
+    /// The runs, up to a pipeful per pipe, every pipe per wake-up: the task's loop vmsplices
+    /// them all (TrampolineLoop), then the stream splices each pipe out in turn.
+    func spliceLooping(_ runs: [PageRun], remote: Remote, trampoline: ReturnTrampoline, pipes: [(inTask: UInt32, mine: Int32)],
+                       loop: (go: Int32, ack: Int32), table: UInt64, iovAt: UInt64, capacity: Int, stream: PageStream) throws {
+        var queue = runs
+        var qi = 0
+        while qi < queue.count {
+            var batch: [[PageRun]] = []
+            var bytes: [Int] = []
+            while batch.count < pipes.count && qi < queue.count {
+                var part: [PageRun] = []
+                var n = 0
+                while qi < queue.count && n < capacity && part.count < SplicedPages.maxIovecs {
+                    let r = queue[qi]
+                    let take = min(r.length, UInt64(capacity - n))
+                    part.append(PageRun(start: r.start, end: r.start + take))
+                    n += Int(take)
+                    if take == r.length { qi += 1 } else { queue[qi].start += take }
+                }
+                batch.append(part)
+                bytes.append(n)
+            }
+            // The table and every iovec in one write: count, entries, then the iovecs packed.
+            var t: [UInt8] = []
+            t.reserveCapacity(8 + batch.count * TrampolineLoop.entryBytes + batch.reduce(0) { $0 + $1.count * 16 })
+            t.putU64(UInt64(batch.count))
+            var iov = iovAt
+            for (i, part) in batch.enumerated() {
+                t.putU64(UInt64(pipes[i].inTask)); t.putU64(iov); t.putU64(UInt64(part.count)); t.putU64(0)
+                iov += UInt64(part.count * 16)
+            }
+            for part in batch { for r in part { t.putU64(r.start); t.putU64(r.length) } }
+            let entriesEnd = 8 + batch.count * TrampolineLoop.entryBytes
+            try remote.writeMemory(Array(t[0..<entriesEnd]), at: table + 8)
+            try remote.writeMemory(Array(t[entriesEnd...]), at: iovAt)
+            try trampoline.runLoop(go: loop.go, ack: loop.ack)
+            let res = try remote.readMemory(at: table + UInt64(TrampolineLoop.headerBytes), count: batch.count * TrampolineLoop.entryBytes)
+            let moved = (0..<batch.count).map { Int64(bitPattern: res.u64(at: $0 * TrampolineLoop.entryBytes + 24)) }
+            for i in 0..<batch.count {
+                let k = moved[i]
+                if k < 0 { throw RemoteError.syscallFailed(tid: remote.tid, call: "vmsplice", errno: Int32(-k)) }
+                guard k > 0 else { throw DumpError.memoryChanged(pid: remote.tid, detail: "vmsplice of its pages moved nothing") }
+                try stream.splice(from: pipes[i].mine, Int(k))
+                if Int(k) < bytes[i] {
+                    // The later pipes hold pages after a gap: they are dropped and go again.
+                    for j in (i + 1)..<batch.count where moved[j] > 0 { try SplicedPages.drain(pipes[j].mine, Int(moved[j])) }
+                    queue = SplicedPages.skip(Int(k), of: batch[i]) + batch[(i + 1)...].flatMap { $0 } + queue[qi...]
+                    qi = 0
+                    break
+                }
+            }
+        }
+    }
+
+    /// Reads and drops `n` bytes from `pipe`.
+    static func drain(_ pipe: Int32, _ n: Int) throws {
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: imagePageSize)
+        defer { buf.deallocate() }
+        var left = n
+        while left > 0 {
+            let r = Glibc.read(pipe, buf, min(left, 1 << 16))
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else { throw SystemCallError(call: "read", errno: r < 0 ? errno : EPIPE, context: "draining a pages pipe") }
+            left -= r
+        }
     }
 
     /// `runs` without their first `n` bytes.

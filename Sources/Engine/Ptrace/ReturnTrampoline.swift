@@ -27,8 +27,12 @@ public final class ReturnTrampoline {
     let frame: UInt64
     /// Syscall stops on the way home: entry and exit of each close, the munmap, rt_sigreturn.
     let homeStops: Int
-    private var options: Ptrace.Options
+    private(set) var options: Ptrace.Options
     private var closed = false
+    /// Where the task's own call loop starts (TrampolineLoop), if it was given one.
+    var loopEntry: UInt64?
+    /// The task runs the loop (PTRACE_CONT), not stopped by us.
+    var looping = false
     private let log = Logger(label: "remote")
 
     static let ucFlags: UInt64 = 0x1 | 0x2 | 0x4  // UC_FP_XSTATE, UC_SIGCONTEXT_SS, UC_STRICT_RESTORE_SS
@@ -42,7 +46,7 @@ public final class ReturnTrampoline {
 
     /// `fds` and `scratch` are what the task holds for the caller: the way back closes and
     /// unmaps them.
-    public init(remote: Remote, fds: [UInt32], scratch: (addr: UInt64, size: Int)) throws {
+    public init(remote: Remote, fds: [UInt32], scratch: (addr: UInt64, size: Int), loop: TrampolineLoop.Spec? = nil) throws {
         self.homeStops = 2 * (fds.count + 2)
         self.remote = remote
         let tid = remote.tid
@@ -100,6 +104,10 @@ public final class ReturnTrampoline {
         c += [0x0f, 0x05]
         c += [0xb8]; c.putU32(UInt32(SyscallNumber.rtSigreturn.rawValue))
         c += [0x0f, 0x05]
+        if let loop {
+            loopEntry = code + UInt64(c.count)
+            c += TrampolineLoop.code(loop, at: c.count)
+        }
         while c.count % 8 != 0 { c.append(0xcc) }
         do {
             // POKEDATA writes through the page's lack of PROT_WRITE, as a debugger's breakpoint does.
@@ -123,6 +131,7 @@ public final class ReturnTrampoline {
     /// stays at the trampoline afterwards, so a cryo killed between calls still sends it home.
     public func call(_ nr: SyscallNumber, _ args: UInt64...) throws -> Int64 {
         precondition(!closed, "ReturnTrampoline used after close")
+        try stopLoop()
         let tid = remote.tid
         var regs = remote.savedRegs
         regs.rax = UInt64(nr.rawValue)
@@ -157,6 +166,7 @@ public final class ReturnTrampoline {
         let tid = remote.tid
         defer { try? Ptrace.setOptions(tid, options.subtracting(.traceSysGood)) }
         do {
+            try stopLoop()
             var regs = remote.savedRegs
             regs.orig_rax = UInt64(bitPattern: -1)
             regs.rip = code + 2

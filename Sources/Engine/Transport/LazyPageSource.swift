@@ -10,6 +10,8 @@ public protocol LazyPageSource: AnyObject {
     var faultPages: Int { get }
     /// Pages fetched at once while filling in the background.
     var backgroundPages: Int { get }
+    /// A read costs no round trip: a fault's own page is read and placed before its prefetch.
+    var readsCheaply: Bool { get }
     /// `pages` pages of `pid`'s memory at `vaddr` as dumped, into `buf`.
     func read(pid: Int32, vaddr: UInt64, pages: Int, into buf: UnsafeMutableRawPointer) throws
     func close()
@@ -23,6 +25,7 @@ public final class LocalImagesPageSource: LazyPageSource {
     public var name: String { "images \(images.path)" }
     public let faultPages = 16
     public let backgroundPages = 256
+    public let readsCheaply = true
 
     public init(imagesDir: String) throws { images = try ImageDirectory(path: imagesDir) }
 
@@ -61,6 +64,7 @@ public final class RemotePageServerSource: LazyPageSource {
     let fd: Int32
     public let name: String
     public let faultPages = 32
+    public let readsCheaply = false
     /// The server answers at most 4096 pages per GET.
     public let backgroundPages = 256
 

@@ -86,6 +86,11 @@ public final class LazyPagesDaemon {
     var backoff = false
     /// The restore's connection, open until its tree resumes: no background fill before.
     var restore: Int32 = -1
+    /// When the last fault was read (uptime ns): background chunks stay small for a while
+    /// after, so the next fault waits behind 64 KiB, not 1 MiB.
+    var lastFaultAt: UInt64 = 0
+    static let recentFaultNs: UInt64 = 20_000_000
+    static let smallChunkPages = 16
 
     public init(source: any LazyPageSource, socketPath: String) {
         self.source = source
@@ -204,6 +209,7 @@ public final class LazyPagesDaemon {
         switch Int32(m[0]) {
         case CK_UFFD_EVENT_PAGEFAULT:
             let now = DispatchTime.now().uptimeNanoseconds
+            lastFaultAt = now
             stats.faults += 1
             servedFault = true
             try serveFault(t, addr: b & ~UInt64(imagePageSize - 1), readAt: now)
@@ -256,9 +262,15 @@ public final class LazyPagesDaemon {
         }
         let r = t.runs[i]
         let end = min(r.end, addr + UInt64(source.faultPages * imagePageSize))
-        let done = try transfer(r.clipped(addr, end)!, for: t, background: false)
+        let page = UInt64(imagePageSize)
+        // The faulting page alone first (read and placed: the task runs on), then its prefetch.
+        let done = try transfer(r.clipped(addr, source.readsCheaply ? addr + page : end)!, for: t, background: false)
         if !done { pendingFaults.append((t, addr, readAt)); return }
         stats.faultLatencyNs.append(DispatchTime.now().uptimeNanoseconds - readAt)
+        if source.readsCheaply && end > addr + page, let j = t.index(containing: addr + page) {
+            let rest = t.runs[j]
+            _ = try transfer(rest.clipped(addr + page, min(rest.end, end))!, for: t, background: false)
+        }
     }
 
     func retryPending() throws {
@@ -285,7 +297,9 @@ public final class LazyPagesDaemon {
         let i = t.runs.firstIndex { $0.end > t.cursor } ?? 0
         let r = t.runs[i]
         let s = max(r.start, t.cursor < r.end ? t.cursor : r.start)
-        let e = min(r.end, s + UInt64(source.backgroundPages * imagePageSize))
+        let recent = DispatchTime.now().uptimeNanoseconds &- lastFaultAt < LazyPagesDaemon.recentFaultNs
+        let chunk = recent ? min(source.backgroundPages, LazyPagesDaemon.smallChunkPages) : source.backgroundPages
+        let e = min(r.end, s + UInt64(chunk * imagePageSize))
         t.cursor = e
         if try !transfer(r.clipped(s, e)!, for: t, background: true) { backoff = true }
     }
