@@ -6,7 +6,7 @@ import Glibc
 /// CPU seconds of this process's children that have ended and been waited for.
 func childrenCPU() -> Double {
     var ru = rusage()
-    getrusage(RUSAGE_CHILDREN, &ru)
+    getrusage(RUSAGE_CHILDREN.rawValue, &ru)
     return Double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + Double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6
 }
 
