@@ -13,6 +13,15 @@ final class SpliceRelayTests: XCTestCase {
         return (sv[0], sv[1])
     }
 
+    /// A file with no name (as the cache's memfds are), on tmpfs when there is one.
+    func scratchFile() -> Int32 {
+        let path = (access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : NSTemporaryDirectory()) + "cryo-relay-\(UUID().uuidString)"
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        unlink(path)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        return fd
+    }
+
     func bytes(_ n: Int, _ seed: UInt8) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) } }
 
     func send(_ fd: Int32, _ b: [UInt8], thenClose: Bool) {
@@ -29,7 +38,7 @@ final class SpliceRelayTests: XCTestCase {
         defer { close(b) }
         let first = bytes(3 << 20 + 17, 1), second = bytes(70_000, 2), rest: [UInt8] = [9, 8, 7]
         send(a, first + second + rest, thenClose: true)
-        let memfd = Int32(memfd_create("relay-test", 0))
+        let memfd = scratchFile()
         defer { close(memfd) }
         XCTAssertEqual(try relay.move(from: b, to: memfd, at: 4096, count: first.count, what: "test"), first.count)
         var back = [UInt8](repeating: 0, count: first.count)
@@ -66,7 +75,7 @@ final class SpliceRelayTests: XCTestCase {
         let ro = open("/dev/null", O_RDONLY)
         defer { close(ro) }
         XCTAssertThrowsError(try relay.move(from: b, to: ro, count: 200_000, what: "test"))
-        let memfd = Int32(memfd_create("relay-test", 0))
+        let memfd = scratchFile()
         defer { close(memfd) }
         XCTAssertThrowsError(try relay.move(from: b, to: memfd, at: 0, count: 10, what: "test")) { e in
             XCTAssertTrue("\(e)".contains("left dirty"), "\(e)")

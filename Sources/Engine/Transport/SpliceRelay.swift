@@ -12,6 +12,9 @@ public final class SpliceRelay {
     private var broken = false
 
     public init() throws {
+        // splice() into a socket sends without MSG_NOSIGNAL: a peer gone must be EPIPE, not
+        // the end of the relaying process (a proxy serves other dumps on).
+        signal(SIGPIPE, SIG_IGN)
         var p: [Int32] = [-1, -1]
         _ = try p.withUnsafeMutableBufferPointer { try Sys.call(.pipe2, Int(bitPattern: $0.baseAddress!), Int(O_CLOEXEC), context: "splice relay pipe") }
         r = p[0]; w = p[1]
