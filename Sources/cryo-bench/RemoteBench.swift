@@ -48,20 +48,29 @@ func runRemoteBench(mib: Int, parent: String, jsonPath: String) throws {
     defer { Subprocess.kill9(proxy); Subprocess.kill9(cache) }
 
     var disk: [Double] = [], remote: [Double] = []
+    // CPU (user + sys) of dump and restore, and of proxy and cache; the dumped process's own
+    // time (counted when it is reaped) is taken out.
+    var diskCPU: [Double] = [], remoteCPU: [Double] = []
+    let loadBefore = loadAverage()
     for i in 0..<2 {
         let d = root + "/disk\(i)"
-        disk.append(try timed {
+        var hog = processCPU(pid)
+        let (dt, dc) = try withCPU { try timed {
             _ = try cli(["dump", "-t", String(pid), "-D", d], root + "/dump.log")
             waitPidGone(pid)
             _ = try cli(["restore", "-D", d, "-d"], root + "/restore.log")
-        })
+        } }
+        disk.append(dt); diskCPU.append(dc - hog)
         try? FileManager.default.removeItem(atPath: d)
-        remote.append(try timed {
+        hog = processCPU(pid)
+        let (rt, rc) = try withCPU(daemons: [proxy, cache]) { try timed {
             _ = try cli(["dump", "-t", String(pid), "-D", "snap\(i)", "--remote", "--local-proxy-path", proxySock], root + "/rdump.log")
             waitPidGone(pid)
             _ = try cli(["restore", "-D", "snap\(i)", "--remote", "--local-cache-path", cacheSock, "-d"], root + "/rrestore.log")
-        })
+        } }
+        remote.append(rt); remoteCPU.append(rc - hog)
     }
+    let loadAfter = loadAverage()
     let proxyRSS = peakRSS(proxy), cacheRSS = peakRSS(cache)
 
     // migrate at 1% dirty per second.
@@ -93,13 +102,16 @@ func runRemoteBench(mib: Int, parent: String, jsonPath: String) throws {
     print("scenario remote-\(mib)m: \(mib) MiB written anonymous memory, dump start to restored process running, CLI; workload: \(verdict)")
     print("disk    dump to \(parent) + restore: \(disk.map(f)) s")
     print("remote  dump --remote via image-proxy + restore --remote from image-cache (loopback): \(remote.map(f)) s   remote/disk \(f(ratio))   goal < 1")
+    print("cpu     user + sys of dump and restore: disk \(diskCPU.map(f)) s, remote (proxy and cache included) \(remoteCPU.map(f)) s   remote/disk \(f(median(remoteCPU) / median(diskCPU)))")
+    print("load    \(loadBefore) before, \(loadAfter) after (\(ProcessInfo.processInfo.activeProcessorCount) cores)")
     print("rss     peak: image-proxy \(proxyRSS >> 20) MiB, image-cache \(cacheRSS >> 20) MiB (images held in memfds, not counted)")
     print("migrate at 1%/s dirty:\n" + mout.split(separator: "\n").map { "        " + $0 }.joined(separator: "\n"))
     print("        downtime / (disk dump + restore) \(f(downtime)) / \(f(median(disk))) = \(f(downtime / median(disk)))")
     let json: [String: Any] = [
         "scenario": "remote-\(mib)m", "workload": verdict, "disk_seconds": disk, "remote_seconds": remote,
+        "disk_cpu_seconds": diskCPU, "remote_cpu_seconds": remoteCPU, "load_before": loadBefore, "load_after": loadAfter,
         "proxy_peak_rss_bytes": proxyRSS, "cache_peak_rss_bytes": cacheRSS, "migrate_output": mout, "migrate_downtime_seconds": downtime,
-        "ratios": ["remote_over_disk": ratio, "migrate_downtime_over_dump_restore": downtime / median(disk)],
+        "ratios": ["remote_over_disk": ratio, "remote_cpu_over_disk_cpu": median(remoteCPU) / median(diskCPU), "migrate_downtime_over_dump_restore": downtime / median(disk)],
         "goals": ["remote_over_disk": 1.0],
     ]
     try? FileManager.default.createDirectory(atPath: (jsonPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

@@ -39,12 +39,7 @@ final class MemoryImageStoreTests: XCTestCase {
         XCTAssertEqual(m.count, big.count)
         XCTAssertTrue(big.withUnsafeBytes { memcmp($0.baseAddress!, m.baseAddress!, big.count) == 0 })
         XCTAssertTrue(try s.read("pages-1.img") == big)
-        let (fd, size) = try s.open("pages-1.img")
-        defer { close(fd) }
-        XCTAssertEqual(size, big.count)
-        var back = [UInt8](repeating: 0, count: size)
-        XCTAssertEqual(back.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, size, 0) }, size)
-        XCTAssertTrue(back == big)
+        try assertOpenReads(s, "pages-1.img", big)
 
         try s.write("empty.img", [])
         XCTAssertEqual(try s.read("empty.img"), [])
@@ -56,6 +51,107 @@ final class MemoryImageStoreTests: XCTestCase {
         XCTAssertFalse(s.exists("core-1.img"))
         s.discard()
         XCTAssertEqual(try s.names(), [])
+    }
+
+    /// `open` hands out a file holding exactly `bytes`.
+    func assertOpenReads(_ s: MemoryImageStore, _ name: String, _ bytes: [UInt8]) throws {
+        let (fd, size) = try s.open(name)
+        defer { close(fd) }
+        XCTAssertEqual(size, bytes.count)
+        var back = [UInt8](repeating: 0, count: size)
+        XCTAssertEqual(back.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, size, 0) }, size)
+        XCTAssertTrue(back == bytes)
+    }
+
+    /// `bytes` written into a new pipe by a thread, which then closes its end; returns the read end.
+    /// A reader that stops early (a refused stream) gives the writer EPIPE, not SIGPIPE.
+    func pipeFeeding(_ bytes: [UInt8]) -> Int32 {
+        signal(SIGPIPE, SIG_IGN)
+        var p: [Int32] = [-1, -1]
+        XCTAssertEqual(pipe(&p), 0)
+        let w = p[1]
+        Thread {
+            var off = 0
+            while off < bytes.count {
+                let n = bytes.withUnsafeBytes { write(w, $0.baseAddress! + off, bytes.count - off) }
+                if n <= 0 { break }
+                off += n
+            }
+            close(w)
+        }.start()
+        return p[0]
+    }
+
+    /// A pages image backed by a memfd: bytes spliced from a pipe and bytes written through
+    /// the mapping (a compressed frame's way) interleave, survive the mapping's moves, and
+    /// read back through `mapped`, `read` and `open`; a pipe that ends early gives fewer bytes.
+    func testMemfdImageFromPipe() throws {
+        let s = MemoryImageStore(location: "/nowhere")
+        let big = pattern(9 << 20 + 4321)
+        let r = pipeFeeding(big)
+        defer { close(r) }
+        let w = try s.writer("pages-2.img", memfd: true)
+        XCTAssertTrue(w.splices)
+        var off = 0
+        for (i, n) in [100, 1 << 20, 4096, 3 << 20, 1, big.count].enumerated() where off < big.count {
+            let k = min(n, big.count - off)
+            if i % 2 == 0 {
+                let (at, got) = try w.splice(from: r, k)
+                XCTAssertEqual(got, k)
+                XCTAssertTrue(big.withUnsafeBytes { memcmp(at, $0.baseAddress! + off, k) == 0 }, "spliced bytes at \(off)")
+            } else {
+                // Through the mapping: the same bytes, taken from the pipe by read().
+                let at = try w.reserve(k)
+                var got = 0
+                while got < k { let n = read(r, at + got, k - got); XCTAssertGreaterThan(n, 0); if n <= 0 { break }; got += n }
+            }
+            w.advance(k)
+            off += k
+        }
+        let (_, none) = try w.splice(from: r, 4096)
+        XCTAssertEqual(none, 0, "the pipe has ended")
+        try w.finish()
+        let m = try XCTUnwrap(s.mapped("pages-2.img"))
+        XCTAssertEqual(m.count, big.count)
+        XCTAssertTrue(big.withUnsafeBytes { memcmp($0.baseAddress!, m.baseAddress!, big.count) == 0 })
+        try assertOpenReads(s, "pages-2.img", big)
+        XCTAssertThrowsError(try s.writer("core-1.img").splice(from: r, 1), "anonymous images do not splice")
+        s.discard()
+    }
+
+    /// A stream read from a pipe: its pages are spliced into memfds and checked there, a flipped
+    /// bit is refused by the CRC and a stream cut inside a payload is a truncation, each naming
+    /// the image.
+    func testStreamThroughPipeSplicesPages() throws {
+        let path = NSTemporaryDirectory() + "cryo-memstore-\(UUID().uuidString)"
+        defer { unlink(path) }
+        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        defer { close(fd) }
+        let out = try StreamImageStore(fd: fd, location: "/nowhere", compress: false)
+        try out.write("pages-1.img", pattern(3 << 20 + 8192))
+        try out.write("core-1.img", [1, 2, 3])
+        try out.write("inventory.img", [1])
+        try out.commit()
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let good = pipeFeeding(bytes)
+        defer { close(good) }
+        let r = try StreamReader(fd: good, location: "/nowhere").read()
+        XCTAssertTrue(Array(try XCTUnwrap(r.store.mapped("pages-1.img"))) == pattern(3 << 20 + 8192))
+        XCTAssertEqual(try r.store.read("core-1.img"), [1, 2, 3])
+        var bad = bytes
+        bad[bad.count / 2] ^= 1
+        let badFd = pipeFeeding(bad)
+        defer { close(badFd) }
+        XCTAssertThrowsError(try StreamReader(fd: badFd, location: "/nowhere").read()) { e in
+            XCTAssertTrue("\(e)".contains("checksum mismatch"), "\(e)")
+            XCTAssertTrue("\(e)".contains("pages-1.img"), "\(e)")
+        }
+        let cut = pipeFeeding(Array(bytes[0..<(bytes.count / 2)]))
+        defer { close(cut) }
+        XCTAssertThrowsError(try StreamReader(fd: cut, location: "/nowhere").read()) { e in
+            XCTAssertTrue("\(e)".contains("ended inside a data payload"), "\(e)")
+            XCTAssertTrue("\(e)".contains("pages-1.img"), "\(e)")
+        }
     }
 
     /// A bit flipped inside a page payload (read straight into the image's memory): refused by

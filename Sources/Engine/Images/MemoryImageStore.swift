@@ -61,7 +61,10 @@ public final class MemoryImageStore: ImageStore, @unchecked Sendable {
     public func create(_ name: String) throws -> ImageWriter { try writer(name) }
 
     /// The concrete writer, whose `reserve`/`advance` let a reader put bytes in place.
-    public func writer(_ name: String) throws -> Writer { Writer(store: self, name: name) }
+    /// `memfd`: the image's bytes will mostly come spliced from a pipe (`Writer.splice`).
+    public func writer(_ name: String, memfd: Bool = false) throws -> Writer {
+        Writer(store: self, name: name, region: memfd ? try Region(memfdFor: location + "/" + name) : Region())
+    }
 
     func publish(_ name: String, _ region: Region) {
         lock.lock(); defer { lock.unlock() }
@@ -83,17 +86,31 @@ public final class MemoryImageStore: ImageStore, @unchecked Sendable {
         images = [:]
     }
 
-    /// One image's bytes: an anonymous mapping that grows by mremap (page tables move, bytes
-    /// are not copied).
+    /// One image's bytes: a mapping that grows by mremap (page tables move, bytes are not
+    /// copied). Anonymous memory, or a memfd for pages spliced from a stream's pipe: those land
+    /// in page-cache pages with one copy, where an anonymous page is zeroed at its first touch
+    /// and then overwritten. The memfd is closed once the image is complete (the mapping keeps it).
     final class Region: @unchecked Sendable {
         var base: UnsafeMutableRawPointer?
         var capacity = 0
         var size = 0
+        private(set) var fd: Int32 = -1
+        /// The memfd's length: the mapping reads as SIGBUS past it.
+        private var fileSize = 0
 
-        deinit { if let base { munmap(base, capacity) } }
+        init() {}
 
-        /// Room for `n` more bytes at `base + size`.
-        func reserve(_ n: Int, file: String) throws -> UnsafeMutableRawPointer {
+        init(memfdFor file: String) throws {
+            fd = Int32(ck_syscall6(SyscallNumber.memfdCreate.rawValue, Int(bitPattern: UnsafeRawPointer(("cryo-stream-image" as StaticString).utf8Start)), 1 /* MFD_CLOEXEC */, 0, 0, 0, 0))
+            guard fd >= 0 else { throw ImageError.io(file: file, errno: errno, what: "memfd_create") }
+        }
+
+        deinit { if let base { munmap(base, capacity) }; closeFile() }
+
+        func closeFile() { if fd >= 0 { close(fd); fd = -1 } }
+
+        /// A mapping of at least `size + n` bytes.
+        private func room(_ n: Int, file: String) throws -> UnsafeMutableRawPointer {
             if size + n > capacity {
                 var want = max(capacity * 2, 64 << 10)
                 while want < size + n { want *= 2 }
@@ -101,7 +118,8 @@ public final class MemoryImageStore: ImageStore, @unchecked Sendable {
                 if let base {
                     p = ck_syscall6(SyscallNumber.mremap.rawValue, Int(bitPattern: base), capacity, want, 1 /* MREMAP_MAYMOVE */, 0, 0)
                 } else {
-                    let m = mmap(nil, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+                    let m = fd >= 0 ? mmap(nil, want, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                        : mmap(nil, want, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
                     p = m == MAP_FAILED ? -1 : Int(bitPattern: m)
                 }
                 guard p != -1 else { throw ImageError.io(file: file, errno: errno, what: "map \(want) bytes of memory for an image") }
@@ -110,13 +128,41 @@ public final class MemoryImageStore: ImageStore, @unchecked Sendable {
             }
             return base! + size
         }
+
+        /// Room for `n` more bytes at `base + size`, writable through the mapping.
+        func reserve(_ n: Int, file: String) throws -> UnsafeMutableRawPointer {
+            let p = try room(n, file: file)
+            if fd >= 0 && size + n > fileSize {
+                guard ftruncate(fd, off_t(size + n)) == 0 else { throw ImageError.io(file: file, errno: errno, what: "grow the memory file of an image") }
+                fileSize = size + n
+            }
+            return p
+        }
+
+        /// Up to `n` bytes from pipe `from` spliced in at `base + size`; fewer only when the
+        /// pipe's writer closed. Not counted in until `advance`.
+        func splice(from pipe: Int32, _ n: Int, file: String) throws -> (at: UnsafeMutableRawPointer, got: Int) {
+            guard fd >= 0 else { throw ImageError.io(file: file, errno: EBADF, what: "splice into anonymous memory") }
+            let p = try room(n, file: file)
+            var off = Int64(size)
+            var got = 0
+            while got < n {
+                let k = withUnsafeMutablePointer(to: &off) { ck_syscall6(SyscallNumber.splice.rawValue, Int(pipe), 0, Int(fd), Int(bitPattern: $0), n - got, 1 /* SPLICE_F_MOVE */) }
+                if k < 0 && ck_errno() == EINTR { continue }
+                if k < 0 { throw ImageError.io(file: file, errno: ck_errno(), what: "splice from the stream") }
+                if k == 0 { break }
+                got += k
+            }
+            fileSize = max(fileSize, size + got)
+            return (p, got)
+        }
     }
 
     public final class Writer: ImageWriter {
         let store: MemoryImageStore
         let name: String
         var region: Region?
-        init(store: MemoryImageStore, name: String) { self.store = store; self.name = name; region = Region() }
+        init(store: MemoryImageStore, name: String, region: Region = Region()) { self.store = store; self.name = name; self.region = region }
 
         var file: String { store.location + "/" + name }
 
@@ -127,6 +173,16 @@ public final class MemoryImageStore: ImageStore, @unchecked Sendable {
         }
 
         public func advance(_ n: Int) { region?.size += n }
+
+        /// Whether `splice` can take this image's bytes (a memfd-backed image).
+        public var splices: Bool { (region?.fd ?? -1) >= 0 }
+
+        /// Up to `n` bytes spliced from `pipe` to where `reserve` would put them; `advance`
+        /// counts them in. Fewer only when the pipe's writer closed.
+        public func splice(from pipe: Int32, _ n: Int) throws -> (at: UnsafeMutableRawPointer, got: Int) {
+            guard let region else { throw ImageError.io(file: file, errno: EBADF, what: "write after finish") }
+            return try region.splice(from: pipe, n, file: file)
+        }
 
         public func write(_ bytes: UnsafeRawBufferPointer) throws {
             guard bytes.count > 0 else { return }
@@ -139,6 +195,7 @@ public final class MemoryImageStore: ImageStore, @unchecked Sendable {
 
         public func finish() throws {
             guard let region else { return }
+            region.closeFile()
             store.publish(name, region)
             self.region = nil
         }

@@ -74,29 +74,38 @@ final class CacheStore: @unchecked Sendable {
         return s
     }
 
-    func append(_ id: String, image: String, _ bytes: [UInt8], owner: Int) throws {
-        cond.lock(); defer { cond.unlock() }
-        let s = try writable(id, owner: owner)
-        guard used + bytes.count <= limit else {
-            throw failure(id, "memory limit of \(limit) bytes reached (\(used) in use): image \(image) refused; start the cache with a larger --memory-limit")
+    /// `length` bytes of `image`, still on `src`, spliced into the image's memfd (one copy).
+    /// The lock is not held while they arrive (only this connection writes its snapshot): the
+    /// bytes count against the limit from the start, and the image grows once they are in.
+    func append(_ id: String, image: String, length: Int, from src: RemoteConnection, relay: SpliceRelay, owner: Int) throws {
+        cond.lock()
+        let img: Image, fd: Int32, offset: Int
+        do {
+            let s = try writable(id, owner: owner)
+            guard used + length <= limit else {
+                throw failure(id, "memory limit of \(limit) bytes reached (\(used) in use): image \(image) refused; start the cache with a larger --memory-limit")
+            }
+            if let have = s.images[image] {
+                guard !have.ended else { throw failure(id, "image \(image) was already complete") }
+                img = have
+            } else {
+                img = Image(fd: try Self.memfd())
+                s.images[image] = img
+                s.order.append(image)
+            }
+            fd = dup(img.fd)  // its own, should the snapshot be released meanwhile
+            guard fd >= 0 else { throw failure(id, "image \(image): dup: \(String(cString: strerror(errno)))") }
+            offset = img.size
+            used += length
+        } catch { cond.unlock(); throw error }
+        cond.unlock()
+        defer { close(fd) }
+        var moved = 0
+        defer { cond.lock(); img.size += moved; used -= length - moved; cond.unlock() }
+        do { moved = try relay.move(from: src.fd, to: fd, at: offset, count: length, what: "image \(image)") } catch {
+            throw failure(id, "image \(image): \(error)")
         }
-        let img: Image
-        if let have = s.images[image] {
-            guard !have.ended else { throw failure(id, "image \(image) was already complete") }
-            img = have
-        } else {
-            img = Image(fd: try Self.memfd())
-            s.images[image] = img
-            s.order.append(image)
-        }
-        var done = 0
-        while done < bytes.count {
-            let n = bytes.withUnsafeBytes { pwrite(img.fd, $0.baseAddress! + done, bytes.count - done, off_t(img.size + done)) }
-            if n < 0 { if errno == EINTR { continue }; throw failure(id, "image \(image): memfd write: \(String(cString: strerror(errno)))") }
-            done += n
-        }
-        img.size += bytes.count
-        used += bytes.count
+        guard moved == length else { throw TransportError(peer: src.peer, "connection closed inside a data frame of image \(image) (\(moved) of \(length) bytes)") }
     }
 
     func end(_ id: String, image: String, owner: Int) throws {
@@ -242,8 +251,9 @@ public final class ImageCache: @unchecked Sendable {
         let c = RemoteConnection(fd: fd, peer: peer)
         log.info("connection \(number): \(peer)")
         do {
-            while let f = try c.read() {
-                do { try handle(f, c, owner: number, local: local) } catch let e as RemoteImageError {
+            let relay = try SpliceRelay()
+            while let (f, dataLength) = try c.readLeavingData() {
+                do { try handle(f, c, owner: number, local: local, data: (dataLength, relay)) } catch let e as RemoteImageError {
                     try c.write(RemoteFrame(.error, snapshot: f.snapshot, payload: Array(e.reason.utf8.prefix(RemoteFrame.maxMessage))))
                     // A refused write leaves the snapshot unusable; the connection ends, after
                     // the writer had time to read why (closing with its data unread would reset
@@ -274,14 +284,15 @@ public final class ImageCache: @unchecked Sendable {
         }
     }
 
-    func handle(_ f: RemoteFrame, _ c: RemoteConnection, owner: Int, local: Bool) throws {
+    /// `data`: a data frame's payload length, left on the socket, and the relay that takes it.
+    func handle(_ f: RemoteFrame, _ c: RemoteConnection, owner: Int, local: Bool, data: (length: Int, relay: SpliceRelay)) throws {
         let writes: Set<RemoteFrameKind> = [.begin, .data, .end, .complete, .failed]
         if local && writes.contains(f.kind) { throw RemoteImageError(snapshot: f.snapshot, reason: "\(f.kind) is not accepted on the local socket") }
         switch f.kind {
         case .begin:
             try store.begin(f.snapshot, parent: f.name.isEmpty ? nil : f.name, owner: owner)
             log.info("snapshot \(f.snapshot) begins\(f.name.isEmpty ? "" : ", parent \(f.name)")")
-        case .data: try store.append(f.snapshot, image: f.name, f.payload, owner: owner)
+        case .data: try store.append(f.snapshot, image: f.name, length: data.length, from: c, relay: data.relay, owner: owner)
         case .end: try store.end(f.snapshot, image: f.name, owner: owner)
         case .complete:
             try store.complete(f.snapshot, owner: owner)

@@ -41,6 +41,7 @@ public struct RemoteFrameOrder: Sendable {
 /// `cryo image-proxy`: takes images from dumps on a local unix socket and forwards each frame
 /// to the image cache as it arrives, one TCP connection to the cache per dump. Every frame is
 /// validated on the way; a bad one closes both connections (the cache then fails the snapshot).
+/// Data payloads are spliced from one socket to the other, never copied into the proxy.
 public final class ImageProxy: @unchecked Sendable {
     public let options: ImageProxyOptions
     let localFd: Int32
@@ -88,7 +89,8 @@ public final class ImageProxy: @unchecked Sendable {
         let cache = RemoteConnection(fd: cacheFd, peer: "cache \(options.address):\(options.port)")
         var order = RemoteFrameOrder()
         do {
-            while let f = try dump.read() {
+            let relay = try SpliceRelay()
+            while let (f, dataLength) = try dump.readLeavingData() {
                 try order.check(f)
                 // The cache refuses a write (memory limit...) with an error frame, unasked:
                 // the dump must hear that reason, not a broken pipe.
@@ -100,7 +102,7 @@ public final class ImageProxy: @unchecked Sendable {
                     log.error("connection \(number): the cache refused snapshot \(e.snapshot): \(e.text); closed")
                     return
                 }
-                try cache.write(f)
+                if dataLength > 0 { try cache.forwardData(f, length: dataLength, from: dump, relay: relay) } else { try cache.write(f) }
                 switch f.kind {
                 case .complete, .info, .restore: try dump.write(try answer(cache, to: f))
                 case .get:

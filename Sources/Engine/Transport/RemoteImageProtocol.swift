@@ -155,19 +155,37 @@ public struct RemoteConnection {
     public let peer: String
     public init(fd: Int32, peer: String) { self.fd = fd; self.peer = peer }
 
-    /// The next frame, validated; nil when the peer closed cleanly between frames.
-    public func read() throws -> RemoteFrame? {
+    /// The next frame's header and ids, validated; nil when the peer closed cleanly between frames.
+    func readHead() throws -> (RemoteFrame.Header, [UInt8])? {
         var head = [UInt8](repeating: 0, count: RemoteFrame.headerSize)
         let got = try head.withUnsafeMutableBytes { try TCP.readFull(fd, $0.baseAddress!, $0.count) }
         if got == 0 { return nil }
         guard got == head.count else { throw TransportError(peer: peer, "connection closed inside a frame header") }
         let h: RemoteFrame.Header
         do { h = try RemoteFrame.parse(header: head) } catch { throw TransportError(peer: peer, "\(error)") }
-        // Ids first, then the payload straight into its own array: a data frame is copied once
-        // from the socket, never zero-filled or sliced again (each hop moves 4 MiB frames).
         var ids = [UInt8](repeating: 0, count: h.snapshotLength + h.nameLength)
         let n = try ids.withUnsafeMutableBytes { try TCP.readFull(fd, $0.baseAddress!, $0.count) }
         guard n == ids.count else { throw TransportError(peer: peer, "connection closed inside a \(h.kind) frame (\(n) of \(h.rest) bytes)") }
+        return (h, ids)
+    }
+
+    /// The next frame, validated, a data frame without its payload: that is left on the socket,
+    /// `dataLength` bytes, for the caller to move on by splice (SpliceRelay) before the next read.
+    public func readLeavingData() throws -> (frame: RemoteFrame, dataLength: Int)? {
+        guard let (h, ids) = try readHead() else { return nil }
+        if h.kind != .data { return (try readPayload(h, ids), 0) }
+        do { return (try RemoteFrame.body(h, ids: ids, payload: []), h.length) } catch { throw TransportError(peer: peer, "\(error)") }
+    }
+
+    /// The next frame, validated; nil when the peer closed cleanly between frames.
+    public func read() throws -> RemoteFrame? {
+        guard let (h, ids) = try readHead() else { return nil }
+        return try readPayload(h, ids)
+    }
+
+    /// The payload straight into its own array: a data frame is copied once from the socket,
+    /// never zero-filled or sliced again (each hop moves 4 MiB frames).
+    func readPayload(_ h: RemoteFrame.Header, _ ids: [UInt8]) throws -> RemoteFrame {
         var short = -1
         let payload = try [UInt8](unsafeUninitializedCapacity: h.length) { buf, count in
             count = 0
@@ -196,6 +214,14 @@ public struct RemoteConnection {
     public func writeData(snapshot: String, name: String, _ bytes: UnsafeRawBufferPointer) throws {
         let head = RemoteFrame.encodeHead(.data, snapshot: snapshot, name: name, length: bytes.count)
         try head.withUnsafeBytes { try TCP.writeFull(fd, $0, bytes) }
+    }
+
+    /// Sends data frame `f` (from `readLeavingData`) on this connection, its `length` payload
+    /// bytes moved by `relay` from `src`, where they still are.
+    public func forwardData(_ f: RemoteFrame, length: Int, from src: RemoteConnection, relay: SpliceRelay) throws {
+        try TCP.writeFull(fd, RemoteFrame.encodeHead(.data, snapshot: f.snapshot, name: f.name, length: length))
+        let moved = try relay.move(from: src.fd, to: fd, count: length, what: "data of \(f.name) from \(src.peer) to \(peer)")
+        guard moved == length else { throw TransportError(peer: src.peer, "connection closed inside a data frame (\(moved) of \(length) payload bytes)") }
     }
 
     /// Sends `f` and returns the answer; an error frame becomes a thrown error.

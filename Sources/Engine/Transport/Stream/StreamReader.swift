@@ -61,6 +61,9 @@ public struct StreamReader {
         var bytes: UInt64 = 0
         var payload = [UInt8](repeating: 0, count: StreamFormat.maxStored)
         var sawParent = false
+        // From a pipe, pages are spliced into memfds (one copy, no zero-fill of fresh memory).
+        var st = stat()
+        let pipeInput = fstat(fd, &st) == 0 && st.st_mode & S_IFMT == S_IFIFO
         func unfinished() -> String {
             open.isEmpty ? "" : "; unfinished: " + open.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value.size) bytes)" }.joined(separator: ", ")
         }
@@ -109,9 +112,19 @@ public struct StreamReader {
                 if h.type == .data && h.flags & StreamFormat.frameZstd == 0 {
                     let n = name!
                     guard !done.contains(n) else { throw StreamError.corrupt(offset: at, image: n, reason: "data for an image already complete") }
-                    if open[n] == nil { open[n] = (try store.writer(n), 0) }
-                    inPlace = try open[n]!.writer.reserve(h.stored)
-                    try fill(inPlace!, h.stored, what: "a \(h.type) payload", image: name)
+                    if open[n] == nil { open[n] = (try store.writer(n, memfd: pipeInput && n.hasPrefix(ImageKind.pages.stem + "-")), 0) }
+                    let w = open[n]!.writer
+                    if w.splices {
+                        let (p, got) = try w.splice(from: fd, h.stored)
+                        guard got == h.stored else {
+                            throw StreamError.truncated(offset: offset + got, image: name, reason: "ended inside a \(h.type) payload (\(got) of \(h.stored) bytes)" + unfinished())
+                        }
+                        offset += got
+                        inPlace = p
+                    } else {
+                        inPlace = try w.reserve(h.stored)
+                        try fill(inPlace!, h.stored, what: "a \(h.type) payload", image: name)
+                    }
                 } else {
                     try payload.withUnsafeMutableBytes { try fill($0.baseAddress!, h.stored, what: "a \(h.type) payload", image: name) }
                 }
