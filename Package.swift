@@ -17,6 +17,7 @@ let workloadNames: [String] = [
     "lock00", "pidfd00",
     "pty00", "tcp03", "mnt00",
     "fown00", "itimer01", "unix04", "droppable00", "nsfd00",
+    "unix05", "unix06",
     "sysvshm00", "sysvsem00", "sysvmsg00", "sysvhost00",
     "timens00",
     "sockraw00", "sockicmp00", "sockpacket00", "udplite00", "netlink00",

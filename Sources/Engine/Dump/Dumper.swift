@@ -32,6 +32,7 @@ public struct Dumper {
         let files = FileTable(images: images)
         files.context.shellJob = request.shellJob
         files.context.locks.enabled = request.fileLocks
+        files.context.extUnixSk = request.extUnixSk
         var holds: NamespaceHolds?
         do {
             try Fault.check(.afterFreeze)
