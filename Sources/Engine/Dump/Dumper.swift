@@ -33,6 +33,7 @@ public struct Dumper {
         files.context.shellJob = request.shellJob
         files.context.locks.enabled = request.fileLocks
         files.context.extUnixSk = request.extUnixSk
+        files.context.leavesRunning = request.leave != .killed
         var holds: NamespaceHolds?
         do {
             try Fault.check(.afterFreeze)

@@ -78,7 +78,11 @@ enum UnixExternal {
             u.backlog = 0
             u.peer = 0
             u.fown = FdKinds.noOwner
-            u.opts = Img_SkOptsEntry()
+            // Not read back: the outside socket is never made again (CRIU writes zeros too).
+            var opts = Img_SkOptsEntry()
+            opts.soSndbuf = 0; opts.soRcvbuf = 0
+            opts.soSndTmoSec = 0; opts.soSndTmoUsec = 0; opts.soRcvTmoSec = 0; opts.soRcvTmoUsec = 0
+            u.opts = opts
             u.name = Data(name)
             // A relative name is reached from where the tree connected to it.
             if name.first != 0 && name.first != UInt8(ascii: "/") { u.nameDir = try ctx.proc.cwd(pid: f.pid) }
@@ -164,5 +168,45 @@ enum UnixExternal {
             try UnixSocket.send(queue, from: b, ctx: ctx, what: what)
         } catch { close(a); throw error }
         return a
+    }
+}
+
+/// The kernel shows a zero-length packet to one peek only (it marks it peeked), so a later dump
+/// of the same tree (after --leave-running, a snapshot, or a failed dump) would not see it.
+enum ZeroLengthPackets {
+    /// Takes each queued packet from the head and sends it again to the tail from the peer, in
+    /// order: the queue is the same, and no packet is marked. One packet at a time is in cryo's
+    /// hands, and the peer's send budget is the one the packet freed. With no peer to send from,
+    /// a dump that leaves the tree running is refused.
+    static func requeue(_ s: Int32, ino: UInt32, diag d: UnixDiag, queue: [(bytes: [UInt8], nfds: Int)], leavesRunning: Bool,
+                        refuse: (String) -> DumpError) throws {
+        let what = "unix socket inode \(ino)"
+        var peer: Int32?
+        if d.peer != 0, let p = try? SockDiag.unix(ino: d.peer), p.peer == ino {
+            peer = try UnixExternal.holderCopy(ofSocket: d.peer, what: what)
+        }
+        guard let peer else {
+            if leavesRunning {
+                throw refuse("a zero-length packet is queued and no peer is left to queue it again: no later dump of the running tree could see it")
+            }
+            return
+        }
+        defer { close(peer) }
+        var buf = [UInt8](repeating: 0, count: max(1, queue.map(\.bytes.count).max() ?? 1))
+        var fds = [Int32](repeating: -1, count: 253)
+        for (i, p) in queue.enumerated() {
+            var nfds: Int32 = 0
+            let n = buf.withUnsafeMutableBytes { b in fds.withUnsafeMutableBufferPointer { ck_recv_with_fds(s, b.baseAddress!, UInt(b.count), $0.baseAddress!, &nfds) } }
+            let got = Array(fds[0..<max(0, Int(nfds))])
+            defer { got.forEach { close($0) } }
+            guard n == p.bytes.count, got.count == p.nfds, Array(buf[0..<n]) == p.bytes else {
+                throw refuse("queue changed while cryo put its packets back (packet \(i): \(n) bytes, \(p.bytes.count) peeked)\(i > 0 ? "; \(i) packet(s) already moved to its tail" : "")")
+            }
+            let sent = p.bytes.withUnsafeBytes { pb in got.withUnsafeBufferPointer { fb in
+                ck_send_with_fds(peer, pb.baseAddress, UInt(p.bytes.count), fb.baseAddress, Int32(fb.count), nil, 0, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) } }
+            guard sent == p.bytes.count else {
+                throw refuse("sending packet \(i) back from its peer: \(String(cString: strerror(Int32(-sent)))); it was taken from the queue and is lost")
+            }
+        }
     }
 }

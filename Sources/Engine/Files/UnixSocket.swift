@@ -118,6 +118,9 @@ enum UnixSocket: FdKind {
             let queue = try peekQueue(c, stream: d.type == 1, refuse: refuse)
             ctx.adoptInFlight(queue.flatMap(\.fds))
             try UnixExternal.checkSenders(queue.map(\.sender), type: d.type, external: externalPeer, refuse: refuse)
+            if d.type != 1 && queue.contains(where: { $0.bytes.isEmpty }) {
+                try ZeroLengthPackets.requeue(c, ino: ino, diag: d, queue: queue.map { ($0.bytes, $0.fds.count) }, leavesRunning: ctx.leavesRunning, refuse: refuse)
+            }
             for p in queue {
                 var e = Img_SkPacketEntry()
                 e.idFor = id
@@ -417,7 +420,7 @@ enum UnixSocket: FdKind {
                     fds.withUnsafeBufferPointer { fb in
                         let a = addr ?? []
                         return a.withUnsafeBytes { ab in
-                            ck_send_with_fds(s, pb.baseAddress! + off, UInt(p.count - off), fb.baseAddress, Int32(fb.count),
+                            ck_send_with_fds(s, pb.baseAddress.map { $0 + off }, UInt(p.count - off), fb.baseAddress, Int32(fb.count),
                                              addr == nil ? nil : ab.baseAddress, UInt32(ab.count), Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
                         }
                     }
