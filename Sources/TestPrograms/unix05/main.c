@@ -32,7 +32,7 @@ static void outside(int sk, const char *dir) {
     sigset_t usr1;
     sigemptyset(&usr1);
     sigaddset(&usr1, SIGUSR1);
-    alarm(600);
+    alarm(120);  // never outlives a failed case for long
     ssize_t n = recv(sk, buf, sizeof(buf), 0);
     if (n != 4 || memcmp(buf, "ping", 4)) _exit(2);
     if (sendto(sk, "pong", 4, 0, (void *)&t, tl) != 4) _exit(3);
