@@ -39,6 +39,7 @@ public struct Dumper {
             try Fault.check(.afterFreeze)
             var externals = try Externals(parsing: request.external)
             externals.emptyNamespaces = request.emptyNamespaces
+            files.context.extUnixSk.inodes.formUnion(externals.unixSockets)
             let namespaces = try NamespaceSet.collect(root: tree.root, processes: tree.processes.map { ($0.pid, $0.threads) }, proc: proc,
                                                       externals: externals.namespaces)
             let pids = try PidMap.read(processes: tree.processes.map { ($0.pid, $0.threads) }, inNewNamespace: namespaces.newKinds.contains(.pid), proc: proc)
