@@ -18,6 +18,7 @@ let workloadNames: [String] = [
     "pty00", "tcp03", "mnt00", "mntprop00",
     "ptydata00", "ptyhup00",
     "fown00", "itimer01", "unix04", "droppable00", "nsfd00",
+    "unix05", "unix06",
     "sysvshm00", "sysvsem00", "sysvmsg00", "sysvhost00",
     "timens00",
     "cgroupns00",

@@ -149,13 +149,37 @@ int ck_recv_fds(int sock, int *fds, int max) {
 }
 
 long ck_peek(int sock, void *buf, unsigned long len, int extra, int *fds, int *nfds) {
+    return ck_peek_from(sock, buf, len, extra, fds, nfds, NULL, NULL, NULL);
+}
+
+long ck_recv_with_fds(int sock, void *buf, unsigned long len, int *fds, int *nfds) {
     struct iovec iov = { .iov_base = buf, .iov_len = len };
     union { char buf[CMSG_SPACE(253 * sizeof(int))]; struct cmsghdr align; } u;
     struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
     *nfds = 0;
-    ssize_t r = recvmsg(sock, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | extra);
+    ssize_t r = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (r < 0) return -errno;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (int i = 0; i < k && *nfds < 253; i++) memcpy(&fds[(*nfds)++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+    }
+    return r;
+}
+
+long ck_peek_from(int sock, void *buf, unsigned long len, int extra, int *fds, int *nfds,
+                  void *name, unsigned int *namelen, int *msg) {
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    union { char buf[CMSG_SPACE(253 * sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))]; struct cmsghdr align; } u;
+    struct msghdr m = { .msg_name = name, .msg_namelen = namelen ? *namelen : 0, .msg_iov = &iov, .msg_iovlen = 1,
+                        .msg_control = u.buf, .msg_controllen = sizeof(u.buf) };
+    *nfds = 0;
+    if (msg) *msg = 0;
+    ssize_t r = recvmsg(sock, &m, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC | extra);
+    if (r < 0) return -errno;
+    if (namelen) *namelen = m.msg_namelen;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS && msg) *msg = 1;
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
         int k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         for (int i = 0; i < k && *nfds < 253; i++) memcpy(&fds[(*nfds)++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));

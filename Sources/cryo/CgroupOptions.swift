@@ -33,6 +33,6 @@ struct CgroupOptions: ParsableArguments {
 
 extension Cryo {
     static func main() {
-        main(CgroupOptions.normalize(Array(CommandLine.arguments.dropFirst())))
+        main(ExtUnixSk.normalize(CgroupOptions.normalize(Array(CommandLine.arguments.dropFirst()))))
     }
 }

@@ -4,7 +4,6 @@ import ArgumentParser
 /// that a script written for CRIU, or a runtime over RPC, learns why rather than meeting an
 /// unknown option. Shared by dump, pre-dump and restore.
 struct CriuRefusedOptions: ParsableArguments {
-    @Flag(name: .customLong("ext-unix-sk"), help: .hidden) var extUnixSk = false
     @Flag(name: .customLong("auto-dedup"), help: .hidden) var autoDedup = false
     @Flag(name: .customLong("link-remap"), help: .hidden) var linkRemap = false
     @Option(name: .customLong("ghost-limit"), help: .hidden) var ghostLimit: String?
@@ -41,7 +40,6 @@ struct CriuRefusedOptions: ParsableArguments {
         let mounts = "cryo rebuilds a mount tree from its mounts, their --external mnt[...] names and --root (docs/NAMESPACES.md); it takes no other mount options"
         let cgroups = "cryo puts the tree back in its dumped cgroup paths (--manage-cgroups); it takes no other root, properties or controllers"
         let all: [(Bool, String, String)] = [
-            (extUnixSk, "--ext-unix-sk", "a unix socket connected to a process outside the tree is refused at dump, by fd; cryo cannot yet keep it external"),
             (autoDedup, "--auto-dedup", "run `cryo dedup -D DIR` after the snapshot instead"),
             (linkRemap, "--link-remap", "cryo always copies a deleted file's contents into the images (a ghost file, up to 256 MiB); it never links files on the dumped filesystem"),
             (ghostLimit != nil, "--ghost-limit", "cryo's ghost file limit is fixed at 256 MiB; a larger deleted file is refused at dump, by name"),

@@ -12,11 +12,16 @@ final class ExternalsTests: XCTestCase {
     }
 
     func testOtherKindsAreRefusedByName() {
-        for bad in ["mnt[/x]", "mnt[]:/y", "dev[8:1]:/dev/sda1", "unix[12345]", "file[/etc/hosts]:x", "eth0"] {
+        for bad in ["mnt[/x]", "mnt[]:/y", "dev[8:1]:/dev/sda1", "unix[abc]", "unix[0]", "file[/etc/hosts]:x", "eth0"] {
             XCTAssertThrowsError(try Externals(parsing: [bad]), bad) {
                 XCTAssertTrue("\($0)".hasPrefix("--external \(bad): cryo knows veth["), "\($0)")
             }
         }
+    }
+
+    /// CRIU's unix[INO], the same as --ext-unix-sk=INO.
+    func testUnixSocketsByInode() throws {
+        XCTAssertEqual(try Externals(parsing: ["unix[12345]", "unix[7]"]).unixSockets, [12345, 7])
     }
 
     /// CRIU's ext_mnt: mountpoint -> key at dump, key -> path at restore; the same words.

@@ -129,7 +129,7 @@ final class RPCTests: XCTestCase {
         let pid = try h.start("memhog00", args: ["4"])
         let d = try images("img")
         let cases: [([String], String)] = [
-            (["--set", "ext_unix_sk=true"], "ext_unix_sk"),
+            (["--set", "link_remap=true"], "link_remap"),
             (["--set", "tcp_close=true"], "tcp_close"),
             (["--set", "auto_dedup=true"], "auto_dedup"),
             (["--unknown-field", "99"], "field 99"),

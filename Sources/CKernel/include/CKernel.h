@@ -141,6 +141,13 @@ int ck_recv_fds(int sock, int *fds, int max);
 // SCM_MAX_FD), their number in *nfds; the caller owns and closes them. Returns bytes or
 // -errno (-EMSGSIZE if the control data was truncated; then no fd is left open).
 long ck_peek(int sock, void *buf, unsigned long len, int extra, int *fds, int *nfds);
+// ck_peek that also gives the sender's address (name, *namelen: 0 for an unnamed sender) and
+// whether a message came at all (*msg: 1 when SCM_CREDENTIALS came, which SO_PASSCRED adds to
+// every message but not to end-of-file).
+// recvmsg (not a peek) of one message with its SCM_RIGHTS fds, as ck_peek.
+long ck_recv_with_fds(int sock, void *buf, unsigned long len, int *fds, int *nfds);
+long ck_peek_from(int sock, void *buf, unsigned long len, int extra, int *fds, int *nfds,
+                  void *name, unsigned int *namelen, int *msg);
 // sendmsg of len bytes with n (<= 253) fds as SCM_RIGHTS (none if n is 0), to addr if given.
 // Returns the bytes sent or -errno.
 long ck_send_with_fds(int sock, const void *buf, unsigned long len, const int *fds, int n,

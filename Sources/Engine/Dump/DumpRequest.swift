@@ -37,6 +37,8 @@ public struct DumpRequest: Sendable {
     public var freezeCgroup: String?
     /// Namespaces whose contents the caller sets up itself (CRIU's --empty-ns, CLONE_NEW* bits).
     public var emptyNamespaces: Int32 = 0
+    /// CRIU's --ext-unix-sk[=INO]: unix sockets connected outside the tree (docs/EXT-UNIX.md).
+    public var extUnixSk = ExtUnixSk()
     public init(pid: Int32, imagesDir: String) { self.pid = pid; self.imagesDir = imagesDir }
 }
 

@@ -32,11 +32,14 @@ public struct Dumper {
         let files = FileTable(images: images)
         files.context.shellJob = request.shellJob
         files.context.locks.enabled = request.fileLocks
+        files.context.extUnixSk = request.extUnixSk
+        files.context.leavesRunning = request.leave != .killed
         var holds: NamespaceHolds?
         do {
             try Fault.check(.afterFreeze)
             var externals = try Externals(parsing: request.external)
             externals.emptyNamespaces = request.emptyNamespaces
+            files.context.extUnixSk.inodes.formUnion(externals.unixSockets)
             let namespaces = try NamespaceSet.collect(root: tree.root, processes: tree.processes.map { ($0.pid, $0.threads) }, proc: proc,
                                                       externals: externals.namespaces)
             let pids = try PidMap.read(processes: tree.processes.map { ($0.pid, $0.threads) }, inNewNamespace: namespaces.newKinds.contains(.pid), proc: proc)

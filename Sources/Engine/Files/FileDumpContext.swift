@@ -51,6 +51,11 @@ final class FileDumpContext {
 
     /// --shell-job: terminals are the shell's, and restore opens the caller's in their place.
     var shellJob = false
+    /// --ext-unix-sk, and the files.img ids of the outside sockets written for it, by inode.
+    var extUnixSk = ExtUnixSk()
+    var externalUnixPeers: [UInt32: UInt32] = [:]
+    /// The tree runs on after this dump (--leave-running, --leave-stopped).
+    var leavesRunning = false
     /// The mount ids of a tree that pivoted into a mount tree of its own: a file on another
     /// mount is refused. nil: the tree sees cryo's mounts.
     var mountIDs: Set<Int32>?

@@ -25,6 +25,7 @@ final class RestoredObjects {
     var sharedMemory: SharedMemoryObjects?
     /// --inherit-fd: the caller's fds for objects the tree shared with the outside.
     var inherited = InheritedFds()
+    var extUnixSk = false
     /// Ghost files; O_TMPFILE ones are made when a task first needs them.
     var ghosts: GhostFiles?
     /// The second end of a unix socketpair made for the first one, by its inode, waiting for
@@ -154,6 +155,7 @@ final class FileRestoreContext {
     var memfds: [UInt32: Int32] { get { shared.memfds } set { shared.memfds = newValue } }
     var sharedMemory: SharedMemoryObjects? { shared.sharedMemory }
     var inherited: InheritedFds { shared.inherited }
+    var extUnixSk: Bool { shared.extUnixSk }
     var unixPairs: [UInt32: Int32] { get { shared.unixPairs } set { shared.unixPairs = newValue } }
     var keepers: [Int32] { get { shared.keepers } set { shared.keepers = newValue } }
     func pipeData(_ kind: ImageKind, pipeID: UInt32) throws -> (Img_PipeDataEntry, [UInt8])? { try shared.pipeData(kind, pipeID: pipeID) }

@@ -18,7 +18,7 @@ public struct InheritedFds: Sendable, Equatable {
                 throw InheritFdError.malformed(s)
             }
             let key = String(s[s.index(close, offsetBy: 2)...])
-            guard Self.pipeInode(key) != nil else { throw InheritFdError.unknownKey(spec: s, key: key) }
+            guard Self.pipeInode(key) != nil || Self.socketInode(key) != nil else { throw InheritFdError.unknownKey(spec: s, key: key) }
             guard fcntl(n, F_GETFD) >= 0 else { throw InheritFdError.notOpen(fd: n, key: key) }
             guard byKey[key] == nil else { throw InheritFdError.twice(key: key) }
             byKey[key] = n
@@ -34,6 +34,14 @@ public struct InheritedFds: Sendable, Equatable {
     }
 
     static func pipeKey(_ inode: UInt32) -> String { "pipe:[\(inode)]" }
+
+    /// The inode of `socket:[INODE]` (a unix socket dumped with --ext-unix-sk=INODE).
+    static func socketInode(_ key: String) -> UInt64? {
+        guard key.hasPrefix("socket:["), key.hasSuffix("]") else { return nil }
+        return UInt64(key.dropFirst(8).dropLast())
+    }
+
+    static func socketKey(_ inode: UInt32) -> String { "socket:[\(inode)]" }
 }
 
 public enum InheritFdError: Error, CustomStringConvertible {
@@ -45,7 +53,7 @@ public enum InheritFdError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .malformed(let s): return "--inherit-fd \(s): expected fd[N]:KEY, e.g. fd[3]:pipe:[12345]"
-        case .unknownKey(let s, let k): return "--inherit-fd \(s): cryo plugs in pipes only (KEY pipe:[INODE]), not \(k)"
+        case .unknownKey(let s, let k): return "--inherit-fd \(s): cryo plugs in pipes and unix sockets only (KEY pipe:[INODE] or socket:[INODE]), not \(k)"
         case .notOpen(let fd, let k): return "--inherit-fd fd[\(fd)]:\(k): fd \(fd) is not open in cryo"
         case .twice(let k): return "--inherit-fd: \(k) is given twice"
         }

@@ -49,6 +49,7 @@ enum UnixSocket: FdKind {
 
         let c = try ctx.copy(of: f)
         var peer = d.peer
+        var externalPeer: UnixExternal.Peer?
         if peer == 0 && d.type != 2 && UInt32(d.state) == established && d.shutdown == 0 {
             // A connection still waiting to be accepted: its peer (the embryo in the
             // listener's queue) has no inode to show, but carries the listener's name.
@@ -67,10 +68,13 @@ enum UnixSocket: FdKind {
             for other in ours where other != ino {
                 if let l = try? SockDiag.unix(ino: other), l.state == UInt8(listen), l.icons.contains(peer) { listener = other; break }
             }
-            guard let l = listener else { throw refuse("connected to socket inode \(peer), which is outside the dumped tree") }
-            let embryo = try SockDiag.unix(ino: peer)
-            guard embryo.rqueue == 0 else { throw refuse("\(embryo.rqueue) bytes sent on a connection the listener has not accepted") }
-            peer = l
+            if let l = listener {
+                let embryo = try SockDiag.unix(ino: peer)
+                guard embryo.rqueue == 0 else { throw refuse("\(embryo.rqueue) bytes sent on a connection the listener has not accepted") }
+                peer = l
+            } else {
+                externalPeer = try UnixExternal.dumpPeer(of: d, ino: ino, peer: peer, f: f, ctx: ctx, refuse: refuse)
+            }
         }
         if UInt32(d.state) == listen {
             for c in d.icons where c != 0 {
@@ -113,8 +117,9 @@ enum UnixSocket: FdKind {
         if UInt32(d.state) != listen && !unconnected {
             let queue = try peekQueue(c, stream: d.type == 1, refuse: refuse)
             ctx.adoptInFlight(queue.flatMap(\.fds))
-            if d.type == 2 && peer == 0 && d.name.isEmpty && !queue.isEmpty {
-                throw refuse("datagrams queued to an unnamed, unconnected socket, which nothing could send again")
+            try UnixExternal.checkSenders(queue.map(\.sender), type: d.type, external: externalPeer, refuse: refuse)
+            if d.type != 1 && queue.contains(where: { $0.bytes.isEmpty }) {
+                try ZeroLengthPackets.requeue(c, ino: ino, diag: d, queue: queue.map { ($0.bytes, $0.fds.count) }, leavesRunning: ctx.leavesRunning, refuse: refuse)
             }
             for p in queue {
                 var e = Img_SkPacketEntry()
@@ -148,7 +153,11 @@ enum UnixSocket: FdKind {
     /// stretches: a recv stops after the bytes that carry fds, so each stretch ending in such
     /// bytes is one element, sent again with its fds by one sendmsg, and the fds arrive with
     /// the same bytes. The rest of a stream is one element.
-    static func peekQueue(_ s: Int32, stream: Bool, refuse: (String) -> DumpError) throws -> [(bytes: [UInt8], fds: [Int32])] {
+    ///
+    /// A packet also comes with its sender's name as the reader would see it (empty: unnamed).
+    /// A zero-length packet is kept: SO_PASSCRED, on while peeking, puts credentials on every
+    /// message and none on end-of-file, which also reads 0 bytes.
+    static func peekQueue(_ s: Int32, stream: Bool, refuse: (String) -> DumpError) throws -> [(bytes: [UInt8], fds: [Int32], sender: [UInt8])] {
         let peekOff: Int32 = 42  // SO_PEEK_OFF
         var old: Int32 = -1
         var len = socklen_t(4)
@@ -156,7 +165,15 @@ enum UnixSocket: FdKind {
         var zero: Int32 = 0
         guard setsockopt(s, SOL_SOCKET, peekOff, &zero, 4) == 0 else { throw refuse("setsockopt(SO_PEEK_OFF): \(String(cString: strerror(errno)))") }
         defer { _ = setsockopt(s, SOL_SOCKET, peekOff, &old, 4) }
-        var out: [(bytes: [UInt8], fds: [Int32])] = []
+        var passcred: Int32 = 0
+        len = 4
+        if !stream {
+            guard getsockopt(s, SOL_SOCKET, SO_PASSCRED, &passcred, &len) == 0 else { throw refuse("getsockopt(SO_PASSCRED): \(String(cString: strerror(errno)))") }
+            var one: Int32 = 1
+            guard setsockopt(s, SOL_SOCKET, SO_PASSCRED, &one, 4) == 0 else { throw refuse("setsockopt(SO_PASSCRED): \(String(cString: strerror(errno)))") }
+        }
+        defer { if !stream { _ = setsockopt(s, SOL_SOCKET, SO_PASSCRED, &passcred, 4) } }
+        var out: [(bytes: [UInt8], fds: [Int32], sender: [UInt8])] = []
         var done = false
         defer { if !done { for p in out { p.fds.forEach { close($0) } } } }
         var streamBytes: [UInt8] = []
@@ -167,8 +184,11 @@ enum UnixSocket: FdKind {
         var buf = [UInt8](repeating: 0, count: max(1 << 20, Int(inq) + 1))
         var fds = [Int32](repeating: -1, count: 253)
         while true {
-            var nfds: Int32 = 0
-            let n = buf.withUnsafeMutableBytes { b in fds.withUnsafeMutableBufferPointer { ck_peek(s, b.baseAddress!, UInt(b.count), Int32(MSG_TRUNC), $0.baseAddress!, &nfds) } }
+            var nfds: Int32 = 0, msg: Int32 = 0
+            var name = [UInt8](repeating: 0, count: 112)
+            var namelen = UInt32(name.count)
+            let n = buf.withUnsafeMutableBytes { b in fds.withUnsafeMutableBufferPointer { f in name.withUnsafeMutableBytes { nb in
+                ck_peek_from(s, b.baseAddress!, UInt(b.count), Int32(MSG_TRUNC), f.baseAddress!, &nfds, nb.baseAddress!, &namelen, &msg) } } }
             if n == -Int(EAGAIN) { break }
             if n == -Int(EMSGSIZE) { throw refuse("a message in its queue carries more fds than SCM_RIGHTS can pass (\(fds.count))") }
             if n < 0 { throw refuse("peek at the queue: \(String(cString: strerror(Int32(-n))))") }
@@ -180,17 +200,20 @@ enum UnixSocket: FdKind {
                 }
                 streamBytes += buf[0..<n]
                 if !got.isEmpty {
-                    out.append((streamBytes, got))
+                    out.append((streamBytes, got, []))
                     streamBytes = []
                 }
             } else {
-                out.append(([], got))
-                guard n > 0 else { throw refuse("a zero-length packet in its queue") }
+                if n == 0 && msg == 0 {
+                    got.forEach { close($0) }
+                    break  // end of file: the peer shut down and the queue is empty
+                }
+                out.append(([], got, namelen > 2 ? Array(name[2..<Int(min(namelen, UInt32(name.count)))]) : []))
                 guard n <= buf.count else { throw refuse("a \(n)-byte packet in its queue, larger than cryo reads") }
                 out[out.count - 1].bytes = Array(buf[0..<n])
             }
         }
-        if !streamBytes.isEmpty { out.append((streamBytes, [])) }
+        if !streamBytes.isEmpty { out.append((streamBytes, [], [])) }
         done = true
         return out
     }
@@ -296,6 +319,7 @@ enum UnixSocket: FdKind {
         var sendNamed: [(Img_SkPacketEntry, [UInt8])] = []
         let local: Int32
         if let parked = ctx.parked.removeValue(forKey: entry.id) { return parked }
+        if let given = try UnixExternal.inherited(entry, ctx: ctx) { return given }
         if let (s, c, l) = accepted(entry, ctx.files), let lfd = ctx.placed[l.id] {
             return try restoreAccepted(entry, server: s, client: c, listenerFd: lfd, listener: l.usk, ctx: ctx)
         }
@@ -329,16 +353,28 @@ enum UnixSocket: FdKind {
             local = a
             try applyShutdown(u, a, what: what)
         } else {
-            let s = socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0)
-            guard s >= 0 else { throw SystemCallError(call: "socket(AF_UNIX, \(type))", errno: errno, context: what) }
-            local = s
-            do { try SocketOptions.apply(u.opts, to: s, what: what) } catch { close(s); throw error }
             if u.peer != 0 {
-                guard let p = peer?.usk, !p.name.isEmpty else { throw fail("connected to inode \(u.peer), which has no entry or no name to connect to") }
+                guard let p = peer?.usk else {
+                    throw fail("connected to socket inode \(u.peer) outside the tree: give the socket that stands for it, --inherit-fd fd[N]:\(InheritedFds.socketKey(u.ino))")
+                }
+                guard !p.name.isEmpty else { throw fail("connected to inode \(u.peer), which has no name to connect to") }
+                if p.uflags & UnixExternal.uflagExtern != 0 && !ctx.extUnixSk {
+                    throw fail("connected to the outside socket \(UnixExternal.describe([UInt8](p.name))): restore with --ext-unix-sk to connect to it again")
+                }
                 connectTo = p
             }
-            sendNamed = try ctx.queue(for: entry.id)
-            if !sendNamed.isEmpty && !bindName { throw fail("data queued to an unnamed, unconnected socket") }
+            let queue = try ctx.queue(for: entry.id)
+            let s: Int32
+            if type == Int32(SOCK_DGRAM.rawValue) && !bindName && !queue.isEmpty {
+                s = try UnixExternal.unnamedWithQueue(u, queue: queue, ctx: ctx, what: what)
+            } else {
+                s = socket(AF_UNIX, type | Int32(SOCK_CLOEXEC.rawValue), 0)
+                guard s >= 0 else { throw SystemCallError(call: "socket(AF_UNIX, \(type))", errno: errno, context: what) }
+                do { try SocketOptions.apply(u.opts, to: s, what: what) } catch { close(s); throw error }
+                sendNamed = queue
+                if !sendNamed.isEmpty && !bindName { close(s); throw fail("data queued to an unnamed \(type == Int32(SOCK_DGRAM.rawValue) ? "" : "stream or seqpacket ")socket with no peer") }
+            }
+            local = s
         }
         if ctx.cryoOnly && (bindName || connectTo != nil) {
             throw fail("in flight and bound or connected by name, which cryo restores only in a task")
@@ -378,19 +414,18 @@ enum UnixSocket: FdKind {
                 guard scm.type == scmRights else { throw RestoreError.file(pid: ctx.task.pid, id: e.idFor, what: what, reason: "control data of type \(scm.type) in its queue") }
                 for id in scm.rights { fds.append(try ctx.inFlight(id, what: what)) }
             }
-            guard !p.isEmpty else { throw RestoreError.file(pid: ctx.task.pid, id: e.idFor, what: what, reason: "an empty packet in its queue") }
             var off = 0
             repeat {
                 let n = p.withUnsafeBytes { pb in
                     fds.withUnsafeBufferPointer { fb in
                         let a = addr ?? []
                         return a.withUnsafeBytes { ab in
-                            ck_send_with_fds(s, pb.baseAddress! + off, UInt(p.count - off), fb.baseAddress, Int32(fb.count),
+                            ck_send_with_fds(s, pb.baseAddress.map { $0 + off }, UInt(p.count - off), fb.baseAddress, Int32(fb.count),
                                              addr == nil ? nil : ab.baseAddress, UInt32(ab.count), Int32(MSG_DONTWAIT | MSG_NOSIGNAL))
                         }
                     }
                 }
-                guard n > 0 else {
+                guard n > 0 || (n == 0 && p.isEmpty) else {
                     throw SystemCallError(call: "sendmsg (refilling a \(p.count)-byte queue entry\(fds.isEmpty ? "" : " with \(fds.count) fds"))", errno: Int32(-n), context: what)
                 }
                 off += n

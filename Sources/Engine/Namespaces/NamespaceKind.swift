@@ -41,7 +41,7 @@ public enum NamespaceError: Error, CustomStringConvertible, Equatable {
         case .badExternal(let s):
             return "--external \(s): expected KIND[INODE]:KEY with KIND one of \(NamespaceKind.allCases.filter { $0 != .mnt }.map(\.rawValue).joined(separator: ", "))"
         case .unknownExternal(let s):
-            return "--external \(s): cryo knows veth[IFNAME]:OUTSIDE[@BRIDGE] and KIND[INODE]:KEY for a namespace (KIND one of \(NamespaceKind.allCases.filter { $0 != .mnt }.map(\.rawValue).joined(separator: ", "))) and mnt[MOUNTPOINT or KEY]:KEY or PATH for a mount; other kinds are not handled"
+            return "--external \(s): cryo knows veth[IFNAME]:OUTSIDE[@BRIDGE] and KIND[INODE]:KEY for a namespace (KIND one of \(NamespaceKind.allCases.filter { $0 != .mnt }.map(\.rawValue).joined(separator: ", "))), mnt[MOUNTPOINT or KEY]:KEY or PATH for a mount, and unix[INODE] for a unix socket of the tree (as --ext-unix-sk=INODE); other kinds are not handled"
         case .restore(let k, let r):
             return "\(k) namespace: \(r)"
         }

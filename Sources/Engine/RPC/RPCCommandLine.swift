@@ -52,7 +52,7 @@ public struct RPCCommandLine: Sendable {
         // A pre-dump always leaves the tree running.
         if kind != .preDump { flag("leave_running", o.leaveRunning, "--leave-running") }
         flag("leave_stopped", o.leaveStopped, "--leave-stopped")
-        flag("ext_unix_sk", o.extUnixSk, "--ext-unix-sk")
+        flag("ext_unix_sk", o.extUnixSk, "--ext-unix-sk=\(ExtUnixSk.bare)")
         for s in o.unixSkIno { add("unix_sk_ino", "--ext-unix-sk=\(s.inode)") }
         flag("tcp_established", o.tcpEstablished, "--tcp-established")
         flag("evasive_devices", o.evasiveDevices, "--evasive-devices")

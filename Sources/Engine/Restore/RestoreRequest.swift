@@ -20,6 +20,8 @@ public struct RestoreRequest: Sendable {
     public var external: [String] = []
     /// --inherit-fd: the caller's fds that stand for objects shared outside the tree.
     public var inheritedFds = InheritedFds()
+    /// CRIU's --ext-unix-sk: reconnect sockets dumped as connected to an outside named socket.
+    public var extUnixSk = false
     public var networkLock: NetworkLockMethod = .nftables
     /// CRIU's action points, for an RPC caller that asked to be notified.
     public var actionHook: ActionHook?

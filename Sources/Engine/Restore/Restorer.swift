@@ -92,6 +92,7 @@ public struct Restorer {
         if request.shellJob { shared.terminal = try Restorer.callerTerminal() }
         shared.sharedMemory = shmem
         shared.inherited = request.inheritedFds
+        shared.extUnixSk = request.extUnixSk
         shared.ghosts = ghosts
         shared.fileLocks = try loadFileLocks(images, plans: plans)
         defer { shared.closeAll() }

@@ -93,7 +93,7 @@ public struct ZdtmDesc: Equatable, Sendable {
     /// CRIU's dump/restore options that cryo does by default (or that change nothing here).
     public static let defaultOpts: Set<String> = ["--tcp-established"]
     /// CRIU's options cryo takes with the same meaning: given to its dump and restore.
-    public static let passedOpts: Set<String> = ["--file-locks", "--manage-cgroups"]
+    public static let passedOpts: Set<String> = ["--file-locks", "--manage-cgroups", "--ext-unix-sk"]
     /// CRIU options zdtm.py itself adds for the flavour; harmless here.
     public static let ignoredFlags: Set<String> = ["reqrst", "nouser", "samens", "nolazy", "nopage", "noremotelazy"]
 

@@ -31,7 +31,7 @@ public struct StreamMode: CRMode {
         let tag = "restore-\(ctx.iteration)-cli"
         let restore: Int32
         do {
-            restore = try ctx.spawn([ctx.cryo] + CryoCommands.restore(images: images, pidfile: pidfile, extra: ["--stream-from", String(Subprocess.passedFd)]),
+            restore = try ctx.spawn([ctx.cryo] + CryoCommands.restore(images: images, pidfile: pidfile, extra: ["--stream-from", String(Subprocess.passedFd)] + ctx.workload.opts),
                                     log: tag, passFd: p[0])
         } catch { close(p[0]); throw error }
         close(p[0])

@@ -82,7 +82,7 @@ public final class Runner: @unchecked Sendable {
         func finish(_ outcome: Outcome, _ reason: String) -> CaseResult {
             var outcome = outcome, reason = reason
             // A case that failed before its workload exited kills it: that is clean-up, not a leak.
-            let strays = terminated ? reapStrays(tree: tree, sid: sid, all: alone) : []
+            let strays = terminated ? reapStrays(tree: tree, sid: sid, all: alone, grace: true) : []
             if !terminated { _ = reapStrays(tree: tree, sid: sid, all: alone) }
             CgroupCleanup.remove(listedIn: dir + "/" + CgroupCleanup.listName)
             if !strays.isEmpty {
@@ -206,10 +206,13 @@ public final class Runner: @unchecked Sendable {
     /// Kills and reaps what the case left: its recorded tree, anything in its session, and
     /// (when `all`) any child of zdtm. Returns "PID (comm)" for each live one; zombies are
     /// only reaped.
-    func reapStrays(tree: [Int32], sid: Int32, all: Bool) -> [String] {
+    func reapStrays(tree: [Int32], sid: Int32, all: Bool, grace wait: Bool = false) -> [String] {
         var strays: [String] = []
         var found: Set<Int32> = []
-        for _ in 0..<50 {
+        // A process outside the tree that the program talks with (CRIU's test_ext_init, an
+        // --ext-unix-sk peer) ends on the program's last word: it is given a moment to.
+        var grace = wait ? 100 : 0
+        for _ in 0..<(50 + grace) {
             // As subreaper, every process of the workload is our descendant; looking only there
             // keeps a recycled pid of someone else's process out.
             var candidates: Set<Int32> = []
@@ -219,6 +222,13 @@ public final class Runner: @unchecked Sendable {
                 if sid > 0, let st = try? proc.stat(pid: p), st.session == sid { candidates.insert(p) }
             }
             if candidates.isEmpty { break }
+            if grace > 0 && candidates.contains(where: { (try? proc.stat(pid: $0))?.isZombie == false }) {
+                grace -= 1
+                for p in candidates { var status: Int32 = 0; _ = waitpid(p, &status, WNOHANG) }
+                usleep(10_000)
+                continue
+            }
+            grace = 0
             log.debug("stray check: \(candidates.sorted())")
             for p in candidates.sorted() {
                 guard let st = try? proc.stat(pid: p) else { continue }
