@@ -153,18 +153,6 @@ extension RestoreErrorsTests {
 
     /// A task in a cgroup namespace of its own would come back in cryo's (uts, pid, ipc, mnt
     /// and net ones are restored: docs/NAMESPACES.md).
-    func testOwnCgroupNamespaceIsRefused() throws {
-        let work = dir + "/cgroupns"
-        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/unshare")
-        p.arguments = ["-C", "sleep", "30"]
-        try p.run()
-        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
-        usleep(300_000)  // unshare has exec'd sleep
-        try assertDumpFails(p, work: work, saying: ["pid \(p.processIdentifier): cgroup namespace cgroup:[", "cannot dump and restore this kind of namespace yet"])
-    }
-
     func testUnkeptSocketOptionIsRefused() throws {
         let work = dir + "/sockopt"
         let p = try python("""
