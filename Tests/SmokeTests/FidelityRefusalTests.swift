@@ -32,30 +32,6 @@ extension RestoreErrorsTests {
         XCTAssertEqual(got.map { String(decoding: $0, as: UTF8.self) }, "abc\r\n", "the master's queue after the failed dump")
     }
 
-    /// Undo adjustments of SysV semaphores cannot be read back: a process that ever did a
-    /// semop with SEM_UNDO is refused, and runs on.
-    func testSemUndoIsRefused() throws {
-        let work = dir + "/semundo"
-        let p = try python("""
-            import ctypes, time
-            libc = ctypes.CDLL(None, use_errno=True)
-            class Sembuf(ctypes.Structure):
-                _fields_ = [("num", ctypes.c_ushort), ("op", ctypes.c_short), ("flg", ctypes.c_short)]
-            sid = libc.semget(0, 1, 0o1600)
-            open("id", "w").write(str(sid))
-            b = Sembuf(0, 1, 0x1000)
-            if libc.semop(sid, ctypes.byref(b), 1) != 0: raise SystemExit("semop: %d" % ctypes.get_errno())
-            open("ready", "w").write("1")
-            time.sleep(30)
-            """, in: work)
-        defer {
-            if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
-            if let id = try? String(contentsOfFile: work + "/id", encoding: .utf8) { _ = try? CRHarness.capture("/usr/bin/ipcrm", ["-s", id]) }
-        }
-        usleep(200_000)  // from writing "ready" into its sleep
-        try assertDumpFails(p, work: work, saying: ["SEM_UNDO"])
-    }
-
     func testPtySlaveIsRefusedWithoutShellJob() throws {
         let work = dir + "/pts"
         var name = [CChar](repeating: 0, count: 128)

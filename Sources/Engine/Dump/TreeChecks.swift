@@ -20,18 +20,6 @@ enum TreeChecks {
         }
     }
 
-    /// SysV semaphore undo adjustments (semop with SEM_UNDO) cannot be read from outside, nor
-    /// set again. A task that never used SEM_UNDO has no undo list, as cryo has none: kcmp
-    /// (KCMP_SYSVSEM) compares the two lists' addresses, so a task whose list differs from
-    /// cryo's empty one is refused rather than restored without its adjustments.
-    static func semUndo(_ tree: FrozenTree) throws {
-        for p in tree.processes where !p.isZombie {
-            for tid in [p.pid] + p.threads where try Sys.kcmp(getpid(), tid, type: 6 /* KCMP_SYSVSEM */, 0, 0) != 0 {
-                throw DumpError.unsupported(pid: tid, what: "SysV semaphore undo adjustments (a semop with SEM_UNDO), which cannot be read or set again,")
-            }
-        }
-    }
-
     /// Every process frozen alive is alive still, so nothing was read from a dead one.
     static func stillAlive(_ tree: FrozenTree, proc: ProcReader) throws {
         for p in tree.processes where !p.isZombie {
