@@ -4,7 +4,8 @@ import Glibc
 /// `a` exited). setpgid can only join a group that exists, so restore makes the group again
 /// with a helper task that has the gone leader's pid, as CRIU's TASK_HELPER: forked from the
 /// first member's parent (so it is in the member's session), it takes its own group, the
-/// members join it, and once they have, it exits and that parent reaps it. Its exit signal is
+/// members join it, and once they have, it exits and that parent reaps it (a group that still
+/// exists outside the tree is joined as before). Its exit signal is
 /// 0: the parent gets no SIGCHLD it never had.
 extension Restorer {
     struct GroupHelper {
@@ -19,6 +20,10 @@ extension Restorer {
         let pgid = Int32(child.pstree.pgid)
         if plans.contains(where: { $0.pid == pgid }) || built.groupHelpers.contains(where: { $0.pgid == pgid }) { return }
         if request.shellJob { return }  // a shell job's group is its shell's
+        // A group outside the tree that still exists here (the caller's own, when a tree is
+        // restored from the process group it was dumped from) is joined as it is. Inside a new
+        // pid namespace nothing but the tree exists yet.
+        if built.host[plans[0].pid] == plans[0].pid && (kill(-pgid, 0) == 0 || errno == EPERM) { return }
         guard parent.pstree.sid == child.pstree.sid, let pt = built.targets[parent.pid]?.first else {
             throw RestoreError.unsupported("pid \(child.pid) in process group \(pgid), whose leader is gone, with its parent \(parent.pid) in another session")
         }
