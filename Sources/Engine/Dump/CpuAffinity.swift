@@ -6,6 +6,8 @@ import Glibc
 /// a machine with other CPUs. Any other mask is set exactly and read back.
 enum CpuAffinity {
     static let words = 16  // 1024 CPUs
+    /// Read once per run: every thread of a dump or restore is compared with it.
+    static let online = Result { try ProcReader().onlineCPUs() }
 
     static func read(tid: Int32) throws -> [UInt64] {
         var mask = [UInt64](repeating: 0, count: words)
@@ -31,7 +33,7 @@ enum CpuAffinity {
     /// The mask for the image: empty when every online CPU is in it.
     static func dumped(tid: Int32) throws -> [UInt64] {
         let m = try read(tid: tid)
-        return cpus(m).isSuperset(of: try ProcReader().onlineCPUs()) ? [] : m
+        return cpus(m).isSuperset(of: try online.get()) ? [] : m
     }
 
     static func set(tid: Int32, _ m: [UInt64]) throws {
@@ -47,8 +49,8 @@ enum CpuAffinity {
     static func apply(tid: Int32, _ core: Img_ThreadCoreEntry) throws {
         guard core.hasSchedPolicy else { return }  // an image of a cryo that kept no scheduling state
         if core.cpuAffinity.isEmpty {
-            let online = try ProcReader().onlineCPUs()
-            if !cpus(try read(tid: tid)).isSuperset(of: online) { try set(tid: tid, mask(online)) }
+            let all = try online.get()
+            if !cpus(try read(tid: tid)).isSuperset(of: all) { try set(tid: tid, mask(all)) }
             return
         }
         try set(tid: tid, core.cpuAffinity)

@@ -43,7 +43,7 @@ enum Fanotify: FdKind {
             if let ino = hex(l["ino"]) {
                 func bad(_ r: String) -> DumpError { refuse("mark on inode \(ino): \(r)") }
                 guard let sdev = hex(l["sdev"]), let htype = hex(l["fhandle-type"]), let h = l["f_handle"] else { throw bad("no file handle in fdinfo") }
-                let handle = try bytes(h, bad: bad)
+                guard let handle = ProcFdInfoParser.hexBytes(h) else { throw bad("bad f_handle in fdinfo") }
                 guard let mnt = Inotify.mount(ofDevice: UInt32(sdev), in: mounts) else { throw bad("no mount of its device in the task's mount namespace") }
                 let path = try Inotify.resolve(handle: handle, type: Int32(truncatingIfNeeded: htype), mountPoint: "/proc/\(f.pid)/root" + mnt.mountPoint, ino: ino, bad: bad)
                 m.type = .inode
@@ -69,15 +69,6 @@ enum Fanotify: FdKind {
             e.mark.append(m)
         }
         entry.ffy = e
-    }
-
-    static func bytes(_ hexText: String, bad: (String) -> DumpError) throws -> [UInt8] {
-        let u = Array(hexText.utf8)
-        guard u.count % 2 == 0 else { throw bad("odd f_handle length") }
-        return try stride(from: 0, to: u.count, by: 2).map { i in
-            guard let hi = ProcBytes.hexDigit(u[i]), let lo = ProcBytes.hexDigit(u[i + 1]) else { throw bad("bad f_handle") }
-            return UInt8(hi << 4 | lo)
-        }
     }
 
     static func restore(_ entry: Img_FileEntry, ctx: FileRestoreContext) throws -> Int32 {

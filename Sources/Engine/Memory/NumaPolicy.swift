@@ -43,7 +43,7 @@ enum NumaPolicy {
         } catch {
             throw RestoreError.unsupported("tid \(t.pid): NUMA policy 0x\(String(mode, radix: 16)) nodes \(nodes) of the \(what): \(error)")
         }
-        let got = try read(t.remote, at: try t.put([UInt8](repeating: 0, count: 8 + Int(maxNodes / 8)), offset: 1024), address: range?.0)
+        let got = try read(t.remote, at: t.scratch + 1024, address: range?.0)
         guard got.0 == mode && got.1 == nodes else {
             throw RestoreError.unsupported("tid \(t.pid): NUMA policy of the \(what) came back as 0x\(String(got.0, radix: 16)) \(got.1), not 0x\(String(mode, radix: 16)) \(nodes)")
         }

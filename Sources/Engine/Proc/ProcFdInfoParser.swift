@@ -121,12 +121,8 @@ public enum ProcFdInfoParser {
             let p = pairs(Substring(v))
             var handle: [UInt8] = []
             if let h = p["f_handle"] {
-                let u = Array(h.utf8)
-                guard u.count % 2 == 0 else { throw bad("odd f_handle length") }
-                for i in stride(from: 0, to: u.count, by: 2) {
-                    guard let hi = ProcBytes.hexDigit(u[i]), let lo = ProcBytes.hexDigit(u[i + 1]) else { throw bad("bad f_handle") }
-                    handle.append(UInt8(hi << 4 | lo))
-                }
+                guard let b = hexBytes(h) else { throw bad("bad f_handle") }
+                handle = b
             }
             f.inotifyWatches.append(.init(wd: try num(p["wd"], radix: 16), ino: try num(p["ino"], radix: 16),
                                           sdev: try num(p["sdev"], radix: 16), mask: try num(p["mask"], radix: 16),
@@ -152,6 +148,18 @@ public enum ProcFdInfoParser {
             if key == "it_value" { f.timerfd?.valueSec = s; f.timerfd?.valueNsec = ns } else { f.timerfd?.intervalSec = s; f.timerfd?.intervalNsec = ns }
         default: break
         }
+    }
+
+    /// fdinfo's f_handle: two hex digits a byte; nil for an odd length or another character.
+    public static func hexBytes(_ text: String) -> [UInt8]? {
+        let u = Array(text.utf8)
+        guard u.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        for i in stride(from: 0, to: u.count, by: 2) {
+            guard let hi = ProcBytes.hexDigit(u[i]), let lo = ProcBytes.hexDigit(u[i + 1]) else { return nil }
+            out.append(UInt8(hi << 4 | lo))
+        }
+        return out
     }
 
     /// "a:1 b: 2  c:3" -> [a: 1, b: 2, c: 3]; a key may be separated from its value by blanks.

@@ -27,12 +27,7 @@ extension Restorer {
         guard parent.pstree.sid == child.pstree.sid, let pt = built.targets[parent.pid]?.first else {
             throw RestoreError.unsupported("pid \(child.pid) in process group \(pgid), whose leader is gone, with its parent \(parent.pid) in another session")
         }
-        let host: Int32
-        do {
-            host = try pt.remote.cloneTask(flags: 0, exitSignal: 0, setTid: pgid)
-        } catch RemoteError.syscallFailed(_, _, let e) where e == EEXIST {
-            throw RestoreError.pidTaken(pid: pgid, by: (try? ProcReader().stat(pid: pgid)).map { "\($0.comm) (state \($0.state))" } ?? "another process")
-        }
+        let host = try clone(from: pt.remote, flags: 0, exitSignal: 0, pid: pgid)
         built.order.append(host)
         let remote = try Remote(tid: host, maps: try ProcReader().maps(pid: host))
         built.groupHelpers.append(GroupHelper(pgid: pgid, host: host, remote: remote, parent: parent.pid))

@@ -271,14 +271,18 @@ public struct Restorer {
         var flags: UInt64 = 0
         if p.ids.filesID == UInt32(parent.pid) { flags |= CloneFlag.files }
         if p.ids.fsID == UInt32(parent.pid) { flags |= CloneFlag.fs }
-        let child: Int32
-        do {
-            child = try pt.remote.cloneTask(flags: flags, exitSignal: UInt64(SIGCHLD), setTid: p.pid)
-        } catch RemoteError.syscallFailed(_, _, let e) where e == EEXIST {
-            throw RestoreError.pidTaken(pid: p.pid, by: (try? ProcReader().stat(pid: p.pid)).map { "\($0.comm) (state \($0.state))" } ?? "another process")
-        }
+        let child = try clone(from: pt.remote, flags: flags, exitSignal: UInt64(SIGCHLD), pid: p.pid)
         built.order.append(child)
         try adopt(p, remote: try Remote(tid: child, maps: try ProcReader().maps(pid: child)), built: built, plans: plans)
+    }
+
+    /// clone3 injected into `parent`, with exactly `pid`; a pid already in use is named.
+    func clone(from parent: Remote, flags: UInt64, exitSignal: UInt64, pid: Int32) throws -> Int32 {
+        do {
+            return try parent.cloneTask(flags: flags, exitSignal: exitSignal, setTid: pid)
+        } catch RemoteError.syscallFailed(_, _, let e) where e == EEXIST {
+            throw RestoreError.pidTaken(pid: pid, by: (try? ProcReader().stat(pid: pid)).map { "\($0.comm) (state \($0.state))" } ?? "another process")
+        }
     }
 
     /// A new task for `p`: zombies exit at once with their status; a session leader makes its
