@@ -70,7 +70,7 @@ struct Dump: ParsableCommand {
     @Option(name: .customLong("track-store"), help: "fd of a unix datagram socket (yours) that holds dirty tracking between runs.") var trackStore: Int32?
     @OptionGroup var pageServer: PageServerClientOptions
     @Flag(name: [.customShort("j"), .customLong("shell-job")], help: "The tree is a job of a shell: its terminal fds are the shell's, restored with restore --shell-job.") var shellJob = false
-    @Flag(name: .customLong("splice-pages"), inversion: .prefixedNo, help: "To a page server: the frozen tasks splice their pages into the socket (no copy; the default). --no-splice-pages copies them out.") var splicePages = true
+    @Flag(name: .customLong("splice-pages"), inversion: .prefixedNo, help: "To a page server, a stream or the image proxy: the frozen tasks splice their pages out (no copy; the default). --no-splice-pages copies them out.") var splicePages = true
     @OptionGroup var remote: RemoteDumpOptions
     @OptionGroup var cgroups: CgroupOptions
     @Flag(name: .customLong("lazy-pages"), help: "Not supported (CRIU's post-copy from the frozen tree); see docs/LAZY.md for the alternative.") var lazyPages = false

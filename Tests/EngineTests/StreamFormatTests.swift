@@ -76,6 +76,37 @@ final class StreamFormatTests: XCTestCase {
         }
     }
 
+    /// Pages handed over in a pipe (a frozen task vmspliced them there) go onto the stream by
+    /// splice, their CRC taken from a tee'd copy; a compressed stream reads them out instead.
+    /// Either way the reader gets the same bytes.
+    func testSplicedPayloadsRoundTrip() throws {
+        for compress in [false, true] {
+            let path = dir + "/spliced\(compress)"
+            let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            XCTAssertGreaterThanOrEqual(fd, 0)
+            let s = try StreamImageStore(fd: fd, location: dir, compress: compress)
+            XCTAssertTrue(s.storesBeforeCommit, "a file stores spliced bytes at once")
+            var p: [Int32] = [-1, -1]
+            XCTAssertEqual(pipe(&p), 0)
+            defer { close(p[0]); close(p[1]) }
+            XCTAssertGreaterThanOrEqual(PipeSize.grow(p[1], upTo: 1 << 20), 1 << 20)
+            var want: [UInt8] = []
+            let w = try XCTUnwrap(try s.create("pages-1.img") as? SplicingImageWriter)
+            for (i, n) in [4096, 1 << 20, 12288, 1 << 20, 8192].enumerated() {
+                let piece = (0..<n).map { UInt8(truncatingIfNeeded: $0 / 4096 + i * 7) }
+                XCTAssertEqual(piece.withUnsafeBytes { write(p[1], $0.baseAddress, n) }, n)
+                try w.splice(from: p[0], count: n)
+                want += piece
+            }
+            try w.finish()
+            try s.write("inventory.img", [1])
+            try s.commit()
+            close(fd)
+            let r = try readStream(path)
+            XCTAssertEqual(try r.store.read("pages-1.img"), want, "compress \(compress)")
+        }
+    }
+
     func testParentLinkResolvesAgainstLocation() throws {
         try FileManager.default.createDirectory(atPath: dir + "/pre1", withIntermediateDirectories: true)
         _ = try writeSample(dir + "/s", compress: false, parent: "pre1")
@@ -124,6 +155,13 @@ final class StreamFormatTests: XCTestCase {
         expectRefused(StreamFormat.streamHeader(compressed: true) + frame(type: 1, flags: 1, name: Array("p.img".utf8), payload: [1, 2, 3], raw: 4096), "does not decompress")
         expectRefused(head + frame(type: 5, name: [], payload: Array("disk full".utf8)), "the dump failed (abort frame at byte 16): disk full")
         expectRefused(head + commit0 + [0], "bytes after the commit frame")
+        // A data frame that changed after its CRC was taken: a dump that failed after splicing
+        // let the tree run. With the abort frame after it, the reader says the dump failed.
+        var changed = frame(type: 1, name: Array("p.img".utf8), payload: [1, 2, 3, 4])
+        changed[changed.count - 1] ^= 0xff
+        expectRefused(head + changed + frame(type: 5, name: [], payload: Array("no space".utf8)), "the dump failed (abort frame at byte 45): no space (a data frame before it had changed")
+        expectRefused(head + changed + frame(type: 1, name: Array("p.img".utf8), payload: [5]) + commit0, "checksum mismatch in a data frame")
+        expectRefused(head + changed, "checksum mismatch in a data frame")
         expectRefused(Array("NOTCRYO!".utf8) + head.dropFirst(8), "no CRYOSTRM magic")
         expectRefused(head + frame(type: 4, name: [], payload: [1] + [UInt8](repeating: 0, count: 15)), "says 1 images")
     }

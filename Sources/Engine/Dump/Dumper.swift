@@ -133,8 +133,8 @@ public struct Dumper {
             .map { (Int32($0.pid), Int32($0.ppid)) }, proc: proc)
         // Each process's pages are copied in the background while the next one is read.
         let copier = PageCopier()
-        // To a page server the frozen tasks splice their own pages (no copy on our side).
-        let spliced = request.splicePages && SplicedPages.usable(for: pages) ? SplicedPages(proc: proc) : nil
+        // To a page server, a stream or the image proxy the frozen tasks splice their own pages (no copy on our side).
+        let spliced = request.splicePages && SplicedPages.usable(for: pages, leave: request.leave) ? SplicedPages(proc: proc) : nil
         var ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
         for pid in ids.keys { ids[pid] = pids.image(ids[pid]!); namespaces.fill(&ids[pid]!, pid: pid) }
         try namespaces.dumpContents(images: images, proc: proc, externals: externals)

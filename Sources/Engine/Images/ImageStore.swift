@@ -53,6 +53,49 @@ extension ImageWriter {
     public func write(_ bytes: [UInt8]) throws { try bytes.withUnsafeBytes { try write($0) } }
 }
 
+/// A writer that takes bytes straight from a pipe (splice): pages a frozen task vmspliced there
+/// reach the image without a copy in cryo (Memory/SplicedPages.swift).
+public protocol SplicingImageWriter: ImageWriter {
+    /// Appends the next `count` bytes waiting in `pipe`, as `write` would.
+    func splice(from pipe: Int32, count: Int) throws
+}
+
+/// A store whose writers splice. Spliced bytes may still refer to the task's own pages after
+/// the splice (a stream's pipe, a socket's queue), so the tree may run on after the dump only
+/// when the store has copied them where it keeps them before `commit()` returns.
+public protocol SplicingImageStore: ImageStore {
+    var storesBeforeCommit: Bool { get }
+}
+
+/// Reading a known number of bytes out of a pipe.
+public enum PipeBytes {
+    /// Reads exactly `count` bytes of `pipe` into `buf`.
+    public static func read(_ pipe: Int32, into buf: UnsafeMutableRawPointer, count: Int) throws {
+        var got = 0
+        while got < count {
+            let r = Glibc.read(pipe, buf + got, count - got)
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else { throw ImageError.io(file: "pipe", errno: r < 0 ? errno : EPIPE, what: "read \(count - got) more of \(count) bytes from") }
+            got += r
+        }
+    }
+
+    /// `count` bytes of `pipe` handed to `body` in pieces of at most 1 MiB.
+    public static func read(_ pipe: Int32, count: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let size = min(count, 1 << 20)
+        guard size > 0 else { return }
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 4096)
+        defer { buf.deallocate() }
+        var left = count
+        while left > 0 {
+            let n = min(left, size)
+            try read(pipe, into: buf, count: n)
+            try body(UnsafeRawBufferPointer(start: buf, count: n))
+            left -= n
+        }
+    }
+}
+
 extension ImageStore {
     public func mapped(_ name: String) -> UnsafeRawBufferPointer? { nil }
 

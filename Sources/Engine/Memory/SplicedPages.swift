@@ -20,8 +20,15 @@ public struct SplicedPages {
 
     public init(proc: ProcReader) { self.proc = proc }
 
-    /// Only a page server's socket takes spliced pages; other transports store what they get.
-    public static func usable(for transport: PageTransport) -> Bool { transport is PageServerTransport }
+    /// A page server's socket, and stores whose writers splice (a stream, the image proxy). The
+    /// tree stays frozen until a page server answered CLOSE or the store committed, so a page
+    /// changes only after its bytes are stored; a store that may still hold references then (a
+    /// stream's pipe) takes spliced pages only from a tree the dump kills.
+    public static func usable(for transport: PageTransport, leave: DumpRequest.Leave) -> Bool {
+        if transport is PageServerTransport { return true }
+        guard let local = transport as? LocalPageTransport, let store = local.images.store as? SplicingImageStore else { return false }
+        return store.storesBeforeCommit || leave == .killed
+    }
 
     /// Sends `job`'s pages in pagemap order through its stream, and finishes the stream.
     /// Without a pipe in the task (its fd table full, say) the pages are copied as before.

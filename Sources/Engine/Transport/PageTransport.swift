@@ -71,16 +71,7 @@ public final class PageStream: @unchecked Sendable {
     /// The next `n` bytes wait in `pipe`; a sink that can take them from there does so.
     public func splice(from pipe: Int32, _ n: Int) throws {
         guard let to = sink as? PipePageSink else {
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: imagePageSize)
-            defer { buf.deallocate() }
-            var got = 0
-            while got < n {
-                let r = Glibc.read(pipe, buf + got, n - got)
-                if r < 0 && errno == EINTR { continue }
-                guard r > 0 else { throw PageTransportError.stream("the pages pipe ran dry after \(got) of \(n) bytes") }
-                got += r
-            }
-            return try write(buf, n)
+            return try PipeBytes.read(pipe, count: n) { try write($0.baseAddress!, $0.count) }
         }
         try feed(n) { _, k in try to.splice(from: pipe, count: k) }
     }
@@ -149,7 +140,7 @@ public final class LocalPageTransport: PageTransport {
     func count(_ n: Int) { lock.lock(); bytes += UInt64(n); lock.unlock() }
 }
 
-final class LocalPageSink: PageSink {
+final class LocalPageSink: PipePageSink {
     let transport: LocalPageTransport
     let kind: ImageKind
     let id: Int
@@ -174,6 +165,15 @@ final class LocalPageSink: PageSink {
         if writer == nil { writer = try transport.images.pagesWriter(id: pagesID) }
         try writer!.write(bytes)
         transport.count(bytes.count)
+    }
+
+    /// Spliced on when the store's writer takes pipes (a stream, the image proxy), else copied.
+    func splice(from pipe: Int32, count: Int) throws {
+        if writer == nil { writer = try transport.images.pagesWriter(id: pagesID) }
+        if let w = writer as? SplicingImageWriter { try w.splice(from: pipe, count: count) } else {
+            try PipeBytes.read(pipe, count: count) { try writer!.write($0) }
+        }
+        transport.count(count)
     }
 
     func finish() throws {

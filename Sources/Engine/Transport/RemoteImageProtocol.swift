@@ -1,3 +1,4 @@
+import CKernel
 import Glibc
 
 /// The framed protocol of `--remote`: dump -> image proxy (unix socket) -> image cache (TCP),
@@ -214,6 +215,19 @@ public struct RemoteConnection {
     public func writeData(snapshot: String, name: String, _ bytes: UnsafeRawBufferPointer) throws {
         let head = RemoteFrame.encodeHead(.data, snapshot: snapshot, name: name, length: bytes.count)
         try head.withUnsafeBytes { try TCP.writeFull(fd, $0, bytes) }
+    }
+
+    /// A data frame of `count` bytes (at most maxChunk) that wait in `pipe`, spliced on after
+    /// the header.
+    public func writeData(snapshot: String, name: String, from pipe: Int32, count: Int) throws {
+        try TCP.writeFull(fd, RemoteFrame.encodeHead(.data, snapshot: snapshot, name: name, length: count))
+        var left = count
+        while left > 0 {
+            let k = ck_syscall6(SyscallNumber.splice.rawValue, Int(pipe), 0, Int(fd), 0, left, 4 /* SPLICE_F_MORE */)
+            if k < 0 && ck_errno() == EINTR { continue }
+            guard k > 0 else { throw TransportError(peer: peer, "splice of \(left) more data bytes: \(String(cString: strerror(k < 0 ? ck_errno() : EIO)))") }
+            left -= k
+        }
     }
 
     /// Sends data frame `f` (from `readLeavingData`) on this connection, its `length` payload

@@ -110,7 +110,7 @@ public protocol PreviousSnapshotResolving {
 /// written, frames of images written at once on several threads interleaved (each frame
 /// names its image). Nothing lands on disk. Small images are kept in memory too, since a
 /// dump may read back what it wrote; pages are not.
-public final class RemoteDumpStore: ImageStore, PreviousSnapshotResolving, @unchecked Sendable {
+public final class RemoteDumpStore: SplicingImageStore, PreviousSnapshotResolving, @unchecked Sendable {
     public let snapshot: String
     let socketPath: String
     let writer: RemoteSnapshotWriter
@@ -120,6 +120,8 @@ public final class RemoteDumpStore: ImageStore, PreviousSnapshotResolving, @unch
     private var committed = false
     private var failed = false
     public var location: String { "remote:" + snapshot }
+    /// commit() returns once the cache answered that the snapshot is stored (in its memfds).
+    public var storesBeforeCommit: Bool { true }
 
     /// Connects to the proxy now, so a missing proxy fails before the tree is touched.
     public init(socketPath: String, snapshot: String) throws {
@@ -184,7 +186,7 @@ public final class RemoteDumpStore: ImageStore, PreviousSnapshotResolving, @unch
     }
 }
 
-final class RemoteImageWriter: ImageWriter {
+final class RemoteImageWriter: SplicingImageWriter {
     let store: RemoteDumpStore
     let name: String
     var kept: [UInt8]?
@@ -196,6 +198,13 @@ final class RemoteImageWriter: ImageWriter {
         guard bytes.count > 0 else { return }
         try store.writer.data(name: name, bytes)
         kept?.append(contentsOf: bytes)
+    }
+
+    /// Pages go to the proxy's socket from the pipe by reference; an image kept for reading
+    /// back is read out instead.
+    func splice(from pipe: Int32, count: Int) throws {
+        guard kept == nil else { return try PipeBytes.read(pipe, count: count) { try write($0) } }
+        try store.writer.data(name: name, from: pipe, count: count)
     }
 
     func finish() throws {
@@ -260,6 +269,18 @@ final class RemoteSnapshotWriter: RemoteImageSource, @unchecked Sendable {
                 off += n
             }
             sent += UInt64(bytes.count)
+        }
+    }
+
+    func data(name: String, from pipe: Int32, count: Int) throws {
+        try locked {
+            var left = count
+            while left > 0 {
+                let n = min(left, RemoteFrame.maxChunk)
+                try conn.writeData(snapshot: snapshot, name: name, from: pipe, count: n)
+                left -= n
+            }
+            sent += UInt64(count)
         }
     }
 

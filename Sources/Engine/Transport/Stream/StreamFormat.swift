@@ -74,6 +74,11 @@ public enum StreamFormat {
 
     /// Header bytes and name of a frame, with the CRC over them and `payload` filled in.
     public static func encodeHeader(_ h: FrameHeader, payload: UnsafeRawBufferPointer) -> [UInt8] {
+        encodeHeader(h) { ck_crc32c($0, payload.baseAddress, payload.count) }
+    }
+
+    /// The same, the CRC carried over the payload by `payloadCRC` (from the header and name's).
+    static func encodeHeader(_ h: FrameHeader, payloadCRC: (UInt32) throws -> UInt32) rethrows -> [UInt8] {
         let name = Array(h.name.utf8)
         var b: [UInt8] = []
         b.reserveCapacity(frameHeaderSize + name.count)
@@ -86,7 +91,7 @@ public enum StreamFormat {
         put(&b, UInt32(h.rawLength))
         var crc = b.withUnsafeBytes { ck_crc32c(0, $0.baseAddress, $0.count) }
         crc = name.withUnsafeBytes { ck_crc32c(crc, $0.baseAddress, $0.count) }
-        crc = ck_crc32c(crc, payload.baseAddress, payload.count)
+        crc = try payloadCRC(crc)
         put(&b, crc)
         b += name
         return b

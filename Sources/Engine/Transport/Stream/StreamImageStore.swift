@@ -1,3 +1,4 @@
+import CKernel
 import CZstd
 import Foundation
 import Glibc
@@ -6,7 +7,7 @@ import Glibc
 /// as frames (StreamFormat) as it is written, so the dump holds at most a chunk per open
 /// image. Images are not read back; a parent link goes out as a frame and resolves, on this
 /// side, against `location`.
-public final class StreamImageStore: ImageStore, @unchecked Sendable {
+public final class StreamImageStore: SplicingImageStore, @unchecked Sendable {
     public let location: String
     let fd: Int32
     let compress: Bool
@@ -20,12 +21,29 @@ public final class StreamImageStore: ImageStore, @unchecked Sendable {
     private var imageBytes: UInt64 = 0
     /// Bytes put on the stream (headers included).
     public var streamBytes: Int { lock.lock(); defer { lock.unlock() }; return offset }
+    /// Payloads may be spliced onto the stream (a pipe, a socket, a file not opened O_APPEND).
+    private var spliceOut: Bool
+    /// A file: spliced bytes are copied into it at once. A pipe or socket may hold the task's
+    /// pages by reference until its reader takes them.
+    public let storesBeforeCommit: Bool
+    /// Where a spliced payload is tee'd to for its CRC, and read from (created on first use).
+    private var tee: (r: Int32, w: Int32)?
+    private var crcBuf: UnsafeMutableRawPointer?
 
     /// Writes the stream header at once, so a reader that got a wrong fd knows early.
     public init(fd: Int32, location: String, compress: Bool, ownedPath: String? = nil) throws {
         self.fd = fd; self.location = location; self.compress = compress; self.ownedPath = ownedPath
+        var st = stat()
+        let type = fstat(fd, &st) == 0 ? st.st_mode & S_IFMT : 0
+        storesBeforeCommit = type == S_IFREG
+        spliceOut = !compress && (type == S_IFIFO || type == S_IFSOCK || (type == S_IFREG && fcntl(fd, F_GETFL) & O_APPEND == 0))
         StreamFormat.widenPipe(fd)
         try StreamFormat.streamHeader(compressed: compress).withUnsafeBytes { try put($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
+    }
+
+    deinit {
+        if let tee { close(tee.r); close(tee.w) }
+        crcBuf?.deallocate()
     }
 
     /// Opens PATH for a stream (a file, a FIFO) or takes a decimal fd.
@@ -51,6 +69,10 @@ public final class StreamImageStore: ImageStore, @unchecked Sendable {
 
     private func put(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) throws {
         lock.lock(); defer { lock.unlock() }
+        try putLocked(a, b)
+    }
+
+    private func putLocked(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) throws {
         if let failed { throw failed }
         var iov = [iovec(iov_base: UnsafeMutableRawPointer(mutating: a.baseAddress), iov_len: a.count),
                    iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count)]
@@ -67,6 +89,54 @@ public final class StreamImageStore: ImageStore, @unchecked Sendable {
             left -= n
             iov.consume(n)
         }
+    }
+
+    /// A DATA frame whose `n` payload bytes wait in `pipe`: the CRC is taken from a tee'd
+    /// duplicate, then the header goes out and the payload is spliced after it, by reference.
+    /// False, with nothing consumed or written, when this stream cannot splice or the payload
+    /// does not tee whole; the caller then reads it out and writes it.
+    func emitSpliced(name: String, from pipe: Int32, count n: Int) throws -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if let failed { throw failed }
+        guard spliceOut, n <= StreamFormat.maxChunk else { return false }
+        if tee == nil {
+            var p: [Int32] = [-1, -1]
+            guard (try? p.withUnsafeMutableBufferPointer({ try Sys.call(.pipe2, Int(bitPattern: $0.baseAddress!), Int(O_CLOEXEC), context: "stream tee pipe") })) != nil else {
+                spliceOut = false
+                return false
+            }
+            tee = (p[0], p[1])
+            crcBuf = UnsafeMutableRawPointer.allocate(byteCount: StreamFormat.maxChunk, alignment: 4096)
+            if PipeSize.grow(p[1], upTo: StreamFormat.maxChunk) < StreamFormat.maxChunk { spliceOut = false; return false }
+        }
+        guard let tee, let crcBuf else { return false }
+        let t = ck_syscall6(SyscallNumber.tee.rawValue, Int(pipe), Int(tee.w), n, 2 /* SPLICE_F_NONBLOCK */, 0, 0)
+        if t != n {
+            if t > 0 { try PipeBytes.read(tee.r, into: crcBuf, count: t) }
+            return false
+        }
+        try PipeBytes.read(tee.r, into: crcBuf, count: n)
+        let h = StreamFormat.encodeHeader(.init(type: .data, name: name, storedLength: n, rawLength: n)) { ck_crc32c($0, crcBuf, n) }
+        try h.withUnsafeBytes { try putLocked($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
+        var left = n
+        while left > 0 {
+            let k = ck_syscall6(SyscallNumber.splice.rawValue, Int(pipe), 0, Int(fd), 0, left, 4 /* SPLICE_F_MORE */)
+            if k < 0 && ck_errno() == EINTR { continue }
+            if k < 0 && ck_errno() == EINVAL && left == n {
+                // This fd takes no splice after all: the payload is read out and written.
+                spliceOut = false
+                try PipeBytes.read(pipe, count: n) { try putLocked($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
+                return true
+            }
+            guard k > 0 else {
+                let e = StreamError.io(what: "splice at byte \(offset)", errno: k < 0 ? ck_errno() : EIO)
+                failed = e
+                throw e
+            }
+            offset += k
+            left -= k
+        }
+        return true
     }
 
     func published(_ name: String, size: Int) {
@@ -123,7 +193,7 @@ public final class StreamImageStore: ImageStore, @unchecked Sendable {
     }
 
     /// Cuts what it is given into DATA frames of at most maxChunk, compressed when asked.
-    final class Writer: ImageWriter {
+    final class Writer: SplicingImageWriter {
         let store: StreamImageStore
         let name: String
         var size = 0
@@ -154,6 +224,18 @@ public final class StreamImageStore: ImageStore, @unchecked Sendable {
                 off += n
             }
             size += bytes.count
+        }
+
+        func splice(from pipe: Int32, count: Int) throws {
+            guard !done else { throw ImageError.io(file: name, errno: EBADF, what: "write after finish") }
+            var left = count
+            while left > 0 {
+                let n = min(StreamFormat.maxChunk, left)
+                if try store.emitSpliced(name: name, from: pipe, count: n) { size += n } else {
+                    try PipeBytes.read(pipe, count: n) { try write($0) }
+                }
+                left -= n
+            }
         }
 
         func finish() throws {

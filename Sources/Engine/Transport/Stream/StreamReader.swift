@@ -61,6 +61,10 @@ public struct StreamReader {
         var bytes: UInt64 = 0
         var payload = [UInt8](repeating: 0, count: StreamFormat.maxStored)
         var sawParent = false
+        // A data frame that fails its checksum, when frames go on: a dump that failed after its
+        // pages went out by reference (spliced) let the tree run and change them, and its abort
+        // frame, which says why, follows.
+        var mismatch: StreamError?
         // From a pipe, pages are spliced into memfds (one copy, no zero-fill of fresh memory).
         var st = stat()
         let pipeInput = fstat(fd, &st) == 0 && st.st_mode & S_IFMT == S_IFIFO
@@ -85,7 +89,7 @@ public struct StreamReader {
             try head.withUnsafeMutableBytes { try fill($0.baseAddress!, $0.count, what: "the stream header", image: nil) }
             let streamFlags = try StreamFormat.parseStreamHeader(head)
             var fixed = [UInt8](repeating: 0, count: StreamFormat.frameHeaderSize)
-            while true {
+            while true { do {
                 let at = offset
                 // A clean end before the commit frame is a dump cut short.
                 let first = fixed.withUnsafeMutableBytes { p -> Int in
@@ -131,8 +135,12 @@ public struct StreamReader {
                 let crc = inPlace.map { StreamFormat.crc(header: fixed, name: nameBytes, payload: UnsafeRawBufferPointer(start: $0, count: h.stored)) }
                     ?? payload.withUnsafeBytes { StreamFormat.crc(header: fixed, name: nameBytes, payload: UnsafeRawBufferPointer(rebasing: $0[0..<h.stored])) }
                 guard crc == h.crc else {
-                    throw StreamError.corrupt(offset: at, image: name, reason: "checksum mismatch in a \(h.type) frame (stored 0x\(String(h.crc, radix: 16)), computed 0x\(String(crc, radix: 16)))")
+                    let e = StreamError.corrupt(offset: at, image: name, reason: "checksum mismatch in a \(h.type) frame (stored 0x\(String(h.crc, radix: 16)), computed 0x\(String(crc, radix: 16)))")
+                    guard h.type == .data, mismatch == nil else { throw mismatch ?? e }
+                    mismatch = e
+                    continue
                 }
+                if let mismatch, h.type != .abort { if h.type == .data { continue }; throw mismatch }
                 switch h.type {
                 case .data:
                     let n = name!
@@ -191,7 +199,11 @@ public struct StreamReader {
                     }
                     return Result(store: store, images: done.count, imageBytes: bytes, streamBytes: offset)
                 }
-            }
+            } catch let e as StreamError {
+                guard let mismatch else { throw e }
+                if case .dumpFailed(let o, let r) = e { throw StreamError.dumpFailed(offset: o, reason: r + " (a data frame before it had changed: \(mismatch))") }
+                throw mismatch
+            } }
         } catch {
             for w in open.values { w.writer.abort() }
             store.discard()
