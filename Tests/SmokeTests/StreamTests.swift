@@ -123,6 +123,34 @@ final class StreamTests: XCTestCase {
         }, expect: "refused (a name has no '/', '..' or NUL)")
     }
 
+    /// A dump that fails after its pages went out spliced (by reference, the tree frozen) lets
+    /// the tree run on, unharmed; the reader, which may then see pages the tree changed since,
+    /// says the dump failed and restores nothing.
+    func testDumpFailingAfterSplicedPages() throws {
+        let pid = try h.start("dirty00")
+        var p: [Int32] = [-1, -1]
+        XCTAssertEqual(pipe(&p), 0)
+        for fd in p { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        let rlog = h.dir + "/restore.log"
+        let restore = try Subprocess.spawn(h.bin + "/cryo", ["restore", "--stream-from", "3", "-d", "--pidfile", h.dir + "/restored.pid"],
+                                           cwd: h.dir, output: rlog, passFd: p[0])
+        close(p[0])
+        setenv(Fault.variable, "\(FaultPoint.afterFiles.rawValue)", 1)
+        let (code, out) = try h.cryo(["dump", "-t", "\(pid)", "--stream-to", "3", "-v4"], passFd: p[1])
+        unsetenv(Fault.variable)
+        close(p[1])
+        XCTAssertEqual(code, 1, out)
+        XCTAssertTrue(out.contains("the task vmsplicing"), out)
+        XCTAssertTrue(out.contains("fault injected"), out)
+        let st = try XCTUnwrap(try Subprocess.wait(restore, timeout: 120))
+        let rout = (try? String(contentsOfFile: rlog, encoding: .utf8)) ?? ""
+        XCTAssertEqual(Subprocess.exitCode(st), 1, rout)
+        XCTAssertTrue(rout.contains("the dump failed"), rout)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: h.dir + "/restored.pid"))
+        XCTAssertEqual(kill(pid, 0), 0)
+        XCTAssertEqual(try h.stop(pid, name: "dirty00"), "PASS")
+    }
+
     /// A dump whose reader went away fails (EPIPE) and leaves the tree running.
     func testReaderGoneFailsDumpTreeRuns() throws {
         let pid = try h.start("bigheap00")
