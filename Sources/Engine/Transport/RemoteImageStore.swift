@@ -127,6 +127,9 @@ public final class RemoteDumpStore: SplicingImageStore, PreviousSnapshotResolvin
     public init(socketPath: String, snapshot: String) throws {
         self.snapshot = try RemoteFrame.checkID(ArraySlice(snapshot.utf8), what: "snapshot id")
         self.socketPath = socketPath
+        // Pages are spliced into the socket, and splice has no MSG_NOSIGNAL: a proxy gone must
+        // fail the dump (EPIPE), not kill it with the tree frozen.
+        signal(SIGPIPE, SIG_IGN)
         writer = RemoteSnapshotWriter(fd: try UnixStream.connect(path: socketPath), socketPath: socketPath, snapshot: snapshot)
     }
 
