@@ -133,7 +133,7 @@ public struct Dumper {
             .map { (Int32($0.pid), Int32($0.ppid)) }, proc: proc)
         // Each process's pages are copied in the background while the next one is read.
         let copier = PageCopier()
-        // To a page server, a stream or the image proxy the frozen tasks splice their own pages (no copy on our side).
+        // The frozen tasks splice their own pages out (no copy on our side), to whatever store takes pipes.
         let spliced = request.splicePages && SplicedPages.usable(for: pages, leave: request.leave) ? SplicedPages(proc: proc) : nil
         var ids = try SharedTables.ids(of: tree.processes.filter { !$0.isZombie }.map(\.pid))
         for pid in ids.keys { ids[pid] = pids.image(ids[pid]!); namespaces.fill(&ids[pid]!, pid: pid) }
@@ -154,7 +154,7 @@ public struct Dumper {
                 let job = try ProcessDumper(process: p, images: images, proc: proc, files: files, pagesID: Int(pids.image(p.pid)), ids: ids[p.pid]!, shmem: shmem, cow: cow, pages: pages, incremental: plans[p.pid], seccomp: seccomp,
                                             cgSet: try cgroups?.add(pid: p.pid, threads: p.threads) ?? 0, cores: cores, pids: pids)
                     .dump(pstree: pstree[i])
-                if let spliced { try spliced.send(job) } else { copier.submit(job) }
+                if let spliced, SplicedPages.splices(job, to: pages) { try spliced.send(job) } else { copier.submit(job) }
             }
             log.info("state of \(tree.processes.count) process(es) written; finishing the copy of their pages")
             try copier.finish()

@@ -1,3 +1,4 @@
+import CKernel
 import Glibc
 
 /// Size of a page in pagemap and pages images (CRIU's images are in 4 KiB pages on x86_64).
@@ -6,7 +7,7 @@ public let imagePageSize: Int = 4096
 /// Writes a raw pages-N.img. Bytes go straight from the caller's buffer to the file with
 /// pwrite, so dumping GiBs costs no copies. The file appears under its real name only on
 /// `finish()`; an abandoned writer leaves nothing behind.
-public final class PagesWriter: ImageWriter {
+public final class PagesWriter: SplicingImageWriter {
     public let file: String
     let tmp: String
     private var fd: Int32
@@ -35,6 +36,25 @@ public final class PagesWriter: ImageWriter {
             }
             // A zero-byte write on a regular file means no progress is possible (disk full).
             if n == 0 { throw ImageError.ioAt(file: tmp, offset: offset + done, errno: ENOSPC, what: "write") }
+            done += n
+        }
+        offset += done
+    }
+
+    /// Appends `count` bytes waiting in `pipe`: splice copies them from the task's pages into
+    /// the file, once (process_vm_readv then pwrite copied twice).
+    public func splice(from pipe: Int32, count: Int) throws {
+        guard fd >= 0 else { throw ImageError.io(file: file, errno: EBADF, what: "write after finish") }
+        var done = 0
+        while done < count {
+            var at = Int64(offset + done)
+            let n = withUnsafeMutablePointer(to: &at) { ck_syscall6(SyscallNumber.splice.rawValue, Int(pipe), 0, Int(fd), Int(bitPattern: $0), count - done, 0) }
+            if n < 0 && ck_errno() == EINTR { continue }
+            if n < 0 && ck_errno() == EINVAL && done == 0 {
+                // A filesystem without splice: read out and written.
+                return try PipeBytes.read(pipe, count: count) { try write($0) }
+            }
+            guard n > 0 else { throw ImageError.ioAt(file: tmp, offset: offset + done, errno: n < 0 ? ck_errno() : ENOSPC, what: "splice into") }
             done += n
         }
         offset += done

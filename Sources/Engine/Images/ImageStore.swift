@@ -111,8 +111,10 @@ extension ImageStore {
 
 /// The images folder: one file per image, written to NAME.tmp and renamed when finished,
 /// the parent link a `parent` symlink.
-public final class LocalImageStore: ImageStore {
+public final class LocalImageStore: SplicingImageStore {
     public let location: String
+    /// Files: spliced pages are copied into them by the splice itself.
+    public var storesBeforeCommit: Bool { true }
 
     /// Opens `path`; with `create`, makes it (and missing parents) first.
     public init(path: String, create: Bool = false) throws {

@@ -9,6 +9,7 @@ public struct PageJob {
     public let pid: Int32
     public let stream: PageStream
     public var batches: [(runs: [PageRun], readable: Bool)]
+    public var readableBytes: UInt64 { batches.filter(\.readable).reduce(0) { $0 + $1.runs.reduce(0) { $0 + $1.length } } }
 }
 
 /// Copies the pages of every task of a dump into their files in large batches: a reading

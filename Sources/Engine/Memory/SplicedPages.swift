@@ -2,13 +2,14 @@ import CKernel
 import Glibc
 import Logging
 
-/// A dump's pages sent to a page server without a copy on our side: the frozen task itself
-/// vmsplices its pages into a pipe (one injected syscall per pipeful, as CRIU's parasite
-/// does), and cryo splices the pipe into the socket, so the bytes leave by reference and are
-/// first copied where the server stores them. process_vm_readv then send() copied each page
-/// twice. The tree stays frozen until the server has answered CLOSE (everything stored), so no
-/// page changes while the pipe or the socket still refers to it; a pre-dump, whose task runs
-/// while its pages travel, keeps copying.
+/// A dump's pages sent without a copy on our side: the frozen task itself vmsplices its pages
+/// into pipes (a loop of injected syscalls, as CRIU's parasite does), and cryo splices the pipes
+/// on: into a page server's socket, a stream, the image proxy's socket, or a pages file. The
+/// bytes leave by reference and are first copied where they are stored (process_vm_readv then
+/// write copied each page twice). The tree stays frozen until the server answered CLOSE or the
+/// store committed, and a store that may still refer to the pages after that (a stream's pipe)
+/// gets them only from a tree the dump kills (`usable`). A pre-dump, whose task runs while its
+/// pages travel, keeps copying.
 public struct SplicedPages {
     let proc: ProcReader
     let log = Logger(label: "dump")
@@ -19,6 +20,15 @@ public struct SplicedPages {
     public nonisolated(unsafe) static var loopPipes = 16
 
     public init(proc: ProcReader) { self.proc = proc }
+
+    /// Below this a task's pages go through PageCopier, which overlaps them with the next
+    /// task's dump: lending the task pipes costs more than copying a few MiB. A page server's
+    /// socket takes one sink at a time, so there every task splices (the copier would run
+    /// beside it).
+    static let minBytes: UInt64 = 8 << 20
+    public static func splices(_ job: PageJob, to transport: PageTransport) -> Bool {
+        transport is PageServerTransport || job.readableBytes >= minBytes
+    }
 
     /// A page server's socket, and stores whose writers splice (a stream, the image proxy). The
     /// tree stays frozen until a page server answered CLOSE or the store committed, so a page
@@ -100,7 +110,7 @@ public struct SplicedPages {
         log.debug("pid \(job.pid): pages go through \(pipes.count) pipe(s) of \(capacity) bytes\(trampoline.canLoop ? ", the task vmsplicing into all of them per wake-up" : "")")
         var mem: Int32 = -1
         defer { if mem >= 0 { close(mem) } }
-        for b in job.batches {
+        for b in SplicedPages.sparing(job.batches, SplicedPages.kernelWritten(tid: job.pid)) {
             if b.readable {
                 if let loop, trampoline.canLoop {
                     try spliceLooping(b.runs, remote: remote, trampoline: trampoline, pipes: pipes, loop: (loop.go, loop.ack), table: tableAt, iovAt: iovAt, capacity: capacity, stream: job.stream)
@@ -109,7 +119,7 @@ public struct SplicedPages {
                 }
                 continue
             }
-            // PROT_NONE, exec-only, or shared copy-on-write with a child: /proc/PID/mem, copied.
+            // PROT_NONE, exec-only, shared copy-on-write with a child, or the rseq page: /proc/PID/mem, copied.
             if mem < 0 {
                 mem = open("/proc/\(job.pid)/mem", O_RDONLY | O_CLOEXEC)
                 guard mem >= 0 else { throw SystemCallError(call: "open", errno: errno, context: "/proc/\(job.pid)/mem") }
@@ -221,6 +231,37 @@ public struct SplicedPages {
                 }
             }
         }
+    }
+
+    /// Where the kernel writes in the memory of the task that runs the loop while its pages are
+    /// still referenced from a pipe: its rseq area (cpu_id and the rest, on each return to user
+    /// space). A stream's CRC, taken when the pages are spliced, would not match what its reader
+    /// copies later.
+    static func kernelWritten(tid: Int32) -> PageRun? {
+        guard let rs = try? Ptrace.rseqConfiguration(tid), rs.pointer != 0 else { return nil }
+        let start = rs.pointer & ~(pageSize - 1)
+        let end = (rs.pointer + UInt64(max(rs.size, 32)) + pageSize - 1) & ~(pageSize - 1)
+        return PageRun(start: start, end: end)
+    }
+
+    /// `batches`, in the same order, with the pages of `spared` taken out of the spliced ones
+    /// into batches of their own that are copied (read through /proc/PID/mem when their turn comes).
+    static func sparing(_ batches: [(runs: [PageRun], readable: Bool)], _ spared: PageRun?) -> [(runs: [PageRun], readable: Bool)] {
+        guard let v = spared else { return batches }
+        var out: [(runs: [PageRun], readable: Bool)] = []
+        for b in batches {
+            guard b.readable, b.runs.contains(where: { $0.start < v.end && v.start < $0.end }) else { out.append(b); continue }
+            var cur: [PageRun] = []
+            for r in b.runs {
+                guard r.start < v.end && v.start < r.end else { cur.append(r); continue }
+                if r.start < v.start { cur.append(PageRun(start: r.start, end: v.start)) }
+                if !cur.isEmpty { out.append((cur, true)); cur = [] }
+                out.append(([PageRun(start: max(r.start, v.start), end: min(r.end, v.end))], false))
+                if v.end < r.end { cur.append(PageRun(start: v.end, end: r.end)) }
+            }
+            if !cur.isEmpty { out.append((cur, true)) }
+        }
+        return out
     }
 
     /// Reads and drops `n` bytes from `pipe`.
