@@ -73,28 +73,37 @@ func runRemoteBench(mib: Int, parent: String, jsonPath: String) throws {
     let loadAfter = loadAverage()
     let proxyRSS = peakRSS(proxy), cacheRSS = peakRSS(cache)
 
-    // migrate at 1% dirty per second.
-    let recvOut = root + "/recv.out"
-    let recv = try Subprocess.spawn(binDir + "/cryo", ["migrate-receive", "--port", "0", "-v1"], output: recvOut)
-    defer { Subprocess.kill9(recv) }
-    var rport: UInt16 = 0
-    for _ in 0..<1000 where rport == 0 {
-        rport = UInt16(((try? String(contentsOfFile: recvOut, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
-        usleep(10_000)
+    // migrate at 1% dirty per second, then again (the restored process) with a lazy restore.
+    func migrateOnce(lazy: Bool) throws -> (downtime: Double, out: String, receiver: String) {
+        let tag = lazy ? "-lazy" : ""
+        let recvOut = root + "/recv\(tag).out"
+        let recv = try Subprocess.spawn(binDir + "/cryo", ["migrate-receive", "--port", "0", "-v1"], output: recvOut)
+        defer { Subprocess.kill9(recv) }
+        var rport: UInt16 = 0
+        for _ in 0..<1000 where rport == 0 {
+            rport = UInt16(((try? String(contentsOfFile: recvOut, encoding: .utf8)) ?? "").split(separator: "\n").first.map { String($0) } ?? "") ?? 0
+            usleep(10_000)
+        }
+        final class Flag: @unchecked Sendable { var stop = false }
+        let stopDirty = Flag()
+        let dirtier = Thread { while !stopDirty.stop { kill(pid, SIGUSR1); sleep(1) } }
+        dirtier.start()
+        let mlog = root + "/migrate\(tag).out"
+        let m = try Subprocess.spawn(binDir + "/cryo", ["migrate", "-t", String(pid), "--to", "127.0.0.1:\(rport)"] + (lazy ? ["--lazy-pages"] : []), output: mlog)
+        // We are the workload's subreaper: reap its old pid so the receiver can take it back.
+        var mst: Int32?
+        while mst == nil { var st: Int32 = 0; _ = waitpid(pid, &st, WNOHANG); mst = try Subprocess.wait(m, timeout: 0); usleep(2000) }
+        stopDirty.stop = true
+        let mout = (try? String(contentsOfFile: mlog, encoding: .utf8)) ?? ""
+        guard Subprocess.exitCode(mst!) == 0, let dl = mout.split(separator: "\n").first(where: { $0.contains("downtime") }),
+              let downtime = Double(dl.split(separator: " ").dropLast().last ?? "") else { die("cryo migrate failed: \(mout)") }
+        // A lazy receiver ends once every page is in.
+        _ = try Subprocess.wait(recv, timeout: 120)
+        let rout = ((try? String(contentsOfFile: recvOut, encoding: .utf8)) ?? "").split(separator: "\n").dropFirst().joined(separator: "\n")
+        return (downtime, mout, rout)
     }
-    final class Flag: @unchecked Sendable { var stop = false }
-    let stopDirty = Flag()
-    let dirtier = Thread { while !stopDirty.stop { kill(pid, SIGUSR1); sleep(1) } }
-    dirtier.start()
-    let mlog = root + "/migrate.out"
-    let m = try Subprocess.spawn(binDir + "/cryo", ["migrate", "-t", String(pid), "--to", "127.0.0.1:\(rport)"], output: mlog)
-    // We are the workload's subreaper: reap its old pid so the receiver can take it back.
-    var mst: Int32?
-    while mst == nil { var st: Int32 = 0; _ = waitpid(pid, &st, WNOHANG); mst = try Subprocess.wait(m, timeout: 0); usleep(2000) }
-    stopDirty.stop = true
-    let mout = (try? String(contentsOfFile: mlog, encoding: .utf8)) ?? ""
-    guard Subprocess.exitCode(mst!) == 0, let dl = mout.split(separator: "\n").first(where: { $0.contains("downtime") }),
-          let downtime = Double(dl.split(separator: " ").dropLast().last ?? "") else { die("cryo migrate failed: \(mout)") }
+    let (downtime, mout, _) = try migrateOnce(lazy: false)
+    let (lazyDowntime, lazyOut, lazyRecv) = try migrateOnce(lazy: true)
     let verdict = try finishHog(pid, hogDir)
 
     func f(_ x: Double) -> String { String(format: "%.3f", x) }
@@ -107,11 +116,14 @@ func runRemoteBench(mib: Int, parent: String, jsonPath: String) throws {
     print("rss     peak: image-proxy \(proxyRSS >> 20) MiB, image-cache \(cacheRSS >> 20) MiB (images held in memfds, not counted)")
     print("migrate at 1%/s dirty:\n" + mout.split(separator: "\n").map { "        " + $0 }.joined(separator: "\n"))
     print("        downtime / (disk dump + restore) \(f(downtime)) / \(f(median(disk))) = \(f(downtime / median(disk)))")
+    print("migrate --lazy-pages (the restored process again):\n" + (lazyOut + "\n" + lazyRecv).split(separator: "\n").map { "        " + $0 }.joined(separator: "\n"))
+    print("        downtime / (disk dump + restore) \(f(lazyDowntime)) / \(f(median(disk))) = \(f(lazyDowntime / median(disk)))")
     let json: [String: Any] = [
         "scenario": "remote-\(mib)m", "workload": verdict, "disk_seconds": disk, "remote_seconds": remote,
         "disk_cpu_seconds": diskCPU, "remote_cpu_seconds": remoteCPU, "load_before": loadBefore, "load_after": loadAfter,
-        "proxy_peak_rss_bytes": proxyRSS, "cache_peak_rss_bytes": cacheRSS, "migrate_output": mout, "migrate_downtime_seconds": downtime,
-        "ratios": ["remote_over_disk": ratio, "remote_cpu_over_disk_cpu": median(remoteCPU) / median(diskCPU), "migrate_downtime_over_dump_restore": downtime / median(disk)],
+        "proxy_peak_rss_bytes": proxyRSS, "cache_peak_rss_bytes": cacheRSS, "migrate_output": mout, "migrate_downtime_seconds": downtime, "migrate_lazy_output": lazyOut + "\n" + lazyRecv, "migrate_lazy_downtime_seconds": lazyDowntime,
+        "ratios": ["remote_over_disk": ratio, "remote_cpu_over_disk_cpu": median(remoteCPU) / median(diskCPU), "migrate_downtime_over_dump_restore": downtime / median(disk),
+                   "migrate_lazy_downtime_over_dump_restore": lazyDowntime / median(disk)],
         "goals": ["remote_over_disk": 1.0],
     ]
     try? FileManager.default.createDirectory(atPath: (jsonPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)

@@ -20,17 +20,29 @@ struct LazyPages: ParsableCommand {
     @Option(name: .customLong("address"), help: "The page server's address.") var address = "127.0.0.1"
     @Option(name: .customLong("port"), help: "The page server's port.") var port: UInt16?
     @Option(name: .customLong("stats-file"), help: "Write counts and fault latencies here as JSON.") var statsFile: String?
+    @OptionGroup var remote: RemoteRestoreOptions
 
     func validate() throws {
         if pageServer && port == nil { throw ValidationError("--page-server needs --port") }
+        if pageServer && remote.remote { throw ValidationError("--page-server and --remote are two sources: give one") }
+        if remote.remote && log.workDir == nil { throw ValidationError("--remote needs -W (where lazy-pages.socket goes: -D names a snapshot, not a folder)") }
     }
 
     func run() throws {
         try log.bootstrap()
         do {
-            let source: any LazyPageSource = pageServer
-                ? try RemotePageServerSource(address: address, port: port!)
-                : try LocalImagesPageSource(imagesDir: imagesDir)
+            let source: any LazyPageSource
+            if pageServer {
+                source = try RemotePageServerSource(address: address, port: port!)
+            } else if remote.remote, let cachePath = remote.cachePath {
+                // Every pages image opened now (memfds): the cache may stop once the restore ran.
+                let store = try RemoteSnapshotStore(snapshot: try RemoteSnapshotID.of(imagesDir), source: try RemoteSnapshotReader(socketPath: cachePath))
+                let local = LocalImagesPageSource(images: ImageDirectory(store: store))
+                try local.openAll()
+                source = local
+            } else {
+                source = try LocalImagesPageSource(imagesDir: imagesDir)
+            }
             defer { source.close() }
             let daemon = LazyPagesDaemon(source: source, socketPath: LazyPolicy.socketPath(workDir: log.workDir ?? imagesDir))
             let st = try daemon.run()

@@ -53,10 +53,10 @@ final class MigrateTests: XCTestCase {
 
     /// Runs `cryo migrate` from the source namespace, reaping the workload's old pid (we are
     /// its subreaper) so the destination can take it back.
-    func migrate(_ pid: Int32, to: String) throws -> (Int32, String) {
+    func migrate(_ pid: Int32, to: String, extra: [String] = []) throws -> (Int32, String) {
         let out = h.dir + "/migrate-\(UUID().uuidString).out"
         let m = try Subprocess.spawn("/usr/bin/nsenter", ["--net=/run/netns/" + spaces[1], h.bin + "/cryo", "migrate", "-t", String(pid), "--to", to,
-                                                          "-v4", "-o", h.dir + "/migrate.log"], output: out)
+                                                          "-v4", "-o", h.dir + "/migrate.log"] + extra, output: out)
         let deadline = Date(timeIntervalSinceNow: 120)
         while Date() < deadline {
             var st: Int32 = 0
@@ -82,6 +82,24 @@ final class MigrateTests: XCTestCase {
         XCTAssertEqual(kill(pid, 0), 0, "the restored tree is not running")
         // The receiver ends after its one migration.
         XCTAssertNotNil(try Subprocess.wait(recv, timeout: 10))
+        XCTAssertEqual(try h.stop(pid, name: "dirty00"), "PASS")
+    }
+
+    /// Post-copy at the end: the destination restores lazily, the tree runs before its memory
+    /// is in, and the receiver's lazy-pages daemon fills it from the cache (dirty00 keeps
+    /// writing meanwhile, so some pages come in by fault); the receiver ends once every page is
+    /// in, and the workload's own check of its memory passes.
+    func testLazyMigrateBetweenNamespaces() throws {
+        let (recv, port) = try receiver()
+        let pid = try h.start("dirty00", netns: spaces[1])
+        let (rc, out) = try migrate(pid, to: "\(dst):\(port)", extra: ["--lazy-pages"])
+        print(out)
+        XCTAssertEqual(rc, 0, out + ((try? String(contentsOfFile: h.dir + "/migrate.log", encoding: .utf8)) ?? ""))
+        XCTAssertTrue(out.contains("restored lazily as pid \(pid)"), out)
+        XCTAssertEqual(kill(pid, 0), 0, "the restored tree is not running")
+        XCTAssertNotNil(try Subprocess.wait(recv, timeout: 60), "the receiver did not end once the pages were in")
+        let rout = (try? String(contentsOfFile: h.dir + "/receive.out", encoding: .utf8)) ?? ""
+        XCTAssertTrue(rout.contains("lazy-pages: 1 task(s), all in after"), rout + ((try? String(contentsOfFile: h.dir + "/receive.log.lazy-pages", encoding: .utf8)) ?? ""))
         XCTAssertEqual(try h.stop(pid, name: "dirty00"), "PASS")
     }
 

@@ -9,6 +9,9 @@ public struct MigrateRequest: Sendable {
     public var port: UInt16
     /// Most pre-dump rounds before the final dump.
     public var maxRounds = 5
+    /// The destination restores lazily: the tree runs before its memory is in, which the
+    /// destination's lazy-pages daemon fills from the cache (post-copy of what the rounds sent).
+    public var lazy = false
     public init(pid: Int32, address: String, port: UInt16) { self.pid = pid; self.address = address; self.port = port }
 }
 
@@ -89,11 +92,11 @@ public struct Migrator {
         }
         let conn = RemoteConnection(fd: try UnixStream.connect(path: sock), peer: "image proxy \(sock)")
         defer { close(conn.fd) }
-        let answer = try conn.request(RemoteFrame(.restore, snapshot: id))
+        let answer = try conn.request(RemoteFrame(.restore, snapshot: id, name: request.lazy ? RemoteFrame.lazyRestore : ""))
         guard answer.kind == .ok, let pid = Int32(answer.text) else { throw TransportError(peer: "\(request.address):\(request.port)", "bad answer to restore: \(answer.kind) \(answer.text)") }
         report.downtime = Date().timeIntervalSince(frozen)
         report.restoredPid = pid
-        progress(String(format: "restored as pid %d on %@:%d; downtime %.3f s", pid, request.address, Int(request.port), report.downtime))
+        progress(String(format: "restored%@ as pid %d on %@:%d; downtime %.3f s", request.lazy ? " lazily" : "", pid, request.address, Int(request.port), report.downtime))
         return report
     }
 }

@@ -204,7 +204,8 @@ public final class ImageCache: @unchecked Sendable {
     public var waitTimeout: Double = 600
     /// `cryo migrate-receive`: restores a complete snapshot on a writer's request and returns
     /// the root pid; nil (a plain cache) refuses such requests.
-    public var restoreHandler: (@Sendable (String) throws -> Int32)?
+    /// Restores a snapshot (migrate-receive), lazily (post-copy) when the second argument says so.
+    public var restoreHandler: (@Sendable (String, Bool) throws -> Int32)?
     /// Ends `serve()` once a restore succeeded (one migration per receiver).
     public var stopAfterRestore = false
 
@@ -328,9 +329,10 @@ public final class ImageCache: @unchecked Sendable {
             if r < 0 { throw SystemCallError(call: "sendmsg", errno: -r, context: "passing image \(f.name)") }
         case .restore:
             guard !local, let restoreHandler else { throw RemoteImageError(snapshot: f.snapshot, reason: "this cache does not restore (not cryo migrate-receive)") }
+            guard f.name.isEmpty || f.name == RemoteFrame.lazyRestore else { throw RemoteImageError(snapshot: f.snapshot, reason: "unknown way to restore: \(f.name)") }
             _ = try store.info(f.snapshot, timeout: 0)
             let pid: Int32
-            do { pid = try restoreHandler(f.snapshot) } catch { throw RemoteImageError(snapshot: f.snapshot, reason: "restore failed: \(error)") }
+            do { pid = try restoreHandler(f.snapshot, f.name == RemoteFrame.lazyRestore) } catch { throw RemoteImageError(snapshot: f.snapshot, reason: "restore failed: \(error)") }
             try c.write(RemoteFrame(.ok, snapshot: f.snapshot, payload: Array(String(pid).utf8)))
             if stopAfterRestore { stop() }
         case .ok, .error:

@@ -28,6 +28,27 @@ public final class LocalImagesPageSource: LazyPageSource {
     public let readsCheaply = true
 
     public init(imagesDir: String) throws { images = try ImageDirectory(path: imagesDir) }
+    public init(images: ImageDirectory) { self.images = images }
+
+    /// Resolves every task's pages and opens every pages image now, so that reads need the
+    /// store no more (an image cache hands out memfds, and may stop after the restore).
+    public func openAll() throws {
+        for e in try images.read(.pstree, as: Img_PstreeEntry.self) where images.exists(.pagemap, Int(e.pid)) {
+            let pid = Int32(e.pid)
+            let segs = try images.resolvePages(pid: Int(pid))
+            segments[pid] = segs
+            for s in segs { if let src = s.source { try reader(src) } }
+        }
+    }
+
+    @discardableResult
+    func reader(_ src: PageSegment.Source) throws -> PagesReader {
+        let file = src.directory.filePath(.pages, Int(src.pagesID))
+        if let r = files[file] { return r }
+        let r = try src.directory.pagesReader(id: src.pagesID)
+        files[file] = r
+        return r
+    }
 
     public func read(pid: Int32, vaddr: UInt64, pages: Int, into buf: UnsafeMutableRawPointer) throws {
         if segments[pid] == nil { segments[pid] = try images.resolvePages(pid: Int(pid)) }
@@ -47,10 +68,8 @@ public final class LocalImagesPageSource: LazyPageSource {
             guard let src = s.source else {
                 throw LazyPagesError.source("pid \(pid): pages at 0x\(String(cursor, radix: 16)) are not in \(images.path) (lazy in the images: serve them with `cryo lazy-pages --page-server`)")
             }
-            let file = src.directory.filePath(.pages, Int(src.pagesID))
-            if files[file] == nil { files[file] = try src.directory.pagesReader(id: src.pagesID) }
             let n = Int(min(end, segEnd) - cursor)
-            try files[file]!.read(into: UnsafeMutableRawBufferPointer(start: buf + Int(cursor - vaddr), count: n), at: src.offset + Int(cursor - s.vaddr))
+            try reader(src).read(into: UnsafeMutableRawBufferPointer(start: buf + Int(cursor - vaddr), count: n), at: src.offset + Int(cursor - s.vaddr))
             cursor += UInt64(n)
             i += 1
         }

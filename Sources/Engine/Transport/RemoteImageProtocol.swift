@@ -80,7 +80,8 @@ public struct RemoteFrame: Equatable, Sendable {
         case .begin: needsName = nil; limit = 0
         case .data: needsName = true; limit = maxChunk
         case .end, .get, .getFd: needsName = true; limit = 0
-        case .complete, .info, .restore: needsName = false; limit = 0
+        case .complete, .info: needsName = false; limit = 0
+        case .restore: needsName = nil; limit = 0
         case .failed, .error: needsName = false; limit = maxMessage
         case .ok: needsName = nil; limit = maxMessage
         }
@@ -90,6 +91,9 @@ public struct RemoteFrame: Equatable, Sendable {
         if kind == .data && length == 0 { throw RemoteProtocolError("empty data frame") }
         return Header(kind: kind, snapshotLength: h.snapshotLength, nameLength: h.nameLength, length: Int(length))
     }
+
+    /// The name of a restore frame that asks for a lazy (post-copy) restore.
+    public static let lazyRestore = "lazy"
 
     /// A snapshot id or image name: 1...255 bytes of UTF-8, no `/`, no `..`, no NUL, no
     /// control characters. Neither is ever used as a path, but callers that mirror images to a
