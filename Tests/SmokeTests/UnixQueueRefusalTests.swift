@@ -31,4 +31,14 @@ extension RestoreErrorsTests {
             time.sleep(30)
             """, work: work, options: ["--leave-running"]) { fd, _ in ["fd \(fd) ", "zero-length packet", "no later dump"] }
     }
+
+    /// Runs a Python program that writes the fd in question to "ready" and sleeps; its dump
+    /// must be refused, saying `words(fd, pid)`, and leave it running.
+    func assertPythonDumpFails(_ code: String, work: String, options: [String] = [], saying words: (String, Int32) -> [String]) throws {
+        let p = try python(code, in: work)
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        let fd = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+        usleep(200_000)  // from writing "ready" into its sleep
+        try assertDumpFails(p, work: work, saying: words(fd, p.processIdentifier), options: options)
+    }
 }

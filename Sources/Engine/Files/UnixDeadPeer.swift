@@ -1,3 +1,4 @@
+import CKernel
 import Foundation
 import Glibc
 
@@ -7,8 +8,10 @@ import Glibc
 /// them apart: it still gives the closed peer's name.
 ///
 /// Restore: a socketpair whose second end sends the queue, takes the closed peer's name if it
-/// had an abstract one, and is closed; the first end keeps it as its closed peer. A peer bound
-/// to a path is refused at dump: binding that path again would make a file.
+/// had one, and is closed; the first end keeps it as its closed peer. An abstract name is bound
+/// in the socket's network namespace (taken by another socket: the restore fails, naming it); a
+/// path is bound in a tmpfs of a private mount namespace (CKernel's ck_bind_unix_unseen), so no
+/// file is made, and the name stays what getpeername shows.
 enum UnixDeadPeer {
     /// The closed peer's name (empty: it had none), nil when the socket has no closed peer.
     static func name(of s: Int32, diag d: UnixDiag) -> [UInt8]? {
@@ -16,12 +19,8 @@ enum UnixDeadPeer {
         return UnixSocket.connectedName(s)
     }
 
-    static func dump(_ s: Int32, diag d: UnixDiag, into u: inout Img_UnixSkEntry, refuse: (String) -> DumpError) throws {
-        guard let dead = name(of: s, diag: d) else { return }
-        if let first = dead.first, first != 0 {
-            throw refuse("its connected peer \(UnixExternal.describe(dead)) was closed, and cryo cannot give it a peer of that path without making the file")
-        }
-        u.deadPeerName = Data(dead)
+    static func dump(_ s: Int32, diag d: UnixDiag, into u: inout Img_UnixSkEntry) {
+        if let dead = name(of: s, diag: d) { u.deadPeerName = Data(dead) }
     }
 
     static func make(_ u: Img_UnixSkEntry, queue: [(Img_SkPacketEntry, [UInt8])], ctx: FileRestoreContext, what: String) throws -> Int32 {
@@ -30,11 +29,17 @@ enum UnixDeadPeer {
         do {
             try SocketOptions.apply(u.opts, to: a, what: what)
             try UnixSocket.send(queue, from: b, ctx: ctx, what: what)
-            if !u.deadPeerName.isEmpty {
-                // After the queue: its datagrams came from an unnamed sender.
-                let addr = UnixSocket.sockaddr(u.deadPeerName)
+            // After the queue: its datagrams came from an unnamed sender.
+            let name = [UInt8](u.deadPeerName)
+            let context = "\(what): the name of its closed peer, \(UnixExternal.describe(name))"
+            if name.first == 0 {
+                let addr = UnixSocket.sockaddr(name)
                 let rc = addr.withUnsafeBytes { bind(b, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
-                guard rc == 0 else { throw SystemCallError(call: "bind", errno: errno, context: "\(what): the name of its closed peer, \(UnixExternal.describe([UInt8](u.deadPeerName)))") }
+                guard rc == 0 else { throw SystemCallError(call: "bind", errno: errno, context: context) }
+            } else if !name.isEmpty {
+                let path = Array(name.prefix { $0 != 0 })  // the kernel keeps the path's NUL
+                let rc = path.withUnsafeBufferPointer { p in p.withMemoryRebound(to: CChar.self) { ck_bind_unix_unseen(b, $0.baseAddress, UInt32($0.count)) } }
+                guard rc == 0 else { throw SystemCallError(call: "bind (in a private tmpfs)", errno: -rc, context: context) }
             }
         } catch {
             close(a)

@@ -96,7 +96,7 @@ enum UnixSocket: FdKind {
         u.opts = try SocketOptions.read(c, what: "pid \(f.pid) fd \(f.fd)", refuse: refuse)
         u.name = Data(d.name)
         if d.shutdown != 0 { u.shutdown = Img_SkShutdown(rawValue: Int(d.shutdown & 3)) ?? .none }
-        try UnixDeadPeer.dump(c, diag: d, into: &u, refuse: refuse)
+        UnixDeadPeer.dump(c, diag: d, into: &u)
         if let first = d.name.first, first != 0 {
             // A relative name is taken as bound in the current directory (the kernel does not
             // keep the directory); if the socket file is not there, or was unlinked, the name

@@ -2,13 +2,15 @@
 // fails with ECONNREFUSED (the kernel then forgets the peer: ENOTCONN), while one never
 // connected, one disconnected with connect(AF_UNSPEC) and a bound socket others connected to
 // fail with ENOTCONN at once. After restore each fails as it would have, and getpeername
-// shows the closed peer's name (none, or an abstract one).
+// shows the closed peer's name (none, an abstract one, a path). A path peer's socket file,
+// removed or left behind, is as it was: restore makes no file for it.
 #define _GNU_SOURCE
 #include "zdtmtst.h"
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -73,6 +75,23 @@ int main(int argc, char **argv) {
     if (connect(other, (struct sockaddr *)&server_name, server_len)) fail("connect: %m");
     close(other);
     close(srv);
+    // 8. Connected to a path (relative) whose socket closed and was removed; 9. one whose
+    // socket file was left behind.
+    struct sockaddr_un gone_name = { .sun_family = AF_UNIX }, left_name = { .sun_family = AF_UNIX };
+    snprintf(gone_name.sun_path, sizeof(gone_name.sun_path), "unix07-gone.%d.sock", getpid());
+    snprintf(left_name.sun_path, sizeof(left_name.sun_path), "unix07-left.%d.sock", getpid());
+    int gone_len = (int)strlen(gone_name.sun_path) + 1, left_len = (int)strlen(left_name.sun_path) + 1;  // with the NUL, as the kernel keeps it
+    int gone_srv = socket(AF_UNIX, SOCK_DGRAM, 0), left_srv = socket(AF_UNIX, SOCK_DGRAM, 0);
+    int to_gone = socket(AF_UNIX, SOCK_DGRAM, 0), to_left = socket(AF_UNIX, SOCK_DGRAM, 0);
+    if (bind(gone_srv, (struct sockaddr *)&gone_name, sizeof(gone_name)) || bind(left_srv, (struct sockaddr *)&left_name, sizeof(left_name)))
+        fail("bind path: %m");
+    if (connect(to_gone, (struct sockaddr *)&gone_name, sizeof(gone_name)) || connect(to_left, (struct sockaddr *)&left_name, sizeof(left_name)))
+        fail("connect path: %m");
+    close(gone_srv);
+    unlink(gone_name.sun_path);
+    close(left_srv);
+    struct stat left_st;
+    if (stat(left_name.sun_path, &left_st)) fail("stat %s: %m", left_name.sun_path);
     // 6. Never connected; 7. connected, then disconnected with AF_UNSPEC.
     int never = socket(AF_UNIX, SOCK_DGRAM, 0);
     if (socketpair(AF_UNIX, SOCK_DGRAM, 0, uv)) fail("socketpair: %m");
@@ -84,6 +103,7 @@ int main(int argc, char **argv) {
     expect_peer("closed peer (set-up)", sv[0], 0, &none);
     expect_peer("closed named peer (set-up)", client, (int)(srv_len - offsetof(struct sockaddr_un, sun_path)), &srv_name);
     expect_peer("server (set-up)", server, -ENOTCONN, &none);
+    expect_peer("closed path peer (set-up)", to_gone, gone_len, &gone_name);
     test_daemon();
     test_waitsig();
 
@@ -104,6 +124,14 @@ int main(int argc, char **argv) {
     expect_sends("closed named peer", client, ECONNREFUSED, ENOTCONN);
     expect_peer("server", server, -ENOTCONN, &none);
     expect_sends("server", server, ENOTCONN, ENOTCONN);
+    expect_peer("closed path peer, removed", to_gone, gone_len, &gone_name);
+    expect_sends("closed path peer, removed", to_gone, ECONNREFUSED, ENOTCONN);
+    expect_peer("closed path peer, file left", to_left, left_len, &left_name);
+    expect_sends("closed path peer, file left", to_left, ECONNREFUSED, ENOTCONN);
+    struct stat st;
+    if (stat(gone_name.sun_path, &st) == 0 || errno != ENOENT) fail("%s: there after restore (%m)", gone_name.sun_path);
+    if (stat(left_name.sun_path, &st) || st.st_ino != left_st.st_ino || !S_ISSOCK(st.st_mode)) fail("%s: not the socket file left behind", left_name.sun_path);
+    unlink(left_name.sun_path);
     expect_peer("never connected", never, -ENOTCONN, &none);
     expect_sends("never connected", never, ENOTCONN, ENOTCONN);
     expect_peer("disconnected", uv[0], -ENOTCONN, &none);
