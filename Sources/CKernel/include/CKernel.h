@@ -171,6 +171,9 @@ struct ck_clone_args {
 // Fork a child with clone3(set_tid = {pid}) (want_pid 0: any pid) that only loops in
 // pause() until it is seized; it runs no Swift. Returns the pid, or -errno.
 pid_t ck_clone3_stopped_child(pid_t want_pid, uint64_t flags);
+// bind(fd) to the path name (len bytes, no NUL needed) in a tmpfs of a private mount namespace,
+// so no file is made: 0 or -errno (unixpeer.c).
+int ck_bind_unix_unseen(int fd, const char *name, unsigned len);
 // As above, the child born in a new time namespace with these offsets (timens.c).
 pid_t ck_clone3_stopped_child_timens(pid_t want_pid, uint64_t flags, long long mono_s, long long mono_ns,
                                      long long boot_s, long long boot_ns);

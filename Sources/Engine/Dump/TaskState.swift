@@ -38,7 +38,7 @@ enum ThreadDumper {
 
         let sched = try Scheduling.read(tid: tid)
         core.schedPolicy = sched.policy; core.schedPrio = sched.prio; core.schedNice = sched.nice; core.ioprio = sched.ioprio
-        core.timerslackNs = try remote.syscall(.prctl, Scheduling.prGetTimerslack)
+        (core.timerslackNs, core.timerslackDefaultNs) = try TimerSlack.read(tid: tid, remote: remote, sched: sched)
         (core.mempolicyMode, core.mempolicyNodes) = try NumaPolicy.read(remote, at: scratch, address: nil)
         core.cpuAffinity = try CpuAffinity.dumped(tid: tid)
 

@@ -19,8 +19,6 @@ enum Fanotify: FdKind {
 
     static func claims(_ f: OpenFd) -> Bool { f.target == "anon_inode:[fanotify]" }
 
-    static func hex(_ s: String?) -> UInt64? { s.flatMap { UInt64($0, radix: 16) } }
-
     static func dump(_ f: OpenFd, id: UInt32, into entry: inout Img_FileEntry, ctx: FileDumpContext) throws {
         func refuse(_ r: String) -> DumpError { .fdState(pid: f.pid, fd: f.fd, target: f.target, reason: r) }
         try Inotify.refuseQueuedEvents(f, ctx: ctx)
@@ -28,42 +26,38 @@ enum Fanotify: FdKind {
         e.id = id
         e.flags = UInt32(bitPattern: f.info.flags & ~O_CLOEXEC)
         e.fown = FdKinds.noOwner
-        guard let head = f.info.fanotifyLines.first(where: { $0["flags"] != nil }),
-              let fa = hex(head["flags"]), let ev = hex(head["event-flags"]) else { throw refuse("fdinfo shows no fanotify flags") }
-        e.faflags = UInt32(fa); e.evflags = UInt32(ev)
+        guard let group = f.info.fanotifyGroup else { throw refuse("fdinfo shows no fanotify flags") }
+        e.faflags = group.flags; e.evflags = group.eventFlags
         let mounts = try ctx.proc.mountinfo(pid: f.pid)
-        for (i, l) in f.info.fanotifyLines.enumerated() where l["flags"] == nil {
-            guard let mflags = hex(l["mflags"]), let mask = hex(l["mask"]), let ignored = hex(l["ignored_mask"]) else {
-                throw refuse("mark \(i): fdinfo line without mflags, mask or ignored_mask")
-            }
-            guard UInt32(mflags) & ~keptMarkFlags == 0 else { throw refuse("mark \(i): mark flags 0x\(String(mflags, radix: 16)), which cryo does not restore") }
+        for (i, l) in f.info.fanotifyMarks.enumerated() {
+            guard l.mflags & ~keptMarkFlags == 0 else { throw refuse("mark \(i): mark flags 0x\(String(l.mflags, radix: 16)), which cryo does not restore") }
             var m = Img_FanotifyMarkEntry()
             m.id = id
-            m.mflags = UInt32(mflags); m.mask = UInt32(mask); m.ignoredMask = UInt32(ignored)
-            if let ino = hex(l["ino"]) {
+            m.mflags = l.mflags; m.mask = l.mask; m.ignoredMask = l.ignoredMask
+            switch l.object {
+            case .inode(let ino, let sdev, let htype, let handle):
                 func bad(_ r: String) -> DumpError { refuse("mark on inode \(ino): \(r)") }
-                guard let sdev = hex(l["sdev"]), let htype = hex(l["fhandle-type"]), let h = l["f_handle"] else { throw bad("no file handle in fdinfo") }
-                guard let handle = ProcFdInfoParser.hexBytes(h) else { throw bad("bad f_handle in fdinfo") }
-                guard let mnt = Inotify.mount(ofDevice: UInt32(sdev), in: mounts) else { throw bad("no mount of its device in the task's mount namespace") }
-                let path = try Inotify.resolve(handle: handle, type: Int32(truncatingIfNeeded: htype), mountPoint: "/proc/\(f.pid)/root" + mnt.mountPoint, ino: ino, bad: bad)
+                guard let htype, !handle.isEmpty else { throw bad("no file handle in fdinfo") }
+                guard let mnt = Inotify.mount(ofDevice: sdev, in: mounts) else { throw bad("no mount of its device in the task's mount namespace") }
+                let path = try Inotify.resolve(handle: handle, type: htype, mountPoint: "/proc/\(f.pid)/root" + mnt.mountPoint, ino: ino, bad: bad)
                 m.type = .inode
-                m.sDev = UInt32(sdev)
+                m.sDev = sdev
                 var ie = Img_FanotifyInodeMarkEntry()
                 ie.iIno = ino
-                ie.fHandle = Inotify.fhEntry(handle, type: Int32(truncatingIfNeeded: htype), path: path, mountID: mnt.mountId)
+                ie.fHandle = Inotify.fhEntry(handle, type: htype, path: path, mountID: mnt.mountId)
                 m.ie = ie
-            } else if let mntID = hex(l["mnt_id"]) {
-                guard let mnt = mounts.first(where: { $0.mountId == Int32(mntID) }) else { throw refuse("mark on mount \(mntID), which is not in the task's mount namespace") }
+            case .mount(let mntID):
+                guard let mnt = mounts.first(where: { $0.mountId == mntID }) else { throw refuse("mark on mount \(mntID), which is not in the task's mount namespace") }
                 if let own = ctx.treeNamespaces[.mnt], ctx.hostNamespaces[.mnt] != own {
                     throw refuse("mark on mount \(mnt.mountPoint) in a mount namespace of the tree's own, which cryo cannot mark yet")
                 }
                 m.type = .mount
                 m.sDev = UInt32(mnt.devMajor) << 20 | UInt32(mnt.devMinor)
                 var me = Img_FanotifyMountMarkEntry()
-                me.mntID = UInt32(mntID)
+                me.mntID = UInt32(bitPattern: mntID)
                 me.path = mnt.mountPoint
                 m.me = me
-            } else {
+            case .other:
                 throw refuse("mark \(i) on a whole filesystem (FAN_MARK_FILESYSTEM), which cryo does not restore")
             }
             e.mark.append(m)
@@ -103,17 +97,21 @@ enum Fanotify: FdKind {
         let info = try ProcReader().fdinfo(pid: getpid(), fd: fd)
         let mounts = try ProcReader().mountinfo(pid: getpid())
         var got: [String] = [], want: [String] = []
-        for l in info.fanotifyLines where l["flags"] == nil {
-            let key = hex(l["ino"]).map { "ino \($0)" } ?? hex(l["mnt_id"]).flatMap { id in mounts.first { $0.mountId == Int32(id) }.map { "mount \($0.mountPoint)" } } ?? "filesystem"
-            got.append("\(key) mflags \(l["mflags"] ?? "?") mask \(l["mask"] ?? "?") ignored \(l["ignored_mask"] ?? "?")")
+        for l in info.fanotifyMarks {
+            let key = switch l.object {
+            case .inode(let ino, _, _, _): "ino \(ino)"
+            case .mount(let id): mounts.first { $0.mountId == id }.map { "mount \($0.mountPoint)" } ?? "filesystem"
+            case .other: "filesystem"
+            }
+            got.append("\(key) mflags \(String(l.mflags, radix: 16)) mask \(String(l.mask, radix: 16)) ignored \(String(l.ignoredMask, radix: 16))")
         }
         for m in e.mark {
             let key = m.type == .inode ? "ino \(m.ie.iIno)" : "mount \(m.me.path)"
             want.append("\(key) mflags \(String(m.mflags, radix: 16)) mask \(String(m.mask, radix: 16)) ignored \(String(m.ignoredMask, radix: 16))")
         }
         guard got.sorted() == want.sorted() else { throw bad("marks came back as \(got.sorted()), not \(want.sorted())") }
-        if let head = info.fanotifyLines.first(where: { $0["flags"] != nil }), hex(head["flags"]) != UInt64(e.faflags) || hex(head["event-flags"]) != UInt64(e.evflags) {
-            throw bad("flags came back as \(head["flags"] ?? "?")/\(head["event-flags"] ?? "?"), not \(String(e.faflags, radix: 16))/\(String(e.evflags, radix: 16))")
+        if let g = info.fanotifyGroup, g.flags != e.faflags || g.eventFlags != e.evflags {
+            throw bad("flags came back as \(String(g.flags, radix: 16))/\(String(g.eventFlags, radix: 16)), not \(String(e.faflags, radix: 16))/\(String(e.evflags, radix: 16))")
         }
     }
 }

@@ -96,6 +96,7 @@ enum UnixSocket: FdKind {
         u.opts = try SocketOptions.read(c, what: "pid \(f.pid) fd \(f.fd)", refuse: refuse)
         u.name = Data(d.name)
         if d.shutdown != 0 { u.shutdown = Img_SkShutdown(rawValue: Int(d.shutdown & 3)) ?? .none }
+        UnixDeadPeer.dump(c, diag: d, into: &u)
         if let first = d.name.first, first != 0 {
             // A relative name is taken as bound in the current directory (the kernel does not
             // keep the directory); if the socket file is not there, or was unlinked, the name
@@ -137,11 +138,14 @@ enum UnixSocket: FdKind {
     }
 
     /// The name of the socket's peer (getpeername), nil when it has none.
-    static func peerName(_ s: Int32) -> [UInt8]? {
+    static func peerName(_ s: Int32) -> [UInt8]? { connectedName(s).flatMap { $0.isEmpty ? nil : $0 } }
+
+    /// getpeername: the peer's name (empty when unnamed), nil when there is no peer.
+    static func connectedName(_ s: Int32) -> [UInt8]? {
         var buf = [UInt8](repeating: 0, count: 112)
         var len = socklen_t(buf.count)
         let rc = buf.withUnsafeMutableBytes { getpeername(s, $0.baseAddress!.assumingMemoryBound(to: Glibc.sockaddr.self), &len) }
-        guard rc == 0, len > 2 else { return nil }
+        guard rc == 0, len >= 2 else { return nil }
         return Array(buf[2..<Int(len)])
     }
 
@@ -352,6 +356,8 @@ enum UnixSocket: FdKind {
             try send(try ctx.queue(for: entry.id), from: b, ctx: ctx, what: what)
             local = a
             try applyShutdown(u, a, what: what)
+        } else if u.hasDeadPeerName {
+            local = try UnixDeadPeer.make(u, queue: try ctx.queue(for: entry.id), ctx: ctx, what: what)
         } else {
             if u.peer != 0 {
                 guard let p = peer?.usk else {

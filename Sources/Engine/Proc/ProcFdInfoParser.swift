@@ -28,6 +28,25 @@ public struct ProcFdInfo: Sendable, Equatable {
         /// Raw file handle bytes (name_to_handle_at form), empty when the kernel did not show one.
         public var fhandle: [UInt8]
     }
+    /// A fanotify group's "fanotify flags:N event-flags:N" line (hex).
+    public struct FanotifyGroup: Sendable, Equatable {
+        public var flags: UInt32
+        public var eventFlags: UInt32
+    }
+    /// One fanotify mark; every number is hex in the file.
+    public struct FanotifyMark: Sendable, Equatable {
+        public enum Object: Sendable, Equatable {
+            /// The file handle is absent when the kernel could not encode one.
+            case inode(ino: UInt64, sdev: UInt32, fhandleType: Int32?, fhandle: [UInt8])
+            case mount(id: Int32)
+            /// A whole filesystem (FAN_MARK_FILESYSTEM: only sdev), or a kind not known here.
+            case other
+        }
+        public var object: Object
+        public var mflags: UInt32
+        public var mask: UInt32
+        public var ignoredMask: UInt32
+    }
     public struct TimerFd: Sendable, Equatable {
         public var clockid: Int32 = 0
         public var ticks: UInt64 = 0
@@ -52,8 +71,9 @@ public struct ProcFdInfo: Sendable, Equatable {
     public var eventfdSemaphore: Bool?
     public var epollTargets: [EpollTarget] = []
     public var inotifyWatches: [InotifyWatch] = []
-    /// Parsed "fanotify k:v ..." lines, in order; the first usually holds flags/event-flags.
-    public var fanotifyLines: [[String: String]] = []
+    public var fanotifyGroup: FanotifyGroup?
+    /// In fdinfo's order: the newest mark first.
+    public var fanotifyMarks: [FanotifyMark] = []
     /// Signals of a signalfd (hex in the file).
     public var signalfdMask: UInt64?
     public var timerfd: TimerFd?
@@ -119,18 +139,28 @@ public enum ProcFdInfoParser {
                                         ino: try num(p["ino"] ?? "0", radix: 16), sdev: try num(p["sdev"] ?? "0", radix: 16)))
         case "inotify":
             let p = pairs(Substring(v))
-            var handle: [UInt8] = []
-            if let h = p["f_handle"] {
-                guard let b = hexBytes(h) else { throw bad("bad f_handle") }
-                handle = b
-            }
             f.inotifyWatches.append(.init(wd: try num(p["wd"], radix: 16), ino: try num(p["ino"], radix: 16),
                                           sdev: try num(p["sdev"], radix: 16), mask: try num(p["mask"], radix: 16),
                                           ignoredMask: try num(p["ignored_mask"] ?? "0", radix: 16),
                                           fhandleType: try p["fhandle-type"].map { try num($0, radix: 16) },
-                                          fhandle: handle))
+                                          fhandle: try handle(p, bad)))
         case "fanotify":
-            f.fanotifyLines.append(pairs(Substring(v)))
+            let p = pairs(Substring(v))
+            if let flags = p["flags"] {
+                f.fanotifyGroup = .init(flags: try num(flags, radix: 16), eventFlags: try num(p["event-flags"], radix: 16))
+                break
+            }
+            let object: ProcFdInfo.FanotifyMark.Object
+            if let ino = p["ino"] {
+                object = .inode(ino: try num(ino, radix: 16), sdev: try num(p["sdev"], radix: 16),
+                                fhandleType: try p["fhandle-type"].map { try num($0, radix: 16) }, fhandle: try handle(p, bad))
+            } else if let id = p["mnt_id"] {
+                object = .mount(id: try num(id, radix: 16))
+            } else {
+                object = .other
+            }
+            f.fanotifyMarks.append(.init(object: object, mflags: try num(p["mflags"], radix: 16), mask: try num(p["mask"], radix: 16),
+                                         ignoredMask: try num(p["ignored_mask"], radix: 16)))
         case "clockid":
             f.timerfd = f.timerfd ?? .init()
             f.timerfd?.clockid = try num(v)
@@ -148,6 +178,13 @@ public enum ProcFdInfoParser {
             if key == "it_value" { f.timerfd?.valueSec = s; f.timerfd?.valueNsec = ns } else { f.timerfd?.intervalSec = s; f.timerfd?.intervalNsec = ns }
         default: break
         }
+    }
+
+    /// An inotify or fanotify line's f_handle bytes; empty when the line has none.
+    static func handle(_ p: [String: String], _ bad: (String) -> ProcError) throws -> [UInt8] {
+        guard let h = p["f_handle"] else { return [] }
+        guard let b = hexBytes(h) else { throw bad("bad f_handle") }
+        return b
     }
 
     /// fdinfo's f_handle: two hex digits a byte; nil for an odd length or another character.

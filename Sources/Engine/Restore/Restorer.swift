@@ -258,7 +258,9 @@ public struct Restorer {
         if namespaces.newPid && p.pid != 1 {
             throw NamespaceError.restore(kind: "pid", reason: "the tree's root is pid \(p.pid) in its pid namespace, not its init (1)")
         }
-        let child = try create(pid: p.pid, flags: namespaces.cloneFlags(entered: entered), time: namespaces.timeOffsets)
+        let child = try cloning(p.cores[p.pid]!.threadCore, from: .own()) {
+            try create(pid: p.pid, flags: namespaces.cloneFlags(entered: entered), time: namespaces.timeOffsets)
+        }
         built.order.append(child)
         try namespaces.rootCreated(pid: child, images: images, request: request, holds: entered)
         try adopt(p, remote: try Remote(tid: child, maps: try ProcReader().maps(pid: child)), built: built, plans: plans)
@@ -271,7 +273,9 @@ public struct Restorer {
         var flags: UInt64 = 0
         if p.ids.filesID == UInt32(parent.pid) { flags |= CloneFlag.files }
         if p.ids.fsID == UInt32(parent.pid) { flags |= CloneFlag.fs }
-        let child = try clone(from: pt.remote, flags: flags, exitSignal: UInt64(SIGCHLD), pid: p.pid)
+        let child = try cloning(p.cores[p.pid]!.threadCore, from: .remote(pt.remote)) {
+            try clone(from: pt.remote, flags: flags, exitSignal: UInt64(SIGCHLD), pid: p.pid)
+        }
         built.order.append(child)
         try adopt(p, remote: try Remote(tid: child, maps: try ProcReader().maps(pid: child)), built: built, plans: plans)
     }
@@ -427,7 +431,7 @@ public struct Restorer {
 
         for tid in plan.pstree.threads.map({ Int32($0) }) where tid != pid {
             let flags = CloneFlag.vm | CloneFlag.fs | CloneFlag.files | CloneFlag.sighand | CloneFlag.thread | CloneFlag.sysvsem
-            let got = try remote.cloneTask(flags: flags, exitSignal: 0, setTid: tid)
+            let got = try cloning(plan.cores[tid]!.threadCore, from: .remote(remote)) { try remote.cloneTask(flags: flags, exitSignal: 0, setTid: tid) }
             let tt = RestoreTarget(pid: got, remote: try Remote(tid: got, maps: try proc.maps(pid: t.pid)), vpid: tid)
             tt.scratch = t.scratch  // one address space, one scratch area
             built.targets[pid]!.append(tt)
@@ -731,7 +735,7 @@ public struct Restorer {
         let th = core.threadCore
         try r.syscall(.prctl, 15 /* PR_SET_NAME */, try t.put(string: th.hasComm ? th.comm : comm))
         if th.pdeathSig != 0 { try r.syscall(.prctl, 1, UInt64(th.pdeathSig)) }
-        if th.timerslackNs > 0 { try restoreTimerSlack(t, th.timerslackNs) }
+        try restoreTimerSlacks(t, th)
         // Always, when dumped: a thread forked from a restored parent has the parent's.
         if th.hasMempolicyMode { try NumaPolicy.set(t, mode: th.mempolicyMode, nodes: th.mempolicyNodes, range: nil) }
         try r.syscall(.setRobustList, th.futexRla, UInt64(th.futexRlaLen))

@@ -1147,6 +1147,16 @@ public nonisolated struct Img_ThreadCoreEntry: @unchecked Sendable {
     set {_uniqueStorage()._cpuAffinity = newValue}
   }
 
+  /// The slack prctl(PR_SET_TIMERSLACK, 0) resets to: the creator's slack at clone.
+  public var timerslackDefaultNs: UInt64 {
+    get {_storage._timerslackDefaultNs ?? 0}
+    set {_uniqueStorage()._timerslackDefaultNs = newValue}
+  }
+  /// Returns true if `timerslackDefaultNs` has been explicitly set.
+  public var hasTimerslackDefaultNs: Bool {_storage._timerslackDefaultNs != nil}
+  /// Clears the value of `timerslackDefaultNs`. Subsequent reads from it will return its default value.
+  public mutating func clearTimerslackDefaultNs() {_uniqueStorage()._timerslackDefaultNs = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2814,7 +2824,7 @@ nonisolated extension Img_ThreadSasEntry: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ThreadCoreEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}futex_rla\0\u{3}futex_rla_len\0\u{3}sched_nice\0\u{3}sched_policy\0\u{3}sched_prio\0\u{3}blk_sigset\0\u{1}sas\0\u{3}pdeath_sig\0\u{3}signals_p\0\u{1}creds\0\u{3}seccomp_mode\0\u{3}seccomp_filter\0\u{1}comm\0\u{3}blk_sigset_extended\0\u{3}rseq_entry\0\u{4}Y\u{f}timerslack_ns\0\u{1}ioprio\0\u{3}mempolicy_mode\0\u{3}mempolicy_nodes\0\u{3}cpu_affinity\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}futex_rla\0\u{3}futex_rla_len\0\u{3}sched_nice\0\u{3}sched_policy\0\u{3}sched_prio\0\u{3}blk_sigset\0\u{1}sas\0\u{3}pdeath_sig\0\u{3}signals_p\0\u{1}creds\0\u{3}seccomp_mode\0\u{3}seccomp_filter\0\u{1}comm\0\u{3}blk_sigset_extended\0\u{3}rseq_entry\0\u{4}Y\u{f}timerslack_ns\0\u{1}ioprio\0\u{3}mempolicy_mode\0\u{3}mempolicy_nodes\0\u{3}cpu_affinity\0\u{3}timerslack_default_ns\0")
 
   fileprivate class _StorageClass {
     var _futexRla: UInt64? = nil
@@ -2837,6 +2847,7 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
     var _mempolicyMode: UInt32? = nil
     var _mempolicyNodes: [UInt64] = []
     var _cpuAffinity: [UInt64] = []
+    var _timerslackDefaultNs: UInt64? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2867,6 +2878,7 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
       _mempolicyMode = source._mempolicyMode
       _mempolicyNodes = source._mempolicyNodes
       _cpuAffinity = source._cpuAffinity
+      _timerslackDefaultNs = source._timerslackDefaultNs
     }
   }
 
@@ -2917,6 +2929,7 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
         case 1002: try { try decoder.decodeSingularUInt32Field(value: &_storage._mempolicyMode) }()
         case 1003: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._mempolicyNodes) }()
         case 1004: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._cpuAffinity) }()
+        case 1005: try { try decoder.decodeSingularUInt64Field(value: &_storage._timerslackDefaultNs) }()
         default: break
         }
       }
@@ -2989,6 +3002,9 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
       if !_storage._cpuAffinity.isEmpty {
         try visitor.visitRepeatedUInt64Field(value: _storage._cpuAffinity, fieldNumber: 1004)
       }
+      try { if let v = _storage._timerslackDefaultNs {
+        try visitor.visitSingularUInt64Field(value: v, fieldNumber: 1005)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3018,6 +3034,7 @@ nonisolated extension Img_ThreadCoreEntry: SwiftProtobuf.Message, SwiftProtobuf.
         if _storage._mempolicyMode != rhs_storage._mempolicyMode {return false}
         if _storage._mempolicyNodes != rhs_storage._mempolicyNodes {return false}
         if _storage._cpuAffinity != rhs_storage._cpuAffinity {return false}
+        if _storage._timerslackDefaultNs != rhs_storage._timerslackDefaultNs {return false}
         return true
       }
       if !storagesAreEqual {return false}

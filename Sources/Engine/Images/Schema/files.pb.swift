@@ -1694,6 +1694,17 @@ public nonisolated struct Img_UnixSkEntry: @unchecked Sendable {
   /// Clears the value of `deleted`. Subsequent reads from it will return its default value.
   public mutating func clearDeleted() {_uniqueStorage()._deleted = nil}
 
+  /// cryo: a datagram socket whose connected peer was closed (its first send fails with
+  /// ECONNREFUSED): that peer's name, empty when it had none.
+  public var deadPeerName: Data {
+    get {_storage._deadPeerName ?? Data()}
+    set {_uniqueStorage()._deadPeerName = newValue}
+  }
+  /// Returns true if `deadPeerName` has been explicitly set.
+  public var hasDeadPeerName: Bool {_storage._deadPeerName != nil}
+  /// Clears the value of `deadPeerName`. Subsequent reads from it will return its default value.
+  public mutating func clearDeadPeerName() {_uniqueStorage()._deadPeerName = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -4695,7 +4706,7 @@ nonisolated extension Img_SkOptsEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UnixSkEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}type\0\u{1}state\0\u{1}flags\0\u{1}uflags\0\u{1}backlog\0\u{1}peer\0\u{1}fown\0\u{1}opts\0\u{1}name\0\u{1}shutdown\0\u{4}\u{2}name_dir\0\u{1}deleted\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}ino\0\u{1}type\0\u{1}state\0\u{1}flags\0\u{1}uflags\0\u{1}backlog\0\u{1}peer\0\u{1}fown\0\u{1}opts\0\u{1}name\0\u{1}shutdown\0\u{4}\u{2}name_dir\0\u{1}deleted\0\u{4}Y\u{f}dead_peer_name\0")
 
   fileprivate class _StorageClass {
     var _id: UInt32? = nil
@@ -4712,6 +4723,7 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
     var _shutdown: Img_SkShutdown? = nil
     var _nameDir: String? = nil
     var _deleted: Bool? = nil
+    var _deadPeerName: Data? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -4736,6 +4748,7 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
       _shutdown = source._shutdown
       _nameDir = source._nameDir
       _deleted = source._deleted
+      _deadPeerName = source._deadPeerName
     }
   }
 
@@ -4787,6 +4800,7 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
         case 12: try { try decoder.decodeSingularEnumField(value: &_storage._shutdown) }()
         case 14: try { try decoder.decodeSingularStringField(value: &_storage._nameDir) }()
         case 15: try { try decoder.decodeSingularBoolField(value: &_storage._deleted) }()
+        case 1000: try { try decoder.decodeSingularBytesField(value: &_storage._deadPeerName) }()
         default: break
         }
       }
@@ -4841,6 +4855,9 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
       try { if let v = _storage._deleted {
         try visitor.visitSingularBoolField(value: v, fieldNumber: 15)
       } }()
+      try { if let v = _storage._deadPeerName {
+        try visitor.visitSingularBytesField(value: v, fieldNumber: 1000)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -4864,6 +4881,7 @@ nonisolated extension Img_UnixSkEntry: SwiftProtobuf.Message, SwiftProtobuf._Mes
         if _storage._shutdown != rhs_storage._shutdown {return false}
         if _storage._nameDir != rhs_storage._nameDir {return false}
         if _storage._deleted != rhs_storage._deleted {return false}
+        if _storage._deadPeerName != rhs_storage._deadPeerName {return false}
         return true
       }
       if !storagesAreEqual {return false}
