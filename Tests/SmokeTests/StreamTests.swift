@@ -15,7 +15,7 @@ final class StreamTests: XCTestCase {
 
     /// `cryo dump --stream-to 3 | cryo restore --stream-from 3`: the restore starts first on the
     /// read end, as the right side of a shell pipe does.
-    func pipeThrough(_ name: String, args: [String], dumpExtra: [String]) throws {
+    func pipeThrough(_ name: String, args: [String], dumpExtra: [String], spliced: Bool = false) throws {
         let pid = try h.start(name, args: args)
         var p: [Int32] = [-1, -1]
         XCTAssertEqual(pipe(&p), 0)
@@ -27,6 +27,8 @@ final class StreamTests: XCTestCase {
         let (code, out) = try h.cryo(["dump", "-t", "\(pid)", "--stream-to", "3", "-v4"] + dumpExtra, passFd: p[1])
         close(p[1])
         XCTAssertEqual(code, 0, out)
+        // The tree is killed and the stream is a pipe: its pages go out by reference.
+        if spliced { XCTAssertTrue(out.contains("the task vmsplicing"), out) }
         h.waitGone([pid])
         let st = try XCTUnwrap(try Subprocess.wait(restore, timeout: 120))
         let rout = (try? String(contentsOfFile: rlog, encoding: .utf8)) ?? ""
@@ -40,7 +42,7 @@ final class StreamTests: XCTestCase {
     }
 
     func testPipeDumpRestore() throws {
-        try pipeThrough("bigheap00", args: [], dumpExtra: [])
+        try pipeThrough("bigheap00", args: [], dumpExtra: [], spliced: true)
     }
 
     func testCompressedPipeDumpRestore() throws {
