@@ -1,4 +1,3 @@
-import CKernel
 import Glibc
 
 /// Size of a page in pagemap and pages images (CRIU's images are in 4 KiB pages on x86_64).
@@ -45,19 +44,11 @@ public final class PagesWriter: SplicingImageWriter {
     /// the file, once (process_vm_readv then pwrite copied twice).
     public func splice(from pipe: Int32, count: Int) throws {
         guard fd >= 0 else { throw ImageError.io(file: file, errno: EBADF, what: "write after finish") }
-        var done = 0
-        while done < count {
-            var at = Int64(offset + done)
-            let n = withUnsafeMutablePointer(to: &at) { ck_syscall6(SyscallNumber.splice.rawValue, Int(pipe), 0, Int(fd), Int(bitPattern: $0), count - done, 0) }
-            if n < 0 && ck_errno() == EINTR { continue }
-            if n < 0 && ck_errno() == EINVAL && done == 0 {
-                // A filesystem without splice: read out and written.
-                return try PipeBytes.read(pipe, count: count) { try write($0) }
-            }
-            guard n > 0 else { throw ImageError.ioAt(file: tmp, offset: offset + done, errno: n < 0 ? ck_errno() : ENOSPC, what: "splice into") }
-            done += n
-        }
-        offset += done
+        let r = Sys.spliceAll(from: pipe, to: fd, at: offset, count: count, flags: 0)
+        // A filesystem without splice: read out and written.
+        if r.moved == 0 && r.errno == EINVAL { return try PipeBytes.read(pipe, count: count) { try write($0) } }
+        guard r.moved == count else { throw ImageError.ioAt(file: tmp, offset: offset + r.moved, errno: r.errno != 0 ? r.errno : ENOSPC, what: "splice into") }
+        offset += count
     }
 
     /// Closes the file and gives it its final name.

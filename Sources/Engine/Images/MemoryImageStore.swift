@@ -144,15 +144,9 @@ public final class MemoryImageStore: ImageStore, @unchecked Sendable {
         func splice(from pipe: Int32, _ n: Int, file: String) throws -> (at: UnsafeMutableRawPointer, got: Int) {
             guard fd >= 0 else { throw ImageError.io(file: file, errno: EBADF, what: "splice into anonymous memory") }
             let p = try room(n, file: file)
-            var off = Int64(size)
-            var got = 0
-            while got < n {
-                let k = withUnsafeMutablePointer(to: &off) { ck_syscall6(SyscallNumber.splice.rawValue, Int(pipe), 0, Int(fd), Int(bitPattern: $0), n - got, 1 /* SPLICE_F_MOVE */) }
-                if k < 0 && ck_errno() == EINTR { continue }
-                if k < 0 { throw ImageError.io(file: file, errno: ck_errno(), what: "splice from the stream") }
-                if k == 0 { break }
-                got += k
-            }
+            let r = Sys.spliceAll(from: pipe, to: fd, at: size, count: n, flags: 1 /* SPLICE_F_MOVE */)
+            if r.errno != 0 { throw ImageError.io(file: file, errno: r.errno, what: "splice from the stream") }
+            let got = r.moved
             fileSize = max(fileSize, size + got)
             return (p, got)
         }

@@ -36,6 +36,23 @@ public enum SyscallNumber: Int {
 /// Thin wrappers for the raw syscalls cryo itself makes. Each returns the result or throws
 /// a SystemCallError naming the call and context.
 public enum Sys {
+    /// splice(2) of `count` bytes out of `pipe` into `fd`: at `offset` of a file, or at its own
+    /// position (a pipe, a socket). EINTR and short moves go round again. Returns the bytes
+    /// moved and, when it stopped before `count`, why (errno; 0 when the pipe ran dry).
+    public static func spliceAll(from pipe: Int32, to fd: Int32, at offset: Int? = nil, count: Int, flags: Int) -> (moved: Int, errno: Int32) {
+        var moved = 0
+        while moved < count {
+            var off = Int64((offset ?? 0) + moved)
+            let k = offset == nil
+                ? ck_syscall6(SyscallNumber.splice.rawValue, Int(pipe), 0, Int(fd), 0, count - moved, flags)
+                : withUnsafeMutablePointer(to: &off) { ck_syscall6(SyscallNumber.splice.rawValue, Int(pipe), 0, Int(fd), Int(bitPattern: $0), count - moved, flags) }
+            if k < 0 && ck_errno() == EINTR { continue }
+            if k <= 0 { return (moved, k < 0 ? ck_errno() : 0) }
+            moved += k
+        }
+        return (moved, 0)
+    }
+
     @discardableResult
     public static func call(_ nr: SyscallNumber, _ a1: Int = 0, _ a2: Int = 0, _ a3: Int = 0,
                             _ a4: Int = 0, _ a5: Int = 0, _ a6: Int = 0, context: @autoclosure () -> String = "") throws -> Int {

@@ -263,21 +263,16 @@ final class ReceiveSession {
             // Socket -> pipe -> file: the bytes reach the page cache with one copy, not two.
             if let pipe = splicePipe {
                 while left > 0 {
-                    var moved = ck_syscall6(275 /* splice */, Int(fd), 0, Int(pipe.w), 0, min(left, pipe.size), 1 /* SPLICE_F_MOVE */)
+                    let moved = ck_syscall6(SyscallNumber.splice.rawValue, Int(fd), 0, Int(pipe.w), 0, min(left, pipe.size), 1 /* SPLICE_F_MOVE */)
                     if moved < 0 && ck_errno() == EINTR { continue }
                     guard moved > 0 else {
                         if moved == 0 { throw fail("connection closed inside the pages at 0x\(String(h.vaddr, radix: 16))") }
                         throw SystemCallError(call: "splice", errno: ck_errno(), context: peer)
                     }
-                    while moved > 0 {
-                        var off = Int64(current!.pagesBytes)
-                        let w = withUnsafeMutablePointer(to: &off) { ck_syscall6(275, Int(pipe.r), 0, Int(current!.pagesFd), Int(bitPattern: $0), moved, 1) }
-                        if w < 0 && ck_errno() == EINTR { continue }
-                        guard w > 0 else { throw ImageError.ioAt(file: current!.pagesTmp, offset: current!.pagesBytes, errno: w < 0 ? ck_errno() : ENOSPC, what: "splice") }
-                        current!.pagesBytes += w
-                        moved -= w
-                        left -= w
-                    }
+                    let w = Sys.spliceAll(from: pipe.r, to: current!.pagesFd, at: current!.pagesBytes, count: moved, flags: 1 /* SPLICE_F_MOVE */)
+                    current!.pagesBytes += w.moved
+                    left -= w.moved
+                    guard w.moved == moved else { throw ImageError.ioAt(file: current!.pagesTmp, offset: current!.pagesBytes, errno: w.errno != 0 ? w.errno : ENOSPC, what: "splice") }
                 }
             }
             while left > 0 {

@@ -99,14 +99,9 @@ public final class PageServerTransport: PageTransport {
     /// go out by reference (the kernel's MSG_SPLICE_PAGES), not copied.
     func spliceBytes(from pipe: Int32, _ n: Int) throws {
         try flush()
-        var left = n
-        while left > 0 {
-            let k = ck_syscall6(SyscallNumber.splice.rawValue, Int(pipe), 0, Int(fd), 0, left, 1 | 4 /* SPLICE_F_MOVE | SPLICE_F_MORE */)
-            if k < 0 && ck_errno() == EINTR { continue }
-            guard k > 0 else {
-                throw TransportError(peer: peer, "lost the connection: splice: \(k < 0 ? String(cString: strerror(ck_errno())) : "the pipe ran dry")")
-            }
-            left -= k
+        let r = Sys.spliceAll(from: pipe, to: fd, count: n, flags: 1 | 4 /* SPLICE_F_MOVE | SPLICE_F_MORE */)
+        guard r.moved == n else {
+            throw TransportError(peer: peer, "lost the connection: splice: \(r.errno != 0 ? String(cString: strerror(r.errno)) : "the pipe ran dry")")
         }
         bytes += UInt64(n)
     }
@@ -119,7 +114,7 @@ public final class PageServerTransport: PageTransport {
     }
 }
 
-final class PageServerSink: PipePageSink {
+final class PageServerSink: PageSink {
     let transport: PageServerTransport
     let type: PageServerImageType
     let id: UInt64

@@ -26,15 +26,12 @@ public protocol PageSink: AnyObject {
     /// `write` calls before the next entry or `finish`.
     func add(_ entry: Img_PagemapEntry) throws
     func write(_ bytes: UnsafeRawBufferPointer) throws
+    /// The same as `write` for `count` bytes waiting in `pipe`: pages the task spliced there
+    /// go on by reference where the destination takes them (a socket, a stream), else are copied once.
+    func splice(from pipe: Int32, count: Int) throws
     /// The image is complete (a local sink writes its pagemap now).
     func finish() throws
     func abort()
-}
-
-/// A sink that takes bytes straight from a pipe (splice), so pages the task spliced into
-/// the pipe reach their destination without being copied on the way.
-public protocol PipePageSink: PageSink {
-    func splice(from pipe: Int32, count: Int) throws
 }
 
 /// Where a dump sends its pages to a page server (`--page-server --address --port`).
@@ -68,12 +65,9 @@ public final class PageStream: @unchecked Sendable {
         try feed(n) { off, k in try sink.write(UnsafeRawBufferPointer(start: p + off, count: k)) }
     }
 
-    /// The next `n` bytes wait in `pipe`; a sink that can take them from there does so.
+    /// The next `n` bytes wait in `pipe`.
     public func splice(from pipe: Int32, _ n: Int) throws {
-        guard let to = sink as? PipePageSink else {
-            return try PipeBytes.read(pipe, count: n) { try write($0.baseAddress!, $0.count) }
-        }
-        try feed(n) { _, k in try to.splice(from: pipe, count: k) }
+        try feed(n) { _, k in try sink.splice(from: pipe, count: k) }
     }
 
     /// Walks `n` bytes through the entries: the sink gets each entry, then its bytes as
@@ -140,7 +134,7 @@ public final class LocalPageTransport: PageTransport {
     func count(_ n: Int) { lock.lock(); bytes += UInt64(n); lock.unlock() }
 }
 
-final class LocalPageSink: PipePageSink {
+final class LocalPageSink: PageSink {
     let transport: LocalPageTransport
     let kind: ImageKind
     let id: Int

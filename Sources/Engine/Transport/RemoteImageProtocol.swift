@@ -1,4 +1,3 @@
-import CKernel
 import Glibc
 
 /// The framed protocol of `--remote`: dump -> image proxy (unix socket) -> image cache (TCP),
@@ -225,13 +224,8 @@ public struct RemoteConnection {
     /// the header.
     public func writeData(snapshot: String, name: String, from pipe: Int32, count: Int) throws {
         try TCP.writeFull(fd, RemoteFrame.encodeHead(.data, snapshot: snapshot, name: name, length: count))
-        var left = count
-        while left > 0 {
-            let k = ck_syscall6(SyscallNumber.splice.rawValue, Int(pipe), 0, Int(fd), 0, left, 4 /* SPLICE_F_MORE */)
-            if k < 0 && ck_errno() == EINTR { continue }
-            guard k > 0 else { throw TransportError(peer: peer, "splice of \(left) more data bytes: \(String(cString: strerror(k < 0 ? ck_errno() : EIO)))") }
-            left -= k
-        }
+        let r = Sys.spliceAll(from: pipe, to: fd, count: count, flags: 4 /* SPLICE_F_MORE */)
+        guard r.moved == count else { throw TransportError(peer: peer, "splice of \(count - r.moved) more data bytes: \(String(cString: strerror(r.errno != 0 ? r.errno : EIO)))") }
     }
 
     /// Sends data frame `f` (from `readLeavingData`) on this connection, its `length` payload

@@ -30,21 +30,13 @@ public final class SpliceRelay {
         guard !broken else { throw SystemCallError(call: "splice", errno: EPIPE, context: "\(what): relay pipe left dirty by an earlier failure") }
         broken = true
         var moved = 0
-        var off = Int64(dstOffset ?? 0)
         while moved < count {
             let n = ck_syscall6(SyscallNumber.splice.rawValue, Int(src), 0, Int(w), 0, min(count - moved, size), 1 /* SPLICE_F_MOVE */)
             if n < 0 && ck_errno() == EINTR { continue }
             if n < 0 { throw SystemCallError(call: "splice", errno: ck_errno(), context: "\(what): reading") }
             if n == 0 { broken = false; return moved }
-            var left = n
-            while left > 0 {
-                let k = dstOffset == nil
-                    ? ck_syscall6(SyscallNumber.splice.rawValue, Int(r), 0, Int(dst), 0, left, 1 | 4 /* SPLICE_F_MOVE | SPLICE_F_MORE */)
-                    : withUnsafeMutablePointer(to: &off) { ck_syscall6(SyscallNumber.splice.rawValue, Int(r), 0, Int(dst), Int(bitPattern: $0), left, 1) }
-                if k < 0 && ck_errno() == EINTR { continue }
-                guard k > 0 else { throw SystemCallError(call: "splice", errno: k < 0 ? ck_errno() : EIO, context: "\(what): writing") }
-                left -= k
-            }
+            let out = Sys.spliceAll(from: r, to: dst, at: dstOffset.map { $0 + moved }, count: n, flags: dstOffset == nil ? 1 | 4 /* SPLICE_F_MOVE | SPLICE_F_MORE */ : 1)
+            guard out.moved == n else { throw SystemCallError(call: "splice", errno: out.errno != 0 ? out.errno : EIO, context: "\(what): writing") }
             moved += n
         }
         broken = false

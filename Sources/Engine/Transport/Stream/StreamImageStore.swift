@@ -118,23 +118,18 @@ public final class StreamImageStore: SplicingImageStore, @unchecked Sendable {
         try PipeBytes.read(tee.r, into: crcBuf, count: n)
         let h = StreamFormat.encodeHeader(.init(type: .data, name: name, storedLength: n, rawLength: n)) { ck_crc32c($0, crcBuf, n) }
         try h.withUnsafeBytes { try putLocked($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
-        var left = n
-        while left > 0 {
-            let k = ck_syscall6(SyscallNumber.splice.rawValue, Int(pipe), 0, Int(fd), 0, left, 4 /* SPLICE_F_MORE */)
-            if k < 0 && ck_errno() == EINTR { continue }
-            if k < 0 && ck_errno() == EINVAL && left == n {
-                // This fd takes no splice after all: the payload is read out and written.
-                spliceOut = false
-                try PipeBytes.read(pipe, count: n) { try putLocked($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
-                return true
-            }
-            guard k > 0 else {
-                let e = StreamError.io(what: "splice at byte \(offset)", errno: k < 0 ? ck_errno() : EIO)
-                failed = e
-                throw e
-            }
-            offset += k
-            left -= k
+        let r = Sys.spliceAll(from: pipe, to: fd, count: n, flags: 4 /* SPLICE_F_MORE */)
+        offset += r.moved
+        if r.moved == 0 && r.errno == EINVAL {
+            // This fd takes no splice after all: the payload is read out and written.
+            spliceOut = false
+            try PipeBytes.read(pipe, count: n) { try putLocked($0, UnsafeRawBufferPointer(start: nil, count: 0)) }
+            return true
+        }
+        guard r.moved == n else {
+            let e = StreamError.io(what: "splice at byte \(offset)", errno: r.errno != 0 ? r.errno : EIO)
+            failed = e
+            throw e
         }
         return true
     }
