@@ -153,6 +153,10 @@ public enum NetNamespaceImages {
         let outside = try NetNs.within(outsideFD) { try RtNetlink() }
         try NetNs.within(nsFD) {
             let rt = try RtNetlink()
+            // "all" first: its forwarding and disable_ipv6 are written through to "default"
+            // and every device, which come after it. New devices take "default".
+            try NetSysctls.restore(NetSysctls.conf4, dir: "ipv4/conf/all", ns.allConf4)
+            try NetSysctls.restore(NetSysctls.conf6, dir: "ipv6/conf/all", ns.allConf6)
             try NetSysctls.restore(NetSysctls.conf4, dir: "ipv4/conf/default", ns.defConf4)
             try NetSysctls.restore(NetSysctls.conf6, dir: "ipv6/conf/default", ns.defConf6)
             for d in devices {
@@ -181,14 +185,13 @@ public enum NetNamespaceImages {
                 default: break
                 }
             }
-            try NetSysctls.restore(NetSysctls.conf4, dir: "ipv4/conf/all", ns.allConf4)
-            try NetSysctls.restore(NetSysctls.conf6, dir: "ipv6/conf/all", ns.allConf6)
             for d in devices {
                 // The flags last (up): addresses and routes need the link up, the sysctls not.
                 try NetSysctls.restore(NetSysctls.conf4, dir: "ipv4/conf/\(d.name)", d.conf4)
-                // The mtu entry follows the link's mtu, set with it.
+                // The IPv6 mtu may be below the link's (never above): written after the link's.
                 try NetSysctls.restore(NetSysctls.conf6, dir: "ipv6/conf/\(d.name)", d.conf6, skip: ["mtu"])
                 try NetLink.set(rt, index: Int32(bitPattern: d.ifindex), name: d.name, mtu: d.mtu, address: nil, flags: d.flags & NetLink.settableFlags)
+                try NetSysctls.restore(NetSysctls.conf6, dir: "ipv6/conf/\(d.name)", d.conf6, skip: Set(NetSysctls.conf6).subtracting(["mtu"]))
             }
             try NetSysctls.restore(NetSysctls.unix, dir: "unix", ns.unixConf)
             try NetSysctls.restore(NetSysctls.ipv4, dir: "ipv4", ns.ipv4Sysctl)
@@ -203,6 +206,14 @@ public enum NetNamespaceImages {
                 for m in routes where Route(message: m).restorePass == prio { try replay(rt, route: m) }
             }
             try verify(rt, devices: devices, addrs: addrs, routes: routes)
+            try NetSysctls.verify(NetSysctls.conf4, dir: "ipv4/conf/all", ns.allConf4)
+            try NetSysctls.verify(NetSysctls.conf6, dir: "ipv6/conf/all", ns.allConf6)
+            try NetSysctls.verify(NetSysctls.conf4, dir: "ipv4/conf/default", ns.defConf4)
+            try NetSysctls.verify(NetSysctls.conf6, dir: "ipv6/conf/default", ns.defConf6)
+            for d in devices {
+                try NetSysctls.verify(NetSysctls.conf4, dir: "ipv4/conf/\(d.name)", d.conf4)
+                try NetSysctls.verify(NetSysctls.conf6, dir: "ipv6/conf/\(d.name)", d.conf6)
+            }
         }
         log.info("network namespace id \(id) rebuilt in net:[\(NetNs.inode(nsFD))]: \(devices.count) link(s), \(addrs.count) address(es), \(routes.count) route(s)")
     }

@@ -75,12 +75,14 @@ enum NetSysctls {
     }
 
     /// Writes the entries that differ from what the namespace has now, then reads every one
-    /// back: a value that did not take is an error naming the sysctl.
+    /// back: a value that did not take is an error naming the sysctl. accept_redirects goes
+    /// last, as in CRIU: writing forwarding resets it (inet_forward_change).
     static func restore(_ names: [String], dir: String, _ entries: [Img_SysctlEntry], skip: Set<String> = []) throws {
         guard entries.isEmpty || entries.count == names.count else {
             throw RestoreError.unsupported("net/\(dir): \(entries.count) sysctl entries, cryo knows \(names.count)")
         }
-        for (name, e) in zip(names, entries) where !skip.contains(name) {
+        let pairs = zip(names, entries).filter { $0.0 != "accept_redirects" } + zip(names, entries).filter { $0.0 == "accept_redirects" }
+        for (name, e) in pairs where !skip.contains(name) {
             guard let want = value(e) else { continue }
             let rel = dir + "/" + name
             if let have = read(rel), normalized(have) == normalized(want) { continue }
@@ -88,6 +90,22 @@ enum NetSysctls {
             let now = read(rel).map(normalized)
             guard now == normalized(want) else {
                 throw RestoreError.unsupported("net/\(rel) = \(want) (the new namespace holds \(now ?? "nothing") after writing it)")
+            }
+        }
+    }
+
+    /// After every sysctl of the namespace is written: each still holds its image's value.
+    /// Writes propagate (all/forwarding to default and every device, all/disable_ipv6 too,
+    /// default to devices that never set their own), so a value checked right after its own
+    /// write can still be changed by a later one; this catches any the order did not foresee.
+    static func verify(_ names: [String], dir: String, _ entries: [Img_SysctlEntry], skip: Set<String> = []) throws {
+        guard entries.count == names.count else { return }
+        for (name, e) in zip(names, entries) where !skip.contains(name) {
+            guard let want = value(e) else { continue }
+            let rel = dir + "/" + name
+            let now = read(rel).map(normalized)
+            guard now == normalized(want) else {
+                throw RestoreError.unsupported("net/\(rel) = \(want) was changed to \(now ?? "nothing") by a later sysctl of the restore")
             }
         }
     }
