@@ -18,9 +18,22 @@
 #include <grp.h>
 #include <unistd.h>
 
+// The workload's own pidfile (its pid inside), set before the handler: as zdtm.py's ns
+// init (test/zdtm/lib/ns.c), SIGTERM goes to the workload's root only, which tells its
+// children itself, as it does in flavour h. Signalling every process instead made the
+// children's wake-up race the root's (CRIU's tty00 expects SIGHUP before its SIGTERM).
+static char ns_pidfile[4096];
+
 static void ns_init_term(int sig) {
     (void)sig;
-    kill(-1, SIGTERM);  // every other process of the namespace: the workload ends and reports
+    char b[32];
+    int fd = ns_pidfile[0] ? open(ns_pidfile, O_RDONLY | O_CLOEXEC) : -1;
+    ssize_t n = fd >= 0 ? read(fd, b, sizeof(b) - 1) : -1;
+    if (fd >= 0) close(fd);
+    pid_t pid = 0;
+    for (ssize_t i = 0; i < n && b[i] >= '0' && b[i] <= '9'; i++) pid = pid * 10 + (b[i] - '0');
+    if (pid > 1) kill(pid, SIGTERM);
+    else kill(-1, SIGTERM);  // no pidfile yet: every other process of the namespace
 }
 
 static int write_all(int fd, const char *s, size_t n) {
@@ -107,6 +120,12 @@ pid_t ck_uns_launch(const char *bin, char *const argv[], const char *cwd, const 
         struct sigaction sa;
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = ns_init_term;
+        for (int i = 0; argv[i]; i++)
+            if (!strncmp(argv[i], "--pidfile=", 10)) {
+                size_t k = 0;
+                for (const char *q = argv[i] + 10; *q && k + 1 < sizeof(ns_pidfile); q++) ns_pidfile[k++] = *q;
+                ns_pidfile[k] = 0;
+            }
         sigaction(SIGTERM, &sa, NULL);
         pid_t w = fork();
         if (w < 0) _exit(127);
