@@ -68,8 +68,15 @@ enum TcpSocket: FdKind {
             var l = socklen_t(4)
             if getsockopt(c, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &v, &l) == 0 { e.v6Only = v != 0 }
         }
-        if TcpState.connected.contains(state) {
-            guard let dst = InetSocket.address(c, peer: true) else { throw refuse("getpeername: \(String(cString: strerror(errno)))") }
+        // A closed connection keeps its peer's address (SO_PEERNAME answers in CLOSE, where
+        // getpeername does not), its EOF and its EPIPE: carried as a connection.
+        var closedPeer: (family: Int32, addr: [UInt32], port: UInt16)?
+        if state == TcpState.close, let p = InetSocket.address(c, peer: true, closed: true), p.port != 0 {
+            guard info.segsIn >= 2 else { throw refuse("a connection that was refused or reset before it was established (state CLOSE, peer \(TcpRepair.describe(p))), which cryo cannot restore") }
+            closedPeer = p
+        }
+        if TcpState.carried(state, hasPeer: closedPeer != nil) {
+            guard let dst = closedPeer ?? InetSocket.address(c, peer: true) else { throw refuse("getpeername: \(String(cString: strerror(errno)))") }
             e.dstPort = UInt32(dst.port)
             e.dstAddr = dst.addr
             // The repair-mode copy outlives this task's copies: it is what finishRepair turns
@@ -84,6 +91,9 @@ enum TcpSocket: FdKind {
             let conn = "\(what) \(TcpRepair.describe(src)) -> \(TcpRepair.describe(dst))"
             ctx.repaired.append((fd: r, what: conn, reuseaddr: e.opts.reuseaddr))
             let (stream, bytes) = try TcpRepair.take(r, state: state, what: what, refuse: refuse)
+            if state == TcpState.close && stream.outqLen > 0 {
+                throw refuse("a closed connection (peer \(TcpRepair.describe(dst))) with \(stream.outqLen) bytes the peer never acknowledged (it was reset), which cryo cannot restore")
+            }
             ctx.tcpStreams.append((ino: e.ino, entry: stream, bytes: bytes, fd: r, what: conn, state: state))
         }
         entry.isk = e
@@ -104,7 +114,7 @@ enum TcpSocket: FdKind {
             throw bad("state \(e.state) cannot be restored")
         }
         var stream: (Img_TcpStreamEntry, [UInt8])?
-        if TcpState.connected.contains(state) {
+        if TcpState.carried(state, hasPeer: e.dstPort != 0) {
             let all = try ctx.images.readWithPayloads(.tcpStream, id: Int(e.ino), as: Img_TcpStreamEntry.self) { Int($0.inqLen) + Int($0.outqLen) }
             guard all.count == 1 else { throw bad("\(ctx.images.filePath(.tcpStream, Int(e.ino))) holds \(all.count) entries, not one") }
             guard all[0].0.unsqLen <= all[0].0.outqLen else { throw bad("unsent length \(all[0].0.unsqLen) exceeds send queue \(all[0].0.outqLen)") }
@@ -163,7 +173,7 @@ enum TcpSocket: FdKind {
             // The FINs of a half-closed connection come back in finishTcp, with the shutdown
             // they made; only a receive side shut by the program itself is set here.
             var shut = e.shutdown
-            if state != TcpState.established && TcpState.connected.contains(state) {
+            if state != TcpState.established && stream != nil {
                 let rd = shut == .read || shut == .both
                 shut = rd && !TcpState.receivedFin.contains(state) ? .read : .none
             }
@@ -193,9 +203,13 @@ enum TcpState {
     // Where the FINs are (CRIU's soccr): ours sent first, ours sent after the peer's, ours
     // acked, the peer's received.
     static let sentFinFirst: Set<Int32> = [finWait1, finWait2, closing]
-    static let sentFinSecond: Set<Int32> = [lastAck]
-    static let sentFinAcked: Set<Int32> = [finWait2]
-    static let receivedFin: Set<Int32> = [closeWait, lastAck, closing]
+    // CLOSE here is a closed connection (one with a peer): both FINs exchanged and acked, put
+    // back as LAST_ACK plus the peer's ACK, which takes it to CLOSE (soccr's masks).
+    static let sentFinSecond: Set<Int32> = [lastAck, close]
+    static let sentFinAcked: Set<Int32> = [finWait2, close]
+    static let receivedFin: Set<Int32> = [closeWait, lastAck, closing, close]
+    /// A socket whose connection cryo carries: `connected`, or CLOSE with a peer address.
+    static func carried(_ s: Int32, hasPeer: Bool) -> Bool { connected.contains(s) || (s == close && hasPeer) }
     static func sentFin(_ s: Int32) -> Bool { sentFinFirst.contains(s) || sentFinSecond.contains(s) }
     static let names = ["", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
                         "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV"]
@@ -212,6 +226,8 @@ struct TcpInfo: Equatable {
     /// For a listener the kernel reports its accept queue here (tcpi_unacked, tcpi_sacked).
     var listenQueued: UInt32
     var listenBacklog: UInt32
+    /// tcpi_segs_in: segments received (a refused connect has 1, its RST).
+    var segsIn: UInt32 = 0
 
     /// Parses the head of struct tcp_info: u8 state, ca_state, retransmits, probes, backoff,
     /// options, then a byte with snd_wscale in the low nibble and rcv_wscale in the high one,
@@ -225,6 +241,7 @@ struct TcpInfo: Equatable {
         func u32(_ o: Int) -> UInt32 { UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24 }
         listenQueued = u32(24)
         listenBacklog = u32(28)
+        segsIn = b.count >= 144 ? u32(140) : 0
     }
 }
 
