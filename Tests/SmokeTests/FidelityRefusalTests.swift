@@ -32,6 +32,34 @@ extension RestoreErrorsTests {
         XCTAssertEqual(got.map { String(decoding: $0, as: UTF8.self) }, "abc\r\n", "the master's queue after the failed dump")
     }
 
+    /// A process reparented to a subreaper out of its session's line (its session's leader,
+    /// its old parent, is gone) could not take that session again at restore: refused at dump,
+    /// naming it, instead of a restore that fails after the tree is gone (CRIU's
+    /// child_subreaper_and_reparent and zombie_leader).
+    func testProcessInAThirdSessionIsRefused() throws {
+        let work = dir + "/session"
+        let p = try python("""
+            import ctypes, os, time
+            ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+            root = os.getpid()
+            a = os.fork()
+            if a == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    os.setpgid(0, 0)
+                    while os.getppid() in (a, root): time.sleep(0.1)
+                    os._exit(0)
+                os._exit(0)
+            os.waitpid(a, 0)
+            time.sleep(0.3)
+            open("ready", "w").write(str(a))
+            time.sleep(30)
+            """, in: work)
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        let a = try String(contentsOfFile: work + "/ready", encoding: .utf8)
+        try assertDumpFails(p, work: work, saying: ["in session \(a), which is neither its own nor its parent's"])
+    }
+
     func testPtySlaveIsRefusedWithoutShellJob() throws {
         let work = dir + "/pts"
         var name = [CChar](repeating: 0, count: 128)

@@ -127,6 +127,7 @@ public struct Dumper {
             pstree.append(e)
         }
         try TreeChecks.zombies(pstree, zombies: Set(tree.processes.filter(\.isZombie).map(\.pid)), shellJob: request.shellJob)
+        try TreeChecks.sessions(pstree, shellJob: request.shellJob)
         let shmem = SharedMemoryDumper()
         let live = Set(tree.processes.filter { !$0.isZombie }.map(\.pid))
         let cow = try CowMap.build(pairs: pstree.filter { $0.ppid != 0 && live.contains(Int32($0.pid)) && live.contains(Int32($0.ppid)) }

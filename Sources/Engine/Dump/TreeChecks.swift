@@ -20,6 +20,22 @@ enum TreeChecks {
         }
     }
 
+    /// Restore makes each process a child of its parent, which has its own session by then, and
+    /// a process can only take its parent's session or make its own: one in a third session
+    /// (it was reparented after its session leader forked it, as to a subreaper or init) would
+    /// fail the restore after the dump ended the tree. Refused here, naming it, while the tree
+    /// can still run on. A shell job's processes may be in the shell's session.
+    static func sessions(_ pstree: [Img_PstreeEntry], shellJob: Bool) throws {
+        if shellJob { return }
+        let byPid = Dictionary(pstree.map { ($0.pid, $0) }, uniquingKeysWith: { a, _ in a })
+        for e in pstree where e.ppid != 0 && e.sid != e.pid {
+            guard let parent = byPid[e.ppid], parent.sid == e.sid else {
+                let theirs = byPid[e.ppid].map { "session \($0.sid)" } ?? "no dumped session"
+                throw DumpError.unsupported(pid: Int32(e.pid), what: "a process in session \(e.sid), which is neither its own nor its parent's (pid \(e.ppid), in \(theirs): it was reparented after its session's leader forked it),")
+            }
+        }
+    }
+
     /// Every process frozen alive is alive still, so nothing was read from a dead one.
     static func stillAlive(_ tree: FrozenTree, proc: ProcReader) throws {
         for p in tree.processes where !p.isZombie {
