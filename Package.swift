@@ -23,7 +23,7 @@ let workloadNames: [String] = [
     "timens00",
     "cgroupns00",
     "sockraw00", "sockicmp00", "sockpacket00", "udplite00", "netlink00",
-    "timerslack00", "unix07", "netsysctl00", "ptyctty00", "tcp04",
+    "timerslack00", "unix07", "netsysctl00", "ptyctty00", "tcp04", "pdeath00",
 ]
 
 // Per-workload extra libraries, by folder name.

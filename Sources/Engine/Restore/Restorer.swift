@@ -481,6 +481,16 @@ public struct Restorer {
                 try restoreCreds(t, core.threadCore.creds, seccomp: seccomp[t.vpid] ?? .none, noNewPrivs: noNewPrivs(p, tid: t.vpid))
                 // A change of uid (into a user namespace's range) resets it: set again as dumped.
                 if p.mm.hasDumpable { try t.remote.syscall(.prctl, 4 /* PR_SET_DUMPABLE */, UInt64(max(0, p.mm.dumpable))) }
+                // So is the parent-death signal (commit_creds clears it on a change of ids, as
+                // in a user namespace): set again, and checked.
+                if core.threadCore.pdeathSig != 0 {
+                    let sig = UInt64(core.threadCore.pdeathSig)
+                    try t.remote.syscall(.prctl, 1 /* PR_SET_PDEATHSIG */, sig)
+                    let at = try t.put([UInt8](repeating: 0, count: 4))
+                    try t.remote.syscall(.prctl, 2 /* PR_GET_PDEATHSIG */, at)
+                    let got = try t.remote.readMemory(at: at, count: 4).u32(at: 0)
+                    guard UInt64(got) == sig else { throw RestoreError.unsupported("tid \(t.pid): parent-death signal came back as \(got), not \(sig)") }
+                }
                 try queuePrivate(t, core: core)
                 try restoreXState(t, core.threadInfo.fpregs)
                 try t.remote.finish(registers: restartedRegisters(core.threadInfo.gpregs), sigmask: blockedMask(p, t))
