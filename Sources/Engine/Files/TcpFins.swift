@@ -29,10 +29,20 @@ struct TcpFins {
             return
         }
         if TcpState.sentFinFirst.contains(state) { try finInSendQueue(s, acked: TcpState.sentFinAcked.contains(state), what: what) }
-        if TcpState.receivedFin.contains(state) { try segment(seq: inqSeq, ack: sndUna, flags: TcpFins.ack | TcpFins.fin, what: what) }
-        if TcpState.sentFinSecond.contains(state) { try finInSendQueue(s, acked: false, what: what) }
+        if TcpState.receivedFin.contains(state) {
+            try segment(seq: inqSeq, ack: sndUna, flags: TcpFins.ack | TcpFins.fin, what: what)
+            // Delivered through loopback's backlog, maybe later than sendto returns: the next
+            // step (our FIN) must find the state the peer's FIN makes.
+            try awaitState(s, TcpState.sentFinFirst.contains(state) ? TcpState.closing : TcpState.closeWait, what: what)
+        }
+        // Acked (CLOSE): counted as sent, so the peer's ACK below may ack it (soccr does the same).
+        if TcpState.sentFinSecond.contains(state) { try finInSendQueue(s, acked: TcpState.sentFinAcked.contains(state), what: what) }
         // The peer's ACK of our FIN, one past it.
-        if TcpState.sentFinAcked.contains(state) { try segment(seq: inqSeq, ack: sndUna &+ 1, flags: TcpFins.ack, what: what) }
+        // Its sequence number is past the peer's FIN when that came first (CLOSE): one at the FIN
+        // is taken for an old duplicate once the socket has acked the FIN.
+        if TcpState.sentFinAcked.contains(state) {
+            try segment(seq: inqSeq &+ (TcpState.receivedFin.contains(state) ? 1 : 0), ack: sndUna &+ 1, flags: TcpFins.ack, what: what)
+        }
         try check(s, what: what)
     }
 
@@ -49,9 +59,26 @@ struct TcpFins {
     }
 
     private func check(_ s: Int32, what: String) throws {
-        guard let now = TcpRepair.info(s)?.state, now == state else {
-            throw SystemCallError(call: "restoring the FINs of a \(TcpState.name(state)) connection: it is \(TcpState.name(TcpRepair.info(s)?.state ?? -1))", errno: EPROTO, context: what)
+        try awaitState(s, state, what: what)
+        // A closed connection whose TIME_WAIT is still in this namespace (restored on the same
+        // host within a minute of its close): the TIME_WAIT may take cryo's segments and answer
+        // with a reset, which ends the connection as reset, not closed. Told, not restored so.
+        guard state == TcpState.close else { return }
+        var err: Int32 = 0
+        var l = socklen_t(4)
+        if getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &l) == 0 && err != 0 {
+            throw SystemCallError(call: "restoring a closed connection: it was reset (\(String(cString: strerror(err)))), likely by its own TIME_WAIT still in this network namespace; restore it after that expires (60 s) or into a network namespace of its own", errno: err, context: what)
         }
+    }
+
+    /// Until the socket is in `want`, for at most a second: a segment cryo sent goes through
+    /// loopback's backlog, which a loaded machine may process after sendto has returned.
+    private func awaitState(_ s: Int32, _ want: Int32, what: String) throws {
+        for _ in 0..<1000 {
+            if TcpRepair.info(s)?.state == want { return }
+            usleep(1000)
+        }
+        throw SystemCallError(call: "restoring the FINs of a \(TcpState.name(state)) connection: it is \(TcpState.name(TcpRepair.info(s)?.state ?? -1)), not \(TcpState.name(want))", errno: EPROTO, context: what)
     }
 
     /// Our FIN in the send queue; with TCP_SEND_QUEUE selected it counts as sent.

@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -193,4 +196,25 @@ int datachk_fail(const char *what, const void *buf, size_t len, uint64_t seed) {
              (uint8_t)pattern_word(seed, bad), ((const uint8_t *)buf)[bad]);
     }
     return 1;
+}
+
+void tcp_loopback_pair(int fam, int *c, int *a) {
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    if (fam == AF_INET) {
+        struct sockaddr_in *s4 = (void *)&ss;
+        s4->sin_family = AF_INET; s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK); len = sizeof(*s4);
+    } else {
+        struct sockaddr_in6 *s6 = (void *)&ss;
+        s6->sin6_family = AF_INET6; s6->sin6_addr = in6addr_loopback; len = sizeof(*s6);
+    }
+    int l = socket(fam, SOCK_STREAM, 0);
+    if (l < 0 || bind(l, (void *)&ss, len) || listen(l, 1)) fail("listen: %m");
+    getsockname(l, (void *)&ss, &len);
+    *c = socket(fam, SOCK_STREAM, 0);
+    if (connect(*c, (void *)&ss, len)) fail("connect: %m");
+    *a = accept(l, NULL, NULL);
+    if (*a < 0) fail("accept: %m");
+    close(l);
 }

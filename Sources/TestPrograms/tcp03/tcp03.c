@@ -39,31 +39,11 @@ static void readn(int s, const char *want, const char *what) {
     if (memcmp(buf, want, n)) fail("%s: read \"%s\", not \"%s\"", what, buf, want);
 }
 
-static void pair(int fam, int *c, int *a) {
-    struct sockaddr_storage ss = {0};
-    socklen_t len;
-    if (fam == AF_INET) {
-        struct sockaddr_in *s4 = (void *)&ss;
-        s4->sin_family = AF_INET; s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK); len = sizeof(*s4);
-    } else {
-        struct sockaddr_in6 *s6 = (void *)&ss;
-        s6->sin6_family = AF_INET6; s6->sin6_addr = in6addr_loopback; len = sizeof(*s6);
-    }
-    int l = socket(fam, SOCK_STREAM, 0);
-    if (l < 0 || bind(l, (void *)&ss, len) || listen(l, 1)) fail("listen: %m");
-    getsockname(l, (void *)&ss, &len);
-    *c = socket(fam, SOCK_STREAM, 0);
-    if (connect(*c, (void *)&ss, len)) fail("connect: %m");
-    *a = accept(l, NULL, NULL);
-    if (*a < 0) fail("accept: %m");
-    close(l);
-}
-
 int main(int argc, char **argv) {
     test_init(argc, argv);
     int fams[2] = { AF_INET, AF_INET6 }, fw[2], cw[2];
     for (int i = 0; i < 2; i++) {
-        pair(fams[i], &fw[i], &cw[i]);
+        tcp_loopback_pair(fams[i], &fw[i], &cw[i]);
         if (write(fw[i], "hello", 5) != 5 || write(cw[i], "world", 5) != 5) fail("write: %m");
         if (shutdown(fw[i], SHUT_WR)) fail("shutdown: %m");
         wait_state(fw[i], TCP_FIN_WAIT2, "shut end before the dump");

@@ -21,26 +21,6 @@ static int state(int s) {
     return ti.tcpi_state;
 }
 
-static void pair(int fam, int *c, int *a) {
-    struct sockaddr_storage ss = {0};
-    socklen_t len;
-    if (fam == AF_INET) {
-        struct sockaddr_in *s4 = (void *)&ss;
-        s4->sin_family = AF_INET; s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK); len = sizeof(*s4);
-    } else {
-        struct sockaddr_in6 *s6 = (void *)&ss;
-        s6->sin6_family = AF_INET6; s6->sin6_addr = in6addr_loopback; len = sizeof(*s6);
-    }
-    int l = socket(fam, SOCK_STREAM, 0);
-    if (l < 0 || bind(l, (void *)&ss, len) || listen(l, 1)) fail("listen: %m");
-    getsockname(l, (void *)&ss, &len);
-    *c = socket(fam, SOCK_STREAM, 0);
-    if (connect(*c, (void *)&ss, len)) fail("connect: %m");
-    *a = accept(l, NULL, NULL);
-    if (*a < 0) fail("accept: %m");
-    close(l);
-}
-
 struct end { int fd; socklen_t alen; struct sockaddr_storage peer, self; const char *what, *unread; };
 
 static void record(struct end *e) {
@@ -80,7 +60,7 @@ int main(int argc, char **argv) {
     int fams[2] = { AF_INET, AF_INET6 };
     for (int i = 0; i < 2; i++) {
         int c, a;
-        pair(fams[i], &c, &a);
+        tcp_loopback_pair(fams[i], &c, &a);
         if (write(c, "unread by the acceptor", 22) != 22) fail("write: %m");
         if (shutdown(c, SHUT_WR)) fail("shutdown: %m");
         for (int k = 0; k < 500 && state(a) != TCP_CLOSE_WAIT; k++) usleep(2000);

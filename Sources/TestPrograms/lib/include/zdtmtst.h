@@ -38,5 +38,7 @@ long datachk(const void *buf, size_t len, uint64_t seed);
 uint64_t pattern_word(uint64_t seed, uint64_t index);
 // datachk, and on a mismatch fail("WHAT: data differs at +OFF: expected X, got Y"). Returns 1 if bad.
 int datachk_fail(const char *what, const void *buf, size_t len, uint64_t seed);
+// Both ends of a TCP connection over loopback (AF_INET or AF_INET6): *c connected, *a accepted.
+void tcp_loopback_pair(int family, int *c, int *a);
 
 #endif
