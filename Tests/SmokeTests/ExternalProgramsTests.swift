@@ -23,6 +23,12 @@ final class ExternalProgramsTests: XCTestCase {
         XCTAssertNil(ns.plan(flavour: "ns", arch: "x86_64", root: true).skip)
         XCTAssertNotNil(try ZdtmDesc.parse("{'arch': 'aarch64'}", path: "a").plan(flavour: "h", arch: "x86_64", root: true).skip)
         XCTAssertNotNil(try ZdtmDesc.parse("{'flags': 'noauto'}", path: "a").plan(flavour: "h", arch: "x86_64", root: true).skip)
+        // cow00's: its pages are shared copy-on-write, which a lazy restore cannot keep.
+        let nolazy = try ZdtmDesc.parse("{'flavor': 'ns h', 'flags': 'suid nolazy'}", path: "cow00.desc")
+        XCTAssertEqual(nolazy.plan(flavour: "h", mode: "lazy", arch: "x86_64", root: true).skip, ".desc: nolazy, never run in mode lazy")
+        XCTAssertNotNil(nolazy.plan(flavour: "h", mode: "remote-lazy", arch: "x86_64", root: true).skip)
+        XCTAssertNil(nolazy.plan(flavour: "h", mode: "plain", arch: "x86_64", root: true).skip)
+        XCTAssertNil(try ZdtmDesc.parse("{'flags': 'noremotelazy'}", path: "a").plan(flavour: "h", mode: "lazy", arch: "x86_64", root: true).skip)
         XCTAssertNotNil(try ZdtmDesc.parse("{'flags': 'suid'}", path: "a").plan(flavour: "h", arch: "x86_64", root: false).skip)
         XCTAssertTrue(try ZdtmDesc.parse("{'flags': 'crfail'}", path: "a").plan(flavour: "h", arch: "x86_64", root: true).crfail)
         XCTAssertNil(try ZdtmDesc.parse("{'opts': '--ext-unix-sk'}", path: "a").plan(flavour: "h", arch: "x86_64", root: true).skip)

@@ -95,7 +95,9 @@ public struct ZdtmDesc: Equatable, Sendable {
     /// CRIU's options cryo takes with the same meaning: given to its dump and restore.
     public static let passedOpts: Set<String> = ["--file-locks", "--manage-cgroups", "--ext-unix-sk"]
     /// CRIU options zdtm.py itself adds for the flavour; harmless here.
-    public static let ignoredFlags: Set<String> = ["reqrst", "nouser", "samens", "nolazy", "nopage", "noremotelazy"]
+    public static let ignoredFlags: Set<String> = ["reqrst", "nouser", "samens"]
+    /// Flags that keep a program out of modes, as zdtm.py reads them.
+    public static let modeFlags: [String: Set<String>] = ["nolazy": ["lazy", "remote-lazy"], "noremotelazy": ["remote-lazy"], "nopage": ["page-server"]]
 
     /// How zdtm runs the program in the host flavour on x86_64: skipped (with the reason), or
     /// run, with `exclusive` and an expected failure for crfail.
@@ -107,7 +109,7 @@ public struct ZdtmDesc: Equatable, Sendable {
         public var timeout: Double?
     }
 
-    public func plan(flavour: String, arch machine: String, root: Bool) -> Plan {
+    public func plan(flavour: String, mode: String? = nil, arch machine: String, root: Bool) -> Plan {
         var p = Plan()
         if !flavours.isEmpty && !flavours.contains(flavour) {
             p.skip = ".desc: flavor '\(flavours.joined(separator: " "))' only, never run in flavour \(flavour)"
@@ -117,6 +119,10 @@ public struct ZdtmDesc: Equatable, Sendable {
         let f = flags
         if f.contains("noauto") { p.skip = ".desc: noauto (CRIU runs it only when named with its own setup)"; return p }
         if f.contains("suid") && !root { p.skip = ".desc: suid, needs root"; return p }
+        if let mode, let flag = ZdtmDesc.modeFlags.keys.sorted().first(where: { f.contains($0) && ZdtmDesc.modeFlags[$0]!.contains(mode) }) {
+            p.skip = ".desc: \(flag), never run in mode \(mode)"
+            return p
+        }
         p.exclusive = f.contains("excl")
         p.crfail = f.contains("crfail")
         p.timeout = timeout

@@ -74,7 +74,7 @@ public struct Selection: Sendable {
                 for m in md {
                     var spec = CaseSpec(workload: w, flavour: f, mode: m, iterations: iterations)
                     if let desc = w.desc {
-                        let plan = desc.plan(flavour: f.name, arch: ExternalPrograms.machine, root: getuid() == 0)
+                        let plan = desc.plan(flavour: f.name, mode: m.name, arch: ExternalPrograms.machine, root: getuid() == 0)
                         if let why = plan.skip {
                             skipped.append(CaseResult(spec: spec, outcome: .skip, reason: why, seconds: 0))
                             continue
