@@ -8,6 +8,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -217,4 +218,11 @@ void tcp_loopback_pair(int fam, int *c, int *a) {
     *a = accept(l, NULL, NULL);
     if (*a < 0) fail("accept: %m");
     close(l);
+}
+
+int tcp_state(int s) {
+    struct tcp_info ti;
+    socklen_t l = sizeof(ti);
+    if (getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &l)) return -1;
+    return ti.tcpi_state;
 }

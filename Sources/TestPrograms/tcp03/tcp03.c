@@ -14,16 +14,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int state(int s) {
-    struct tcp_info ti;
-    socklen_t l = sizeof(ti);
-    if (getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &l)) return -1;
-    return ti.tcpi_state;
-}
-
 static void wait_state(int s, int want, const char *what) {
-    for (int i = 0; i < 500 && state(s) != want; i++) usleep(2000);
-    if (state(s) != want) fail("%s: TCP state %d, not %d", what, state(s), want);
+    for (int i = 0; i < 500 && tcp_state(s) != want; i++) usleep(2000);
+    if (tcp_state(s) != want) fail("%s: TCP state %d, not %d", what, tcp_state(s), want);
 }
 
 static void readn(int s, const char *want, const char *what) {
@@ -55,8 +48,8 @@ int main(int argc, char **argv) {
 
     for (int i = 0; i < 2; i++) {
         const char *v = i ? "IPv6" : "IPv4";
-        if (state(fw[i]) != TCP_FIN_WAIT2) fail("%s: shut end is in state %d, not FIN_WAIT2", v, state(fw[i]));
-        if (state(cw[i]) != TCP_CLOSE_WAIT) fail("%s: other end is in state %d, not CLOSE_WAIT", v, state(cw[i]));
+        if (tcp_state(fw[i]) != TCP_FIN_WAIT2) fail("%s: shut end is in state %d, not FIN_WAIT2", v, tcp_state(fw[i]));
+        if (tcp_state(cw[i]) != TCP_CLOSE_WAIT) fail("%s: other end is in state %d, not CLOSE_WAIT", v, tcp_state(cw[i]));
         readn(cw[i], "hello", "CLOSE_WAIT end");
         char c;
         if (read(cw[i], &c, 1) != 0) fail("%s: CLOSE_WAIT end sees no EOF after the data", v);

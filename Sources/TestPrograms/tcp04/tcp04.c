@@ -14,13 +14,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int state(int s) {
-    struct tcp_info ti;
-    socklen_t l = sizeof(ti);
-    if (getsockopt(s, IPPROTO_TCP, TCP_INFO, &ti, &l)) return -1;
-    return ti.tcpi_state;
-}
-
 struct end { int fd; socklen_t alen; struct sockaddr_storage peer, self; const char *what, *unread; };
 
 static void record(struct end *e) {
@@ -35,7 +28,7 @@ static void record(struct end *e) {
 }
 
 static void check(struct end *e) {
-    if (state(e->fd) != TCP_CLOSE) fail("%s: TCP state %d, not CLOSE", e->what, state(e->fd));
+    if (tcp_state(e->fd) != TCP_CLOSE) fail("%s: TCP state %d, not CLOSE", e->what, tcp_state(e->fd));
     struct sockaddr_storage a; socklen_t l = e->alen;
     if (getsockopt(e->fd, SOL_SOCKET, SO_PEERNAME, &a, &l)) fail("%s: SO_PEERNAME after restore: %m", e->what);
     else if (memcmp(&a, &e->peer, e->alen)) fail("%s: the peer's address changed", e->what);
@@ -63,14 +56,14 @@ int main(int argc, char **argv) {
         tcp_loopback_pair(fams[i], &c, &a);
         if (write(c, "unread by the acceptor", 22) != 22) fail("write: %m");
         if (shutdown(c, SHUT_WR)) fail("shutdown: %m");
-        for (int k = 0; k < 500 && state(a) != TCP_CLOSE_WAIT; k++) usleep(2000);
+        for (int k = 0; k < 500 && tcp_state(a) != TCP_CLOSE_WAIT; k++) usleep(2000);
         if (shutdown(a, SHUT_WR)) fail("shutdown: %m");
-        for (int k = 0; k < 500 && (state(a) != TCP_CLOSE || state(c) != TCP_CLOSE); k++) usleep(2000);
+        for (int k = 0; k < 500 && (tcp_state(a) != TCP_CLOSE || tcp_state(c) != TCP_CLOSE); k++) usleep(2000);
         ends[2 * i] = (struct end){ .fd = c, .what = i ? "IPv6 connecting end" : "IPv4 connecting end", .unread = "" };
         ends[2 * i + 1] = (struct end){ .fd = a, .what = i ? "IPv6 accepted end" : "IPv4 accepted end", .unread = "unread by the acceptor" };
     }
     for (int i = 0; i < 4; i++) {
-        if (state(ends[i].fd) != TCP_CLOSE) fail("%s: TCP state %d before the dump, not CLOSE", ends[i].what, state(ends[i].fd));
+        if (tcp_state(ends[i].fd) != TCP_CLOSE) fail("%s: TCP state %d before the dump, not CLOSE", ends[i].what, tcp_state(ends[i].fd));
         record(&ends[i]);
     }
     test_daemon();

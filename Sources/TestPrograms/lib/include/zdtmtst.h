@@ -40,5 +40,7 @@ uint64_t pattern_word(uint64_t seed, uint64_t index);
 int datachk_fail(const char *what, const void *buf, size_t len, uint64_t seed);
 // Both ends of a TCP connection over loopback (AF_INET or AF_INET6): *c connected, *a accepted.
 void tcp_loopback_pair(int family, int *c, int *a);
+// A TCP socket's state (TCP_INFO's tcpi_state), or -1.
+int tcp_state(int s);
 
 #endif
