@@ -47,7 +47,9 @@ extension RestoreErrorsTests {
                 os.setsid()
                 if os.fork() == 0:
                     os.setpgid(0, 0)
-                    while os.getppid() in (a, root): time.sleep(0.1)
+                    # Its parent, then (once that exits) root, the subreaper; gone when root is.
+                    first = os.getppid()
+                    while os.getppid() in (first, root): time.sleep(0.1)
                     os._exit(0)
                 os._exit(0)
             os.waitpid(a, 0)
