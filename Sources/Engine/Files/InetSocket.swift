@@ -21,14 +21,19 @@ enum InetSocket: FdKind {
     static func address(_ s: Int32, peer: Bool, closed: Bool = false) -> (family: Int32, addr: [UInt32], port: UInt16)? {
         var ss = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        var rc = withUnsafeMutablePointer(to: &ss) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { peer ? getpeername(s, $0, &len) : getsockname(s, $0, &len) }
+        func call(_ f: (UnsafeMutablePointer<sockaddr>) -> Int32) -> Int32 {
+            withUnsafeMutablePointer(to: &ss) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1, f) }
         }
-        // SO_PEERNAME wants a length no longer than the address: IPv6's, else IPv4's.
-        for l in [28, 16] where closed {
-            len = socklen_t(l)
-            rc = withUnsafeMutablePointer(to: &ss) { p in p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockopt(s, SOL_SOCKET, 28 /* SO_PEERNAME */, $0, &len) } }
-            if rc == 0 || errno != EINVAL { break }
+        var rc: Int32 = -1
+        if closed {
+            // SO_PEERNAME wants a length no longer than the address: IPv6's, else IPv4's.
+            for l in [28, 16] {
+                len = socklen_t(l)
+                rc = call { getsockopt(s, SOL_SOCKET, 28 /* SO_PEERNAME */, $0, &len) }
+                if rc == 0 || errno != EINVAL { break }
+            }
+        } else {
+            rc = call { peer ? getpeername(s, $0, &len) : getsockname(s, $0, &len) }
         }
         guard rc == 0 else { return nil }
         return withUnsafeBytes(of: &ss) { b -> (Int32, [UInt32], UInt16)? in

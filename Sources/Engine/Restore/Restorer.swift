@@ -481,16 +481,8 @@ public struct Restorer {
                 try restoreCreds(t, core.threadCore.creds, seccomp: seccomp[t.vpid] ?? .none, noNewPrivs: noNewPrivs(p, tid: t.vpid))
                 // A change of uid (into a user namespace's range) resets it: set again as dumped.
                 if p.mm.hasDumpable { try t.remote.syscall(.prctl, 4 /* PR_SET_DUMPABLE */, UInt64(max(0, p.mm.dumpable))) }
-                // So is the parent-death signal (commit_creds clears it on a change of ids, as
-                // in a user namespace): set again, and checked.
-                if core.threadCore.pdeathSig != 0 {
-                    let sig = UInt64(core.threadCore.pdeathSig)
-                    try t.remote.syscall(.prctl, 1 /* PR_SET_PDEATHSIG */, sig)
-                    let at = try t.put([UInt8](repeating: 0, count: 4))
-                    try t.remote.syscall(.prctl, 2 /* PR_GET_PDEATHSIG */, at)
-                    let got = try t.remote.readMemory(at: at, count: 4).u32(at: 0)
-                    guard UInt64(got) == sig else { throw RestoreError.unsupported("tid \(t.pid): parent-death signal came back as \(got), not \(sig)") }
-                }
+                // So would the parent-death signal be: set only now, after the creds.
+                if core.threadCore.pdeathSig != 0 { try restorePdeathSig(t, core.threadCore.pdeathSig) }
                 try queuePrivate(t, core: core)
                 try restoreXState(t, core.threadInfo.fpregs)
                 try t.remote.finish(registers: restartedRegisters(core.threadInfo.gpregs), sigmask: blockedMask(p, t))
@@ -738,13 +730,12 @@ public struct Restorer {
         return out
     }
 
-    /// What each thread has of its own: name, parent-death signal, robust list, clear-tid
-    /// address, alternate signal stack, rseq.
+    /// What each thread has of its own: name, robust list, clear-tid address, alternate
+    /// signal stack, rseq (its parent-death signal comes after its creds, in finishAll).
     func restoreThread(_ t: RestoreTarget, core: Img_CoreEntry, comm: String) throws {
         let r = t.remote
         let th = core.threadCore
         try r.syscall(.prctl, 15 /* PR_SET_NAME */, try t.put(string: th.hasComm ? th.comm : comm))
-        if th.pdeathSig != 0 { try r.syscall(.prctl, 1, UInt64(th.pdeathSig)) }
         try restoreTimerSlacks(t, th)
         // Always, when dumped: a thread forked from a restored parent has the parent's.
         if th.hasMempolicyMode { try NumaPolicy.set(t, mode: th.mempolicyMode, nodes: th.mempolicyNodes, range: nil) }

@@ -30,6 +30,16 @@ extension Restorer {
         guard got == UInt64(flags) else { throw RestoreError.unsupported("pid \(t.pid): memory-deny-write-execute came back as \(got), not \(flags)") }
     }
 
+    /// After the thread's creds: commit_creds clears it on any change of ids (as into a
+    /// user namespace's range).
+    func restorePdeathSig(_ t: RestoreTarget, _ sig: UInt32) throws {
+        try t.remote.syscall(.prctl, 1 /* PR_SET_PDEATHSIG */, UInt64(sig))
+        let at = try t.put([UInt8](repeating: 0, count: 4))
+        try t.remote.syscall(.prctl, 2 /* PR_GET_PDEATHSIG */, at)
+        let got = try t.remote.readMemory(at: at, count: 4).u32(at: 0)
+        guard got == sig else { throw RestoreError.unsupported("tid \(t.pid): parent-death signal came back as \(got), not \(sig)") }
+    }
+
     func restoreTimerSlack(_ t: RestoreTarget, _ ns: UInt64) throws {
         try t.remote.syscall(.prctl, Scheduling.prSetTimerslack, ns)
         let got = try t.remote.syscall(.prctl, Scheduling.prGetTimerslack)

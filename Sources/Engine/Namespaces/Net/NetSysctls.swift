@@ -81,16 +81,12 @@ enum NetSysctls {
         guard entries.isEmpty || entries.count == names.count else {
             throw RestoreError.unsupported("net/\(dir): \(entries.count) sysctl entries, cryo knows \(names.count)")
         }
-        let pairs = zip(names, entries).filter { $0.0 != "accept_redirects" } + zip(names, entries).filter { $0.0 == "accept_redirects" }
-        for (name, e) in pairs where !skip.contains(name) {
-            guard let want = value(e) else { continue }
-            let rel = dir + "/" + name
-            if let have = read(rel), normalized(have) == normalized(want) { continue }
+        let all = wanted(names, dir: dir, entries, skip: skip)
+        for (rel, want) in all.filter({ !$0.rel.hasSuffix("/accept_redirects") }) + all.filter({ $0.rel.hasSuffix("/accept_redirects") }) {
+            if holds(rel, want).ok { continue }
             try write(rel, want)
-            let now = read(rel).map(normalized)
-            guard now == normalized(want) else {
-                throw RestoreError.unsupported("net/\(rel) = \(want) (the new namespace holds \(now ?? "nothing") after writing it)")
-            }
+            let (ok, now) = holds(rel, want)
+            guard ok else { throw RestoreError.unsupported("net/\(rel) = \(want) (the new namespace holds \(now ?? "nothing") after writing it)") }
         }
     }
 
@@ -100,14 +96,22 @@ enum NetSysctls {
     /// write can still be changed by a later one; this catches any the order did not foresee.
     static func verify(_ names: [String], dir: String, _ entries: [Img_SysctlEntry], skip: Set<String> = []) throws {
         guard entries.count == names.count else { return }
-        for (name, e) in zip(names, entries) where !skip.contains(name) {
-            guard let want = value(e) else { continue }
-            let rel = dir + "/" + name
-            let now = read(rel).map(normalized)
-            guard now == normalized(want) else {
-                throw RestoreError.unsupported("net/\(rel) = \(want) was changed to \(now ?? "nothing") by a later sysctl of the restore")
-            }
+        for (rel, want) in wanted(names, dir: dir, entries, skip: skip) {
+            let (ok, now) = holds(rel, want)
+            guard ok else { throw RestoreError.unsupported("net/\(rel) = \(want) was changed to \(now ?? "nothing") by a later sysctl of the restore") }
         }
+    }
+
+    /// The image's values by path ("ipv4/conf/all/forwarding"), in list order, without the
+    /// skipped names and the ones the kernel had no value for.
+    private static func wanted(_ names: [String], dir: String, _ entries: [Img_SysctlEntry], skip: Set<String>) -> [(rel: String, want: String)] {
+        zip(names, entries).compactMap { name, e in skip.contains(name) ? nil : value(e).map { (dir + "/" + name, $0) } }
+    }
+
+    /// Whether `rel` reads `want` now, and what it reads (normalized).
+    private static func holds(_ rel: String, _ want: String) -> (ok: Bool, now: String?) {
+        let now = read(rel).map(normalized)
+        return (now == normalized(want), now)
     }
 
     /// Values compared without the difference between tabs and spaces (ranges print a tab).
